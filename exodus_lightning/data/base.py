@@ -1,0 +1,99 @@
+"""Base LightningDataModule: loader settings, seeded splits, and the attributes a model links to."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from exodus_lightning.data.collate import pad_time_collate
+
+
+def split_indices(
+    num_samples: int, val_fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Seeded random split of range(num_samples) into (train, val) index lists.
+
+    n_val = round(val_fraction * num_samples), at least 1 and at most num_samples - 1; the same
+    (num_samples, val_fraction, seed) always gives the same split, whatever the global RNG state.
+    """
+    if num_samples < 2:
+        raise ValueError(
+            f"cannot split {num_samples} sample(s) into train and validation; need at least 2"
+        )
+    check_val_fraction(val_fraction)
+    num_val = min(max(round(val_fraction * num_samples), 1), num_samples - 1)
+    order = torch.randperm(num_samples, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(order[num_val:]), sorted(order[:num_val])
+
+
+def check_val_fraction(val_fraction: float) -> None:
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(
+            f"val_fraction={val_fraction} must lie strictly between 0 and 1 (e.g. 0.1)"
+        )
+
+
+class SpikeDataModule(L.LightningDataModule):
+    """Serves (inputs, targets) batches: inputs float32 (batch, time, *input_shape), targets int64.
+
+    Subclasses set `num_classes`, `input_shape` and `num_time_steps` in __init__ (so a CLI can
+    link them to model arguments before setup) and fill `train_dataset`, `val_dataset` and
+    `test_dataset` in setup().
+    """
+
+    num_classes: int
+    input_shape: tuple[int, ...]
+    num_time_steps: int
+
+    def __init__(
+        self,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
+    ) -> None:
+        super().__init__()
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be a positive integer")
+        if int(num_workers) != num_workers or num_workers < 0:
+            raise ValueError(f"num_workers={num_workers} must be 0 (load in the main process) or more")
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        # Pinning only helps host-to-GPU copies and warns on machines without a GPU.
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        # Workers can only persist if there are any.
+        self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        self.train_dataset: Dataset | None = None
+        self.val_dataset: Dataset | None = None
+        self.test_dataset: Dataset | None = None
+
+    def _loader(self, dataset: Dataset | None, name: str, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(
+                f"the {name} dataset is not set up; call setup('fit') (or 'test' for the test "
+                "set) first, as Lightning's Trainer does"
+            )
+        # A seeded generator makes the shuffling order reproducible run to run.
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=pad_time_collate,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            generator=generator,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, "train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, "validation", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, "test", shuffle=False)

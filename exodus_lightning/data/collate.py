@@ -1,0 +1,33 @@
+"""Collation of `(frames, target)` samples into `(inputs, targets)` batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def pad_time_collate(samples: Sequence[tuple[Any, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack samples of shape (T_i, *features) into inputs (batch, max_i T_i, *features).
+
+    Shorter samples are padded with zeros at the end of time, i.e. they receive no input spikes
+    after their last bin; inputs are float32 and targets int64 of shape (batch,).
+    """
+    if len(samples) == 0:
+        raise ValueError("pad_time_collate got an empty batch; check the dataset is not empty")
+    frames = [torch.as_tensor(np.asarray(frame), dtype=torch.float32) for frame, _ in samples]
+    feature_shape = frames[0].shape[1:]
+    for frame in frames:
+        if frame.ndim < 1 or frame.shape[1:] != feature_shape:
+            raise ValueError(
+                "pad_time_collate needs samples shaped (time, *features) with equal features; "
+                f"got {tuple(frame.shape)} next to {(None, *feature_shape)}"
+            )
+    max_time = max(frame.shape[0] for frame in frames)
+    inputs = torch.zeros((len(frames), max_time, *feature_shape), dtype=torch.float32)
+    for row, frame in enumerate(frames):
+        inputs[row, : frame.shape[0]] = frame
+    targets = torch.as_tensor(np.asarray([int(target) for _, target in samples]), dtype=torch.long)
+    return inputs, targets

@@ -1,0 +1,129 @@
+"""Base DataModule for recorded datasets read through tonic (NMNIST, DVS Gesture, SHD, SSC).
+
+Per sample: tonic parses the file -> preprocessing (deterministic) -> augmentation (random,
+train only) -> binning into T fixed-width bins. With `cache_dir`, everything up to the first
+random step is cached on disk; the rest runs on every access.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+
+from torch.utils.data import Dataset, Subset
+
+from exodus_lightning.data.base import SpikeDataModule, check_val_fraction, split_indices
+from exodus_lightning.data.cache import cache_folder, disk_cached
+from exodus_lightning.data.tonic_loading import CheckedSamples
+from exodus_lightning.data.transforms import MICROSECONDS_PER_MS, Pipeline
+
+
+def bin_width_us(num_time_steps: int, bin_width_ms: float, duration_ms: float | None) -> float:
+    """Bin width w in microseconds: bin_width_ms, or duration_ms / num_time_steps if given.
+
+    Either way every sample covers the same duration T * w, so every sample has T steps.
+    """
+    if int(num_time_steps) != num_time_steps or num_time_steps < 1:
+        raise ValueError(f"num_time_steps={num_time_steps} must be a positive integer")
+    if duration_ms is not None:
+        if not duration_ms > 0:
+            raise ValueError(f"duration_ms={duration_ms} must be positive (or None)")
+        return duration_ms * MICROSECONDS_PER_MS / num_time_steps
+    if not bin_width_ms > 0:
+        raise ValueError(f"bin_width_ms={bin_width_ms} must be positive")
+    return bin_width_ms * MICROSECONDS_PER_MS
+
+
+class EventDataModule(SpikeDataModule):
+    """Seeded train/val split, optional disk cache and lazy per-sample reading of a tonic dataset.
+
+    Subclasses define `dataset_name`, `official_splits`, `to_frames` (the binning transform),
+    `open_split`, and optionally `preprocessing` and `augmentation`.
+    """
+
+    dataset_name: str
+    official_splits: tuple[str, ...] = ("train", "test")
+    to_frames: Callable
+
+    def __init__(
+        self,
+        data_dir: str | Path = "data",
+        batch_size: int = 32,
+        num_workers: int = 0,
+        download: bool = True,
+        seed: int = 0,
+        cache_dir: str | Path | None = None,
+        val_fraction: float | None = 0.1,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
+    ) -> None:
+        super().__init__(batch_size, num_workers, seed, pin_memory, persistent_workers)
+        if val_fraction is None:
+            if "valid" not in self.official_splits:
+                raise ValueError(
+                    f"{self.dataset_name} has no official validation split: set val_fraction "
+                    "to a number between 0 and 1 (e.g. 0.1)"
+                )
+        else:
+            check_val_fraction(val_fraction)
+        self.data_dir = Path(data_dir).expanduser()
+        self.download = bool(download)
+        self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
+        self.val_fraction = val_fraction
+        self._opened: dict[str, CheckedSamples] = {}
+
+    def open_split(self, split: str) -> CheckedSamples:
+        """The official `split` as lazily read samples without transforms (one tonic dataset)."""
+        raise NotImplementedError
+
+    def preprocessing(self) -> list[Callable]:
+        """Deterministic event -> event transforms applied to every split (e.g. denoising)."""
+        return []
+
+    def augmentation(self) -> list[Callable]:
+        """Random event -> event transforms applied to training samples only."""
+        return []
+
+    def check_split(self, split: str) -> None:
+        if split not in self.official_splits:
+            raise ValueError(
+                f"unknown split {split!r} for {self.dataset_name}; choose from "
+                f"{list(self.official_splits)}"
+            )
+
+    def make_dataset(self, split: str, augment: bool = False) -> Dataset:
+        """All samples of an official split as (frames (T, *input_shape), label) pairs."""
+        self.check_split(split)
+        if split not in self._opened:
+            self._opened[split] = self.open_split(split)
+        samples = copy.copy(self._opened[split])
+        random_steps = self.augmentation() if augment else []
+        if random_steps:
+            cacheable, after_cache = self.preprocessing(), [*random_steps, self.to_frames]
+        else:
+            cacheable, after_cache = [*self.preprocessing(), self.to_frames], []
+        if self.cache_dir is None:
+            samples.transform = Pipeline(cacheable + after_cache)
+            return samples
+        samples.transform = Pipeline(cacheable)
+        folder = cache_folder(
+            self.cache_dir, self.dataset_name, split, self.data_dir, len(samples), cacheable
+        )
+        return disk_cached(samples, folder, Pipeline(after_cache) if after_cache else None)
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit", "validate"):
+            if self.val_fraction is None:
+                self.train_dataset = self.make_dataset("train", augment=True)
+                self.val_dataset = self.make_dataset("valid")
+            else:
+                augmented = self.make_dataset("train", augment=True)
+                plain = self.make_dataset("train")
+                train_indices, val_indices = split_indices(
+                    len(plain), self.val_fraction, self.seed
+                )
+                self.train_dataset = Subset(augmented, train_indices)
+                self.val_dataset = Subset(plain, val_indices)
+        if stage in (None, "test"):
+            self.test_dataset = self.make_dataset("test")

@@ -1,0 +1,205 @@
+"""Picklable event transforms: fixed-length binning, and augmentations chosen by name.
+
+All transforms here are classes (no lambdas), so DataLoader workers started with `spawn`
+(and Lightning's `ddp_spawn`) can pickle them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import tonic.transforms as tonic_transforms
+
+MICROSECONDS_PER_MS = 1000.0
+
+
+class Pipeline:
+    """Apply transforms in order: x -> t_n(...t_1(x)).
+
+    Unlike tonic's Compose this never stops early on an empty recording, so a sample without
+    events still becomes an all-zero frame tensor of the usual shape.
+    """
+
+    def __init__(self, transforms: Sequence[Callable]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, sample):
+        for transform in self.transforms:
+            sample = transform(sample)
+        return sample
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.transforms!r})"
+
+
+def _time_bin_of_events(
+    times_us: np.ndarray, num_time_steps: int, bin_width_us: float, relative_to_first_event: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Time bin of each event, bin = floor((t - t0) / width), and a mask of bins in [0, T)."""
+    times = times_us.astype(np.float64)
+    start = times.min() if (relative_to_first_event and len(times)) else 0.0
+    bins = np.floor((times - start) / bin_width_us)
+    inside = (bins >= 0) & (bins < num_time_steps)
+    return bins.astype(np.int64), inside
+
+
+class EventsToFrames:
+    """Count camera events (x, y, t, p) in T fixed-width time bins on a downsampled pixel grid.
+
+    frames[b, p, y', x'] = #{events e : floor((t_e - t0) / w) = b, p_e = p,
+                             floor(y_e * H' / H) = y', floor(x_e * W' / W) = x'}
+    shape (T, P, H', W'), float32; t0 = 0, or the first event's time if `relative_to_first_event`.
+    Events at or after t0 + T * w are dropped, so every sample has exactly T steps.
+    """
+
+    def __init__(
+        self,
+        sensor_size: tuple[int, int, int],
+        frame_size: tuple[int, int],
+        num_time_steps: int,
+        bin_width_us: float,
+        relative_to_first_event: bool = False,
+    ) -> None:
+        width, height, _ = sensor_size
+        out_width, out_height = frame_size
+        if not (0 < out_width <= width and 0 < out_height <= height):
+            raise ValueError(
+                f"frame_size={frame_size} must be positive and at most the sensor's "
+                f"(width, height)=({width}, {height})"
+            )
+        _check_binning(num_time_steps, bin_width_us)
+        self.sensor_size = tuple(sensor_size)
+        self.frame_size = (out_width, out_height)
+        self.num_time_steps = num_time_steps
+        self.bin_width_us = float(bin_width_us)
+        self.relative_to_first_event = relative_to_first_event
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        """Features of one time step, (P, H', W')."""
+        return (self.sensor_size[2], self.frame_size[1], self.frame_size[0])
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        polarities, out_height, out_width = self.output_shape
+        width, height, _ = self.sensor_size
+        bins, inside = _time_bin_of_events(
+            events["t"], self.num_time_steps, self.bin_width_us, self.relative_to_first_event
+        )
+        x = events["x"].astype(np.int64) * out_width // width
+        y = events["y"].astype(np.int64) * out_height // height
+        # Polarity may be bool, {0, 1} or {-1, 1}; map "on" to channel 1, anything else to 0.
+        p = (events["p"].astype(np.int64) > 0).astype(np.int64) if polarities > 1 else 0 * x
+        inside &= (x >= 0) & (x < out_width) & (y >= 0) & (y < out_height)
+        flat = ((bins * polarities + p) * out_height + y) * out_width + x
+        size = self.num_time_steps * polarities * out_height * out_width
+        counts = np.bincount(flat[inside], minlength=size)
+        return counts.reshape(self.num_time_steps, *self.output_shape).astype(np.float32)
+
+    def __repr__(self) -> str:
+        return (
+            f"EventsToFrames(sensor_size={self.sensor_size}, frame_size={self.frame_size}, "
+            f"num_time_steps={self.num_time_steps}, bin_width_us={self.bin_width_us}, "
+            f"relative_to_first_event={self.relative_to_first_event})"
+        )
+
+
+class SpikesToChannels:
+    """Count audio spikes (t, x) in T fixed-width time bins on fewer, merged channels.
+
+    frames[b, c] = #{spikes s : floor((t_s - t0) / w) = b, floor(x_s * C / C_in) = c}
+    shape (T, C), float32; with C_in = 700 and C = 100 each output channel merges 7 neighbours.
+    """
+
+    def __init__(
+        self,
+        num_input_channels: int,
+        num_channels: int,
+        num_time_steps: int,
+        bin_width_us: float,
+        relative_to_first_event: bool = False,
+    ) -> None:
+        if not 0 < num_channels <= num_input_channels:
+            raise ValueError(
+                f"num_channels={num_channels} must be between 1 and the dataset's "
+                f"{num_input_channels} channels"
+            )
+        _check_binning(num_time_steps, bin_width_us)
+        self.num_input_channels = num_input_channels
+        self.num_channels = num_channels
+        self.num_time_steps = num_time_steps
+        self.bin_width_us = float(bin_width_us)
+        self.relative_to_first_event = relative_to_first_event
+
+    @property
+    def output_shape(self) -> tuple[int]:
+        """Features of one time step, (C,)."""
+        return (self.num_channels,)
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        bins, inside = _time_bin_of_events(
+            events["t"], self.num_time_steps, self.bin_width_us, self.relative_to_first_event
+        )
+        channel = events["x"].astype(np.int64) * self.num_channels // self.num_input_channels
+        inside &= (channel >= 0) & (channel < self.num_channels)
+        flat = bins * self.num_channels + channel
+        counts = np.bincount(flat[inside], minlength=self.num_time_steps * self.num_channels)
+        return counts.reshape(self.num_time_steps, self.num_channels).astype(np.float32)
+
+    def __repr__(self) -> str:
+        return (
+            f"SpikesToChannels(num_input_channels={self.num_input_channels}, "
+            f"num_channels={self.num_channels}, num_time_steps={self.num_time_steps}, "
+            f"bin_width_us={self.bin_width_us}, "
+            f"relative_to_first_event={self.relative_to_first_event})"
+        )
+
+
+def _check_binning(num_time_steps: int, bin_width_us: float) -> None:
+    if int(num_time_steps) != num_time_steps or num_time_steps < 1:
+        raise ValueError(f"num_time_steps={num_time_steps} must be a positive integer")
+    if not bin_width_us > 0:
+        raise ValueError(f"the bin width must be positive; got {bin_width_us} microseconds")
+
+
+# Strengths are fixed on purpose (mild, label-preserving); a user wanting other values composes
+# tonic transforms directly. Times are in microseconds, positions in sensor pixels/channels.
+CAMERA_AUGMENTATIONS = ("drop_event", "time_jitter", "spatial_jitter", "flip_polarity")
+AUDIO_AUGMENTATIONS = ("drop_event", "time_jitter")
+
+
+def check_augmentation_names(names: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
+    """Validate augmentation names now, so a typo fails at construction and not in a worker."""
+    if isinstance(names, str):
+        raise TypeError(f"augmentations must be a list of names such as ['{names}'], not a string")
+    unknown = [name for name in names if name not in allowed]
+    if unknown:
+        raise ValueError(f"unknown augmentations {unknown}; choose from {list(allowed)}")
+    return tuple(names)
+
+
+def camera_augmentations(
+    names: Sequence[str], sensor_size: tuple[int, int, int]
+) -> list[Callable]:
+    """tonic transforms for event-camera recordings, in the order given by `names`.
+
+    Left-right flips are not offered: they swap left- and right-hand gestures and mirror digits.
+    """
+    transforms: dict[str, Callable] = {
+        "drop_event": tonic_transforms.DropEvent(p=0.1),
+        "time_jitter": tonic_transforms.TimeJitter(std=1000.0, clip_negative=True),
+        "spatial_jitter": tonic_transforms.SpatialJitter(
+            sensor_size=sensor_size, var_x=1.0, var_y=1.0, clip_outliers=True
+        ),
+        "flip_polarity": tonic_transforms.RandomFlipPolarity(p=0.5),
+    }
+    return [transforms[name] for name in check_augmentation_names(names, CAMERA_AUGMENTATIONS)]
+
+
+def audio_augmentations(names: Sequence[str]) -> list[Callable]:
+    """tonic transforms for cochlea spike trains (SHD/SSC), in the order given by `names`."""
+    transforms: dict[str, Callable] = {
+        "drop_event": tonic_transforms.DropEvent(p=0.1),
+        "time_jitter": tonic_transforms.TimeJitter(std=1000.0, clip_negative=True),
+    }
+    return [transforms[name] for name in check_augmentation_names(names, AUDIO_AUGMENTATIONS)]

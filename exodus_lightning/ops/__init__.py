@@ -1,0 +1,22 @@
+"""EXODUS custom ops: functional LIF and leaky integration with fused kernels and exact gradients.
+
+Lowest Python layer of exodus_lightning: imports nothing from nn/models/data.
+"""
+
+from . import surrogate
+from ._extension import ExtensionBuildError, is_available
+from ._extension import load as load_extension
+from .leaky import leaky_integrate
+from .lif import lif
+from .reference import leaky_integrate_reference, lif_reference
+
+__all__ = [
+    "ExtensionBuildError",
+    "is_available",
+    "leaky_integrate",
+    "leaky_integrate_reference",
+    "lif",
+    "lif_reference",
+    "load_extension",
+    "surrogate",
+]

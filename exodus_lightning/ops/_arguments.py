@@ -1,0 +1,133 @@
+"""Validation and normalisation of the functional API's arguments (errors name the argument)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import _extension
+
+BACKENDS = ("auto", "extension", "reference")
+_warned_fallback: set[str] = set()
+
+
+def _checking() -> bool:
+    """Value checks need the data; under torch.compile they would break the graph."""
+    return not torch.compiler.is_compiling()
+
+
+def check_input(x: Tensor, name: str = "x") -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (batch, time, *features), "
+                        f"got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor (float16/bfloat16/float32/float64), "
+                        f"got {x.dtype}; convert it with {name}.float()")
+    if x.dim() < 2:
+        raise ValueError(f"{name} must have shape (batch, time, *features), got {tuple(x.shape)}; "
+                         f"add the missing batch or time axis with unsqueeze")
+
+
+def state_dtype(x: Tensor) -> torch.dtype:
+    """Dtype of membrane state and parameters: float32 for half inputs, else x's dtype."""
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def parameter(name: str, value: float | Tensor, x: Tensor) -> Tensor:
+    """A scalar or a tensor broadcastable to x's feature shape, as a tensor in the state dtype."""
+    features = x.shape[2:]
+    if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
+        raise TypeError(f"{name} must be a float or a tensor broadcastable to the feature shape "
+                        f"{tuple(features)}, got {type(value).__name__}")
+    if not isinstance(value, Tensor):
+        return torch.tensor(float(value), dtype=state_dtype(x), device=x.device)
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got {value.dtype}")
+    if value.device != x.device:
+        raise ValueError(f"{name} is on {value.device} but x is on {x.device}; move it with "
+                         f"{name}.to(x.device)")
+    try:
+        broadcasts = torch.broadcast_shapes(value.shape, features) == features
+    except RuntimeError:
+        broadcasts = False
+    if not broadcasts:
+        raise ValueError(f"{name} of shape {tuple(value.shape)} does not broadcast to the feature "
+                         f"shape {tuple(features)} of x {tuple(x.shape)}; per-channel values of "
+                         f"conv features need shape (C, 1, 1)")
+    return value.to(state_dtype(x))
+
+
+def check_alpha(alpha: Tensor, name: str = "alpha") -> None:
+    if _checking() and not bool(((alpha > 0) & (alpha <= 1)).all()):
+        raise ValueError(f"{name} must lie in (0, 1] (alpha = exp(-1/tau) with tau > 0; 1 = no "
+                         f"leak), got values in [{alpha.min().item()}, {alpha.max().item()}]")
+
+
+def check_threshold(threshold: Tensor, min_v_mem: Tensor | None) -> None:
+    if not _checking():
+        return
+    if not bool((threshold > 0).all()):
+        raise ValueError(f"threshold must be > 0, got minimum {threshold.min().item()}")
+    if min_v_mem is not None and not bool((threshold > min_v_mem).all()):
+        raise ValueError("threshold must be > min_v_mem everywhere (a clipped membrane could "
+                         "never reach it); lower min_v_mem or raise the threshold")
+
+
+def check_max_spikes(max_spikes: int | None) -> int:
+    """max_spikes as the kernels' code: 0 = unbounded."""
+    if max_spikes is None:
+        return 0
+    if isinstance(max_spikes, bool) or not isinstance(max_spikes, int) or max_spikes < 1:
+        raise ValueError(f"max_spikes must be None (unbounded multi-spike) or an int >= 1 "
+                         f"(1 = single spike), got {max_spikes!r}")
+    return max_spikes
+
+
+def check_choice(name: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+
+
+def initial_state(name: str, value: Tensor | None, x: Tensor) -> Tensor:
+    """v_init as (batch, *features) in the state dtype; zeros when None."""
+    shape = (x.shape[0], *x.shape[2:])
+    if value is None:
+        return x.new_zeros(shape, dtype=state_dtype(x))
+    if not isinstance(value, Tensor) or not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor of shape (batch, *features) = {shape}")
+    if tuple(value.shape) != shape:
+        raise ValueError(f"{name} must have shape (batch, *features) = {shape}, got "
+                         f"{tuple(value.shape)}; after a batch-size change start from None")
+    if value.device != x.device:
+        raise ValueError(f"{name} is on {value.device} but x is on {x.device}")
+    return value.to(state_dtype(x))
+
+
+def flat(p: Tensor, x: Tensor) -> Tensor:
+    """Expand a per-feature parameter to one value per feature, shape (N,), for the kernels."""
+    return p.expand(x.shape[2:]).reshape(-1).contiguous()
+
+
+@torch.compiler.assume_constant_result
+def _extension_available(device_type: str) -> bool:
+    return _extension.is_available(device_type)
+
+
+def resolve_backend(backend: str, x: Tensor) -> str:
+    """'extension' or 'reference'; 'auto' falls back to the reference (with a warning) when the
+    extension cannot be built for x's device."""
+    check_choice("backend", backend, BACKENDS)
+    if backend == "reference":
+        return backend
+    if _extension_available(x.device.type):
+        return "extension"
+    reason = _extension.failure_reason(x.device.type) or f"no kernels for device {x.device.type}"
+    if backend == "extension":
+        raise RuntimeError(f"backend='extension' is not available: {reason}")
+    if x.device.type not in _warned_fallback:
+        _warned_fallback.add(x.device.type)
+        import warnings
+
+        warnings.warn(f"exodus_lightning: using the (slower) reference backend on "
+                      f"{x.device.type}: {reason}", RuntimeWarning, stacklevel=3)
+    return "reference"

@@ -1,0 +1,240 @@
+"""Build and load the C++/CUDA extension that implements the ``exodus_lightning::*`` ops.
+
+The extension compiles from ``extensions/exodus`` on first use (JIT, ninja) into a cache folder
+keyed by a hash of the sources, the torch/CUDA versions, the compiler flags and (for CUDA) the
+target architectures, so a changed source or torch never loads a stale library. Several processes
+starting at once (DDP ranks) are safe: torch's builder serialises them with a lock file in the
+build folder, and every process then loads the same library. The CPU and CUDA parts are separate
+libraries, so a CPU-only torch needs neither nvcc nor a GPU.
+
+Ahead of time: ``python -m exodus_lightning.ops.build`` (add ``--cuda`` for the GPU part).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import torch
+
+_SOURCE_FILES = ("lif_step.h", "op_checks.h", "exodus_cpu.cpp", "exodus_cuda.cu")
+_CPU_CFLAGS = ["-O3", "-fopenmp"]  # the C++ standard is the one torch asks for
+_CPU_LDFLAGS = ["-fopenmp"]  # without it at::parallel_for silently runs on one thread
+# --fmad=false: no fused multiply-add contraction, so the GPU rounds exactly like the CPU code
+# and the reference (a contracted α·v + x can flip a spike that sits on the threshold).
+_CUDA_FLAGS = ["-O3", "--fmad=false"]
+
+_lock = threading.Lock()
+_loaded: dict[str, Path] = {}
+_failures: dict[str, str] = {}
+
+
+class ExtensionBuildError(RuntimeError):
+    """The extension could not be compiled or loaded; the message names the cause."""
+
+
+def sources_dir() -> Path:
+    """Folder with the C++/CUDA sources: the repository's ``extensions/exodus`` or the wheel's copy."""
+    here = Path(__file__).resolve()
+    candidates = [
+        here.parents[2] / "extensions" / "exodus",  # source checkout / editable install
+        here.parents[1] / "_extensions" / "exodus",  # installed wheel
+    ]
+    for candidate in candidates:
+        if (candidate / "exodus_cpu.cpp").is_file():
+            return candidate
+    raise ExtensionBuildError(
+        "exodus_lightning: the extension sources were not found in "
+        + " or ".join(str(c) for c in candidates)
+        + "; reinstall the package (pip install exodus-lightning) or run from a source checkout."
+    )
+
+
+def cache_root() -> Path:
+    """Where built libraries live: $EXODUS_LIGHTNING_CACHE or ~/.cache/exodus_lightning."""
+    env = os.environ.get("EXODUS_LIGHTNING_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "exodus_lightning"
+
+
+def cuda_home() -> str | None:
+    """CUDA toolkit root: $CUDA_HOME/$CUDA_PATH, else the real location of nvcc, else /usr/local/cuda.
+
+    torch guesses from the ``nvcc`` on PATH, which is wrong when that is a wrapper script.
+    """
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var):
+            return os.environ[var]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        real = Path(nvcc).resolve()
+        text = real.read_text(errors="ignore") if real.stat().st_size < 4096 else ""
+        match = re.search(r"(/\S+?)/bin/nvcc", text)  # wrapper script pointing at the real nvcc
+        if match and Path(match.group(1)).is_dir():
+            return match.group(1)
+        if (real.parent.parent / "include" / "cuda.h").is_file():
+            return str(real.parent.parent)
+    if Path("/usr/local/cuda/bin/nvcc").exists():
+        return "/usr/local/cuda"
+    return None
+
+
+def cuda_arch_list() -> str:
+    """Target GPU architectures: $TORCH_CUDA_ARCH_LIST, else those of the visible GPUs."""
+    env = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    if env:
+        return env
+    if torch.cuda.is_available():
+        caps = sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
+        return ";".join(f"{major}.{minor}" for major, minor in caps)
+    raise ExtensionBuildError(
+        "exodus_lightning: no GPU is visible to choose CUDA architectures for; set "
+        "TORCH_CUDA_ARCH_LIST, e.g. TORCH_CUDA_ARCH_LIST='8.0;9.0'"
+    )
+
+
+def _build_key(kind: str, arch: str = "") -> str:
+    digest = hashlib.sha256()
+    src = sources_dir()
+    for name in _SOURCE_FILES:
+        digest.update(name.encode())
+        digest.update((src / name).read_bytes())
+    parts = [
+        kind,
+        torch.__version__,
+        str(torch.version.cuda),
+        arch,
+        " ".join(_CPU_CFLAGS + _CPU_LDFLAGS + _CUDA_FLAGS),
+        f"py{sys.version_info[0]}.{sys.version_info[1]}",
+        torch._C._GLIBCXX_USE_CXX11_ABI and "cxx11abi" or "oldabi",
+    ]
+    digest.update("|".join(parts).encode())
+    return digest.hexdigest()[:16]
+
+
+def _diagnose(kind: str, error: BaseException) -> str:
+    """Name the most likely cause of a failed build."""
+    from torch.utils import cpp_extension
+
+    cxx = os.environ.get("CXX", "c++")
+    if shutil.which(cxx) is None:
+        return f"no C++ compiler '{cxx}' on PATH: install g++ (e.g. apt-get install g++) or set CXX"
+    try:
+        cpp_extension.verify_ninja_availability()
+    except RuntimeError:
+        return "ninja is not installed: pip install ninja"
+    if kind == "cuda":
+        home = cuda_home()
+        if home is None or not Path(home, "bin", "nvcc").exists():
+            return "nvcc was not found: install the CUDA toolkit and set CUDA_HOME to its root"
+        try:
+            out = subprocess.run(
+                [str(Path(home, "bin", "nvcc")), "--version"], capture_output=True, text=True
+            ).stdout
+            found = re.search(r"release (\d+)\.(\d+)", out)
+        except OSError:
+            found = None
+        torch_cuda = torch.version.cuda or ""
+        if found and torch_cuda and found.group(1) != torch_cuda.split(".")[0]:
+            return (
+                f"nvcc {found.group(1)}.{found.group(2)} (in {home}) does not match the CUDA "
+                f"{torch_cuda} that torch was built with: install a matching toolkit or torch"
+            )
+    text = str(error)
+    tail = "\n".join(text.strip().splitlines()[-25:])
+    return f"the compiler failed:\n{tail}"
+
+
+def _build(kind: str, verbose: bool) -> Path:
+    from torch.utils import cpp_extension
+
+    src = sources_dir()
+    if kind == "cpu":
+        key = _build_key("cpu")
+        sources = [str(src / "exodus_cpu.cpp")]
+        extra = {"extra_cflags": _CPU_CFLAGS, "extra_ldflags": _CPU_LDFLAGS, "with_cuda": False}
+    else:
+        if torch.version.cuda is None:
+            raise ExtensionBuildError(
+                "exodus_lightning: this torch was built without CUDA; install a CUDA build of torch "
+                "to use the GPU kernels"
+            )
+        home = cuda_home()
+        if home is None:
+            raise ExtensionBuildError(
+                "exodus_lightning: nvcc was not found; install the CUDA toolkit matching torch's "
+                f"CUDA {torch.version.cuda} and set CUDA_HOME to its root"
+            )
+        arch = cuda_arch_list()
+        os.environ["TORCH_CUDA_ARCH_LIST"] = arch
+        os.environ["CUDA_HOME"] = home
+        cpp_extension.CUDA_HOME = home  # torch reads it once at import; ours is the checked one
+        key = _build_key("cuda", arch)
+        sources = [str(src / "exodus_cuda.cu")]
+        extra = {
+            "extra_cflags": ["-O3"],
+            "extra_cuda_cflags": _CUDA_FLAGS,
+            "with_cuda": True,
+        }
+    build_dir = cache_root() / f"{kind}-{key}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    name = f"exodus_lightning_{kind}_{key}"
+    try:
+        cpp_extension.load(
+            name=name,
+            sources=sources,
+            extra_include_paths=[str(src)],
+            build_directory=str(build_dir),
+            is_python_module=False,
+            verbose=verbose,
+            **extra,
+        )
+    except Exception as error:  # the compiler's own message is in there; add the likely cause
+        raise ExtensionBuildError(
+            f"exodus_lightning: building the {kind.upper()} extension in {build_dir} failed: "
+            f"{_diagnose(kind, error)}"
+        ) from error
+    return build_dir / f"{name}.so"
+
+
+def load(kind: str = "cpu", verbose: bool = False) -> Path:
+    """Build (if needed) and load one part of the extension; ``kind`` is "cpu" or "cuda"."""
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"kind must be 'cpu' or 'cuda', got {kind!r}")
+    with _lock:
+        if kind in _loaded:
+            return _loaded[kind]
+        if kind in _failures:
+            raise ExtensionBuildError(_failures[kind])
+        try:
+            path = _build(kind, verbose)
+        except ExtensionBuildError as error:
+            _failures[kind] = str(error)
+            raise
+        _loaded[kind] = path
+        return path
+
+
+def is_available(device_type: str) -> bool:
+    """Whether the extension's kernels for ``device_type`` load (building them if needed)."""
+    kind = "cuda" if device_type == "cuda" else "cpu" if device_type == "cpu" else None
+    if kind is None:
+        return False
+    try:
+        load(kind)
+    except ExtensionBuildError:
+        return False
+    return True
+
+
+def failure_reason(device_type: str) -> str | None:
+    """Why the extension for ``device_type`` is unavailable, if it failed to build."""
+    return _failures.get("cuda" if device_type == "cuda" else "cpu")

@@ -1,0 +1,176 @@
+"""The ``exodus_lightning::*`` custom ops: schemas, fake (meta) kernels and autograd.
+
+The C++/CUDA extension only registers kernels for these schemas; defining them here means fake
+tensors, ``torch.compile`` and ``opcheck`` work from Python, and the autograd formula (the EXODUS
+reverse scan, itself an op) is registered once for every backend device.
+
+Shapes: x, spikes, grad_x (B, T, *F) in the input dtype; v_mem (B, T, *F), v_init, v_last
+(B, *F), and the per-feature parameters (N,) with N = prod(F), in the state dtype (float32 for
+half/bfloat16 inputs). Parameter gradients come back per (batch, feature), shape (B, N); the
+autograd formula sums them over the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._codes import SURROGATE_GIVEN
+
+_lib = torch.library.Library("exodus_lightning", "DEF")  # noqa: TOR901 (schemas live in Python)
+_lib.define(
+    "lif_forward(Tensor x, Tensor v_init, Tensor alpha, Tensor threshold, Tensor subtract, "
+    "Tensor? min_v_mem, int max_spikes, int reset, int gradient, int surrogate, "
+    "float[] surrogate_params) -> (Tensor spikes, Tensor v_mem, Tensor v_last)"
+)
+_lib.define(
+    "lif_backward(Tensor grad_spikes, Tensor? grad_v_mem, Tensor grad_v_last, Tensor v_mem, "
+    "Tensor? sigma, Tensor v_init, Tensor alpha, Tensor threshold, Tensor subtract, "
+    "Tensor? min_v_mem, int max_spikes, int reset, int gradient, int surrogate, "
+    "float[] surrogate_params) -> (Tensor grad_x, Tensor grad_v_init, Tensor grad_alpha, "
+    "Tensor grad_threshold, Tensor grad_subtract, Tensor grad_min_v_mem)"
+)
+_lib.define("leaky_forward(Tensor x, Tensor v_init, Tensor alpha) -> (Tensor y, Tensor y_last)")
+_lib.define(
+    "leaky_backward(Tensor grad_y, Tensor grad_y_last, Tensor y, Tensor v_init, Tensor alpha) "
+    "-> (Tensor grad_x, Tensor grad_v_init, Tensor grad_alpha)"
+)
+
+ops = torch.ops.exodus_lightning
+
+
+@torch.library.register_fake("exodus_lightning::lif_forward")
+def _lif_forward_fake(x, v_init, alpha, *_):
+    return torch.empty_like(x), x.new_empty(x.shape, dtype=alpha.dtype), torch.empty_like(v_init)
+
+
+@torch.library.register_fake("exodus_lightning::lif_backward")
+def _lif_backward_fake(grad_spikes, grad_v_mem, grad_v_last, v_mem, sigma, v_init, alpha, *rest):
+    min_v_mem = rest[2]
+    batch, features = grad_spikes.shape[0], alpha.shape[0]
+    per_feature = v_mem.new_empty((batch, features))
+    return (
+        torch.empty_like(grad_spikes),
+        torch.empty_like(v_init),
+        per_feature,
+        torch.empty_like(per_feature),
+        torch.empty_like(per_feature),
+        torch.empty_like(per_feature) if min_v_mem is not None else v_mem.new_empty((0,)),
+    )
+
+
+@torch.library.register_fake("exodus_lightning::leaky_forward")
+def _leaky_forward_fake(x, v_init, alpha):
+    return torch.empty_like(x), torch.empty_like(v_init)
+
+
+@torch.library.register_fake("exodus_lightning::leaky_backward")
+def _leaky_backward_fake(grad_y, grad_y_last, y, v_init, alpha):
+    return (
+        torch.empty_like(grad_y),
+        torch.empty_like(v_init),
+        alpha.new_empty((grad_y.shape[0], alpha.shape[0])),
+    )
+
+
+def _lif_scan(ctx, grad_spikes, grad_v_mem, grad_v_last, sigma, surrogate, params):
+    """Run the backward op and reduce the per-(batch, feature) parameter gradients."""
+    v_mem, v_init, alpha, threshold, subtract, min_v_mem = ctx.saved_tensors
+    if grad_spikes is None:
+        grad_spikes = v_mem.new_zeros(v_mem.shape, dtype=ctx.x_dtype)
+    if grad_v_last is None:
+        grad_v_last = torch.zeros_like(v_init)
+    grad_x, grad_v0, g_alpha, g_threshold, g_subtract, g_min = ops.lif_backward(
+        grad_spikes, grad_v_mem, grad_v_last, v_mem, sigma, v_init, alpha, threshold, subtract,
+        min_v_mem, ctx.max_spikes, ctx.reset, ctx.gradient, surrogate, params,
+    )
+    return (
+        grad_x,
+        grad_v0,
+        g_alpha.sum(0),
+        g_threshold.sum(0),
+        g_subtract.sum(0),
+        g_min.sum(0) if min_v_mem is not None else None,
+    )
+
+
+def _save_lif_context(ctx, x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes, reset,
+                      gradient, v_mem) -> None:
+    ctx.save_for_backward(v_mem, v_init, alpha, threshold, subtract, min_v_mem)
+    ctx.x_dtype = x.dtype
+    ctx.max_spikes, ctx.reset, ctx.gradient = max_spikes, reset, gradient
+    # Unused outputs stay None instead of full-size zero tensors.
+    ctx.set_materialize_grads(False)
+
+
+def _lif_setup_context(ctx, inputs, output):
+    x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes, reset, gradient = inputs[:9]
+    _save_lif_context(ctx, x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes, reset,
+                      gradient, output[1])
+    ctx.surrogate, ctx.surrogate_params = inputs[9], inputs[10]
+
+
+def _lif_backward(ctx, grad_spikes, grad_v_mem, grad_v_last):
+    if ctx.surrogate == SURROGATE_GIVEN:
+        raise RuntimeError(
+            "exodus_lightning::lif_forward was called with surrogate=-1 (custom) and no way to "
+            "evaluate it; use exodus_lightning.ops.lif, which handles custom surrogates"
+        )
+    grads = _lif_scan(ctx, grad_spikes, grad_v_mem, grad_v_last, None, ctx.surrogate,
+                      ctx.surrogate_params)
+    return (*grads, None, None, None, None, None)
+
+
+torch.library.register_autograd(
+    "exodus_lightning::lif_forward", _lif_backward, setup_context=_lif_setup_context
+)
+
+
+class LIFWithCustomSurrogate(torch.autograd.Function):
+    """lif_forward for a surrogate that is an arbitrary callable (v_mem, threshold) -> dS/dV.
+
+    The callable runs once in backward, on the saved membrane (viewed as (B, T, N) against the
+    (N,) threshold), and its result feeds the same reverse-scan op as the built-in surrogates.
+    """
+
+    @staticmethod
+    def forward(x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes, reset, gradient,
+                surrogate_fn):
+        return ops.lif_forward(x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes,
+                               reset, gradient, SURROGATE_GIVEN, [])
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes, reset, gradient, fn = inputs
+        _save_lif_context(ctx, x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes,
+                          reset, gradient, output[1])
+        ctx.surrogate_fn = fn
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_v_mem, grad_v_last):
+        v_mem, threshold = ctx.saved_tensors[0], ctx.saved_tensors[3]
+        flat = v_mem.reshape(v_mem.shape[0], v_mem.shape[1], -1)
+        sigma = ctx.surrogate_fn(flat, threshold)
+        sigma = sigma.to(v_mem.dtype).expand(flat.shape).reshape(v_mem.shape).contiguous()
+        grads = _lif_scan(ctx, grad_spikes, grad_v_mem, grad_v_last, sigma, SURROGATE_GIVEN, [])
+        return (*grads, None, None, None, None)
+
+
+def _leaky_setup_context(ctx, inputs, output):
+    x, v_init, alpha = inputs
+    ctx.save_for_backward(output[0], v_init, alpha)
+    ctx.set_materialize_grads(False)
+
+
+def _leaky_backward(ctx, grad_y, grad_y_last):
+    y, v_init, alpha = ctx.saved_tensors
+    if grad_y is None:
+        grad_y = torch.zeros_like(y)
+    if grad_y_last is None:
+        grad_y_last = torch.zeros_like(v_init)
+    grad_x, grad_v0, grad_alpha = ops.leaky_backward(grad_y, grad_y_last, y, v_init, alpha)
+    return grad_x, grad_v0, grad_alpha.sum(0)
+
+
+torch.library.register_autograd(
+    "exodus_lightning::leaky_forward", _leaky_backward, setup_context=_leaky_setup_context
+)

@@ -1,0 +1,104 @@
+"""Readable BPTT twins of the EXODUS ops: a Python loop over time, differentiated by autograd.
+
+Every extension kernel is tested against these. They follow the dynamics in EXODUS_MATH
+(per neuron, t = 1..T, v⁺₀ = v_init):
+
+    u_t  = α · v⁺_{t−1} + x_t
+    v_t  = max(u_t, v_min)                       (no clip when v_min is None)
+    s_t  = min(K, floor(v_t / θ)) if v_t ≥ θ else 0
+    v⁺_t = v_t − m · s_t        (reset="subtract")   or   v_t · 1[s_t = 0]   (reset="zero")
+
+The spike function's derivative is the surrogate σ(v_t, θ) (and −σ with respect to θ). With
+``gradient="slayer"`` the spike inside the reset is detached, so the reset is ignored backward.
+
+The loop iterates over ``x.unbind(1)``: indexing ``x[:, t]`` on a tensor that needs grad makes
+autograd allocate a full-size zero tensor per step, turning the backward into O(T²) traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+SurrogateFn = Callable[[Tensor, Tensor], Tensor]
+
+
+class SpikeFunction(torch.autograd.Function):
+    """s = min(K, floor(v/θ)) · 1[v ≥ θ], with ds/dv = σ(v, θ) and ds/dθ = −σ(v, θ)."""
+
+    @staticmethod
+    def forward(ctx, v: Tensor, threshold: Tensor, surrogate: SurrogateFn, max_spikes: int | None):
+        ctx.save_for_backward(v, threshold)
+        ctx.surrogate = surrogate
+        spikes = torch.where(v >= threshold, torch.floor(v / threshold), torch.zeros_like(v))
+        if max_spikes is not None:
+            spikes = spikes.clamp(max=max_spikes)
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad_spikes: Tensor):
+        v, threshold = ctx.saved_tensors
+        sigma = ctx.surrogate(v, threshold)
+        grad_v = grad_spikes * sigma if ctx.needs_input_grad[0] else None
+        grad_threshold = None
+        if ctx.needs_input_grad[1]:
+            grad_threshold = (-grad_spikes * sigma).sum_to_size(threshold.shape)
+        return grad_v, grad_threshold, None, None
+
+
+def lif_reference(
+    x: Tensor,
+    alpha: Tensor,
+    threshold: Tensor,
+    v_init: Tensor,
+    subtract: Tensor,
+    min_v_mem: Tensor | None,
+    max_spikes: int | None,
+    surrogate: SurrogateFn,
+    reset: str = "subtract",
+    gradient: str = "exodus",
+) -> tuple[Tensor, Tensor, Tensor]:
+    """LIF over time by an autograd loop.
+
+    Shapes: x (B, T, *F); v_init (B, *F); alpha, threshold, subtract, min_v_mem broadcastable to
+    F, in the state dtype (float32 for half inputs). Returns spikes (B, T, *F) in x's dtype,
+    pre-reset membrane v_mem (B, T, *F) and post-reset v_last (B, *F) in the state dtype.
+    """
+    v_plus = v_init
+    spikes, v_mem = [], []
+    for x_t in x.unbind(1):
+        v = alpha * v_plus + x_t.to(v_init.dtype)
+        if min_v_mem is not None:
+            v = torch.maximum(v, min_v_mem)
+        s = SpikeFunction.apply(v, threshold, surrogate, max_spikes)
+        if reset == "subtract":
+            s_reset = s if gradient == "exodus" else s.detach()
+            v_plus = v - subtract * s_reset
+        else:
+            fired = SpikeFunction.apply(v, threshold, surrogate, 1)
+            fired = fired if gradient == "exodus" else fired.detach()
+            v_plus = v * (1 - fired)
+        spikes.append(s.to(x.dtype))
+        v_mem.append(v)
+    if not spikes:
+        empty = x.new_empty(x.shape)
+        return empty, empty.to(v_init.dtype), v_init.clone()
+    return torch.stack(spikes, 1), torch.stack(v_mem, 1), v_plus
+
+
+def leaky_integrate_reference(x: Tensor, alpha: Tensor, v_init: Tensor) -> tuple[Tensor, Tensor]:
+    """Leaky integrator i_t = α · i_{t−1} + x_t by an autograd loop.
+
+    Shapes: x (B, T, *F); alpha broadcastable to F; v_init (B, *F) in the state dtype.
+    Returns y (B, T, *F) in x's dtype and y_last = i_T (B, *F) in the state dtype.
+    """
+    state = v_init
+    ys = []
+    for x_t in x.unbind(1):
+        state = alpha * state + x_t.to(v_init.dtype)
+        ys.append(state.to(x.dtype))
+    if not ys:
+        return x.new_empty(x.shape), v_init.clone()
+    return torch.stack(ys, 1), state

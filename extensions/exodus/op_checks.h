@@ -1,0 +1,119 @@
+// Argument checks shared by the CPU and CUDA entry points. The Python wrappers
+// (exodus_lightning/ops) give users friendlier errors first; these guard the raw ops.
+#pragma once
+
+#include <ATen/OpMathType.h>
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include <vector>
+
+namespace exodus {
+
+// x is (batch, time, *features); the kernels see it as (batch, time, features).
+struct Layout {
+  int64_t batch;
+  int64_t time;
+  int64_t features;
+  int64_t numel() const { return batch * time * features; }
+};
+
+inline Layout layout_of(const at::Tensor& x) {
+  TORCH_CHECK(x.dim() >= 2, "exodus_lightning: x must be (batch, time, *features), got ",
+              x.dim(), " dims");
+  int64_t features = 1;
+  for (int64_t d = 2; d < x.dim(); ++d) features *= x.size(d);
+  return Layout{x.size(0), x.size(1), features};
+}
+
+inline std::vector<int64_t> state_shape(const at::Tensor& x) {
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.erase(shape.begin() + 1);
+  return shape;
+}
+
+inline void check_same_shape(const at::Tensor& a, const at::Tensor& b, const char* a_name,
+                             const char* b_name) {
+  TORCH_CHECK(a.sizes() == b.sizes(), "exodus_lightning: ", a_name, " has shape ", a.sizes(),
+              " but ", b_name, " has shape ", b.sizes());
+}
+
+inline void check_parameter(const at::Tensor& p, const char* name, const Layout& L,
+                            const at::Tensor& x, at::ScalarType acc) {
+  TORCH_CHECK(p.dim() == 1 && p.size(0) == L.features, "exodus_lightning: ", name,
+              " must be 1-D with one value per feature (", L.features, "), got ", p.sizes());
+  TORCH_CHECK(p.scalar_type() == acc, "exodus_lightning: ", name, " must be ", acc, ", got ",
+              p.scalar_type());
+  TORCH_CHECK(p.device() == x.device(), "exodus_lightning: ", name, " is on ", p.device(),
+              " but x is on ", x.device());
+}
+
+inline at::ScalarType acc_type_of(const at::Tensor& x) {
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()),
+              "exodus_lightning: x must be a floating tensor, got ", x.scalar_type());
+  return at::toOpMathType(x.scalar_type());
+}
+
+inline void check_state(const at::Tensor& v, const char* name, const at::Tensor& x,
+                        at::ScalarType acc) {
+  TORCH_CHECK(v.sizes() == at::IntArrayRef(state_shape(x)), "exodus_lightning: ", name,
+              " must have shape (batch, *features) = ", at::IntArrayRef(state_shape(x)),
+              ", got ", v.sizes());
+  TORCH_CHECK(v.scalar_type() == acc, "exodus_lightning: ", name, " must be ", acc, ", got ",
+              v.scalar_type());
+  TORCH_CHECK(v.device() == x.device(), "exodus_lightning: ", name, " is on ", v.device(),
+              " but x is on ", x.device());
+}
+
+inline Layout check_lif_inputs(const at::Tensor& x, const at::Tensor& v_init,
+                               const at::Tensor& alpha, const at::Tensor& threshold,
+                               const at::Tensor& subtract,
+                               const c10::optional<at::Tensor>& min_v) {
+  const Layout L = layout_of(x);
+  const at::ScalarType acc = acc_type_of(x);
+  check_state(v_init, "v_init", x, acc);
+  check_parameter(alpha, "alpha", L, x, acc);
+  check_parameter(threshold, "threshold", L, x, acc);
+  check_parameter(subtract, "subtract", L, x, acc);
+  if (min_v.has_value()) check_parameter(*min_v, "min_v_mem", L, x, acc);
+  return L;
+}
+
+inline void check_lif_backward_inputs(const at::Tensor& grad_spikes,
+                                      const c10::optional<at::Tensor>& grad_v_mem,
+                                      const at::Tensor& grad_v_last, const at::Tensor& v_mem,
+                                      const c10::optional<at::Tensor>& sigma,
+                                      const at::Tensor& v_init, int64_t surrogate,
+                                      at::ArrayRef<double> surrogate_params) {
+  const at::ScalarType acc = acc_type_of(grad_spikes);
+  check_same_shape(v_mem, grad_spikes, "v_mem", "grad_spikes");
+  TORCH_CHECK(v_mem.scalar_type() == acc, "exodus_lightning: v_mem must be ", acc);
+  if (grad_v_mem.has_value()) {
+    check_same_shape(*grad_v_mem, grad_spikes, "grad_v_mem", "grad_spikes");
+    TORCH_CHECK(grad_v_mem->scalar_type() == acc, "exodus_lightning: grad_v_mem must be ", acc);
+  }
+  check_state(grad_v_last, "grad_v_last", grad_spikes, acc);
+  check_state(v_init, "v_init", grad_spikes, acc);
+  if (sigma.has_value()) {
+    check_same_shape(*sigma, grad_spikes, "sigma", "grad_spikes");
+    TORCH_CHECK(sigma->scalar_type() == acc, "exodus_lightning: sigma must be ", acc);
+  } else {
+    TORCH_CHECK(surrogate >= 0 && surrogate <= 6,
+                "exodus_lightning: unknown built-in surrogate code ", surrogate,
+                " (pass sigma for a custom surrogate)");
+    TORCH_CHECK(surrogate_params.size() == 2,
+                "exodus_lightning: built-in surrogates take 2 parameters, got ",
+                surrogate_params.size());
+  }
+}
+
+inline Layout check_leaky_inputs(const at::Tensor& x, const at::Tensor& v_init,
+                                 const at::Tensor& alpha) {
+  const Layout L = layout_of(x);
+  const at::ScalarType acc = acc_type_of(x);
+  check_state(v_init, "v_init", x, acc);
+  check_parameter(alpha, "alpha", L, x, acc);
+  return L;
+}
+
+}  // namespace exodus
