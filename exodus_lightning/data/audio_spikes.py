@@ -71,8 +71,15 @@ class HeidelbergDataModule(EventDataModule):
         persistent_workers: bool = True,
     ) -> None:
         super().__init__(
-            data_dir, batch_size, num_workers, download, seed, cache_dir, val_fraction,
-            pin_memory, persistent_workers,
+            data_dir,
+            batch_size,
+            num_workers,
+            download,
+            seed,
+            cache_dir,
+            val_fraction,
+            pin_memory,
+            persistent_workers,
         )
         self.to_frames = SpikesToChannels(
             num_input_channels=HEIDELBERG_CHANNELS,
@@ -148,8 +155,19 @@ class SHDDataModule(HeidelbergDataModule):
     ) -> None:
         """See HeidelbergDataModule; augmentations are names from AUDIO_AUGMENTATIONS."""
         super().__init__(
-            data_dir, batch_size, num_workers, download, seed, cache_dir, val_fraction,
-            num_time_steps, bin_width_ms, duration_ms, num_channels, augmentations, pin_memory,
+            data_dir,
+            batch_size,
+            num_workers,
+            download,
+            seed,
+            cache_dir,
+            val_fraction,
+            num_time_steps,
+            bin_width_ms,
+            duration_ms,
+            num_channels,
+            augmentations,
+            pin_memory,
             persistent_workers,
         )
         self.save_hyperparameters()
@@ -189,8 +207,19 @@ class SSCDataModule(HeidelbergDataModule):
     ) -> None:
         """See HeidelbergDataModule; augmentations are names from AUDIO_AUGMENTATIONS."""
         super().__init__(
-            data_dir, batch_size, num_workers, download, seed, cache_dir, val_fraction,
-            num_time_steps, bin_width_ms, duration_ms, num_channels, augmentations, pin_memory,
+            data_dir,
+            batch_size,
+            num_workers,
+            download,
+            seed,
+            cache_dir,
+            val_fraction,
+            num_time_steps,
+            bin_width_ms,
+            duration_ms,
+            num_channels,
+            augmentations,
+            pin_memory,
             persistent_workers,
         )
         self.save_hyperparameters()

@@ -9,9 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 from exodus_lightning.data.collate import pad_time_collate
 
 
-def split_indices(
-    num_samples: int, val_fraction: float, seed: int
-) -> tuple[list[int], list[int]]:
+def split_indices(num_samples: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Seeded random split of range(num_samples) into (train, val) index lists.
 
     n_val = round(val_fraction * num_samples), at least 1 and at most num_samples - 1; the same
@@ -58,7 +56,9 @@ class SpikeDataModule(L.LightningDataModule):
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be a positive integer")
         if int(num_workers) != num_workers or num_workers < 0:
-            raise ValueError(f"num_workers={num_workers} must be 0 (load in the main process) or more")
+            raise ValueError(
+                f"num_workers={num_workers} must be 0 (load in the main process) or more"
+            )
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.seed = int(seed)

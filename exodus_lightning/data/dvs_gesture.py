@@ -63,8 +63,15 @@ class DVSGestureDataModule(EventDataModule):
         denoise_ms: drop events with no neighbour within 1 pixel and this many ms (tonic Denoise).
         """
         super().__init__(
-            data_dir, batch_size, num_workers, download, seed, cache_dir, val_fraction,
-            pin_memory, persistent_workers,
+            data_dir,
+            batch_size,
+            num_workers,
+            download,
+            seed,
+            cache_dir,
+            val_fraction,
+            pin_memory,
+            persistent_workers,
         )
         self.save_hyperparameters()
         self.sensor_size = tonic.datasets.DVSGesture.sensor_size

@@ -120,9 +120,7 @@ class EventDataModule(SpikeDataModule):
             else:
                 augmented = self.make_dataset("train", augment=True)
                 plain = self.make_dataset("train")
-                train_indices, val_indices = split_indices(
-                    len(plain), self.val_fraction, self.seed
-                )
+                train_indices, val_indices = split_indices(len(plain), self.val_fraction, self.seed)
                 self.train_dataset = Subset(augmented, train_indices)
                 self.val_dataset = Subset(plain, val_indices)
         if stage in (None, "test"):

@@ -174,7 +174,10 @@ def write_shd(
     root = Path(root)
     for offset, (split, count) in enumerate((("train", num_train), ("test", num_test))):
         write_heidelberg_h5(
-            root / "SHD" / f"shd_{split}.h5", count, SHD_NUM_CLASSES, spikes_per_sample,
+            root / "SHD" / f"shd_{split}.h5",
+            count,
+            SHD_NUM_CLASSES,
+            spikes_per_sample,
             seed=seed + offset,
         )
     return root
@@ -193,7 +196,10 @@ def write_ssc(
     splits = (("train", num_train), ("valid", num_valid), ("test", num_test))
     for offset, (split, count) in enumerate(splits):
         write_heidelberg_h5(
-            root / "SSC" / f"ssc_{split}.h5", count, SSC_NUM_CLASSES, spikes_per_sample,
+            root / "SSC" / f"ssc_{split}.h5",
+            count,
+            SSC_NUM_CLASSES,
+            spikes_per_sample,
             seed=seed + offset,
         )
     return root

@@ -71,8 +71,15 @@ class NMNISTDataModule(EventDataModule):
         denoise_ms: drop events with no neighbour within 1 pixel and this many ms (tonic Denoise).
         """
         super().__init__(
-            data_dir, batch_size, num_workers, download, seed, cache_dir, val_fraction,
-            pin_memory, persistent_workers,
+            data_dir,
+            batch_size,
+            num_workers,
+            download,
+            seed,
+            cache_dir,
+            val_fraction,
+            pin_memory,
+            persistent_workers,
         )
         self.save_hyperparameters()
         self.sensor_size = tonic.datasets.NMNIST.sensor_size

@@ -178,9 +178,7 @@ def check_augmentation_names(names: Sequence[str], allowed: Sequence[str]) -> tu
     return tuple(names)
 
 
-def camera_augmentations(
-    names: Sequence[str], sensor_size: tuple[int, int, int]
-) -> list[Callable]:
+def camera_augmentations(names: Sequence[str], sensor_size: tuple[int, int, int]) -> list[Callable]:
     """tonic transforms for event-camera recordings, in the order given by `names`.
 
     Left-right flips are not offered: they swap left- and right-hand gestures and mirror digits.

@@ -40,7 +40,7 @@ class ExtensionBuildError(RuntimeError):
 
 
 def sources_dir() -> Path:
-    """Folder with the C++/CUDA sources: the repository's ``extensions/exodus`` or the wheel's copy."""
+    """Folder of the C++/CUDA sources: the checkout's ``extensions/exodus`` or the wheel's copy."""
     here = Path(__file__).resolve()
     candidates = [
         here.parents[2] / "extensions" / "exodus",  # source checkout / editable install
@@ -66,7 +66,7 @@ def cache_root() -> Path:
 
 
 def cuda_home() -> str | None:
-    """CUDA toolkit root: $CUDA_HOME/$CUDA_PATH, else the real location of nvcc, else /usr/local/cuda.
+    """CUDA toolkit root: $CUDA_HOME/$CUDA_PATH, else where nvcc really is, else /usr/local/cuda.
 
     torch guesses from the ``nvcc`` on PATH, which is wrong when that is a wrapper script.
     """
@@ -93,7 +93,8 @@ def cuda_arch_list() -> str:
     if env:
         return env
     if torch.cuda.is_available():
-        caps = sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
+        count = torch.cuda.device_count()
+        caps = sorted({torch.cuda.get_device_capability(i) for i in range(count)})
         return ";".join(f"{major}.{minor}" for major, minor in caps)
     raise ExtensionBuildError(
         "exodus_lightning: no GPU is visible to choose CUDA architectures for; set "
@@ -154,6 +155,9 @@ def _diagnose(kind: str, error: BaseException) -> str:
 
 
 def _build(kind: str, verbose: bool) -> Path:
+    home = cuda_home()
+    if home and not os.environ.get("CUDA_HOME"):
+        os.environ["CUDA_HOME"] = home  # read by torch.utils.cpp_extension at import
     from torch.utils import cpp_extension
 
     src = sources_dir()
@@ -164,10 +168,9 @@ def _build(kind: str, verbose: bool) -> Path:
     else:
         if torch.version.cuda is None:
             raise ExtensionBuildError(
-                "exodus_lightning: this torch was built without CUDA; install a CUDA build of torch "
-                "to use the GPU kernels"
+                "exodus_lightning: this torch was built without CUDA; install a CUDA build of "
+                "torch to use the GPU kernels"
             )
-        home = cuda_home()
         if home is None:
             raise ExtensionBuildError(
                 "exodus_lightning: nvcc was not found; install the CUDA toolkit matching torch's "

@@ -135,12 +135,16 @@ class LIFWithCustomSurrogate(torch.autograd.Function):
     @staticmethod
     def forward(x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes, reset, gradient,
                 surrogate_fn):
+        subtract = threshold if subtract is None else subtract
         return ops.lif_forward(x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes,
                                reset, gradient, SURROGATE_GIVEN, [])
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes, reset, gradient, fn = inputs
+        # subtract=None means "the threshold": passing one tensor twice breaks torch.compile.
+        ctx.tied = subtract is None
+        subtract = threshold if subtract is None else subtract
         _save_lif_context(ctx, x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes,
                           reset, gradient, output[1])
         ctx.surrogate_fn = fn
@@ -151,8 +155,12 @@ class LIFWithCustomSurrogate(torch.autograd.Function):
         flat = v_mem.reshape(v_mem.shape[0], v_mem.shape[1], -1)
         sigma = ctx.surrogate_fn(flat, threshold)
         sigma = sigma.to(v_mem.dtype).expand(flat.shape).reshape(v_mem.shape).contiguous()
-        grads = _lif_scan(ctx, grad_spikes, grad_v_mem, grad_v_last, sigma, SURROGATE_GIVEN, [])
-        return (*grads, None, None, None, None)
+        grad_x, grad_v0, g_alpha, g_threshold, g_subtract, g_min = _lif_scan(
+            ctx, grad_spikes, grad_v_mem, grad_v_last, sigma, SURROGATE_GIVEN, []
+        )
+        if ctx.tied:
+            g_threshold, g_subtract = g_threshold + g_subtract, None
+        return grad_x, grad_v0, g_alpha, g_threshold, g_subtract, g_min, None, None, None, None
 
 
 def _leaky_setup_context(ctx, inputs, output):

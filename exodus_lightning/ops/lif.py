@@ -99,5 +99,6 @@ def lif(
     if type(surrogate) in _FUSED_SURROGATES:
         return ops.lif_forward(x, v0, alpha_f, threshold_f, subtract_f, min_f, *codes,
                                surrogate.kernel_code, list(surrogate.kernel_params))
-    return LIFWithCustomSurrogate.apply(x, v0, alpha_f, threshold_f, subtract_f, min_f, *codes,
+    return LIFWithCustomSurrogate.apply(x, v0, alpha_f, threshold_f,
+                                        None if subtract is None else subtract_f, min_f, *codes,
                                         surrogate)

@@ -1,0 +1,132 @@
+"""Leaky integrator layer (sinabs' ``ExpLeak``): a non-spiking readout, and its Squeeze variant."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from exodus_lightning import ops
+
+from . import parameters as p
+from .reshape import SqueezeMixin
+from .stateful import StatefulLayer
+from .stateful import state_dtype as _state_dtype
+
+BACKENDS = ("auto", "extension", "reference")
+
+
+def _clipped_leak(x: Tensor, alpha: Tensor, v_init: Tensor, min_v_mem: Tensor
+                  ) -> tuple[Tensor, Tensor, Tensor]:
+    """The leaky integrator with a lower bound on its state, as sinabs' ExpLeak(min_v_mem=...).
+
+        y_t = α · v_{t−1} + x_t      (the output, not clipped)
+        v_t = max(y_t, min_v_mem)    (the state, clipped)
+
+    A Python loop (the op has no lower bound): slower, and only used when min_v_mem is set.
+    """
+    v = v_init
+    ys, vs = [], []
+    # unbind, not x[:, t]: slicing a tensor that needs grad costs a full-size zero per step.
+    for x_t in x.unbind(1):
+        y = alpha * v + x_t.to(v.dtype)
+        # where, not maximum: the gradient is 1[y > min] like sinabs' relu, not split at ties.
+        v = torch.where(y > min_v_mem, y, min_v_mem.to(y.dtype))
+        ys.append(y.to(x.dtype))
+        vs.append(v)
+    if not ys:
+        return x.clone(), x.new_empty(x.shape, dtype=v_init.dtype), v_init
+    return torch.stack(ys, 1), torch.stack(vs, 1), v
+
+
+class ExpLeak(StatefulLayer):
+    """Leaky integrator over (batch, time, *features), with α = exp(−1/τ_mem):
+
+        in_t = (1 − α) · x_t  if norm_input  else  x_t
+        y_t  = α · v_{t−1} + in_t          (the output)
+        v_t  = max(y_t, min_v_mem)         (the state; v_t = y_t without min_v_mem)
+
+    Non-spiking: use it as a readout whose membrane is the network output. Same keywords and
+    defaults as sinabs' ExpLeak (norm_input=False there too, although sinabs' docstring shows
+    the normalised form). Without min_v_mem the scan runs in the fused op.
+
+    Args:
+        tau_mem: time constant τ > 0, float or tensor broadcastable to the features.
+        shape: create the state now, with shape (batch, *features).
+        train_alphas: train α = exp(−1/τ) (parameter alpha_mem) instead of τ (tau_mem).
+        min_v_mem: lower bound of the state (None: unbounded).
+        norm_input: scale the input by (1 − α).
+        record_states: keep the (batch, time, *features) state trace in ``self.recordings``.
+        backend: "auto", "extension" or "reference".
+    """
+
+    def __init__(
+        self,
+        tau_mem: float | Tensor,
+        *,
+        shape: tuple[int, ...] | None = None,
+        train_alphas: bool = False,
+        min_v_mem: float | Tensor | None = None,
+        norm_input: bool = False,
+        record_states: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__(["v_mem"])
+        p.check_choice("backend", backend, BACKENDS)
+        self.train_alphas = bool(train_alphas)
+        self.tau_mem = None
+        self.alpha_mem = None
+        name, param = p.decay_parameter("tau_mem", "alpha_mem", tau_mem, self.train_alphas)
+        setattr(self, name, param)
+        self.register_buffer("min_v_mem", None if min_v_mem is None
+                             else p.as_tensor("min_v_mem", min_v_mem))
+        self.norm_input = bool(norm_input)
+        self.record_states = bool(record_states)
+        self.backend = backend
+        self.recordings: dict[str, Tensor] = {}
+        if shape is not None:
+            self.init_state_with_shape(shape)
+
+    @property
+    def alpha_mem_calculated(self) -> Tensor:
+        """Decay α = exp(−1/τ_mem)."""
+        return self.alpha_mem if self.train_alphas else (-1.0 / self.tau_mem).exp()
+
+    @property
+    def tau_mem_calculated(self) -> Tensor:
+        """Time constant τ_mem (computed from α when train_alphas)."""
+        return -1.0 / self.alpha_mem.log() if self.train_alphas else self.tau_mem
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(batch, time, *features) -> the integrated trace y, same shape and dtype."""
+        p.check_input(type(self).__name__, x)
+        p.check_broadcast("alpha_mem" if self.train_alphas else "tau_mem",
+                          self.alpha_mem if self.train_alphas else self.tau_mem, x)
+        p.check_broadcast("min_v_mem", self.min_v_mem, x)
+        self.prepare_states(x)
+        alpha = self.alpha_mem_calculated
+        drive = ((1 - alpha) * x).to(x.dtype) if self.norm_input else x
+        if self.min_v_mem is None:
+            y, self.v_mem = ops.leaky_integrate(drive, alpha, self.v_mem, backend=self.backend)
+            states = y
+        else:
+            if not torch.compiler.is_compiling():
+                p.check_alpha("alpha_mem", alpha.detach())
+            dtype = _state_dtype(x)
+            y, states, self.v_mem = _clipped_leak(drive, alpha.to(dtype), self.v_mem,
+                                                  self.min_v_mem.to(dtype))
+        self.recordings = {"v_mem": states} if self.record_states else {}
+        return y
+
+    def extra_repr(self) -> str:
+        parts = [f"alpha_mem={p.format_value(self.alpha_mem)}" if self.train_alphas
+                 else f"tau_mem={p.format_value(self.tau_mem)}"]
+        if self.min_v_mem is not None:
+            parts.append(f"min_v_mem={p.format_value(self.min_v_mem)}")
+        parts.append(f"norm_input={self.norm_input}")
+        if self.backend != "auto":
+            parts.append(f"backend={self.backend!r}")
+        return ", ".join(parts)
+
+
+class ExpLeakSqueeze(SqueezeMixin, ExpLeak):
+    """ExpLeak on (batch·time, *features) input; give batch_size or num_timesteps to unfold it."""

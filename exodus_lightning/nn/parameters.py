@@ -1,0 +1,127 @@
+"""Creation and checks of neuron parameters (time constants, decays, thresholds).
+
+Errors name the constructor argument, so a user sees ``tau_mem`` rather than the op's ``alpha``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+Value = float | Tensor
+
+
+def as_tensor(name: str, value: Value) -> Tensor:
+    """A float or floating tensor as a float32 tensor (float64 kept), detached from any graph."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
+        raise TypeError(f"{name} must be a float or a floating tensor broadcastable to the "
+                        f"feature shape, got {type(value).__name__}")
+    if isinstance(value, Tensor):
+        if not value.is_floating_point():
+            raise TypeError(f"{name} must be a floating tensor, got {value.dtype}; "
+                            f"pass {name}.float()")
+        dtype = torch.float64 if value.dtype == torch.float64 else torch.float32
+        return value.detach().clone().to(dtype)
+    return torch.tensor(float(value), dtype=torch.float32)
+
+
+def _describe(t: Tensor) -> str:
+    return f"{t.item():g}" if t.numel() == 1 else f"values in [{t.min():g}, {t.max():g}]"
+
+
+def decay_parameter(tau_name: str, alpha_name: str, tau: Value, train_alphas: bool,
+                    trainable: bool = True) -> tuple[str, nn.Parameter]:
+    """The trainable form of a time constant: (name, parameter).
+
+    train_alphas=False: the parameter is τ > 0 (math.inf allowed: no leak) and α = exp(−1/τ).
+    train_alphas=True:  the parameter is α = exp(−1/τ) itself, in (0, 1].
+    """
+    tau_t = as_tensor(tau_name, tau)
+    if torch.isnan(tau_t).any() or not bool((tau_t > 0).all()):
+        raise ValueError(f"{tau_name} must be > 0 (a time constant in time steps), got "
+                         f"{_describe(tau_t)}")
+    if train_alphas:
+        return alpha_name, nn.Parameter(torch.exp(-1.0 / tau_t), requires_grad=trainable)
+    return tau_name, nn.Parameter(tau_t, requires_grad=trainable)
+
+
+def check_alpha(name: str, alpha: Tensor) -> None:
+    """Validate a user-set decay α in (0, 1]."""
+    if torch.isnan(alpha).any() or not bool(((alpha > 0) & (alpha <= 1)).all()):
+        raise ValueError(f"{name} must lie in (0, 1] (alpha = exp(-1/tau)), got "
+                         f"{_describe(alpha)}")
+
+
+def threshold_parameter(spike_threshold: Value, min_v_mem: Value | None,
+                        trainable: bool) -> tuple[nn.Parameter, Tensor | None]:
+    """spike_threshold as a parameter and min_v_mem as a tensor (or None), checked together."""
+    threshold = as_tensor("spike_threshold", spike_threshold)
+    if torch.isnan(threshold).any() or not bool((threshold > 0).all()):
+        raise ValueError(f"spike_threshold must be > 0, got {_describe(threshold)}")
+    min_t = None
+    if min_v_mem is not None:
+        min_t = as_tensor("min_v_mem", min_v_mem)
+        try:
+            below = bool((min_t < threshold).all())
+        except RuntimeError as error:
+            raise ValueError(f"min_v_mem of shape {tuple(min_t.shape)} does not broadcast with "
+                             f"spike_threshold of shape {tuple(threshold.shape)}") from error
+        if not below:
+            raise ValueError(f"spike_threshold must be > min_v_mem everywhere (a clipped "
+                             f"membrane could never reach it), got spike_threshold "
+                             f"{_describe(threshold)} and min_v_mem {_describe(min_t)}; lower "
+                             f"min_v_mem or raise spike_threshold")
+    return nn.Parameter(threshold, requires_grad=trainable), min_t
+
+
+def check_broadcast(name: str, value: Tensor | None, x: Tensor) -> None:
+    """value must broadcast to the feature shape of x (batch, time, *features)."""
+    if value is None or value.dim() == 0:
+        return
+    features = tuple(x.shape[2:])
+    try:
+        fits = torch.broadcast_shapes(value.shape, features) == features
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(f"{name} of shape {tuple(value.shape)} does not broadcast to the feature "
+                         f"shape {features} of the input {tuple(x.shape)}; use a scalar, one "
+                         f"value per neuron {features}, or per channel (C, 1, 1) for conv "
+                         f"features")
+
+
+def check_max_spikes(max_spikes_per_step: int | None) -> None:
+    if max_spikes_per_step is None:
+        return
+    if (isinstance(max_spikes_per_step, bool) or not isinstance(max_spikes_per_step, int)
+            or max_spikes_per_step < 1):
+        raise ValueError(f"max_spikes_per_step must be None (unbounded multi-spike), 1 (single "
+                         f"spike) or an int K >= 1 (at most K), got {max_spikes_per_step!r}")
+
+
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def check_input(layer: str, x: Tensor, squeeze_hint: bool = True) -> None:
+    """x must be a floating (batch, time, *features) tensor."""
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        got = x.dtype if isinstance(x, Tensor) else type(x).__name__
+        raise TypeError(f"{layer} expects a floating tensor (batch, time, *features), got {got}")
+    if x.dim() < 2:
+        hint = f"; for (batch*time, *features) use {layer}Squeeze" if squeeze_hint else ""
+        raise ValueError(f"{layer} expects input of shape (batch, time, *features), got "
+                         f"{tuple(x.shape)}{hint}")
+
+
+def format_value(value: Tensor | None) -> str:
+    """Short text of a parameter for repr: the number, or its shape."""
+    if value is None:
+        return "None"
+    if value.numel() == 1 and value.dim() == 0:
+        number = value.item()
+        return "inf" if math.isinf(number) else f"{number:g}"
+    return f"tensor of shape {tuple(value.shape)}"

@@ -1,0 +1,153 @@
+"""Every error path: missing data, failed download, unreadable files, bad arguments."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from urllib.error import URLError
+
+import numpy as np
+import pytest
+import tonic.dataset
+
+from exodus_lightning.data import (
+    DatasetDownloadError,
+    DatasetNotFoundError,
+    DVSGestureDataModule,
+    NMNISTDataModule,
+    RandmanDataModule,
+    SHDDataModule,
+    SSCDataModule,
+    UnreadableFileError,
+)
+from exodus_lightning.data.fabricate import write_dvs_gesture, write_nmnist, write_shd
+
+MODULES = [NMNISTDataModule, DVSGestureDataModule, SHDDataModule, SSCDataModule]
+# A piece of each expected-layout description and of each source address.
+LAYOUT_HINT = {
+    NMNISTDataModule: ("NMNIST/Train/<digit 0-9>/<id>.bin", "garrickorchard.com"),
+    DVSGestureDataModule: ("ibmGestureTrain/userNN_<lighting>/<label 0-10>.npy", "dvsgesture"),
+    SHDDataModule: ("SHD/shd_train.h5", "zenkelab.org"),
+    SSCDataModule: ("SSC/ssc_valid.h5", "zenkelab.org"),
+}
+
+
+@pytest.mark.parametrize("module_class", MODULES)
+def test_missing_data_without_download_names_folder_layout_and_source(
+    module_class, tmp_path: Path
+) -> None:
+    module = module_class(data_dir=tmp_path, download=False)
+    with pytest.raises(DatasetNotFoundError) as raised:
+        module.setup("fit")
+    message = str(raised.value)
+    layout, source = LAYOUT_HINT[module_class]
+    assert str(tmp_path.resolve() / module_class.dataset_name) in message
+    assert layout in message and source in message and "download=True" in message
+
+
+@pytest.mark.parametrize("module_class", MODULES)
+def test_failed_download_names_folder_and_manual_route(
+    module_class, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_network(*args, **kwargs):
+        raise URLError("network is unreachable")
+
+    monkeypatch.setattr(tonic.dataset, "download_and_extract_archive", no_network)
+    module = module_class(data_dir=tmp_path, download=True)
+    with pytest.raises(DatasetDownloadError) as raised:
+        module.setup("test")
+    message = str(raised.value)
+    assert "network is unreachable" in message
+    assert str(tmp_path.resolve() / module_class.dataset_name) in message
+    assert LAYOUT_HINT[module_class][1] in message and "download=False" in message
+
+
+def test_truncated_nmnist_file_is_named(tmp_path: Path) -> None:
+    root = write_nmnist(tmp_path, num_train_per_class=1, num_test_per_class=1)
+    broken = sorted((root / "NMNIST" / "Test").glob("*/*.bin"))[0]
+    broken.write_bytes(broken.read_bytes()[:-2])
+    module = NMNISTDataModule(data_dir=root, download=False, num_workers=0)
+    module.setup("test")
+    with pytest.raises(UnreadableFileError, match=re.escape(str(broken))):
+        next(iter(module.test_dataloader()))
+
+
+def test_truncated_dvs_gesture_file_is_named_from_a_worker(tmp_path: Path) -> None:
+    root = write_dvs_gesture(tmp_path, num_train_users=1, num_test_users=1, num_events=50)
+    broken = sorted((root / "DVSGesture" / "ibmGestureTest").glob("*/*.npy"))[0]
+    broken.write_bytes(broken.read_bytes()[:100])
+    module = DVSGestureDataModule(data_dir=root, download=False, num_workers=2, batch_size=64)
+    module.setup("test")
+    with pytest.raises(UnreadableFileError, match=re.escape(str(broken))):
+        next(iter(module.test_dataloader()))
+
+
+def test_truncated_shd_file_is_named_at_setup(shd_root: Path, tmp_path: Path) -> None:
+    shutil.copytree(shd_root / "SHD", tmp_path / "SHD")
+    broken = tmp_path / "SHD" / "shd_test.h5"
+    broken.write_bytes(broken.read_bytes()[:1000])
+    module = SHDDataModule(data_dir=tmp_path, download=False)
+    with pytest.raises(UnreadableFileError, match=re.escape(str(broken))):
+        module.setup("test")
+
+
+def test_non_shd_hdf5_file_is_named(tmp_path: Path) -> None:
+    import h5py
+
+    write_shd(tmp_path, num_train=4, num_test=4)
+    wrong = tmp_path / "SHD" / "shd_test.h5"
+    with h5py.File(wrong, "w") as file:
+        file.create_dataset("labels", data=np.zeros(4))
+    with pytest.raises(UnreadableFileError, match="lacks the datasets"):
+        SHDDataModule(data_dir=tmp_path, download=False).setup("test")
+
+
+@pytest.mark.parametrize(
+    ("module_class", "split"),
+    [(NMNISTDataModule, "valid"), (SHDDataModule, "validation"), (SSCDataModule, "dev")],
+)
+def test_unknown_split_fails_before_touching_files(module_class, split, tmp_path: Path) -> None:
+    module = module_class(data_dir=tmp_path / "absent", download=False)
+    with pytest.raises(ValueError, match=f"unknown split '{split}'"):
+        module.make_dataset(split)
+
+
+def test_unknown_randman_split() -> None:
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        RandmanDataModule(num_train_samples=10).make_dataset("dev")
+
+
+@pytest.mark.parametrize(
+    ("module_class", "arguments", "message"),
+    [
+        (NMNISTDataModule, {"augmentations": ["flip_lr"]}, "unknown augmentations"),
+        (SHDDataModule, {"augmentations": ["spatial_jitter"]}, "unknown augmentations"),
+        (NMNISTDataModule, {"val_fraction": 0.0}, "val_fraction=0.0"),
+        (DVSGestureDataModule, {"val_fraction": 1.5}, "val_fraction=1.5"),
+        (SHDDataModule, {"val_fraction": None}, "no official validation split"),
+        (DVSGestureDataModule, {"downsample_factor": 3}, "downsample_factor=3"),
+        (NMNISTDataModule, {"denoise_ms": -1.0}, "denoise_ms=-1.0"),
+        (SHDDataModule, {"num_channels": 701}, "num_channels=701"),
+        (SSCDataModule, {"bin_width_ms": 0.0}, "bin_width_ms=0.0"),
+        (SSCDataModule, {"duration_ms": -5.0}, "duration_ms=-5.0"),
+        (NMNISTDataModule, {"num_time_steps": 0}, "num_time_steps=0"),
+        (NMNISTDataModule, {"batch_size": 0}, "batch_size=0"),
+        (SHDDataModule, {"num_workers": -1}, "num_workers=-1"),
+        (RandmanDataModule, {"latent_dim": 0}, "latent_dim=0"),
+        (RandmanDataModule, {"jitter": -1.0}, "jitter=-1.0"),
+        (RandmanDataModule, {"num_classes": 1}, "num_classes=1"),
+        (RandmanDataModule, {"num_time_steps": 1}, "num_time_steps=1"),
+        (RandmanDataModule, {"num_val_samples": 0}, "num_val_samples=0"),
+    ],
+)
+def test_bad_arguments_fail_at_construction_naming_the_argument(
+    module_class, arguments: dict, message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        module_class(data_dir=tmp_path, download=False, **arguments)
+
+
+def test_loader_before_setup_says_what_to_call(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="setup"):
+        SHDDataModule(data_dir=tmp_path, download=False).train_dataloader()

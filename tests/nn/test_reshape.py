@@ -1,0 +1,66 @@
+"""FlattenTime/UnflattenTime and the Squeeze layers on (batch·time, ...) input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from exodus_lightning import nn as enn
+
+
+def test_flatten_unflatten_round_trip():
+    x = torch.rand(3, 5, 2, 4, 4)
+    flat = enn.FlattenTime()(x)
+    assert flat.shape == (15, 2, 4, 4)
+    torch.testing.assert_close(enn.UnflattenTime(batch_size=3)(flat), x)
+    torch.testing.assert_close(enn.UnflattenTime(num_timesteps=5)(flat), x)
+    # batch-major: sample 1, time step 0 is row 5
+    torch.testing.assert_close(flat[5], x[1, 0])
+
+
+SQUEEZED = {
+    "LIF": (enn.LIF, enn.LIFSqueeze, {"tau_mem": 5.0, "tau_syn": 2.0}),
+    "IAF": (enn.IAF, enn.IAFSqueeze, {"max_spikes_per_step": 2}),
+    "ExpLeak": (enn.ExpLeak, enn.ExpLeakSqueeze, {"tau_mem": 4.0, "min_v_mem": -0.1}),
+}
+
+
+@pytest.mark.parametrize("name", list(SQUEEZED))
+@pytest.mark.parametrize("size", ["batch_size", "num_timesteps"])
+def test_squeeze_layer_equals_layer(name, size):
+    plain_cls, squeeze_cls, kwargs = SQUEEZED[name]
+    x = torch.randn(3, 6, 2, 4, 4) * 3
+    plain = plain_cls(**kwargs)
+    squeezed = squeeze_cls(**kwargs, **{size: 3 if size == "batch_size" else 6})
+    expected = plain(x)
+    got = squeezed(x.flatten(0, 1))
+    assert got.shape == (18, 2, 4, 4)
+    torch.testing.assert_close(got.unflatten(0, (3, 6)), expected)
+    torch.testing.assert_close(squeezed.v_mem, plain.v_mem)
+    assert isinstance(squeezed, plain_cls) and size in repr(squeezed)
+
+
+def test_squeeze_in_a_conv_stack():
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 4, 3, padding=1), enn.LIFSqueeze(tau_mem=5.0, batch_size=2),
+        torch.nn.AvgPool2d(2), torch.nn.Conv2d(4, 4, 3, padding=1),
+        enn.IAFSqueeze(num_timesteps=7), enn.UnflattenTime(batch_size=2),
+    )
+    out = net(enn.FlattenTime()(torch.rand(2, 7, 2, 8, 8) * 5))
+    assert out.shape == (2, 7, 4, 4, 4)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"batch_size": 2, "num_timesteps": 3}])
+def test_squeeze_needs_exactly_one_size(kwargs):
+    with pytest.raises(ValueError, match="exactly one of batch_size or num_timesteps"):
+        enn.LIFSqueeze(tau_mem=5.0, **kwargs)
+    with pytest.raises(ValueError, match="exactly one of batch_size or num_timesteps"):
+        enn.UnflattenTime(**kwargs)
+
+
+def test_squeeze_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="num_timesteps must be an int >= 1"):
+        enn.IAFSqueeze(num_timesteps=0)
+    layer = enn.ExpLeakSqueeze(tau_mem=3.0, batch_size=4)
+    with pytest.raises(ValueError, match="divisible by batch_size=4"):
+        layer(torch.rand(10, 3))

@@ -1,0 +1,166 @@
+"""State semantics: streaming, batch changes, reset/detach, lazy creation, copies, checkpoints."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exodus_lightning import nn as enn
+
+
+def make_layers():
+    """One layer of each kind, with the options that carry extra state or logic."""
+    tau = torch.tensor([6.0, 12.0, 30.0]).reshape(3, 1, 1)
+    return {
+        "lif_syn_clip": lambda: enn.LIF(tau, tau_syn=4.0, min_v_mem=-0.5, train_threshold=True),
+        "lif_single_zero": lambda: enn.LIF(8.0, max_spikes_per_step=1, reset="zero",
+                                           norm_input=False, train_alphas=True),
+        "iaf_syn": lambda: enn.IAF(spike_threshold=0.7, tau_syn=3.0),
+        "exp_leak": lambda: enn.ExpLeak(tau, norm_input=True),
+        "exp_leak_clip": lambda: enn.ExpLeak(5.0, min_v_mem=-0.2),
+    }
+
+
+LAYERS = make_layers()
+
+
+def run_chunks(layer, x, splits):
+    """Run x through layer in time chunks; return the output and the gradients by name."""
+    x = x.clone().requires_grad_()
+    outputs = [layer(chunk) for chunk in x.split(splits, dim=1)]
+    out = torch.cat(outputs, 1)
+    g = torch.Generator().manual_seed(1)
+    loss = (out * torch.randn(out.shape, generator=g)).sum() + layer.v_mem.square().sum()
+    loss.backward()
+    grads = {"x": x.grad} | {n: p.grad for n, p in layer.named_parameters() if p.requires_grad}
+    return out.detach(), grads
+
+
+@pytest.mark.parametrize("kind", list(LAYERS))
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 1000), cut=st.integers(1, 11))
+def test_two_calls_equal_one_call(kind, seed, cut):
+    x = (torch.randn(2, 12, 3, 2, 2, generator=torch.Generator().manual_seed(seed)) + 0.5) * 8
+    out_one, grads_one = run_chunks(LAYERS[kind](), x, [12])
+    out_two, grads_two = run_chunks(LAYERS[kind](), x, [cut, 12 - cut])
+    torch.testing.assert_close(out_two, out_one)
+    assert grads_two.keys() == grads_one.keys()
+    for name in grads_one:
+        torch.testing.assert_close(grads_two[name], grads_one[name], msg=name)
+
+
+@pytest.mark.parametrize("kind", list(LAYERS))
+def test_batch_or_feature_change_starts_from_zero(kind):
+    layer, fresh = LAYERS[kind](), LAYERS[kind]()
+    layer(torch.rand(2, 4, 3, 2, 2) * 10)
+    x = torch.rand(5, 4, 3, 2, 2) * 10
+    torch.testing.assert_close(layer(x), fresh(x))
+    assert layer.v_mem.shape == (5, 3, 2, 2)
+    if kind.startswith("lif_single"):  # scalar parameters: other features work too
+        y = torch.rand(5, 4, 7) * 10
+        torch.testing.assert_close(layer(y), LAYERS[kind]()(y))
+
+
+@pytest.mark.parametrize("kind", list(LAYERS))
+def test_reset_states_zeroes_and_keeps_pending_backward(kind):
+    layer = LAYERS[kind]()
+    x1 = (torch.rand(2, 5, 3, 2, 2) * 10).requires_grad_()
+    out1 = layer(x1)
+    assert layer.v_mem.abs().sum() > 0
+    layer.reset_states()
+    assert layer.v_mem.abs().sum() == 0 and layer.v_mem.grad_fn is None
+    for name in layer.state_names:
+        assert getattr(layer, name).shape == (2, 3, 2, 2)
+    out1.sum().backward()  # the state of call 1 was replaced, not zeroed in place
+    x2 = torch.rand(2, 5, 3, 2, 2) * 10
+    torch.testing.assert_close(layer(x2), LAYERS[kind]()(x2))
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_detach_states_cuts_the_graph(detach):
+    layer = enn.LIF(10.0, tau_syn=5.0)
+    x1 = (torch.rand(2, 6, 4) * 20).requires_grad_()
+    x2 = torch.rand(2, 6, 4) * 20
+    layer(x1)
+    v_before = layer.v_mem.detach().clone()
+    if detach:
+        enn.detach_states(torch.nn.Sequential(torch.nn.Identity(), layer))
+        torch.testing.assert_close(layer.v_mem, v_before)
+    out2 = layer(x2)
+    (out2.sum() + layer.v_mem.sum()).backward()
+    if detach:
+        assert x1.grad is None
+    else:
+        assert x1.grad is not None and x1.grad.abs().sum() > 0
+
+
+def test_module_reset_states_reaches_nested_layers():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), enn.LIF(5.0),
+                              torch.nn.Sequential(torch.nn.Linear(4, 2), enn.ExpLeak(3.0)))
+    net(torch.rand(2, 5, 3) * 10)
+    layers = [m for m in net.modules() if isinstance(m, enn.StatefulLayer)]
+    assert len(layers) == 2 and all(m.v_mem.abs().sum() > 0 for m in layers)
+    enn.reset_states(net)
+    assert all(m.v_mem.abs().sum() == 0 for m in layers)
+
+
+def test_states_are_created_lazily_in_the_state_dtype():
+    layer = enn.LIF(5.0, tau_syn=2.0)
+    assert layer.v_mem is None and layer.i_syn is None and not layer.is_state_initialised()
+    layer.double()(torch.rand(2, 3, 4, dtype=torch.float64))
+    assert layer.v_mem.dtype == torch.float64 and layer.i_syn.shape == (2, 4)
+    half = enn.LIF(5.0)
+    out = half(torch.rand(2, 3, 4).to(torch.bfloat16))
+    assert out.dtype == torch.bfloat16 and half.v_mem.dtype == torch.float32
+    # A float32 call after a float64 one converts the state, values kept.
+    value = layer.v_mem.clone()
+    layer.float()(torch.zeros(2, 0, 4))
+    assert layer.v_mem.dtype == torch.float32
+    torch.testing.assert_close(layer.v_mem, value.float())
+
+
+def test_shape_argument_creates_states():
+    layer = enn.LIF(5.0, tau_syn=3.0, shape=(2, 4))
+    assert layer.is_state_initialised() and layer.v_mem.shape == (2, 4)
+    with pytest.raises(ValueError, match="shape"):
+        enn.LIF(5.0, shape=(0, 4))
+
+
+@pytest.mark.parametrize("kind", list(LAYERS))
+def test_deepcopy_of_a_layer_inside_a_graph(kind):
+    layer = LAYERS[kind]()
+    layer(torch.rand(2, 4, 3, 2, 2) * 10)
+    clone = copy.deepcopy(layer)
+    x = torch.rand(2, 4, 3, 2, 2) * 10
+    torch.testing.assert_close(clone(x), layer(x))
+    assert all(a is not b for a, b in zip(clone.parameters(), layer.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("kind", list(LAYERS))
+def test_state_dict_round_trip(kind):
+    trained = LAYERS[kind]()
+    with torch.no_grad():
+        for param in trained.parameters():
+            param.mul_(0.9)  # stays valid: tau > 0, alpha in (0, 1], threshold > min
+    trained(torch.rand(2, 3, 3, 2, 2))
+    saved = trained.state_dict()
+    assert not set(trained.state_names) & set(saved)  # states are transient
+    fresh = LAYERS[kind]()
+    fresh.load_state_dict(saved)
+    trained.reset_states()
+    x = torch.rand(2, 4, 3, 2, 2) * 10
+    torch.testing.assert_close(fresh(x), trained(x))
+
+
+def test_loads_sinabs_checkpoint_with_states():
+    layer = enn.LIF(10.0, tau_syn=5.0)
+    sinabs_style = {"tau_mem": torch.tensor(20.0), "tau_syn": torch.tensor(4.0),
+                    "spike_threshold": torch.tensor(1.5), "v_mem": torch.rand(8, 3),
+                    "i_syn": torch.rand(8, 3)}
+    layer.load_state_dict(sinabs_style)
+    assert layer.tau_mem.item() == 20.0 and layer.spike_threshold.item() == 1.5
+    assert layer.v_mem is None

@@ -1,0 +1,104 @@
+"""Bad arguments raise errors that name the argument; repr shows the settings."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from exodus_lightning import nn as enn
+from exodus_lightning.nn import surrogate as sg
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: enn.LIF(tau_mem=0.0), "tau_mem must be > 0"),
+        (lambda: enn.LIF(tau_mem=torch.tensor([5.0, -1.0])), "tau_mem must be > 0"),
+        (lambda: enn.LIF(tau_mem=math.nan), "tau_mem must be > 0"),
+        (lambda: enn.LIF(5.0, tau_syn=-2.0), "tau_syn must be > 0"),
+        (lambda: enn.IAF(tau_syn=0.0), "tau_syn must be > 0"),
+        (lambda: enn.ExpLeak(tau_mem=-3.0), "tau_mem must be > 0"),
+        (lambda: enn.LIF(5.0, spike_threshold=0.0), "spike_threshold must be > 0"),
+        (lambda: enn.LIF(5.0, spike_threshold=1.0, min_v_mem=1.0), "spike_threshold must be > "
+                                                                     "min_v_mem"),
+        (lambda: enn.IAF(spike_threshold=torch.tensor([1.0, 0.5]), min_v_mem=0.6),
+         "spike_threshold must be > min_v_mem"),
+        (lambda: enn.LIF(5.0, max_spikes_per_step=0), "max_spikes_per_step must be None"),
+        (lambda: enn.LIF(5.0, max_spikes_per_step=2.5), "max_spikes_per_step must be None"),
+        (lambda: enn.LIF(5.0, reset="hard"), "reset must be one of"),
+        (lambda: enn.LIF(5.0, gradient="bptt"), "gradient must be one of"),
+        (lambda: enn.LIF(5.0, backend="cuda"), "backend must be one of"),
+        (lambda: enn.ExpLeak(5.0, backend="fast"), "backend must be one of"),
+    ],
+)
+def test_bad_constructor_arguments(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_bad_types():
+    with pytest.raises(TypeError, match="surrogate_grad_fn must be a callable"):
+        enn.LIF(5.0, surrogate_grad_fn="exp")
+    with pytest.raises(TypeError, match="tau_mem must be a float or a floating tensor"):
+        enn.LIF("5")
+    with pytest.raises(TypeError, match="spike_threshold must be a floating tensor"):
+        enn.LIF(5.0, spike_threshold=torch.tensor([1, 2]))
+
+
+@pytest.mark.parametrize(
+    ("layer", "name"),
+    [
+        (enn.LIF(tau_mem=torch.full((4, 1, 1), 5.0)), "tau_mem"),
+        (enn.LIF(5.0, tau_syn=torch.full((5,), 5.0)), "tau_syn"),
+        (enn.LIF(5.0, spike_threshold=torch.ones(3, 3)), "spike_threshold"),
+        (enn.LIF(5.0, min_v_mem=-torch.ones(5)), "min_v_mem"),
+        (enn.LIF(torch.full((5,), 5.0), train_alphas=True), "alpha_mem"),
+        (enn.ExpLeak(torch.full((4, 1, 1), 5.0)), "tau_mem"),
+    ],
+)
+def test_parameter_shape_must_broadcast_to_features(layer, name):
+    with pytest.raises(ValueError, match=f"{name} of shape .* does not broadcast to the feature "
+                                         f"shape \\(3, 2, 2\\)"):
+        layer(torch.rand(2, 4, 3, 2, 2))
+
+
+def test_input_must_have_batch_and_time():
+    with pytest.raises(ValueError, match="use LIFSqueeze"):
+        enn.LIF(5.0)(torch.rand(6))
+    with pytest.raises(TypeError, match="floating tensor"):
+        enn.IAF()(torch.ones(2, 3, dtype=torch.int64))
+
+
+def test_tau_trained_below_zero_is_caught_at_forward():
+    layer = enn.LIF(5.0)
+    with torch.no_grad():
+        layer.tau_mem.fill_(-1.0)
+    with pytest.raises(ValueError, match="alpha must lie in"):
+        layer(torch.rand(1, 2, 3))
+
+
+def test_repr_shows_key_settings():
+    text = repr(enn.LIF(torch.full((3, 1, 1), 20.0), tau_syn=5.0, spike_threshold=0.5,
+                        min_v_mem=-1.0, max_spikes_per_step=1, reset="zero",
+                        surrogate_grad_fn=sg.ArcTan(), gradient="slayer"))
+    for part in ("tau_mem=tensor of shape (3, 1, 1)", "tau_syn=5", "spike_threshold=0.5",
+                 "min_v_mem=-1", "max_spikes_per_step=1", "reset='zero'", "ArcTan(",
+                 "gradient='slayer'", "norm_input=True"):
+        assert part in text, (part, text)
+    assert repr(enn.IAF()).startswith("IAF(spike_threshold=1,")
+    assert repr(enn.ExpLeak(4.0, train_alphas=True)).startswith("ExpLeak(alpha_mem=0.7788")
+
+
+def test_sinabs_positional_order_beyond_threshold_is_rejected():
+    # sinabs' 4th positional argument is spike_fn; ours are keyword-only from there on.
+    with pytest.raises(TypeError):
+        enn.LIF(5.0, None, 1.0, None)
+
+
+def test_surrogate_module_is_the_ops_one():
+    from exodus_lightning.ops import surrogate as ops_surrogate
+
+    for name in sg.__all__:
+        assert getattr(sg, name) is getattr(ops_surrogate, name)

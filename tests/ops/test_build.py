@@ -1,0 +1,93 @@
+"""Building the extension: cache keys, concurrent builds, the CUDA sources, errors, the wheel."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from exodus_lightning.ops import _extension
+from tests.helpers import run_if
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_build_key_tracks_sources(tmp_path, monkeypatch):
+    copy = tmp_path / "exodus"
+    shutil.copytree(_extension.sources_dir(), copy)
+    monkeypatch.setattr(_extension, "sources_dir", lambda: copy)
+    before = _extension._build_key("cpu")
+    assert before == _extension._build_key("cpu")
+    assert before != _extension._build_key("cuda", "8.0")
+    with open(copy / "lif_step.h", "a") as header:
+        header.write("\n// changed\n")
+    assert _extension._build_key("cpu") != before
+
+
+def test_cache_root_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("EXODUS_LIGHTNING_CACHE", str(tmp_path))
+    assert _extension.cache_root() == tmp_path
+
+
+def test_missing_compiler_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXODUS_LIGHTNING_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "no-such-compiler-xyz")
+    with pytest.raises(_extension.ExtensionBuildError, match="no C\\+\\+ compiler"):
+        _extension._build("cpu", verbose=False)
+
+
+@pytest.mark.slow
+def test_concurrent_first_builds_do_not_race(tmp_path):
+    """Two processes (like DDP ranks) start on an empty cache at once; both load and agree."""
+    script = textwrap.dedent("""
+        import torch
+        from exodus_lightning import ops
+        x = torch.ones(1, 4, 2)
+        spikes = ops.lif(x, 1.0, 1.5, backend="extension")[0]
+        print("SPIKES", spikes.sum().item())
+    """)
+    env = dict(os.environ, EXODUS_LIGHTNING_CACHE=str(tmp_path))
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    for proc, (out, err) in zip(procs, results):
+        assert proc.returncode == 0, err
+        # v = 1, 2 (spike, 0.5 left), 1.5 (spike, 0 left), 1: two spikes in each of 2 features
+        assert "SPIKES 4.0" in out
+    assert len(list(tmp_path.glob("cpu-*/*.so"))) == 1
+
+
+@pytest.mark.slow
+@run_if(nvcc=True, cuda_torch=True)
+def test_cuda_sources_compile(tmp_path):
+    """The CUDA kernels compile and link with nvcc, with or without a GPU."""
+    env = dict(os.environ, EXODUS_LIGHTNING_CACHE=str(tmp_path))
+    env.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+    proc = subprocess.run(
+        [sys.executable, "-m", "exodus_lightning.ops.build", "--cuda", "--no-cpu"],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(list(tmp_path.glob("cuda-*/*.so"))) == 1
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_sources(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
+         str(tmp_path), str(REPO)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    wheel, = tmp_path.glob("exodus_lightning-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for source in ("lif_step.h", "op_checks.h", "exodus_cpu.cpp", "exodus_cuda.cu"):
+        assert f"exodus_lightning/_extensions/exodus/{source}" in names
+    assert "exodus_lightning/ops/lif.py" in names
+    assert not any(name.endswith(".so") for name in names)  # nothing prebuilt

@@ -1,0 +1,66 @@
+"""Bad input fails early with an error that names the argument and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from exodus_lightning import ops
+
+X = torch.randn(2, 5, 3)
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    (dict(x=torch.randn(5)), ValueError, "x must have shape"),
+    (dict(x=torch.ones(2, 5, 3, dtype=torch.int64)), TypeError, "x must be a floating"),
+    (dict(x=[[1.0]]), TypeError, "x must be a torch.Tensor"),
+    (dict(alpha=0.0), ValueError, r"alpha must lie in \(0, 1\]"),
+    (dict(alpha=1.2), ValueError, r"alpha must lie in \(0, 1\]"),
+    (dict(alpha=torch.tensor([0.5, 0.9, 1.5])), ValueError, "alpha must lie"),
+    (dict(alpha=torch.rand(4)), ValueError, "alpha of shape .* does not broadcast"),
+    (dict(alpha=torch.tensor([1, 1, 1])), TypeError, "alpha must be a floating tensor"),
+    (dict(alpha="0.9"), TypeError, "alpha must be a float or a tensor"),
+    (dict(threshold=0.0), ValueError, "threshold must be > 0"),
+    (dict(threshold=0.5, min_v_mem=0.5), ValueError, "threshold must be > min_v_mem"),
+    (dict(threshold=torch.tensor([1.0, 0.2, 1.0]), min_v_mem=0.3), ValueError,
+     "threshold must be > min_v_mem"),
+    (dict(max_spikes=0), ValueError, "max_spikes must be None"),
+    (dict(max_spikes=-1), ValueError, "max_spikes must be None"),
+    (dict(max_spikes=1.5), ValueError, "max_spikes must be None"),
+    (dict(reset="hard"), ValueError, "reset must be one of"),
+    (dict(gradient="bptt"), ValueError, "gradient must be one of"),
+    (dict(backend="cuda"), ValueError, "backend must be one of"),
+    (dict(surrogate=3.0), TypeError, "surrogate must be a callable"),
+    (dict(v_init=torch.zeros(3, 3)), ValueError, r"v_init must have shape \(batch, \*features\)"),
+    (dict(v_init=torch.zeros(2, 3, dtype=torch.int32)), TypeError, "v_init must be a floating"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_bad_arguments_raise_named_errors(kwargs, error, pattern):
+    call = dict(x=X, alpha=0.9, threshold=1.0)
+    call.update(kwargs)
+    x, alpha, threshold = call.pop("x"), call.pop("alpha"), call.pop("threshold")
+    with pytest.raises(error, match=pattern):
+        ops.lif(x, alpha, threshold, **call)
+
+
+@pytest.mark.parametrize("backend", ["extension", "reference"])
+def test_validation_is_the_same_for_both_backends(backend):
+    with pytest.raises(ValueError, match="threshold must be > 0"):
+        ops.lif(X, 0.9, -1.0, backend=backend)
+
+
+def test_parameter_on_another_device_is_named():
+    meta_alpha = torch.tensor(0.9, device="meta")
+    with pytest.raises(ValueError, match="alpha is on meta but x is on cpu"):
+        ops.lif(X, meta_alpha, 1.0)
+
+
+def test_raw_op_checks_shapes():
+    lib = torch.ops.exodus_lightning
+    ops.load_extension("cpu")
+    x = torch.randn(2, 5, 3)
+    with pytest.raises(RuntimeError, match="alpha must be 1-D with one value per feature"):
+        lib.lif_forward(x, torch.zeros(2, 3), torch.ones(4), torch.ones(3), torch.ones(3), None,
+                        0, 0, 0, 0, [0.5, 1.0])
+    with pytest.raises(RuntimeError, match="v_init must have shape"):
+        lib.lif_forward(x, torch.zeros(2, 4), torch.ones(3), torch.ones(3), torch.ones(3), None,
+                        0, 0, 0, 0, [0.5, 1.0])
