@@ -26,8 +26,11 @@ def pad_time_collate(samples: Sequence[tuple[Any, Any]]) -> tuple[torch.Tensor, 
                 f"got {tuple(frame.shape)} next to {(None, *feature_shape)}"
             )
     max_time = max(frame.shape[0] for frame in frames)
+    targets = torch.as_tensor(np.asarray([int(target) for _, target in samples]), dtype=torch.long)
+    if all(frame.shape[0] == max_time for frame in frames):
+        # One allocation and copy instead of zero-fill then copy (batches reach ~100 MB).
+        return torch.stack(frames), targets
     inputs = torch.zeros((len(frames), max_time, *feature_shape), dtype=torch.float32)
     for row, frame in enumerate(frames):
         inputs[row, : frame.shape[0]] = frame
-    targets = torch.as_tensor(np.asarray([int(target) for _, target in samples]), dtype=torch.long)
     return inputs, targets

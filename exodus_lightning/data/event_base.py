@@ -2,7 +2,8 @@
 
 Per sample: tonic parses the file -> preprocessing (deterministic) -> augmentation (random,
 train only) -> binning into T fixed-width bins. With `cache_dir`, everything up to the first
-random step is cached on disk; the rest runs on every access.
+random step is cached on disk (frames as compact integer counts, or preprocessed events when
+augmenting); the rest runs on every access.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from torch.utils.data import Dataset, Subset
 from exodus_lightning.data.base import SpikeDataModule, check_val_fraction, split_indices
 from exodus_lightning.data.cache import cache_folder, disk_cached
 from exodus_lightning.data.tonic_loading import CheckedSamples
-from exodus_lightning.data.transforms import MICROSECONDS_PER_MS, Pipeline
+from exodus_lightning.data.transforms import (
+    MICROSECONDS_PER_MS,
+    CompactCounts,
+    Pipeline,
+    ToFloat32,
+)
 
 
 def bin_width_us(num_time_steps: int, bin_width_ms: float, duration_ms: float | None) -> float:
@@ -98,19 +104,22 @@ class EventDataModule(SpikeDataModule):
         if split not in self._opened:
             self._opened[split] = self.open_split(split)
         samples = copy.copy(self._opened[split])
+        deterministic = self.preprocessing()
         random_steps = self.augmentation() if augment else []
-        if random_steps:
-            cacheable, after_cache = self.preprocessing(), [*random_steps, self.to_frames]
-        else:
-            cacheable, after_cache = [*self.preprocessing(), self.to_frames], []
         if self.cache_dir is None:
-            samples.transform = Pipeline(cacheable + after_cache)
+            samples.transform = Pipeline([*deterministic, *random_steps, self.to_frames])
             return samples
-        samples.transform = Pipeline(cacheable)
+        if random_steps:
+            # Random steps must run on every access, so the cache stops at preprocessed events.
+            cached, after_cache = deterministic, [*random_steps, self.to_frames]
+        else:
+            # Frames are cached as small integer counts: ~4x less to decompress than float32.
+            cached, after_cache = [*deterministic, self.to_frames, CompactCounts()], [ToFloat32()]
+        samples.transform = Pipeline(cached)
         folder = cache_folder(
-            self.cache_dir, self.dataset_name, split, self.data_dir, len(samples), cacheable
+            self.cache_dir, self.dataset_name, split, self.data_dir, len(samples), cached
         )
-        return disk_cached(samples, folder, Pipeline(after_cache) if after_cache else None)
+        return disk_cached(samples, folder, Pipeline(after_cache))
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit", "validate"):

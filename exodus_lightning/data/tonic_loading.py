@@ -45,8 +45,6 @@ def open_tonic_dataset(
     if download:
         try:
             dataset = tonic_class(str(folder.parent), **tonic_kwargs)
-        except UnreadableFileError:
-            raise
         except Exception as error:
             raise DatasetDownloadError(
                 f"Could not download or open {tonic_class.__name__} into '{folder}': {error!r}.\n"

@@ -33,6 +33,33 @@ class Pipeline:
         return f"Pipeline({self.transforms!r})"
 
 
+class CompactCounts:
+    """Store integer counts in the smallest unsigned dtype that holds them (uint8/16/32).
+
+    Used before the disk cache: uint8 frames compress and load ~2x faster than float32 ones.
+    """
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        largest = frames.max(initial=0)
+        for dtype in (np.uint8, np.uint16, np.uint32):
+            if largest <= np.iinfo(dtype).max:
+                return frames.astype(dtype)
+        return frames
+
+    def __repr__(self) -> str:
+        return "CompactCounts()"
+
+
+class ToFloat32:
+    """Cast frames to float32 (undoes CompactCounts after the cache)."""
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        return np.asarray(frames, dtype=np.float32)
+
+    def __repr__(self) -> str:
+        return "ToFloat32()"
+
+
 def _time_bin_of_events(
     times_us: np.ndarray, num_time_steps: int, bin_width_us: float, relative_to_first_event: bool
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +116,10 @@ class EventsToFrames:
         x = events["x"].astype(np.int64) * out_width // width
         y = events["y"].astype(np.int64) * out_height // height
         # Polarity may be bool, {0, 1} or {-1, 1}; map "on" to channel 1, anything else to 0.
-        p = (events["p"].astype(np.int64) > 0).astype(np.int64) if polarities > 1 else 0 * x
+        if polarities > 1:
+            p = (events["p"].astype(np.int64) > 0).astype(np.int64)
+        else:
+            p = np.zeros_like(x)
         inside &= (x >= 0) & (x < out_width) & (y >= 0) & (y < out_height)
         flat = ((bins * polarities + p) * out_height + y) * out_width + x
         size = self.num_time_steps * polarities * out_height * out_width

@@ -24,7 +24,9 @@ from pathlib import Path
 import torch
 
 _SOURCE_FILES = ("lif_step.h", "op_checks.h", "exodus_cpu.cpp", "exodus_cuda.cu")
-_CPU_CFLAGS = ["-O3", "-fopenmp"]  # the C++ standard is the one torch asks for
+# -ffp-contract=off: no fused multiply-add, so the kernels round exactly like the reference.
+# -fno-trapping-math: lets the compiler turn the spike/reset selects into vector blends.
+_CPU_CFLAGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math"]  # C++ std: torch's
 _CPU_LDFLAGS = ["-fopenmp"]  # without it at::parallel_for silently runs on one thread
 # --fmad=false: no fused multiply-add contraction, so the GPU rounds exactly like the CPU code
 # and the reference (a contracted α·v + x can flip a spike that sits on the threshold).
@@ -102,6 +104,21 @@ def cuda_arch_list() -> str:
     )
 
 
+def cpu_isa_flags() -> list[str]:
+    """Vector instruction set for the CPU loops: the one torch itself dispatches to here.
+
+    The library is built on the machine that uses it (and keyed by this choice), so it may use
+    what this CPU has; the loops are written for the compiler to vectorise.
+    """
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability == "AVX512":
+        return ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512dq", "-mavx512bw",
+                "-mavx512vl"]
+    if capability == "AVX2":
+        return ["-mavx2", "-mfma", "-mf16c"]
+    return []
+
+
 def _build_key(kind: str, arch: str = "") -> str:
     digest = hashlib.sha256()
     src = sources_dir()
@@ -113,7 +130,7 @@ def _build_key(kind: str, arch: str = "") -> str:
         torch.__version__,
         str(torch.version.cuda),
         arch,
-        " ".join(_CPU_CFLAGS + _CPU_LDFLAGS + _CUDA_FLAGS),
+        " ".join(_CPU_CFLAGS + _CPU_LDFLAGS + _CUDA_FLAGS + cpu_isa_flags()),
         f"py{sys.version_info[0]}.{sys.version_info[1]}",
         torch._C._GLIBCXX_USE_CXX11_ABI and "cxx11abi" or "oldabi",
     ]
@@ -164,7 +181,11 @@ def _build(kind: str, verbose: bool) -> Path:
     if kind == "cpu":
         key = _build_key("cpu")
         sources = [str(src / "exodus_cpu.cpp")]
-        extra = {"extra_cflags": _CPU_CFLAGS, "extra_ldflags": _CPU_LDFLAGS, "with_cuda": False}
+        extra = {
+            "extra_cflags": _CPU_CFLAGS + cpu_isa_flags(),
+            "extra_ldflags": _CPU_LDFLAGS,
+            "with_cuda": False,
+        }
     else:
         if torch.version.cuda is None:
             raise ExtensionBuildError(

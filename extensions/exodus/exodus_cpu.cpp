@@ -8,7 +8,10 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
+#include <ATen/ops/full_like.h>
+
 #include <algorithm>
+#include <limits>
 
 #include "lif_step.h"
 #include "op_checks.h"
@@ -22,12 +25,10 @@ using at::Tensor;
 // the per-neuron state of a block stays in L1.
 constexpr int64_t kBlock = 256;
 
-template <typename acc_t>
-NeuronParams<acc_t> gather_params(const acc_t* alpha, const acc_t* threshold,
-                                  const acc_t* subtract, const acc_t* min_v, int64_t n) {
-  return NeuronParams<acc_t>{alpha[n], threshold[n], subtract[n], min_v ? min_v[n] : acc_t(0),
-                             min_v != nullptr};
-}
+// The loops over the features of a block are vectorised by the compiler: each feature is an
+// independent neuron, pointers are __restrict, the step functions are branch-free, and the
+// build adds -fno-trapping-math and the CPU's vector ISA. (No `omp simd`: it privatises the
+// per-neuron structs into arrays and then gives up on them.)
 
 // Calls fn(b, n0, n1) for every (batch, feature block) in parallel.
 template <typename Fn>
@@ -40,6 +41,42 @@ void for_each_block(int64_t batch, int64_t features, const Fn& fn) {
       fn(b, n0, std::min(features, n0 + kBlock));
     }
   });
+}
+
+// min_v_mem as one value per feature; -inf (no clip) when absent, so the loops have no branch.
+Tensor lower_bound_or_none(const c10::optional<Tensor>& min_v, const Tensor& like) {
+  if (min_v.has_value()) return min_v->contiguous();
+  return at::full_like(like, -std::numeric_limits<double>::infinity());
+}
+
+// Forward scan over time for features [n0, n1) of batch row b.
+template <typename scalar_t, typename acc_t>
+void lif_forward_block(const scalar_t* __restrict x, const acc_t* __restrict v0,
+                       const acc_t* __restrict alpha, const acc_t* __restrict threshold,
+                       const acc_t* __restrict subtract, const acc_t* __restrict min_v,
+                       scalar_t* __restrict spikes, acc_t* __restrict v_mem,
+                       acc_t* __restrict v_last, int64_t b, int64_t n0, int64_t n1, int64_t T,
+                       int64_t N, int max_spikes, int reset) {
+  const int64_t len = n1 - n0;
+  acc_t state[kBlock];
+  for (int64_t i = 0; i < len; ++i) state[i] = v0[b * N + n0 + i];
+  alpha += n0;
+  threshold += n0;
+  subtract += n0;
+  min_v += n0;
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t row = (b * T + t) * N + n0;
+    const scalar_t* __restrict x_t = x + row;
+    scalar_t* __restrict s_t = spikes + row;
+    acc_t* __restrict v_t = v_mem + row;
+    for (int64_t i = 0; i < len; ++i) {
+      const NeuronParams<acc_t> p{alpha[i], threshold[i], subtract[i], min_v[i]};
+      acc_t s;
+      v_t[i] = lif_forward_step(p, static_cast<acc_t>(x_t[i]), state[i], s, max_spikes, reset);
+      s_t[i] = static_cast<scalar_t>(s);
+    }
+  }
+  for (int64_t i = 0; i < len; ++i) v_last[b * N + n0 + i] = state[i];
 }
 
 std::tuple<Tensor, Tensor, Tensor> lif_forward_cpu(const Tensor& x_in, const Tensor& v_init_in,
@@ -59,7 +96,7 @@ std::tuple<Tensor, Tensor, Tensor> lif_forward_cpu(const Tensor& x_in, const Ten
   const Tensor alpha = alpha_in.contiguous();
   const Tensor threshold = threshold_in.contiguous();
   const Tensor subtract = subtract_in.contiguous();
-  const Tensor min_v = min_v_in.has_value() ? min_v_in->contiguous() : Tensor();
+  const Tensor min_v = lower_bound_or_none(min_v_in, alpha);
   Tensor spikes = at::empty_like(x);
   Tensor v_mem = at::empty(x.sizes(), x.options().dtype(alpha.scalar_type()));
   Tensor v_last = at::empty_like(v_init);
@@ -79,27 +116,103 @@ std::tuple<Tensor, Tensor, Tensor> lif_forward_cpu(const Tensor& x_in, const Ten
         const acc_t* al = alpha.const_data_ptr<acc_t>();
         const acc_t* th = threshold.const_data_ptr<acc_t>();
         const acc_t* su = subtract.const_data_ptr<acc_t>();
-        const acc_t* mv = min_v.defined() ? min_v.const_data_ptr<acc_t>() : nullptr;
+        const acc_t* mv = min_v.const_data_ptr<acc_t>();
         const int64_t T = L.time, N = L.features;
-        const int ms = static_cast<int>(max_spikes);
-        const int rs = static_cast<int>(reset);
         for_each_block(L.batch, N, [&](int64_t b, int64_t n0, int64_t n1) {
-          acc_t state[kBlock];
-          for (int64_t n = n0; n < n1; ++n) state[n - n0] = v0[b * N + n];
-          for (int64_t t = 0; t < T; ++t) {
-            const int64_t row = (b * T + t) * N;
-            for (int64_t n = n0; n < n1; ++n) {
-              const NeuronParams<acc_t> p = gather_params(al, th, su, mv, n);
-              acc_t s;
-              vp[row + n] = lif_forward_step(p, static_cast<acc_t>(xp[row + n]), state[n - n0],
-                                             s, ms, rs);
-              sp[row + n] = static_cast<scalar_t>(s);
-            }
-          }
-          for (int64_t n = n0; n < n1; ++n) vl[b * N + n] = state[n - n0];
+          lif_forward_block<scalar_t, acc_t>(xp, v0, al, th, su, mv, sp, vp, vl, b, n0, n1, T, N,
+                                             static_cast<int>(max_spikes),
+                                             static_cast<int>(reset));
         });
       });
   return {spikes, v_mem, v_last};
+}
+
+// Pointers and settings of one backward call.
+template <typename scalar_t, typename acc_t>
+struct BackwardArgs {
+  const scalar_t* g;      // (B, T, N) upstream gradient on spikes
+  const acc_t* h;         // (B, T, N) upstream gradient on v_mem, or nullptr
+  const acc_t* g_last;    // (B, N) upstream gradient on v_last
+  const acc_t* v;         // (B, T, N) pre-reset membrane
+  const acc_t* sigma;     // (B, T, N) precomputed surrogate (Kind == kSurrogateGiven)
+  const acc_t* v0;        // (B, N)
+  const acc_t *alpha, *threshold, *subtract, *min_v;  // (N,)
+  scalar_t* grad_x;       // (B, T, N)
+  acc_t *grad_v0, *grad_alpha, *grad_threshold, *grad_subtract, *grad_min_v;  // (B, N)
+  int64_t T, N;
+  int max_spikes, reset, gradient;
+  acc_t p0, p1;
+};
+
+// Reverse scan over time for features [n0, n1) of batch row b.
+template <int Kind, bool HasH, typename scalar_t, typename acc_t>
+void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64_t n0,
+                        int64_t n1) {
+  const int64_t T = a.T, N = a.N, len = n1 - n0;
+  acc_t rho[kBlock], v_now[kBlock];
+  acc_t sum_alpha[kBlock], sum_threshold[kBlock], sum_subtract[kBlock], sum_min[kBlock];
+  for (int64_t i = 0; i < len; ++i) {
+    rho[i] = a.g_last[b * N + n0 + i];
+    v_now[i] = a.v[(b * T + T - 1) * N + n0 + i];
+    sum_alpha[i] = sum_threshold[i] = sum_subtract[i] = sum_min[i] = acc_t(0);
+  }
+  // Local restrict pointers: loads through the struct could alias the stores, which keeps the
+  // compiler from vectorising.
+  const acc_t* __restrict alpha = a.alpha + n0;
+  const acc_t* __restrict threshold = a.threshold + n0;
+  const acc_t* __restrict subtract = a.subtract + n0;
+  const acc_t* __restrict min_v = a.min_v + n0;
+  const int max_spikes = a.max_spikes, reset = a.reset, gradient = a.gradient;
+  const acc_t p0 = a.p0, p1 = a.p1, zero = acc_t(0);
+  // One reverse step over the block; First (t = 0) takes v⁺_0 = v_init as it is, the other
+  // steps rebuild v⁺_{t-1} from v_{t-1}. A compile-time flag: a uniform select in the loop
+  // would keep it scalar.
+  auto step = [&](int64_t t, auto first_constant) {
+    constexpr bool First = decltype(first_constant)::value;
+    const int64_t row = (b * T + t) * N + n0;
+    const acc_t* __restrict prev = First ? a.v0 + b * N + n0 : a.v + row - N;
+    const scalar_t* __restrict g = a.g + row;
+    const acc_t* __restrict h = HasH ? a.h + row : nullptr;
+    const acc_t* __restrict sigma = Kind == kSurrogateGiven ? a.sigma + row : nullptr;
+    scalar_t* __restrict grad_x = a.grad_x + row;
+    for (int64_t i = 0; i < len; ++i) {
+      const NeuronParams<acc_t> p{alpha[i], threshold[i], subtract[i], min_v[i]};
+      const acc_t v = v_now[i];
+      const acc_t s = spike_count(v, p.threshold, max_spikes);
+      acc_t sg;
+      if constexpr (Kind == kSurrogateGiven) {
+        sg = sigma[i];
+      } else {
+        sg = surrogate_grad<Kind>(v, p.threshold, p0, p1);
+      }
+      const acc_t v_prev = prev[i];
+      acc_t v_plus_prev = v_prev;
+      if constexpr (!First) {
+        v_plus_prev = reset_membrane(v_prev, spike_count(v_prev, p.threshold, max_spikes),
+                                     p.subtract, reset);
+      }
+      ParamGrads<acc_t> sums{sum_alpha[i], sum_threshold[i], sum_subtract[i], sum_min[i]};
+      const acc_t lambda =
+          lif_backward_step(p, v, s, sg, static_cast<acc_t>(g[i]), HasH ? h[i] : zero,
+                            v_plus_prev, rho[i], sums, reset, gradient);
+      sum_alpha[i] = sums.alpha;
+      sum_threshold[i] = sums.threshold;
+      sum_subtract[i] = sums.subtract;
+      sum_min[i] = sums.min_v;
+      grad_x[i] = static_cast<scalar_t>(lambda);
+      v_now[i] = v_prev;
+    }
+  };
+  for (int64_t t = T - 1; t > 0; --t) step(t, std::false_type());
+  step(0, std::true_type());
+  for (int64_t i = 0; i < len; ++i) {
+    const int64_t o = b * N + n0 + i;
+    a.grad_v0[o] = rho[i];
+    a.grad_alpha[o] = sum_alpha[i];
+    a.grad_threshold[o] = sum_threshold[i];
+    a.grad_subtract[o] = sum_subtract[i];
+    if (a.grad_min_v) a.grad_min_v[o] = sum_min[i];
+  }
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cpu(
@@ -121,7 +234,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cpu(
   const Tensor alpha = alpha_in.contiguous();
   const Tensor threshold = threshold_in.contiguous();
   const Tensor subtract = subtract_in.contiguous();
-  const Tensor min_v = min_v_in.has_value() ? min_v_in->contiguous() : Tensor();
+  const Tensor min_v = lower_bound_or_none(min_v_in, alpha);
 
   const auto acc_options = v_mem.options();
   Tensor grad_x = at::empty_like(g);
@@ -129,8 +242,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cpu(
   Tensor grad_alpha = at::empty({L.batch, L.features}, acc_options);
   Tensor grad_threshold = at::empty({L.batch, L.features}, acc_options);
   Tensor grad_subtract = at::empty({L.batch, L.features}, acc_options);
-  Tensor grad_min_v = min_v.defined() ? at::empty({L.batch, L.features}, acc_options)
-                                      : at::empty({0}, acc_options);
+  Tensor grad_min_v = min_v_in.has_value() ? at::empty({L.batch, L.features}, acc_options)
+                                           : at::empty({0}, acc_options);
   if (L.numel() == 0) {
     grad_v_init.copy_(g_last);
     grad_alpha.zero_();
@@ -143,71 +256,42 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cpu(
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, g.scalar_type(), "exodus_lif_backward_cpu", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        const scalar_t* gp = g.const_data_ptr<scalar_t>();
-        const acc_t* hp = h.defined() ? h.const_data_ptr<acc_t>() : nullptr;
-        const acc_t* glp = g_last.const_data_ptr<acc_t>();
-        const acc_t* vp = v_mem.const_data_ptr<acc_t>();
-        const acc_t* sgp = sigma.defined() ? sigma.const_data_ptr<acc_t>() : nullptr;
-        const acc_t* v0 = v_init.const_data_ptr<acc_t>();
-        const acc_t* al = alpha.const_data_ptr<acc_t>();
-        const acc_t* th = threshold.const_data_ptr<acc_t>();
-        const acc_t* su = subtract.const_data_ptr<acc_t>();
-        const acc_t* mv = min_v.defined() ? min_v.const_data_ptr<acc_t>() : nullptr;
-        scalar_t* gxp = grad_x.mutable_data_ptr<scalar_t>();
-        acc_t* gv0 = grad_v_init.mutable_data_ptr<acc_t>();
-        acc_t* ga = grad_alpha.mutable_data_ptr<acc_t>();
-        acc_t* gth = grad_threshold.mutable_data_ptr<acc_t>();
-        acc_t* gsu = grad_subtract.mutable_data_ptr<acc_t>();
-        acc_t* gmv = min_v.defined() ? grad_min_v.mutable_data_ptr<acc_t>() : nullptr;
-        const int64_t T = L.time, N = L.features;
-        const int ms = static_cast<int>(max_spikes);
-        const int rs = static_cast<int>(reset);
-        const int gr = static_cast<int>(gradient);
-        const int kind = static_cast<int>(surrogate);
-        const acc_t p0 = surrogate_params.size() > 0 ? acc_t(surrogate_params[0]) : acc_t(0);
-        const acc_t p1 = surrogate_params.size() > 1 ? acc_t(surrogate_params[1]) : acc_t(0);
-        for_each_block(L.batch, N, [&](int64_t b, int64_t n0, int64_t n1) {
-          acc_t rho[kBlock];
-          acc_t v_now[kBlock];
-          ParamGrads<acc_t> sums[kBlock];
-          for (int64_t n = n0; n < n1; ++n) {
-            rho[n - n0] = glp[b * N + n];
-            v_now[n - n0] = vp[(b * T + T - 1) * N + n];
-            sums[n - n0] = ParamGrads<acc_t>();
-          }
-          for (int64_t t = T - 1; t >= 0; --t) {
-            const int64_t row = (b * T + t) * N;
-            for (int64_t n = n0; n < n1; ++n) {
-              const int64_t i = n - n0;
-              const NeuronParams<acc_t> p = gather_params(al, th, su, mv, n);
-              const acc_t v = v_now[i];
-              const acc_t s = spike_count(v, p.threshold, ms);
-              const acc_t sg =
-                  sgp ? sgp[row + n] : surrogate_grad(kind, v, p.threshold, p0, p1);
-              acc_t v_plus_prev;
-              if (t > 0) {
-                const acc_t v_prev = vp[row - N + n];
-                v_plus_prev = reset_membrane(v_prev, spike_count(v_prev, p.threshold, ms),
-                                             p.subtract, rs);
-                v_now[i] = v_prev;
-              } else {
-                v_plus_prev = v0[b * N + n];
-              }
-              const acc_t lambda =
-                  lif_backward_step(p, v, s, sg, static_cast<acc_t>(gp[row + n]),
-                                    hp ? hp[row + n] : acc_t(0), v_plus_prev, rho[i], sums[i],
-                                    rs, gr);
-              gxp[row + n] = static_cast<scalar_t>(lambda);
+        BackwardArgs<scalar_t, acc_t> a;
+        a.g = g.const_data_ptr<scalar_t>();
+        a.h = h.defined() ? h.const_data_ptr<acc_t>() : nullptr;
+        a.g_last = g_last.const_data_ptr<acc_t>();
+        a.v = v_mem.const_data_ptr<acc_t>();
+        a.sigma = sigma.defined() ? sigma.const_data_ptr<acc_t>() : nullptr;
+        a.v0 = v_init.const_data_ptr<acc_t>();
+        a.alpha = alpha.const_data_ptr<acc_t>();
+        a.threshold = threshold.const_data_ptr<acc_t>();
+        a.subtract = subtract.const_data_ptr<acc_t>();
+        a.min_v = min_v.const_data_ptr<acc_t>();
+        a.grad_x = grad_x.mutable_data_ptr<scalar_t>();
+        a.grad_v0 = grad_v_init.mutable_data_ptr<acc_t>();
+        a.grad_alpha = grad_alpha.mutable_data_ptr<acc_t>();
+        a.grad_threshold = grad_threshold.mutable_data_ptr<acc_t>();
+        a.grad_subtract = grad_subtract.mutable_data_ptr<acc_t>();
+        a.grad_min_v = min_v_in.has_value() ? grad_min_v.mutable_data_ptr<acc_t>() : nullptr;
+        a.T = L.time;
+        a.N = L.features;
+        a.max_spikes = static_cast<int>(max_spikes);
+        a.reset = static_cast<int>(reset);
+        a.gradient = static_cast<int>(gradient);
+        a.p0 = surrogate_params.size() > 0 ? acc_t(surrogate_params[0]) : acc_t(0);
+        a.p1 = surrogate_params.size() > 1 ? acc_t(surrogate_params[1]) : acc_t(0);
+        const int kind = sigma.defined() ? kSurrogateGiven : static_cast<int>(surrogate);
+        dispatch_surrogate(kind, [&](auto kind_constant) {
+          constexpr int Kind = decltype(kind_constant)::value;
+          for_each_block(L.batch, L.features, [&](int64_t b, int64_t n0, int64_t n1) {
+            // A separate loop without the membrane gradient: a conditional load would keep
+            // the compiler from vectorising.
+            if (a.h) {
+              lif_backward_block<Kind, true>(a, b, n0, n1);
+            } else {
+              lif_backward_block<Kind, false>(a, b, n0, n1);
             }
-          }
-          for (int64_t n = n0; n < n1; ++n) {
-            const int64_t i = n - n0, o = b * N + n;
-            gv0[o] = rho[i];
-            ga[o] = sums[i].alpha;
-            gth[o] = sums[i].threshold;
-            gsu[o] = sums[i].subtract;
-            if (gmv) gmv[o] = sums[i].min_v;
-          }
+          });
         });
       });
   return {grad_x, grad_v_init, grad_alpha, grad_threshold, grad_subtract, grad_min_v};

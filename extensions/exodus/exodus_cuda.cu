@@ -6,10 +6,13 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/full_like.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
+
+#include <limits>
 
 #include "lif_step.h"
 #include "op_checks.h"
@@ -26,8 +29,7 @@ __device__ __forceinline__ NeuronParams<acc_t> gather_params(const acc_t* alpha,
                                                              const acc_t* threshold,
                                                              const acc_t* subtract,
                                                              const acc_t* min_v, int64_t n) {
-  return NeuronParams<acc_t>{alpha[n], threshold[n], subtract[n], min_v ? min_v[n] : acc_t(0),
-                             min_v != nullptr};
+  return NeuronParams<acc_t>{alpha[n], threshold[n], subtract[n], min_v[n]};
 }
 
 template <typename scalar_t, typename acc_t>
@@ -52,7 +54,7 @@ __global__ void lif_forward_kernel(const scalar_t* __restrict__ x, const acc_t* 
   v_last[e] = state;
 }
 
-template <typename scalar_t, typename acc_t>
+template <int Kind, typename scalar_t, typename acc_t>
 __global__ void lif_backward_kernel(
     const scalar_t* __restrict__ g, const acc_t* __restrict__ h, const acc_t* __restrict__ g_last,
     const acc_t* __restrict__ v_mem, const acc_t* __restrict__ sigma, const acc_t* __restrict__ v0,
@@ -61,7 +63,7 @@ __global__ void lif_backward_kernel(
     scalar_t* __restrict__ grad_x, acc_t* __restrict__ grad_v0, acc_t* __restrict__ grad_alpha,
     acc_t* __restrict__ grad_threshold, acc_t* __restrict__ grad_subtract,
     acc_t* __restrict__ grad_min_v, int64_t B, int64_t T, int64_t N, int max_spikes, int reset,
-    int gradient, int kind, acc_t p0, acc_t p1) {
+    int gradient, acc_t p0, acc_t p1) {
   const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (e >= B * N) return;
   const int64_t b = e / N, n = e % N;
@@ -72,7 +74,12 @@ __global__ void lif_backward_kernel(
   for (int64_t t = T - 1; t >= 0; --t) {
     const int64_t i = (b * T + t) * N + n;
     const acc_t s = spike_count(v, p.threshold, max_spikes);
-    const acc_t sg = sigma ? sigma[i] : surrogate_grad(kind, v, p.threshold, p0, p1);
+    acc_t sg;
+    if constexpr (Kind == kSurrogateGiven) {
+      sg = sigma[i];
+    } else {
+      sg = surrogate_grad<Kind>(v, p.threshold, p0, p1);
+    }
     acc_t v_prev = acc_t(0);
     acc_t v_plus_prev;
     if (t > 0) {
@@ -142,6 +149,12 @@ unsigned int blocks_for(int64_t elements) {
   return static_cast<unsigned int>((elements + kThreads - 1) / kThreads);
 }
 
+// min_v_mem as one value per feature; -inf (no clip) when absent, so the kernels have no branch.
+Tensor lower_bound_or_none(const c10::optional<Tensor>& min_v, const Tensor& like) {
+  if (min_v.has_value()) return min_v->contiguous();
+  return at::full_like(like, -std::numeric_limits<double>::infinity());
+}
+
 const Tensor contiguous_or_undefined(const c10::optional<Tensor>& t) {
   return t.has_value() ? t->contiguous() : Tensor();
 }
@@ -166,7 +179,8 @@ std::tuple<Tensor, Tensor, Tensor> lif_forward_cuda(const Tensor& x_in, const Te
   const c10::cuda::CUDAGuard guard(x_in.device());
   const Tensor x = x_in.contiguous(), v_init = v_init_in.contiguous();
   const Tensor alpha = alpha_in.contiguous(), threshold = threshold_in.contiguous();
-  const Tensor subtract = subtract_in.contiguous(), min_v = contiguous_or_undefined(min_v_in);
+  const Tensor subtract = subtract_in.contiguous();
+  const Tensor min_v = lower_bound_or_none(min_v_in, alpha);
   Tensor spikes = at::empty_like(x);
   Tensor v_mem = at::empty(x.sizes(), x.options().dtype(alpha.scalar_type()));
   Tensor v_last = at::empty_like(v_init);
@@ -182,7 +196,7 @@ std::tuple<Tensor, Tensor, Tensor> lif_forward_cuda(const Tensor& x_in, const Te
             <<<blocks_for(L.batch * L.features), kThreads, 0, stream>>>(
                 x.const_data_ptr<scalar_t>(), v_init.const_data_ptr<acc_t>(),
                 alpha.const_data_ptr<acc_t>(), threshold.const_data_ptr<acc_t>(),
-                subtract.const_data_ptr<acc_t>(), ptr_or_null<acc_t>(min_v),
+                subtract.const_data_ptr<acc_t>(), min_v.const_data_ptr<acc_t>(),
                 spikes.mutable_data_ptr<scalar_t>(), v_mem.mutable_data_ptr<acc_t>(),
                 v_last.mutable_data_ptr<acc_t>(), L.batch, L.time, L.features,
                 static_cast<int>(max_spikes), static_cast<int>(reset));
@@ -206,15 +220,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cuda(
   const Tensor g_last = grad_v_last_in.contiguous(), v_mem = v_mem_in.contiguous();
   const Tensor sigma = contiguous_or_undefined(sigma_in), v_init = v_init_in.contiguous();
   const Tensor alpha = alpha_in.contiguous(), threshold = threshold_in.contiguous();
-  const Tensor subtract = subtract_in.contiguous(), min_v = contiguous_or_undefined(min_v_in);
+  const Tensor subtract = subtract_in.contiguous();
+  const Tensor min_v = lower_bound_or_none(min_v_in, alpha);
   const auto acc_options = v_mem.options();
   Tensor grad_x = at::empty_like(g);
   Tensor grad_v_init = at::empty_like(v_init);
   Tensor grad_alpha = at::empty({L.batch, L.features}, acc_options);
   Tensor grad_threshold = at::empty({L.batch, L.features}, acc_options);
   Tensor grad_subtract = at::empty({L.batch, L.features}, acc_options);
-  Tensor grad_min_v = min_v.defined() ? at::empty({L.batch, L.features}, acc_options)
-                                      : at::empty({0}, acc_options);
+  Tensor grad_min_v = min_v_in.has_value() ? at::empty({L.batch, L.features}, acc_options)
+                                           : at::empty({0}, acc_options);
   if (L.numel() == 0) {
     grad_v_init.copy_(g_last);
     grad_alpha.zero_();
@@ -229,19 +244,23 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cuda(
         using acc_t = at::opmath_type<scalar_t>;
         const acc_t p0 = surrogate_params.size() > 0 ? acc_t(surrogate_params[0]) : acc_t(0);
         const acc_t p1 = surrogate_params.size() > 1 ? acc_t(surrogate_params[1]) : acc_t(0);
-        lif_backward_kernel<scalar_t, acc_t>
-            <<<blocks_for(L.batch * L.features), kThreads, 0, stream>>>(
-                g.const_data_ptr<scalar_t>(), ptr_or_null<acc_t>(h),
-                g_last.const_data_ptr<acc_t>(), v_mem.const_data_ptr<acc_t>(),
-                ptr_or_null<acc_t>(sigma), v_init.const_data_ptr<acc_t>(),
-                alpha.const_data_ptr<acc_t>(), threshold.const_data_ptr<acc_t>(),
-                subtract.const_data_ptr<acc_t>(), ptr_or_null<acc_t>(min_v),
-                grad_x.mutable_data_ptr<scalar_t>(), grad_v_init.mutable_data_ptr<acc_t>(),
-                grad_alpha.mutable_data_ptr<acc_t>(), grad_threshold.mutable_data_ptr<acc_t>(),
-                grad_subtract.mutable_data_ptr<acc_t>(),
-                min_v.defined() ? grad_min_v.mutable_data_ptr<acc_t>() : nullptr, L.batch,
-                L.time, L.features, static_cast<int>(max_spikes), static_cast<int>(reset),
-                static_cast<int>(gradient), static_cast<int>(surrogate), p0, p1);
+        const int kind = sigma.defined() ? kSurrogateGiven : static_cast<int>(surrogate);
+        dispatch_surrogate(kind, [&](auto kind_constant) {
+          constexpr int Kind = decltype(kind_constant)::value;
+          lif_backward_kernel<Kind, scalar_t, acc_t>
+              <<<blocks_for(L.batch * L.features), kThreads, 0, stream>>>(
+                  g.const_data_ptr<scalar_t>(), ptr_or_null<acc_t>(h),
+                  g_last.const_data_ptr<acc_t>(), v_mem.const_data_ptr<acc_t>(),
+                  ptr_or_null<acc_t>(sigma), v_init.const_data_ptr<acc_t>(),
+                  alpha.const_data_ptr<acc_t>(), threshold.const_data_ptr<acc_t>(),
+                  subtract.const_data_ptr<acc_t>(), min_v.const_data_ptr<acc_t>(),
+                  grad_x.mutable_data_ptr<scalar_t>(), grad_v_init.mutable_data_ptr<acc_t>(),
+                  grad_alpha.mutable_data_ptr<acc_t>(), grad_threshold.mutable_data_ptr<acc_t>(),
+                  grad_subtract.mutable_data_ptr<acc_t>(),
+                  min_v_in.has_value() ? grad_min_v.mutable_data_ptr<acc_t>() : nullptr,
+                  L.batch, L.time, L.features, static_cast<int>(max_spikes),
+                  static_cast<int>(reset), static_cast<int>(gradient), p0, p1);
+        });
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
   return {grad_x, grad_v_init, grad_alpha, grad_threshold, grad_subtract, grad_min_v};

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cmath>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define EXODUS_HD __host__ __device__ __forceinline__
@@ -33,68 +34,106 @@ enum Surrogate : int {
 };
 
 // Number of spikes for pre-reset membrane v: floor(v / threshold) if v >= threshold, else 0,
-// capped at max_spikes (max_spikes <= 0 means unbounded).
+// capped at max_spikes (max_spikes <= 0 means unbounded). Written with selects, not branches,
+// so the CPU loops vectorise.
 template <typename T>
 EXODUS_HD T spike_count(T v, T threshold, int max_spikes) {
-  if (!(v >= threshold)) return T(0);
-  T s = floor(v / threshold);
-  if (max_spikes > 0 && s > T(max_spikes)) s = T(max_spikes);
-  return s;
+  const T count = std::floor(v / threshold);
+  const T capped = (max_spikes > 0 && count > T(max_spikes)) ? T(max_spikes) : count;
+  return v >= threshold ? capped : T(0);
 }
 
-// Post-reset membrane.
+// Post-reset membrane. The reset mode is uniform over a loop; blending with 0/1 factors instead
+// of selecting keeps the CPU loops vectorisable (each product with 0 or 1 is exact).
 template <typename T>
 EXODUS_HD T reset_membrane(T v, T s, T subtract, int reset) {
-  if (reset == kResetZero) return s > T(0) ? T(0) : v;
-  return v - subtract * s;
+  const T zero_reset = reset == kResetZero ? T(1) : T(0);
+  const T to_zero = s > T(0) ? T(0) : v;
+  return zero_reset * to_zero + (T(1) - zero_reset) * (v - subtract * s);
 }
 
-// Built-in surrogate gradients dS/dV; formulas mirror exodus_lightning/ops/surrogate.py.
+// exp(x) for the surrogates. On the CPU, float uses a polynomial that the compiler can vectorise
+// (glibc's expf is a call, which keeps the backward loop scalar); about 2 ulp from expf.
 template <typename T>
-EXODUS_HD T surrogate_grad(int kind, T v, T threshold, T p0, T p1) {
+EXODUS_HD T exp_fn(T x) {
+  return std::exp(x);
+}
+
+#if !defined(__CUDACC__)
+template <>
+inline float exp_fn<float>(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  const float k = std::nearbyint(x * 1.44269504088896341f);  // x / ln 2
+  const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;  // Cody-Waite: x − k·ln 2
+  // Minimax polynomial for e^r on [−ln2/2, ln2/2] (Cephes expf coefficients).
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  // Scale by 2^k through the exponent bits.
+  const int bits = (static_cast<int>(k) + 127) << 23;
+  float scale;
+  __builtin_memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+#endif
+
+// Built-in surrogate gradients dS/dV; formulas mirror exodus_lightning/ops/surrogate.py.
+// Kind is a template argument so each CPU loop is specialised for one formula.
+template <int Kind, typename T>
+EXODUS_HD T surrogate_grad(T v, T threshold, T p0, T p1) {
   const T pi = T(3.14159265358979323846);
-  switch (kind) {
-    case kSingleExponential: {  // p0 = grad_width (relative to threshold), p1 = grad_scale
-      const T width = threshold * p0;
-      return p1 / width * exp(-fabs(v - threshold) / width);
-    }
-    case kPeriodicExponential: {  // p0 = grad_width (relative), p1 = grad_scale
-      const T shifted = v - threshold / T(2);
-      T centred = shifted;
-      if (v >= threshold) centred = shifted - floor(shifted / threshold) * threshold;
-      return p1 * exp(-fabs(centred - threshold / T(2)) / (p0 * threshold)) / threshold;
-    }
-    case kHeaviside:  // p0 = window below threshold
-      return v >= threshold - p0 ? T(1) / threshold : T(0);
-    case kGaussian: {  // p0 = sigma, p1 = grad_scale
-      const T d = (v - threshold) / p0;
-      return p1 * exp(-d * d / T(2)) / (sqrt(T(2) * pi) * p0);
-    }
-    case kFastSigmoid: {  // p0 = slope, p1 = grad_scale
-      const T d = T(1) + p0 * fabs(v - threshold);
-      return p1 / (d * d);
-    }
-    case kArcTan: {  // p0 = alpha, p1 = grad_scale
-      const T d = pi / T(2) * p0 * (v - threshold);
-      return p1 * p0 / T(2) / (T(1) + d * d);
-    }
-    case kTriangle: {  // p0 = half width, p1 = grad_scale
-      const T d = T(1) - fabs(v - threshold) / p0;
-      return d > T(0) ? p1 * d / p0 : T(0);
-    }
-    default:
-      return T(0);
+  if constexpr (Kind == kSingleExponential) {  // p0 = grad_width (relative), p1 = grad_scale
+    const T width = threshold * p0;
+    return p1 / width * exp_fn(-std::fabs(v - threshold) / width);
+  } else if constexpr (Kind == kPeriodicExponential) {  // p0 = grad_width (relative), p1 = scale
+    const T shifted = v - threshold / T(2);
+    const T periodic = shifted - std::floor(shifted / threshold) * threshold;
+    const T centred = v >= threshold ? periodic : shifted;
+    return p1 * exp_fn(-std::fabs(centred - threshold / T(2)) / (p0 * threshold)) / threshold;
+  } else if constexpr (Kind == kHeaviside) {  // p0 = window below threshold
+    return v >= threshold - p0 ? T(1) / threshold : T(0);
+  } else if constexpr (Kind == kGaussian) {  // p0 = sigma, p1 = grad_scale
+    const T d = (v - threshold) / p0;
+    return p1 * exp_fn(-d * d / T(2)) / (std::sqrt(T(2) * pi) * p0);
+  } else if constexpr (Kind == kFastSigmoid) {  // p0 = slope, p1 = grad_scale
+    const T d = T(1) + p0 * std::fabs(v - threshold);
+    return p1 / (d * d);
+  } else if constexpr (Kind == kArcTan) {  // p0 = alpha, p1 = grad_scale
+    const T d = pi / T(2) * p0 * (v - threshold);
+    return p1 * p0 / T(2) / (T(1) + d * d);
+  } else {  // kTriangle: p0 = half width, p1 = grad_scale
+    const T d = T(1) - std::fabs(v - threshold) / p0;
+    return d > T(0) ? p1 * d / p0 : T(0);
   }
 }
 
-// Parameters of one neuron (already gathered for its feature index).
+// Calls fn(std::integral_constant<int, Kind>) for a runtime surrogate code.
+template <typename Fn>
+EXODUS_HD void dispatch_surrogate(int kind, const Fn& fn) {
+  switch (kind) {
+    case kSingleExponential: fn(std::integral_constant<int, kSingleExponential>()); break;
+    case kPeriodicExponential: fn(std::integral_constant<int, kPeriodicExponential>()); break;
+    case kHeaviside: fn(std::integral_constant<int, kHeaviside>()); break;
+    case kGaussian: fn(std::integral_constant<int, kGaussian>()); break;
+    case kFastSigmoid: fn(std::integral_constant<int, kFastSigmoid>()); break;
+    case kArcTan: fn(std::integral_constant<int, kArcTan>()); break;
+    case kTriangle: fn(std::integral_constant<int, kTriangle>()); break;
+    default: fn(std::integral_constant<int, kSurrogateGiven>()); break;
+  }
+}
+
+// Parameters of one neuron (already gathered for its feature index). Without a lower bound,
+// min_v = -inf: the clip is then the identity, and no branch is needed for it.
 template <typename T>
 struct NeuronParams {
   T alpha;
   T threshold;
   T subtract;
   T min_v;
-  bool has_min;
 };
 
 // One forward step: returns the pre-reset membrane v_t and writes the spike count and new state.
@@ -102,7 +141,7 @@ template <typename T>
 EXODUS_HD T lif_forward_step(const NeuronParams<T>& p, T x, T& v_plus, T& s, int max_spikes,
                              int reset) {
   T v = p.alpha * v_plus + x;
-  if (p.has_min && v < p.min_v) v = p.min_v;
+  v = v < p.min_v ? p.min_v : v;
   s = spike_count(v, p.threshold, max_spikes);
   v_plus = reset_membrane(v, s, p.subtract, reset);
   return v;
@@ -127,23 +166,21 @@ template <typename T>
 EXODUS_HD T lif_backward_step(const NeuronParams<T>& p, T v, T s, T sigma, T g, T h,
                               T v_plus_prev, T& rho, ParamGrads<T>& grads, int reset,
                               int gradient) {
-  const bool exact = gradient == kGradientExodus;
-  T dvplus_dv;
-  T dvplus_dthreshold;
-  if (reset == kResetZero) {
-    dvplus_dv = (s > T(0) ? T(0) : T(1)) - (exact ? v * sigma : T(0));
-    dvplus_dthreshold = exact ? v * sigma : T(0);
-  } else {
-    dvplus_dv = T(1) - (exact ? p.subtract * sigma : T(0));
-    dvplus_dthreshold = exact ? p.subtract * sigma : T(0);
-    grads.subtract -= s * rho;
-  }
+  // Uniform 0/1 factors rather than selects, as in reset_membrane.
+  const T exact = gradient == kGradientExodus ? T(1) : T(0);
+  const T zero_reset = reset == kResetZero ? T(1) : T(0);
+  // dv⁺/dv and the direct dv⁺/dθ; SLAYER drops the surrogate terms of the reset.
+  const T reset_sigma = exact * (zero_reset * v + (T(1) - zero_reset) * p.subtract) * sigma;
+  const T keep = T(1) - zero_reset * (s > T(0) ? T(1) : T(0));
+  const T dvplus_dv = keep - reset_sigma;
+  const T dvplus_dthreshold = reset_sigma;
+  grads.subtract -= (T(1) - zero_reset) * s * rho;
   grads.threshold += -sigma * g + dvplus_dthreshold * rho;
   const T d = sigma * g + h + dvplus_dv * rho;
   // Not clipped: v > min_v exactly when u > min_v, since v = max(u, min_v).
-  const bool passes = !p.has_min || v > p.min_v;
+  const bool passes = v > p.min_v;
   const T lambda = passes ? d : T(0);
-  if (!passes) grads.min_v += d;
+  grads.min_v += passes ? T(0) : d;
   grads.alpha += lambda * v_plus_prev;
   rho = p.alpha * lambda;
   return lambda;

@@ -77,7 +77,9 @@ def test_truncated_dvs_gesture_file_is_named_from_a_worker(tmp_path: Path) -> No
     root = write_dvs_gesture(tmp_path, num_train_users=1, num_test_users=1, num_events=50)
     broken = sorted((root / "DVSGesture" / "ibmGestureTest").glob("*/*.npy"))[0]
     broken.write_bytes(broken.read_bytes()[:100])
-    module = DVSGestureDataModule(data_dir=root, download=False, num_workers=2, batch_size=64)
+    module = DVSGestureDataModule(
+        data_dir=root, download=False, num_workers=2, batch_size=64, persistent_workers=False
+    )
     module.setup("test")
     with pytest.raises(UnreadableFileError, match=re.escape(str(broken))):
         next(iter(module.test_dataloader()))

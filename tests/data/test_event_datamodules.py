@@ -240,11 +240,12 @@ def test_augmentation_varies_training_samples_only_even_with_a_cache(
     assert train_reads[0].shape == val_reads[0].shape == (10, 2, 34, 34)
 
 
-def test_datasets_pickle_for_spawned_workers(
+def test_datamodule_and_datasets_pickle_for_spawned_processes(
     case_and_root: tuple[Case, Path], tmp_path: Path
 ) -> None:
     case, root = case_and_root
-    module = make(case, root, cache_dir=tmp_path)
+    # ddp_spawn pickles the DataModule before setup; spawned workers pickle the datasets.
+    module = pickle.loads(pickle.dumps(make(case, root, cache_dir=tmp_path)))
     module.setup("fit")
     restored = pickle.loads(pickle.dumps(module.val_dataset))
     np.testing.assert_array_equal(restored[0][0], module.val_dataset[0][0])
