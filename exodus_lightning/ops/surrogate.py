@@ -6,7 +6,9 @@ Each is a small frozen dataclass, callable as ``surrogate(v_mem, threshold) -> d
 its backward scan. Any other callable with that signature works too; the extension then evaluates
 it once on the saved membrane and passes the result in.
 
-Formulas (v = pre-reset membrane, θ = threshold). The first three follow sinabs' definitions:
+Formulas (v = pre-reset membrane, θ = threshold). SingleExponential and Heaviside are sinabs'
+definitions; PeriodicExponential equals sinabs' at θ = 1 (sinabs uses an absolute width and
+wraps with period 1 rather than θ, which we take to be unintended).
 
 - SingleExponential:   scale / (θ·w) · exp(−|v − θ| / (θ·w))
 - PeriodicExponential: like SingleExponential, repeated every θ above threshold (multi-spike)

@@ -1,0 +1,164 @@
+"""Speed and memory of one LIF layer: the EXODUS extension vs the BPTT reference loop.
+
+Prints a Markdown table of forward+backward median time and peak extra memory for each
+(batch, time, features) shape, on CPU and (when present) CUDA, plus a sweep over T at fixed
+batch·features. Each measurement runs in its own process so peak memory is that
+implementation's alone.
+
+    python experiments/benchmark_ops.py                 # the full table (a few minutes on 2 cores)
+    python experiments/benchmark_ops.py --quick         # small shapes, seconds
+    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 python experiments/benchmark_ops.py
+
+The second form lets glibc reuse freed memory instead of returning it to the OS after every
+call; on CPU, page faults on fresh 80 MB tensors otherwise dominate (see the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+SHAPES = [(32, 300, 2048), (32, 100, 8192), (32, 1000, 512)]
+SWEEP_T = [100, 300, 1000, 3000]
+SWEEP_BF = 32 * 512
+
+
+def _rss_kb(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak_rss() -> int:
+    """Reset the process's peak RSS (Linux: clear_refs 5) and return the current RSS in bytes."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    return _rss_kb("VmRSS") * 1024
+
+
+def measure(backend: str, device: str, batch: int, time: int, features: int, repeats: int) -> dict:
+    """Median forward+backward seconds and peak extra memory (MB) of one LIF layer.
+
+    Peak extra memory: the highest resident memory during the timed steps minus what was
+    resident before them (inputs, interpreter, libraries).
+    """
+    import statistics
+    import time as clock
+
+    import torch
+
+    from exodus_lightning import ops
+
+    torch.manual_seed(0)
+    # ~10 % spike rate, like PEERS.md's measurements.
+    x = (torch.randn(batch, time, features, device=device) * 0.6 + 0.25).requires_grad_()
+    upstream = torch.randn(batch, time, features, device=device)
+
+    def step():
+        spikes, _, _ = ops.lif(x, 0.9, 1.0, backend=backend)
+        spikes.backward(upstream)
+        x.grad = None
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    step()  # build/load and warm up
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _reset_peak_rss()
+    times = []
+    for _ in range(repeats):
+        start = clock.perf_counter()
+        step()
+        times.append(clock.perf_counter() - start)
+    if device == "cuda":
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        peak = _rss_kb("VmHWM") * 1024 - base
+    with torch.no_grad():
+        rate = ops.lif(x, 0.9, 1.0, backend=backend)[0].mean().item()
+    return {"seconds": statistics.median(times), "peak_mb": peak / 2**20, "rate": rate}
+
+
+def _child(spec: str) -> None:
+    import torch
+
+    args = json.loads(spec)
+    torch.set_num_threads(args.pop("threads") or torch.get_num_threads())
+    print(json.dumps(measure(**args)))
+
+
+def run(backend, device, batch, time, features, repeats, threads) -> dict:
+    spec = json.dumps(dict(backend=backend, device=device, batch=batch, time=time,
+                           features=features, repeats=repeats, threads=threads))
+    out = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True,
+                         text=True, check=True, env=os.environ.copy())
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes (a smoke test)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    parser.add_argument("--devices", default="auto", help="cpu, cuda, or auto (both if present)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if options.child:
+        _child(options.child)
+        return
+
+    import torch
+
+    devices = options.devices.split(",") if options.devices != "auto" else (
+        ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    shapes = [(4, 50, 256)] if options.quick else SHAPES
+    sweep = [50, 150] if options.quick else SWEEP_T
+    bf = 4 * 256 if options.quick else SWEEP_BF
+    allocator = "reuse" if os.environ.get("MALLOC_MMAP_MAX_") == "0" else "default"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+          f"glibc allocator: {allocator}\n")
+    for device in devices:
+        rows = []
+        results = {}
+        cases = [(b, t, f) for b, t, f in shapes] + [(1, t, bf) for t in sweep]
+        for batch, time, features in cases:
+            ext = run("extension", device, batch, time, features, options.repeats,
+                      options.threads)
+            ref = run("reference", device, batch, time, features, options.repeats,
+                      options.threads)
+            results[(batch, time, features)] = ext
+            rows.append([
+                f"({batch}, {time}, {features})",
+                f"{ext['seconds'] * 1e3:.1f}",
+                f"{ref['seconds'] * 1e3:.1f}",
+                f"{ref['seconds'] / ext['seconds']:.1f}×",
+                f"{ext['peak_mb']:.0f}",
+                f"{ref['peak_mb']:.0f}",
+                f"{ext['rate']:.3f}",
+            ])
+            print(f"  {device} {batch, time, features}: extension {ext['seconds'] * 1e3:.1f} ms, "
+                  f"reference {ref['seconds'] * 1e3:.1f} ms", file=sys.stderr)
+        print(f"### {device}: one LIF layer, forward + backward (median of {options.repeats})\n")
+        print(table(rows, ["(B, T, F)", "extension ms", "reference ms", "speed-up",
+                           "extension peak MB", "reference peak MB", "spike rate"]))
+        first, last = (1, sweep[0], bf), (1, sweep[-1], bf)
+        ratio = results[last]["seconds"] / results[first]["seconds"]
+        print(f"\nT {sweep[0]} → {sweep[-1]} at B·F = {bf}: time × {ratio:.1f} "
+              f"(linear would be × {sweep[-1] / sweep[0]:.0f})\n")
+
+
+if __name__ == "__main__":
+    main()
