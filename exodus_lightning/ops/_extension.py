@@ -13,6 +13,7 @@ Ahead of time: ``python -m exodus_lightning.ops.build`` (add ``--cuda`` for the 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -175,7 +176,14 @@ def _build(kind: str, verbose: bool) -> Path:
     home = cuda_home()
     if home and not os.environ.get("CUDA_HOME"):
         os.environ["CUDA_HOME"] = home  # read by torch.utils.cpp_extension at import
-    from torch.utils import cpp_extension
+    # Its import warns "No CUDA runtime is found" on machines without a GPU, which is expected.
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        logger.setLevel(level)
 
     src = sources_dir()
     if kind == "cpu":
