@@ -10,7 +10,6 @@ from exodus_lightning import ops
 from . import parameters as p
 from .reshape import SqueezeMixin
 from .stateful import StatefulLayer
-from .stateful import state_dtype as _state_dtype
 
 BACKENDS = ("auto", "extension", "reference")
 
@@ -111,7 +110,7 @@ class ExpLeak(StatefulLayer):
         else:
             if not torch.compiler.is_compiling():
                 p.check_alpha("alpha_mem", alpha.detach())
-            dtype = _state_dtype(x)
+            dtype = ops.state_dtype(x)
             y, states, self.v_mem = _clipped_leak(drive, alpha.to(dtype), self.v_mem,
                                                   self.min_v_mem.to(dtype))
         self.recordings = {"v_mem": states} if self.record_states else {}

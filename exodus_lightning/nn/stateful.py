@@ -15,10 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-
-def state_dtype(x: Tensor) -> torch.dtype:
-    """Dtype of the neuron state for input x: float32 for half inputs, else x's dtype."""
-    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+from exodus_lightning.ops import state_dtype
 
 
 class StatefulLayer(nn.Module):

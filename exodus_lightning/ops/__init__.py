@@ -4,6 +4,7 @@ Lowest Python layer of exodus_lightning: imports nothing from nn/models/data.
 """
 
 from . import surrogate
+from ._arguments import state_dtype
 from ._extension import ExtensionBuildError, is_available
 from ._extension import load as load_extension
 from .leaky import leaky_integrate
@@ -17,6 +18,7 @@ __all__ = [
     "leaky_integrate_reference",
     "lif",
     "lif_reference",
+    "state_dtype",
     "load_extension",
     "surrogate",
 ]

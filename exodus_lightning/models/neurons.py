@@ -1,0 +1,70 @@
+"""Spiking and readout layers built from names, so a config can switch neuron kind and gradient."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from exodus_lightning import nn as enn
+
+NEURONS = ("lif", "iaf")
+READOUTS = ("exp_leak", "lif", "linear")
+
+
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not one of {list(allowed)}")
+
+
+def spiking_layer(
+    neuron: str,
+    tau_mem: float,
+    tau_syn: float | None,
+    spike_threshold: float,
+    max_spikes_per_step: int | None,
+    norm_input: bool,
+    gradient: str,
+    backend: str,
+) -> enn.LIF:
+    """An LIF or IAF layer on (batch, time, *features); IAF ignores tau_mem and norm_input.
+
+    max_spikes_per_step is the spike mode: None = multi-spike, 1 = single spike, K = at most K.
+    gradient: "exodus" (exact, through the reset) or "slayer" (reset ignored).
+    backend: "extension" (fused kernels), "reference" (BPTT through an autograd loop) or "auto".
+    """
+    check_choice("neuron", neuron, NEURONS)
+    common = dict(
+        tau_syn=tau_syn,
+        spike_threshold=spike_threshold,
+        max_spikes_per_step=max_spikes_per_step,
+        gradient=gradient,
+        backend=backend,
+    )
+    if neuron == "iaf":
+        return enn.IAF(**common)
+    return enn.LIF(tau_mem=tau_mem, norm_input=norm_input, **common)
+
+
+def readout_layer(
+    readout: str,
+    tau_mem: float,
+    spike_threshold: float,
+    gradient: str,
+    backend: str,
+) -> nn.Module:
+    """Neurons after the last linear layer: the network output over time, (batch, time, classes).
+
+    "exp_leak": non-spiking leaky membrane (for the *_membrane losses); "lif": spiking (for the
+    spike_count loss); "linear": no neurons, the linear layer's output at every step.
+    """
+    check_choice("readout", readout, READOUTS)
+    if readout == "exp_leak":
+        return enn.ExpLeak(tau_mem=tau_mem, backend=backend)
+    if readout == "lif":
+        return enn.LIF(
+            tau_mem=tau_mem,
+            spike_threshold=spike_threshold,
+            norm_input=False,
+            gradient=gradient,
+            backend=backend,
+        )
+    return nn.Identity()
