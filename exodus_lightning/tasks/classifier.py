@@ -1,0 +1,146 @@
+"""LightningModule that trains any spiking network as a classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from exodus_lightning import nn as enn
+from exodus_lightning.tasks.readout import check_readout_loss, readout_logits, readout_loss
+
+
+def default_optimizer(parameters: Iterable) -> torch.optim.Optimizer:
+    return torch.optim.Adam(parameters, lr=1e-3)
+
+
+class SpikingClassifier(L.LightningModule):
+    """Classifies (batch, time, *input_shape) spike tensors with `network`.
+
+    The network maps inputs to (batch, time, num_classes); `readout_loss` turns that into a loss
+    and class scores (see tasks.readout). Every spiking layer (nn.LIF, nn.IAF) inside the
+    network has its states reset before each batch and its spike rate (spikes per neuron per
+    step) logged as spike_rate/<layer name>. With firing_rate_weight w > 0 the training loss adds
+
+        w · Σ_layers (mean spike rate of the layer − target_firing_rate)²
+
+    Logged: train/loss, train/acc, val/loss, val/acc, test/loss, test/acc; after testing the
+    confusion matrix is in `test_confusion_matrix` (rows: true class, columns: predicted).
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        num_classes: int,
+        readout_loss: str = "mean_membrane",
+        firing_rate_weight: float = 0.0,
+        target_firing_rate: float = 0.0,
+        optimizer: OptimizerCallable = default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        lr_scheduler_monitor: str = "val/loss",
+    ) -> None:
+        """optimizer: callable parameters -> Optimizer (a config gives class_path + init_args);
+        lr_scheduler: callable optimizer -> scheduler, stepped every epoch (ReduceLROnPlateau
+        watches lr_scheduler_monitor).
+        """
+        super().__init__()
+        if not isinstance(network, nn.Module):
+            raise TypeError(
+                f"network must be a torch.nn.Module, got {type(network).__name__}; in a config "
+                "give its class_path and init_args"
+            )
+        if int(num_classes) != num_classes or num_classes < 2:
+            raise ValueError(f"num_classes={num_classes} must be an integer >= 2")
+        check_readout_loss(readout_loss)
+        if firing_rate_weight < 0:
+            raise ValueError(f"firing_rate_weight={firing_rate_weight} must be >= 0 (0 = off)")
+        self.save_hyperparameters(ignore=["network", "optimizer", "lr_scheduler"])
+        self.network = network
+        self.num_classes = int(num_classes)
+        self.readout_loss = readout_loss
+        self.firing_rate_weight = float(firing_rate_weight)
+        self.target_firing_rate = float(target_firing_rate)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.lr_scheduler_monitor = lr_scheduler_monitor
+        self.train_accuracy = MulticlassAccuracy(self.num_classes, average="micro")
+        self.val_accuracy = MulticlassAccuracy(self.num_classes, average="micro")
+        self.test_accuracy = MulticlassAccuracy(self.num_classes, average="micro")
+        self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
+        self.test_confusion_matrix: Tensor | None = None
+        # The spike outputs of every spiking layer in the last forward pass, by layer name.
+        self.layer_spikes: dict[str, Tensor] = {}
+        self.spiking_layer_names = []
+        for name, layer in self.network.named_modules():
+            if isinstance(layer, enn.LIF):
+                self.spiking_layer_names.append(name)
+                layer.register_forward_hook(self._record_spikes(name))
+
+    def _record_spikes(self, name: str) -> Callable:
+        def hook(module: nn.Module, inputs: tuple, output: Tensor) -> None:
+            self.layer_spikes[name] = output
+
+        return hook
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(batch, time, *input_shape) -> network output (batch, time, num_classes), from rest."""
+        enn.reset_states(self.network)
+        self.layer_spikes = {}
+        return self.network(x)
+
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str, accuracy: MulticlassAccuracy
+              ) -> Tensor:
+        x, targets = batch
+        outputs = self(x)
+        loss = readout_loss(outputs, targets, self.readout_loss)
+        rates = {name: spikes.mean() for name, spikes in self.layer_spikes.items()}
+        if stage == "train" and self.firing_rate_weight > 0 and rates:
+            penalty = sum((rate - self.target_firing_rate) ** 2 for rate in rates.values())
+            loss = loss + self.firing_rate_weight * penalty
+        predictions = readout_logits(outputs, self.readout_loss).argmax(-1)
+        accuracy(predictions, targets)
+        batch_size = len(targets)
+        on_step = stage == "train"
+        # sync_dist averages the epoch value over DDP ranks; torchmetrics sync themselves.
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=True,
+                 sync_dist=True, batch_size=batch_size)
+        self.log(f"{stage}/acc", accuracy, prog_bar=True, on_step=False, on_epoch=True,
+                 batch_size=batch_size)
+        for name, rate in rates.items():
+            self.log(f"spike_rate/{name}", rate.detach(), on_step=False, on_epoch=True,
+                     sync_dist=True, batch_size=batch_size)
+        if stage == "test":
+            self.test_confusion(predictions, targets)
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train", self.train_accuracy)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "val", self.val_accuracy)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "test", self.test_accuracy)
+
+    def on_test_epoch_end(self) -> None:
+        self.test_confusion_matrix = self.test_confusion.compute().cpu()
+        self.test_confusion.reset()
+
+    def predict_step(self, batch: Tensor | tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        """Predicted classes (batch,) for inputs, or for (inputs, targets) batches."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return readout_logits(self(x), self.readout_loss).argmax(-1)
+
+    def configure_optimizers(self) -> dict:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.lr_scheduler_monitor},
+        }
