@@ -1,0 +1,78 @@
+"""Matplotlib figures (Agg, no display needed) and sending them to the run's loggers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: training machines have no display
+
+import lightning as L
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+from torch import Tensor
+
+MAX_NEURONS_SHOWN = 256
+
+
+def spike_raster_figure(rasters: dict[str, Tensor], title: str = "") -> Figure:
+    """One raster per entry: spikes (time, *features) of one sample, features flattened.
+
+    Layers with more than MAX_NEURONS_SHOWN neurons show an evenly spaced subset.
+    """
+    figure, axes = plt.subplots(len(rasters), 1, figsize=(8, 2.2 * len(rasters)), squeeze=False)
+    for axis, (name, spikes) in zip(axes[:, 0], rasters.items()):
+        counts = spikes.detach().float().flatten(1).cpu().numpy()  # (T, N)
+        shown = np.linspace(0, counts.shape[1] - 1, min(counts.shape[1], MAX_NEURONS_SHOWN))
+        counts = counts[:, shown.astype(int)]
+        steps, neurons = np.nonzero(counts)
+        axis.scatter(steps, neurons, s=2, c="black", marker="|")
+        axis.set_xlim(-0.5, counts.shape[0] - 0.5)
+        axis.set_ylim(-0.5, counts.shape[1] - 0.5)
+        axis.set_ylabel(f"{name}\nneuron")
+    axes[-1, 0].set_xlabel("time step")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def confusion_matrix_figure(matrix: Tensor) -> Figure:
+    """Heat map of a (true class, predicted class) count matrix."""
+    figure, axis = plt.subplots(figsize=(6, 5))
+    image = axis.imshow(matrix.cpu().numpy(), cmap="Blues")
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("true class")
+    figure.colorbar(image, ax=axis)
+    figure.tight_layout()
+    return figure
+
+
+def figure_to_image(figure: Figure) -> Image.Image:
+    figure.canvas.draw()
+    image = Image.fromarray(np.asarray(figure.canvas.buffer_rgba())).convert("RGB")
+    plt.close(figure)
+    return image
+
+
+def log_figure(trainer: L.Trainer, key: str, figure: Figure) -> list[str]:
+    """Send a figure to every logger that takes images (W&B), else save a PNG in the log dir.
+
+    Returns where it went: logger names and/or the PNG path. Call on rank zero only.
+    """
+    image = figure_to_image(figure)
+    destinations = []
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_image"):
+            logger.log_image(key=key, images=[image], step=trainer.global_step)
+            destinations.append(type(logger).__name__)
+    if not destinations:
+        folder = Path(trainer.log_dir or trainer.default_root_dir) / key.replace("/", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"epoch={trainer.current_epoch}-step={trainer.global_step}.png"
+        image.save(path)
+        destinations.append(str(path))
+    return destinations

@@ -1,0 +1,65 @@
+"""Weights & Biases logger that records offline when no W&B credentials are found."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+
+def wandb_credentials_found() -> bool:
+    """True if WANDB_API_KEY is set or ~/.netrc (or $NETRC) has a key for the W&B host."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return path.is_file() and netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+class WandbLogger(LightningWandbLogger):
+    """Lightning's WandbLogger with `offline=None` (default) meaning: online if credentials exist.
+
+    Without an API key (`wandb login` or WANDB_API_KEY) the run is recorded offline under
+    `save_dir/wandb/offline-run-*`; upload it later with `wandb sync <that folder>`. WANDB_MODE,
+    if set, is left to wandb. Other arguments are those of lightning's WandbLogger; extra
+    keywords (entity, group, tags, ...) go to wandb.init.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        save_dir: str = "logs",
+        version: str | None = None,
+        offline: bool | None = None,
+        project: str = "exodus-lightning",
+        log_model: bool | str = False,
+        prefix: str = "",
+        checkpoint_name: str | None = None,
+        **kwargs,
+    ) -> None:
+        if offline is None:
+            offline = "WANDB_MODE" not in os.environ and not wandb_credentials_found()
+            if offline:
+                rank_zero_info(
+                    "W&B: no API key found (run `wandb login` or set WANDB_API_KEY), so this run "
+                    f"is recorded offline under {save_dir}/wandb; upload it with `wandb sync`."
+                )
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        super().__init__(
+            name=name,
+            save_dir=save_dir,
+            version=version,
+            offline=offline,
+            project=project,
+            log_model=log_model,
+            prefix=prefix,
+            checkpoint_name=checkpoint_name,
+            **kwargs,
+        )
