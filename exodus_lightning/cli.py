@@ -28,7 +28,7 @@ CONFIG_FILE_NAME = "config.yaml"
 WANDB_CONFIG_FILE_NAME = "lightning_config.yaml"
 
 # `exodus-lightning fit` with no config: the built-in task, tuned to reach >= 95 % validation
-# accuracy in about a minute on 2 CPU cores (see configs/randman.yaml, which spells these out).
+# accuracy in under a minute on 2 CPU cores (see configs/randman.yaml, which spells these out).
 DEFAULTS = {
     "data": {"class_path": "exodus_lightning.data.RandmanDataModule"},
     "model.network": {
@@ -42,7 +42,7 @@ DEFAULTS = {
         },
     },
     "model.optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}},
-    "trainer.max_epochs": 15,
+    "trainer.max_epochs": 10,
     "trainer.logger": {"class_path": "exodus_lightning.loggers.WandbLogger"},
     "checkpoint.monitor": "val/acc",
     "checkpoint.mode": "max",
@@ -69,12 +69,12 @@ class SaveAndLogConfig(SaveConfigCallback):
             else:
                 path = Path(logger.log_dir or trainer.default_root_dir) / CONFIG_FILE_NAME
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.parser.save(self.config, path, skip_none=False, overwrite=True)
+            self.parser.save(self.config, path, overwrite=True)
             logger.log_hyperparams(self.config.as_dict())
         if not trainer.loggers:
             path = Path(trainer.default_root_dir) / CONFIG_FILE_NAME
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.parser.save(self.config, path, skip_none=False, overwrite=True)
+            self.parser.save(self.config, path, overwrite=True)
 
 
 class ExodusCLI(LightningCLI):

@@ -1,1 +1,1 @@
-"""Scripts that reproduce the EXODUS paper's claims; run each as ``python -m experiments.<name>``."""
+"""Scripts reproducing the EXODUS paper's claims; run each as ``python -m experiments.<name>``."""

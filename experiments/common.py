@@ -14,7 +14,7 @@ import copy
 import csv
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -42,7 +42,7 @@ WEIGHT_LAYERS = (nn.Linear, nn.Conv2d)
 
 
 def make_parser(experiment: str, description: str) -> argparse.ArgumentParser:
-    """Parser with the options every experiment shares: --tiny, --out, --seed, --wandb, --threads."""
+    """Parser with the options all experiments share: --tiny, --out, --seed, --wandb, --threads."""
     parser = argparse.ArgumentParser(
         prog=f"python -m experiments.{experiment}", description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -101,7 +101,7 @@ def parameter_gradients(model: nn.Module) -> dict[str, Tensor]:
 
 
 def relative_error(value: Tensor, reference: Tensor) -> float:
-    """‖value − reference‖₂ / ‖reference‖₂ (0 when both are zero, inf when only the reference is)."""
+    """‖value − reference‖₂ / ‖reference‖₂ (0 if both are zero, inf if only the reference is)."""
     denominator = reference.double().norm().item()
     numerator = (value.double() - reference.double()).norm().item()
     if denominator == 0.0:
@@ -123,8 +123,11 @@ def weight_layers(model: nn.Module) -> list[nn.Module]:
 def spike_rates(model: nn.Module, x: Tensor) -> list[float]:
     """Mean spikes per neuron and time step of every spiking layer, for input x."""
     rates: list[float] = []
-    hooks = [layer.register_forward_hook(lambda _m, _i, out: rates.append(out.float().mean().item()))
-             for layer in spiking_layers(model)]
+
+    def record(_module: nn.Module, _inputs: tuple, out: Tensor) -> None:
+        rates.append(out.float().mean().item())
+
+    hooks = [layer.register_forward_hook(record) for layer in spiking_layers(model)]
     try:
         enn.reset_states(model)
         model(x)
@@ -219,14 +222,6 @@ def shd_mlp(num_inputs: int = 700, hidden: int = 128, num_classes: int = 20,
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         modules += [nn.Linear(fan_in, fan_out), layers.LIF(**kwargs)]
     return nn.Sequential(*modules)
-
-
-def dvs_convnet(batch_size: int, input_size: int = 32, num_classes: int = 11,
-                layers: ModuleType = enn, **neuron_kwargs: Any) -> nn.Sequential:
-    """The paper's DVS Gesture network, small: conv/LIF/pool ×3 → linear → LIF on (2, S, S)."""
-    kwargs = {"tau_mem": 20.0, **neuron_kwargs}
-    return conv_snn((2, input_size, input_size), (16, 32, 32), num_classes, batch_size,
-                    neuron="lif", layers=layers, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,8 +326,3 @@ def write_report(out: Path, title: str, sections: Sequence[tuple[str, str]],
     path.write_text("\n".join(parts))
     return path
 
-
-def each(function: Callable[..., Any], items: Iterable, desc: str) -> list[Any]:
-    """[function(item) for item in items] with a progress bar."""
-    items = list(items)
-    return [function(item) for item in progress(items, desc, len(items))]

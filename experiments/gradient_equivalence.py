@@ -137,31 +137,6 @@ def compare(case: Case, dtype_name: str, sizes: Sizes, seed: int
     return rows, summary, grads
 
 
-def reference_splits_ties() -> bool:
-    """True if the BPTT reference splits the min_v_mem gradient at u_t == min_v_mem.
-
-    The kernels (and EXODUS_MATH.md) pass the gradient through the clip only where
-    u_t > min_v_mem; a reference built on torch.maximum gives 1/2 at an exact tie. One IAF
-    neuron sitting on its bound with zero input shows which convention the reference uses.
-    """
-    from exodus_lightning import ops
-
-    x = torch.tensor([[[-1.0], [0.0], [0.0], [2.0]]], dtype=torch.float64, requires_grad=True)
-    spikes = ops.lif(x, 1.0, 1.0, min_v_mem=-0.5, max_spikes=1, backend="reference")[0]
-    (grad,) = torch.autograd.grad(spikes.sum(), x)
-    return bool(grad[0, 1, 0] != 0)
-
-
-TIE_NOTE = (
-    "Note: the BPTT reference (exodus_lightning/ops/reference.py) clips with torch.maximum, whose "
-    "gradient is split 1/2 : 1/2 when u_t == min_v_mem exactly; the kernels follow "
-    "EXODUS_MATH.md, c_t = 1[u_t > min_v_mem]. With IAF (alpha = 1) and binary inputs a clipped "
-    "membrane stays exactly on the bound until the next input arrives, so these ties are "
-    "frequent and a clipped IAF case differs for that reason. (Replacing torch.maximum by "
-    "torch.where(u > min_v_mem, u, min_v_mem) in the reference makes the case agree to 1e-16.)\n"
-)
-
-
 def scatter(all_grads: list[tuple[str, dict]], path: Path) -> Path:
     """EXODUS vs BPTT and SLAYER vs BPTT weight gradients (float32), each tensor scaled to
     max |BPTT| = 1 so that all cases share the axes."""
@@ -209,7 +184,6 @@ def run(options: argparse.Namespace) -> dict:
     summary_md = common.write_table(summaries, out / "summary")
     figure = scatter(scatter_grads, out / "scatter.png")
     verdict = all(s["exodus_equals_bptt"] for s in summaries)
-    splits_ties = reference_splits_ties()
     settings = (f"batch {sizes.batch}, T = {sizes.time}, dense sizes {sizes.dense}, conv input "
                 f"{sizes.conv_input} channels {sizes.conv_channels}, seed {options.seed}; "
                 f"tolerance {TOLERANCE}.\n")
@@ -217,8 +191,6 @@ def run(options: argparse.Namespace) -> dict:
                   f"SLAYER's relative error ranges from "
                   f"{min(s['slayer_min_rel_error'] for s in summaries):.2g} to "
                   f"{max(s['slayer_max_rel_error'] for s in summaries):.2g}.\n")
-    if splits_ties:
-        conclusion += "\n" + TIE_NOTE
     common.write_report(out, "Gradient equivalence: EXODUS and SLAYER vs BPTT",
                         [("Settings", settings), ("Conclusion", conclusion),
                          ("Per case", summary_md), ("Per parameter", errors_md)], [figure])
@@ -229,7 +201,7 @@ def run(options: argparse.Namespace) -> dict:
     print(summary_md)
     print(conclusion)
     return {"rows": rows, "summary": summaries, "figure": figure, "verdict": verdict,
-            "reference_splits_ties": splits_ties, "cases": [asdict(case) for case in CASES]}
+            "cases": [asdict(case) for case in CASES]}
 
 
 def main(argv: list[str] | None = None) -> dict:

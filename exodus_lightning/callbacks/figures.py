@@ -29,7 +29,7 @@ def spike_raster_figure(rasters: dict[str, Tensor], title: str = "") -> Figure:
         shown = np.linspace(0, counts.shape[1] - 1, min(counts.shape[1], MAX_NEURONS_SHOWN))
         counts = counts[:, shown.astype(int)]
         steps, neurons = np.nonzero(counts)
-        axis.scatter(steps, neurons, s=2, c="black", marker="|")
+        axis.scatter(steps, neurons, s=8, c="black", marker="|")
         axis.set_xlim(-0.5, counts.shape[0] - 0.5)
         axis.set_ylim(-0.5, counts.shape[1] - 0.5)
         axis.set_ylabel(f"{name}\nneuron")
@@ -70,7 +70,9 @@ def log_figure(trainer: L.Trainer, key: str, figure: Figure) -> list[str]:
             logger.log_image(key=key, images=[image], step=trainer.global_step)
             destinations.append(type(logger).__name__)
     if not destinations:
-        folder = Path(trainer.log_dir or trainer.default_root_dir) / key.replace("/", "_")
+        # Not trainer.log_dir: it broadcasts, and this runs on rank zero only.
+        log_dir = getattr(trainer.logger, "log_dir", None) or trainer.default_root_dir
+        folder = Path(log_dir) / key.replace("/", "_")
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"epoch={trainer.current_epoch}-step={trainer.global_step}.png"
         image.save(path)

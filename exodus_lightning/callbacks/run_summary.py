@@ -24,7 +24,7 @@ class RunSummary(L.Callback):
             name: float(value)
             for name, value in sorted(trainer.callback_metrics.items())
             if value.numel() == 1 and not name.startswith("spike_rate")
-            and not name.endswith("_step")
+            and not name.endswith(("_step", "_epoch"))
         }
         lines += [f"  {name:<12} {value:.4f}" for name, value in metrics.items()]
         rates = {n: float(v) for n, v in trainer.callback_metrics.items()

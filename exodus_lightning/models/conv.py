@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
@@ -12,12 +13,13 @@ from exodus_lightning.models.time_folded import TimeFolded
 
 
 class ConvSNN(nn.Module):
-    """[conv -> spiking neurons -> avg-pool 2 -> dropout] per channel entry -> linear -> readout.
+    """[conv -> (batch norm) -> spiking neurons -> avg-pool 2 -> dropout] per `channels` entry
+    -> linear -> readout.
 
-    Input (batch, time, C, H, W); output (batch, time, num_classes). Convs and pooling run on
-    folded time (batch·time frames at once), the neurons on (batch, time, C, H, W). Every block
-    halves H and W, so H and W must be divisible by 2 ** len(channels). The EXODUS paper's DVS
-    Gesture network (32 x 32 input, T = 300) is configs/dvs_gesture.yaml.
+    Input (batch, time, C, H, W); output (batch, time, num_classes). Convs, norms and pooling
+    run on folded time (batch·time frames at once), the neurons on (batch, time, C, H, W).
+    Every block halves H and W (rounding down). The EXODUS paper's DVS Gesture network
+    (32 x 32 input, T = 300) is configs/dvs_gesture.yaml.
     """
 
     def __init__(
@@ -26,21 +28,23 @@ class ConvSNN(nn.Module):
         num_classes: int,
         channels: Sequence[int] = (8, 16, 32, 64),
         kernel_size: int = 3,
-        neuron: str = "lif",
+        neuron: Literal["lif", "iaf"] = "lif",
         tau_mem: float = 10.0,
         tau_syn: float | None = None,
         spike_threshold: float = 1.0,
         max_spikes_per_step: int | None = None,
         norm_input: bool = False,
-        gradient: str = "exodus",
-        backend: str = "auto",
-        readout: str = "exp_leak",
+        gradient: Literal["exodus", "slayer"] = "exodus",
+        backend: Literal["auto", "extension", "reference"] = "auto",
+        readout: Literal["exp_leak", "lif", "linear"] = "exp_leak",
         readout_tau_mem: float = 10.0,
         dropout: float = 0.0,
         weight_norm: bool = False,
+        batch_norm: bool = False,
     ) -> None:
         """Args as FeedForwardSNN, plus channels (one conv block each), kernel_size (odd, same
-        padding) and weight_norm (reparametrise conv and linear weights as g · v / |v|).
+        padding), weight_norm (reparametrise conv and linear weights as g · v / |v|) and
+        batch_norm (BatchNorm2d after each conv, statistics over batch and time).
         """
         super().__init__()
         if len(input_shape) != 3:
@@ -56,12 +60,11 @@ class ConvSNN(nn.Module):
             raise ValueError(f"dropout={dropout} must lie in [0, 1)")
         self.input_shape = tuple(int(n) for n in input_shape)
         in_channels, height, width = self.input_shape
-        scale = 2 ** len(channels)
-        if height % scale or width % scale:
+        if min(height, width) < 2 ** len(channels):
             raise ValueError(
-                f"input {height} x {width} is not divisible by 2 ** len(channels) = {scale}: "
-                "use fewer conv blocks or another input size (e.g. DVS Gesture's "
-                "downsample_factor)"
+                f"input {height} x {width} is too small for {len(channels)} conv blocks (each "
+                f"halves it): use at most {max(min(height, width).bit_length() - 1, 0)} entries "
+                "in channels"
             )
 
         def normed(layer: nn.Module) -> nn.Module:
@@ -71,6 +74,8 @@ class ConvSNN(nn.Module):
         for out_channels in channels:
             conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
             layers.append(TimeFolded(normed(conv)))
+            if batch_norm:
+                layers.append(TimeFolded(nn.BatchNorm2d(out_channels)))
             layers.append(
                 spiking_layer(
                     neuron, tau_mem, tau_syn, spike_threshold, max_spikes_per_step,
@@ -81,7 +86,8 @@ class ConvSNN(nn.Module):
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             in_channels = out_channels
-        features = in_channels * (height // scale) * (width // scale)
+            height, width = height // 2, width // 2
+        features = in_channels * height * width
         layers.append(nn.Flatten(start_dim=2))
         layers.append(normed(nn.Linear(features, num_classes)))
         layers.append(readout_layer(readout, readout_tau_mem, spike_threshold, gradient, backend))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 from torch import Tensor, nn
 
@@ -23,15 +24,15 @@ class FeedForwardSNN(nn.Module):
         input_shape: Sequence[int],
         num_classes: int,
         hidden_sizes: Sequence[int] = (128, 128),
-        neuron: str = "lif",
+        neuron: Literal["lif", "iaf"] = "lif",
         tau_mem: float = 20.0,
         tau_syn: float | None = None,
         spike_threshold: float = 1.0,
         max_spikes_per_step: int | None = None,
         norm_input: bool = False,
-        gradient: str = "exodus",
-        backend: str = "auto",
-        readout: str = "exp_leak",
+        gradient: Literal["exodus", "slayer"] = "exodus",
+        backend: Literal["auto", "extension", "reference"] = "auto",
+        readout: Literal["exp_leak", "lif", "linear"] = "exp_leak",
         readout_tau_mem: float = 20.0,
         dropout: float = 0.0,
     ) -> None:

@@ -71,7 +71,9 @@ def lif_reference(
     for x_t in x.unbind(1):
         v = alpha * v_plus + x_t.to(v_init.dtype)
         if min_v_mem is not None:
-            v = torch.maximum(v, min_v_mem)
+            # Not torch.maximum: it splits the gradient 1/2 : 1/2 at u == min_v_mem, a tie that
+            # is common (an IAF neuron resting on its bound); the clip passes it only if u > v_min.
+            v = torch.where(v > min_v_mem, v, min_v_mem)
         s = SpikeFunction.apply(v, threshold, surrogate, max_spikes)
         if reset == "subtract":
             s_reset = s if gradient == "exodus" else s.detach()

@@ -11,7 +11,12 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from exodus_lightning import nn as enn
-from exodus_lightning.tasks.readout import check_readout_loss, readout_logits, readout_loss
+from exodus_lightning.tasks.readout import (
+    ReadoutLoss,
+    check_readout_loss,
+    readout_logits,
+    readout_loss,
+)
 
 
 def default_optimizer(parameters: Iterable) -> torch.optim.Optimizer:
@@ -36,7 +41,7 @@ class SpikingClassifier(L.LightningModule):
         self,
         network: nn.Module,
         num_classes: int,
-        readout_loss: str = "mean_membrane",
+        readout_loss: ReadoutLoss = "mean_membrane",
         firing_rate_weight: float = 0.0,
         target_firing_rate: float = 0.0,
         optimizer: OptimizerCallable = default_optimizer,

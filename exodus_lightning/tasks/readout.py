@@ -10,10 +10,13 @@ The loss is cross-entropy on the logits (per step for per_step).
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch.nn.functional as F
 from torch import Tensor
 
-READOUT_LOSSES = ("spike_count", "max_membrane", "mean_membrane", "per_step")
+ReadoutLoss = Literal["spike_count", "max_membrane", "mean_membrane", "per_step"]
+READOUT_LOSSES: tuple[str, ...] = get_args(ReadoutLoss)
 
 
 def check_readout_loss(name: str) -> None:

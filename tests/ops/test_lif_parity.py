@@ -193,3 +193,18 @@ def test_random_settings_match_reference(batch, time, features, per_feature, alp
         x = leaf(x[:, :time].detach())
     assert_parity(x, alpha_t, threshold_t, v_init, min_v_mem=clip, max_spikes=max_spikes,
                   reset=reset, gradient=gradient)
+
+
+def test_membrane_resting_on_min_v_mem_passes_no_gradient():
+    """u_t == min_v_mem exactly (an IAF neuron on its bound): the clip is active, c_t = 0.
+
+    Both backends follow EXODUS_MATH's c_t = 1[u_t > min_v_mem]; a reference built on
+    torch.maximum would pass half the gradient at the tie.
+    """
+    x = leaf(torch.tensor([[[-1.0], [0.0], [0.0], [2.0]]], dtype=torch.float64))
+    for backend in ("extension", "reference"):
+        spikes = ops.lif(x, 1.0, 1.0, min_v_mem=-0.5, max_spikes=1, backend=backend)[0]
+        (grad,) = torch.autograd.grad(spikes.sum(), x)
+        assert grad[0, 1, 0] == 0 and grad[0, 2, 0] == 0, backend
+        assert grad[0, 3, 0] != 0, backend
+    assert_parity(x, 1.0, 1.0, min_v_mem=-0.5, max_spikes=1)

@@ -1,0 +1,42 @@
+"""Shared checks of experiment outputs: tables and plots are written and well-formed."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from experiments import common
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_table(stem: Path, min_rows: int = 1, allow_nan: tuple[str, ...] = ()
+                 ) -> list[dict[str, str]]:
+    """stem.csv and stem.md exist, agree in columns and rows, and every number is finite
+    (columns in allow_nan may also be nan)."""
+    rows = common.read_csv(stem.with_suffix(".csv"))
+    assert len(rows) >= min_rows, f"{stem}.csv has {len(rows)} rows"
+    markdown = stem.with_suffix(".md").read_text().strip().splitlines()
+    assert markdown[0] == "| " + " | ".join(rows[0].keys()) + " |"
+    assert len(markdown) == len(rows) + 2
+    for row in rows:
+        for key, value in row.items():
+            try:
+                number = float(value)
+            except ValueError:
+                continue
+            assert math.isfinite(number) or (key in allow_nan and math.isnan(number)), (
+                stem, key, value)
+    return rows
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 5000, path
+
+
+def assert_report(folder: Path) -> None:
+    """README.md exists and links every PNG it sits next to."""
+    text = (folder / "README.md").read_text()
+    for png in folder.glob("*.png"):
+        assert f"({png.name})" in text, png

@@ -1,0 +1,71 @@
+"""Speed experiment at tiny scale: every measurement is written; EXODUS and BPTT networks
+compute the same training step; missing peers are skipped with a note."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from experiments import training_speed as ts
+
+from .conftest import assert_png, assert_report, assert_table
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("training_speed")
+    return ts.main(["--tiny", "--in-process", "--threads", "1", "--out", str(out)]), out
+
+
+def test_outputs_are_written_and_well_formed(result):
+    summary, out = result
+    # In-process tiny steps may reuse freed memory: a 0 MB BPTT peak makes the ratio nan.
+    rows = assert_table(out / "speed", allow_nan=("peak vs bptt",))
+    ours = [r for r in rows if r["implementation"] in ts.OURS]
+    assert len(ours) == 2 * sum(len(ts.TINY[n].times) for n in ts.TINY)
+    assert all(float(r["ms_per_step"]) > 0 and float(r["peak_mb"]) >= 0 for r in rows)
+    assert all(float(r["saved_mb"]) > 0 for r in rows)
+    assert all(float(r["speed-up vs bptt"]) == 1.0 for r in rows if r["implementation"] == "bptt")
+    assert_png(out / "speed.png")
+    assert_png(out / "memory.png")
+    assert_report(out)
+
+
+@pytest.mark.parametrize("peer", ts.PEERS)
+def test_peer_is_measured_or_skipped_with_a_note(result, peer):
+    summary, out = result
+    measured = any(r["implementation"] == peer for r in summary["rows"])
+    if importlib.util.find_spec(ts.PEER_MODULES[peer]) is None:
+        assert not measured
+        assert any(peer in note and "not installed" in note for note in summary["notes"])
+        assert "not installed" in (out / "README.md").read_text()
+    else:
+        assert measured
+
+
+@pytest.mark.parametrize("network", ["shd_mlp", "dvs_conv"])
+def test_exodus_and_bptt_networks_take_the_same_step(network):
+    """The timed step is the same computation in both: equal loss and gradients."""
+    grads = {}
+    for implementation in ts.OURS:
+        torch.manual_seed(0)
+        shape = ts.TINY_SHAPES[network]
+        model, forward, reset = ts.build(network, implementation, shape, batch=2)
+        x = (torch.rand(2, 6, *shape) < 0.3).float()
+        reset()
+        F.cross_entropy(forward(x).mean(1), torch.tensor([0, 1])).backward()
+        grads[implementation] = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    for exodus, bptt in zip(grads["exodus"], grads["bptt"]):
+        torch.testing.assert_close(exodus, bptt, rtol=1e-4, atol=1e-6)
+    assert any(g.abs().sum() > 0 for g in grads["exodus"])
+
+
+@pytest.mark.slow
+def test_isolated_measurement_runs_in_a_child_process():
+    spec = {"network": "shd_mlp", "implementation": "exodus", "device": "cpu", "batch": 2,
+            "time": 8, "repeats": 1, "tiny": True}
+    result = ts.measure_isolated(spec, threads=1)
+    assert result["seconds"] > 0 and result["peak_mb"] >= 0 and result["saved_mb"] > 0

@@ -1,0 +1,110 @@
+"""FeedForwardSNN: shapes, the paper's SHD network, the neuron/gradient/backend switches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from exodus_lightning import nn as enn
+from exodus_lightning.models import FeedForwardSNN
+
+
+def test_paper_shd_network_has_the_papers_layers():
+    network = FeedForwardSNN((100,), 20, hidden_sizes=(128, 128))
+    linears = [m for m in network.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(100, 128), (128, 128),
+                                                                   (128, 20)]
+    assert sum(isinstance(m, enn.LIF) for m in network.modules()) == 2
+    assert isinstance(network.layers[-1], enn.ExpLeak)
+    out = network(torch.rand(3, 7, 100))
+    assert out.shape == (3, 7, 20)
+
+
+def test_multidimensional_input_is_flattened_per_step():
+    network = FeedForwardSNN((2, 3, 4), 5, hidden_sizes=(8,))
+    assert network(torch.rand(2, 6, 2, 3, 4)).shape == (2, 6, 5)
+
+
+@pytest.mark.parametrize(
+    ("neuron", "layer_type"), [("lif", enn.LIF), ("iaf", enn.IAF)]
+)
+def test_neuron_kind_and_parameters_reach_the_layers(neuron, layer_type):
+    network = FeedForwardSNN((4,), 3, hidden_sizes=(6, 6), neuron=neuron, tau_mem=7.0,
+                             spike_threshold=0.3, max_spikes_per_step=1, gradient="slayer",
+                             backend="reference")
+    layers = [m for m in network.modules() if isinstance(m, enn.LIF)
+              and m is not network.layers[-1]]
+    assert len(layers) == 2
+    for layer in layers:
+        assert type(layer) is layer_type
+        assert layer.spike_threshold.item() == pytest.approx(0.3)
+        assert layer.max_spikes_per_step == 1
+        assert layer.gradient == "slayer" and layer.backend == "reference"
+        if neuron == "lif":
+            assert layer.tau_mem.item() == pytest.approx(7.0)
+
+
+def test_extension_and_reference_backends_agree():
+    torch.manual_seed(0)
+    fused = FeedForwardSNN((10,), 4, hidden_sizes=(16,), spike_threshold=0.2,
+                           backend="extension")
+    bptt = FeedForwardSNN((10,), 4, hidden_sizes=(16,), spike_threshold=0.2,
+                          backend="reference")
+    bptt.load_state_dict(fused.state_dict())
+    x = (torch.rand(4, 20, 10) < 0.3).float()
+    out_fused, out_bptt = fused(x), bptt(x)
+    torch.testing.assert_close(out_fused, out_bptt, rtol=1e-5, atol=1e-5)
+    out_fused.square().sum().backward()
+    out_bptt.square().sum().backward()
+    weight_fused, weight_bptt = fused.layers[1].weight.grad, bptt.layers[1].weight.grad
+    assert weight_fused.abs().sum() > 0
+    torch.testing.assert_close(weight_fused, weight_bptt, rtol=1e-4, atol=1e-5)
+
+
+def test_slayer_gradient_differs_from_exodus():
+    torch.manual_seed(0)
+    exodus = FeedForwardSNN((10,), 4, hidden_sizes=(16,), spike_threshold=0.1)
+    slayer = FeedForwardSNN((10,), 4, hidden_sizes=(16,), spike_threshold=0.1,
+                            gradient="slayer")
+    slayer.load_state_dict(exodus.state_dict())
+    x = (torch.rand(4, 20, 10) < 0.5).float()
+    torch.testing.assert_close(exodus(x), slayer(x))  # same forward pass
+    exodus(x).square().sum().backward()
+    slayer(x).square().sum().backward()
+    assert not torch.allclose(exodus.layers[1].weight.grad, slayer.layers[1].weight.grad)
+
+
+@pytest.mark.parametrize(
+    ("readout", "spiking"), [("exp_leak", False), ("lif", True), ("linear", False)]
+)
+def test_readouts(readout, spiking):
+    network = FeedForwardSNN((5,), 3, hidden_sizes=(8,), readout=readout)
+    out = network(torch.rand(2, 9, 5))
+    assert out.shape == (2, 9, 3)
+    integer_valued = bool((out == out.round()).all() and (out >= 0).all())
+    assert integer_valued == spiking
+
+
+def test_dropout_is_a_layer_after_each_hidden_layer():
+    network = FeedForwardSNN((5,), 3, hidden_sizes=(8, 8), dropout=0.25)
+    assert sum(isinstance(m, torch.nn.Dropout) for m in network.modules()) == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"hidden_sizes": ()}, "hidden_sizes"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"neuron": "izhikevich"}, "neuron"),
+        ({"readout": "softmax"}, "readout"),
+    ],
+)
+def test_bad_arguments_name_themselves(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        FeedForwardSNN((5,), 3, **kwargs)
+
+
+def test_wrong_input_shape_says_what_was_expected():
+    network = FeedForwardSNN((5,), 3, hidden_sizes=(8,))
+    with pytest.raises(ValueError, match=r"expects input \(batch, time, \*\(5,\)\)"):
+        network(torch.rand(2, 9, 6))

@@ -1,0 +1,128 @@
+"""SpikingClassifier and the readout losses."""
+
+from __future__ import annotations
+
+import functools
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
+
+from exodus_lightning.models import FeedForwardSNN
+from exodus_lightning.tasks import READOUT_LOSSES, SpikingClassifier, readout_logits, readout_loss
+from tests.example_datamodule import BurstDataModule
+
+
+def test_readout_logits_follow_their_definitions():
+    outputs = torch.tensor([[[1.0, 0.0], [3.0, 1.0], [2.0, 5.0]]])  # (1, 3, 2)
+    assert readout_logits(outputs, "spike_count").tolist() == [[6.0, 6.0]]
+    assert readout_logits(outputs, "max_membrane").tolist() == [[3.0, 5.0]]
+    assert readout_logits(outputs, "mean_membrane").tolist() == [[2.0, 2.0]]
+    assert readout_logits(outputs, "per_step").tolist() == [[2.0, 2.0]]
+
+
+def test_per_step_loss_is_the_mean_of_step_losses():
+    outputs = torch.randn(3, 5, 4)
+    targets = torch.tensor([0, 3, 1])
+    expected = torch.stack([F.cross_entropy(outputs[:, t], targets) for t in range(5)]).mean()
+    torch.testing.assert_close(readout_loss(outputs, targets, "per_step"), expected)
+    torch.testing.assert_close(readout_loss(outputs, targets, "max_membrane"),
+                               F.cross_entropy(outputs.max(1).values, targets))
+
+
+def test_readout_needs_batch_time_classes():
+    with pytest.raises(ValueError, match=r"\(batch, time, classes\)"):
+        readout_logits(torch.randn(3, 4), "mean_membrane")
+
+
+def make_classifier(**kwargs) -> SpikingClassifier:
+    network = FeedForwardSNN((6,), 3, hidden_sizes=(16, 8), spike_threshold=0.3)
+    return SpikingClassifier(network, num_classes=3, **kwargs)
+
+
+def test_states_are_reset_for_every_batch():
+    model = make_classifier()
+    x = (torch.rand(4, 10, 6) < 0.4).float()
+    first = model(x)
+    # Without the reset, the second call would start from the first call's membranes.
+    torch.testing.assert_close(model(x), first)
+    assert set(model.layer_spikes) == {"layers.2", "layers.4"}
+    assert model.layer_spikes["layers.2"].shape == (4, 10, 16)
+
+
+def test_firing_rate_regulariser_adds_its_penalty():
+    torch.manual_seed(0)
+    plain = make_classifier()
+    regularised = make_classifier(firing_rate_weight=2.0, target_firing_rate=0.05)
+    regularised.load_state_dict(plain.state_dict())
+    batch = ((torch.rand(4, 10, 6) < 0.4).float(), torch.tensor([0, 1, 2, 0]))
+    for model in (plain, regularised):
+        model.log = lambda *args, **kwargs: None  # no Trainer attached
+    base = plain.training_step(batch, 0)
+    total = regularised.training_step(batch, 0)
+    rates = [s.mean() for s in regularised.layer_spikes.values()]
+    penalty = sum((rate - 0.05) ** 2 for rate in rates)
+    torch.testing.assert_close(total, base + 2.0 * penalty)
+    assert penalty > 0
+
+
+def test_predict_step_returns_classes_for_inputs_or_pairs():
+    model = make_classifier(readout_loss="max_membrane")
+    x = torch.rand(5, 8, 6)
+    expected = model(x).max(1).values.argmax(-1)
+    assert torch.equal(model.predict_step(x, 0), expected)
+    assert torch.equal(model.predict_step((x, torch.zeros(5, dtype=torch.long)), 0), expected)
+
+
+def test_optimizer_and_scheduler_come_from_callables():
+    model = make_classifier(
+        optimizer=functools.partial(torch.optim.SGD, lr=0.5),
+        lr_scheduler=functools.partial(torch.optim.lr_scheduler.StepLR, step_size=3),
+    )
+    configured = model.configure_optimizers()
+    assert isinstance(configured["optimizer"], torch.optim.SGD)
+    assert configured["optimizer"].param_groups[0]["lr"] == 0.5
+    assert isinstance(configured["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.StepLR)
+    assert configured["lr_scheduler"]["monitor"] == "val/loss"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"readout_loss": "softmax"}, ValueError, "readout_loss='softmax'"),
+        ({"firing_rate_weight": -1.0}, ValueError, "firing_rate_weight"),
+        ({"num_classes": 1}, ValueError, "num_classes"),
+        ({"network": "FeedForwardSNN"}, TypeError, "class_path"),
+    ],
+)
+def test_bad_arguments_name_themselves(kwargs, error, message):
+    arguments = {"network": torch.nn.Identity(), "num_classes": 3, **kwargs}
+    with pytest.raises(error, match=message):
+        SpikingClassifier(**arguments)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("readout", READOUT_LOSSES)
+def test_learns_a_burst_task_with_every_readout(readout, tmp_path):
+    # Class c = a 3-step burst on channel c amid noise; chance is 1/3.
+    data = BurstDataModule(num_classes=3, num_channels=6, num_time_steps=20, num_samples=96,
+                           batch_size=32)
+    network = FeedForwardSNN(data.input_shape, data.num_classes, hidden_sizes=(16,),
+                             tau_mem=5.0, spike_threshold=0.5, readout_tau_mem=5.0,
+                             readout="lif" if readout == "spike_count" else "exp_leak")
+    model = SpikingClassifier(network, data.num_classes, readout_loss=readout,
+                              optimizer=functools.partial(torch.optim.Adam, lr=0.03))
+    trainer = L.Trainer(max_epochs=8, accelerator="cpu", logger=CSVLogger(tmp_path),
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, log_every_n_steps=1)
+    trainer.fit(model, data)
+    metrics = trainer.callback_metrics
+    assert metrics["val/acc"] >= 0.8, (readout, float(metrics["val/acc"]))
+    assert 0 < metrics["spike_rate/layers.2"] < 1
+    trainer.test(model, data)
+    matrix = model.test_confusion_matrix
+    assert matrix.shape == (3, 3) and matrix.sum() == 96
+    assert trainer.callback_metrics["test/acc"] == pytest.approx(
+        float(matrix.diag().sum() / matrix.sum()))
