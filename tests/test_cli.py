@@ -176,11 +176,7 @@ def resume_args(workdir: Path, max_epochs: int, batch_size: int) -> list[str]:
     "batch_size",
     [
         256,  # one batch per epoch: the shuffling order cannot matter
-        pytest.param(64, marks=pytest.mark.xfail(
-            strict=True,
-            reason="SpikeDataModule shuffles with a generator seeded once per DataLoader, so a "
-                   "resumed run repeats epoch 1's order; a sampler with set_epoch(seed, epoch) "
-                   "fixes it (data layer)")),
+        64,  # several: the shuffling order of the resumed epoch must be the uninterrupted one
     ],
 )
 def test_resume_from_checkpoint_continues_exactly(batch_size, workdir):

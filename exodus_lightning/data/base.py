@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from exodus_lightning.data.collate import pad_time_collate
+from exodus_lightning.data.sampler import EpochSeededSampler
 
 
 def split_indices(num_samples: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -76,17 +77,16 @@ class SpikeDataModule(L.LightningDataModule):
                 f"the {name} dataset is not set up; call setup('fit') (or 'test' for the test "
                 "set) first, as Lightning's Trainer does"
             )
-        # A seeded generator makes the shuffling order reproducible run to run.
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        # The shuffling order depends on (seed, epoch) only: reproducible, and exact on resume.
+        sampler = EpochSeededSampler(len(dataset), self.seed) if shuffle else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=pad_time_collate,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
-            generator=generator,
         )
 
     def train_dataloader(self) -> DataLoader:
