@@ -30,11 +30,17 @@ constexpr int64_t kBlock = 256;
 // build adds -fno-trapping-math and the CPU's vector ISA. (No `omp simd`: it privatises the
 // per-neuron structs into arrays and then gives up on them.)
 
-// Calls fn(b, n0, n1) for every (batch, feature block) in parallel.
+// Element-steps a thread should get at least: below that, waking other threads costs more than
+// it saves (and far more on a busy machine).
+constexpr int64_t kMinWorkPerThread = 1 << 16;
+
+// Calls fn(b, n0, n1) for every (batch, feature block) in parallel; `time` sizes the work.
 template <typename Fn>
-void for_each_block(int64_t batch, int64_t features, const Fn& fn) {
+void for_each_block(int64_t batch, int64_t features, int64_t time, const Fn& fn) {
   const int64_t blocks = (features + kBlock - 1) / kBlock;
-  at::parallel_for(0, batch * blocks, 1, [&](int64_t begin, int64_t end) {
+  const int64_t work_per_task = std::min(features, kBlock) * std::max<int64_t>(time, 1);
+  const int64_t grain = std::max<int64_t>(1, kMinWorkPerThread / work_per_task);
+  at::parallel_for(0, batch * blocks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / blocks;
       const int64_t n0 = (task % blocks) * kBlock;
@@ -118,7 +124,7 @@ std::tuple<Tensor, Tensor, Tensor> lif_forward_cpu(const Tensor& x_in, const Ten
         const acc_t* su = subtract.const_data_ptr<acc_t>();
         const acc_t* mv = min_v.const_data_ptr<acc_t>();
         const int64_t T = L.time, N = L.features;
-        for_each_block(L.batch, N, [&](int64_t b, int64_t n0, int64_t n1) {
+        for_each_block(L.batch, N, T, [&](int64_t b, int64_t n0, int64_t n1) {
           lif_forward_block<scalar_t, acc_t>(xp, v0, al, th, su, mv, sp, vp, vl, b, n0, n1, T, N,
                                              static_cast<int>(max_spikes),
                                              static_cast<int>(reset));
@@ -283,7 +289,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cpu(
         const int kind = sigma.defined() ? kSurrogateGiven : static_cast<int>(surrogate);
         dispatch_surrogate(kind, [&](auto kind_constant) {
           constexpr int Kind = decltype(kind_constant)::value;
-          for_each_block(L.batch, L.features, [&](int64_t b, int64_t n0, int64_t n1) {
+          for_each_block(L.batch, L.features, L.time, [&](int64_t b, int64_t n0, int64_t n1) {
             // A separate loop without the membrane gradient: a conditional load would keep
             // the compiler from vectorising.
             if (a.h) {
@@ -318,7 +324,7 @@ std::tuple<Tensor, Tensor> leaky_forward_cpu(const Tensor& x_in, const Tensor& v
         acc_t* yl = y_last.mutable_data_ptr<acc_t>();
         const acc_t* al = alpha.const_data_ptr<acc_t>();
         const int64_t T = L.time, N = L.features;
-        for_each_block(L.batch, N, [&](int64_t b, int64_t n0, int64_t n1) {
+        for_each_block(L.batch, N, T, [&](int64_t b, int64_t n0, int64_t n1) {
           acc_t state[kBlock];
           for (int64_t n = n0; n < n1; ++n) state[n - n0] = v0[b * N + n];
           for (int64_t t = 0; t < T; ++t) {
@@ -367,7 +373,7 @@ std::tuple<Tensor, Tensor, Tensor> leaky_backward_cpu(const Tensor& grad_y_in,
         acc_t* gv0 = grad_v_init.mutable_data_ptr<acc_t>();
         acc_t* ga = grad_alpha.mutable_data_ptr<acc_t>();
         const int64_t T = L.time, N = L.features;
-        for_each_block(L.batch, N, [&](int64_t b, int64_t n0, int64_t n1) {
+        for_each_block(L.batch, N, T, [&](int64_t b, int64_t n0, int64_t n1) {
           acc_t mu_next[kBlock];  // alpha * mu_{t+1}, plus the y_last gradient at t = T
           acc_t sum_alpha[kBlock];
           for (int64_t n = n0; n < n1; ++n) {
