@@ -155,11 +155,14 @@ template <int Kind, bool HasH, typename scalar_t, typename acc_t>
 void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64_t n0,
                         int64_t n1) {
   const int64_t T = a.T, N = a.N, len = n1 - n0;
-  acc_t rho[kBlock], v_now[kBlock];
+  // v_t and s_t of the step being processed, carried from the previous (later) step, which
+  // loaded them as its v_{t-1}: each membrane value is read and thresholded once.
+  acc_t rho[kBlock], v_now[kBlock], s_now[kBlock];
   acc_t sum_alpha[kBlock], sum_threshold[kBlock], sum_subtract[kBlock], sum_min[kBlock];
   for (int64_t i = 0; i < len; ++i) {
     rho[i] = a.g_last[b * N + n0 + i];
     v_now[i] = a.v[(b * T + T - 1) * N + n0 + i];
+    s_now[i] = spike_count(v_now[i], a.threshold[n0 + i], a.max_spikes);
     sum_alpha[i] = sum_threshold[i] = sum_subtract[i] = sum_min[i] = acc_t(0);
   }
   // Local restrict pointers: loads through the struct could alias the stores, which keeps the
@@ -184,7 +187,7 @@ void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64
     for (int64_t i = 0; i < len; ++i) {
       const NeuronParams<acc_t> p{alpha[i], threshold[i], subtract[i], min_v[i]};
       const acc_t v = v_now[i];
-      const acc_t s = spike_count(v, p.threshold, max_spikes);
+      const acc_t s = s_now[i];
       acc_t sg;
       if constexpr (Kind == kSurrogateGiven) {
         sg = sigma[i];
@@ -194,8 +197,9 @@ void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64
       const acc_t v_prev = prev[i];
       acc_t v_plus_prev = v_prev;
       if constexpr (!First) {
-        v_plus_prev = reset_membrane(v_prev, spike_count(v_prev, p.threshold, max_spikes),
-                                     p.subtract, reset);
+        const acc_t s_prev = spike_count(v_prev, p.threshold, max_spikes);
+        v_plus_prev = reset_membrane(v_prev, s_prev, p.subtract, reset);
+        s_now[i] = s_prev;
       }
       ParamGrads<acc_t> sums{sum_alpha[i], sum_threshold[i], sum_subtract[i], sum_min[i]};
       const acc_t lambda =

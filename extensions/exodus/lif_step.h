@@ -87,8 +87,8 @@ template <int Kind, typename T>
 EXODUS_HD T surrogate_grad(T v, T threshold, T p0, T p1) {
   const T pi = T(3.14159265358979323846);
   if constexpr (Kind == kSingleExponential) {  // p0 = grad_width (relative), p1 = grad_scale
-    const T width = threshold * p0;
-    return p1 / width * exp_fn(-std::fabs(v - threshold) / width);
+    const T inv_width = T(1) / (threshold * p0);
+    return p1 * inv_width * exp_fn(-std::fabs(v - threshold) * inv_width);
   } else if constexpr (Kind == kPeriodicExponential) {  // p0 = grad_width (relative), p1 = scale
     const T shifted = v - threshold / T(2);
     const T periodic = shifted - std::floor(shifted / threshold) * threshold;
