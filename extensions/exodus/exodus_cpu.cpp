@@ -10,7 +10,9 @@
 
 #include <ATen/ops/full_like.h>
 
+#if defined(__linux__)
 #include <sys/mman.h>
+#endif
 
 #include <algorithm>
 #include <cstdint>
