@@ -60,11 +60,15 @@ class PeakRSS:
         self.peak = max(self.peak, self.current())
 
 
-def measure(backend: str, device: str, batch: int, time: int, features: int, repeats: int) -> dict:
+def measure(backend: str, device: str, batch: int, time: int, features: int, repeats: int,
+            trainable: bool = False) -> dict:
     """Median forward+backward seconds and peak extra memory (MB) of one LIF layer.
 
-    Peak extra memory: the highest memory during the timed steps minus what was there before
-    them (inputs, interpreter, libraries): resident memory on CPU, allocated memory on CUDA.
+    Fixed α = 0.9 and θ = 1 (the backward then needs no parameter gradients), or with
+    ``trainable`` per-neuron α and θ that get gradients.
+
+    Peak extra memory: the highest memory during the first full-size step minus what was there
+    before it (inputs, interpreter, libraries): resident memory on CPU, allocated memory on CUDA.
     """
     import statistics
     import time as clock
@@ -77,11 +81,17 @@ def measure(backend: str, device: str, batch: int, time: int, features: int, rep
     # ~10 % spike rate, like PEERS.md's measurements.
     x = (torch.randn(batch, time, features, device=device) * 0.6 + 0.25).requires_grad_()
     upstream = torch.randn(batch, time, features, device=device)
+    alpha, threshold = 0.9, 1.0
+    if trainable:
+        alpha = torch.full((features,), 0.9, device=device, requires_grad=True)
+        threshold = torch.ones(features, device=device, requires_grad=True)
 
     def step():
-        spikes, _, _ = ops.lif(x, 0.9, 1.0, backend=backend)
+        spikes, _, _ = ops.lif(x, alpha, threshold, backend=backend)
         spikes.backward(upstream)
         x.grad = None
+        if trainable:
+            alpha.grad = threshold.grad = None
         if device == "cuda":
             torch.cuda.synchronize()
 
@@ -89,26 +99,24 @@ def measure(backend: str, device: str, batch: int, time: int, features: int, rep
     # kept by the allocator cannot hide the peak; the first full-size step is measured, not timed.
     tiny = x.detach()[:1, :2].requires_grad_()
     ops.lif(tiny, 0.9, 1.0, backend=backend)[0].sum().backward()
-    times = []
+    # Peak memory over the first full-size step, time over the following ones: the sampling
+    # thread would otherwise take CPU time from the kernels on a machine with few cores.
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         step()
-        for _ in range(repeats):
-            start = clock.perf_counter()
-            step()
-            times.append(clock.perf_counter() - start)
         peak = torch.cuda.max_memory_allocated() - base
     else:
         with PeakRSS() as rss:
             base = rss.peak
             step()
-            for _ in range(repeats):
-                start = clock.perf_counter()
-                step()
-                times.append(clock.perf_counter() - start)
         peak = rss.peak - base
+    times = []
+    for _ in range(repeats):
+        start = clock.perf_counter()
+        step()
+        times.append(clock.perf_counter() - start)
     with torch.no_grad():
         rate = ops.lif(x, 0.9, 1.0, backend=backend)[0].mean().item()
     return {"seconds": statistics.median(times), "peak_mb": peak / 2**20, "rate": rate}
@@ -122,9 +130,10 @@ def _child(spec: str) -> None:
     print(json.dumps(measure(**args)))
 
 
-def run(backend, device, batch, time, features, repeats, threads) -> dict:
+def run(backend, device, batch, time, features, repeats, threads, trainable=False) -> dict:
     spec = json.dumps(dict(backend=backend, device=device, batch=batch, time=time,
-                           features=features, repeats=repeats, threads=threads))
+                           features=features, repeats=repeats, threads=threads,
+                           trainable=trainable))
     out = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True,
                          text=True, check=True, env=os.environ.copy())
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -161,15 +170,19 @@ def main(argv: list[str] | None = None) -> None:
     for device in devices:
         rows = []
         results = {}
-        cases = [(b, t, f) for b, t, f in shapes] + [(1, t, bf) for t in sweep]
-        for batch, time, features in cases:
+        # (B, T, F, trainable α and θ): every shape, the first again with trainable parameters,
+        # then the sweep over T.
+        cases = [(b, t, f, False) for b, t, f in shapes] + [(*shapes[0], True)]
+        cases += [(1, t, bf, False) for t in sweep]
+        for batch, time, features, trainable in cases:
             ext = run("extension", device, batch, time, features, options.repeats,
-                      options.threads)
+                      options.threads, trainable)
             ref = run("reference", device, batch, time, features, options.repeats,
-                      options.threads)
-            results[(batch, time, features)] = ext
+                      options.threads, trainable)
+            results[(batch, time, features, trainable)] = ext
+            label = f"({batch}, {time}, {features})" + (" trainable α, θ" if trainable else "")
             rows.append([
-                f"({batch}, {time}, {features})",
+                label,
                 f"{ext['seconds'] * 1e3:.1f}",
                 f"{ref['seconds'] * 1e3:.1f}",
                 f"{ref['seconds'] / ext['seconds']:.1f}×",
@@ -177,16 +190,16 @@ def main(argv: list[str] | None = None) -> None:
                 f"{ref['peak_mb']:.0f}",
                 f"{ext['rate']:.3f}",
             ])
-            print(f"  {device} {batch, time, features}: extension {ext['seconds'] * 1e3:.1f} ms, "
+            print(f"  {device} {label}: extension {ext['seconds'] * 1e3:.1f} ms, "
                   f"reference {ref['seconds'] * 1e3:.1f} ms", file=sys.stderr)
         print(f"### {device}: one LIF layer, forward + backward (median of {options.repeats})\n")
         print(table(rows, ["(B, T, F)", "extension ms", "reference ms", "speed-up",
                            "extension peak MB", "reference peak MB", "spike rate"]))
-        first, last = (1, sweep[0], bf), (1, sweep[-1], bf)
-        ratio = results[last]["seconds"] / results[first]["seconds"]
-        print(f"\nT {sweep[0]} → {sweep[-1]} at B·F = {bf}: time × {ratio:.1f} "
-              f"(linear would be × {sweep[-1] / sweep[0]:.0f})\n")
-
+        last = results[(1, sweep[-1], bf, False)]["seconds"]
+        ratios = ", ".join(
+            f"T {t} → {sweep[-1]}: × {last / results[(1, t, bf, False)]['seconds']:.1f} "
+            f"(linear × {sweep[-1] / t:.0f})" for t in sweep[:-1])
+        print(f"\nTime at B·F = {bf}, {ratios}\n")
 
 if __name__ == "__main__":
     main()

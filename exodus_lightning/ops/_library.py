@@ -7,7 +7,8 @@ reverse scan, itself an op) is registered once for every backend device.
 Shapes: x, spikes, grad_x (B, T, *F) in the input dtype; v_mem (B, T, *F), v_init, v_last
 (B, *F), and the per-feature parameters (N,) with N = prod(F), in the state dtype (float32 for
 half/bfloat16 inputs). Parameter gradients come back per (batch, feature), shape (B, N); the
-autograd formula sums them over the batch.
+autograd formula sums them over the batch. With ``param_grads=False`` lif_backward returns them
+as empty (0,) tensors and skips their work (with a subtracting reset, also the spike counts).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ _lib.define(
     "lif_backward(Tensor grad_spikes, Tensor? grad_v_mem, Tensor grad_v_last, Tensor v_mem, "
     "Tensor? sigma, Tensor v_init, Tensor alpha, Tensor threshold, Tensor subtract, "
     "Tensor? min_v_mem, int max_spikes, int reset, int gradient, int surrogate, "
-    "float[] surrogate_params) -> (Tensor grad_x, Tensor grad_v_init, Tensor grad_alpha, "
-    "Tensor grad_threshold, Tensor grad_subtract, Tensor grad_min_v_mem)"
+    "float[] surrogate_params, bool param_grads) -> (Tensor grad_x, Tensor grad_v_init, "
+    "Tensor grad_alpha, Tensor grad_threshold, Tensor grad_subtract, Tensor grad_min_v_mem)"
 )
 _lib.define("leaky_forward(Tensor x, Tensor v_init, Tensor alpha) -> (Tensor y, Tensor y_last)")
 _lib.define(
@@ -45,16 +46,15 @@ def _lif_forward_fake(x, v_init, alpha, *_):
 
 @torch.library.register_fake("exodus_lightning::lif_backward")
 def _lif_backward_fake(grad_spikes, grad_v_mem, grad_v_last, v_mem, sigma, v_init, alpha, *rest):
-    min_v_mem = rest[2]
-    batch, features = grad_spikes.shape[0], alpha.shape[0]
-    per_feature = v_mem.new_empty((batch, features))
+    min_v_mem, param_grads = rest[2], rest[-1]
+    shape = (grad_spikes.shape[0], alpha.shape[0]) if param_grads else (0,)
     return (
         torch.empty_like(grad_spikes),
         torch.empty_like(v_init),
-        per_feature,
-        torch.empty_like(per_feature),
-        torch.empty_like(per_feature),
-        torch.empty_like(per_feature) if min_v_mem is not None else v_mem.new_empty((0,)),
+        v_mem.new_empty(shape),
+        v_mem.new_empty(shape),
+        v_mem.new_empty(shape),
+        v_mem.new_empty(shape if min_v_mem is not None else (0,)),
     )
 
 
@@ -79,10 +79,14 @@ def _lif_scan(ctx, grad_spikes, grad_v_mem, grad_v_last, sigma, surrogate, param
         grad_spikes = v_mem.new_zeros(v_mem.shape, dtype=ctx.x_dtype)
     if grad_v_last is None:
         grad_v_last = torch.zeros_like(v_init)
+    # Inputs 2-5: alpha, threshold, subtract, min_v_mem.
+    param_grads = any(ctx.needs_input_grad[2:6])
     grad_x, grad_v0, g_alpha, g_threshold, g_subtract, g_min = ops.lif_backward(
         grad_spikes, grad_v_mem, grad_v_last, v_mem, sigma, v_init, alpha, threshold, subtract,
-        min_v_mem, ctx.max_spikes, ctx.reset, ctx.gradient, surrogate, params,
+        min_v_mem, ctx.max_spikes, ctx.reset, ctx.gradient, surrogate, params, param_grads,
     )
+    if not param_grads:
+        return grad_x, grad_v0, None, None, None, None
     return (
         grad_x,
         grad_v0,
@@ -158,7 +162,7 @@ class LIFWithCustomSurrogate(torch.autograd.Function):
         grad_x, grad_v0, g_alpha, g_threshold, g_subtract, g_min = _lif_scan(
             ctx, grad_spikes, grad_v_mem, grad_v_last, sigma, SURROGATE_GIVEN, []
         )
-        if ctx.tied:
+        if ctx.tied and g_threshold is not None:
             g_threshold, g_subtract = g_threshold + g_subtract, None
         return grad_x, grad_v0, g_alpha, g_threshold, g_subtract, g_min, None, None, None, None
 

@@ -180,6 +180,62 @@ struct BackwardArgs {
   acc_t p0, p1;
 };
 
+// Per-neuron surrogate factors of a block (SurrogateCoeffs), in two arrays so the time loop
+// loads them like any other per-feature parameter.
+template <int Kind, typename acc_t>
+void setup_surrogate_block(const acc_t* __restrict threshold, acc_t p0, acc_t p1, int64_t len,
+                           acc_t* __restrict coeff0, acc_t* __restrict coeff1) {
+  for (int64_t i = 0; i < len; ++i) {
+    const SurrogateCoeffs<acc_t> c = surrogate_setup<Kind>(threshold[i], p0, p1);
+    coeff0[i] = c.c0;
+    coeff1[i] = c.c1;
+  }
+}
+
+// dS/dV of element i: the precomputed sigma, or the fused formula.
+template <int Kind, typename acc_t>
+inline acc_t surrogate_at(const acc_t* __restrict sigma, int64_t i, acc_t v, acc_t threshold,
+                          acc_t c0, acc_t c1) {
+  if constexpr (Kind == kSurrogateGiven) {
+    return sigma[i];
+  } else {
+    return surrogate_grad<Kind>(v, threshold, SurrogateCoeffs<acc_t>{c0, c1});
+  }
+}
+
+// Reverse scan for features [n0, n1) of batch row b when the reset subtracts and no parameter
+// gradient is wanted (lif_backward_step_subtract): spike counts and v⁺_{t-1} are not needed, so
+// each step reads v_t, g_t (and h_t) and writes dL/dx_t, nothing else.
+template <int Kind, bool HasH, typename scalar_t, typename acc_t>
+void lif_backward_block_subtract(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64_t n0,
+                                 int64_t n1) {
+  const int64_t T = a.T, N = a.N, len = n1 - n0;
+  acc_t rho[kBlock], coeff0[kBlock], coeff1[kBlock];
+  for (int64_t i = 0; i < len; ++i) rho[i] = a.g_last[b * N + n0 + i];
+  setup_surrogate_block<Kind>(a.threshold + n0, a.p0, a.p1, len, coeff0, coeff1);
+  const acc_t* __restrict alpha = a.alpha + n0;
+  const acc_t* __restrict threshold = a.threshold + n0;
+  const acc_t* __restrict subtract = a.subtract + n0;
+  const acc_t* __restrict min_v = a.min_v + n0;
+  const acc_t exact = a.gradient == kGradientExodus ? acc_t(1) : acc_t(0);
+  const acc_t zero = acc_t(0);
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const int64_t row = (b * T + t) * N + n0;
+    const acc_t* __restrict v = a.v + row;
+    const scalar_t* __restrict g = a.g + row;
+    const acc_t* __restrict h = HasH ? a.h + row : nullptr;
+    const acc_t* __restrict sigma = Kind == kSurrogateGiven ? a.sigma + row : nullptr;
+    scalar_t* __restrict grad_x = a.grad_x + row;
+    for (int64_t i = 0; i < len; ++i) {
+      const NeuronParams<acc_t> p{alpha[i], threshold[i], subtract[i], min_v[i]};
+      const acc_t sg = surrogate_at<Kind>(sigma, i, v[i], p.threshold, coeff0[i], coeff1[i]);
+      grad_x[i] = static_cast<scalar_t>(lif_backward_step_subtract(
+          p, v[i], sg, static_cast<acc_t>(g[i]), HasH ? h[i] : zero, rho[i], exact));
+    }
+  }
+  for (int64_t i = 0; i < len; ++i) a.grad_v0[b * N + n0 + i] = rho[i];
+}
+
 // Reverse scan over time for features [n0, n1) of batch row b.
 template <int Kind, bool HasH, typename scalar_t, typename acc_t>
 void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64_t n0,
@@ -189,6 +245,8 @@ void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64
   // loaded them as its v_{t-1}: each membrane value is read and thresholded once.
   acc_t rho[kBlock], v_now[kBlock], s_now[kBlock];
   acc_t sum_alpha[kBlock], sum_threshold[kBlock], sum_subtract[kBlock], sum_min[kBlock];
+  acc_t coeff0[kBlock], coeff1[kBlock];
+  setup_surrogate_block<Kind>(a.threshold + n0, a.p0, a.p1, len, coeff0, coeff1);
   for (int64_t i = 0; i < len; ++i) {
     rho[i] = a.g_last[b * N + n0 + i];
     v_now[i] = a.v[(b * T + T - 1) * N + n0 + i];
@@ -202,7 +260,7 @@ void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64
   const acc_t* __restrict subtract = a.subtract + n0;
   const acc_t* __restrict min_v = a.min_v + n0;
   const int max_spikes = a.max_spikes, reset = a.reset, gradient = a.gradient;
-  const acc_t p0 = a.p0, p1 = a.p1, zero = acc_t(0);
+  const acc_t zero = acc_t(0);
   // One reverse step over the block; First (t = 0) takes v⁺_0 = v_init as it is, the other
   // steps rebuild v⁺_{t-1} from v_{t-1}. A compile-time flag: a uniform select in the loop
   // would keep it scalar.
@@ -218,12 +276,7 @@ void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64
       const NeuronParams<acc_t> p{alpha[i], threshold[i], subtract[i], min_v[i]};
       const acc_t v = v_now[i];
       const acc_t s = s_now[i];
-      acc_t sg;
-      if constexpr (Kind == kSurrogateGiven) {
-        sg = sigma[i];
-      } else {
-        sg = surrogate_grad<Kind>(v, p.threshold, p0, p1);
-      }
+      const acc_t sg = surrogate_at<Kind>(sigma, i, v, p.threshold, coeff0[i], coeff1[i]);
       const acc_t v_prev = prev[i];
       acc_t v_plus_prev = v_prev;
       if constexpr (!First) {
@@ -245,9 +298,10 @@ void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64
   };
   for (int64_t t = T - 1; t > 0; --t) step(t, std::false_type());
   step(0, std::true_type());
+  for (int64_t i = 0; i < len; ++i) a.grad_v0[b * N + n0 + i] = rho[i];
+  if (!a.grad_alpha) return;  // parameter gradients not wanted
   for (int64_t i = 0; i < len; ++i) {
     const int64_t o = b * N + n0 + i;
-    a.grad_v0[o] = rho[i];
     a.grad_alpha[o] = sum_alpha[i];
     a.grad_threshold[o] = sum_threshold[i];
     a.grad_subtract[o] = sum_subtract[i];
@@ -260,7 +314,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cpu(
     const Tensor& grad_v_last_in, const Tensor& v_mem_in, const c10::optional<Tensor>& sigma_in,
     const Tensor& v_init_in, const Tensor& alpha_in, const Tensor& threshold_in,
     const Tensor& subtract_in, const c10::optional<Tensor>& min_v_in, int64_t max_spikes,
-    int64_t reset, int64_t gradient, int64_t surrogate, at::ArrayRef<double> surrogate_params) {
+    int64_t reset, int64_t gradient, int64_t surrogate, at::ArrayRef<double> surrogate_params,
+    bool param_grads) {
   const Layout L =
       check_lif_inputs(grad_spikes_in, v_init_in, alpha_in, threshold_in, subtract_in, min_v_in);
   check_lif_backward_inputs(grad_spikes_in, grad_v_mem_in, grad_v_last_in, v_mem_in, sigma_in,
@@ -279,11 +334,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cpu(
   const auto acc_options = v_mem.options();
   Tensor grad_x = empty_output(g.sizes(), g.options());
   Tensor grad_v_init = at::empty_like(v_init);
-  Tensor grad_alpha = at::empty({L.batch, L.features}, acc_options);
-  Tensor grad_threshold = at::empty({L.batch, L.features}, acc_options);
-  Tensor grad_subtract = at::empty({L.batch, L.features}, acc_options);
-  Tensor grad_min_v = min_v_in.has_value() ? at::empty({L.batch, L.features}, acc_options)
-                                           : at::empty({0}, acc_options);
+  // Parameter gradients per (batch, feature); (0,)-shaped when not wanted.
+  auto per_feature = [&](bool wanted) {
+    return wanted ? at::empty({L.batch, L.features}, acc_options) : at::empty({0}, acc_options);
+  };
+  Tensor grad_alpha = per_feature(param_grads);
+  Tensor grad_threshold = per_feature(param_grads);
+  Tensor grad_subtract = per_feature(param_grads);
+  Tensor grad_min_v = per_feature(param_grads && min_v_in.has_value());
   if (L.numel() == 0) {
     grad_v_init.copy_(g_last);
     grad_alpha.zero_();
@@ -309,10 +367,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cpu(
         a.min_v = min_v.const_data_ptr<acc_t>();
         a.grad_x = grad_x.mutable_data_ptr<scalar_t>();
         a.grad_v0 = grad_v_init.mutable_data_ptr<acc_t>();
-        a.grad_alpha = grad_alpha.mutable_data_ptr<acc_t>();
-        a.grad_threshold = grad_threshold.mutable_data_ptr<acc_t>();
-        a.grad_subtract = grad_subtract.mutable_data_ptr<acc_t>();
-        a.grad_min_v = min_v_in.has_value() ? grad_min_v.mutable_data_ptr<acc_t>() : nullptr;
+        a.grad_alpha = param_grads ? grad_alpha.mutable_data_ptr<acc_t>() : nullptr;
+        a.grad_threshold = param_grads ? grad_threshold.mutable_data_ptr<acc_t>() : nullptr;
+        a.grad_subtract = param_grads ? grad_subtract.mutable_data_ptr<acc_t>() : nullptr;
+        a.grad_min_v = grad_min_v.numel() > 0 ? grad_min_v.mutable_data_ptr<acc_t>() : nullptr;
         a.T = L.time;
         a.N = L.features;
         a.max_spikes = static_cast<int>(max_spikes);
@@ -323,10 +381,17 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cpu(
         const int kind = sigma.defined() ? kSurrogateGiven : static_cast<int>(surrogate);
         dispatch_surrogate(kind, [&](auto kind_constant) {
           constexpr int Kind = decltype(kind_constant)::value;
+          const bool lean = !param_grads && reset == kResetSubtract;
           for_each_block(L.batch, L.features, L.time, [&](int64_t b, int64_t n0, int64_t n1) {
-            // A separate loop without the membrane gradient: a conditional load would keep
-            // the compiler from vectorising.
-            if (a.h) {
+            // Separate loops with and without the membrane gradient: a conditional load would
+            // keep the compiler from vectorising.
+            if (lean) {
+              if (a.h) {
+                lif_backward_block_subtract<Kind, true>(a, b, n0, n1);
+              } else {
+                lif_backward_block_subtract<Kind, false>(a, b, n0, n1);
+              }
+            } else if (a.h) {
               lif_backward_block<Kind, true>(a, b, n0, n1);
             } else {
               lif_backward_block<Kind, false>(a, b, n0, n1);

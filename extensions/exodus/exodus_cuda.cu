@@ -68,6 +68,7 @@ __global__ void lif_backward_kernel(
   if (e >= B * N) return;
   const int64_t b = e / N, n = e % N;
   const NeuronParams<acc_t> p = gather_params(alpha, threshold, subtract, min_v, n);
+  const SurrogateCoeffs<acc_t> coeffs = surrogate_setup<Kind>(p.threshold, p0, p1);
   acc_t rho = g_last[e];
   ParamGrads<acc_t> sums;
   acc_t v = v_mem[(b * T + T - 1) * N + n];
@@ -78,7 +79,7 @@ __global__ void lif_backward_kernel(
     if constexpr (Kind == kSurrogateGiven) {
       sg = sigma[i];
     } else {
-      sg = surrogate_grad<Kind>(v, p.threshold, p0, p1);
+      sg = surrogate_grad<Kind>(v, p.threshold, coeffs);
     }
     acc_t v_prev = acc_t(0);
     acc_t v_plus_prev;
@@ -96,6 +97,7 @@ __global__ void lif_backward_kernel(
     v = v_prev;
   }
   grad_v0[e] = rho;
+  if (!grad_alpha) return;  // parameter gradients not wanted
   grad_alpha[e] = sums.alpha;
   grad_threshold[e] = sums.threshold;
   grad_subtract[e] = sums.subtract;
@@ -164,6 +166,12 @@ const T* ptr_or_null(const Tensor& t) {
   return t.defined() ? t.const_data_ptr<T>() : nullptr;
 }
 
+// Nothing to write for a (0,)-shaped output (a gradient that was not asked for).
+template <typename T>
+T* mutable_ptr_or_null(Tensor& t) {
+  return t.numel() > 0 ? t.mutable_data_ptr<T>() : nullptr;
+}
+
 std::tuple<Tensor, Tensor, Tensor> lif_forward_cuda(const Tensor& x_in, const Tensor& v_init_in,
                                                     const Tensor& alpha_in,
                                                     const Tensor& threshold_in,
@@ -210,7 +218,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cuda(
     const Tensor& grad_v_last_in, const Tensor& v_mem_in, const c10::optional<Tensor>& sigma_in,
     const Tensor& v_init_in, const Tensor& alpha_in, const Tensor& threshold_in,
     const Tensor& subtract_in, const c10::optional<Tensor>& min_v_in, int64_t max_spikes,
-    int64_t reset, int64_t gradient, int64_t surrogate, at::ArrayRef<double> surrogate_params) {
+    int64_t reset, int64_t gradient, int64_t surrogate, at::ArrayRef<double> surrogate_params,
+    bool param_grads) {
   const Layout L =
       check_lif_inputs(grad_spikes_in, v_init_in, alpha_in, threshold_in, subtract_in, min_v_in);
   check_lif_backward_inputs(grad_spikes_in, grad_v_mem_in, grad_v_last_in, v_mem_in, sigma_in,
@@ -225,11 +234,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cuda(
   const auto acc_options = v_mem.options();
   Tensor grad_x = at::empty_like(g);
   Tensor grad_v_init = at::empty_like(v_init);
-  Tensor grad_alpha = at::empty({L.batch, L.features}, acc_options);
-  Tensor grad_threshold = at::empty({L.batch, L.features}, acc_options);
-  Tensor grad_subtract = at::empty({L.batch, L.features}, acc_options);
-  Tensor grad_min_v = min_v_in.has_value() ? at::empty({L.batch, L.features}, acc_options)
-                                           : at::empty({0}, acc_options);
+  // Parameter gradients per (batch, feature); (0,)-shaped when not wanted.
+  auto per_feature = [&](bool wanted) {
+    return wanted ? at::empty({L.batch, L.features}, acc_options) : at::empty({0}, acc_options);
+  };
+  Tensor grad_alpha = per_feature(param_grads);
+  Tensor grad_threshold = per_feature(param_grads);
+  Tensor grad_subtract = per_feature(param_grads);
+  Tensor grad_min_v = per_feature(param_grads && min_v_in.has_value());
   if (L.numel() == 0) {
     grad_v_init.copy_(g_last);
     grad_alpha.zero_();
@@ -255,9 +267,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cuda(
                   alpha.const_data_ptr<acc_t>(), threshold.const_data_ptr<acc_t>(),
                   subtract.const_data_ptr<acc_t>(), min_v.const_data_ptr<acc_t>(),
                   grad_x.mutable_data_ptr<scalar_t>(), grad_v_init.mutable_data_ptr<acc_t>(),
-                  grad_alpha.mutable_data_ptr<acc_t>(), grad_threshold.mutable_data_ptr<acc_t>(),
-                  grad_subtract.mutable_data_ptr<acc_t>(),
-                  min_v_in.has_value() ? grad_min_v.mutable_data_ptr<acc_t>() : nullptr,
+                  mutable_ptr_or_null<acc_t>(grad_alpha),
+                  mutable_ptr_or_null<acc_t>(grad_threshold),
+                  mutable_ptr_or_null<acc_t>(grad_subtract),
+                  mutable_ptr_or_null<acc_t>(grad_min_v),
                   L.batch, L.time, L.features, static_cast<int>(max_spikes),
                   static_cast<int>(reset), static_cast<int>(gradient), p0, p1);
         });

@@ -52,27 +52,30 @@ EXODUS_HD T reset_membrane(T v, T s, T subtract, int reset) {
   return zero_reset * to_zero + (T(1) - zero_reset) * (v - subtract * s);
 }
 
-// exp(x) for the surrogates. On the CPU, float uses a polynomial that the compiler can vectorise
-// (glibc's expf is a call, which keeps the backward loop scalar); about 2 ulp from expf.
+// exp(x) for x <= 0, the only arguments the surrogates produce (each is exp(-something >= 0)).
+// On the CPU, float uses a polynomial that the compiler can vectorise (glibc's expf is a call,
+// which keeps the backward loop scalar); within 2 ulp of expf. The polynomial uses explicit
+// fused multiply-adds: the build turns off contraction elsewhere (so forward values round like
+// the reference), but here it only shortens the dependency chain.
 template <typename T>
-EXODUS_HD T exp_fn(T x) {
+EXODUS_HD T exp_nonpositive(T x) {
   return std::exp(x);
 }
 
 #if !defined(__CUDACC__)
 template <>
-inline float exp_fn<float>(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+inline float exp_nonpositive<float>(float x) {
+  x = x < -87.0f ? -87.0f : x;  // below, e^x is subnormal; 1.6e-38 instead is harmless
   const float k = std::nearbyint(x * 1.44269504088896341f);  // x / ln 2
-  const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;  // Cody-Waite: x − k·ln 2
+  const float r = __builtin_fmaf(k, 2.12194440e-4f, x - k * 0.693359375f);  // x − k·ln 2
   // Minimax polynomial for e^r on [−ln2/2, ln2/2] (Cephes expf coefficients).
   float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
+  p = __builtin_fmaf(p, r, 1.3981999507e-3f);
+  p = __builtin_fmaf(p, r, 8.3334519073e-3f);
+  p = __builtin_fmaf(p, r, 4.1665795894e-2f);
+  p = __builtin_fmaf(p, r, 1.6666665459e-1f);
+  p = __builtin_fmaf(p, r, 5.0000001201e-1f);
+  p = __builtin_fmaf(p, r * r, r + 1.0f);
   // Scale by 2^k through the exponent bits.
   const int bits = (static_cast<int>(k) + 127) << 23;
   float scale;
@@ -83,31 +86,68 @@ inline float exp_fn<float>(float x) {
 
 // Built-in surrogate gradients dS/dV; formulas mirror exodus_lightning/ops/surrogate.py.
 // Kind is a template argument so each CPU loop is specialised for one formula.
+//
+// The per-neuron factors (divisions by the threshold and the width) do not change over time:
+// surrogate_setup computes them once per neuron, surrogate_grad uses them at every step, so the
+// time loop has no division for most surrogates.
+template <typename T>
+struct SurrogateCoeffs {
+  T c0 = T(0);
+  T c1 = T(0);
+};
+
 template <int Kind, typename T>
-EXODUS_HD T surrogate_grad(T v, T threshold, T p0, T p1) {
+EXODUS_HD SurrogateCoeffs<T> surrogate_setup(T threshold, T p0, T p1) {
   const T pi = T(3.14159265358979323846);
+  SurrogateCoeffs<T> c;
   if constexpr (Kind == kSingleExponential) {  // p0 = grad_width (relative), p1 = grad_scale
-    const T inv_width = T(1) / (threshold * p0);
-    return p1 * inv_width * exp_fn(-std::fabs(v - threshold) * inv_width);
+    c.c1 = T(1) / (threshold * p0);            // 1 / width
+    c.c0 = p1 * c.c1;
   } else if constexpr (Kind == kPeriodicExponential) {  // p0 = grad_width (relative), p1 = scale
+    c.c0 = p1 / threshold;
+    c.c1 = T(1) / (p0 * threshold);
+  } else if constexpr (Kind == kHeaviside) {  // p0 = window below threshold
+    c.c0 = T(1) / threshold;
+    c.c1 = threshold - p0;
+  } else if constexpr (Kind == kGaussian) {  // p0 = sigma, p1 = grad_scale
+    c.c0 = p1 / (std::sqrt(T(2) * pi) * p0);
+    c.c1 = T(1) / p0;
+  } else if constexpr (Kind == kFastSigmoid) {  // p0 = slope, p1 = grad_scale
+    c.c0 = p1;
+    c.c1 = p0;
+  } else if constexpr (Kind == kArcTan) {  // p0 = alpha, p1 = grad_scale
+    c.c0 = p1 * p0 / T(2);
+    c.c1 = pi / T(2) * p0;
+  } else if constexpr (Kind == kTriangle) {  // p0 = half width, p1 = grad_scale
+    c.c0 = p1 / p0;
+    c.c1 = T(1) / p0;
+  }
+  return c;
+}
+
+template <int Kind, typename T>
+EXODUS_HD T surrogate_grad(T v, T threshold, const SurrogateCoeffs<T>& c) {
+  if constexpr (Kind == kSingleExponential) {  // scale / w · exp(−|v − θ| / w), w = width·θ
+    return c.c0 * exp_nonpositive(-std::fabs(v - threshold) * c.c1);
+  } else if constexpr (Kind == kPeriodicExponential) {
     const T shifted = v - threshold / T(2);
     const T periodic = shifted - std::floor(shifted / threshold) * threshold;
     const T centred = v >= threshold ? periodic : shifted;
-    return p1 * exp_fn(-std::fabs(centred - threshold / T(2)) / (p0 * threshold)) / threshold;
-  } else if constexpr (Kind == kHeaviside) {  // p0 = window below threshold
-    return v >= threshold - p0 ? T(1) / threshold : T(0);
-  } else if constexpr (Kind == kGaussian) {  // p0 = sigma, p1 = grad_scale
-    const T d = (v - threshold) / p0;
-    return p1 * exp_fn(-d * d / T(2)) / (std::sqrt(T(2) * pi) * p0);
-  } else if constexpr (Kind == kFastSigmoid) {  // p0 = slope, p1 = grad_scale
-    const T d = T(1) + p0 * std::fabs(v - threshold);
-    return p1 / (d * d);
-  } else if constexpr (Kind == kArcTan) {  // p0 = alpha, p1 = grad_scale
-    const T d = pi / T(2) * p0 * (v - threshold);
-    return p1 * p0 / T(2) / (T(1) + d * d);
-  } else {  // kTriangle: p0 = half width, p1 = grad_scale
-    const T d = T(1) - std::fabs(v - threshold) / p0;
-    return d > T(0) ? p1 * d / p0 : T(0);
+    return c.c0 * exp_nonpositive(-std::fabs(centred - threshold / T(2)) * c.c1);
+  } else if constexpr (Kind == kHeaviside) {  // 1/θ where v ≥ θ − window
+    return v >= c.c1 ? c.c0 : T(0);
+  } else if constexpr (Kind == kGaussian) {  // scale · N(v; θ, σ²)
+    const T d = (v - threshold) * c.c1;
+    return c.c0 * exp_nonpositive(-d * d / T(2));
+  } else if constexpr (Kind == kFastSigmoid) {  // scale / (1 + slope·|v − θ|)²
+    const T d = T(1) + c.c1 * std::fabs(v - threshold);
+    return c.c0 / (d * d);
+  } else if constexpr (Kind == kArcTan) {  // scale·α/2 / (1 + (π/2·α·(v − θ))²)
+    const T d = c.c1 * (v - threshold);
+    return c.c0 / (T(1) + d * d);
+  } else {  // kTriangle: scale/w · max(0, 1 − |v − θ|/w)
+    const T d = T(1) - std::fabs(v - threshold) * c.c1;
+    return d > T(0) ? c.c0 * d : T(0);
   }
 }
 
@@ -155,6 +195,20 @@ struct ParamGrads {
   T subtract = T(0);
   T min_v = T(0);
 };
+
+// The reverse step when only dL/dx and dL/dv_init are wanted and the reset subtracts: then
+// dv⁺/dv = 1 − exact·subtract·sigma needs neither the spike count nor v⁺_{t-1}.
+//   exact: 1 for EXODUS, 0 for SLAYER (which drops the surrogate term of the reset)
+// Same arguments and result as lif_backward_step below.
+template <typename T>
+EXODUS_HD T lif_backward_step_subtract(const NeuronParams<T>& p, T v, T sigma, T g, T h, T& rho,
+                                       T exact) {
+  const T dvplus_dv = T(1) - exact * p.subtract * sigma;
+  const T d = sigma * g + h + dvplus_dv * rho;
+  const T lambda = v > p.min_v ? d : T(0);
+  rho = p.alpha * lambda;
+  return lambda;
+}
 
 // One reverse step of the EXODUS scan.
 //   v, s, sigma:   pre-reset membrane, spike count and surrogate dS/dV at step t

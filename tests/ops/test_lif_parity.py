@@ -102,6 +102,38 @@ def test_custom_callable_surrogate_matches_reference(surrogate):
     assert_parity(x, 0.9, threshold, surrogate=surrogate)
 
 
+@pytest.mark.parametrize("loss_on", ["spikes", "spikes+v_mem"])
+@pytest.mark.parametrize("surrogate", [sg.SingleExponential(), sg.Heaviside(window=0.5),
+                                       ScaledSigmoid()], ids=["single_exp", "heaviside", "custom"])
+@pytest.mark.parametrize("min_v_mem", [None, -0.5], ids=["noclip", "clip"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_fixed_parameters_skip_their_gradients(dtype, mode, min_v_mem, surrogate, loss_on):
+    """Fixed α and θ: the backward skips the parameter sums (and, with a subtracting reset, the
+    spike counts); the input and v_init gradients stay those of the full scan, bit for bit,
+    and match the reference."""
+    x = torch.randn(3, 40, 2, 6, dtype=dtype) * 1.5 + 0.3
+    alpha = torch.rand(2, 1, dtype=dtype) * 0.5 + 0.45
+    threshold = torch.rand(6, dtype=dtype) * 0.5 + 0.75
+    v_init = torch.randn(3, 2, 6, dtype=dtype)
+    w_s, w_v = torch.randn_like(x), 0.1 * torch.randn_like(x)
+
+    def grads(backend, train_parameters):
+        leaves = [leaf(x), leaf(v_init)]
+        a, th = alpha.clone().requires_grad_(train_parameters), threshold.clone()
+        spikes, v_mem, _ = ops.lif(leaves[0], a, th, leaves[1], surrogate=surrogate,
+                                   min_v_mem=min_v_mem, backend=backend, **mode)
+        loss = (spikes * w_s).sum() + (0 if loss_on == "spikes" else (v_mem * w_v).sum())
+        return torch.autograd.grad(loss, leaves)
+
+    lean = grads("extension", False)
+    full = grads("extension", True)
+    want = grads("reference", False)
+    for name, a, b, c in zip(["grad x", "grad v_init"], lean, full, want):
+        assert torch.equal(a, b), name
+        torch.testing.assert_close(a, c, **TOL[dtype], msg=lambda m, n=name: f"{n}: {m}")
+
+
 def test_separate_subtract_gets_its_own_gradient():
     x = leaf(torch.randn(3, 30, 8, dtype=torch.float64) + 0.5)
     subtract = leaf(torch.full((8,), 0.7, dtype=torch.float64))

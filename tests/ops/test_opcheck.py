@@ -37,12 +37,13 @@ def test_opcheck_lif_forward(requires_grad, min_v):
     torch.library.opcheck(lib.lif_forward.default, lif_args(requires_grad, min_v))
 
 
+@pytest.mark.parametrize("param_grads", [True, False], ids=["params", "noparams"])
 @pytest.mark.parametrize("min_v", [False, True], ids=["noclip", "clip"])
-def test_opcheck_lif_backward(min_v):
+def test_opcheck_lif_backward(min_v, param_grads):
     x, v0, alpha, threshold, subtract, min_v_mem, *codes = lif_args(False, min_v)
     spikes, v_mem, _ = lib.lif_forward(x, v0, alpha, threshold, subtract, min_v_mem, *codes)
     args = (torch.randn_like(spikes), torch.randn_like(v_mem), torch.randn_like(v0), v_mem, None,
-            v0, alpha, threshold, subtract, min_v_mem, *codes)
+            v0, alpha, threshold, subtract, min_v_mem, *codes, param_grads)
     torch.library.opcheck(lib.lif_backward.default, args)
 
 
