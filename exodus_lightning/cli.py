@@ -15,6 +15,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
@@ -91,13 +92,35 @@ class ExodusCLI(LightningCLI):
             parser.link_arguments(
                 f"data.{attribute}", f"model.network.init_args.{attribute}", apply_on="instantiate"
             )
+        parser.add_argument(
+            "--keep_freed_memory", type=bool, default=True,
+            help="On CPU, let glibc keep freed memory for reuse (exodus_lightning.ops."
+                 "keep_freed_memory): no page faults on each step's fresh tensors, at the cost "
+                 "of holding the peak resident memory",
+        )
         parser.set_defaults(DEFAULTS)
 
     def before_instantiate_classes(self) -> None:
         warm_up_extension()
 
+    def before_fit(self) -> None:
+        self._keep_freed_memory_on_cpu()
+
+    def before_validate(self) -> None:
+        self._keep_freed_memory_on_cpu()
+
+    def before_test(self) -> None:
+        self._keep_freed_memory_on_cpu()
+
     def before_predict(self) -> None:
+        self._keep_freed_memory_on_cpu()
         use_test_split_for_predict(self.datamodule)
+
+    def _keep_freed_memory_on_cpu(self) -> None:
+        if self.config[self.subcommand].keep_freed_memory and isinstance(
+            self.trainer.accelerator, CPUAccelerator
+        ):
+            ops.keep_freed_memory()
 
 
 def warm_up_extension() -> None:

@@ -8,9 +8,10 @@ implementation's alone.
     python experiments/benchmark_ops.py                 # the full table (a few minutes on 2 cores)
     python experiments/benchmark_ops.py --quick         # small shapes, seconds
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 python experiments/benchmark_ops.py
+    python experiments/benchmark_ops.py --keep-freed-memory   # the same, set from Python
 
-The second form lets glibc reuse freed memory instead of returning it to the OS after every
-call; on CPU, page faults on fresh 80 MB tensors otherwise dominate (see the README).
+The last two let glibc reuse freed memory instead of returning it to the OS after every call;
+on CPU, page faults on fresh 80 MB tensors otherwise dominate (see the README).
 """
 
 from __future__ import annotations
@@ -26,38 +27,48 @@ SWEEP_T = [100, 300, 1000, 3000]
 SWEEP_BF = 32 * 512
 
 
+# Run by PeakRSS in a helper process: samples the measured process's resident memory every
+# 0.2 ms until its stdin closes, then prints the highest value in bytes.
+_SAMPLER = """
+import os, select, sys
+path, page, peak = f"/proc/{sys.argv[1]}/statm", os.sysconf("SC_PAGE_SIZE"), 0
+print("ready", flush=True)
+while not select.select([sys.stdin], [], [], 0.0002)[0]:
+    with open(path) as statm:
+        peak = max(peak, int(statm.read().split()[1]) * page)
+print(peak, flush=True)
+"""
+
+
 class PeakRSS:
-    """Highest resident memory (bytes) seen by a thread that samples /proc/self/statm.
+    """Highest resident memory (bytes) of this process while the ``with`` block runs.
 
     The kernel's own peak (VmHWM) is updated lazily, only when memory is unmapped, so it misses
-    peaks served from the heap; sampling every 0.5 ms catches every tensor that lives longer
-    than that, which is all that matters for a whole forward+backward pass.
+    peaks served from the heap. A sampling thread in this process would need the GIL, which a
+    Python loop (the reference) holds for milliseconds at a time; a helper process samples
+    every 0.2 ms regardless.
     """
 
     def __init__(self) -> None:
-        import threading
-
         self.page = os.sysconf("SC_PAGE_SIZE")
         self.peak = self.current()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def current(self) -> int:
         with open("/proc/self/statm") as statm:
             return int(statm.read().split()[1]) * self.page
 
-    def _sample(self) -> None:
-        while not self._stop.wait(0.0005):
-            self.peak = max(self.peak, self.current())
-
     def __enter__(self) -> PeakRSS:
-        self._thread.start()
+        self._sampler = subprocess.Popen([sys.executable, "-c", _SAMPLER, str(os.getpid())],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._sampler.stdout.readline()  # "ready"
+        self.peak = self.current()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.current())
+        self._sampler.stdin.close()
+        sampled = int(self._sampler.stdout.readline())
+        self._sampler.wait()
+        self.peak = max(self.peak, sampled, self.current())
 
 
 def measure(backend: str, device: str, batch: int, time: int, features: int, repeats: int,
@@ -127,13 +138,18 @@ def _child(spec: str) -> None:
 
     args = json.loads(spec)
     torch.set_num_threads(args.pop("threads") or torch.get_num_threads())
+    if args.pop("keep_freed_memory"):
+        from exodus_lightning import ops
+
+        ops.keep_freed_memory()
     print(json.dumps(measure(**args)))
 
 
-def run(backend, device, batch, time, features, repeats, threads, trainable=False) -> dict:
+def run(backend, device, batch, time, features, repeats, threads, trainable=False,
+        keep_freed_memory=False) -> dict:
     spec = json.dumps(dict(backend=backend, device=device, batch=batch, time=time,
                            features=features, repeats=repeats, threads=threads,
-                           trainable=trainable))
+                           trainable=trainable, keep_freed_memory=keep_freed_memory))
     out = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True,
                          text=True, check=True, env=os.environ.copy())
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -151,6 +167,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     parser.add_argument("--devices", default="auto", help="cpu, cuda, or auto (both if present)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="call exodus_lightning.ops.keep_freed_memory() (as the CLI does on "
+                             "CPU); same effect as the MALLOC_* variables")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.child:
@@ -164,7 +183,11 @@ def main(argv: list[str] | None = None) -> None:
     shapes = [(4, 50, 256)] if options.quick else SHAPES
     sweep = [50, 150] if options.quick else SWEEP_T
     bf = 4 * 256 if options.quick else SWEEP_BF
-    allocator = "reuse" if os.environ.get("MALLOC_MMAP_MAX_") == "0" else "default"
+    allocator = "default"
+    if options.keep_freed_memory:
+        allocator = "reuse (keep_freed_memory)"
+    elif os.environ.get("MALLOC_MMAP_MAX_") == "0":
+        allocator = "reuse (MALLOC_* variables)"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
           f"glibc allocator: {allocator}\n")
     for device in devices:
@@ -175,10 +198,9 @@ def main(argv: list[str] | None = None) -> None:
         cases = [(b, t, f, False) for b, t, f in shapes] + [(*shapes[0], True)]
         cases += [(1, t, bf, False) for t in sweep]
         for batch, time, features, trainable in cases:
-            ext = run("extension", device, batch, time, features, options.repeats,
-                      options.threads, trainable)
-            ref = run("reference", device, batch, time, features, options.repeats,
-                      options.threads, trainable)
+            ext, ref = (run(backend, device, batch, time, features, options.repeats,
+                            options.threads, trainable, options.keep_freed_memory)
+                        for backend in ("extension", "reference"))
             results[(batch, time, features, trainable)] = ext
             label = f"({batch}, {time}, {features})" + (" trainable α, θ" if trainable else "")
             rows.append([

@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+from exodus_lightning import ops
 from exodus_lightning.cli import build_cli
 from exodus_lightning.data import fabricate
 from tests.wandb_records import logged_config, logged_history
@@ -219,6 +220,15 @@ def test_wandb_offline_run_records_metrics_config_and_rasters(workdir):
     assert config["data"]["init_args"]["num_train_samples"] == 256
     saved = yaml.safe_load((run_dir / "files" / "lightning_config.yaml").read_text())
     assert saved["model"]["optimizer"]["init_args"]["lr"] == 0.01
+
+
+@pytest.mark.parametrize("flag", [[], ["--keep_freed_memory=false"]], ids=["default", "off"])
+def test_cpu_runs_keep_freed_memory_unless_turned_off(flag, workdir, monkeypatch):
+    calls = []
+    monkeypatch.setattr(ops, "keep_freed_memory", lambda: calls.append(True))
+    build_cli(["fit", *SMALL_RANDMAN, "--trainer.fast_dev_run=1", "--trainer.logger=false",
+               "--trainer.accelerator=cpu", *flag])
+    assert calls == ([] if flag else [True])
 
 
 def test_unknown_config_key_names_the_key(workdir, capsys):

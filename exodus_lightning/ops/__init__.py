@@ -7,6 +7,7 @@ from . import surrogate
 from ._arguments import state_dtype
 from ._extension import ExtensionBuildError, is_available
 from ._extension import load as load_extension
+from .cpu_memory import keep_freed_memory
 from .leaky import leaky_integrate
 from .lif import lif
 from .reference import leaky_integrate_reference, lif_reference
@@ -14,6 +15,7 @@ from .reference import leaky_integrate_reference, lif_reference
 __all__ = [
     "ExtensionBuildError",
     "is_available",
+    "keep_freed_memory",
     "leaky_integrate",
     "leaky_integrate_reference",
     "lif",
