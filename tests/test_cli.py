@@ -20,6 +20,7 @@ import yaml
 from exodus_lightning import ops
 from exodus_lightning.cli import build_cli
 from exodus_lightning.data import fabricate
+from exodus_lightning.tasks import SpikingClassifier
 from tests.wandb_records import logged_config, logged_history
 
 REPO = Path(__file__).resolve().parents[1]
@@ -220,6 +221,21 @@ def test_wandb_offline_run_records_metrics_config_and_rasters(workdir):
     assert config["data"]["init_args"]["num_train_samples"] == 256
     saved = yaml.safe_load((run_dir / "files" / "lightning_config.yaml").read_text())
     assert saved["model"]["optimizer"]["init_args"]["lr"] == 0.01
+
+
+def test_checkpoint_loads_without_passing_the_network(workdir):
+    """The CLI saves the network and optimizer configs as hyperparameters, so
+    load_from_checkpoint rebuilds the whole module from the file alone."""
+    cli = build_cli(["fit", *SMALL_RANDMAN, "--trainer.max_epochs=1", "--trainer.logger=false",
+                     "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
+                     "--model.optimizer.init_args.lr=0.003"])
+    loaded = SpikingClassifier.load_from_checkpoint(cli.trainer.checkpoint_callback.last_model_path)
+    assert type(loaded.network) is type(cli.model.network)
+    x = next(iter(cli.datamodule.val_dataloader()))[0]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(x), cli.model.eval()(x), rtol=0, atol=0)
+    optimizer = loaded.configure_optimizers()["optimizer"]
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["lr"] == 0.003
 
 
 @pytest.mark.parametrize("flag", [[], ["--keep_freed_memory=false"]], ids=["default", "off"])
