@@ -126,3 +126,19 @@ def test_learns_a_burst_task_with_every_readout(readout, tmp_path):
     assert matrix.shape == (3, 3) and matrix.sum() == 96
     assert trainer.callback_metrics["test/acc"] == pytest.approx(
         float(matrix.diag().sum() / matrix.sum()))
+
+
+def test_trainer_predict_on_a_spike_datamodule_covers_its_test_split(tmp_path):
+    """Plain Lightning, no CLI: SpikeDataModule.predict_dataloader serves the test split."""
+    from exodus_lightning.data import RandmanDataModule
+
+    data = RandmanDataModule(num_train_samples=20, num_val_samples=10, num_test_samples=25,
+                             batch_size=8, num_channels=6, num_classes=3)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, default_root_dir=tmp_path)
+    model = make_classifier()
+    predictions = torch.cat(trainer.predict(model, datamodule=data))
+    inputs = torch.cat([x for x, _ in data.test_dataloader()])
+    assert predictions.shape == (25,)
+    with torch.no_grad():
+        assert torch.equal(predictions, model.predict_step(inputs, 0))

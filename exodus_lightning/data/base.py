@@ -38,7 +38,7 @@ class SpikeDataModule(L.LightningDataModule):
 
     Subclasses set `num_classes`, `input_shape` and `num_time_steps` in __init__ (so a CLI can
     link them to model arguments before setup) and fill `train_dataset`, `val_dataset` and
-    `test_dataset` in setup().
+    `test_dataset` in setup() (the test split also for stage "predict", which predicts on it).
     """
 
     num_classes: int
@@ -96,4 +96,8 @@ class SpikeDataModule(L.LightningDataModule):
         return self._loader(self.val_dataset, "validation", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, "test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The test split, in order (setup('predict') loads it)."""
         return self._loader(self.test_dataset, "test", shuffle=False)

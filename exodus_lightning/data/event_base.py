@@ -132,5 +132,5 @@ class EventDataModule(SpikeDataModule):
                 train_indices, val_indices = split_indices(len(plain), self.val_fraction, self.seed)
                 self.train_dataset = Subset(augmented, train_indices)
                 self.val_dataset = Subset(plain, val_indices)
-        if stage in (None, "test"):
+        if stage in (None, "test", "predict"):
             self.test_dataset = self.make_dataset("test")

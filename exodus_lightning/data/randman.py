@@ -180,5 +180,5 @@ class RandmanDataModule(SpikeDataModule):
                 self.train_dataset = self.make_dataset("train")
             if self.val_dataset is None:
                 self.val_dataset = self.make_dataset("val")
-        if stage in (None, "test") and self.test_dataset is None:
+        if stage in (None, "test", "predict") and self.test_dataset is None:
             self.test_dataset = self.make_dataset("test")
