@@ -16,8 +16,7 @@ from exodus_lightning.data.errors import (
 
 
 def _extracted_files_are_present() -> bool:
-    # Stands in for tonic's `_check_exists` once we have checked the extracted layout ourselves:
-    # tonic's own check also wants the downloaded archive and e.g. >= 10000 N-MNIST files.
+    # Stands in for tonic's `_check_exists` once we have checked the extracted layout ourselves.
     return True
 
 
@@ -32,17 +31,28 @@ def open_tonic_dataset(
 ):
     """Construct `tonic_class(data_dir, **tonic_kwargs)`, which reads `data_dir/<ClassName>/`.
 
-    download=True: tonic checks for its archive and extracted files and downloads if needed.
-    download=False: no network; the folder must hold a file matching `required_pattern`
-    (a glob relative to `data_dir/<ClassName>`), else DatasetNotFoundError names the folder,
-    the expected `layout` and the `source` of the data.
+    The data counts as present when `data_dir/<ClassName>` holds a file matching
+    `required_pattern` (a glob). Present data is opened as it is, with no network access, even
+    without the archives tonic downloads (extracted by hand, or copied to a cluster).
+    download=True: absent data is downloaded by tonic. download=False: absent data raises
+    DatasetNotFoundError naming the folder, the expected `layout` and the `source` of the data.
     """
     folder = Path(data_dir).expanduser().resolve() / tonic_class.__name__
     where = (
         f"Expected layout under '{folder}':\n{layout}\n"
         f"The data comes from {source} (tonic's {tonic_class.__name__} downloads it)."
     )
-    if download:
+    present = next(folder.glob(required_pattern), None) is not None
+    if present:
+        dataset = tonic_class.__new__(tonic_class)
+        # tonic's own check (`_check_exists`) also wants the downloaded archive and e.g.
+        # >= 10000 N-MNIST files, and downloads when it fails. An instance attribute shadows it
+        # for this construction only; it is deleted afterwards so the dataset stays picklable
+        # for spawned workers.
+        dataset._check_exists = _extracted_files_are_present
+        tonic_class.__init__(dataset, str(folder.parent), **tonic_kwargs)
+        del dataset._check_exists
+    elif download:
         try:
             dataset = tonic_class(str(folder.parent), **tonic_kwargs)
         except Exception as error:
@@ -51,19 +61,12 @@ def open_tonic_dataset(
                 f"{where}\nDownload and extract it there by hand, then pass download=False."
             ) from error
     else:
-        if next(folder.glob(required_pattern), None) is None:
-            raise DatasetNotFoundError(
-                f"{tonic_class.__name__} not found: no file matching '{required_pattern}' in "
-                f"'{folder}' and download=False.\n{where}\n"
-                "Pass download=True to fetch it, or point data_dir at the folder that contains "
-                f"'{tonic_class.__name__}/'."
-            )
-        dataset = tonic_class.__new__(tonic_class)
-        # An instance attribute shadows the class's check only for this construction; it is
-        # deleted afterwards so the dataset stays picklable for spawned workers.
-        dataset._check_exists = _extracted_files_are_present
-        tonic_class.__init__(dataset, str(folder.parent), **tonic_kwargs)
-        del dataset._check_exists
+        raise DatasetNotFoundError(
+            f"{tonic_class.__name__} not found: no file matching '{required_pattern}' in "
+            f"'{folder}' and download=False.\n{where}\n"
+            "Pass download=True to fetch it, or point data_dir at the folder that contains "
+            f"'{tonic_class.__name__}/'."
+        )
     if len(dataset) == 0:
         raise DatasetNotFoundError(
             f"{tonic_class.__name__} in '{folder}' holds no samples for {tonic_kwargs}.\n{where}"

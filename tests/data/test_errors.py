@@ -20,6 +20,7 @@ from exodus_lightning.data import (
     SHDDataModule,
     SSCDataModule,
     UnreadableFileError,
+    fabricate,
 )
 from exodus_lightning.data.fabricate import write_dvs_gesture, write_nmnist, write_shd
 
@@ -61,6 +62,29 @@ def test_failed_download_names_folder_and_manual_route(
     assert "network is unreachable" in message
     assert str(tmp_path.resolve() / module_class.dataset_name) in message
     assert LAYOUT_HINT[module_class][1] in message and "download=False" in message
+
+
+@pytest.mark.parametrize("name", ["nmnist", "dvs_gesture", "shd", "ssc"])
+def test_download_true_uses_extracted_data_without_the_network(
+    name, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Data extracted by hand (no archives) is used as it is; nothing is downloaded."""
+    def no_network(*args, **kwargs):
+        raise URLError("network is unreachable")
+
+    monkeypatch.setattr(tonic.dataset, "download_and_extract_archive", no_network)
+    writers = {"nmnist": lambda: fabricate.write_nmnist(tmp_path, 1, 1, num_events=50),
+               "dvs_gesture": lambda: fabricate.write_dvs_gesture(tmp_path, 1, 1, ("led",), 100),
+               "shd": lambda: fabricate.write_shd(tmp_path, 20, 10, spikes_per_sample=20),
+               "ssc": lambda: fabricate.write_ssc(tmp_path, 35, 35, 35, spikes_per_sample=20)}
+    writers[name]()
+    module_class = {"nmnist": NMNISTDataModule, "dvs_gesture": DVSGestureDataModule,
+                    "shd": SHDDataModule, "ssc": SSCDataModule}[name]
+    module = module_class(data_dir=tmp_path, download=True, num_workers=0, cache_dir=None)
+    module.setup("test")
+    assert len(module.test_dataset) > 0
+    x, _ = next(iter(module.test_dataloader()))
+    assert x.shape[2:] == module.input_shape
 
 
 def test_truncated_nmnist_file_is_named(tmp_path: Path) -> None:
