@@ -12,11 +12,13 @@ from exodus_lightning.ops import surrogate as sg
 class TinySNN(torch.nn.Module):
     """Linear → synaptic current → LIF → linear readout, written with the functional ops."""
 
-    def __init__(self, surrogate=None):
+    def __init__(self, surrogate=None, train_threshold=True):
         super().__init__()
         self.fc1 = torch.nn.Linear(6, 8)
         self.fc2 = torch.nn.Linear(8, 3)
-        self.threshold = torch.nn.Parameter(torch.full((8,), 0.8))
+        # A fixed threshold takes the backward path without parameter gradients.
+        self.threshold = torch.nn.Parameter(torch.full((8,), 0.8),
+                                            requires_grad=train_threshold)
         self.surrogate = surrogate
 
     def forward(self, x):
@@ -30,7 +32,7 @@ def outputs_and_grads(model, x):
     model.zero_grad()
     out = model(x)
     out.square().sum().backward()
-    return out.detach(), [p.grad.clone() for p in model.parameters()]
+    return out.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
 
 @pytest.mark.slow
@@ -42,11 +44,12 @@ class SmoothStep:
         return 4 * s * (1 - s)
 
 
+@pytest.mark.parametrize("train_threshold", [True, False], ids=["trained", "fixed"])
 @pytest.mark.parametrize("surrogate", [None, sg.ArcTan(), SmoothStep()],
                          ids=["default", "arctan", "custom"])
-def test_compile_fullgraph_matches_eager(surrogate):
+def test_compile_fullgraph_matches_eager(surrogate, train_threshold):
     torch._dynamo.reset()
-    model = TinySNN(surrogate)
+    model = TinySNN(surrogate, train_threshold)
     x = torch.randn(4, 20, 6) * 2
     eager_out, eager_grads = outputs_and_grads(model, x)
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
