@@ -10,5 +10,5 @@ python -m pytest -q -m gpu tests/ 2>&1 | tee "$out/gpu_tests.txt" | tail -5
 python experiments/benchmark_ops.py --devices cuda --repeats 20 2>/dev/null | tee "$out/gpu_benchmark.md"
 echo "== summary =="
 echo "GPU tests: $(tail -1 "$out/gpu_tests.txt")"
-grep -E "^\| \(" "$out/gpu_benchmark.md" | head -3
-grep -E "^T " "$out/gpu_benchmark.md"
+grep -E "^\| \(" "$out/gpu_benchmark.md" | head -4
+grep -E "^Time at" "$out/gpu_benchmark.md"

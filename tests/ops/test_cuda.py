@@ -70,3 +70,17 @@ def test_cuda_compile_fullgraph():
                                    [x, threshold])
     for a, b in zip(compiled, eager):
         torch.testing.assert_close(a, b)
+
+
+@run_if(gpu=True)
+@pytest.mark.parametrize("mode", MODES)
+def test_cuda_fixed_parameters_give_the_same_input_gradient(mode):
+    """Fixed α and θ: the CUDA backward skips the parameter gradients, not the input's."""
+    x = torch.randn(3, 50, 40, dtype=torch.float64) * 1.5 + 0.3
+    weights = torch.randn_like(x)
+    grads = []
+    for backend, device in (("reference", "cpu"), ("extension", "cuda")):
+        leaf = x.to(device).requires_grad_()
+        spikes, _, _ = ops.lif(leaf, 0.9, 1.0, backend=backend, **mode)
+        grads.append(torch.autograd.grad((spikes * weights.to(device)).sum(), leaf)[0].cpu())
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-10, atol=1e-10)
