@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 from tonic import DiskCachedDataset
+from tonic.cached_dataset import load_from_disk_cache, save_to_disk_cache
 from torch.utils.data import Dataset
+
+logger = logging.getLogger(__name__)
 
 
 def cache_folder(
@@ -41,13 +48,68 @@ def cache_folder(
     return folder
 
 
+class AtomicDiskCachedDataset(DiskCachedDataset):
+    """tonic's DiskCachedDataset whose cache files appear atomically, complete or not at all.
+
+    tonic writes `<index>_<copy>.hdf5` in place, so processes sharing a cold folder (DDP ranks,
+    DataLoader workers) can read a half-written file, or write the same file at once and clobber
+    each other. Here each writer fills a private temporary file in the same folder and publishes it
+    with `os.replace`, which is atomic on POSIX. Writers racing on one index simply replace each
+    other's identical result. File names and format are tonic's, so existing caches stay valid.
+    """
+
+    def __getitem__(self, item: int) -> tuple[object, object]:
+        if self.dataset is None and item >= self.n_samples:
+            raise IndexError(f"This dataset only has {self.n_samples} items.")
+        # Same random source as tonic, so seeding numpy picks the same copies as before.
+        copy = np.random.randint(self.num_copies)  # noqa: NPY002
+        file_path = os.path.join(self.cache_path, f"{item}_{copy}.hdf5")
+        try:
+            data, targets = load_from_disk_cache(file_path)
+        except OSError:  # FileNotFoundError included; also files left corrupt by older writers
+            logger.info("Data %s: %s not in cache, generating it now", item, file_path)
+            data, targets = self._compute_and_publish(item, file_path)
+        if self.transform is not None:
+            data = self.transform(data)
+        if self.target_transform is not None:
+            targets = self.target_transform(targets)
+        if self.transforms is not None:
+            data, targets = self.transforms(data, targets)
+        return data, targets
+
+    def _compute_and_publish(self, item: int, file_path: str) -> tuple[object, object]:
+        """Compute sample `item`, write it to a temporary file and atomically rename it into place.
+
+        Returns the sample as read back from disk, since saving to HDF5 can change its type
+        (tensors become numpy arrays) and cached reads must look the same as the first one.
+        """
+        data, targets = self.dataset[item]
+        folder, name = os.path.split(file_path)
+        # Not mkstemp: it creates mode 0600 files, which would lock other users out of a shared
+        # cache. A uuid makes the name unique across processes and hosts sharing the folder; the
+        # leading dot and the suffix keep it out of tonic's count of `*.hdf5` files.
+        temp_path = os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        try:
+            save_to_disk_cache(data, targets, file_path=temp_path, compress=self.compress)
+            sample = load_from_disk_cache(temp_path)
+            os.replace(temp_path, file_path)
+        except BaseException:
+            try:
+                os.remove(temp_path)
+            except FileNotFoundError:
+                pass
+            raise
+        return sample
+
+
 def disk_cached(
     dataset: Dataset, folder: Path, transform_after_cache: Callable | None = None
 ) -> DiskCachedDataset:
     """Wrap `dataset` so each sample is computed once, stored in `folder` and read back later.
 
     `transform_after_cache` (e.g. random augmentation) runs on every access, after the cache.
+    Safe for several processes sharing one folder (see AtomicDiskCachedDataset).
     """
-    return DiskCachedDataset(
+    return AtomicDiskCachedDataset(
         dataset=dataset, cache_path=str(folder), transform=transform_after_cache
     )
