@@ -334,14 +334,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cpu(
   const auto acc_options = v_mem.options();
   Tensor grad_x = empty_output(g.sizes(), g.options());
   Tensor grad_v_init = at::empty_like(v_init);
-  // Parameter gradients per (batch, feature); (0,)-shaped when not wanted.
-  auto per_feature = [&](bool wanted) {
-    return wanted ? at::empty({L.batch, L.features}, acc_options) : at::empty({0}, acc_options);
-  };
-  Tensor grad_alpha = per_feature(param_grads);
-  Tensor grad_threshold = per_feature(param_grads);
-  Tensor grad_subtract = per_feature(param_grads);
-  Tensor grad_min_v = per_feature(param_grads && min_v_in.has_value());
+  Tensor grad_alpha = param_grad_output(L, acc_options, param_grads);
+  Tensor grad_threshold = param_grad_output(L, acc_options, param_grads);
+  Tensor grad_subtract = param_grad_output(L, acc_options, param_grads);
+  Tensor grad_min_v = param_grad_output(L, acc_options, param_grads && min_v_in.has_value());
   if (L.numel() == 0) {
     grad_v_init.copy_(g_last);
     grad_alpha.zero_();

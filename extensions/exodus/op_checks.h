@@ -4,6 +4,7 @@
 
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
 #include <vector>
@@ -24,6 +25,12 @@ inline Layout layout_of(const at::Tensor& x) {
   int64_t features = 1;
   for (int64_t d = 2; d < x.dim(); ++d) features *= x.size(d);
   return Layout{x.size(0), x.size(1), features};
+}
+
+// One parameter gradient of lif_backward per (batch, feature), or (0,)-shaped when not wanted.
+inline at::Tensor param_grad_output(const Layout& L, const at::TensorOptions& options,
+                                    bool wanted) {
+  return wanted ? at::empty({L.batch, L.features}, options) : at::empty({0}, options);
 }
 
 inline std::vector<int64_t> state_shape(const at::Tensor& x) {
