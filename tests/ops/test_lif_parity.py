@@ -14,14 +14,18 @@ TOL = {torch.float64: dict(rtol=1e-10, atol=1e-10), torch.float32: dict(rtol=1e-
 
 
 def run(backend, x, alpha, threshold, v_init, upstream, **kwargs):
-    """LIF outputs and gradients of a loss that uses spikes, membrane and final state."""
-    leaves = [t for t in (x, alpha, threshold, v_init, kwargs.get("subtract"),
-                          kwargs.get("min_v_mem")) if isinstance(t, torch.Tensor)]
+    """LIF outputs and the gradients (of every input that requires grad) of a loss that uses
+    spikes, membrane and final state, by name."""
+    inputs = {"x": x, "alpha": alpha, "threshold": threshold, "v_init": v_init,
+              "subtract": kwargs.get("subtract"), "min_v_mem": kwargs.get("min_v_mem")}
+    leaves = {name: t for name, t in inputs.items()
+              if isinstance(t, torch.Tensor) and t.requires_grad}
     spikes, v_mem, v_last = ops.lif(x, alpha, threshold, v_init, backend=backend, **kwargs)
     w_s, w_v, w_last = upstream
     loss = (spikes * w_s).sum() + (v_mem * w_v).sum() + (v_last * w_last).sum()
-    grads = torch.autograd.grad(loss, leaves)
-    return (spikes, v_mem, v_last, *grads)
+    grads = torch.autograd.grad(loss, list(leaves.values()))
+    return {"spikes": spikes, "v_mem": v_mem, "v_last": v_last,
+            **{f"grad {name}": g for name, g in zip(leaves, grads)}}
 
 
 def assert_parity(x, alpha, threshold, v_init=None, **kwargs):
@@ -30,11 +34,11 @@ def assert_parity(x, alpha, threshold, v_init=None, **kwargs):
                 torch.randn(x.shape[0], *x.shape[2:], dtype=dtype))
     got = run("extension", x, alpha, threshold, v_init, upstream, **kwargs)
     want = run("reference", x, alpha, threshold, v_init, upstream, **kwargs)
-    names = ["spikes", "v_mem", "v_last", "grad x", "grad alpha", "grad threshold", "grad v_init",
-             "grad subtract", "grad min_v_mem"]
-    for name, a, b in zip(names, got, want):
-        torch.testing.assert_close(a, b, **TOL[dtype], msg=lambda m, n=name: f"{n}: {m}")
-    return want[0]
+    assert got.keys() == want.keys()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], **TOL[dtype],
+                                   msg=lambda m, n=name: f"{n}: {m}")
+    return want["spikes"]
 
 
 def leaf(t):
@@ -205,18 +209,22 @@ def test_non_contiguous_input_just_works():
     reset=st.sampled_from(["subtract", "zero"]),
     gradient=st.sampled_from(["exodus", "slayer"]),
     dtype=st.sampled_from([torch.float64, torch.float32]),
+    train_parameters=st.booleans(),
     seed=st.integers(0, 2**16),
 )
 def test_random_settings_match_reference(batch, time, features, per_feature, alpha, threshold,
-                                         clip, max_spikes, reset, gradient, dtype, seed):
+                                         clip, max_spikes, reset, gradient, dtype,
+                                         train_parameters, seed):
     gen = torch.Generator().manual_seed(seed)
     shape = (batch, time, *features)
     x = leaf(torch.randn(shape, generator=gen, dtype=dtype) * threshold + 0.2 * threshold)
+    # Fixed parameters take the backward path without parameter gradients.
+    param = leaf if train_parameters else (lambda t: t)
     if per_feature:
-        alpha_t = leaf((torch.rand(features, generator=gen, dtype=dtype) * 0.9 + 0.1) * alpha)
-        threshold_t = leaf(torch.rand(features, generator=gen, dtype=dtype) + threshold)
+        alpha_t = param((torch.rand(features, generator=gen, dtype=dtype) * 0.9 + 0.1) * alpha)
+        threshold_t = param(torch.rand(features, generator=gen, dtype=dtype) + threshold)
     else:
-        alpha_t, threshold_t = leaf(torch.tensor(alpha, dtype=dtype)), threshold
+        alpha_t, threshold_t = param(torch.tensor(alpha, dtype=dtype)), threshold
     v_init = leaf(torch.randn(batch, *features, generator=gen, dtype=dtype))
     if dtype == torch.float32 and time > 100:
         # A float32 rounding difference of 1 ulp can flip a spike that sits exactly on the
