@@ -71,12 +71,17 @@ class PeakRSS:
         self.peak = max(self.peak, sampled, self.current())
 
 
+# Which LIF parameters get gradients in a benchmark case, and how its row is labelled.
+TRAINABLE = {"": "", "alpha": " trainable α", "alpha+threshold": " trainable α, θ"}
+
+
 def measure(backend: str, device: str, batch: int, time: int, features: int, repeats: int,
-            trainable: bool = False) -> dict:
+            trainable: str = "") -> dict:
     """Median forward+backward seconds and peak extra memory (MB) of one LIF layer.
 
-    Fixed α = 0.9 and θ = 1 (the backward then needs no parameter gradients), or with
-    ``trainable`` per-neuron α and θ that get gradients.
+    α = 0.9 and θ = 1, fixed (the backward then needs no parameter gradients) or, as named in
+    ``trainable`` ("alpha", "alpha+threshold"), per-neuron parameters that get gradients:
+    "alpha" is nn.LIF's default (τ trains, θ does not).
 
     Peak extra memory: the highest memory during the first full-size step minus what was there
     before it (inputs, interpreter, libraries): resident memory on CPU, allocated memory on CUDA.
@@ -92,17 +97,14 @@ def measure(backend: str, device: str, batch: int, time: int, features: int, rep
     # ~10 % spike rate, like PEERS.md's measurements.
     x = (torch.randn(batch, time, features, device=device) * 0.6 + 0.25).requires_grad_()
     upstream = torch.randn(batch, time, features, device=device)
-    alpha, threshold = 0.9, 1.0
-    if trainable:
-        alpha = torch.full((features,), 0.9, device=device, requires_grad=True)
-        threshold = torch.ones(features, device=device, requires_grad=True)
+    trained = trainable.split("+") if trainable else []
+    alpha = torch.full((features,), 0.9, device=device, requires_grad="alpha" in trained)
+    threshold = torch.ones(features, device=device, requires_grad="threshold" in trained)
 
     def step():
         spikes, _, _ = ops.lif(x, alpha, threshold, backend=backend)
         spikes.backward(upstream)
-        x.grad = None
-        if trainable:
-            alpha.grad = threshold.grad = None
+        x.grad = alpha.grad = threshold.grad = None
         if device == "cuda":
             torch.cuda.synchronize()
 
@@ -145,7 +147,7 @@ def _child(spec: str) -> None:
     print(json.dumps(measure(**args)))
 
 
-def run(backend, device, batch, time, features, repeats, threads, trainable=False,
+def run(backend, device, batch, time, features, repeats, threads, trainable="",
         keep_freed_memory=False) -> dict:
     spec = json.dumps(dict(backend=backend, device=device, batch=batch, time=time,
                            features=features, repeats=repeats, threads=threads,
@@ -193,16 +195,17 @@ def main(argv: list[str] | None = None) -> None:
     for device in devices:
         rows = []
         results = {}
-        # (B, T, F, trainable α and θ): every shape, the first again with trainable parameters,
-        # then the sweep over T.
-        cases = [(b, t, f, False) for b, t, f in shapes] + [(*shapes[0], True)]
-        cases += [(1, t, bf, False) for t in sweep]
+        # (B, T, F, trainable): every shape, the first again with trainable parameters, then
+        # the sweep over T.
+        cases = [(b, t, f, "") for b, t, f in shapes]
+        cases += [(*shapes[0], "alpha"), (*shapes[0], "alpha+threshold")]
+        cases += [(1, t, bf, "") for t in sweep]
         for batch, time, features, trainable in cases:
             ext, ref = (run(backend, device, batch, time, features, options.repeats,
                             options.threads, trainable, options.keep_freed_memory)
                         for backend in ("extension", "reference"))
             results[(batch, time, features, trainable)] = ext
-            label = f"({batch}, {time}, {features})" + (" trainable α, θ" if trainable else "")
+            label = f"({batch}, {time}, {features})" + TRAINABLE[trainable]
             rows.append([
                 label,
                 f"{ext['seconds'] * 1e3:.1f}",
@@ -217,9 +220,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"### {device}: one LIF layer, forward + backward (median of {options.repeats})\n")
         print(table(rows, ["(B, T, F)", "extension ms", "reference ms", "speed-up",
                            "extension peak MB", "reference peak MB", "spike rate"]))
-        last = results[(1, sweep[-1], bf, False)]["seconds"]
+        last = results[(1, sweep[-1], bf, "")]["seconds"]
         ratios = ", ".join(
-            f"T {t} → {sweep[-1]}: × {last / results[(1, t, bf, False)]['seconds']:.1f} "
+            f"T {t} → {sweep[-1]}: × {last / results[(1, t, bf, '')]['seconds']:.1f} "
             f"(linear × {sweep[-1] / t:.0f})" for t in sweep[:-1])
         print(f"\nTime at B·F = {bf}, {ratios}\n")
 

@@ -7,8 +7,9 @@ reverse scan, itself an op) is registered once for every backend device.
 Shapes: x, spikes, grad_x (B, T, *F) in the input dtype; v_mem (B, T, *F), v_init, v_last
 (B, *F), and the per-feature parameters (N,) with N = prod(F), in the state dtype (float32 for
 half/bfloat16 inputs). Parameter gradients come back per (batch, feature), shape (B, N); the
-autograd formula sums them over the batch. With ``param_grads=False`` lif_backward returns them
-as empty (0,) tensors and skips their work (with a subtracting reset, also the spike counts).
+autograd formula sums them over the batch. ``param_grads`` is a bit mask of the wanted ones
+(PARAM_GRAD_BITS: α 1, θ 2, subtract 4, min_v_mem 8); the others come back as empty (0,) tensors
+and their work is skipped (with none wanted and a subtracting reset, also the spike counts).
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from __future__ import annotations
 import torch
 
 from ._codes import SURROGATE_GIVEN
+
+# Bit of each parameter in lif_backward's param_grads mask, in input order (extensions/exodus/
+# lif_step.h has the same values).
+PARAM_GRAD_BITS = {"alpha": 1, "threshold": 2, "subtract": 4, "min_v_mem": 8}
 
 _lib = torch.library.Library("exodus_lightning", "DEF")  # noqa: TOR901 (schemas live in Python)
 _lib.define(
@@ -27,7 +32,7 @@ _lib.define(
     "lif_backward(Tensor grad_spikes, Tensor? grad_v_mem, Tensor grad_v_last, Tensor v_mem, "
     "Tensor? sigma, Tensor v_init, Tensor alpha, Tensor threshold, Tensor subtract, "
     "Tensor? min_v_mem, int max_spikes, int reset, int gradient, int surrogate, "
-    "float[] surrogate_params, bool param_grads) -> (Tensor grad_x, Tensor grad_v_init, "
+    "float[] surrogate_params, int param_grads) -> (Tensor grad_x, Tensor grad_v_init, "
     "Tensor grad_alpha, Tensor grad_threshold, Tensor grad_subtract, Tensor grad_min_v_mem)"
 )
 _lib.define("leaky_forward(Tensor x, Tensor v_init, Tensor alpha) -> (Tensor y, Tensor y_last)")
@@ -47,14 +52,14 @@ def _lif_forward_fake(x, v_init, alpha, *_):
 @torch.library.register_fake("exodus_lightning::lif_backward")
 def _lif_backward_fake(grad_spikes, grad_v_mem, grad_v_last, v_mem, sigma, v_init, alpha, *rest):
     min_v_mem, param_grads = rest[2], rest[-1]
-    shape = (grad_spikes.shape[0], alpha.shape[0]) if param_grads else (0,)
+    if min_v_mem is None:
+        param_grads &= ~PARAM_GRAD_BITS["min_v_mem"]
+    per_feature = (grad_spikes.shape[0], alpha.shape[0])
     return (
         torch.empty_like(grad_spikes),
         torch.empty_like(v_init),
-        v_mem.new_empty(shape),
-        v_mem.new_empty(shape),
-        v_mem.new_empty(shape),
-        v_mem.new_empty(shape if min_v_mem is not None else (0,)),
+        *(v_mem.new_empty(per_feature if param_grads & bit else (0,))
+          for bit in PARAM_GRAD_BITS.values()),
     )
 
 
@@ -79,27 +84,23 @@ def _lif_scan(ctx, grad_spikes, grad_v_mem, grad_v_last, sigma, surrogate, param
         grad_spikes = v_mem.new_zeros(v_mem.shape, dtype=ctx.x_dtype)
     if grad_v_last is None:
         grad_v_last = torch.zeros_like(v_init)
-    # Inputs 2-5: alpha, threshold, subtract, min_v_mem.
-    param_grads = any(ctx.needs_input_grad[2:6])
-    grad_x, grad_v0, g_alpha, g_threshold, g_subtract, g_min = ops.lif_backward(
+    # Inputs 2-5 are alpha, threshold, subtract, min_v_mem, in PARAM_GRAD_BITS order.
+    wanted = list(ctx.needs_input_grad[2:6])
+    if ctx.tied and wanted[1]:
+        wanted[2] = True  # subtract is the threshold: its gradient is part of the threshold's
+    mask = sum(bit for bit, want in zip(PARAM_GRAD_BITS.values(), wanted) if want)
+    grad_x, grad_v0, *param_grads = ops.lif_backward(
         grad_spikes, grad_v_mem, grad_v_last, v_mem, sigma, v_init, alpha, threshold, subtract,
-        min_v_mem, ctx.max_spikes, ctx.reset, ctx.gradient, surrogate, params, param_grads,
+        min_v_mem, ctx.max_spikes, ctx.reset, ctx.gradient, surrogate, params, mask,
     )
-    if not param_grads:
-        return grad_x, grad_v0, None, None, None, None
-    return (
-        grad_x,
-        grad_v0,
-        g_alpha.sum(0),
-        g_threshold.sum(0),
-        g_subtract.sum(0),
-        g_min.sum(0) if min_v_mem is not None else None,
-    )
+    return (grad_x, grad_v0,
+            *(g.sum(0) if want else None for g, want in zip(param_grads, wanted)))
 
 
 def _save_lif_context(ctx, x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes, reset,
-                      gradient, v_mem) -> None:
+                      gradient, v_mem, tied=False) -> None:
     ctx.save_for_backward(v_mem, v_init, alpha, threshold, subtract, min_v_mem)
+    ctx.tied = tied
     ctx.x_dtype = x.dtype
     ctx.max_spikes, ctx.reset, ctx.gradient = max_spikes, reset, gradient
     # Unused outputs stay None instead of full-size zero tensors.
@@ -147,10 +148,10 @@ class LIFWithCustomSurrogate(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes, reset, gradient, fn = inputs
         # subtract=None means "the threshold": passing one tensor twice breaks torch.compile.
-        ctx.tied = subtract is None
+        tied = subtract is None
         subtract = threshold if subtract is None else subtract
         _save_lif_context(ctx, x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes,
-                          reset, gradient, output[1])
+                          reset, gradient, output[1], tied)
         ctx.surrogate_fn = fn
 
     @staticmethod

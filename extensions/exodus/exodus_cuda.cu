@@ -97,10 +97,10 @@ __global__ void lif_backward_kernel(
     v = v_prev;
   }
   grad_v0[e] = rho;
-  if (!grad_alpha) return;  // parameter gradients not wanted
-  grad_alpha[e] = sums.alpha;
-  grad_threshold[e] = sums.threshold;
-  grad_subtract[e] = sums.subtract;
+  // Only the wanted parameter gradients have an output (the others' pointers are null).
+  if (grad_alpha) grad_alpha[e] = sums.alpha;
+  if (grad_threshold) grad_threshold[e] = sums.threshold;
+  if (grad_subtract) grad_subtract[e] = sums.subtract;
   if (grad_min_v) grad_min_v[e] = sums.min_v;
 }
 
@@ -166,12 +166,6 @@ const T* ptr_or_null(const Tensor& t) {
   return t.defined() ? t.const_data_ptr<T>() : nullptr;
 }
 
-// Nothing to write for a (0,)-shaped output (a gradient that was not asked for).
-template <typename T>
-T* mutable_ptr_or_null(Tensor& t) {
-  return t.numel() > 0 ? t.mutable_data_ptr<T>() : nullptr;
-}
-
 std::tuple<Tensor, Tensor, Tensor> lif_forward_cuda(const Tensor& x_in, const Tensor& v_init_in,
                                                     const Tensor& alpha_in,
                                                     const Tensor& threshold_in,
@@ -219,7 +213,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cuda(
     const Tensor& v_init_in, const Tensor& alpha_in, const Tensor& threshold_in,
     const Tensor& subtract_in, const c10::optional<Tensor>& min_v_in, int64_t max_spikes,
     int64_t reset, int64_t gradient, int64_t surrogate, at::ArrayRef<double> surrogate_params,
-    bool param_grads) {
+    int64_t param_grads) {
   const Layout L =
       check_lif_inputs(grad_spikes_in, v_init_in, alpha_in, threshold_in, subtract_in, min_v_in);
   check_lif_backward_inputs(grad_spikes_in, grad_v_mem_in, grad_v_last_in, v_mem_in, sigma_in,
@@ -234,10 +228,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cuda(
   const auto acc_options = v_mem.options();
   Tensor grad_x = at::empty_like(g);
   Tensor grad_v_init = at::empty_like(v_init);
-  Tensor grad_alpha = param_grad_output(L, acc_options, param_grads);
-  Tensor grad_threshold = param_grad_output(L, acc_options, param_grads);
-  Tensor grad_subtract = param_grad_output(L, acc_options, param_grads);
-  Tensor grad_min_v = param_grad_output(L, acc_options, param_grads && min_v_in.has_value());
+  // Without a lower bound there is no min_v_mem gradient to give.
+  const int wanted = static_cast<int>(param_grads) & (min_v_in.has_value() ? 15 : 7);
+  Tensor grad_alpha = param_grad_output(L, acc_options, wanted & kGradAlpha);
+  Tensor grad_threshold = param_grad_output(L, acc_options, wanted & kGradThreshold);
+  Tensor grad_subtract = param_grad_output(L, acc_options, wanted & kGradSubtract);
+  Tensor grad_min_v = param_grad_output(L, acc_options, wanted & kGradMinV);
   if (L.numel() == 0) {
     grad_v_init.copy_(g_last);
     grad_alpha.zero_();

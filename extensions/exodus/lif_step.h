@@ -22,6 +22,8 @@ namespace exodus {
 // Integer codes shared with exodus_lightning/ops/_codes.py.
 enum Reset : int { kResetSubtract = 0, kResetZero = 1 };
 enum Gradient : int { kGradientExodus = 0, kGradientSlayer = 1 };
+// Bits of lif_backward's param_grads mask: which parameter gradients are wanted.
+enum ParamGradBit : int { kGradAlpha = 1, kGradThreshold = 2, kGradSubtract = 4, kGradMinV = 8 };
 enum Surrogate : int {
   kSurrogateGiven = -1,  // sigma = dS/dV was computed in Python and is passed as a tensor
   kSingleExponential = 0,

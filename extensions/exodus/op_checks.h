@@ -33,6 +33,12 @@ inline at::Tensor param_grad_output(const Layout& L, const at::TensorOptions& op
   return wanted ? at::empty({L.batch, L.features}, options) : at::empty({0}, options);
 }
 
+// Nothing to write for a (0,)-shaped output (a gradient that was not asked for).
+template <typename T>
+T* mutable_ptr_or_null(at::Tensor& t) {
+  return t.numel() > 0 ? t.mutable_data_ptr<T>() : nullptr;
+}
+
 inline std::vector<int64_t> state_shape(const at::Tensor& x) {
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.erase(shape.begin() + 1);

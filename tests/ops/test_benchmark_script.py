@@ -18,10 +18,10 @@ def test_benchmark_ops_quick_mode_prints_table():
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     rows = [line for line in lines if line.startswith("| (") and "B, T" not in line]
-    assert len(rows) == 4  # one shape, again with trainable α and θ, and a two-point T sweep
+    assert len(rows) == 5  # one shape, again with trainable α and with α, θ; a two-point T sweep
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         ext_ms, ref_ms, rate = float(cells[1]), float(cells[2]), float(cells[6])
         assert ext_ms > 0 and ref_ms > 0 and 0 < rate < 1
-    assert "trainable α, θ" in proc.stdout
+    assert "trainable α |" in proc.stdout and "trainable α, θ |" in proc.stdout
     assert "T 50 → 150: × " in proc.stdout

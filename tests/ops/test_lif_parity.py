@@ -106,36 +106,43 @@ def test_custom_callable_surrogate_matches_reference(surrogate):
     assert_parity(x, 0.9, threshold, surrogate=surrogate)
 
 
+@pytest.mark.parametrize("trained", ["none", "alpha", "threshold"])
 @pytest.mark.parametrize("loss_on", ["spikes", "spikes+v_mem"])
 @pytest.mark.parametrize("surrogate", [sg.SingleExponential(), sg.Heaviside(window=0.5),
                                        ScaledSigmoid()], ids=["single_exp", "heaviside", "custom"])
 @pytest.mark.parametrize("min_v_mem", [None, -0.5], ids=["noclip", "clip"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-def test_fixed_parameters_skip_their_gradients(dtype, mode, min_v_mem, surrogate, loss_on):
-    """Fixed α and θ: the backward skips the parameter sums (and, with a subtracting reset, the
-    spike counts); the input and v_init gradients stay those of the full scan, bit for bit,
-    and match the reference."""
+def test_untrained_parameters_skip_their_gradients(dtype, mode, min_v_mem, surrogate, loss_on,
+                                                   trained):
+    """Only some (or none) of α and θ train: the backward skips the other parameter sums (and,
+    with none and a subtracting reset, the spike counts). Every gradient it gives equals the
+    full scan's bit for bit, and the reference's."""
     x = torch.randn(3, 40, 2, 6, dtype=dtype) * 1.5 + 0.3
     alpha = torch.rand(2, 1, dtype=dtype) * 0.5 + 0.45
     threshold = torch.rand(6, dtype=dtype) * 0.5 + 0.75
     v_init = torch.randn(3, 2, 6, dtype=dtype)
     w_s, w_v = torch.randn_like(x), 0.1 * torch.randn_like(x)
 
-    def grads(backend, train_parameters):
-        leaves = [leaf(x), leaf(v_init)]
-        a, th = alpha.clone().requires_grad_(train_parameters), threshold.clone()
-        spikes, v_mem, _ = ops.lif(leaves[0], a, th, leaves[1], surrogate=surrogate,
-                                   min_v_mem=min_v_mem, backend=backend, **mode)
+    def grads(backend, train):
+        leaves = {"x": leaf(x), "v_init": leaf(v_init),
+                  "alpha": alpha.clone().requires_grad_(train in ("alpha", "all")),
+                  "threshold": threshold.clone().requires_grad_(train in ("threshold", "all"))}
+        spikes, v_mem, _ = ops.lif(leaves["x"], leaves["alpha"], leaves["threshold"],
+                                   leaves["v_init"], surrogate=surrogate, min_v_mem=min_v_mem,
+                                   backend=backend, **mode)
         loss = (spikes * w_s).sum() + (0 if loss_on == "spikes" else (v_mem * w_v).sum())
-        return torch.autograd.grad(loss, leaves)
+        leaves = {name: t for name, t in leaves.items() if t.requires_grad}
+        return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
 
-    lean = grads("extension", False)
-    full = grads("extension", True)
-    want = grads("reference", False)
-    for name, a, b, c in zip(["grad x", "grad v_init"], lean, full, want):
-        assert torch.equal(a, b), name
-        torch.testing.assert_close(a, c, **TOL[dtype], msg=lambda m, n=name: f"{n}: {m}")
+    got = grads("extension", trained)
+    full = grads("extension", "all")
+    want = grads("reference", trained)
+    assert got.keys() == want.keys()
+    for name in got:
+        assert torch.equal(got[name], full[name]), name
+        torch.testing.assert_close(got[name], want[name], **TOL[dtype],
+                                   msg=lambda m, n=name: f"{n}: {m}")
 
 
 def test_separate_subtract_gets_its_own_gradient():
@@ -209,22 +216,22 @@ def test_non_contiguous_input_just_works():
     reset=st.sampled_from(["subtract", "zero"]),
     gradient=st.sampled_from(["exodus", "slayer"]),
     dtype=st.sampled_from([torch.float64, torch.float32]),
-    train_parameters=st.booleans(),
+    train_alpha=st.booleans(),
+    train_threshold=st.booleans(),
     seed=st.integers(0, 2**16),
 )
 def test_random_settings_match_reference(batch, time, features, per_feature, alpha, threshold,
-                                         clip, max_spikes, reset, gradient, dtype,
-                                         train_parameters, seed):
+                                         clip, max_spikes, reset, gradient, dtype, train_alpha,
+                                         train_threshold, seed):
     gen = torch.Generator().manual_seed(seed)
     shape = (batch, time, *features)
     x = leaf(torch.randn(shape, generator=gen, dtype=dtype) * threshold + 0.2 * threshold)
-    # Fixed parameters take the backward path without parameter gradients.
-    param = leaf if train_parameters else (lambda t: t)
-    if per_feature:
-        alpha_t = param((torch.rand(features, generator=gen, dtype=dtype) * 0.9 + 0.1) * alpha)
-        threshold_t = param(torch.rand(features, generator=gen, dtype=dtype) + threshold)
-    else:
-        alpha_t, threshold_t = param(torch.tensor(alpha, dtype=dtype)), threshold
+    # Untrained parameters take backward paths without (some) parameter sums.
+    alpha_t = (torch.rand(features, generator=gen, dtype=dtype) * 0.9 + 0.1) * alpha
+    alpha_t = alpha_t if per_feature else torch.tensor(alpha, dtype=dtype)
+    threshold_t = torch.rand(features, generator=gen, dtype=dtype) + threshold
+    alpha_t = alpha_t.requires_grad_(train_alpha)
+    threshold_t = threshold_t.requires_grad_(train_threshold) if per_feature else threshold
     v_init = leaf(torch.randn(batch, *features, generator=gen, dtype=dtype))
     if dtype == torch.float32 and time > 100:
         # A float32 rounding difference of 1 ulp can flip a spike that sits exactly on the

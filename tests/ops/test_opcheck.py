@@ -37,7 +37,8 @@ def test_opcheck_lif_forward(requires_grad, min_v):
     torch.library.opcheck(lib.lif_forward.default, lif_args(requires_grad, min_v))
 
 
-@pytest.mark.parametrize("param_grads", [True, False], ids=["params", "noparams"])
+# Bit masks of the wanted parameter gradients: all, none, alpha only, threshold only.
+@pytest.mark.parametrize("param_grads", [15, 0, 1, 2], ids=["all", "none", "alpha", "threshold"])
 @pytest.mark.parametrize("min_v", [False, True], ids=["noclip", "clip"])
 def test_opcheck_lif_backward(min_v, param_grads):
     x, v0, alpha, threshold, subtract, min_v_mem, *codes = lif_args(False, min_v)
