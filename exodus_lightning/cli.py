@@ -103,24 +103,16 @@ class ExodusCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         warm_up_extension()
 
-    def before_fit(self) -> None:
-        self._keep_freed_memory_on_cpu()
-
-    def before_validate(self) -> None:
-        self._keep_freed_memory_on_cpu()
-
-    def before_test(self) -> None:
-        self._keep_freed_memory_on_cpu()
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        # Once the trainer exists (it resolves the accelerator), for every subcommand and for
+        # run=False alike.
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.keep_freed_memory and isinstance(self.trainer.accelerator, CPUAccelerator):
+            ops.keep_freed_memory()
 
     def before_predict(self) -> None:
-        self._keep_freed_memory_on_cpu()
         use_test_split_for_predict(self.datamodule)
-
-    def _keep_freed_memory_on_cpu(self) -> None:
-        if self.config[self.subcommand].keep_freed_memory and isinstance(
-            self.trainer.accelerator, CPUAccelerator
-        ):
-            ops.keep_freed_memory()
 
 
 def warm_up_extension() -> None:

@@ -228,8 +228,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cuda(
   const auto acc_options = v_mem.options();
   Tensor grad_x = at::empty_like(g);
   Tensor grad_v_init = at::empty_like(v_init);
-  // Without a lower bound there is no min_v_mem gradient to give.
-  const int wanted = static_cast<int>(param_grads) & (min_v_in.has_value() ? 15 : 7);
+  const int wanted = wanted_param_grads(param_grads, min_v_in.has_value());
   Tensor grad_alpha = param_grad_output(L, acc_options, wanted & kGradAlpha);
   Tensor grad_threshold = param_grad_output(L, acc_options, wanted & kGradThreshold);
   Tensor grad_subtract = param_grad_output(L, acc_options, wanted & kGradSubtract);

@@ -9,6 +9,8 @@
 
 #include <vector>
 
+#include "lif_step.h"
+
 namespace exodus {
 
 // x is (batch, time, *features); the kernels see it as (batch, time, features).
@@ -25,6 +27,12 @@ inline Layout layout_of(const at::Tensor& x) {
   int64_t features = 1;
   for (int64_t d = 2; d < x.dim(); ++d) features *= x.size(d);
   return Layout{x.size(0), x.size(1), features};
+}
+
+// The parameter gradients lif_backward gives: those asked for in the param_grads mask (bits
+// ParamGradBit), less min_v_mem's when there is no lower bound.
+inline int wanted_param_grads(int64_t param_grads, bool has_min_v) {
+  return static_cast<int>(param_grads) & (has_min_v ? ~0 : ~kGradMinV);
 }
 
 // One parameter gradient of lif_backward per (batch, feature), or (0,)-shaped when not wanted.
