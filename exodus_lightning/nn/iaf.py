@@ -13,9 +13,9 @@ class IAF(LIF):
     """Integrate-and-fire neurons: LIF with α = 1 and no input normalisation.
 
         i_t  = β · (i_{t−1} + x_t)          (only with tau_syn; else i_t = x_t)
-        v_t  = max(v⁺_{t−1} + i_t, min_v_mem)
+        v_t  = v⁺_{t−1} + i_t
         s_t  = min(K, floor(v_t / θ)) if v_t ≥ θ else 0
-        v⁺_t = v_t − θ · s_t   (reset="subtract")   or   0 if s_t > 0   (reset="zero")
+        v⁺_t = max(v_t − θ · s_t, min_v_mem)   (reset="subtract"; "zero": 0 if s_t > 0)
 
     Arguments and the differences from sinabs are those of :class:`LIF`; there is no tau_mem,
     norm_input or train_alphas (tau_syn, when given, is trained as τ).

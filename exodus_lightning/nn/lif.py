@@ -27,9 +27,10 @@ class LIF(StatefulLayer):
 
         i_t  = β · (i_{t−1} + x_t)           (only with tau_syn; sinabs decays the new input too)
         in_t = (1 − α) · i_t  if norm_input  else  i_t          (i_t = x_t without tau_syn)
-        v_t  = max(α · v⁺_{t−1} + in_t, min_v_mem)
+        v_t  = α · v⁺_{t−1} + in_t
         s_t  = min(K, floor(v_t / θ)) if v_t ≥ θ else 0          (K = max_spikes_per_step)
-        v⁺_t = v_t − θ · s_t   (reset="subtract")   or   0 if s_t > 0   (reset="zero")
+        w_t  = v_t − θ · s_t   (reset="subtract")   or   0 if s_t > 0   (reset="zero")
+        v⁺_t = max(w_t, min_v_mem)             (sinabs' relu(w − min) + min; none if None)
 
     The output is s (spike counts, in the input dtype). The backward pass is exact BPTT through
     the reset (EXODUS), computed by one reverse scan, with ds/dv = surrogate_grad_fn(v, θ).
@@ -37,9 +38,9 @@ class LIF(StatefulLayer):
     Differences from sinabs a user should know:
     - ``recordings["v_mem"]`` is the pre-reset membrane v_t; sinabs records the post-reset v⁺_t
       (get it as v_t − θ · s_t). The state ``self.v_mem`` is v⁺, as in sinabs.
-    - min_v_mem clips before spiking; sinabs clips after the reset. Both give the same spikes,
-      states and gradients whenever min_v_mem ≤ 0 (the usual choice); they differ for a
-      positive lower bound.
+    - min_v_mem clips the post-reset state, as sinabs does, so spikes, states and gradients
+      equal sinabs' for every bound (sinabs-exodus clips before spiking: its gradients differ
+      at clipped steps).
     - sinabs' ``spike_fn``/``reset_fn`` are replaced by ``max_spikes_per_step`` (None =
       MultiSpike, 1 = SingleSpike, K = MaxSpike(K)) and ``reset``. reset="zero" with the
       default gradient="exodus" differentiates through the reset; sinabs' MembraneReset does
@@ -51,7 +52,7 @@ class LIF(StatefulLayer):
             the features (per channel: shape (C, 1, 1) for (C, H, W) features).
         tau_syn: synaptic time constant, or None for no synaptic current.
         spike_threshold: θ > 0, float or tensor broadcastable to the features.
-        min_v_mem: lower bound of the membrane (None: unbounded); must be < spike_threshold.
+        min_v_mem: lower bound of the post-reset state (None: unbounded); < spike_threshold.
         max_spikes_per_step: None (unbounded multi-spike), 1 (single spike) or K.
         reset: "subtract" (v − θ·s) or "zero".
         surrogate_grad_fn: callable (v_mem, threshold) -> dS/dV; see ``nn.surrogate``.

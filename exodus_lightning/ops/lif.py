@@ -44,9 +44,10 @@ def lif(
 
     Per neuron, t = 1..T, v⁺₀ = v_init:
 
-        v_t  = max(α · v⁺_{t−1} + x_t, min_v_mem)
+        v_t  = α · v⁺_{t−1} + x_t
         s_t  = min(max_spikes, floor(v_t / θ)) if v_t ≥ θ else 0
-        v⁺_t = v_t − subtract · s_t   (reset="subtract")   or   0 if s_t > 0   (reset="zero")
+        w_t  = v_t − subtract · s_t   (reset="subtract")   or   0 if s_t > 0   (reset="zero")
+        v⁺_t = max(w_t, min_v_mem)    (sinabs' order: the post-reset state is clipped)
 
     Backward is one reverse scan per neuron, O(T), equal to BPTT through the reset with
     ds/dv = surrogate(v, θ) (``gradient="exodus"``), or with the reset ignored ("slayer").
@@ -57,7 +58,7 @@ def lif(
         threshold: spike threshold θ > 0, float or tensor broadcastable to features.
         v_init: post-reset membrane before the first step, (batch, *features); zeros if None.
         subtract: amount removed per spike (default: threshold).
-        min_v_mem: lower bound of the membrane (None: unbounded).
+        min_v_mem: lower bound of the post-reset state v⁺ (None: unbounded).
         max_spikes: spikes per step at most; None = unbounded multi-spike, 1 = single spike.
         surrogate: callable (v_mem, threshold) -> dS/dV; default SingleExponential().
         reset: "subtract" or "zero".

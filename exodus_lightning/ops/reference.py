@@ -3,10 +3,13 @@
 Every extension kernel is tested against these. They follow the dynamics in EXODUS_MATH
 (per neuron, t = 1..T, v⁺₀ = v_init):
 
-    u_t  = α · v⁺_{t−1} + x_t
-    v_t  = max(u_t, v_min)                       (no clip when v_min is None)
+    v_t  = α · v⁺_{t−1} + x_t
     s_t  = min(K, floor(v_t / θ)) if v_t ≥ θ else 0
-    v⁺_t = v_t − m · s_t        (reset="subtract")   or   v_t · 1[s_t = 0]   (reset="zero")
+    w_t  = v_t − m · s_t        (reset="subtract")   or   v_t · 1[s_t = 0]   (reset="zero")
+    v⁺_t = max(w_t, v_min)      (no clip when v_min is None)
+
+The lower bound clips the post-reset state, in sinabs' order (``relu(w − v_min) + v_min``), so the
+surrogate sees the unclipped v_t.
 
 The spike function's derivative is the surrogate σ(v_t, θ) (and −σ with respect to θ). With
 ``gradient="slayer"`` the spike inside the reset is detached, so the reset is ignored backward.
@@ -70,10 +73,6 @@ def lif_reference(
     spikes, v_mem = [], []
     for x_t in x.unbind(1):
         v = alpha * v_plus + x_t.to(v_init.dtype)
-        if min_v_mem is not None:
-            # Not torch.maximum: it splits the gradient 1/2 : 1/2 at u == min_v_mem, a tie that
-            # is common (an IAF neuron resting on its bound); the clip passes it only if u > v_min.
-            v = torch.where(v > min_v_mem, v, min_v_mem)
         s = SpikeFunction.apply(v, threshold, surrogate, max_spikes)
         if reset == "subtract":
             s_reset = s if gradient == "exodus" else s.detach()
@@ -82,6 +81,11 @@ def lif_reference(
             fired = SpikeFunction.apply(v, threshold, surrogate, 1)
             fired = fired if gradient == "exodus" else fired.detach()
             v_plus = v * (1 - fired)
+        if min_v_mem is not None:
+            # sinabs' relu(w − v_min) + v_min: the gradient passes only where w > v_min (relu'(0)
+            # is 0). Not torch.maximum, which splits it 1/2 : 1/2 at a tie (an IAF neuron resting
+            # on its bound ties at every step).
+            v_plus = torch.where(v_plus > min_v_mem, v_plus, min_v_mem)
         spikes.append(s.to(x.dtype))
         v_mem.append(v)
     if not spikes:

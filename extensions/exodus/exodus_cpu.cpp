@@ -205,9 +205,9 @@ inline acc_t surrogate_at(const acc_t* __restrict sigma, int64_t i, acc_t v, acc
 }
 
 // Reverse scan for features [n0, n1) of batch row b when the reset subtracts and no parameter
-// gradient is wanted (lif_backward_step_subtract): spike counts and v⁺_{t-1} are not needed, so
-// each step reads v_t, g_t (and h_t) and writes dL/dx_t, nothing else.
-template <int Kind, typename scalar_t, typename acc_t>
+// gradient is wanted (lif_backward_step_subtract): v⁺_{t-1} is not needed (nor, without a lower
+// bound, the spike counts), so each step reads v_t, g_t (and h_t) and writes dL/dx_t.
+template <int Kind, bool Clip, typename scalar_t, typename acc_t>
 void lif_backward_block_subtract(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64_t n0,
                                  int64_t n1) {
   const int64_t T = a.T, N = a.N, len = n1 - n0;
@@ -219,6 +219,7 @@ void lif_backward_block_subtract(const BackwardArgs<scalar_t, acc_t>& a, int64_t
   const acc_t* __restrict subtract = a.subtract + n0;
   const acc_t* __restrict min_v = a.min_v + n0;
   const acc_t exact = a.gradient == kGradientExodus ? acc_t(1) : acc_t(0);
+  const int max_spikes = a.max_spikes;
   // Without a membrane gradient h reads a row of zeros: one loop for both cases, at the cost
   // of an L1 load per element (a second instantiation would double the build time).
   acc_t zero_row[kBlock];
@@ -233,8 +234,8 @@ void lif_backward_block_subtract(const BackwardArgs<scalar_t, acc_t>& a, int64_t
     for (int64_t i = 0; i < len; ++i) {
       const NeuronParams<acc_t> p{alpha[i], threshold[i], subtract[i], min_v[i]};
       const acc_t sg = surrogate_at<Kind>(sigma, i, v[i], p.threshold, coeff0[i], coeff1[i]);
-      grad_x[i] = static_cast<scalar_t>(lif_backward_step_subtract(
-          p, v[i], sg, static_cast<acc_t>(g[i]), h[i], rho[i], exact));
+      grad_x[i] = static_cast<scalar_t>(lif_backward_step_subtract<Clip>(
+          p, v[i], sg, static_cast<acc_t>(g[i]), h[i], rho[i], exact, max_spikes));
     }
   }
   for (int64_t i = 0; i < len; ++i) a.grad_v0[b * N + n0 + i] = rho[i];
@@ -296,7 +297,7 @@ void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64
       acc_t v_plus_prev = v_prev;
       if constexpr (!First) {
         const acc_t s_prev = spike_count(v_prev, p.threshold, max_spikes);
-        v_plus_prev = reset_membrane(v_prev, s_prev, p.subtract, reset);
+        v_plus_prev = post_reset_state(p, v_prev, s_prev, reset);
         s_now[i] = s_prev;
       }
       ParamGrads<acc_t> sums{sum_alpha[i], AlphaOnly ? zero : sum_threshold[i],
@@ -397,7 +398,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cpu(
           // A loop for each set of parameter sums.
           auto scan = [&]() {
             if (wanted == 0 && reset == kResetSubtract) {
-              return &lif_backward_block_subtract<Kind, scalar_t, acc_t>;
+              return min_v_in.has_value() ? &lif_backward_block_subtract<Kind, true, scalar_t, acc_t>
+                                          : &lif_backward_block_subtract<Kind, false, scalar_t, acc_t>;
             } else if ((wanted & ~kGradAlpha) == 0 && reset == kResetSubtract) {
               return &lif_backward_block<Kind, kAlphaSumSubtract, scalar_t, acc_t>;
             } else if ((wanted & ~kGradAlpha) == 0) {

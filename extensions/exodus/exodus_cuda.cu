@@ -85,8 +85,7 @@ __global__ void lif_backward_kernel(
     acc_t v_plus_prev;
     if (t > 0) {
       v_prev = v_mem[i - N];
-      v_plus_prev =
-          reset_membrane(v_prev, spike_count(v_prev, p.threshold, max_spikes), p.subtract, reset);
+      v_plus_prev = post_reset_state(p, v_prev, spike_count(v_prev, p.threshold, max_spikes), reset);
     } else {
       v_plus_prev = v0[e];
     }

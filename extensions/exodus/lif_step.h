@@ -4,8 +4,10 @@
 // differ in how they walk over (batch, feature) elements; the numbers come from this header, so
 // tests on a CPU machine check the arithmetic the GPU runs.
 //
-// Notation (see EXODUS_MATH in the docs): u = alpha * v_plus_prev + x, v = max(u, v_min),
-// s = spikes(v), v_plus = reset(v, s). Backward carries rho_t = dL/dv_plus_t in reverse time.
+// Notation (docs/exodus_math.md): v = alpha * v_plus_prev + x, s = spikes(v), w = reset(v, s),
+// v_plus = max(w, v_min): the lower bound clips the post-reset state, in sinabs' order, so v is
+// never clipped and the surrogate sees it as it is. Backward carries rho_t = dL/dv_plus_t in
+// reverse time; c_t = 1[w_t > v_min] gates what flows through the carried state.
 #pragma once
 
 #include <cmath>
@@ -178,14 +180,27 @@ struct NeuronParams {
   T min_v;
 };
 
+// The post-reset state carried to the next step: the reset membrane w, clipped at v_min.
+// Not max(): the clip is "w if w > v_min", the same tie rule as its gradient (c = 0 at w == v_min).
+template <typename T>
+EXODUS_HD T clip_state(T w, T min_v) {
+  return w > min_v ? w : min_v;
+}
+
+// v⁺ from the pre-reset membrane v and its spike count s (the forward step's new state; the
+// backward rebuilds v⁺_{t-1} with it).
+template <typename T>
+EXODUS_HD T post_reset_state(const NeuronParams<T>& p, T v, T s, int reset) {
+  return clip_state(reset_membrane(v, s, p.subtract, reset), p.min_v);
+}
+
 // One forward step: returns the pre-reset membrane v_t and writes the spike count and new state.
 template <typename T>
 EXODUS_HD T lif_forward_step(const NeuronParams<T>& p, T x, T& v_plus, T& s, int max_spikes,
                              int reset) {
-  T v = p.alpha * v_plus + x;
-  v = v < p.min_v ? p.min_v : v;
+  const T v = p.alpha * v_plus + x;
   s = spike_count(v, p.threshold, max_spikes);
-  v_plus = reset_membrane(v, s, p.subtract, reset);
+  v_plus = post_reset_state(p, v, s, reset);
   return v;
 }
 
@@ -199,25 +214,30 @@ struct ParamGrads {
 };
 
 // The reverse step when only dL/dx and dL/dv_init are wanted and the reset subtracts: then
-// dv⁺/dv = 1 − exact·subtract·sigma needs neither the spike count nor v⁺_{t-1}.
+// dv⁺/dv = c · (1 − exact·subtract·sigma) needs no v⁺_{t-1}, and the spike count only for the
+// clip mask c (Clip = false: no lower bound, c = 1, no spike count at all).
 //   exact: 1 for EXODUS, 0 for SLAYER (which drops the surrogate term of the reset)
 // Same arguments and result as lif_backward_step below.
-template <typename T>
+template <bool Clip, typename T>
 EXODUS_HD T lif_backward_step_subtract(const NeuronParams<T>& p, T v, T sigma, T g, T h, T& rho,
-                                       T exact) {
+                                       T exact, int max_spikes) {
+  T carried = rho;
+  if constexpr (Clip) {
+    const T w = v - p.subtract * spike_count(v, p.threshold, max_spikes);
+    carried = w > p.min_v ? rho : T(0);
+  }
   const T dvplus_dv = T(1) - exact * p.subtract * sigma;
-  const T d = sigma * g + h + dvplus_dv * rho;
-  const T lambda = v > p.min_v ? d : T(0);
+  const T lambda = sigma * g + h + dvplus_dv * carried;
   rho = p.alpha * lambda;
   return lambda;
 }
 
-// One reverse step of the EXODUS scan.
+// One reverse step of the EXODUS scan (docs/exodus_math.md).
 //   v, s, sigma:   pre-reset membrane, spike count and surrogate dS/dV at step t
 //   g, h:          upstream gradients on s_t and on v_t
 //   rho:           dL/dv_plus_t on entry; dL/dv_plus_{t-1} on exit
-//   v_plus_prev:   post-reset membrane of step t-1 (v_init for t = 1), for dL/dalpha
-// Returns lambda_t = dL/du_t = dL/dx_t.
+//   v_plus_prev:   post-reset state of step t-1 (v_init for t = 1), for dL/dalpha
+// Returns lambda_t = dL/dv_t = dL/dx_t.
 template <typename T>
 EXODUS_HD T lif_backward_step(const NeuronParams<T>& p, T v, T s, T sigma, T g, T h,
                               T v_plus_prev, T& rho, ParamGrads<T>& grads, int reset,
@@ -225,18 +245,16 @@ EXODUS_HD T lif_backward_step(const NeuronParams<T>& p, T v, T s, T sigma, T g, 
   // Uniform 0/1 factors rather than selects, as in reset_membrane.
   const T exact = gradient == kGradientExodus ? T(1) : T(0);
   const T zero_reset = reset == kResetZero ? T(1) : T(0);
-  // dv⁺/dv and the direct dv⁺/dθ; SLAYER drops the surrogate terms of the reset.
+  // The clip: where it is active (w ≤ v_min) the carried gradient goes to v_min instead.
+  const bool passes = reset_membrane(v, s, p.subtract, reset) > p.min_v;
+  const T carried = passes ? rho : T(0);
+  grads.min_v += passes ? T(0) : rho;
+  // dw/dv and the direct dw/dθ; SLAYER drops the surrogate terms of the reset.
   const T reset_sigma = exact * (zero_reset * v + (T(1) - zero_reset) * p.subtract) * sigma;
   const T keep = T(1) - zero_reset * (s > T(0) ? T(1) : T(0));
-  const T dvplus_dv = keep - reset_sigma;
-  const T dvplus_dthreshold = reset_sigma;
-  grads.subtract -= (T(1) - zero_reset) * s * rho;
-  grads.threshold += -sigma * g + dvplus_dthreshold * rho;
-  const T d = sigma * g + h + dvplus_dv * rho;
-  // Not clipped: v > min_v exactly when u > min_v, since v = max(u, min_v).
-  const bool passes = v > p.min_v;
-  const T lambda = passes ? d : T(0);
-  grads.min_v += passes ? T(0) : d;
+  grads.subtract -= (T(1) - zero_reset) * s * carried;
+  grads.threshold += -sigma * g + reset_sigma * carried;
+  const T lambda = sigma * g + h + (keep - reset_sigma) * carried;
   grads.alpha += lambda * v_plus_prev;
   rho = p.alpha * lambda;
   return lambda;

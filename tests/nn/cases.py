@@ -103,7 +103,7 @@ def run_layer(case: Case, weights: list[torch.Tensor]) -> dict:
     return {k: v.detach() for k, v in out.items()} | {"grad_" + k: v for k, v in grads.items()}
 
 
-def run_loop(case: Case, weights: list[torch.Tensor], clip_before_spike: bool = True) -> dict:
+def run_loop(case: Case, weights: list[torch.Tensor]) -> dict:
     """The same forward + backward through the sinabs loop, on copies of the layer's tensors."""
     layer, cfg = case.layer, case.cfg
     params = {name: param.detach().clone().requires_grad_()
@@ -120,11 +120,9 @@ def run_loop(case: Case, weights: list[torch.Tensor], clip_before_spike: bool = 
     spikes, v_pre, v_last, i_last = lif_loop(
         x, alpha_mem, alpha_syn, params["spike_threshold"], v0, i0, min_v_mem=min_v,
         max_spikes=cfg["max_spikes"], surrogate=layer.surrogate_grad_fn, reset=cfg["reset"],
-        gradient=cfg["gradient"], norm_input=cfg["norm_input"], clip_before_spike=clip_before_spike,
+        gradient=cfg["gradient"], norm_input=cfg["norm_input"],
     )
-    # Our trace is the clipped pre-reset membrane; sinabs clips after the reset.
-    v_mem = v_pre if min_v is None else torch.maximum(v_pre, min_v)
-    out = {"spikes": spikes, "v_mem": v_mem, "v_last": v_last}
+    out = {"spikes": spikes, "v_mem": v_pre, "v_last": v_last}
     if i0 is not None:
         out["i_last"] = i_last
     loss = sum((out[k] * w).sum() for k, w in zip(out, weights, strict=False))

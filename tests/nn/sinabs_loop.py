@@ -4,11 +4,6 @@ Written from sinabs' functional definitions (lif_forward_single), not from our o
 current decayed in its own step, input normalisation, decay, spike, reset, then the clip on the
 post-reset membrane. Gradients flow through the reset, with ds/dv = surrogate(v, θ) and
 ds/dθ = −surrogate(v, θ).
-
-One option departs from sinabs: ``clip_before_spike=True`` clips the membrane before the spike,
-as the EXODUS ops do. For min_v_mem ≤ 0 both orders give the same forward values, but sinabs'
-order still sends the surrogate gradient σ(u)·∂L/∂s of a clipped step u < min_v_mem to its
-input, while the ops send nothing there (the clip's derivative is 0).
 """
 
 from __future__ import annotations
@@ -35,8 +30,7 @@ class Spike(torch.autograd.Function):
 
 
 def lif_loop(x: Tensor, alpha_mem, alpha_syn, threshold, v0, i0, *, min_v_mem=None,
-             max_spikes=None, surrogate, reset="subtract", gradient="exodus", norm_input=True,
-             clip_before_spike=True):
+             max_spikes=None, surrogate, reset="subtract", gradient="exodus", norm_input=True):
     """sinabs' LIF over x (B, T, *F). Returns spikes, pre-reset membrane, v_last, i_last.
 
     reset="zero" with gradient="slayer" is sinabs' MembraneReset (v·1[s = 0], no gradient
@@ -53,8 +47,6 @@ def lif_loop(x: Tensor, alpha_mem, alpha_syn, threshold, v0, i0, *, min_v_mem=No
         if norm_input:
             drive = (1 - alpha_mem) * drive
         v = alpha_mem * v + drive
-        if min_v_mem is not None and clip_before_spike:
-            v = torch.where(v > min_v_mem, v, min_v_mem)
         s = Spike.apply(v, threshold, surrogate, max_spikes)
         spikes.append(s)
         v_pre.append(v)
@@ -64,7 +56,7 @@ def lif_loop(x: Tensor, alpha_mem, alpha_syn, threshold, v0, i0, *, min_v_mem=No
             v = v * (1 - Spike.apply(v, threshold, surrogate, 1))
         else:
             v = v * (s == 0)
-        if min_v_mem is not None and not clip_before_spike:
+        if min_v_mem is not None:
             v = torch.nn.functional.relu(v - min_v_mem) + min_v_mem
     return torch.stack(spikes, 1), torch.stack(v_pre, 1), v, i
 

@@ -37,7 +37,8 @@ def test_cases_spike_and_clip():
                norm_input=True, train_alphas=False)
     out = run_layer(make_case(cfg), loss_weights(make_case(cfg)))
     assert (out["spikes"] == 1).any() and (out["spikes"] >= 2).any()
-    assert (out["v_mem"] == make_case(cfg).layer.min_v_mem.expand_as(out["v_mem"])).any()
+    # A pre-reset membrane below the bound means the clip of that step's state is active.
+    assert (out["v_mem"] < make_case(cfg).layer.min_v_mem.expand_as(out["v_mem"])).any()
 
 
 def _gaussian_like(v, threshold):
@@ -138,18 +139,3 @@ def test_recordings_are_pre_reset_membrane():
     torch.testing.assert_close(layer.recordings["v_mem"].flatten(), torch.tensor([0.6, 1.2, 0.8]))
     torch.testing.assert_close(spikes.flatten(), torch.tensor([0.0, 1.0, 0.0]))
     assert enn.IAF()(torch.ones(1, 2, 1)) is not None and enn.IAF().recordings == {}
-
-
-@settings(max_examples=20, deadline=None)
-@given(cfg=configs)
-def test_forward_matches_sinabs_clip_order(cfg):
-    """sinabs clips after the reset, the ops before the spike: same forward for min_v_mem ≤ 0.
-
-    (Gradients differ at clipped steps: see tests/nn/sinabs_loop.py.)
-    """
-    case = make_case(cfg)
-    weights = [torch.zeros_like(w) for w in loss_weights(case)]
-    got, expected = run_layer(case, weights), run_loop(case, weights, clip_before_spike=False)
-    for name in ("spikes", "v_mem", "v_last", "i_last"):
-        if name in expected:
-            torch.testing.assert_close(got[name], expected[name])

@@ -64,7 +64,7 @@ MODES = [
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("min_v_mem", [None, -0.5], ids=["noclip", "clip"])
+@pytest.mark.parametrize("min_v_mem", [None, -0.5, 0.3], ids=["noclip", "clip", "clip+"])
 def test_modes_match_reference(dtype, mode, min_v_mem):
     x = leaf(torch.randn(4, 40, 3, 5, dtype=dtype) * 1.5 + 0.3)
     alpha = leaf(torch.rand(3, 1, dtype=dtype) * 0.5 + 0.45)  # per channel
@@ -242,16 +242,21 @@ def test_random_settings_match_reference(batch, time, features, per_feature, alp
                   reset=reset, gradient=gradient)
 
 
-def test_membrane_resting_on_min_v_mem_passes_no_gradient():
-    """u_t == min_v_mem exactly (an IAF neuron on its bound): the clip is active, c_t = 0.
+def test_state_resting_on_min_v_mem_passes_no_gradient_through_the_clip():
+    """w_t == min_v_mem exactly (an IAF neuron on its bound): the clip is active, c_t = 0.
 
-    Both backends follow EXODUS_MATH's c_t = 1[u_t > min_v_mem]; a reference built on
-    torch.maximum would pass half the gradient at the tie.
+    sinabs' order: the post-reset state is clipped, so each step's input still gets its own
+    surrogate term σ(v_t)·g_t, but nothing flows back through a clipped state. Both backends
+    follow c_t = 1[w_t > min_v_mem] (relu'(0) = 0); torch.maximum would pass half at the tie.
     """
     x = leaf(torch.tensor([[[-1.0], [0.0], [0.0], [2.0]]], dtype=torch.float64))
+    sigma_bound = sg.SingleExponential()(torch.tensor(-0.5, dtype=torch.float64),
+                                         torch.tensor(1.0, dtype=torch.float64))
     for backend in ("extension", "reference"):
-        spikes = ops.lif(x, 1.0, 1.0, min_v_mem=-0.5, max_spikes=1, backend=backend)[0]
+        spikes, v_mem, _ = ops.lif(x, 1.0, 1.0, min_v_mem=-0.5, max_spikes=1, backend=backend)
+        assert v_mem[0, :, 0].tolist() == [-1.0, -0.5, -0.5, 1.5], backend
         (grad,) = torch.autograd.grad(spikes.sum(), x)
-        assert grad[0, 1, 0] == 0 and grad[0, 2, 0] == 0, backend
+        # Steps 1-3 end clipped, so only their own surrogate term reaches them.
+        assert grad[0, 1, 0] == sigma_bound and grad[0, 2, 0] == sigma_bound, backend
         assert grad[0, 3, 0] != 0, backend
     assert_parity(x, 1.0, 1.0, min_v_mem=-0.5, max_spikes=1)
