@@ -24,7 +24,14 @@ from pathlib import Path
 
 import torch
 
-_SOURCE_FILES = ("lif_step.h", "op_checks.h", "exodus_cpu.cpp", "exodus_cuda.cu")
+_SOURCE_FILES = (
+    "lif_step.h", "op_checks.h", "exodus_cpu.cpp",
+    "cuda_kernels.cuh", "cuda_ops.h", "exodus_cuda.cu", "cuda_emulation.h",
+    "exodus_cuda_emulation.cpp",
+)
+# The parts of the extension, each its own library: the CPU kernels, the CUDA kernels, and the
+# CUDA kernels compiled for the host (tests only; see ops/cuda_emulation.py).
+KINDS = ("cpu", "cuda", "cuda_emulation")
 # -ffp-contract=off: no fused multiply-add, so the kernels round exactly like the reference.
 # -fno-trapping-math: lets the compiler turn the spike/reset selects into vector blends.
 _CPU_CFLAGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math"]  # C++ std: torch's
@@ -32,6 +39,8 @@ _CPU_LDFLAGS = ["-fopenmp"]  # without it at::parallel_for silently runs on one 
 # --fmad=false: no fused multiply-add contraction, so the GPU rounds exactly like the CPU code
 # and the reference (a contracted α·v + x can flip a spike that sits on the threshold).
 _CUDA_FLAGS = ["-O3", "--fmad=false"]
+# The emulation only runs small test problems: a quick build matters more than fast code.
+_EMULATION_CFLAGS = ["-O1", "-ffp-contract=off"]
 
 _lock = threading.Lock()
 _loaded: dict[str, Path] = {}
@@ -131,7 +140,7 @@ def _build_key(kind: str, arch: str = "") -> str:
         torch.__version__,
         str(torch.version.cuda),
         arch,
-        " ".join(_CPU_CFLAGS + _CPU_LDFLAGS + _CUDA_FLAGS + cpu_isa_flags()),
+        " ".join(_CPU_CFLAGS + _CPU_LDFLAGS + _CUDA_FLAGS + _EMULATION_CFLAGS + cpu_isa_flags()),
         f"py{sys.version_info[0]}.{sys.version_info[1]}",
         torch._C._GLIBCXX_USE_CXX11_ABI and "cxx11abi" or "oldabi",
     ]
@@ -194,6 +203,10 @@ def _build(kind: str, verbose: bool) -> Path:
             "extra_ldflags": _CPU_LDFLAGS,
             "with_cuda": False,
         }
+    elif kind == "cuda_emulation":
+        key = _build_key(kind)
+        sources = [str(src / "exodus_cuda_emulation.cpp")]
+        extra = {"extra_cflags": _EMULATION_CFLAGS, "with_cuda": False}
     else:
         if torch.version.cuda is None:
             raise ExtensionBuildError(
@@ -238,9 +251,9 @@ def _build(kind: str, verbose: bool) -> Path:
 
 
 def load(kind: str = "cpu", verbose: bool = False) -> Path:
-    """Build (if needed) and load one part of the extension; ``kind`` is "cpu" or "cuda"."""
-    if kind not in ("cpu", "cuda"):
-        raise ValueError(f"kind must be 'cpu' or 'cuda', got {kind!r}")
+    """Build (if needed) and load one part of the extension; ``kind`` is one of KINDS."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     with _lock:
         if kind in _loaded:
             return _loaded[kind]

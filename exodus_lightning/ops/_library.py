@@ -22,66 +22,85 @@ from ._codes import SURROGATE_GIVEN
 # lif_step.h has the same values).
 PARAM_GRAD_BITS = {"alpha": 1, "threshold": 2, "subtract": 4, "min_v_mem": 8}
 
-_lib = torch.library.Library("exodus_lightning", "DEF")  # noqa: TOR901 (schemas live in Python)
-_lib.define(
-    "lif_forward(Tensor x, Tensor v_init, Tensor alpha, Tensor threshold, Tensor subtract, "
-    "Tensor? min_v_mem, int max_spikes, int reset, int gradient, int surrogate, "
-    "float[] surrogate_params) -> (Tensor spikes, Tensor v_mem, Tensor v_last)"
-)
-_lib.define(
-    "lif_backward(Tensor grad_spikes, Tensor? grad_v_mem, Tensor grad_v_last, Tensor v_mem, "
-    "Tensor? sigma, Tensor v_init, Tensor alpha, Tensor threshold, Tensor subtract, "
-    "Tensor? min_v_mem, int max_spikes, int reset, int gradient, int surrogate, "
-    "float[] surrogate_params, int param_grads) -> (Tensor grad_x, Tensor grad_v_init, "
-    "Tensor grad_alpha, Tensor grad_threshold, Tensor grad_subtract, Tensor grad_min_v_mem)"
-)
-_lib.define("leaky_forward(Tensor x, Tensor v_init, Tensor alpha) -> (Tensor y, Tensor y_last)")
-_lib.define(
-    "leaky_backward(Tensor grad_y, Tensor grad_y_last, Tensor y, Tensor v_init, Tensor alpha) "
-    "-> (Tensor grad_x, Tensor grad_v_init, Tensor grad_alpha)"
-)
+# The op schemas, also defined for the CUDA kernels' host emulation (ops/cuda_emulation.py).
+# lif_backward's grad_spikes is optional (None: no gradient on the spikes, and grad_x comes back
+# in the state dtype), so an unused spike output costs no full-size zero tensor.
+SCHEMAS = {
+    "lif_forward": (
+        "lif_forward(Tensor x, Tensor v_init, Tensor alpha, Tensor threshold, Tensor subtract, "
+        "Tensor? min_v_mem, int max_spikes, int reset, int gradient, int surrogate, "
+        "float[] surrogate_params) -> (Tensor spikes, Tensor v_mem, Tensor v_last)"
+    ),
+    "lif_backward": (
+        "lif_backward(Tensor? grad_spikes, Tensor? grad_v_mem, Tensor grad_v_last, Tensor v_mem, "
+        "Tensor? sigma, Tensor v_init, Tensor alpha, Tensor threshold, Tensor subtract, "
+        "Tensor? min_v_mem, int max_spikes, int reset, int gradient, int surrogate, "
+        "float[] surrogate_params, int param_grads) -> (Tensor grad_x, Tensor grad_v_init, "
+        "Tensor grad_alpha, Tensor grad_threshold, Tensor grad_subtract, Tensor grad_min_v_mem)"
+    ),
+    "leaky_forward": (
+        "leaky_forward(Tensor x, Tensor v_init, Tensor alpha) -> (Tensor y, Tensor y_last)"
+    ),
+    "leaky_backward": (
+        "leaky_backward(Tensor grad_y, Tensor grad_y_last, Tensor y, Tensor v_init, Tensor alpha) "
+        "-> (Tensor grad_x, Tensor grad_v_init, Tensor grad_alpha)"
+    ),
+}
 
-ops = torch.ops.exodus_lightning
+
+def define_library(namespace: str) -> torch.library.Library:
+    """A library of the four op schemas under ``namespace``, with fake kernels."""
+    lib = torch.library.Library(namespace, "DEF")  # noqa: TOR901 (schemas live in Python)
+    for schema in SCHEMAS.values():
+        lib.define(schema)
+    for name, fake in _FAKES.items():
+        torch.library.register_fake(f"{namespace}::{name}", fake, lib=lib)
+    return lib
 
 
-@torch.library.register_fake("exodus_lightning::lif_forward")
+def _empty(like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A contiguous tensor shaped like ``like`` (the kernels' outputs are contiguous)."""
+    return like.new_empty(like.shape, dtype=dtype or like.dtype)
+
+
 def _lif_forward_fake(x, v_init, alpha, *_):
-    return torch.empty_like(x), x.new_empty(x.shape, dtype=alpha.dtype), torch.empty_like(v_init)
+    return _empty(x), _empty(x, alpha.dtype), _empty(v_init)
 
 
-@torch.library.register_fake("exodus_lightning::lif_backward")
 def _lif_backward_fake(grad_spikes, grad_v_mem, grad_v_last, v_mem, sigma, v_init, alpha, *rest):
     min_v_mem, param_grads = rest[2], rest[-1]
     if min_v_mem is None:
         param_grads &= ~PARAM_GRAD_BITS["min_v_mem"]
-    per_feature = (grad_spikes.shape[0], alpha.shape[0])
+    per_feature = (v_mem.shape[0], alpha.shape[0])
     return (
-        torch.empty_like(grad_spikes),
-        torch.empty_like(v_init),
+        _empty(v_mem if grad_spikes is None else grad_spikes),
+        _empty(v_init),
         *(v_mem.new_empty(per_feature if param_grads & bit else (0,))
           for bit in PARAM_GRAD_BITS.values()),
     )
 
 
-@torch.library.register_fake("exodus_lightning::leaky_forward")
 def _leaky_forward_fake(x, v_init, alpha):
-    return torch.empty_like(x), torch.empty_like(v_init)
+    return _empty(x), _empty(v_init)
 
 
-@torch.library.register_fake("exodus_lightning::leaky_backward")
 def _leaky_backward_fake(grad_y, grad_y_last, y, v_init, alpha):
-    return (
-        torch.empty_like(grad_y),
-        torch.empty_like(v_init),
-        alpha.new_empty((grad_y.shape[0], alpha.shape[0])),
-    )
+    return _empty(grad_y), _empty(v_init), alpha.new_empty((grad_y.shape[0], alpha.shape[0]))
+
+
+_FAKES = {
+    "lif_forward": _lif_forward_fake,
+    "lif_backward": _lif_backward_fake,
+    "leaky_forward": _leaky_forward_fake,
+    "leaky_backward": _leaky_backward_fake,
+}
+_lib = define_library("exodus_lightning")
+ops = torch.ops.exodus_lightning
 
 
 def _lif_scan(ctx, grad_spikes, grad_v_mem, grad_v_last, sigma, surrogate, params):
     """Run the backward op and reduce the per-(batch, feature) parameter gradients."""
     v_mem, v_init, alpha, threshold, subtract, min_v_mem = ctx.saved_tensors
-    if grad_spikes is None:
-        grad_spikes = v_mem.new_zeros(v_mem.shape, dtype=ctx.x_dtype)
     if grad_v_last is None:
         grad_v_last = torch.zeros_like(v_init)
     # Inputs 2-5 are alpha, threshold, subtract, min_v_mem, in PARAM_GRAD_BITS order.
@@ -93,6 +112,8 @@ def _lif_scan(ctx, grad_spikes, grad_v_mem, grad_v_last, sigma, surrogate, param
         grad_spikes, grad_v_mem, grad_v_last, v_mem, sigma, v_init, alpha, threshold, subtract,
         min_v_mem, ctx.max_spikes, ctx.reset, ctx.gradient, surrogate, params, mask,
     )
+    if grad_spikes is None:  # then grad_x is in the state dtype; half inputs want their own
+        grad_x = grad_x.to(ctx.x_dtype)
     return (grad_x, grad_v0,
             *(g.sum(0) if want else None for g, want in zip(param_grads, wanted)))
 

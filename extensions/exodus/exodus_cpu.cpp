@@ -79,12 +79,6 @@ Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
   return out;
 }
 
-// min_v_mem as one value per feature; -inf (no clip) when absent, so the loops have no branch.
-Tensor lower_bound_or_none(const c10::optional<Tensor>& min_v, const Tensor& like) {
-  if (min_v.has_value()) return min_v->contiguous();
-  return at::full_like(like, -std::numeric_limits<double>::infinity());
-}
-
 // Forward scan over time for features [n0, n1) of batch row b.
 template <typename scalar_t, typename acc_t>
 void lif_forward_block(const scalar_t* __restrict x, const acc_t* __restrict v0,
@@ -166,7 +160,7 @@ std::tuple<Tensor, Tensor, Tensor> lif_forward_cpu(const Tensor& x_in, const Ten
 // Pointers and settings of one backward call.
 template <typename scalar_t, typename acc_t>
 struct BackwardArgs {
-  const scalar_t* g;      // (B, T, N) upstream gradient on spikes
+  const scalar_t* g;      // (B, T, N) upstream gradient on spikes, or nullptr
   const acc_t* h;         // (B, T, N) upstream gradient on v_mem, or nullptr
   const acc_t* g_last;    // (B, N) upstream gradient on v_last
   const acc_t* v;         // (B, T, N) pre-reset membrane
@@ -220,14 +214,16 @@ void lif_backward_block_subtract(const BackwardArgs<scalar_t, acc_t>& a, int64_t
   const acc_t* __restrict min_v = a.min_v + n0;
   const acc_t exact = a.gradient == kGradientExodus ? acc_t(1) : acc_t(0);
   const int max_spikes = a.max_spikes;
-  // Without a membrane gradient h reads a row of zeros: one loop for both cases, at the cost
-  // of an L1 load per element (a second instantiation would double the build time).
+  // Without a spike or membrane gradient g or h reads a row of zeros: one loop for every case,
+  // at the cost of an L1 load per element (more instantiations would double the build time).
   acc_t zero_row[kBlock];
+  scalar_t zero_g[kBlock];
   if (!a.h) std::fill(zero_row, zero_row + len, acc_t(0));
+  if (!a.g) std::fill(zero_g, zero_g + len, scalar_t(0));
   for (int64_t t = T - 1; t >= 0; --t) {
     const int64_t row = (b * T + t) * N + n0;
     const acc_t* __restrict v = a.v + row;
-    const scalar_t* __restrict g = a.g + row;
+    const scalar_t* __restrict g = a.g ? a.g + row : zero_g;
     const acc_t* __restrict h = a.h ? a.h + row : zero_row;
     const acc_t* __restrict sigma = Kind == kSurrogateGiven ? a.sigma + row : nullptr;
     scalar_t* __restrict grad_x = a.grad_x + row;
@@ -275,8 +271,10 @@ void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64
                     : Sums == kAlphaSumZero   ? kResetZero
                                               : a.reset;
   const acc_t zero = acc_t(0);
-  acc_t zero_row[kBlock];  // h when there is no membrane gradient, as above
+  acc_t zero_row[kBlock];  // h and g when there is no such gradient, as above
+  scalar_t zero_g[kBlock];
   if (!a.h) std::fill(zero_row, zero_row + len, zero);
+  if (!a.g) std::fill(zero_g, zero_g + len, scalar_t(0));
   // One reverse step over the block; First (t = 0) takes v⁺_0 = v_init as it is, the other
   // steps rebuild v⁺_{t-1} from v_{t-1}. A compile-time flag: a uniform select in the loop
   // would keep it scalar.
@@ -284,7 +282,7 @@ void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64
     constexpr bool First = decltype(first_constant)::value;
     const int64_t row = (b * T + t) * N + n0;
     const acc_t* __restrict prev = First ? a.v0 + b * N + n0 : a.v + row - N;
-    const scalar_t* __restrict g = a.g + row;
+    const scalar_t* __restrict g = a.g ? a.g + row : zero_g;
     const acc_t* __restrict h = a.h ? a.h + row : zero_row;
     const acc_t* __restrict sigma = Kind == kSurrogateGiven ? a.sigma + row : nullptr;
     scalar_t* __restrict grad_x = a.grad_x + row;
@@ -327,21 +325,21 @@ void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cpu(
-    const Tensor& grad_spikes_in, const c10::optional<Tensor>& grad_v_mem_in,
+    const c10::optional<Tensor>& grad_spikes_in, const c10::optional<Tensor>& grad_v_mem_in,
     const Tensor& grad_v_last_in, const Tensor& v_mem_in, const c10::optional<Tensor>& sigma_in,
     const Tensor& v_init_in, const Tensor& alpha_in, const Tensor& threshold_in,
     const Tensor& subtract_in, const c10::optional<Tensor>& min_v_in, int64_t max_spikes,
     int64_t reset, int64_t gradient, int64_t surrogate, at::ArrayRef<double> surrogate_params,
     int64_t param_grads) {
-  const Layout L =
-      check_lif_inputs(grad_spikes_in, v_init_in, alpha_in, threshold_in, subtract_in, min_v_in);
+  const Tensor& like = lif_backward_like(grad_spikes_in, v_mem_in);
+  const Layout L = check_lif_inputs(like, v_init_in, alpha_in, threshold_in, subtract_in, min_v_in);
   check_lif_backward_inputs(grad_spikes_in, grad_v_mem_in, grad_v_last_in, v_mem_in, sigma_in,
                             v_init_in, surrogate, surrogate_params);
-  const Tensor g = grad_spikes_in.contiguous();
-  const Tensor h = grad_v_mem_in.has_value() ? grad_v_mem_in->contiguous() : Tensor();
+  const Tensor g = contiguous_or_undefined(grad_spikes_in);
+  const Tensor h = contiguous_or_undefined(grad_v_mem_in);
   const Tensor g_last = grad_v_last_in.contiguous();
   const Tensor v_mem = v_mem_in.contiguous();
-  const Tensor sigma = sigma_in.has_value() ? sigma_in->contiguous() : Tensor();
+  const Tensor sigma = contiguous_or_undefined(sigma_in);
   const Tensor v_init = v_init_in.contiguous();
   const Tensor alpha = alpha_in.contiguous();
   const Tensor threshold = threshold_in.contiguous();
@@ -349,7 +347,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cpu(
   const Tensor min_v = lower_bound_or_none(min_v_in, alpha);
 
   const auto acc_options = v_mem.options();
-  Tensor grad_x = empty_output(g.sizes(), g.options());
+  Tensor grad_x = empty_output(like.sizes(), like.options());
   Tensor grad_v_init = at::empty_like(v_init);
   const int wanted = wanted_param_grads(param_grads, min_v_in.has_value());
   Tensor grad_alpha = param_grad_output(L, acc_options, wanted & kGradAlpha);
@@ -366,11 +364,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cpu(
   }
 
   AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, g.scalar_type(), "exodus_lif_backward_cpu", [&] {
+      at::kHalf, at::kBFloat16, like.scalar_type(), "exodus_lif_backward_cpu", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         BackwardArgs<scalar_t, acc_t> a;
-        a.g = g.const_data_ptr<scalar_t>();
-        a.h = h.defined() ? h.const_data_ptr<acc_t>() : nullptr;
+        a.g = ptr_or_null<scalar_t>(g);
+        a.h = ptr_or_null<acc_t>(h);
         a.g_last = g_last.const_data_ptr<acc_t>();
         a.v = v_mem.const_data_ptr<acc_t>();
         a.sigma = sigma.defined() ? sigma.const_data_ptr<acc_t>() : nullptr;
@@ -458,9 +456,8 @@ std::tuple<Tensor, Tensor, Tensor> leaky_backward_cpu(const Tensor& grad_y_in,
                                                       const Tensor& grad_y_last_in,
                                                       const Tensor& y_in, const Tensor& v_init_in,
                                                       const Tensor& alpha_in) {
-  const Layout L = check_leaky_inputs(grad_y_in, v_init_in, alpha_in);
-  check_same_shape(y_in, grad_y_in, "y", "grad_y");
-  check_same_shape(grad_y_last_in, v_init_in, "grad_y_last", "v_init");
+  const Layout L =
+      check_leaky_backward_inputs(grad_y_in, grad_y_last_in, y_in, v_init_in, alpha_in);
   const Tensor g = grad_y_in.contiguous();
   const Tensor g_last = grad_y_last_in.contiguous();
   const Tensor y = y_in.contiguous();

@@ -5,8 +5,10 @@
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/full_like.h>
 #include <c10/util/Exception.h>
 
+#include <limits>
 #include <vector>
 
 #include "lif_step.h"
@@ -100,23 +102,39 @@ inline Layout check_lif_inputs(const at::Tensor& x, const at::Tensor& v_init,
   return L;
 }
 
-inline void check_lif_backward_inputs(const at::Tensor& grad_spikes,
+inline void check_device(const at::Tensor& t, const char* name, const at::Tensor& x) {
+  TORCH_CHECK(t.device() == x.device(), "exodus_lightning: ", name, " is on ", t.device(),
+              " but the other inputs are on ", x.device());
+}
+
+// The tensor that stands for x in lif_backward: grad_spikes (x's dtype), or v_mem when there is
+// no spike gradient (grad_x then comes back in the state dtype).
+inline const at::Tensor& lif_backward_like(const c10::optional<at::Tensor>& grad_spikes,
+                                           const at::Tensor& v_mem) {
+  return grad_spikes.has_value() ? *grad_spikes : v_mem;
+}
+
+inline void check_lif_backward_inputs(const c10::optional<at::Tensor>& grad_spikes,
                                       const c10::optional<at::Tensor>& grad_v_mem,
                                       const at::Tensor& grad_v_last, const at::Tensor& v_mem,
                                       const c10::optional<at::Tensor>& sigma,
                                       const at::Tensor& v_init, int64_t surrogate,
                                       at::ArrayRef<double> surrogate_params) {
-  const at::ScalarType acc = acc_type_of(grad_spikes);
-  check_same_shape(v_mem, grad_spikes, "v_mem", "grad_spikes");
+  const at::Tensor& like = lif_backward_like(grad_spikes, v_mem);
+  const at::ScalarType acc = acc_type_of(like);
+  check_same_shape(v_mem, like, "v_mem", "grad_spikes");
+  check_device(v_mem, "v_mem", like);
   TORCH_CHECK(v_mem.scalar_type() == acc, "exodus_lightning: v_mem must be ", acc);
   if (grad_v_mem.has_value()) {
-    check_same_shape(*grad_v_mem, grad_spikes, "grad_v_mem", "grad_spikes");
+    check_same_shape(*grad_v_mem, v_mem, "grad_v_mem", "v_mem");
+    check_device(*grad_v_mem, "grad_v_mem", like);
     TORCH_CHECK(grad_v_mem->scalar_type() == acc, "exodus_lightning: grad_v_mem must be ", acc);
   }
-  check_state(grad_v_last, "grad_v_last", grad_spikes, acc);
-  check_state(v_init, "v_init", grad_spikes, acc);
+  check_state(grad_v_last, "grad_v_last", like, acc);
+  check_state(v_init, "v_init", like, acc);
   if (sigma.has_value()) {
-    check_same_shape(*sigma, grad_spikes, "sigma", "grad_spikes");
+    check_same_shape(*sigma, v_mem, "sigma", "v_mem");
+    check_device(*sigma, "sigma", like);
     TORCH_CHECK(sigma->scalar_type() == acc, "exodus_lightning: sigma must be ", acc);
   } else {
     TORCH_CHECK(surrogate >= 0 && surrogate <= 6,
@@ -135,6 +153,34 @@ inline Layout check_leaky_inputs(const at::Tensor& x, const at::Tensor& v_init,
   check_state(v_init, "v_init", x, acc);
   check_parameter(alpha, "alpha", L, x, acc);
   return L;
+}
+
+inline Layout check_leaky_backward_inputs(const at::Tensor& grad_y, const at::Tensor& grad_y_last,
+                                          const at::Tensor& y, const at::Tensor& v_init,
+                                          const at::Tensor& alpha) {
+  const Layout L = check_leaky_inputs(grad_y, v_init, alpha);
+  check_same_shape(y, grad_y, "y", "grad_y");
+  check_device(y, "y", grad_y);
+  TORCH_CHECK(y.scalar_type() == grad_y.scalar_type(), "exodus_lightning: y must be ",
+              grad_y.scalar_type(), ", got ", y.scalar_type());
+  check_state(grad_y_last, "grad_y_last", grad_y, acc_type_of(grad_y));
+  return L;
+}
+
+// min_v_mem as one value per feature; -inf (no clip) when absent, so the loops have no branch.
+inline at::Tensor lower_bound_or_none(const c10::optional<at::Tensor>& min_v,
+                                      const at::Tensor& like) {
+  if (min_v.has_value()) return min_v->contiguous();
+  return at::full_like(like, -std::numeric_limits<double>::infinity());
+}
+
+inline at::Tensor contiguous_or_undefined(const c10::optional<at::Tensor>& t) {
+  return t.has_value() ? t->contiguous() : at::Tensor();
+}
+
+template <typename T>
+const T* ptr_or_null(const at::Tensor& t) {
+  return t.defined() ? t.const_data_ptr<T>() : nullptr;
 }
 
 }  // namespace exodus
