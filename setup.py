@@ -10,5 +10,6 @@ setup(
     packages=find_packages(include=["exodus_lightning", "exodus_lightning.*"])
     + ["exodus_lightning._extensions"],
     package_dir={"exodus_lightning._extensions": "extensions"},
-    package_data={"exodus_lightning._extensions": ["exodus/*.h", "exodus/*.cpp", "exodus/*.cu"]},
+    package_data={"exodus_lightning._extensions": [
+        "exodus/*.h", "exodus/*.cuh", "exodus/*.cpp", "exodus/*.cu"]},
 )

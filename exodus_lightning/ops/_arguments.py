@@ -1,6 +1,14 @@
-"""Validation and normalisation of the functional API's arguments (errors name the argument)."""
+"""Validation and normalisation of the functional API's arguments (errors name the argument).
+
+Nothing here synchronises with a GPU: Python numbers are checked as numbers and become tensors
+by a fill (not a host-to-device copy), and the values of CUDA tensor arguments are checked only
+when ``EXODUS_LIGHTNING_CHECK_VALUES=1`` (a debugging switch: one host sync per check). CPU
+tensors are always checked.
+"""
 
 from __future__ import annotations
+
+import os
 
 import torch
 from torch import Tensor
@@ -11,9 +19,24 @@ BACKENDS = ("auto", "extension", "reference")
 _warned_fallback: set[str] = set()
 
 
-def _checking() -> bool:
-    """Value checks need the data; under torch.compile they would break the graph."""
-    return not torch.compiler.is_compiling()
+Number = int | float
+
+
+def _checking(value: Number | Tensor) -> bool:
+    """Whether to check this argument's values: always for numbers and CPU tensors; for device
+    tensors only on request (reading them waits for the device); never under torch.compile
+    (it would break the graph)."""
+    if torch.compiler.is_compiling():
+        return False
+    if not isinstance(value, Tensor) or value.device.type == "cpu":
+        return True
+    return os.environ.get("EXODUS_LIGHTNING_CHECK_VALUES", "0") == "1"
+
+
+def _bounds(value: Number | Tensor) -> tuple[float, float]:
+    if isinstance(value, Tensor):
+        return value.min().item(), value.max().item()
+    return float(value), float(value)
 
 
 def check_input(x: Tensor, name: str = "x") -> None:
@@ -40,7 +63,8 @@ def parameter(name: str, value: float | Tensor, x: Tensor) -> Tensor:
         raise TypeError(f"{name} must be a float or a tensor broadcastable to the feature shape "
                         f"{tuple(features)}, got {type(value).__name__}")
     if not isinstance(value, Tensor):
-        return torch.tensor(float(value), dtype=state_dtype(x), device=x.device)
+        # A fill, not torch.tensor(value, device=...): that copies from the host and waits.
+        return torch.full((), float(value), dtype=state_dtype(x), device=x.device)
     if not value.is_floating_point():
         raise TypeError(f"{name} must be a floating tensor, got {value.dtype}")
     if value.device != x.device:
@@ -57,18 +81,27 @@ def parameter(name: str, value: float | Tensor, x: Tensor) -> Tensor:
     return value.to(state_dtype(x))
 
 
-def check_alpha(alpha: Tensor, name: str = "alpha") -> None:
-    if _checking() and not bool(((alpha > 0) & (alpha <= 1)).all()):
-        raise ValueError(f"{name} must lie in (0, 1] (alpha = exp(-1/tau) with tau > 0; 1 = no "
-                         f"leak), got values in [{alpha.min().item()}, {alpha.max().item()}]")
-
-
-def check_threshold(threshold: Tensor, min_v_mem: Tensor | None) -> None:
-    if not _checking():
+def check_alpha(alpha: Number | Tensor, name: str = "alpha") -> None:
+    """α in (0, 1]; pass the user's number (checked without a device) or the tensor."""
+    if not _checking(alpha):
         return
-    if not bool((threshold > 0).all()):
-        raise ValueError(f"threshold must be > 0, got minimum {threshold.min().item()}")
-    if min_v_mem is not None and not bool((threshold > min_v_mem).all()):
+    low, high = _bounds(alpha)
+    if not (low > 0 and high <= 1):
+        raise ValueError(f"{name} must lie in (0, 1] (alpha = exp(-1/tau) with tau > 0; 1 = no "
+                         f"leak), got values in [{low}, {high}]")
+
+
+def check_threshold(threshold: Number | Tensor, min_v_mem: Number | Tensor | None) -> None:
+    """θ > 0 and θ > min_v_mem everywhere (numbers or tensors, as the user gave them)."""
+    if _checking(threshold) and not _bounds(threshold)[0] > 0:
+        raise ValueError(f"threshold must be > 0, got minimum {_bounds(threshold)[0]}")
+    if min_v_mem is None or not (_checking(threshold) and _checking(min_v_mem)):
+        return
+    if isinstance(threshold, Tensor) or isinstance(min_v_mem, Tensor):
+        above = bool((torch.as_tensor(threshold) > torch.as_tensor(min_v_mem)).all())
+    else:
+        above = threshold > min_v_mem
+    if not above:
         raise ValueError("threshold must be > min_v_mem everywhere (a clipped membrane could "
                          "never reach it); lower min_v_mem or raise the threshold")
 

@@ -34,7 +34,7 @@ def leaky_integrate(
     """
     args.check_input(x)
     alpha_t = args.parameter("alpha", alpha, x)
-    args.check_alpha(alpha_t)
+    args.check_alpha(alpha)
     v0 = args.initial_state("v_init", v_init, x)
     if args.resolve_backend(backend, x) == "reference":
         return leaky_integrate_reference(x, alpha_t, v0)

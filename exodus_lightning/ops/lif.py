@@ -72,10 +72,10 @@ def lif(
     """
     args.check_input(x)
     alpha_t = args.parameter("alpha", alpha, x)
-    args.check_alpha(alpha_t)
+    args.check_alpha(alpha)
     threshold_t = args.parameter("threshold", threshold, x)
     min_t = None if min_v_mem is None else args.parameter("min_v_mem", min_v_mem, x)
-    args.check_threshold(threshold_t, min_t)
+    args.check_threshold(threshold, min_v_mem)
     subtract_t = threshold_t if subtract is None else args.parameter("subtract", subtract, x)
     max_code = args.check_max_spikes(max_spikes)
     surrogate = SingleExponential() if surrogate is None else surrogate

@@ -1,0 +1,306 @@
+"""GPU speed of the EXODUS ops, and of the open-neuromorphic benchmark network, in one process.
+
+    python experiments/benchmark_gpu.py                       # on a CUDA GPU, ~1-2 minutes
+    python experiments/benchmark_gpu.py --json out.json       # also write the figures
+    python experiments/benchmark_gpu.py --device cpu --tiny   # smoke run of every code path
+
+Three Markdown tables, all measured in this one process (CUDA events, median of --repeats after
+warm-up):
+
+1. The device's copy bandwidth (bytes read + written per second by ``dst.copy_(src)``): the
+   ceiling of a memory-bound op.
+2. One LIF layer's raw ops alone: forward, and backward without and with the α gradient, as time,
+   effective bandwidth (the bytes each must move: forward reads x and writes spikes and v_mem,
+   backward reads the spike gradient and v_mem and writes dL/dx) and percent of the copy ceiling.
+3. The open-neuromorphic benchmark network, Linear(16384 → 16384) + LIF, batch 16, T = 500,
+   float32, forward + backward: time and peak memory above the parameters and input, for
+   exodus-lightning, the plain BPTT loop (our reference) and every peer importable here
+   (SpikingJelly 2 with the CUDA kernel it selects, snnTorch, Norse with torch.compile).
+   A peer that fails gets a row saying why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from exodus_lightning import ops  # noqa: E402
+from exodus_lightning.ops._extension import load  # noqa: E402
+from exodus_lightning.ops._library import ops as lib  # noqa: E402
+
+OP_SHAPES = [(32, 300, 2048), (16, 500, 16384), (1, 3000, 16384)]
+TINY_OP_SHAPES = [(2, 20, 64), (1, 40, 96)]
+NETWORK = dict(batch=16, time=500, features=16384)
+TINY_NETWORK = dict(batch=2, time=20, features=256)
+TAU_MEM = 10.0
+SURROGATE = (0, [0.5, 1.0])  # SingleExponential's kernel code and parameters
+
+
+class Timer:
+    """Median milliseconds of a function: CUDA events on a GPU, the wall clock on a CPU."""
+
+    def __init__(self, device: str, repeats: int, warmup: int = 3) -> None:
+        self.device, self.repeats, self.warmup = device, repeats, warmup
+
+    def __call__(self, fn: Callable[[], object]) -> float:
+        for _ in range(self.warmup):
+            fn()
+        times = []
+        for _ in range(self.repeats):
+            if self.device == "cuda":
+                start, stop = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+                start.record()
+                fn()
+                stop.record()
+                stop.synchronize()
+                times.append(start.elapsed_time(stop))
+            else:
+                begin = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - begin) * 1e3)
+        return statistics.median(times)
+
+
+def copy_bandwidth(device: str, timer: Timer, tiny: bool) -> float:
+    """GB/s of dst.copy_(src), counting the bytes read and written."""
+    numel = 2**20 if tiny else 2**28  # 1 GiB of float32
+    src = torch.randn(numel, device=device)
+    dst = torch.empty_like(src)
+    ms = timer(lambda: dst.copy_(src))
+    return 2 * src.nbytes / ms / 1e6
+
+
+def op_rows(device: str, timer: Timer, shapes, dtypes, ceiling: float) -> list[dict]:
+    """Forward and backward of the raw LIF ops at each shape and input dtype."""
+    return [row for shape in shapes for dtype in dtypes
+            for row in _op_rows(device, timer, shape, dtype, ceiling)]
+
+
+def _op_rows(device: str, timer: Timer, shape, dtype, ceiling: float) -> list[dict]:
+    batch, _, features = shape
+    x = (torch.randn(shape, device=device) * 0.6 + 0.35).to(dtype)
+    v0 = torch.zeros(batch, features, device=device)
+    alpha = torch.full((features,), math.exp(-1 / TAU_MEM), device=device)
+    threshold = torch.ones(features, device=device)
+    codes = (0, 0, 0, *SURROGATE)
+    spikes, v_mem, v_last = lib.lif_forward(x, v0, alpha, threshold, threshold, None, *codes)
+    grad = torch.randn_like(spikes)
+    grad_last = torch.zeros_like(v_last)
+    # Forward reads x, writes spikes and v_mem; backward reads the spike gradient and v_mem and
+    # writes dL/dx (the per-neuron vectors are negligible).
+    moved = x.numel() * (2 * x.element_size() + v_mem.element_size())
+
+    def forward():
+        return lib.lif_forward(x, v0, alpha, threshold, threshold, None, *codes)
+
+    def backward(mask):
+        return lib.lif_backward(grad, None, grad_last, v_mem, None, v0, alpha, threshold,
+                                threshold, None, *codes, mask)
+
+    rows = []
+    for name, fn in (("forward", forward), ("backward", lambda: backward(0)),
+                     ("backward, dα", lambda: backward(1))):
+        ms = timer(fn)
+        gbps = moved / ms / 1e6
+        rows.append({"shape": shape, "dtype": str(dtype).removeprefix("torch."), "pass": name,
+                     "ms": ms, "GB/s": gbps, "% of copy": 100 * gbps / ceiling})
+    return rows
+
+
+# --- the open-neuromorphic benchmark network ------------------------------------------------
+
+
+def _ours(features: int, device: str):
+    linear = torch.nn.Linear(features, features, device=device)
+    alpha = math.exp(-1 / TAU_MEM)
+
+    def step(x):
+        return ops.lif(linear(x), alpha, 1.0, max_spikes=1, backend="extension")[0]
+
+    return linear, step, "btf"
+
+
+def _bptt(features: int, device: str):
+    linear = torch.nn.Linear(features, features, device=device)
+    alpha = math.exp(-1 / TAU_MEM)
+
+    def step(x):
+        return ops.lif(linear(x), alpha, 1.0, max_spikes=1, backend="reference")[0]
+
+    return linear, step, "btf"
+
+
+def _spikingjelly(features: int, device: str):
+    from spikingjelly.activation_based import functional, neuron
+
+    linear = torch.nn.Linear(features, features, device=device)
+    node = neuron.LIFNode(tau=TAU_MEM, v_reset=None, step_mode="m")
+
+    def step(x):  # (T, B, F): SpikingJelly's own layout
+        functional.reset_net(node)
+        return node(linear(x))
+
+    return torch.nn.ModuleList([linear, node]), step, "tbf"
+
+
+def _snntorch(features: int, device: str):
+    import snntorch
+
+    linear = torch.nn.Linear(features, features, device=device)
+    leaky = snntorch.Leaky(beta=math.exp(-1 / TAU_MEM))
+
+    def step(x):
+        current = linear(x)
+        membrane = leaky.init_leaky()
+        spikes = []
+        for current_t in current.unbind(1):
+            spike, membrane = leaky(current_t, membrane)
+            spikes.append(spike)
+        return torch.stack(spikes, 1)
+
+    return torch.nn.ModuleList([linear, leaky]), step, "btf"
+
+
+def _norse_compiled(features: int, device: str):
+    import norse.torch as norse
+
+    linear = torch.nn.Linear(features, features, device=device)
+    lif = norse.LIF()  # time-first input
+
+    @torch.compile
+    def step(x):
+        return lif(linear(x))[0]
+
+    return torch.nn.ModuleList([linear, lif]), step, "tbf"
+
+
+IMPLEMENTATIONS = {
+    "exodus-lightning": (None, _ours),
+    "BPTT loop (reference)": (None, _bptt),
+    # SpikingJelly 2 picks its CUDA kernel itself (native CUDA, else Triton, else torch); set
+    # SJ_LIF_CUDA_IMPLEMENTATION=cuda|triton|torch before the run to choose.
+    "SpikingJelly": ("spikingjelly", _spikingjelly),
+    "snnTorch": ("snntorch", _snntorch),
+    "Norse + torch.compile": ("norse", _norse_compiled),
+}
+
+
+def network_rows(device: str, timer: Timer, net: dict, names: list[str] | None) -> list[dict]:
+    """Forward + backward time and peak memory of the benchmark network per implementation."""
+    import importlib.util
+
+    rows = []
+    batch, steps, features = net["batch"], net["time"], net["features"]
+    spikes_in = (torch.rand(batch, steps, features, device=device) < 0.05).float()
+    for name, (module, build) in IMPLEMENTATIONS.items():
+        if names and name not in names:
+            continue
+        if module and importlib.util.find_spec(module) is None:
+            rows.append({"implementation": name, "note": f"not installed (pip install {module})"})
+            continue
+        try:
+            rows.append({"implementation": name,
+                         **_time_network(build, spikes_in, features, device, timer)})
+        except Exception as error:  # a peer's failure is a row, not the end of the run
+            message = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
+            rows.append({"implementation": name,
+                         "note": f"failed: {type(error).__name__}: {message}"})
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    ours = next((r for r in rows if r["implementation"] == "exodus-lightning" and "ms" in r),
+                None)
+    for row in rows:
+        if ours and "ms" in row:
+            row["time vs ours"] = row["ms"] / ours["ms"]
+    return rows
+
+
+def _time_network(build, spikes_in, features: int, device: str, timer: Timer) -> dict:
+    """Median time and peak memory of one forward + backward of a built network."""
+    torch.manual_seed(0)
+    model, step, layout = build(features, device)
+    x = spikes_in if layout == "btf" else spikes_in.transpose(0, 1).contiguous()
+
+    def train_step():
+        model.zero_grad(set_to_none=True)
+        step(x).sum().backward()
+
+    ms = timer(train_step)
+    peak_mb = float("nan")
+    if device == "cuda":
+        torch.cuda.synchronize()
+        model.zero_grad(set_to_none=True)
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        train_step()
+        torch.cuda.synchronize()
+        peak_mb = (torch.cuda.max_memory_allocated() - base) / 2**20
+    return {"ms": ms, "peak MB": peak_mb}
+
+
+def markdown(rows: list[dict], columns: list[str]) -> str:
+    def cell(value):
+        if isinstance(value, float):
+            return "nan" if math.isnan(value) else f"{value:.3g}" if value < 100 else f"{value:.0f}"
+        return str(value) if value is not None else ""
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--tiny", action="store_true", help="small shapes: a smoke run")
+    parser.add_argument("--skip-network", action="store_true")
+    parser.add_argument("--only", nargs="*", help="network rows to run (names as printed)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    options = parser.parse_args(argv)
+
+    device = options.device
+    if device == "cuda" and not torch.cuda.is_available():
+        parser.exit(2, "benchmark_gpu: no CUDA GPU is visible; use --device cpu --tiny for a "
+                       "smoke run of the code paths\n")
+    load(device)
+    timer = Timer(device, options.repeats)
+    header = (torch.cuda.get_device_name(0) if device == "cuda" else "CPU") + (
+        f" | torch {torch.__version__} | CUDA {torch.version.cuda}")
+    print(f"# GPU benchmark ({header}){' — tiny smoke run' if options.tiny else ''}\n")
+
+    ceiling = copy_bandwidth(device, timer, options.tiny)
+    print(f"Copy bandwidth (read + write): {ceiling:.0f} GB/s\n")
+
+    shapes = TINY_OP_SHAPES if options.tiny else OP_SHAPES
+    op = op_rows(device, timer, shapes, [torch.float32, torch.bfloat16], ceiling)
+    print("## One LIF layer, raw ops\n")
+    print(markdown(op, ["shape", "dtype", "pass", "ms", "GB/s", "% of copy"]) + "\n")
+
+    net = []
+    if not options.skip_network:
+        spec = TINY_NETWORK if options.tiny else NETWORK
+        # A network step takes 10-1000x longer than an op: fewer repeats keep the run short.
+        net_timer = Timer(device, max(3, options.repeats // 3), warmup=2)
+        net = network_rows(device, net_timer, spec, options.only)
+        print(f"## Linear({spec['features']} → {spec['features']}) + LIF, batch "
+              f"{spec['batch']}, T = {spec['time']}, float32, forward + backward\n")
+        print(markdown(net, ["implementation", "ms", "peak MB", "time vs ours", "note"]) + "\n")
+    result = {"device": header, "copy GB/s": ceiling, "ops": op, "network": net}
+    if options.json:
+        options.json.write_text(json.dumps(result, indent=1, default=str))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The GPU benchmark and the GPU check run their code paths on any machine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from exodus_lightning.ops._extension import cache_root
+from experiments import benchmark_gpu
+from tests.helpers import run_if
+from tests.ops.test_build import CI_CUDA_ARCHS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_benchmark_gpu_smoke_run_on_cpu(tmp_path):
+    result = benchmark_gpu.main(["--device", "cpu", "--tiny", "--repeats", "1",
+                                 "--json", str(tmp_path / "out.json")])
+    assert result["copy GB/s"] > 0
+    passes = {(row["shape"], row["dtype"], row["pass"]) for row in result["ops"]}
+    assert len(passes) == len(benchmark_gpu.TINY_OP_SHAPES) * 2 * 3
+    assert all(row["ms"] > 0 and row["GB/s"] > 0 for row in result["ops"])
+    rows = {row["implementation"]: row for row in result["network"]}
+    assert rows["exodus-lightning"]["time vs ours"] == 1
+    assert rows["BPTT loop (reference)"]["ms"] > 0
+    for row in rows.values():  # each peer: a time, or a note saying why not
+        assert "ms" in row or row["note"].startswith(("not installed", "failed"))
+    assert (tmp_path / "out.json").is_file()
+
+
+def test_benchmark_gpu_says_so_without_a_gpu(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark_gpu.main([])
+    assert exit_info.value.code == 2
+    assert "no CUDA GPU is visible" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@run_if(nvcc=True, cuda_torch=True)
+def test_gpu_check_runs_and_degrades_clearly_without_a_gpu(tmp_path):
+    """The script a lent GPU machine runs first: here it builds, runs the emulation, says why."""
+    env = dict(os.environ, OUT=str(tmp_path), EXODUS_LIGHTNING_CACHE=str(cache_root()),
+               TORCH_CUDA_ARCH_LIST=CI_CUDA_ARCHS, PYTHON=os.environ.get("PYTHON", "python"))
+    proc = subprocess.run(["bash", str(REPO / "experiments" / "gpu_check.sh")], env=env,
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    summary = (tmp_path / "summary.txt").read_text()
+    expected = 0 if torch.cuda.is_available() else 2
+    assert proc.returncode == expected, proc.stdout + proc.stderr
+    for log in ("environment", "build_cpu", "build_cuda", "tests"):
+        assert (tmp_path / f"{log}.log").is_file(), log
+    assert "build_cuda: ok" in summary and "tests: ok" in summary
+    assert " passed" in summary and "FAILED" not in summary
+    if expected == 2:
+        assert "NO GPU" in proc.stdout and "benchmark: skipped, no GPU visible" in summary
