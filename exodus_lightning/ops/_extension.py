@@ -24,11 +24,8 @@ from pathlib import Path
 
 import torch
 
-_SOURCE_FILES = (
-    "lif_step.h", "op_checks.h", "exodus_cpu.cpp",
-    "cuda_kernels.cuh", "cuda_ops.h", "exodus_cuda.cu", "cuda_emulation.h",
-    "exodus_cuda_emulation.cpp",
-)
+# Every source of the extension: a change to any of them changes the build key.
+_SOURCE_PATTERNS = ("*.h", "*.cuh", "*.cpp", "*.cu")
 # The parts of the extension, each its own library: the CPU kernels, the CUDA kernels, and the
 # CUDA kernels compiled for the host (tests only; see ops/cuda_emulation.py).
 KINDS = ("cpu", "cuda", "cuda_emulation")
@@ -66,6 +63,12 @@ def sources_dir() -> Path:
         + " or ".join(str(c) for c in candidates)
         + "; reinstall the package (pip install exodus-lightning) or run from a source checkout."
     )
+
+
+def source_files(src: Path | None = None) -> list[Path]:
+    """The extension's source files (found by pattern), in a stable order."""
+    src = src or sources_dir()
+    return sorted(path for pattern in _SOURCE_PATTERNS for path in src.glob(pattern))
 
 
 def cache_root() -> Path:
@@ -132,9 +135,9 @@ def cpu_isa_flags() -> list[str]:
 def _build_key(kind: str, arch: str = "") -> str:
     digest = hashlib.sha256()
     src = sources_dir()
-    for name in _SOURCE_FILES:
-        digest.update(name.encode())
-        digest.update((src / name).read_bytes())
+    for path in source_files(src):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
     parts = [
         kind,
         torch.__version__,

@@ -13,7 +13,10 @@
 
 #include <cstdint>
 
+#include "leaky_step.h"
 #include "lif_step.h"
+#include "op_args.h"
+#include "surrogate.h"
 
 namespace exodus {
 namespace gpu {
@@ -25,63 +28,6 @@ constexpr int kThreads = 64;
 // two or three, so the backward chunk is shorter to keep the register count in check.
 constexpr int kForwardChunk = 16;
 constexpr int kBackwardChunk = 8;
-
-// Which parameter sums a backward kernel keeps (the others are dead code the compiler drops).
-enum Sums : int { kSumsNone = 0, kSumsAlpha = 1, kSumsAll = 2 };
-
-// Arguments of the kernels, passed by value. Sizes are (batch B, time T, features N).
-template <typename scalar_t, typename acc_t>
-struct LifForwardArgs {
-  const scalar_t* x;                                  // (B, T, N)
-  const acc_t* v0;                                    // (B, N)
-  const acc_t *alpha, *threshold, *subtract, *min_v;  // (N,)
-  scalar_t* spikes;                                   // (B, T, N)
-  acc_t* v_mem;                                       // (B, T, N)
-  acc_t* v_last;                                      // (B, N)
-  int64_t batch, time, features;
-  int max_spikes, reset;
-};
-
-template <typename scalar_t, typename acc_t>
-struct LifBackwardArgs {
-  const scalar_t* g;                                  // (B, T, N) dL/dspikes, or null (zeros)
-  const acc_t* h;                                     // (B, T, N) dL/dv_mem, or null (zeros)
-  const acc_t* g_last;                                // (B, N) dL/dv_last
-  const acc_t* v;                                     // (B, T, N) pre-reset membrane
-  const acc_t* sigma;                                 // (B, T, N) given surrogate, or null
-  const acc_t* v0;                                    // (B, N)
-  const acc_t *alpha, *threshold, *subtract, *min_v;  // (N,)
-  scalar_t* grad_x;                                   // (B, T, N)
-  acc_t* grad_v0;                                     // (B, N)
-  // (B, N) each; null when not wanted
-  acc_t *grad_alpha, *grad_threshold, *grad_subtract, *grad_min_v;
-  int64_t batch, time, features;
-  int max_spikes, reset, gradient;
-  acc_t p0, p1;  // surrogate parameters
-};
-
-template <typename scalar_t, typename acc_t>
-struct LeakyForwardArgs {
-  const scalar_t* x;   // (B, T, N)
-  const acc_t* v0;     // (B, N)
-  const acc_t* alpha;  // (N,)
-  scalar_t* y;         // (B, T, N)
-  acc_t* y_last;       // (B, N)
-  int64_t batch, time, features;
-};
-
-template <typename scalar_t, typename acc_t>
-struct LeakyBackwardArgs {
-  const scalar_t* g;      // (B, T, N)
-  const acc_t* g_last;    // (B, N)
-  const scalar_t* y;      // (B, T, N)
-  const acc_t* v0;        // (B, N)
-  const acc_t* alpha;     // (N,)
-  scalar_t* grad_x;       // (B, T, N)
-  acc_t* grad_v0;         // (B, N)
-  acc_t* grad_alpha;      // (B, N)
-  int64_t batch, time, features;
-};
 
 // This thread's neuron: its flat index e = b·N + n, and the offset of (b, t = 0, n).
 struct Neuron {
@@ -180,12 +126,7 @@ __global__ void __launch_bounds__(kThreads)
         return f;
       },
       [&](int64_t t, const Frame& f, const Frame& before) {
-        acc_t sg;
-        if constexpr (Kind == kSurrogateGiven) {
-          sg = f.sigma;
-        } else {
-          sg = surrogate_grad<Kind>(f.v, p.threshold, coeffs);
-        }
+        const acc_t sg = surrogate_at<Kind>(f.sigma, f.v, p.threshold, coeffs);
         acc_t s_before = acc_t(0), v_plus_before = a.v0[me.e];
         if (t > 0) {
           s_before = spike_count(before.v, p.threshold, a.max_spikes);
@@ -222,7 +163,7 @@ __global__ void __launch_bounds__(kThreads)
       a.time,
       [&](int64_t t) { return Frame{static_cast<acc_t>(a.x[me.base + t * N])}; },
       [&](int64_t t, const Frame& f, const Frame&) {
-        state = alpha * state + f.x;
+        state = leaky_forward_step(alpha, state, f.x);
         a.y[me.base + t * N] = static_cast<scalar_t>(state);
       });
   a.y_last[me.e] = state;
@@ -247,10 +188,9 @@ __global__ void __launch_bounds__(kThreads)
         return Frame{static_cast<acc_t>(a.g[i]), static_cast<acc_t>(a.y[i])};
       },
       [&](int64_t t, const Frame& f, const Frame& before) {
-        const acc_t mu = f.g + mu_after;
-        sum_alpha += mu * (t > 0 ? before.y : a.v0[me.e]);
-        mu_after = alpha * mu;
-        a.grad_x[me.base + t * N] = static_cast<scalar_t>(mu);
+        const acc_t y_before = t > 0 ? before.y : a.v0[me.e];
+        a.grad_x[me.base + t * N] =
+            static_cast<scalar_t>(leaky_backward_step(alpha, f.g, y_before, mu_after, sum_alpha));
       });
   a.grad_v0[me.e] = mu_after;
   a.grad_alpha[me.e] = sum_alpha;

@@ -1,7 +1,6 @@
-// Host side of the CUDA ops: argument checks, outputs, dtype and variant dispatch, then one
-// kernel launch each. Written once over a Launcher policy so that exodus_cuda.cu (real launches
-// on the current stream, under a device guard) and exodus_cuda_emulation.cpp (the same kernels
-// run as loops on the host) share every line of it.
+// Host side of the CUDA ops: one kernel launch per op on top of op_calls.h. Written once over a
+// Launcher policy so that exodus_cuda.cu (real launches on the current stream, under a device
+// guard) and exodus_cuda_emulation.cpp (the same kernels run as loops on the host) share it.
 //
 // A Launcher has
 //   static auto guard(const at::Tensor&)            -> an RAII device guard (or nothing)
@@ -10,224 +9,93 @@
 #pragma once
 
 #include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
-#include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
-#include <tuple>
-
 #include "cuda_kernels.cuh"
-#include "op_checks.h"
+#include "op_calls.h"
 
 namespace exodus {
 namespace gpu {
-
-using at::Tensor;
 
 inline unsigned int blocks_for(int64_t elements) {
   return static_cast<unsigned int>((elements + kThreads - 1) / kThreads);
 }
 
-// Calls fn(std::integral_constant<int, Sums>) for the parameter sums the wanted mask needs.
-template <typename Fn>
-void dispatch_sums(int wanted, const Fn& fn) {
-  if (wanted == 0) {
-    fn(std::integral_constant<int, kSumsNone>());
-  } else if (wanted == kGradAlpha) {
-    fn(std::integral_constant<int, kSumsAlpha>());
-  } else {
-    fn(std::integral_constant<int, kSumsAll>());
-  }
-}
-
 template <typename Launcher>
-std::tuple<Tensor, Tensor, Tensor> lif_forward(const Tensor& x_in, const Tensor& v_init_in,
-                                               const Tensor& alpha_in, const Tensor& threshold_in,
-                                               const Tensor& subtract_in,
-                                               const c10::optional<Tensor>& min_v_in,
+std::tuple<Tensor, Tensor, Tensor> lif_forward(const Tensor& x, const Tensor& v_init,
+                                               const Tensor& alpha, const Tensor& threshold,
+                                               const Tensor& subtract,
+                                               const c10::optional<Tensor>& min_v,
                                                int64_t max_spikes, int64_t reset,
                                                int64_t /*gradient*/, int64_t /*surrogate*/,
                                                at::ArrayRef<double> /*surrogate_params*/) {
-  const Layout L =
-      check_lif_inputs(x_in, v_init_in, alpha_in, threshold_in, subtract_in, min_v_in);
-  const auto guard = Launcher::guard(x_in);
-  const Tensor x = x_in.contiguous(), v_init = v_init_in.contiguous();
-  const Tensor alpha = alpha_in.contiguous(), threshold = threshold_in.contiguous();
-  const Tensor subtract = subtract_in.contiguous();
-  const Tensor min_v = lower_bound_or_none(min_v_in, alpha);
-  Tensor spikes = at::empty(x.sizes(), x.options());
-  Tensor v_mem = at::empty(x.sizes(), x.options().dtype(alpha.scalar_type()));
-  Tensor v_last = at::empty(v_init.sizes(), v_init.options());
-  if (L.numel() == 0) {
-    v_last.copy_(v_init);
-    return {spikes, v_mem, v_last};
-  }
+  const auto guard = Launcher::guard(x);
+  const LifForwardCall c = prepare_lif_forward(x, v_init, alpha, threshold, subtract, min_v,
+                                               max_spikes, reset, &plain_empty);
+  if (c.empty()) return c.result();
   AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, x.scalar_type(), "exodus_lif_forward_gpu", [&] {
-        using acc_t = at::opmath_type<scalar_t>;
-        LifForwardArgs<scalar_t, acc_t> a;
-        a.x = x.const_data_ptr<scalar_t>();
-        a.v0 = v_init.const_data_ptr<acc_t>();
-        a.alpha = alpha.const_data_ptr<acc_t>();
-        a.threshold = threshold.const_data_ptr<acc_t>();
-        a.subtract = subtract.const_data_ptr<acc_t>();
-        a.min_v = min_v.const_data_ptr<acc_t>();
-        a.spikes = spikes.mutable_data_ptr<scalar_t>();
-        a.v_mem = v_mem.mutable_data_ptr<acc_t>();
-        a.v_last = v_last.mutable_data_ptr<acc_t>();
-        a.batch = L.batch;
-        a.time = L.time;
-        a.features = L.features;
-        a.max_spikes = static_cast<int>(max_spikes);
-        a.reset = static_cast<int>(reset);
-        Launcher::launch(&lif_forward_kernel<scalar_t, acc_t>, L.batch * L.features, a);
+      at::kHalf, at::kBFloat16, c.x.scalar_type(), "exodus_lif_forward_gpu", [&] {
+        Launcher::launch(&lif_forward_kernel<scalar_t, at::opmath_type<scalar_t>>,
+                         c.L.batch * c.L.features, c.args<scalar_t>());
       });
-  return {spikes, v_mem, v_last};
+  return c.result();
 }
 
 template <typename Launcher>
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward(
-    const c10::optional<Tensor>& grad_spikes_in, const c10::optional<Tensor>& grad_v_mem_in,
-    const Tensor& grad_v_last_in, const Tensor& v_mem_in, const c10::optional<Tensor>& sigma_in,
-    const Tensor& v_init_in, const Tensor& alpha_in, const Tensor& threshold_in,
-    const Tensor& subtract_in, const c10::optional<Tensor>& min_v_in, int64_t max_spikes,
-    int64_t reset, int64_t gradient, int64_t surrogate, at::ArrayRef<double> surrogate_params,
-    int64_t param_grads) {
-  const Tensor& like = lif_backward_like(grad_spikes_in, v_mem_in);
-  const Layout L = check_lif_inputs(like, v_init_in, alpha_in, threshold_in, subtract_in, min_v_in);
-  check_lif_backward_inputs(grad_spikes_in, grad_v_mem_in, grad_v_last_in, v_mem_in, sigma_in,
-                            v_init_in, surrogate, surrogate_params);
-  const auto guard = Launcher::guard(like);
-  const Tensor g = contiguous_or_undefined(grad_spikes_in);
-  const Tensor h = contiguous_or_undefined(grad_v_mem_in);
-  const Tensor g_last = grad_v_last_in.contiguous(), v_mem = v_mem_in.contiguous();
-  const Tensor sigma = contiguous_or_undefined(sigma_in), v_init = v_init_in.contiguous();
-  const Tensor alpha = alpha_in.contiguous(), threshold = threshold_in.contiguous();
-  const Tensor subtract = subtract_in.contiguous();
-  const Tensor min_v = lower_bound_or_none(min_v_in, alpha);
-  const auto acc_options = v_mem.options();
-  Tensor grad_x = at::empty(like.sizes(), like.options());
-  Tensor grad_v_init = at::empty(v_init.sizes(), v_init.options());
-  const int wanted = wanted_param_grads(param_grads, min_v_in.has_value());
-  Tensor grad_alpha = param_grad_output(L, acc_options, wanted & kGradAlpha);
-  Tensor grad_threshold = param_grad_output(L, acc_options, wanted & kGradThreshold);
-  Tensor grad_subtract = param_grad_output(L, acc_options, wanted & kGradSubtract);
-  Tensor grad_min_v = param_grad_output(L, acc_options, wanted & kGradMinV);
-  if (L.numel() == 0) {
-    grad_v_init.copy_(g_last);
-    for (Tensor* t : {&grad_alpha, &grad_threshold, &grad_subtract, &grad_min_v}) t->zero_();
-    return {grad_x, grad_v_init, grad_alpha, grad_threshold, grad_subtract, grad_min_v};
-  }
+    const c10::optional<Tensor>& grad_spikes, const c10::optional<Tensor>& grad_v_mem,
+    const Tensor& grad_v_last, const Tensor& v_mem, const c10::optional<Tensor>& sigma,
+    const Tensor& v_init, const Tensor& alpha, const Tensor& threshold, const Tensor& subtract,
+    const c10::optional<Tensor>& min_v, int64_t max_spikes, int64_t reset, int64_t gradient,
+    int64_t surrogate, at::ArrayRef<double> surrogate_params, int64_t param_grads) {
+  const auto guard = Launcher::guard(v_mem);
+  const LifBackwardCall c = prepare_lif_backward(
+      grad_spikes, grad_v_mem, grad_v_last, v_mem, sigma, v_init, alpha, threshold, subtract,
+      min_v, max_spikes, reset, gradient, surrogate, surrogate_params, param_grads, &plain_empty);
+  if (c.empty()) return c.result();
   AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, like.scalar_type(), "exodus_lif_backward_gpu", [&] {
+      at::kHalf, at::kBFloat16, c.grad_x.scalar_type(), "exodus_lif_backward_gpu", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        LifBackwardArgs<scalar_t, acc_t> a;
-        a.g = ptr_or_null<scalar_t>(g);
-        a.h = ptr_or_null<acc_t>(h);
-        a.g_last = g_last.const_data_ptr<acc_t>();
-        a.v = v_mem.const_data_ptr<acc_t>();
-        a.sigma = ptr_or_null<acc_t>(sigma);
-        a.v0 = v_init.const_data_ptr<acc_t>();
-        a.alpha = alpha.const_data_ptr<acc_t>();
-        a.threshold = threshold.const_data_ptr<acc_t>();
-        a.subtract = subtract.const_data_ptr<acc_t>();
-        a.min_v = min_v.const_data_ptr<acc_t>();
-        a.grad_x = grad_x.mutable_data_ptr<scalar_t>();
-        a.grad_v0 = grad_v_init.mutable_data_ptr<acc_t>();
-        a.grad_alpha = mutable_ptr_or_null<acc_t>(grad_alpha);
-        a.grad_threshold = mutable_ptr_or_null<acc_t>(grad_threshold);
-        a.grad_subtract = mutable_ptr_or_null<acc_t>(grad_subtract);
-        a.grad_min_v = mutable_ptr_or_null<acc_t>(grad_min_v);
-        a.batch = L.batch;
-        a.time = L.time;
-        a.features = L.features;
-        a.max_spikes = static_cast<int>(max_spikes);
-        a.reset = static_cast<int>(reset);
-        a.gradient = static_cast<int>(gradient);
-        a.p0 = surrogate_params.size() > 0 ? acc_t(surrogate_params[0]) : acc_t(0);
-        a.p1 = surrogate_params.size() > 1 ? acc_t(surrogate_params[1]) : acc_t(0);
-        const int kind = sigma.defined() ? kSurrogateGiven : static_cast<int>(surrogate);
-        dispatch_surrogate(kind, [&](auto kind_constant) {
-          dispatch_sums(wanted, [&](auto sums_constant) {
-            constexpr int Kind = decltype(kind_constant)::value;
-            constexpr int Sums = decltype(sums_constant)::value;
-            Launcher::launch(&lif_backward_kernel<Kind, Sums, scalar_t, acc_t>,
-                             L.batch * L.features, a);
+        const bool known = dispatch_surrogate(c.kind, [&](auto kind) {
+          int_switch<kSumsNone, kSumsAlpha, kSumsAll>(c.sums(), [&](auto sums) {
+            Launcher::launch(&lif_backward_kernel<decltype(kind)::value, decltype(sums)::value,
+                                                  scalar_t, acc_t>,
+                             c.L.batch * c.L.features, c.args<scalar_t>());
           });
         });
+        TORCH_CHECK(known, "exodus_lightning: unknown surrogate code ", c.kind);
       });
-  return {grad_x, grad_v_init, grad_alpha, grad_threshold, grad_subtract, grad_min_v};
+  return c.result();
 }
 
 template <typename Launcher>
-std::tuple<Tensor, Tensor> leaky_forward(const Tensor& x_in, const Tensor& v_init_in,
-                                         const Tensor& alpha_in) {
-  const Layout L = check_leaky_inputs(x_in, v_init_in, alpha_in);
-  const auto guard = Launcher::guard(x_in);
-  const Tensor x = x_in.contiguous(), v_init = v_init_in.contiguous();
-  const Tensor alpha = alpha_in.contiguous();
-  Tensor y = at::empty(x.sizes(), x.options());
-  Tensor y_last = at::empty(v_init.sizes(), v_init.options());
-  if (L.numel() == 0) {
-    y_last.copy_(v_init);
-    return {y, y_last};
-  }
+std::tuple<Tensor, Tensor> leaky_forward(const Tensor& x, const Tensor& v_init,
+                                         const Tensor& alpha) {
+  const auto guard = Launcher::guard(x);
+  const LeakyForwardCall c = prepare_leaky_forward(x, v_init, alpha, &plain_empty);
+  if (c.empty()) return c.result();
   AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, x.scalar_type(), "exodus_leaky_forward_gpu", [&] {
-        using acc_t = at::opmath_type<scalar_t>;
-        LeakyForwardArgs<scalar_t, acc_t> a;
-        a.x = x.const_data_ptr<scalar_t>();
-        a.v0 = v_init.const_data_ptr<acc_t>();
-        a.alpha = alpha.const_data_ptr<acc_t>();
-        a.y = y.mutable_data_ptr<scalar_t>();
-        a.y_last = y_last.mutable_data_ptr<acc_t>();
-        a.batch = L.batch;
-        a.time = L.time;
-        a.features = L.features;
-        Launcher::launch(&leaky_forward_kernel<scalar_t, acc_t>, L.batch * L.features, a);
+      at::kHalf, at::kBFloat16, c.x.scalar_type(), "exodus_leaky_forward_gpu", [&] {
+        Launcher::launch(&leaky_forward_kernel<scalar_t, at::opmath_type<scalar_t>>,
+                         c.L.batch * c.L.features, c.args<scalar_t>());
       });
-  return {y, y_last};
+  return c.result();
 }
 
 template <typename Launcher>
-std::tuple<Tensor, Tensor, Tensor> leaky_backward(const Tensor& grad_y_in,
-                                                  const Tensor& grad_y_last_in,
-                                                  const Tensor& y_in, const Tensor& v_init_in,
-                                                  const Tensor& alpha_in) {
-  const Layout L =
-      check_leaky_backward_inputs(grad_y_in, grad_y_last_in, y_in, v_init_in, alpha_in);
-  const auto guard = Launcher::guard(grad_y_in);
-  const Tensor g = grad_y_in.contiguous(), g_last = grad_y_last_in.contiguous();
-  const Tensor y = y_in.contiguous(), v_init = v_init_in.contiguous();
-  const Tensor alpha = alpha_in.contiguous();
-  Tensor grad_x = at::empty(g.sizes(), g.options());
-  Tensor grad_v_init = at::empty(v_init.sizes(), v_init.options());
-  Tensor grad_alpha = at::empty({L.batch, L.features}, alpha.options());
-  if (L.numel() == 0) {
-    grad_v_init.copy_(g_last);
-    grad_alpha.zero_();
-    return {grad_x, grad_v_init, grad_alpha};
-  }
+std::tuple<Tensor, Tensor, Tensor> leaky_backward(const Tensor& grad_y,
+                                                  const Tensor& grad_y_last, const Tensor& y,
+                                                  const Tensor& v_init, const Tensor& alpha) {
+  const auto guard = Launcher::guard(grad_y);
+  const LeakyBackwardCall c =
+      prepare_leaky_backward(grad_y, grad_y_last, y, v_init, alpha, &plain_empty);
+  if (c.empty()) return c.result();
   AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, g.scalar_type(), "exodus_leaky_backward_gpu", [&] {
-        using acc_t = at::opmath_type<scalar_t>;
-        LeakyBackwardArgs<scalar_t, acc_t> a;
-        a.g = g.const_data_ptr<scalar_t>();
-        a.g_last = g_last.const_data_ptr<acc_t>();
-        a.y = y.const_data_ptr<scalar_t>();
-        a.v0 = v_init.const_data_ptr<acc_t>();
-        a.alpha = alpha.const_data_ptr<acc_t>();
-        a.grad_x = grad_x.mutable_data_ptr<scalar_t>();
-        a.grad_v0 = grad_v_init.mutable_data_ptr<acc_t>();
-        a.grad_alpha = grad_alpha.mutable_data_ptr<acc_t>();
-        a.batch = L.batch;
-        a.time = L.time;
-        a.features = L.features;
-        Launcher::launch(&leaky_backward_kernel<scalar_t, acc_t>, L.batch * L.features, a);
+      at::kHalf, at::kBFloat16, c.g.scalar_type(), "exodus_leaky_backward_gpu", [&] {
+        Launcher::launch(&leaky_backward_kernel<scalar_t, at::opmath_type<scalar_t>>,
+                         c.L.batch * c.L.features, c.args<scalar_t>());
       });
-  return {grad_x, grad_v_init, grad_alpha};
+  return c.result();
 }
 
 // Registers the four ops of a library (`exodus_lightning` for CUDA, the emulation's own name

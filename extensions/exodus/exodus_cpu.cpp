@@ -2,13 +2,10 @@
 // contiguous loop over the features of a block inside (the natural (batch, time, features)
 // layout, so no transpose is needed).
 #include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
-#include <ATen/OpMathType.h>
 #include <torch/library.h>
-
-#include <ATen/ops/full_like.h>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -18,8 +15,11 @@
 #include <cstdint>
 #include <limits>
 
+#include "leaky_step.h"
 #include "lif_step.h"
-#include "op_checks.h"
+#include "op_calls.h"
+#include "static_switch.h"
+#include "surrogate.h"
 
 namespace exodus {
 namespace {
@@ -32,6 +32,9 @@ using at::Tensor;
 constexpr int64_t kBlock = 2048;
 // At least this many: shorter rows waste the vector lanes and the prefetcher.
 constexpr int64_t kMinBlock = 64;
+
+// The reset mode of a loop when it is not fixed at compile time.
+constexpr int kResetRuntime = -1;
 
 // The loops over the features of a block are vectorised by the compiler: each feature is an
 // independent neuron, pointers are __restrict, the step functions are branch-free, and the
@@ -79,14 +82,16 @@ Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
   return out;
 }
 
-// Forward scan over time for features [n0, n1) of batch row b.
+// Forward scan over time for features [n0, n1) of batch row b. The pointers are __restrict
+// parameters: GCC only trusts restrict on parameters here, and without it the loop stays scalar
+// (it cannot rule out that a store to v_mem changes alpha).
 template <typename scalar_t, typename acc_t>
-void lif_forward_block(const scalar_t* __restrict x, const acc_t* __restrict v0,
-                       const acc_t* __restrict alpha, const acc_t* __restrict threshold,
-                       const acc_t* __restrict subtract, const acc_t* __restrict min_v,
-                       scalar_t* __restrict spikes, acc_t* __restrict v_mem,
-                       acc_t* __restrict v_last, int64_t b, int64_t n0, int64_t n1, int64_t T,
-                       int64_t N, int max_spikes, int reset) {
+void lif_forward_rows(const scalar_t* __restrict x, const acc_t* __restrict v0,
+                      const acc_t* __restrict alpha, const acc_t* __restrict threshold,
+                      const acc_t* __restrict subtract, const acc_t* __restrict min_v,
+                      scalar_t* __restrict spikes, acc_t* __restrict v_mem,
+                      acc_t* __restrict v_last, int64_t b, int64_t n0, int64_t n1, int64_t T,
+                      int64_t N, int max_spikes, int reset) {
   const int64_t len = n1 - n0;
   acc_t state[kBlock];
   for (int64_t i = 0; i < len; ++i) state[i] = v0[b * N + n0 + i];
@@ -109,71 +114,32 @@ void lif_forward_block(const scalar_t* __restrict x, const acc_t* __restrict v0,
   for (int64_t i = 0; i < len; ++i) v_last[b * N + n0 + i] = state[i];
 }
 
-std::tuple<Tensor, Tensor, Tensor> lif_forward_cpu(const Tensor& x_in, const Tensor& v_init_in,
-                                                   const Tensor& alpha_in,
-                                                   const Tensor& threshold_in,
-                                                   const Tensor& subtract_in,
-                                                   const c10::optional<Tensor>& min_v_in,
-                                                   int64_t max_spikes, int64_t reset,
-                                                   int64_t gradient, int64_t surrogate,
-                                                   at::ArrayRef<double> surrogate_params) {
-  (void)gradient;
-  (void)surrogate;
-  (void)surrogate_params;
-  const Layout L = check_lif_inputs(x_in, v_init_in, alpha_in, threshold_in, subtract_in, min_v_in);
-  const Tensor x = x_in.contiguous();
-  const Tensor v_init = v_init_in.contiguous();
-  const Tensor alpha = alpha_in.contiguous();
-  const Tensor threshold = threshold_in.contiguous();
-  const Tensor subtract = subtract_in.contiguous();
-  const Tensor min_v = lower_bound_or_none(min_v_in, alpha);
-  Tensor spikes = empty_output(x.sizes(), x.options());
-  Tensor v_mem = empty_output(x.sizes(), x.options().dtype(alpha.scalar_type()));
-  Tensor v_last = at::empty_like(v_init);
-  if (L.numel() == 0) {
-    v_last.copy_(v_init);
-    return {spikes, v_mem, v_last};
-  }
-
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, x.scalar_type(), "exodus_lif_forward_cpu", [&] {
-        using acc_t = at::opmath_type<scalar_t>;
-        const scalar_t* xp = x.const_data_ptr<scalar_t>();
-        scalar_t* sp = spikes.mutable_data_ptr<scalar_t>();
-        acc_t* vp = v_mem.mutable_data_ptr<acc_t>();
-        const acc_t* v0 = v_init.const_data_ptr<acc_t>();
-        acc_t* vl = v_last.mutable_data_ptr<acc_t>();
-        const acc_t* al = alpha.const_data_ptr<acc_t>();
-        const acc_t* th = threshold.const_data_ptr<acc_t>();
-        const acc_t* su = subtract.const_data_ptr<acc_t>();
-        const acc_t* mv = min_v.const_data_ptr<acc_t>();
-        const int64_t T = L.time, N = L.features;
-        for_each_block(L.batch, N, T, [&](int64_t b, int64_t n0, int64_t n1) {
-          lif_forward_block<scalar_t, acc_t>(xp, v0, al, th, su, mv, sp, vp, vl, b, n0, n1, T, N,
-                                             static_cast<int>(max_spikes),
-                                             static_cast<int>(reset));
-        });
-      });
-  return {spikes, v_mem, v_last};
+template <typename scalar_t, typename acc_t>
+void lif_forward_block(const LifForwardArgs<scalar_t, acc_t>& a, int64_t b, int64_t n0,
+                       int64_t n1) {
+  lif_forward_rows(a.x, a.v0, a.alpha, a.threshold, a.subtract, a.min_v, a.spikes, a.v_mem,
+                   a.v_last, b, n0, n1, a.time, a.features, a.max_spikes, a.reset);
 }
 
-// Pointers and settings of one backward call.
-template <typename scalar_t, typename acc_t>
-struct BackwardArgs {
-  const scalar_t* g;      // (B, T, N) upstream gradient on spikes, or nullptr
-  const acc_t* h;         // (B, T, N) upstream gradient on v_mem, or nullptr
-  const acc_t* g_last;    // (B, N) upstream gradient on v_last
-  const acc_t* v;         // (B, T, N) pre-reset membrane
-  const acc_t* sigma;     // (B, T, N) precomputed surrogate (Kind == kSurrogateGiven)
-  const acc_t* v0;        // (B, N)
-  const acc_t *alpha, *threshold, *subtract, *min_v;  // (N,)
-  scalar_t* grad_x;       // (B, T, N)
-  acc_t* grad_v0;                                                  // (B, N)
-  acc_t *grad_alpha, *grad_threshold, *grad_subtract, *grad_min_v;  // (B, N), null: not wanted
-  int64_t T, N;
-  int max_spikes, reset, gradient;
-  acc_t p0, p1;
-};
+std::tuple<Tensor, Tensor, Tensor> lif_forward_cpu(const Tensor& x, const Tensor& v_init,
+                                                   const Tensor& alpha, const Tensor& threshold,
+                                                   const Tensor& subtract,
+                                                   const c10::optional<Tensor>& min_v,
+                                                   int64_t max_spikes, int64_t reset,
+                                                   int64_t /*gradient*/, int64_t /*surrogate*/,
+                                                   at::ArrayRef<double> /*surrogate_params*/) {
+  const LifForwardCall c = prepare_lif_forward(x, v_init, alpha, threshold, subtract, min_v,
+                                               max_spikes, reset, &empty_output);
+  if (c.empty()) return c.result();
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, c.x.scalar_type(), "exodus_lif_forward_cpu", [&] {
+        const auto a = c.args<scalar_t>();
+        for_each_block(c.L.batch, c.L.features, c.L.time, [&](int64_t b, int64_t n0, int64_t n1) {
+          lif_forward_block(a, b, n0, n1);
+        });
+      });
+  return c.result();
+}
 
 // Per-neuron surrogate factors of a block (SurrogateCoeffs), in two arrays so the time loop
 // loads them like any other per-feature parameter.
@@ -187,49 +153,46 @@ void setup_surrogate_block(const acc_t* __restrict threshold, acc_t p0, acc_t p1
   }
 }
 
-// dS/dV of element i: the precomputed sigma, or the fused formula.
-template <int Kind, typename acc_t>
-inline acc_t surrogate_at(const acc_t* __restrict sigma, int64_t i, acc_t v, acc_t threshold,
-                          acc_t c0, acc_t c1) {
-  if constexpr (Kind == kSurrogateGiven) {
-    return sigma[i];
-  } else {
-    return surrogate_grad<Kind>(v, threshold, SurrogateCoeffs<acc_t>{c0, c1});
+// Rows of zeros standing in for an absent upstream gradient (g or h): one loop serves every
+// case, at the cost of an L1 load per element (more instantiations would double the build).
+template <typename scalar_t, typename acc_t>
+struct ZeroRows {
+  scalar_t g[kBlock];
+  acc_t h[kBlock];
+  ZeroRows(const LifBackwardArgs<scalar_t, acc_t>& a, int64_t len) {
+    if (!a.g) std::fill(g, g + len, scalar_t(0));
+    if (!a.h) std::fill(h, h + len, acc_t(0));
   }
-}
+};
 
 // Reverse scan for features [n0, n1) of batch row b when the reset subtracts and no parameter
 // gradient is wanted (lif_backward_step_subtract): v⁺_{t-1} is not needed (nor, without a lower
 // bound, the spike counts), so each step reads v_t, g_t (and h_t) and writes dL/dx_t.
 template <int Kind, bool Clip, typename scalar_t, typename acc_t>
-void lif_backward_block_subtract(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64_t n0,
-                                 int64_t n1) {
-  const int64_t T = a.T, N = a.N, len = n1 - n0;
+void lif_backward_block_subtract(const LifBackwardArgs<scalar_t, acc_t>& a, int64_t b,
+                                 int64_t n0, int64_t n1) {
+  const int64_t T = a.time, N = a.features, len = n1 - n0;
   acc_t rho[kBlock], coeff0[kBlock], coeff1[kBlock];
   for (int64_t i = 0; i < len; ++i) rho[i] = a.g_last[b * N + n0 + i];
   setup_surrogate_block<Kind>(a.threshold + n0, a.p0, a.p1, len, coeff0, coeff1);
+  const ZeroRows<scalar_t, acc_t> zeros(a, len);
   const acc_t* __restrict alpha = a.alpha + n0;
   const acc_t* __restrict threshold = a.threshold + n0;
   const acc_t* __restrict subtract = a.subtract + n0;
   const acc_t* __restrict min_v = a.min_v + n0;
   const acc_t exact = a.gradient == kGradientExodus ? acc_t(1) : acc_t(0);
   const int max_spikes = a.max_spikes;
-  // Without a spike or membrane gradient g or h reads a row of zeros: one loop for every case,
-  // at the cost of an L1 load per element (more instantiations would double the build time).
-  acc_t zero_row[kBlock];
-  scalar_t zero_g[kBlock];
-  if (!a.h) std::fill(zero_row, zero_row + len, acc_t(0));
-  if (!a.g) std::fill(zero_g, zero_g + len, scalar_t(0));
   for (int64_t t = T - 1; t >= 0; --t) {
     const int64_t row = (b * T + t) * N + n0;
     const acc_t* __restrict v = a.v + row;
-    const scalar_t* __restrict g = a.g ? a.g + row : zero_g;
-    const acc_t* __restrict h = a.h ? a.h + row : zero_row;
+    const scalar_t* __restrict g = a.g ? a.g + row : zeros.g;
+    const acc_t* __restrict h = a.h ? a.h + row : zeros.h;
     const acc_t* __restrict sigma = Kind == kSurrogateGiven ? a.sigma + row : nullptr;
     scalar_t* __restrict grad_x = a.grad_x + row;
     for (int64_t i = 0; i < len; ++i) {
       const NeuronParams<acc_t> p{alpha[i], threshold[i], subtract[i], min_v[i]};
-      const acc_t sg = surrogate_at<Kind>(sigma, i, v[i], p.threshold, coeff0[i], coeff1[i]);
+      const acc_t sg = surrogate_at<Kind>(Kind == kSurrogateGiven ? sigma[i] : acc_t(0), v[i],
+                                          p.threshold, SurrogateCoeffs<acc_t>{coeff0[i], coeff1[i]});
       grad_x[i] = static_cast<scalar_t>(lif_backward_step_subtract<Clip>(
           p, v[i], sg, static_cast<acc_t>(g[i]), h[i], rho[i], exact, max_spikes));
     }
@@ -237,17 +200,14 @@ void lif_backward_block_subtract(const BackwardArgs<scalar_t, acc_t>& a, int64_t
   for (int64_t i = 0; i < len; ++i) a.grad_v0[b * N + n0 + i] = rho[i];
 }
 
-// Which parameter sums a full reverse scan keeps. The α-only variants (the default nn.LIF trains
-// τ and not θ) also fix the reset mode at compile time: together that frees enough registers to
-// keep the loop from spilling (~30 % faster than the all-sums loop at (32, 300, 2048)).
-enum ScanSums : int { kAllSums, kAlphaSumSubtract, kAlphaSumZero };
-
-// Reverse scan over time for features [n0, n1) of batch row b.
-template <int Kind, int Sums, typename scalar_t, typename acc_t>
-void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64_t n0,
+// Reverse scan over time for features [n0, n1) of batch row b, keeping the parameter sums of
+// Sums (op_args.h). Reset fixes the reset mode at compile time (kResetRuntime: read it): with
+// fewer sums, that frees enough registers to keep the loop from spilling (~30 % faster at
+// (32, 300, 2048) than the all-sums loop).
+template <int Kind, int Sums, int Reset, typename scalar_t, typename acc_t>
+void lif_backward_block(const LifBackwardArgs<scalar_t, acc_t>& a, int64_t b, int64_t n0,
                         int64_t n1) {
-  constexpr bool AlphaOnly = Sums != kAllSums;
-  const int64_t T = a.T, N = a.N, len = n1 - n0;
+  const int64_t T = a.time, N = a.features, len = n1 - n0;
   // v_t and s_t of the step being processed, carried from the previous (later) step, which
   // loaded them as its v_{t-1}: each membrane value is read and thresholded once.
   acc_t rho[kBlock], v_now[kBlock], s_now[kBlock];
@@ -260,21 +220,14 @@ void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64
     s_now[i] = spike_count(v_now[i], a.threshold[n0 + i], a.max_spikes);
     sum_alpha[i] = sum_threshold[i] = sum_subtract[i] = sum_min[i] = acc_t(0);
   }
-  // Local restrict pointers: loads through the struct could alias the stores, which keeps the
-  // compiler from vectorising.
+  const ZeroRows<scalar_t, acc_t> zeros(a, len);
   const acc_t* __restrict alpha = a.alpha + n0;
   const acc_t* __restrict threshold = a.threshold + n0;
   const acc_t* __restrict subtract = a.subtract + n0;
   const acc_t* __restrict min_v = a.min_v + n0;
   const int max_spikes = a.max_spikes, gradient = a.gradient;
-  const int reset = Sums == kAlphaSumSubtract ? kResetSubtract
-                    : Sums == kAlphaSumZero   ? kResetZero
-                                              : a.reset;
+  const int reset = Reset == kResetRuntime ? a.reset : Reset;
   const acc_t zero = acc_t(0);
-  acc_t zero_row[kBlock];  // h and g when there is no such gradient, as above
-  scalar_t zero_g[kBlock];
-  if (!a.h) std::fill(zero_row, zero_row + len, zero);
-  if (!a.g) std::fill(zero_g, zero_g + len, scalar_t(0));
   // One reverse step over the block; First (t = 0) takes v⁺_0 = v_init as it is, the other
   // steps rebuild v⁺_{t-1} from v_{t-1}. A compile-time flag: a uniform select in the loop
   // would keep it scalar.
@@ -282,15 +235,16 @@ void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64
     constexpr bool First = decltype(first_constant)::value;
     const int64_t row = (b * T + t) * N + n0;
     const acc_t* __restrict prev = First ? a.v0 + b * N + n0 : a.v + row - N;
-    const scalar_t* __restrict g = a.g ? a.g + row : zero_g;
-    const acc_t* __restrict h = a.h ? a.h + row : zero_row;
+    const scalar_t* __restrict g = a.g ? a.g + row : zeros.g;
+    const acc_t* __restrict h = a.h ? a.h + row : zeros.h;
     const acc_t* __restrict sigma = Kind == kSurrogateGiven ? a.sigma + row : nullptr;
     scalar_t* __restrict grad_x = a.grad_x + row;
     for (int64_t i = 0; i < len; ++i) {
       const NeuronParams<acc_t> p{alpha[i], threshold[i], subtract[i], min_v[i]};
       const acc_t v = v_now[i];
       const acc_t s = s_now[i];
-      const acc_t sg = surrogate_at<Kind>(sigma, i, v, p.threshold, coeff0[i], coeff1[i]);
+      const acc_t sg = surrogate_at<Kind>(Kind == kSurrogateGiven ? sigma[i] : zero, v,
+                                          p.threshold, SurrogateCoeffs<acc_t>{coeff0[i], coeff1[i]});
       const acc_t v_prev = prev[i];
       acc_t v_plus_prev = v_prev;
       if constexpr (!First) {
@@ -298,13 +252,14 @@ void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64
         v_plus_prev = post_reset_state(p, v_prev, s_prev, reset);
         s_now[i] = s_prev;
       }
-      ParamGrads<acc_t> sums{sum_alpha[i], AlphaOnly ? zero : sum_threshold[i],
-                             AlphaOnly ? zero : sum_subtract[i], AlphaOnly ? zero : sum_min[i]};
-      const acc_t lambda =
-          lif_backward_step(p, v, s, sg, static_cast<acc_t>(g[i]), h[i],
-                            v_plus_prev, rho[i], sums, reset, gradient);
-      sum_alpha[i] = sums.alpha;
-      if constexpr (!AlphaOnly) {
+      ParamGrads<acc_t> sums{Sums != kSumsNone ? sum_alpha[i] : zero,
+                             Sums == kSumsAll ? sum_threshold[i] : zero,
+                             Sums == kSumsAll ? sum_subtract[i] : zero,
+                             Sums == kSumsAll ? sum_min[i] : zero};
+      const acc_t lambda = lif_backward_step(p, v, s, sg, static_cast<acc_t>(g[i]), h[i],
+                                             v_plus_prev, rho[i], sums, reset, gradient);
+      if constexpr (Sums != kSumsNone) sum_alpha[i] = sums.alpha;
+      if constexpr (Sums == kSumsAll) {
         sum_threshold[i] = sums.threshold;
         sum_subtract[i] = sums.subtract;
         sum_min[i] = sums.min_v;
@@ -325,189 +280,108 @@ void lif_backward_block(const BackwardArgs<scalar_t, acc_t>& a, int64_t b, int64
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward_cpu(
-    const c10::optional<Tensor>& grad_spikes_in, const c10::optional<Tensor>& grad_v_mem_in,
-    const Tensor& grad_v_last_in, const Tensor& v_mem_in, const c10::optional<Tensor>& sigma_in,
-    const Tensor& v_init_in, const Tensor& alpha_in, const Tensor& threshold_in,
-    const Tensor& subtract_in, const c10::optional<Tensor>& min_v_in, int64_t max_spikes,
-    int64_t reset, int64_t gradient, int64_t surrogate, at::ArrayRef<double> surrogate_params,
-    int64_t param_grads) {
-  const Tensor& like = lif_backward_like(grad_spikes_in, v_mem_in);
-  const Layout L = check_lif_inputs(like, v_init_in, alpha_in, threshold_in, subtract_in, min_v_in);
-  check_lif_backward_inputs(grad_spikes_in, grad_v_mem_in, grad_v_last_in, v_mem_in, sigma_in,
-                            v_init_in, surrogate, surrogate_params);
-  const Tensor g = contiguous_or_undefined(grad_spikes_in);
-  const Tensor h = contiguous_or_undefined(grad_v_mem_in);
-  const Tensor g_last = grad_v_last_in.contiguous();
-  const Tensor v_mem = v_mem_in.contiguous();
-  const Tensor sigma = contiguous_or_undefined(sigma_in);
-  const Tensor v_init = v_init_in.contiguous();
-  const Tensor alpha = alpha_in.contiguous();
-  const Tensor threshold = threshold_in.contiguous();
-  const Tensor subtract = subtract_in.contiguous();
-  const Tensor min_v = lower_bound_or_none(min_v_in, alpha);
-
-  const auto acc_options = v_mem.options();
-  Tensor grad_x = empty_output(like.sizes(), like.options());
-  Tensor grad_v_init = at::empty_like(v_init);
-  const int wanted = wanted_param_grads(param_grads, min_v_in.has_value());
-  Tensor grad_alpha = param_grad_output(L, acc_options, wanted & kGradAlpha);
-  Tensor grad_threshold = param_grad_output(L, acc_options, wanted & kGradThreshold);
-  Tensor grad_subtract = param_grad_output(L, acc_options, wanted & kGradSubtract);
-  Tensor grad_min_v = param_grad_output(L, acc_options, wanted & kGradMinV);
-  if (L.numel() == 0) {
-    grad_v_init.copy_(g_last);
-    grad_alpha.zero_();
-    grad_threshold.zero_();
-    grad_subtract.zero_();
-    grad_min_v.zero_();
-    return {grad_x, grad_v_init, grad_alpha, grad_threshold, grad_subtract, grad_min_v};
-  }
-
+    const c10::optional<Tensor>& grad_spikes, const c10::optional<Tensor>& grad_v_mem,
+    const Tensor& grad_v_last, const Tensor& v_mem, const c10::optional<Tensor>& sigma,
+    const Tensor& v_init, const Tensor& alpha, const Tensor& threshold, const Tensor& subtract,
+    const c10::optional<Tensor>& min_v, int64_t max_spikes, int64_t reset, int64_t gradient,
+    int64_t surrogate, at::ArrayRef<double> surrogate_params, int64_t param_grads) {
+  const LifBackwardCall c = prepare_lif_backward(
+      grad_spikes, grad_v_mem, grad_v_last, v_mem, sigma, v_init, alpha, threshold, subtract,
+      min_v, max_spikes, reset, gradient, surrogate, surrogate_params, param_grads,
+      &empty_output);
+  if (c.empty()) return c.result();
   AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, like.scalar_type(), "exodus_lif_backward_cpu", [&] {
+      at::kHalf, at::kBFloat16, c.grad_x.scalar_type(), "exodus_lif_backward_cpu", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        BackwardArgs<scalar_t, acc_t> a;
-        a.g = ptr_or_null<scalar_t>(g);
-        a.h = ptr_or_null<acc_t>(h);
-        a.g_last = g_last.const_data_ptr<acc_t>();
-        a.v = v_mem.const_data_ptr<acc_t>();
-        a.sigma = sigma.defined() ? sigma.const_data_ptr<acc_t>() : nullptr;
-        a.v0 = v_init.const_data_ptr<acc_t>();
-        a.alpha = alpha.const_data_ptr<acc_t>();
-        a.threshold = threshold.const_data_ptr<acc_t>();
-        a.subtract = subtract.const_data_ptr<acc_t>();
-        a.min_v = min_v.const_data_ptr<acc_t>();
-        a.grad_x = grad_x.mutable_data_ptr<scalar_t>();
-        a.grad_v0 = grad_v_init.mutable_data_ptr<acc_t>();
-        a.grad_alpha = mutable_ptr_or_null<acc_t>(grad_alpha);
-        a.grad_threshold = mutable_ptr_or_null<acc_t>(grad_threshold);
-        a.grad_subtract = mutable_ptr_or_null<acc_t>(grad_subtract);
-        a.grad_min_v = mutable_ptr_or_null<acc_t>(grad_min_v);
-        a.T = L.time;
-        a.N = L.features;
-        a.max_spikes = static_cast<int>(max_spikes);
-        a.reset = static_cast<int>(reset);
-        a.gradient = static_cast<int>(gradient);
-        a.p0 = surrogate_params.size() > 0 ? acc_t(surrogate_params[0]) : acc_t(0);
-        a.p1 = surrogate_params.size() > 1 ? acc_t(surrogate_params[1]) : acc_t(0);
-        const int kind = sigma.defined() ? kSurrogateGiven : static_cast<int>(surrogate);
-        dispatch_surrogate(kind, [&](auto kind_constant) {
-          constexpr int Kind = decltype(kind_constant)::value;
-          // A loop for each set of parameter sums.
-          auto scan = [&]() {
-            if (wanted == 0 && reset == kResetSubtract) {
-              return min_v_in.has_value() ? &lif_backward_block_subtract<Kind, true, scalar_t, acc_t>
-                                          : &lif_backward_block_subtract<Kind, false, scalar_t, acc_t>;
-            } else if ((wanted & ~kGradAlpha) == 0 && reset == kResetSubtract) {
-              return &lif_backward_block<Kind, kAlphaSumSubtract, scalar_t, acc_t>;
-            } else if ((wanted & ~kGradAlpha) == 0) {
-              return &lif_backward_block<Kind, kAlphaSumZero, scalar_t, acc_t>;
-            }
-            return &lif_backward_block<Kind, kAllSums, scalar_t, acc_t>;
-          };
-          const auto block = scan();
-          for_each_block(L.batch, L.features, L.time, [&](int64_t b, int64_t n0, int64_t n1) {
-            block(a, b, n0, n1);
-          });
+        using Args = LifBackwardArgs<scalar_t, acc_t>;
+        const Args a = c.args<scalar_t>();
+        const auto run = [&](void (*scan)(const Args&, int64_t, int64_t, int64_t)) {
+          for_each_block(c.L.batch, c.L.features, c.L.time,
+                         [&](int64_t b, int64_t n0, int64_t n1) { scan(a, b, n0, n1); });
+        };
+        const int sums = c.sums();
+        const bool known = dispatch_surrogate(c.kind, [&](auto kind) {
+          constexpr int Kind = decltype(kind)::value;
+          if (sums == kSumsAll) {
+            run(&lif_backward_block<Kind, kSumsAll, kResetRuntime, scalar_t, acc_t>);
+          } else if (c.reset == kResetZero) {
+            int_switch<kSumsNone, kSumsAlpha>(sums, [&](auto s) {
+              run(&lif_backward_block<Kind, decltype(s)::value, kResetZero, scalar_t, acc_t>);
+            });
+          } else if (sums == kSumsAlpha) {
+            run(&lif_backward_block<Kind, kSumsAlpha, kResetSubtract, scalar_t, acc_t>);
+          } else {
+            bool_switch(c.min_v_given, [&](auto clip) {
+              run(&lif_backward_block_subtract<Kind, decltype(clip)::value, scalar_t, acc_t>);
+            });
+          }
         });
+        TORCH_CHECK(known, "exodus_lightning: unknown surrogate code ", c.kind);
       });
-  return {grad_x, grad_v_init, grad_alpha, grad_threshold, grad_subtract, grad_min_v};
+  return c.result();
 }
 
-std::tuple<Tensor, Tensor> leaky_forward_cpu(const Tensor& x_in, const Tensor& v_init_in,
-                                             const Tensor& alpha_in) {
-  const Layout L = check_leaky_inputs(x_in, v_init_in, alpha_in);
-  const Tensor x = x_in.contiguous();
-  const Tensor v_init = v_init_in.contiguous();
-  const Tensor alpha = alpha_in.contiguous();
-  Tensor y = empty_output(x.sizes(), x.options());
-  Tensor y_last = at::empty_like(v_init);
-  if (L.numel() == 0) {
-    y_last.copy_(v_init);
-    return {y, y_last};
-  }
+std::tuple<Tensor, Tensor> leaky_forward_cpu(const Tensor& x, const Tensor& v_init,
+                                             const Tensor& alpha) {
+  const LeakyForwardCall c = prepare_leaky_forward(x, v_init, alpha, &empty_output);
+  if (c.empty()) return c.result();
   AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, x.scalar_type(), "exodus_leaky_forward_cpu", [&] {
+      at::kHalf, at::kBFloat16, c.x.scalar_type(), "exodus_leaky_forward_cpu", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        const scalar_t* xp = x.const_data_ptr<scalar_t>();
-        scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-        const acc_t* v0 = v_init.const_data_ptr<acc_t>();
-        acc_t* yl = y_last.mutable_data_ptr<acc_t>();
-        const acc_t* al = alpha.const_data_ptr<acc_t>();
-        const int64_t T = L.time, N = L.features;
-        for_each_block(L.batch, N, T, [&](int64_t b, int64_t n0, int64_t n1) {
+        const auto a = c.args<scalar_t>();
+        const int64_t T = a.time, N = a.features;
+        for_each_block(a.batch, N, T, [&](int64_t b, int64_t n0, int64_t n1) {
           acc_t state[kBlock];
-          for (int64_t n = n0; n < n1; ++n) state[n - n0] = v0[b * N + n];
+          for (int64_t n = n0; n < n1; ++n) state[n - n0] = a.v0[b * N + n];
           for (int64_t t = 0; t < T; ++t) {
             const int64_t row = (b * T + t) * N;
             for (int64_t n = n0; n < n1; ++n) {
               acc_t& i_syn = state[n - n0];
-              i_syn = al[n] * i_syn + static_cast<acc_t>(xp[row + n]);
-              yp[row + n] = static_cast<scalar_t>(i_syn);
+              i_syn = leaky_forward_step(a.alpha[n], i_syn, static_cast<acc_t>(a.x[row + n]));
+              a.y[row + n] = static_cast<scalar_t>(i_syn);
             }
           }
-          for (int64_t n = n0; n < n1; ++n) yl[b * N + n] = state[n - n0];
+          for (int64_t n = n0; n < n1; ++n) a.y_last[b * N + n] = state[n - n0];
         });
       });
-  return {y, y_last};
+  return c.result();
 }
 
-std::tuple<Tensor, Tensor, Tensor> leaky_backward_cpu(const Tensor& grad_y_in,
-                                                      const Tensor& grad_y_last_in,
-                                                      const Tensor& y_in, const Tensor& v_init_in,
-                                                      const Tensor& alpha_in) {
-  const Layout L =
-      check_leaky_backward_inputs(grad_y_in, grad_y_last_in, y_in, v_init_in, alpha_in);
-  const Tensor g = grad_y_in.contiguous();
-  const Tensor g_last = grad_y_last_in.contiguous();
-  const Tensor y = y_in.contiguous();
-  const Tensor v_init = v_init_in.contiguous();
-  const Tensor alpha = alpha_in.contiguous();
-  Tensor grad_x = empty_output(g.sizes(), g.options());
-  Tensor grad_v_init = at::empty_like(v_init);
-  Tensor grad_alpha = at::empty({L.batch, L.features}, alpha.options());
-  if (L.numel() == 0) {
-    grad_v_init.copy_(g_last);
-    grad_alpha.zero_();
-    return {grad_x, grad_v_init, grad_alpha};
-  }
+std::tuple<Tensor, Tensor, Tensor> leaky_backward_cpu(const Tensor& grad_y,
+                                                      const Tensor& grad_y_last, const Tensor& y,
+                                                      const Tensor& v_init, const Tensor& alpha) {
+  const LeakyBackwardCall c =
+      prepare_leaky_backward(grad_y, grad_y_last, y, v_init, alpha, &empty_output);
+  if (c.empty()) return c.result();
   AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, g.scalar_type(), "exodus_leaky_backward_cpu", [&] {
+      at::kHalf, at::kBFloat16, c.g.scalar_type(), "exodus_leaky_backward_cpu", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        const scalar_t* gp = g.const_data_ptr<scalar_t>();
-        const acc_t* glp = g_last.const_data_ptr<acc_t>();
-        const scalar_t* yp = y.const_data_ptr<scalar_t>();
-        const acc_t* v0 = v_init.const_data_ptr<acc_t>();
-        const acc_t* al = alpha.const_data_ptr<acc_t>();
-        scalar_t* gxp = grad_x.mutable_data_ptr<scalar_t>();
-        acc_t* gv0 = grad_v_init.mutable_data_ptr<acc_t>();
-        acc_t* ga = grad_alpha.mutable_data_ptr<acc_t>();
-        const int64_t T = L.time, N = L.features;
-        for_each_block(L.batch, N, T, [&](int64_t b, int64_t n0, int64_t n1) {
-          acc_t mu_next[kBlock];  // alpha * mu_{t+1}, plus the y_last gradient at t = T
+        const auto a = c.args<scalar_t>();
+        const int64_t T = a.time, N = a.features;
+        for_each_block(a.batch, N, T, [&](int64_t b, int64_t n0, int64_t n1) {
+          acc_t mu_after[kBlock];  // α · μ_{t+1}, and dL/dy_last at t = T
           acc_t sum_alpha[kBlock];
           for (int64_t n = n0; n < n1; ++n) {
-            mu_next[n - n0] = glp[b * N + n];
+            mu_after[n - n0] = a.g_last[b * N + n];
             sum_alpha[n - n0] = acc_t(0);
           }
           for (int64_t t = T - 1; t >= 0; --t) {
             const int64_t row = (b * T + t) * N;
             for (int64_t n = n0; n < n1; ++n) {
-              const int64_t i = n - n0;
-              const acc_t mu = static_cast<acc_t>(gp[row + n]) + mu_next[i];
-              const acc_t y_prev = t > 0 ? static_cast<acc_t>(yp[row - N + n]) : v0[b * N + n];
-              sum_alpha[i] += mu * y_prev;
-              mu_next[i] = al[n] * mu;
-              gxp[row + n] = static_cast<scalar_t>(mu);
+              const acc_t y_before =
+                  t > 0 ? static_cast<acc_t>(a.y[row - N + n]) : a.v0[b * N + n];
+              a.grad_x[row + n] = static_cast<scalar_t>(
+                  leaky_backward_step(a.alpha[n], static_cast<acc_t>(a.g[row + n]), y_before,
+                                      mu_after[n - n0], sum_alpha[n - n0]));
             }
           }
           for (int64_t n = n0; n < n1; ++n) {
-            gv0[b * N + n] = mu_next[n - n0];
-            ga[b * N + n] = sum_alpha[n - n0];
+            a.grad_v0[b * N + n] = mu_after[n - n0];
+            a.grad_alpha[b * N + n] = sum_alpha[n - n0];
           }
         });
       });
-  return {grad_x, grad_v_init, grad_alpha};
+  return c.result();
 }
 
 }  // namespace

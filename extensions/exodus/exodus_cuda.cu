@@ -11,8 +11,11 @@ namespace exodus {
 namespace {
 
 struct CudaLauncher {
-  static c10::cuda::CUDAGuard guard(const at::Tensor& like) {
-    return c10::cuda::CUDAGuard(like.device());
+  // The device of the tensor the op dispatched on; none for a CPU tensor among CUDA ones, so
+  // the argument checks that follow name it instead of the guard failing first.
+  static c10::cuda::OptionalCUDAGuard guard(const at::Tensor& like) {
+    return c10::cuda::OptionalCUDAGuard(
+        like.is_cuda() ? c10::optional<c10::Device>(like.device()) : c10::nullopt);
   }
 
   template <typename Args>

@@ -8,6 +8,7 @@
 #include <ATen/ops/full_like.h>
 #include <c10/util/Exception.h>
 
+#include <cstdint>
 #include <limits>
 #include <vector>
 
@@ -31,6 +32,15 @@ inline Layout layout_of(const at::Tensor& x) {
   return Layout{x.size(0), x.size(1), features};
 }
 
+// The integer settings of the LIF ops: a spike cap the kernels' int holds, known codes.
+inline void check_codes(int64_t max_spikes, int64_t reset) {
+  TORCH_CHECK(max_spikes >= 0 && max_spikes <= INT32_MAX,
+              "exodus_lightning: max_spikes must be 0 (unbounded) to ", INT32_MAX, ", got ",
+              max_spikes);
+  TORCH_CHECK(reset == kResetSubtract || reset == kResetZero,
+              "exodus_lightning: unknown reset code ", reset);
+}
+
 // The parameter gradients lif_backward gives: those asked for in the param_grads mask (bits
 // ParamGradBit), less min_v_mem's when there is no lower bound.
 inline int wanted_param_grads(int64_t param_grads, bool has_min_v) {
@@ -45,7 +55,7 @@ inline at::Tensor param_grad_output(const Layout& L, const at::TensorOptions& op
 
 // Nothing to write for a (0,)-shaped output (a gradient that was not asked for).
 template <typename T>
-T* mutable_ptr_or_null(at::Tensor& t) {
+T* mutable_ptr_or_null(const at::Tensor& t) {
   return t.numel() > 0 ? t.mutable_data_ptr<T>() : nullptr;
 }
 

@@ -92,7 +92,10 @@ def test_wheel_ships_the_sources(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     wheel, = tmp_path.glob("exodus_lightning-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for source in _extension._SOURCE_FILES:
-        assert f"exodus_lightning/_extensions/exodus/{source}" in names
+    sources = _extension.source_files()
+    assert {"lif_step.h", "exodus_cpu.cpp", "cuda_kernels.cuh", "exodus_cuda.cu"} <= {
+        path.name for path in sources}
+    for source in sources:
+        assert f"exodus_lightning/_extensions/exodus/{source.name}" in names
     assert "exodus_lightning/ops/lif.py" in names
     assert not any(name.endswith(".so") for name in names)  # nothing prebuilt

@@ -1,0 +1,261 @@
+// One op call, prepared for either backend: the arguments checked, made contiguous, the outputs
+// allocated (by the backend's allocator), empty calls answered, and the kernel argument struct
+// (op_args.h) filled for the dispatched dtype. The CPU and CUDA entry points only add how the
+// kernel runs, so they share every line of this.
+#pragma once
+
+#include <ATen/OpMathType.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/Exception.h>
+
+#include <tuple>
+
+#include "lif_step.h"
+#include "op_args.h"
+#include "op_checks.h"
+#include "surrogate.h"
+
+namespace exodus {
+
+using at::Tensor;
+
+// Allocates a full-size output: at::empty, or the CPU's version backed by huge pages.
+using EmptyFn = Tensor (*)(at::IntArrayRef, const at::TensorOptions&);
+
+inline Tensor plain_empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  return at::empty(sizes, options);
+}
+
+struct LifForwardCall {
+  Layout L;
+  Tensor x, v_init, alpha, threshold, subtract, min_v;  // inputs, contiguous
+  Tensor spikes, v_mem, v_last;                          // outputs
+  int max_spikes, reset;
+
+  bool empty() const { return L.numel() == 0; }
+  std::tuple<Tensor, Tensor, Tensor> result() const { return {spikes, v_mem, v_last}; }
+
+  template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
+  LifForwardArgs<scalar_t, acc_t> args() const {
+    LifForwardArgs<scalar_t, acc_t> a;
+    a.x = x.const_data_ptr<scalar_t>();
+    a.v0 = v_init.const_data_ptr<acc_t>();
+    a.alpha = alpha.const_data_ptr<acc_t>();
+    a.threshold = threshold.const_data_ptr<acc_t>();
+    a.subtract = subtract.const_data_ptr<acc_t>();
+    a.min_v = min_v.const_data_ptr<acc_t>();
+    a.spikes = spikes.mutable_data_ptr<scalar_t>();
+    a.v_mem = v_mem.mutable_data_ptr<acc_t>();
+    a.v_last = v_last.mutable_data_ptr<acc_t>();
+    a.batch = L.batch;
+    a.time = L.time;
+    a.features = L.features;
+    a.max_spikes = max_spikes;
+    a.reset = reset;
+    return a;
+  }
+};
+
+inline LifForwardCall prepare_lif_forward(const Tensor& x, const Tensor& v_init,
+                                          const Tensor& alpha, const Tensor& threshold,
+                                          const Tensor& subtract,
+                                          const c10::optional<Tensor>& min_v, int64_t max_spikes,
+                                          int64_t reset, EmptyFn empty) {
+  LifForwardCall c;
+  c.L = check_lif_inputs(x, v_init, alpha, threshold, subtract, min_v);
+  check_codes(max_spikes, reset);
+  c.x = x.contiguous();
+  c.v_init = v_init.contiguous();
+  c.alpha = alpha.contiguous();
+  c.threshold = threshold.contiguous();
+  c.subtract = subtract.contiguous();
+  c.min_v = lower_bound_or_none(min_v, c.alpha);
+  c.spikes = empty(c.x.sizes(), c.x.options());
+  c.v_mem = empty(c.x.sizes(), c.x.options().dtype(c.alpha.scalar_type()));
+  c.v_last = at::empty(c.v_init.sizes(), c.v_init.options());
+  c.max_spikes = static_cast<int>(max_spikes);
+  c.reset = static_cast<int>(reset);
+  if (c.empty()) c.v_last.copy_(c.v_init);  // no step: the state passes through
+  return c;
+}
+
+struct LifBackwardCall {
+  Layout L;
+  Tensor g, h, g_last, v_mem, sigma, v_init, alpha, threshold, subtract, min_v;
+  Tensor grad_x, grad_v_init, grad_alpha, grad_threshold, grad_subtract, grad_min_v;
+  int max_spikes, reset, gradient;
+  int kind;    // surrogate code; kSurrogateGiven when sigma is passed
+  int wanted;  // ParamGradBit mask of the parameter gradients to compute
+  bool min_v_given;  // a lower bound (else min_v holds -inf)
+  double p0, p1;
+
+  bool empty() const { return L.numel() == 0; }
+  std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> result() const {
+    return {grad_x, grad_v_init, grad_alpha, grad_threshold, grad_subtract, grad_min_v};
+  }
+
+  template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
+  LifBackwardArgs<scalar_t, acc_t> args() const {
+    LifBackwardArgs<scalar_t, acc_t> a;
+    a.g = ptr_or_null<scalar_t>(g);
+    a.h = ptr_or_null<acc_t>(h);
+    a.g_last = g_last.const_data_ptr<acc_t>();
+    a.v = v_mem.const_data_ptr<acc_t>();
+    a.sigma = ptr_or_null<acc_t>(sigma);
+    a.v0 = v_init.const_data_ptr<acc_t>();
+    a.alpha = alpha.const_data_ptr<acc_t>();
+    a.threshold = threshold.const_data_ptr<acc_t>();
+    a.subtract = subtract.const_data_ptr<acc_t>();
+    a.min_v = min_v.const_data_ptr<acc_t>();
+    a.grad_x = grad_x.mutable_data_ptr<scalar_t>();
+    a.grad_v0 = grad_v_init.mutable_data_ptr<acc_t>();
+    a.grad_alpha = mutable_ptr_or_null<acc_t>(grad_alpha);
+    a.grad_threshold = mutable_ptr_or_null<acc_t>(grad_threshold);
+    a.grad_subtract = mutable_ptr_or_null<acc_t>(grad_subtract);
+    a.grad_min_v = mutable_ptr_or_null<acc_t>(grad_min_v);
+    a.batch = L.batch;
+    a.time = L.time;
+    a.features = L.features;
+    a.max_spikes = max_spikes;
+    a.reset = reset;
+    a.gradient = gradient;
+    a.p0 = acc_t(p0);
+    a.p1 = acc_t(p1);
+    return a;
+  }
+
+  // Which sums the scan keeps (op_args.h).
+  int sums() const {
+    return wanted == 0 ? kSumsNone : wanted == kGradAlpha ? kSumsAlpha : kSumsAll;
+  }
+};
+
+inline LifBackwardCall prepare_lif_backward(
+    const c10::optional<Tensor>& grad_spikes, const c10::optional<Tensor>& grad_v_mem,
+    const Tensor& grad_v_last, const Tensor& v_mem, const c10::optional<Tensor>& sigma,
+    const Tensor& v_init, const Tensor& alpha, const Tensor& threshold, const Tensor& subtract,
+    const c10::optional<Tensor>& min_v, int64_t max_spikes, int64_t reset, int64_t gradient,
+    int64_t surrogate, at::ArrayRef<double> surrogate_params, int64_t param_grads,
+    EmptyFn empty) {
+  const Tensor& like = lif_backward_like(grad_spikes, v_mem);
+  LifBackwardCall c;
+  c.L = check_lif_inputs(like, v_init, alpha, threshold, subtract, min_v);
+  check_lif_backward_inputs(grad_spikes, grad_v_mem, grad_v_last, v_mem, sigma, v_init,
+                            surrogate, surrogate_params);
+  check_codes(max_spikes, reset);
+  c.g = contiguous_or_undefined(grad_spikes);
+  c.h = contiguous_or_undefined(grad_v_mem);
+  c.g_last = grad_v_last.contiguous();
+  c.v_mem = v_mem.contiguous();
+  c.sigma = contiguous_or_undefined(sigma);
+  c.v_init = v_init.contiguous();
+  c.alpha = alpha.contiguous();
+  c.threshold = threshold.contiguous();
+  c.subtract = subtract.contiguous();
+  c.min_v = lower_bound_or_none(min_v, c.alpha);
+  c.max_spikes = static_cast<int>(max_spikes);
+  c.reset = static_cast<int>(reset);
+  c.gradient = static_cast<int>(gradient);
+  c.kind = sigma.has_value() ? kSurrogateGiven : static_cast<int>(surrogate);
+  c.p0 = surrogate_params.size() > 0 ? surrogate_params[0] : 0.0;
+  c.p1 = surrogate_params.size() > 1 ? surrogate_params[1] : 0.0;
+  c.wanted = wanted_param_grads(param_grads, min_v.has_value());
+  c.min_v_given = min_v.has_value();
+  const auto acc_options = c.v_mem.options();
+  c.grad_x = empty(like.sizes(), like.options());
+  c.grad_v_init = at::empty(c.v_init.sizes(), c.v_init.options());
+  c.grad_alpha = param_grad_output(c.L, acc_options, c.wanted & kGradAlpha);
+  c.grad_threshold = param_grad_output(c.L, acc_options, c.wanted & kGradThreshold);
+  c.grad_subtract = param_grad_output(c.L, acc_options, c.wanted & kGradSubtract);
+  c.grad_min_v = param_grad_output(c.L, acc_options, c.wanted & kGradMinV);
+  if (c.empty()) {  // no step: the state's gradient passes through, the sums are zero
+    c.grad_v_init.copy_(c.g_last);
+    for (Tensor* t : {&c.grad_alpha, &c.grad_threshold, &c.grad_subtract, &c.grad_min_v}) {
+      t->zero_();
+    }
+  }
+  return c;
+}
+
+struct LeakyForwardCall {
+  Layout L;
+  Tensor x, v_init, alpha, y, y_last;
+
+  bool empty() const { return L.numel() == 0; }
+  std::tuple<Tensor, Tensor> result() const { return {y, y_last}; }
+
+  template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
+  LeakyForwardArgs<scalar_t, acc_t> args() const {
+    LeakyForwardArgs<scalar_t, acc_t> a;
+    a.x = x.const_data_ptr<scalar_t>();
+    a.v0 = v_init.const_data_ptr<acc_t>();
+    a.alpha = alpha.const_data_ptr<acc_t>();
+    a.y = y.mutable_data_ptr<scalar_t>();
+    a.y_last = y_last.mutable_data_ptr<acc_t>();
+    a.batch = L.batch;
+    a.time = L.time;
+    a.features = L.features;
+    return a;
+  }
+};
+
+inline LeakyForwardCall prepare_leaky_forward(const Tensor& x, const Tensor& v_init,
+                                              const Tensor& alpha, EmptyFn empty) {
+  LeakyForwardCall c;
+  c.L = check_leaky_inputs(x, v_init, alpha);
+  c.x = x.contiguous();
+  c.v_init = v_init.contiguous();
+  c.alpha = alpha.contiguous();
+  c.y = empty(c.x.sizes(), c.x.options());
+  c.y_last = at::empty(c.v_init.sizes(), c.v_init.options());
+  if (c.empty()) c.y_last.copy_(c.v_init);
+  return c;
+}
+
+struct LeakyBackwardCall {
+  Layout L;
+  Tensor g, g_last, y, v_init, alpha, grad_x, grad_v_init, grad_alpha;
+
+  bool empty() const { return L.numel() == 0; }
+  std::tuple<Tensor, Tensor, Tensor> result() const { return {grad_x, grad_v_init, grad_alpha}; }
+
+  template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
+  LeakyBackwardArgs<scalar_t, acc_t> args() const {
+    LeakyBackwardArgs<scalar_t, acc_t> a;
+    a.g = g.const_data_ptr<scalar_t>();
+    a.g_last = g_last.const_data_ptr<acc_t>();
+    a.y = y.const_data_ptr<scalar_t>();
+    a.v0 = v_init.const_data_ptr<acc_t>();
+    a.alpha = alpha.const_data_ptr<acc_t>();
+    a.grad_x = grad_x.mutable_data_ptr<scalar_t>();
+    a.grad_v0 = grad_v_init.mutable_data_ptr<acc_t>();
+    a.grad_alpha = grad_alpha.mutable_data_ptr<acc_t>();
+    a.batch = L.batch;
+    a.time = L.time;
+    a.features = L.features;
+    return a;
+  }
+};
+
+inline LeakyBackwardCall prepare_leaky_backward(const Tensor& grad_y, const Tensor& grad_y_last,
+                                                const Tensor& y, const Tensor& v_init,
+                                                const Tensor& alpha, EmptyFn empty) {
+  LeakyBackwardCall c;
+  c.L = check_leaky_backward_inputs(grad_y, grad_y_last, y, v_init, alpha);
+  c.g = grad_y.contiguous();
+  c.g_last = grad_y_last.contiguous();
+  c.y = y.contiguous();
+  c.v_init = v_init.contiguous();
+  c.alpha = alpha.contiguous();
+  c.grad_x = empty(c.g.sizes(), c.g.options());
+  c.grad_v_init = at::empty(c.v_init.sizes(), c.v_init.options());
+  c.grad_alpha = at::empty({c.L.batch, c.L.features}, c.alpha.options());
+  if (c.empty()) {
+    c.grad_v_init.copy_(c.g_last);
+    c.grad_alpha.zero_();
+  }
+  return c;
+}
+
+}  // namespace exodus
