@@ -16,6 +16,8 @@ from torch import Tensor
 from . import _extension
 
 BACKENDS = ("auto", "extension", "reference")
+# The kernels hold the spike cap in a 32-bit int.
+MAX_SPIKES_LIMIT = 2**31 - 1
 _warned_fallback: set[str] = set()
 
 
@@ -110,9 +112,10 @@ def check_max_spikes(max_spikes: int | None) -> int:
     """max_spikes as the kernels' code: 0 = unbounded."""
     if max_spikes is None:
         return 0
-    if isinstance(max_spikes, bool) or not isinstance(max_spikes, int) or max_spikes < 1:
-        raise ValueError(f"max_spikes must be None (unbounded multi-spike) or an int >= 1 "
-                         f"(1 = single spike), got {max_spikes!r}")
+    if (isinstance(max_spikes, bool) or not isinstance(max_spikes, int)
+            or not 1 <= max_spikes <= MAX_SPIKES_LIMIT):
+        raise ValueError(f"max_spikes must be None (unbounded multi-spike) or an int from 1 "
+                         f"(single spike) to {MAX_SPIKES_LIMIT}, got {max_spikes!r}")
     return max_spikes
 
 

@@ -27,6 +27,7 @@ X = torch.randn(2, 5, 3)
     (dict(max_spikes=0), ValueError, "max_spikes must be None"),
     (dict(max_spikes=-1), ValueError, "max_spikes must be None"),
     (dict(max_spikes=1.5), ValueError, "max_spikes must be None"),
+    (dict(max_spikes=2**32 + 1), ValueError, "max_spikes must be None"),  # was truncated to 1
     (dict(reset="hard"), ValueError, "reset must be one of"),
     (dict(gradient="bptt"), ValueError, "gradient must be one of"),
     (dict(backend="cuda"), ValueError, "backend must be one of"),
@@ -64,3 +65,26 @@ def test_raw_op_checks_shapes():
     with pytest.raises(RuntimeError, match="v_init must have shape"):
         lib.lif_forward(x, torch.zeros(2, 4), torch.ones(3), torch.ones(3), torch.ones(3), None,
                         0, 0, 0, 0, [0.5, 1.0])
+
+
+def test_raw_op_rejects_a_spike_cap_beyond_int32():
+    from exodus_lightning.ops._extension import load
+
+    load("cpu")
+    x = torch.randn(1, 3, 2)
+    p = torch.ones(2)
+    with pytest.raises(RuntimeError, match="max_spikes must be 0"):
+        torch.ops.exodus_lightning.lif_forward(x, torch.zeros(1, 2), p * 0.9, p, p, None,
+                                               2**32 + 1, 0, 0, 0, [0.5, 1.0])
+
+
+def test_value_checks_of_device_tensors_only_on_request(monkeypatch):
+    """No host sync by default: tensors off the CPU are checked only with the switch on."""
+    from exodus_lightning.ops import _arguments
+
+    meta = torch.full((3,), -1.0, device="meta")
+    monkeypatch.delenv("EXODUS_LIGHTNING_CHECK_VALUES", raising=False)
+    assert not _arguments._checking(meta)
+    assert _arguments._checking(-1.0) and _arguments._checking(torch.ones(3))
+    monkeypatch.setenv("EXODUS_LIGHTNING_CHECK_VALUES", "1")
+    assert _arguments._checking(meta)
