@@ -8,6 +8,7 @@ tensors are always checked.
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -95,10 +96,17 @@ def check_alpha(alpha: Number | Tensor, name: str = "alpha") -> None:
 
 def check_threshold(threshold: Number | Tensor, min_v_mem: Number | Tensor | None) -> None:
     """θ > 0 and θ > min_v_mem everywhere (numbers or tensors, as the user gave them)."""
-    if _checking(threshold) and not _bounds(threshold)[0] > 0:
-        raise ValueError(f"threshold must be > 0, got minimum {_bounds(threshold)[0]}")
+    if _checking(threshold):
+        low, high = _bounds(threshold)
+        if not low > 0:
+            raise ValueError(f"threshold must be > 0, got minimum {low}")
+        if not math.isfinite(high):
+            raise ValueError(f"threshold must be finite, got {high} (a neuron that never spikes "
+                             f"is one with a large finite threshold)")
     if min_v_mem is None or not (_checking(threshold) and _checking(min_v_mem)):
         return
+    if any(math.isnan(bound) for bound in _bounds(min_v_mem)):
+        raise ValueError("min_v_mem must not be NaN; pass None for no lower bound")
     if isinstance(threshold, Tensor) or isinstance(min_v_mem, Tensor):
         above = bool((torch.as_tensor(threshold) > torch.as_tensor(min_v_mem)).all())
     else:

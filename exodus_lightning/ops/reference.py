@@ -5,7 +5,8 @@ Every extension kernel is tested against these. They follow the dynamics in EXOD
 
     v_t  = α · v⁺_{t−1} + x_t
     s_t  = min(K, floor(v_t / θ)) if v_t ≥ θ else 0
-    w_t  = v_t − m · s_t        (reset="subtract")   or   v_t · 1[s_t = 0]   (reset="zero")
+    w_t  = v_t − m · s_t        (reset="subtract")   or   v_t · 1[s_t = 0]   (reset="zero",
+                                                                                 a select)
     v⁺_t = max(w_t, v_min)      (no clip when v_min is None)
 
 The lower bound clips the post-reset state, in sinabs' order (``relu(w − v_min) + v_min``), so the
@@ -29,7 +30,7 @@ SurrogateFn = Callable[[Tensor, Tensor], Tensor]
 
 
 class SpikeFunction(torch.autograd.Function):
-    """s = min(K, floor(v/θ)) · 1[v ≥ θ], with ds/dv = σ(v, θ) and ds/dθ = −σ(v, θ)."""
+    """s = min(K, floor(v/θ)) · 1[v ≥ θ] (NaN for NaN v), ds/dv = σ(v, θ), ds/dθ = −σ(v, θ)."""
 
     @staticmethod
     def forward(ctx, v: Tensor, threshold: Tensor, surrogate: SurrogateFn, max_spikes: int | None):
@@ -38,7 +39,8 @@ class SpikeFunction(torch.autograd.Function):
         spikes = torch.where(v >= threshold, torch.floor(v / threshold), torch.zeros_like(v))
         if max_spikes is not None:
             spikes = spikes.clamp(max=max_spikes)
-        return spikes
+        # A NaN membrane spikes NaN: visible downstream, never a silent zero.
+        return torch.where(torch.isnan(v), v, spikes)
 
     @staticmethod
     def backward(ctx, grad_spikes: Tensor):
@@ -49,6 +51,23 @@ class SpikeFunction(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_threshold = (-grad_spikes * sigma).sum_to_size(threshold.shape)
         return grad_v, grad_threshold, None, None
+
+
+class ResetToZero(torch.autograd.Function):
+    """w = v · (1 − fired), as a select: 0 where fired, else v (an infinite v gives 0, not NaN).
+
+    The gradient is that of the product: ∂w/∂v = 1 − fired, ∂w/∂fired = −v.
+    """
+
+    @staticmethod
+    def forward(ctx, v: Tensor, fired: Tensor):
+        ctx.save_for_backward(v, fired)
+        return torch.where(fired > 0, torch.zeros_like(v), v)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        v, fired = ctx.saved_tensors
+        return grad * (1 - fired), -grad * v
 
 
 def lif_reference(
@@ -80,12 +99,12 @@ def lif_reference(
         else:
             fired = SpikeFunction.apply(v, threshold, surrogate, 1)
             fired = fired if gradient == "exodus" else fired.detach()
-            v_plus = v * (1 - fired)
+            v_plus = ResetToZero.apply(v, fired)
         if min_v_mem is not None:
             # sinabs' relu(w − v_min) + v_min: the gradient passes only where w > v_min (relu'(0)
-            # is 0). Not torch.maximum, which splits it 1/2 : 1/2 at a tie (an IAF neuron resting
-            # on its bound ties at every step).
-            v_plus = torch.where(v_plus > min_v_mem, v_plus, min_v_mem)
+            # is 0), and a NaN stays NaN. Not torch.maximum, which splits the gradient 1/2 : 1/2
+            # at a tie (an IAF neuron resting on its bound ties at every step).
+            v_plus = torch.where(v_plus <= min_v_mem, min_v_mem, v_plus)
         spikes.append(s.to(x.dtype))
         v_mem.append(v)
     if not spikes:

@@ -22,26 +22,27 @@ enum Gradient : int { kGradientExodus = 0, kGradientSlayer = 1 };
 enum ParamGradBit : int { kGradAlpha = 1, kGradThreshold = 2, kGradSubtract = 4, kGradMinV = 8 };
 
 // Number of spikes for pre-reset membrane v: floor(v / threshold) if v >= threshold, else 0,
-// capped at max_spikes (max_spikes <= 0 means unbounded). Written with selects, not branches,
-// so the CPU loops vectorise.
+// capped at max_spikes (max_spikes <= 0 means unbounded); NaN for a NaN membrane, so a NaN state
+// shows in the spike output instead of silencing the neuron. Written with selects, not
+// branches, so the CPU loops vectorise.
 template <typename T>
 EXODUS_HD T spike_count(T v, T threshold, int max_spikes) {
   const T count = std::floor(v / threshold);
   const T capped = (max_spikes > 0 && count > T(max_spikes)) ? T(max_spikes) : count;
-  return v >= threshold ? capped : T(0);
+  const T below = v < threshold ? T(0) : v;  // v itself only when v is NaN
+  return v >= threshold ? capped : below;
 }
 
-// Post-reset membrane. The reset mode is uniform over a loop; blending with 0/1 factors instead
-// of selecting keeps the CPU loops vectorisable (each product with 0 or 1 is exact).
+// Post-reset membrane w. Selects on the (loop-uniform) reset mode, not 0/1 blends: a blend
+// turns an infinite v into NaN (0 · inf).
 template <typename T>
 EXODUS_HD T reset_membrane(T v, T s, T subtract, int reset) {
-  const T zero_reset = reset == kResetZero ? T(1) : T(0);
-  const T to_zero = s > T(0) ? T(0) : v;
-  return zero_reset * to_zero + (T(1) - zero_reset) * (v - subtract * s);
+  return reset == kResetZero ? (s > T(0) ? T(0) : v) : v - subtract * s;
 }
 
 // Parameters of one neuron (already gathered for its feature index). Without a lower bound,
-// min_v = -inf: the clip is then the identity, and no branch is needed for it.
+// min_v is NaN: every comparison with it is false, so the clip below is the identity and its
+// gradient gate always open, with no branch.
 template <typename T>
 struct NeuronParams {
   T alpha;
@@ -50,11 +51,17 @@ struct NeuronParams {
   T min_v;
 };
 
-// The post-reset state carried to the next step: the reset membrane w, clipped at v_min.
-// Not max(): the clip is "w if w > v_min", the same tie rule as its gradient (c = 0 at w == v_min).
+// Whether the clip of the post-reset state is active: w ≤ v_min. At a tie it is (relu'(0) = 0
+// in sinabs' relu(w − v_min) + v_min); a NaN w (or no bound) never is, so NaN stays visible.
+template <typename T>
+EXODUS_HD bool clipped(T w, T min_v) {
+  return w <= min_v;
+}
+
+// The post-reset state carried to the next step: w clipped at v_min.
 template <typename T>
 EXODUS_HD T clip_state(T w, T min_v) {
-  return w > min_v ? w : min_v;
+  return clipped(w, min_v) ? min_v : w;
 }
 
 // v⁺ from the pre-reset membrane v and its spike count s (the forward step's new state; the
@@ -86,17 +93,17 @@ struct ParamGrads {
 // The reverse step when only dL/dx and dL/dv_init are wanted and the reset subtracts: then
 // dv⁺/dv = c · (1 − exact·subtract·sigma) needs no v⁺_{t-1}, and the spike count only for the
 // clip mask c (Clip = false: no lower bound, c = 1, no spike count at all).
-//   exact: 1 for EXODUS, 0 for SLAYER (which drops the surrogate term of the reset)
+//   exact: true for EXODUS, false for SLAYER (which drops the surrogate term of the reset)
 // Same arguments and result as lif_backward_step below.
 template <bool Clip, typename T>
 EXODUS_HD T lif_backward_step_subtract(const NeuronParams<T>& p, T v, T sigma, T g, T h, T& rho,
-                                       T exact, int max_spikes) {
+                                       bool exact, int max_spikes) {
   T carried = rho;
   if constexpr (Clip) {
     const T w = v - p.subtract * spike_count(v, p.threshold, max_spikes);
-    carried = w > p.min_v ? rho : T(0);
+    carried = clipped(w, p.min_v) ? T(0) : rho;
   }
-  const T dvplus_dv = T(1) - exact * p.subtract * sigma;
+  const T dvplus_dv = exact ? T(1) - p.subtract * sigma : T(1);
   const T lambda = sigma * g + h + dvplus_dv * carried;
   rho = p.alpha * lambda;
   return lambda;
@@ -112,17 +119,17 @@ template <typename T>
 EXODUS_HD T lif_backward_step(const NeuronParams<T>& p, T v, T s, T sigma, T g, T h,
                               T v_plus_prev, T& rho, ParamGrads<T>& grads, int reset,
                               int gradient) {
-  // Uniform 0/1 factors rather than selects, as in reset_membrane.
-  const T exact = gradient == kGradientExodus ? T(1) : T(0);
-  const T zero_reset = reset == kResetZero ? T(1) : T(0);
-  // The clip: where it is active (w ≤ v_min) the carried gradient goes to v_min instead.
-  const bool passes = reset_membrane(v, s, p.subtract, reset) > p.min_v;
-  const T carried = passes ? rho : T(0);
-  grads.min_v += passes ? T(0) : rho;
-  // dw/dv and the direct dw/dθ; SLAYER drops the surrogate terms of the reset.
-  const T reset_sigma = exact * (zero_reset * v + (T(1) - zero_reset) * p.subtract) * sigma;
-  const T keep = T(1) - zero_reset * (s > T(0) ? T(1) : T(0));
-  grads.subtract -= (T(1) - zero_reset) * s * carried;
+  const bool zero = reset == kResetZero;
+  const bool exact = gradient == kGradientExodus;
+  // The clip: where it is active the carried gradient goes to v_min instead.
+  const bool clip = clipped(reset_membrane(v, s, p.subtract, reset), p.min_v);
+  const T carried = clip ? T(0) : rho;
+  grads.min_v += clip ? rho : T(0);
+  // dw/dv and the direct dw/dθ; SLAYER drops the surrogate terms of the reset. Selects, not
+  // 0/1 blends, so an infinite v does not turn them into NaN.
+  const T reset_sigma = exact ? (zero ? v : p.subtract) * sigma : T(0);
+  const T keep = zero && s > T(0) ? T(0) : T(1);
+  grads.subtract -= zero ? T(0) : s * carried;
   grads.threshold += -sigma * g + reset_sigma * carried;
   const T lambda = sigma * g + h + (keep - reset_sigma) * carried;
   grads.alpha += lambda * v_plus_prev;

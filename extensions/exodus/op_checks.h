@@ -177,11 +177,12 @@ inline Layout check_leaky_backward_inputs(const at::Tensor& grad_y, const at::Te
   return L;
 }
 
-// min_v_mem as one value per feature; -inf (no clip) when absent, so the loops have no branch.
+// min_v_mem as one value per feature; NaN (never clipped, see NeuronParams) when absent, so the
+// loops have no branch.
 inline at::Tensor lower_bound_or_none(const c10::optional<at::Tensor>& min_v,
                                       const at::Tensor& like) {
   if (min_v.has_value()) return min_v->contiguous();
-  return at::full_like(like, -std::numeric_limits<double>::infinity());
+  return at::full_like(like, std::numeric_limits<double>::quiet_NaN());
 }
 
 inline at::Tensor contiguous_or_undefined(const c10::optional<at::Tensor>& t) {

@@ -38,7 +38,8 @@ EXODUS_HD T exp_nonpositive(T x) {
 #if !defined(__CUDACC__)
 template <>
 inline float exp_nonpositive<float>(float x) {
-  x = x < -87.0f ? -87.0f : x;  // below, e^x is subnormal; 1.6e-38 instead is harmless
+  const float given = x;
+  x = x < -87.0f ? -87.0f : x;  // below, e^x is subnormal: flushed to 0 at the end
   const float k = std::nearbyint(x * 1.44269504088896341f);  // x / ln 2
   const float r = __builtin_fmaf(k, 2.12194440e-4f, x - k * 0.693359375f);  // x − k·ln 2
   // Minimax polynomial for e^r on [−ln2/2, ln2/2] (Cephes expf coefficients).
@@ -53,7 +54,8 @@ inline float exp_nonpositive<float>(float x) {
   const int bits = (static_cast<int>(k) + 127) << 23;
   float scale;
   __builtin_memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
+  // Exactly 0 far below: a tiny stand-in times a huge factor (v · σ with v ~ 1e30) is not small.
+  return given < -87.0f ? 0.0f : p * scale;
 }
 #endif
 
