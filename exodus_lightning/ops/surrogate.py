@@ -6,12 +6,13 @@ Each is a small frozen dataclass, callable as ``surrogate(v_mem, threshold) -> d
 its backward scan. Any other callable with that signature works too; the extension then evaluates
 it once on the saved membrane and passes the result in.
 
-Formulas (v = pre-reset membrane, θ = threshold). SingleExponential and Heaviside are sinabs'
-definitions; PeriodicExponential equals sinabs' at θ = 1 (sinabs uses an absolute width and
-wraps with period 1 rather than θ, which we take to be unintended).
+Formulas (v = pre-reset membrane, θ = threshold). SingleExponential, PeriodicExponential,
+Heaviside and Gaussian (with sinabs' mu = 0) are sinabs' definitions, equal at every threshold.
 
-- SingleExponential:   scale / (θ·w) · exp(−|v − θ| / (θ·w))
-- PeriodicExponential: like SingleExponential, repeated every θ above threshold (multi-spike)
+- SingleExponential:   scale / (θ·w) · exp(−|v − θ| / (θ·w))      (w relative to θ)
+- PeriodicExponential: scale · exp(−|d| / w)                       (w absolute, no 1/θ), with
+                       d = v − θ below θ and d = θ·(2·frac(v/θ − ½) − 1) from θ on: a peak of
+                       height scale at every multiple of θ, twice as narrow above threshold
 - Heaviside:           1[v ≥ θ − window] / θ
 - Gaussian:            scale · exp(−(v − θ)² / (2σ²)) / (√(2π)·σ)
 - FastSigmoid:         scale / (1 + slope·|v − θ|)²            (SuperSpike, Zenke & Ganguli 2018)
@@ -82,7 +83,12 @@ class SingleExponential(BuiltinSurrogate):
 
 @dataclass(frozen=True)
 class PeriodicExponential(BuiltinSurrogate):
-    """Exponential peaks at every multiple of the threshold, for multi-spike neurons (sinabs)."""
+    """Exponential peaks at every multiple of the threshold, for multi-spike neurons (sinabs').
+
+    Weidel & Sheik 2021. σ = scale · exp(−|d| / w) with an absolute width w and
+    d = v − θ for v < θ, d = θ·(2·frac(v/θ − ½) − 1) for v ≥ θ (so |d| ≤ θ and the peaks above
+    threshold decay twice as fast as the one below it), exactly as sinabs computes it.
+    """
 
     grad_width: float = 0.5
     grad_scale: float = 1.0
@@ -96,11 +102,10 @@ class PeriodicExponential(BuiltinSurrogate):
         return (self.grad_width, self.grad_scale)
 
     def __call__(self, v_mem: Tensor, threshold: Tensor | float) -> Tensor:
-        shifted = v_mem - threshold / 2
-        periodic = shifted - torch.floor(shifted / threshold) * threshold
-        centred = torch.where(v_mem >= threshold, periodic, shifted)
-        width = self.grad_width * threshold
-        return self.grad_scale * torch.exp(-(centred - threshold / 2).abs() / width) / threshold
+        n = v_mem / threshold - 0.5
+        above = threshold * (2 * (n - torch.floor(n)) - 1)
+        d = torch.where(v_mem >= threshold, above, v_mem - threshold)
+        return self.grad_scale * torch.exp(-d.abs() / self.grad_width)
 
 
 @dataclass(frozen=True)

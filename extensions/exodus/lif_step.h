@@ -107,9 +107,9 @@ EXODUS_HD SurrogateCoeffs<T> surrogate_setup(T threshold, T p0, T p1) {
   if constexpr (Kind == kSingleExponential) {  // p0 = grad_width (relative), p1 = grad_scale
     c.c1 = T(1) / (threshold * p0);            // 1 / width
     c.c0 = p1 * c.c1;
-  } else if constexpr (Kind == kPeriodicExponential) {  // p0 = grad_width (relative), p1 = scale
-    c.c0 = p1 / threshold;
-    c.c1 = T(1) / (p0 * threshold);
+  } else if constexpr (Kind == kPeriodicExponential) {  // p0 = grad_width (absolute), p1 = scale
+    c.c0 = p1;
+    c.c1 = T(1) / p0;
   } else if constexpr (Kind == kHeaviside) {  // p0 = window below threshold
     c.c0 = T(1) / threshold;
     c.c1 = threshold - p0;
@@ -134,10 +134,12 @@ EXODUS_HD T surrogate_grad(T v, T threshold, const SurrogateCoeffs<T>& c) {
   if constexpr (Kind == kSingleExponential) {  // scale / w · exp(−|v − θ| / w), w = width·θ
     return c.c0 * exp_nonpositive(-std::fabs(v - threshold) * c.c1);
   } else if constexpr (Kind == kPeriodicExponential) {
-    const T shifted = v - threshold / T(2);
-    const T periodic = shifted - std::floor(shifted / threshold) * threshold;
-    const T centred = v >= threshold ? periodic : shifted;
-    return c.c0 * exp_nonpositive(-std::fabs(centred - threshold / T(2)) * c.c1);
+    // sinabs': below θ the distance to θ; above, θ·(2·frac(v/θ − 1/2) − 1), the signed distance
+    // to the nearest multiple of θ, doubled (so the peaks are twice as narrow above threshold).
+    const T n = v / threshold - T(0.5);
+    const T above = threshold * (T(2) * (n - std::floor(n)) - T(1));
+    const T d = v >= threshold ? above : v - threshold;
+    return c.c0 * exp_nonpositive(-std::fabs(d) * c.c1);
   } else if constexpr (Kind == kHeaviside) {  // 1/θ where v ≥ θ − window
     return v >= c.c1 ? c.c0 : T(0);
   } else if constexpr (Kind == kGaussian) {  // scale · N(v; θ, σ²)
