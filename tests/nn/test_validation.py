@@ -91,10 +91,18 @@ def test_repr_shows_key_settings():
     assert repr(enn.ExpLeak(4.0, train_alphas=True)).startswith("ExpLeak(alpha_mem=0.7788")
 
 
-def test_sinabs_positional_order_beyond_threshold_is_rejected():
-    # sinabs' 4th positional argument is spike_fn; ours are keyword-only from there on.
-    with pytest.raises(TypeError):
-        enn.LIF(5.0, None, 1.0, None)
+def test_sinabs_positional_order():
+    # sinabs' LIF(tau_mem, tau_syn, spike_threshold, spike_fn, reset_fn, surrogate_grad_fn,
+    # min_v_mem, train_alphas, shape, norm_input, record_states)
+    layer = enn.LIF(5.0, None, 0.5, enn.activation.SingleSpike, enn.activation.MembraneReset(),
+                    sg.Heaviside(), -1.0, True, (2, 3), False, True)
+    assert (layer.max_spikes_per_step, layer.reset, layer.train_alphas) == (1, "zero", True)
+    assert layer.v_mem.shape == (2, 3) and not layer.norm_input and layer.record_states
+    assert layer.min_v_mem.item() == -1.0 and layer.spike_threshold.item() == 0.5
+    iaf = enn.IAF(0.5, enn.activation.MaxSpike(3), None, sg.Heaviside(), 4.0, -1.0)
+    assert iaf.max_spikes_per_step == 3 and iaf.tau_syn.item() == 4.0
+    leak = enn.ExpLeak(5.0, (2, 3), True, -1.0, True, True)
+    assert leak.train_alphas and leak.norm_input and leak.record_states
 
 
 def test_surrogate_module_is_the_ops_one():
