@@ -14,12 +14,15 @@ Value = float | Tensor
 
 
 def as_tensor(name: str, value: Value) -> Tensor:
-    """A float or floating tensor as a float32 tensor (float64 kept), detached from any graph."""
+    """A number or a tensor as a float32 tensor (float64 kept), detached from any graph.
+
+    Integer tensors are accepted as sinabs accepts them (``min_v_mem=torch.tensor(-1)``).
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
         raise TypeError(f"{name} must be a float or a floating tensor broadcastable to the "
                         f"feature shape, got {type(value).__name__}")
     if isinstance(value, Tensor):
-        if not value.is_floating_point():
+        if value.dtype == torch.bool or value.is_complex():
             raise TypeError(f"{name} must be a floating tensor, got {value.dtype}; "
                             f"pass {name}.float()")
         dtype = torch.float64 if value.dtype == torch.float64 else torch.float32

@@ -44,7 +44,9 @@ def test_bad_types():
     with pytest.raises(TypeError, match="tau_mem must be a float or a floating tensor"):
         enn.LIF("5")
     with pytest.raises(TypeError, match="spike_threshold must be a floating tensor"):
-        enn.LIF(5.0, spike_threshold=torch.tensor([1, 2]))
+        enn.LIF(5.0, spike_threshold=torch.tensor([True, False]))
+    # Integer tensors are numbers, as in sinabs.
+    assert enn.IAF(min_v_mem=torch.tensor(-1)).min_v_mem.dtype == torch.float32
 
 
 @pytest.mark.parametrize(
