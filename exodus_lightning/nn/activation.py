@@ -9,8 +9,9 @@ onto the fused op:
     reset_fn   MembraneSubtract(m) → reset="subtract", subtract_value=m (None: the threshold)
                MembraneReset()     → reset="zero" (reset_value must be 0)
     surrogate  SingleExponential, PeriodicExponential, Heaviside, Gaussian(mu=0) → the fused
-               built-ins of :mod:`exodus_lightning.ops.surrogate`; any other callable
-               (MultiGaussian, Gaussian with mu ≠ 0, your own) is evaluated once per backward
+               built-ins of :mod:`exodus_lightning.ops.surrogate` (re-exported here; our
+               Gaussian has no mu); any other callable (MultiGaussian, sinabs' Gaussian with
+               mu ≠ 0, your own) is evaluated once per backward pass
 
 Anything else (a custom spike autograd.Function, a reset with a value) raises
 :class:`UnsupportedActivationError`. The classes here also work as sinabs' do when called
@@ -41,6 +42,7 @@ __all__ = [
     "MaxSpike",
     "MembraneReset",
     "MembraneSubtract",
+    "MultiGaussian",
     "MultiSpike",
     "PeriodicExponential",
     "SingleExponential",
@@ -136,6 +138,33 @@ class MembraneReset:
                  ) -> dict[str, Tensor]:
         v_mem = state["v_mem"]
         return {**state, "v_mem": torch.where(spikes == 0, v_mem, self.reset_value)}
+
+
+@dataclass(frozen=True)
+class MultiGaussian:
+    """Yin et al. 2021's surrogate: a Gaussian with two wide negative side lobes.
+
+        σ = scale · [(1 + h)·N(d; mu, σ²) − h·N(d; σ, (sσ)²) − h·N(d; −σ, (sσ)²)],  d = v − θ
+
+    with N the normal density. Not fused into the kernels: evaluated once per backward pass.
+    """
+
+    mu: float = 0.0
+    sigma: float = 0.5
+    h: float = 0.15
+    s: float = 6.0
+    grad_scale: float = 1.0
+
+    def __call__(self, v_mem: Tensor, threshold: Tensor | float) -> Tensor:
+        d = v_mem - threshold
+
+        def normal(mean: float, std: float) -> Tensor:
+            return torch.exp(-((d - mean) ** 2) / (2 * std**2)) / (std * (2 * torch.pi) ** 0.5)
+
+        wide = self.s * self.sigma
+        return self.grad_scale * ((1 + self.h) * normal(self.mu, self.sigma)
+                                  - self.h * normal(self.sigma, wide)
+                                  - self.h * normal(-self.sigma, wide))
 
 
 # --- recognising sinabs' objects (without importing sinabs) -----------------------------------
@@ -257,12 +286,3 @@ def check_surrogate(surrogate: Any) -> None:
     if not callable(surrogate):
         raise TypeError(f"surrogate_grad_fn must be a callable (v_mem, threshold) -> dS/dV, "
                         f"e.g. nn.surrogate.SingleExponential(), got {type(surrogate).__name__}")
-
-
-def same_values(a: float | Tensor | None, b: float | Tensor | None) -> bool:
-    """Equality of optional floats/tensors (for comparing settings)."""
-    if a is None or b is None:
-        return a is None and b is None
-    a_t, b_t = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
-    return a_t.shape == b_t.shape and bool(torch.equal(a_t.cpu(), b_t.cpu()))
-

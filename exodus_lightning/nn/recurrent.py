@@ -65,9 +65,10 @@ class LIFRecurrent(_Recurrent, LIF):
     Cost: the feedback makes each step depend on the last, so time cannot be fused. The layer
     loops over time in Python and calls the op with one step per call (plus rec_connect once
     per step): T small kernel calls forward and T backward, each with the op's per-call
-    overhead (argument checks, autograd nodes). Per step it is a little faster than sinabs'
-    loop on CPU, not the time-fused speed of :class:`LIF`; on a GPU the per-call launch
-    latency dominates for small layers.
+    overhead (argument checks, autograd nodes, ~0.5 ms on CPU). Measured on CPU at
+    (32, 300, 512) with an nn.Linear connection, which dominates the forward pass: 2–3× faster
+    than sinabs' loop forward + backward, about as fast forward only; far from the time-fused
+    speed of :class:`LIF`. On a GPU the per-call launch latency dominates for small layers.
 
     Args:
         tau_mem, tau_syn, spike_threshold, ...: as :class:`LIF`, in sinabs' positions.

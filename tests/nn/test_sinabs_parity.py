@@ -305,7 +305,9 @@ def test_surrogates_are_sinabs_at_every_threshold():
                 width, 1.5)), (sa.SingleExponential(width, 0.7),
                                enn.surrogate.SingleExponential(width, 0.7)),
                      (sa.Gaussian(sigma=width), enn.surrogate.Gaussian(sigma=width)),
-                     (sa.Heaviside(width), enn.surrogate.Heaviside(width))]
+                     (sa.Heaviside(width), enn.surrogate.Heaviside(width)),
+                     (sa.MultiGaussian(mu=0.1, sigma=width),
+                      ours.MultiGaussian(mu=0.1, sigma=width))]
             for theirs, mine in pairs:
                 torch.testing.assert_close(mine(v, threshold), theirs(v, threshold),
                                            check_dtype=False, msg=repr(mine))
