@@ -13,6 +13,11 @@ from torch import Tensor, nn
 Value = float | Tensor
 
 
+class ShapeError(ValueError, RuntimeError):
+    """Shapes that do not fit: a ValueError like our other argument errors, and a RuntimeError
+    like the broadcasting or reshape error sinabs raises in the same place."""
+
+
 def as_tensor(name: str, value: Value) -> Tensor:
     """A number or a tensor as a float32 tensor (float64 kept), detached from any graph.
 
@@ -89,7 +94,7 @@ def check_broadcast(name: str, value: Tensor | None, x: Tensor) -> None:
     except RuntimeError:
         fits = False
     if not fits:
-        raise ValueError(f"{name} of shape {tuple(value.shape)} does not broadcast to the feature "
+        raise ShapeError(f"{name} of shape {tuple(value.shape)} does not broadcast to the feature "
                          f"shape {features} of the input {tuple(x.shape)}; use a scalar, one "
                          f"value per neuron {features}, or per channel (C, 1, 1) for conv "
                          f"features")

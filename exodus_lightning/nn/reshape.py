@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-
-class SizeError(ValueError, RuntimeError):
-    """Input that does not fold into (batch, time, ...): a ValueError, and a RuntimeError as
-    sinabs' reshape raises."""
+from .parameters import ShapeError
 
 
 class SizeArgumentError(ValueError, TypeError):
@@ -41,7 +38,7 @@ def _check_sizes(owner: str, batch_size: int | None, num_timesteps: int | None
 def unflatten_time(owner: str, x: Tensor, batch_size: int, num_timesteps: int) -> Tensor:
     """(batch·time, *features) -> (batch, time, *features); a size of -1 is inferred."""
     if x.dim() < 1:
-        raise SizeError(f"{owner} expects input of shape (batch*time, *features), got a scalar")
+        raise ShapeError(f"{owner} expects input of shape (batch*time, *features), got a scalar")
     known = [(name, n) for name, n in (("batch_size", batch_size),
                                        ("num_timesteps", num_timesteps)) if n > 0]
     product = 1
@@ -51,7 +48,7 @@ def unflatten_time(owner: str, x: Tensor, batch_size: int, num_timesteps: int) -
     if not fits:
         what = " * ".join(f"{name}={n}" for name, n in known)
         verb = "equal" if len(known) == 2 else "be divisible by"
-        raise SizeError(f"{owner}: the first axis of the input {tuple(x.shape)} is batch*time "
+        raise ShapeError(f"{owner}: the first axis of the input {tuple(x.shape)} is batch*time "
                         f"and must {verb} {what}; after a batch-size change set the new "
                         f"batch_size (exodus_lightning.nn.set_batch_size(model, n))")
     return x.unflatten(0, (batch_size, num_timesteps))

@@ -64,6 +64,8 @@ def test_parameter_shape_must_broadcast_to_features(layer, name):
     with pytest.raises(ValueError, match=f"{name} of shape .* does not broadcast to the feature "
                                          f"shape \\(3, 2, 2\\)"):
         layer(torch.rand(2, 4, 3, 2, 2))
+    with pytest.raises(RuntimeError):  # the type of sinabs' broadcasting error
+        layer(torch.rand(2, 4, 3, 2, 2))
 
 
 def test_input_must_have_batch_and_time():
