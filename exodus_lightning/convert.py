@@ -71,19 +71,18 @@ def _replace(model: nn.Module, convert: Callable[[nn.Module, str], nn.Module | N
     (sinabs' own deepcopy fails for its recurrent layers).
     """
     memo: dict[int, Any] = {}
+    converted: list[str] = []
     for path, module in model.named_modules(remove_duplicate=False):
-        if id(module) in memo or any(path.startswith(done + ".") for done in _done(memo)):
-            continue
+        if id(module) in memo or any(path.startswith(done + ".") for done in converted):
+            continue  # shared, or inside a converted layer (its rec_connect)
         new = convert(module, path)
-        if new is not None:
-            memo[id(module)] = new
-            memo.setdefault("_paths", []).append(path)
-    memo.pop("_paths", None)
+        if new is None:
+            continue
+        if not path:
+            return new  # model itself is a layer
+        memo[id(module)] = new
+        converted.append(path)
     return copy.deepcopy(model, memo)
-
-
-def _done(memo: dict) -> list[str]:
-    return memo.get("_paths", [])
 
 
 def _reference_tensor(module: nn.Module) -> torch.Tensor | None:
