@@ -52,12 +52,12 @@ class LIF(StatefulLayer):
         v_t  = α · v⁺_{t−1} + in_t
         s_t  = min(K, floor(v_t / θ)) if v_t ≥ θ else 0          (K = max_spikes_per_step)
         w_t  = v_t − m · s_t   (reset="subtract", m = subtract_value or θ)   or   0 if s_t > 0
-        v⁺_t = max(w_t, min_v_mem)             (sinabs' relu(w − min) + min; none if None)
+        v⁺_t = max(w_t, min_v_mem)       (sinabs' relu(w − min) + min without its rounding)
 
     The output is s (spike counts, in the input dtype). The backward pass is exact BPTT through
     the reset (EXODUS), computed by one reverse scan, with ds/dv = surrogate_grad_fn(v, θ).
     Spikes, states, recordings and gradients equal sinabs' LIF with the same arguments; without
-    min_v_mem (and with tau_syn) the forward values are bit for bit the same.
+    min_v_mem (with or without tau_syn) the forward values are bit for bit the same.
 
     sinabs' arguments keep their positions and meaning. ``spike_fn``, ``reset_fn`` and
     ``surrogate_grad_fn`` accept sinabs' objects or those of :mod:`exodus_lightning.nn.activation`
