@@ -92,9 +92,25 @@ def assert_same(got: dict, expected: dict, exact_forward: bool) -> None:
     for name, value in expected.items():
         if exact_forward and not name.startswith("grad_"):
             assert torch.equal(got[name], value), name
+        elif name.startswith("grad_") and name != "grad_x":
+            assert_parameter_gradient(name, got[name], value, expected["grad_x"])
         else:
             torch.testing.assert_close(got[name], value, **GRAD_TOLERANCE,
                                        msg=lambda m, n=name: f"{n}: {m}")
+
+
+def assert_parameter_gradient(name: str, got: torch.Tensor, expected: torch.Tensor,
+                              grad_x: torch.Tensor) -> None:
+    """A parameter gradient sums batch·time terms that can cancel, so float32 rounding in
+    another summation order shows relative to the terms (~ the input gradients they sum),
+    not to the result."""
+    try:
+        terms = grad_x.abs().sum_to_size(expected.shape)
+    except RuntimeError:  # not per neuron (e.g. recurrent weights): the total
+        terms = grad_x.abs().sum()
+    bound = GRAD_TOLERANCE["rtol"] * expected.abs() + GRAD_TOLERANCE["atol"] + 1e-6 * terms
+    excess = ((got - expected).abs() - bound).max().item()
+    assert excess <= 0, f"{name}: differs from sinabs' by {excess:.3g} more than allowed"
 
 
 @settings(max_examples=40, deadline=None)
