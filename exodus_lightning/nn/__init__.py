@@ -1,16 +1,19 @@
-"""Spiking layers on the EXODUS ops, drop-in for sinabs' LIF, IAF and ExpLeak.
+"""Spiking layers on the EXODUS ops, drop-in for sinabs' LIF, IAF, ExpLeak and their variants.
 
 Layers take (batch, time, *features); their ``*Squeeze`` variants take (batch·time, *features)
 for conv stacks. States persist across calls; ``reset_states(model)`` / ``detach_states(model)``
-act on every layer of a network.
+act on every layer of a network. ``activation`` holds sinabs-style spike and reset functions.
 """
 
-from . import surrogate
+from . import activation, surrogate
+from .activation import UnsupportedActivationError
 from .exp_leak import ExpLeak, ExpLeakSqueeze
 from .iaf import IAF, IAFSqueeze
 from .lif import LIF, LIFSqueeze
-from .reshape import FlattenTime, SqueezeMixin, UnflattenTime
-from .stateful import StatefulLayer, detach_states, reset_states
+from .parameters import ShapeError
+from .recurrent import IAFRecurrent, LIFRecurrent
+from .reshape import FlattenTime, SqueezeMixin, UnflattenTime, set_batch_size
+from .stateful import StatefulLayer, detach_states, reset_states, zero_grad
 
 __all__ = [
     "IAF",
@@ -18,12 +21,19 @@ __all__ = [
     "ExpLeak",
     "ExpLeakSqueeze",
     "FlattenTime",
+    "IAFRecurrent",
     "IAFSqueeze",
+    "LIFRecurrent",
     "LIFSqueeze",
+    "ShapeError",
     "SqueezeMixin",
     "StatefulLayer",
     "UnflattenTime",
+    "UnsupportedActivationError",
+    "activation",
     "detach_states",
     "reset_states",
+    "set_batch_size",
     "surrogate",
+    "zero_grad",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -18,8 +20,9 @@ def _clipped_leak(x: Tensor, alpha: Tensor, v_init: Tensor, min_v_mem: Tensor
                   ) -> tuple[Tensor, Tensor, Tensor]:
     """The leaky integrator with a lower bound on its state, as sinabs' ExpLeak(min_v_mem=...).
 
-        y_t = α · v_{t−1} + x_t      (the output, not clipped)
-        v_t = max(y_t, min_v_mem)    (the state, clipped)
+        y_t = α · v_{t−1} + x_t                    (the output, not clipped)
+        v_t = relu(y_t − min_v_mem) + min_v_mem    (the state: max(y_t, min_v_mem), rounded
+                                                    as sinabs rounds it)
 
     A Python loop (the op has no lower bound): slower, and only used when min_v_mem is set.
     """
@@ -28,8 +31,8 @@ def _clipped_leak(x: Tensor, alpha: Tensor, v_init: Tensor, min_v_mem: Tensor
     # unbind, not x[:, t]: slicing a tensor that needs grad costs a full-size zero per step.
     for x_t in x.unbind(1):
         y = alpha * v + x_t.to(v.dtype)
-        # where, not maximum: the gradient is 1[y > min] like sinabs' relu, not split at ties.
-        v = torch.where(y > min_v_mem, y, min_v_mem.to(y.dtype))
+        # relu'(0) = 0: the gradient passes where y > min_v_mem, as in sinabs.
+        v = torch.relu(y - min_v_mem) + min_v_mem
         ys.append(y.to(x.dtype))
         vs.append(v)
     if not ys:
@@ -40,13 +43,14 @@ def _clipped_leak(x: Tensor, alpha: Tensor, v_init: Tensor, min_v_mem: Tensor
 class ExpLeak(StatefulLayer):
     """Leaky integrator over (batch, time, *features), with α = exp(−1/τ_mem):
 
-        in_t = (1 − α) · x_t  if norm_input  else  x_t
+        in_t = (1 − α) · x_t  if norm_input  else  x_t      (× α more with decay_early)
         y_t  = α · v_{t−1} + in_t          (the output)
         v_t  = max(y_t, min_v_mem)         (the state; v_t = y_t without min_v_mem)
 
-    Non-spiking: use it as a readout whose membrane is the network output. Same keywords and
-    defaults as sinabs' ExpLeak (norm_input=False there too, although sinabs' docstring shows
-    the normalised form). Without min_v_mem the scan runs in the fused op.
+    Non-spiking: use it as a readout whose membrane is the network output. Same arguments,
+    positions and defaults as sinabs' ExpLeak (norm_input=False there too, although sinabs'
+    docstring shows the normalised form), plus sinabs-exodus' decay_early. Without min_v_mem
+    the scan runs in the fused op.
 
     Args:
         tau_mem: time constant τ > 0, float or tensor broadcastable to the features.
@@ -55,18 +59,28 @@ class ExpLeak(StatefulLayer):
         min_v_mem: lower bound of the state (None: unbounded).
         norm_input: scale the input by (1 − α).
         record_states: keep the (batch, time, *features) state trace in ``self.recordings``.
+        decay_early: decay the input already in its own step (sinabs-exodus' option; sinabs
+            and the default: False).
         backend: "auto", "extension" or "reference".
     """
+
+    # sinabs' ExpLeak has these attributes, all None: it does not spike.
+    spike_fn = None
+    reset_fn = None
+    surrogate_grad_fn = None
+    spike_threshold = None
+    tau_syn = None
 
     def __init__(
         self,
         tau_mem: float | Tensor,
-        *,
         shape: tuple[int, ...] | None = None,
         train_alphas: bool = False,
         min_v_mem: float | Tensor | None = None,
         norm_input: bool = False,
         record_states: bool = False,
+        decay_early: bool = False,
+        *,
         backend: str = "auto",
     ) -> None:
         super().__init__(["v_mem"])
@@ -80,9 +94,10 @@ class ExpLeak(StatefulLayer):
                              else p.as_tensor("min_v_mem", min_v_mem))
         self.norm_input = bool(norm_input)
         self.record_states = bool(record_states)
+        self.decay_early = bool(decay_early)
         self.backend = backend
         self.recordings: dict[str, Tensor] = {}
-        if shape is not None:
+        if shape:
             self.init_state_with_shape(shape)
 
     @property
@@ -95,6 +110,24 @@ class ExpLeak(StatefulLayer):
         """Time constant τ_mem (computed from α when train_alphas)."""
         return -1.0 / self.alpha_mem.log() if self.train_alphas else self.tau_mem
 
+    @property
+    def does_spike(self) -> bool:
+        """False: a leaky integrator (sinabs' ``does_spike``)."""
+        return False
+
+    @property
+    def firing_rate(self) -> Tensor:
+        """Mean output of the last forward call (sinabs reports it for ExpLeak too)."""
+        output = self.__dict__.get("_last_output")
+        if output is None:
+            raise AttributeError(f"{type(self).__name__}.firing_rate exists after a forward call")
+        return output.mean()
+
+    @property
+    def shape(self) -> torch.Size | None:
+        """Shape of the state, None before it exists."""
+        return self.v_mem.shape if self.is_state_initialised() else None
+
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, *features) -> the integrated trace y, same shape and dtype."""
         p.check_input(type(self).__name__, x)
@@ -104,6 +137,8 @@ class ExpLeak(StatefulLayer):
         self.prepare_states(x)
         alpha = self.alpha_mem_calculated
         drive = ((1 - alpha) * x).to(x.dtype) if self.norm_input else x
+        if self.decay_early:
+            drive = (alpha * drive).to(x.dtype)
         if self.min_v_mem is None:
             y, self.v_mem = ops.leaky_integrate(drive, alpha, self.v_mem, backend=self.backend)
             states = y
@@ -114,7 +149,25 @@ class ExpLeak(StatefulLayer):
             y, states, self.v_mem = _clipped_leak(drive, alpha.to(dtype), self.v_mem,
                                                   self.min_v_mem.to(dtype))
         self.recordings = {"v_mem": states} if self.record_states else {}
+        self._last_output = y
         return y
+
+    @property
+    def _param_dict(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this layer (sinabs' keys, then ours if set)."""
+        params = dict(tau_mem=self.tau_mem_calculated.detach(), train_alphas=self.train_alphas,
+                      shape=self.shape, min_v_mem=self.min_v_mem, norm_input=self.norm_input,
+                      record_states=self.record_states)
+        if self.decay_early:
+            params["decay_early"] = True
+        if self.backend != "auto":
+            params["backend"] = self.backend
+        return params
+
+    @property
+    def arg_dict(self) -> dict[str, Any]:
+        """The constructor arguments of this layer (sinabs' ``arg_dict``)."""
+        return self._param_dict
 
     def extra_repr(self) -> str:
         parts = [f"alpha_mem={p.format_value(self.alpha_mem)}" if self.train_alphas
@@ -122,6 +175,8 @@ class ExpLeak(StatefulLayer):
         if self.min_v_mem is not None:
             parts.append(f"min_v_mem={p.format_value(self.min_v_mem)}")
         parts.append(f"norm_input={self.norm_input}")
+        if self.decay_early:
+            parts.append("decay_early=True")
         if self.backend != "auto":
             parts.append(f"backend={self.backend!r}")
         return ", ".join(parts)

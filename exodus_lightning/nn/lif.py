@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import torch
 from torch import Tensor
 
 from exodus_lightning import ops
 
+from . import activation as act
 from . import parameters as p
 from .reshape import SqueezeMixin
 from .stateful import StatefulLayer
@@ -20,95 +23,212 @@ GRADIENTS = ("exodus", "slayer")
 BACKENDS = ("auto", "extension", "reference")
 
 
+def synaptic_current(x: Tensor, beta: Tensor, i_init: Tensor, decay_early: bool, backend: str
+                     ) -> tuple[Tensor, Tensor]:
+    """Synaptic current over x (batch, time, *features): the trace (x's dtype) and i_T.
+
+        i_t = β · (i_{t−1} + x_t)   (decay_early, sinabs)    or    i_t = β · i_{t−1} + x_t
+
+    sinabs' form runs as u_t = β · u_{t−1} + x'_t with x'_1 = x_1 + i_0, u_0 = 0, and i_t = β · u_t:
+    the same floating-point operations in the same order, so i equals sinabs' bit for bit.
+    """
+    if not decay_early:
+        return ops.leaky_integrate(x, beta, i_init, backend=backend)
+    if x.shape[1] == 0:
+        return x.clone(), i_init
+    shifted = x.to(i_init.dtype).clone()
+    shifted[:, 0] += i_init
+    u, u_last = ops.leaky_integrate(shifted, beta, backend=backend)
+    return (beta * u).to(x.dtype), beta * u_last
+
+
 class LIF(StatefulLayer):
     """Leaky integrate-and-fire neurons over (batch, time, *features), sinabs' dynamics.
 
     Per neuron and time step t, with α = exp(−1/τ_mem), β = exp(−1/τ_syn), θ = spike_threshold:
 
-        i_t  = β · (i_{t−1} + x_t)           (only with tau_syn; sinabs decays the new input too)
+        i_t  = β · (i_{t−1} + x_t)           (only with tau_syn; decay_early=False: β·i_{t−1} + x_t)
         in_t = (1 − α) · i_t  if norm_input  else  i_t          (i_t = x_t without tau_syn)
         v_t  = α · v⁺_{t−1} + in_t
         s_t  = min(K, floor(v_t / θ)) if v_t ≥ θ else 0          (K = max_spikes_per_step)
-        w_t  = v_t − θ · s_t   (reset="subtract")   or   0 if s_t > 0   (reset="zero")
-        v⁺_t = max(w_t, min_v_mem)             (sinabs' relu(w − min) + min; none if None)
+        w_t  = v_t − m · s_t   (reset="subtract", m = subtract_value or θ)   or   0 if s_t > 0
+        v⁺_t = max(w_t, min_v_mem)       (sinabs' relu(w − min) + min without its rounding)
 
     The output is s (spike counts, in the input dtype). The backward pass is exact BPTT through
     the reset (EXODUS), computed by one reverse scan, with ds/dv = surrogate_grad_fn(v, θ).
+    Spikes, states, recordings and gradients equal sinabs' LIF with the same arguments; without
+    min_v_mem (with or without tau_syn) the forward values are bit for bit the same.
 
-    Differences from sinabs a user should know:
-    - ``recordings["v_mem"]`` is the pre-reset membrane v_t; sinabs records the post-reset v⁺_t
-      (get it as v_t − θ · s_t). The state ``self.v_mem`` is v⁺, as in sinabs.
-    - min_v_mem clips the post-reset state, as sinabs does, so spikes, states and gradients
-      equal sinabs' for every bound (sinabs-exodus clips before spiking: its gradients differ
-      at clipped steps).
-    - sinabs' ``spike_fn``/``reset_fn`` are replaced by ``max_spikes_per_step`` (None =
-      MultiSpike, 1 = SingleSpike, K = MaxSpike(K)) and ``reset``. reset="zero" with the
-      default gradient="exodus" differentiates through the reset; sinabs' MembraneReset does
-      not, which is what gradient="slayer" computes.
-    - The threshold is a parameter with requires_grad=train_threshold (sinabs: never trained).
+    sinabs' arguments keep their positions and meaning. ``spike_fn``, ``reset_fn`` and
+    ``surrogate_grad_fn`` accept sinabs' objects or those of :mod:`exodus_lightning.nn.activation`
+    (see there for the mapping onto the fused op); ``max_spikes_per_step``, ``reset`` and
+    ``subtract_value`` are the same settings as keywords. The layer keeps one source of truth:
+    ``layer.spike_fn`` / ``layer.reset_fn`` read back as our equivalents.
+
+    Differences from sinabs a user may notice:
+    - gradient="exodus" with reset="zero" differentiates through the reset (∂1[s>0]/∂v by the
+      surrogate); the default (gradient=None) is sinabs' gradient: for reset="zero" sinabs'
+      MembraneReset passes none through the spike, which is what gradient="slayer" computes.
+    - The threshold is a parameter with requires_grad=train_threshold (sinabs never trains it);
+      min_v_mem is a buffer (sinabs: a parameter without gradient). Same state_dict keys.
+    - ``firing_rate`` is computed when read (sinabs computes it in every forward call).
 
     Args:
         tau_mem: membrane time constant τ > 0 in time steps: float or tensor broadcastable to
             the features (per channel: shape (C, 1, 1) for (C, H, W) features).
         tau_syn: synaptic time constant, or None for no synaptic current.
         spike_threshold: θ > 0, float or tensor broadcastable to the features.
-        min_v_mem: lower bound of the post-reset state (None: unbounded); < spike_threshold.
-        max_spikes_per_step: None (unbounded multi-spike), 1 (single spike) or K.
-        reset: "subtract" (v − θ·s) or "zero".
+        spike_fn: MultiSpike, SingleSpike or MaxSpike(K) (sinabs' or ours).
+        reset_fn: MembraneSubtract(subtract_value) or MembraneReset() (sinabs' or ours); None:
+            from ``reset`` and ``subtract_value``.
         surrogate_grad_fn: callable (v_mem, threshold) -> dS/dV; see ``nn.surrogate``.
+        min_v_mem: lower bound of the post-reset state (None: unbounded); < spike_threshold.
         train_alphas: train α = exp(−1/τ) (parameters alpha_mem, alpha_syn) instead of τ
             (tau_mem, tau_syn).
-        norm_input: scale the input by (1 − α).
-        record_states: keep the (batch, time, *features) traces in ``self.recordings``.
-        gradient: "exodus" (exact) or "slayer" (reset ignored in the backward pass).
-        backend: "auto", "extension" (compiled kernels) or "reference" (autograd loop).
         shape: create the states now, with shape (batch, *features).
+        norm_input: scale the input by (1 − α).
+        record_states: keep the (batch, time, *features) traces of the states (post-reset
+            v_mem, and i_syn) in ``self.recordings``, as sinabs.
+        decay_early: decay the synaptic input in its own step (sinabs); False adds it undecayed
+            (sinabs-exodus' option).
+        max_spikes_per_step: None (unbounded multi-spike), 1 (single spike) or K; overrides the
+            default spike_fn.
+        reset: "subtract" (v − m·s) or "zero"; give it or reset_fn, not both.
+        subtract_value: m, the amount removed per spike (None: θ), float or tensor.
+        gradient: None (sinabs' gradient, see above), "exodus" (exact through the reset) or
+            "slayer" (reset ignored in the backward pass).
+        backend: "auto", "extension" (compiled kernels) or "reference" (autograd loop).
         train_threshold: give spike_threshold a gradient.
     """
+
+    _leaky = True
 
     def __init__(
         self,
         tau_mem: float | Tensor,
         tau_syn: float | Tensor | None = None,
         spike_threshold: float | Tensor = 1.0,
-        *,
-        min_v_mem: float | Tensor | None = None,
-        max_spikes_per_step: int | None = None,
-        reset: str = "subtract",
+        spike_fn: Any = act.MultiSpike,
+        reset_fn: Any = None,
         surrogate_grad_fn: SurrogateFn = _DEFAULT_SURROGATE,
+        min_v_mem: float | Tensor | None = None,
         train_alphas: bool = False,
+        shape: tuple[int, ...] | None = None,
         norm_input: bool = True,
         record_states: bool = False,
-        gradient: str = "exodus",
+        decay_early: bool = True,
+        *,
+        max_spikes_per_step: int | None = None,
+        reset: str | None = None,
+        subtract_value: float | Tensor | None = None,
+        gradient: str | None = None,
         backend: str = "auto",
-        shape: tuple[int, ...] | None = None,
         train_threshold: bool = False,
     ) -> None:
         super().__init__(["v_mem"] if tau_syn is None else ["v_mem", "i_syn"])
-        p.check_max_spikes(max_spikes_per_step)
-        p.check_choice("reset", reset, RESETS)
-        p.check_choice("gradient", gradient, GRADIENTS)
+        self.max_spikes_per_step = _spike_limit(spike_fn, max_spikes_per_step)
+        self._reset, self._subtract_value = _reset_mode(reset_fn, reset, subtract_value)
+        self.gradient = gradient
         p.check_choice("backend", backend, BACKENDS)
-        if not callable(surrogate_grad_fn):
-            raise TypeError(f"surrogate_grad_fn must be a callable (v_mem, threshold) -> dS/dV, "
-                            f"e.g. nn.surrogate.SingleExponential(), got "
-                            f"{type(surrogate_grad_fn).__name__}")
+        act.check_surrogate(surrogate_grad_fn)
         self.train_alphas = bool(train_alphas)
         self._register_decay("tau_mem", "alpha_mem", tau_mem)
         self._register_decay("tau_syn", "alpha_syn", tau_syn)
         self.spike_threshold, min_t = p.threshold_parameter(spike_threshold, min_v_mem,
                                                             train_threshold)
         self.register_buffer("min_v_mem", min_t)
-        self.max_spikes_per_step = max_spikes_per_step
-        self.reset = reset
         self.surrogate_grad_fn = surrogate_grad_fn
         self.norm_input = bool(norm_input)
         self.record_states = bool(record_states)
-        self.gradient = gradient
+        self.decay_early = bool(decay_early)
         self.backend = backend
         self.recordings: dict[str, Tensor] = {}
-        if shape is not None:
+        if shape:
             self.init_state_with_shape(shape)
+
+    # --- settings with one source of truth --------------------------------------------------
+
+    @property
+    def max_spikes_per_step(self) -> int | None:
+        """Spikes per step at most: None (MultiSpike), 1 (SingleSpike) or K (MaxSpike(K))."""
+        return self._max_spikes
+
+    @max_spikes_per_step.setter
+    def max_spikes_per_step(self, value: int | None) -> None:
+        p.check_max_spikes(value)
+        self._max_spikes = value
+
+    @property
+    def spike_fn(self) -> Any:
+        """The spike function as sinabs writes it: MultiSpike, SingleSpike or MaxSpike(K)."""
+        return act.spike_fn_for(self._max_spikes)
+
+    @spike_fn.setter
+    def spike_fn(self, value: Any) -> None:
+        self._max_spikes = _spike_limit(value, None)
+
+    @property
+    def reset(self) -> str:
+        """"subtract" or "zero"."""
+        return self._reset
+
+    @reset.setter
+    def reset(self, value: str) -> None:
+        p.check_choice("reset", value, RESETS)
+        if value == "zero":
+            self._subtract_value = None
+        self._reset = value
+
+    @property
+    def subtract_value(self) -> float | Tensor | None:
+        """Amount removed per spike by the subtracting reset (None: the threshold)."""
+        return self._subtract_value
+
+    @subtract_value.setter
+    def subtract_value(self, value: float | Tensor | None) -> None:
+        self._reset, self._subtract_value = _reset_mode(None, self._reset, value)
+
+    @property
+    def reset_fn(self) -> Any:
+        """The reset as sinabs writes it: MembraneSubtract(subtract_value) or MembraneReset()."""
+        return act.reset_fn_for(self._reset, self._subtract_value)
+
+    @reset_fn.setter
+    def reset_fn(self, value: Any) -> None:
+        self._reset, self._subtract_value = _reset_mode(value, None, None)
+
+    @property
+    def gradient(self) -> str:
+        """"exodus" or "slayer" (None given: sinabs' gradient, "slayer" only for reset="zero")."""
+        if self._gradient is not None:
+            return self._gradient
+        return "slayer" if self._reset == "zero" else "exodus"
+
+    @gradient.setter
+    def gradient(self, value: str | None) -> None:
+        if value is not None:
+            p.check_choice("gradient", value, GRADIENTS)
+        self._gradient = value
+
+    @property
+    def does_spike(self) -> bool:
+        """True: the layer emits spikes (sinabs' ``does_spike``)."""
+        return True
+
+    @property
+    def firing_rate(self) -> Tensor:
+        """Mean spike count per neuron and step of the last forward call (with its graph)."""
+        output = self.__dict__.get("_last_output")
+        if output is None:
+            raise AttributeError(f"{type(self).__name__}.firing_rate exists after a forward call")
+        return output.mean()
+
+    @property
+    def shape(self) -> torch.Size | None:
+        """Shape of the states, None before they exist."""
+        return self.v_mem.shape if self.is_state_initialised() else None
+
+    # --- time constants ---------------------------------------------------------------------
 
     def _register_decay(self, tau_name: str, alpha_name: str, tau: float | Tensor | None) -> None:
         """Register the τ or α parameter; the other name is None (sinabs' layout)."""
@@ -125,7 +245,7 @@ class LIF(StatefulLayer):
         return None if tau is None else (-1.0 / tau).exp()
 
     @property
-    def alpha_mem_calculated(self) -> Tensor | float:
+    def alpha_mem_calculated(self) -> Tensor:
         """Membrane decay α = exp(−1/τ_mem)."""
         return self._alpha("tau_mem", "alpha_mem")
 
@@ -137,45 +257,119 @@ class LIF(StatefulLayer):
     @property
     def tau_mem_calculated(self) -> Tensor | None:
         """Membrane time constant τ_mem (computed from α when train_alphas)."""
-        alpha = self.alpha_mem_calculated
-        return None if not isinstance(alpha, Tensor) else -1.0 / alpha.log()
+        return -1.0 / self.alpha_mem.log() if self.train_alphas else self.tau_mem
 
     @property
     def tau_syn_calculated(self) -> Tensor | None:
         """Synaptic time constant τ_syn (computed from β when train_alphas), or None."""
-        beta = self.alpha_syn_calculated
-        return None if beta is None else -1.0 / beta.log()
+        if self.train_alphas:
+            return None if self.alpha_syn is None else -1.0 / self.alpha_syn.log()
+        return self.tau_syn
+
+    # --- forward ----------------------------------------------------------------------------
 
     def _check_parameters(self, x: Tensor) -> None:
         names = ("alpha_mem", "alpha_syn") if self.train_alphas else ("tau_mem", "tau_syn")
         for name in (*names, "spike_threshold", "min_v_mem"):
             p.check_broadcast(name, getattr(self, name, None), x)
+        if isinstance(self._subtract_value, Tensor):
+            p.check_broadcast("subtract_value", self._subtract_value, x)
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, *features) input current -> spikes of the same shape and dtype."""
         p.check_input(type(self).__name__, x)
         self._check_parameters(x)
         self.prepare_states(x)
-        alpha = self.alpha_mem_calculated
+        spikes, self.recordings = self._run(x)
+        self._last_output = spikes
+        return spikes
+
+    def _run(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Synaptic current and membrane over x (batch, time, *features), from and to the
+        states; returns the spikes and the recordings (empty without record_states)."""
+        alpha = self.alpha_mem_calculated if self._leaky else 1.0
         beta = self.alpha_syn_calculated
         i_syn = x
         if beta is not None:
-            # sinabs: i_t = β·(i_{t−1} + x_t), i.e. the new input is decayed in its own step.
-            i_syn, self.i_syn = ops.leaky_integrate((beta * x).to(x.dtype), beta, self.i_syn,
-                                                    backend=self.backend)
+            i_syn, self.i_syn = synaptic_current(x, beta, self.i_syn, self.decay_early,
+                                                 self.backend)
         drive = ((1 - alpha) * i_syn).to(x.dtype) if self.norm_input else i_syn
+        subtract = self._subtract_tensor(x)
+        gradient = self.gradient
         spikes, v_mem, self.v_mem = ops.lif(
-            drive, alpha, self.spike_threshold, self.v_mem,
-            min_v_mem=self.min_v_mem, max_spikes=self.max_spikes_per_step,
-            surrogate=self.surrogate_grad_fn, reset=self.reset, gradient=self.gradient,
-            backend=self.backend,
+            drive, alpha, self.spike_threshold, self.v_mem, subtract=subtract,
+            min_v_mem=self.min_v_mem, max_spikes=self._max_spikes,
+            surrogate=act.fused_surrogate(self.surrogate_grad_fn), reset=self._reset,
+            gradient=gradient, backend=self.backend,
         )
-        self.recordings = {}
+        recordings = {}
         if self.record_states:
-            self.recordings["v_mem"] = v_mem
+            recordings["v_mem"] = self._post_reset(v_mem, spikes, subtract, gradient)
             if beta is not None:
-                self.recordings["i_syn"] = i_syn
-        return spikes
+                recordings["i_syn"] = i_syn
+        return spikes, recordings
+
+    def _subtract_tensor(self, x: Tensor) -> Tensor | None:
+        if self._subtract_value is None:
+            return None
+        return torch.as_tensor(self._subtract_value, dtype=ops.state_dtype(x), device=x.device)
+
+    def _post_reset(self, v_mem: Tensor, spikes: Tensor, subtract: Tensor | None,
+                    gradient: str) -> Tensor:
+        """The post-reset, clipped state trace v⁺ (what sinabs records), from the pre-reset
+        membrane and the spikes, with the gradient the op's dynamics have."""
+        s = spikes.to(v_mem.dtype)
+        s_reset = s if gradient == "exodus" else s.detach()
+        if self._reset == "subtract":
+            amount = self.spike_threshold if subtract is None else subtract
+            w = v_mem - amount.to(v_mem.dtype) * s_reset
+        else:
+            # 1[s > 0] with the spike's surrogate derivative (the op's zero reset).
+            fired = (s > 0).to(s.dtype) + (s_reset - s_reset.detach())
+            w = v_mem * (1 - fired)
+        if self.min_v_mem is None:
+            return w
+        floor = self.min_v_mem.to(w.dtype)
+        return torch.where(w > floor, w, floor)
+
+    # --- sinabs' introspection --------------------------------------------------------------
+
+    @property
+    def _param_dict(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this layer (sinabs' keys, then ours if set)."""
+        tau_mem, tau_syn = self.tau_mem_calculated, self.tau_syn_calculated
+        params = dict(
+            tau_mem=None if tau_mem is None else tau_mem.detach(),
+            tau_syn=None if tau_syn is None else tau_syn.detach(),
+            spike_threshold=self.spike_threshold.detach(),
+            spike_fn=self.spike_fn,
+            reset_fn=self.reset_fn,
+            surrogate_grad_fn=self.surrogate_grad_fn,
+            train_alphas=self.train_alphas,
+            shape=self.shape,
+            min_v_mem=self.min_v_mem,
+            norm_input=self.norm_input,
+            record_states=self.record_states,
+        )
+        return params | self._extra_params()
+
+    def _extra_params(self) -> dict[str, Any]:
+        """Our settings that sinabs' layers lack, only where they differ from the default."""
+        extra: dict[str, Any] = {}
+        if not self.decay_early:
+            extra["decay_early"] = False
+        if self._gradient is not None:
+            extra["gradient"] = self._gradient
+        if self.backend != "auto":
+            extra["backend"] = self.backend
+        if self.spike_threshold.requires_grad:
+            extra["train_threshold"] = True
+        return extra
+
+    @property
+    def arg_dict(self) -> dict[str, Any]:
+        """The constructor arguments of this layer (sinabs' ``arg_dict``)."""
+        return self._param_dict
 
     def extra_repr(self) -> str:
         parts = []
@@ -195,15 +389,50 @@ class LIF(StatefulLayer):
         parts = [f"spike_threshold={p.format_value(self.spike_threshold)}"]
         if self.min_v_mem is not None:
             parts.append(f"min_v_mem={p.format_value(self.min_v_mem)}")
-        parts += [
-            f"max_spikes_per_step={self.max_spikes_per_step}",
-            f"reset={self.reset!r}",
-            f"surrogate_grad_fn={self.surrogate_grad_fn!r}",
-            f"gradient={self.gradient!r}",
-        ]
+        parts += [f"max_spikes_per_step={self._max_spikes}", f"reset={self._reset!r}"]
+        if self._subtract_value is not None:
+            parts.append(f"subtract_value={p.format_value(torch.as_tensor(self._subtract_value))}")
+        parts += [f"surrogate_grad_fn={self.surrogate_grad_fn!r}",
+                  f"gradient={self.gradient!r}"]
+        if not self.decay_early:
+            parts.append("decay_early=False")
         if self.backend != "auto":
             parts.append(f"backend={self.backend!r}")
         return parts
+
+
+def _spike_limit(spike_fn: Any, max_spikes_per_step: int | None) -> int | None:
+    """The spike limit from spike_fn, or from max_spikes_per_step with the default spike_fn."""
+    if spike_fn is None:
+        raise act.UnsupportedActivationError(
+            "spike_fn=None: in sinabs an LIF without a spike function is a non-spiking "
+            "integrator; use exodus_lightning.nn.ExpLeak (tau_syn: two ExpLeak layers), or give "
+            "a spike function")
+    if spike_fn is act.MultiSpike:
+        p.check_max_spikes(max_spikes_per_step)
+        return max_spikes_per_step
+    limit = act.max_spikes_of(spike_fn)
+    if max_spikes_per_step is not None and max_spikes_per_step != limit:
+        raise ValueError(f"spike_fn={spike_fn!r} and max_spikes_per_step={max_spikes_per_step!r} "
+                         f"disagree; give one of them")
+    return limit
+
+
+def _reset_mode(reset_fn: Any, reset: str | None, subtract_value: float | Tensor | None
+                ) -> tuple[str, float | Tensor | None]:
+    """(reset, subtract_value) from reset_fn, or from the keywords (default: subtract θ)."""
+    if reset_fn is not None:
+        if reset is not None or subtract_value is not None:
+            raise ValueError("give reset_fn, or reset and subtract_value, not both")
+        reset, subtract_value = act.reset_of(reset_fn)
+    reset = "subtract" if reset is None else reset
+    p.check_choice("reset", reset, RESETS)
+    if subtract_value is None:
+        return reset, None
+    if reset == "zero":
+        raise ValueError("subtract_value is for reset='subtract'; reset='zero' removes "
+                         "everything")
+    return reset, p.as_tensor("subtract_value", subtract_value)
 
 
 class LIFSqueeze(SqueezeMixin, LIF):

@@ -13,13 +13,21 @@ from torch import Tensor, nn
 Value = float | Tensor
 
 
+class ShapeError(ValueError, RuntimeError):
+    """Shapes that do not fit: a ValueError like our other argument errors, and a RuntimeError
+    like the broadcasting or reshape error sinabs raises in the same place."""
+
+
 def as_tensor(name: str, value: Value) -> Tensor:
-    """A float or floating tensor as a float32 tensor (float64 kept), detached from any graph."""
+    """A number or a tensor as a float32 tensor (float64 kept), detached from any graph.
+
+    Integer tensors are accepted as sinabs accepts them (``min_v_mem=torch.tensor(-1)``).
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
         raise TypeError(f"{name} must be a float or a floating tensor broadcastable to the "
                         f"feature shape, got {type(value).__name__}")
     if isinstance(value, Tensor):
-        if not value.is_floating_point():
+        if value.dtype == torch.bool or value.is_complex():
             raise TypeError(f"{name} must be a floating tensor, got {value.dtype}; "
                             f"pass {name}.float()")
         dtype = torch.float64 if value.dtype == torch.float64 else torch.float32
@@ -86,7 +94,7 @@ def check_broadcast(name: str, value: Tensor | None, x: Tensor) -> None:
     except RuntimeError:
         fits = False
     if not fits:
-        raise ValueError(f"{name} of shape {tuple(value.shape)} does not broadcast to the feature "
+        raise ShapeError(f"{name} of shape {tuple(value.shape)} does not broadcast to the feature "
                          f"shape {features} of the input {tuple(x.shape)}; use a scalar, one "
                          f"value per neuron {features}, or per channel (C, 1, 1) for conv "
                          f"features")

@@ -9,32 +9,49 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-
-def _check_sizes(owner: str, batch_size: int | None, num_timesteps: int | None) -> None:
-    given = [n for n in (batch_size, num_timesteps) if n is not None]
-    if len(given) != 1:
-        raise ValueError(f"{owner} needs exactly one of batch_size or num_timesteps to unfold "
-                         f"(batch*time, ...) into (batch, time, ...), got batch_size="
-                         f"{batch_size!r} and num_timesteps={num_timesteps!r}")
-    value = given[0]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        name = "batch_size" if batch_size is not None else "num_timesteps"
-        raise ValueError(f"{owner}: {name} must be an int >= 1, got {value!r}")
+from .parameters import ShapeError
 
 
-def unflatten_time(owner: str, x: Tensor, batch_size: int | None,
-                   num_timesteps: int | None) -> Tensor:
-    """(batch·time, *features) -> (batch, time, *features), from one of the two sizes."""
+class SizeArgumentError(ValueError, TypeError):
+    """Neither batch_size nor num_timesteps given: a ValueError, and a TypeError as in sinabs."""
+
+
+def _size(owner: str, name: str, value: int | None) -> int:
+    """A size argument as an int, -1 for 'not given' (None, -1 or 0, as sinabs accepts)."""
+    if value is None:
+        return -1
+    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+        raise ValueError(f"{owner}: {name} must be an int >= 1 (or None), got {value!r}")
+    return -1 if value in (0, -1) else value
+
+
+def _check_sizes(owner: str, batch_size: int | None, num_timesteps: int | None
+                 ) -> tuple[int, int]:
+    """(batch_size, num_timesteps), -1 for the one not given; at least one must be given."""
+    sizes = _size(owner, "batch_size", batch_size), _size(owner, "num_timesteps", num_timesteps)
+    if sizes == (-1, -1):
+        raise SizeArgumentError(f"{owner} needs batch_size or num_timesteps to unfold "
+                                f"(batch*time, ...) into (batch, time, ...), got neither")
+    return sizes
+
+
+def unflatten_time(owner: str, x: Tensor, batch_size: int, num_timesteps: int) -> Tensor:
+    """(batch·time, *features) -> (batch, time, *features); a size of -1 is inferred."""
     if x.dim() < 1:
-        raise ValueError(f"{owner} expects input of shape (batch*time, *features), got a scalar")
-    known = batch_size if batch_size is not None else num_timesteps
-    if x.shape[0] % known != 0:
-        name = "batch_size" if batch_size is not None else "num_timesteps"
-        raise ValueError(f"{owner}: the first axis of the input {tuple(x.shape)} is batch*time "
-                         f"and must be divisible by {name}={known}")
-    other = x.shape[0] // known
-    sizes = (known, other) if batch_size is not None else (other, known)
-    return x.unflatten(0, sizes)
+        raise ShapeError(f"{owner} expects input of shape (batch*time, *features), got a scalar")
+    known = [(name, n) for name, n in (("batch_size", batch_size),
+                                       ("num_timesteps", num_timesteps)) if n > 0]
+    product = 1
+    for _, n in known:
+        product *= n
+    fits = x.shape[0] == product if len(known) == 2 else x.shape[0] % product == 0
+    if not fits:
+        what = " * ".join(f"{name}={n}" for name, n in known)
+        verb = "equal" if len(known) == 2 else "be divisible by"
+        raise ShapeError(f"{owner}: the first axis of the input {tuple(x.shape)} is batch*time "
+                        f"and must {verb} {what}; after a batch-size change set the new "
+                        f"batch_size (exodus_lightning.nn.set_batch_size(model, n))")
+    return x.unflatten(0, (batch_size, num_timesteps))
 
 
 class FlattenTime(nn.Flatten):
@@ -49,38 +66,50 @@ class UnflattenTime(nn.Module):
 
     def __init__(self, batch_size: int | None = None, num_timesteps: int | None = None) -> None:
         super().__init__()
-        _check_sizes("UnflattenTime", batch_size, num_timesteps)
-        self.batch_size = batch_size
-        self.num_timesteps = num_timesteps
+        self.batch_size, self.num_timesteps = _check_sizes("UnflattenTime", batch_size,
+                                                           num_timesteps)
 
     def forward(self, x: Tensor) -> Tensor:
         return unflatten_time("UnflattenTime", x, self.batch_size, self.num_timesteps)
 
     def extra_repr(self) -> str:
-        if self.batch_size is not None:
-            return f"batch_size={self.batch_size}"
-        return f"num_timesteps={self.num_timesteps}"
+        return _sizes_repr(self.batch_size, self.num_timesteps)
+
+
+def _sizes_repr(batch_size: int, num_timesteps: int) -> str:
+    return ", ".join(f"{name}={n}" for name, n in (("batch_size", batch_size),
+                                                  ("num_timesteps", num_timesteps)) if n > 0)
 
 
 class SqueezeMixin:
     """Makes a spiking layer take (batch·time, *features): unfold, run, fold back.
 
     Put it first in the bases, e.g. ``class LIFSqueeze(SqueezeMixin, LIF)``; the layer's own
-    constructor keywords pass through.
+    constructor keywords pass through. As in sinabs, ``batch_size`` and ``num_timesteps`` are
+    ints with -1 for the one not given, and may be changed later (``set_batch_size``).
     """
 
     def __init__(self, *args, batch_size: int | None = None, num_timesteps: int | None = None,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        _check_sizes(type(self).__name__, batch_size, num_timesteps)
-        self.batch_size = batch_size
-        self.num_timesteps = num_timesteps
+        self.batch_size, self.num_timesteps = _check_sizes(type(self).__name__, batch_size,
+                                                           num_timesteps)
 
     def forward(self, x: Tensor) -> Tensor:
         unfolded = unflatten_time(type(self).__name__, x, self.batch_size, self.num_timesteps)
         return super().forward(unfolded).flatten(0, 1)
 
+    @property
+    def _param_dict(self) -> dict:
+        return {**super()._param_dict, "batch_size": self.batch_size,
+                "num_timesteps": self.num_timesteps}
+
     def extra_repr(self) -> str:
-        sizes = (f"batch_size={self.batch_size}" if self.batch_size is not None
-                 else f"num_timesteps={self.num_timesteps}")
-        return f"{super().extra_repr()}, {sizes}"
+        return f"{super().extra_repr()}, {_sizes_repr(self.batch_size, self.num_timesteps)}"
+
+
+def set_batch_size(model: nn.Module, batch_size: int) -> None:
+    """Set the batch size of every Squeeze layer inside model (sinabs' ``set_batch_size``)."""
+    for module in model.modules():
+        if isinstance(module, (SqueezeMixin, UnflattenTime)):
+            module.batch_size = _size(type(module).__name__, "batch_size", batch_size)

@@ -1,90 +1,157 @@
-"""Base class of layers whose neurons keep state (v_mem, i_syn) across forward calls.
+"""Base class of layers whose neurons keep state (v_mem, i_syn) across forward calls, as sinabs'.
 
-A state is a tensor of shape (batch, *features). It is created lazily (zeros) by the first
-forward call, re-created as zeros when the batch size or the feature shape changes, and kept
-otherwise, so consecutive calls continue the dynamics (streaming inference, truncated BPTT).
-Between calls the state still carries its autograd graph: a backward pass through the second
-call reaches the first one, until ``detach_states()`` or ``reset_states()`` cuts it.
+A state is a tensor of shape (batch, *features), a buffer under its own name, so it is in
+``state_dict`` like sinabs' and follows ``.to()``/``.double()``. Before the first call it is
+empty (shape (0,)); the first call creates it as zeros. Later calls continue the dynamics
+(streaming inference, truncated BPTT), with sinabs' rules for a new input shape:
+
+- another feature shape: every state restarts from zeros;
+- only another batch size: each state is resampled, ``new[i] = old[randint(old_batch)]``
+  (sinabs' ``handle_state_batch_size_mismatch``, same random draws); a class with
+  ``batch_change = "zeros"`` (the recurrent layers, as sinabs') restarts from zeros instead.
+
+Between calls a state still carries its autograd graph: a backward pass through the second call
+reaches the first one, until ``detach_states()``, ``zero_grad()`` or ``reset_states()`` cuts it.
+Resetting replaces the tensor instead of zeroing it in place, so a pending backward pass that
+saved the old one still works.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from exodus_lightning.ops import state_dtype
 
+_EMPTY = torch.Size([0])
+
 
 class StatefulLayer(nn.Module):
-    """A layer with named states that persist across forward calls.
+    """A layer with named states that persist across forward calls (sinabs' StatefulLayer)."""
 
-    States are non-persistent buffers: they follow ``.to()``/``.cuda()``/``.double()`` and
-    ``copy.deepcopy`` but stay out of ``state_dict``, so a checkpoint does not depend on the
-    batch size it was saved with. State entries found in a checkpoint (sinabs saves them) are
-    ignored on load.
-    """
+    batch_change: ClassVar[str] = "resample"
 
     def __init__(self, state_names: Sequence[str]) -> None:
         super().__init__()
         self.state_names = tuple(state_names)
         for name in self.state_names:
-            self.register_buffer(name, None, persistent=False)
+            self.register_buffer(name, torch.zeros(0))
+
+    def _states(self) -> list[Tensor]:
+        return [getattr(self, name) for name in self.state_names]
 
     def is_state_initialised(self) -> bool:
-        """True once every state has been created."""
-        return all(getattr(self, name) is not None for name in self.state_names)
+        """True once every state has been created (no state is empty)."""
+        return all(state.shape != _EMPTY for state in self._states())
+
+    def state_has_shape(self, shape: Sequence[int]) -> bool:
+        """True if every state has this shape."""
+        return all(state.shape == torch.Size(shape) for state in self._states())
+
+    def has_trailing_dimension(self, trailing_dim: Sequence[int]) -> bool:
+        """True if every state has these feature dimensions (after the batch axis)."""
+        return all(state.shape[1:] == torch.Size(trailing_dim) for state in self._states())
 
     def init_state_with_shape(
         self,
         shape: Sequence[int],
+        randomize: bool = False,
+        *,
         device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
     ) -> None:
-        """Create every state as zeros of shape (batch, *features)."""
+        """Create every state with shape (batch, *features): zeros, or uniform with randomize
+        (see ``reset_states``). Device and dtype default to those of the current states."""
         shape = tuple(int(n) for n in shape)
         if len(shape) < 1 or any(n < 1 for n in shape):
             raise ValueError(f"shape must be (batch, *features) with positive sizes, got {shape}")
-        for name in self.state_names:
-            setattr(self, name, torch.zeros(shape, device=device, dtype=dtype))
+        for name, state in zip(self.state_names, self._states()):
+            setattr(self, name, torch.zeros(shape, device=device or state.device,
+                                            dtype=dtype or state.dtype))
+        self.reset_states(randomize=randomize)
 
-    def reset_states(self) -> None:
-        """Set every created state to zero and cut its autograd graph."""
-        for name in self.state_names:
-            state = getattr(self, name)
-            if state is not None:
-                # A new tensor, not zero_(): the old one may be saved for a pending backward.
-                setattr(self, name, torch.zeros_like(state))
+    def reset_states(
+        self,
+        randomize: bool = False,
+        value_ranges: dict[str, tuple[float, float]] | None = None,
+    ) -> None:
+        """Set every state to zero, or with randomize to uniform values in
+        ``value_ranges[name]`` (default [0, 1)), and cut its autograd graph.
+
+        Does nothing before the states exist (as sinabs). Each state becomes a new tensor, so
+        a pending backward pass that saved the old one still works.
+        """
+        if not self.is_state_initialised():
+            return
+        for name, state in zip(self.state_names, self._states()):
+            if randomize:
+                low, high = (value_ranges or {}).get(name, (0.0, 1.0))
+                new = torch.empty_like(state, requires_grad=False).uniform_()
+                new = new * (high - low) + low
+            else:
+                new = torch.zeros_like(state, requires_grad=False)
+            setattr(self, name, new)
 
     def detach_states(self) -> None:
         """Keep the state values but cut their autograd graph (truncated BPTT)."""
-        for name in self.state_names:
-            state = getattr(self, name)
-            if state is not None:
-                setattr(self, name, state.detach())
+        for name, state in zip(self.state_names, self._states()):
+            setattr(self, name, state.detach())
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero the parameter gradients and detach the states, as sinabs does."""
+        super().zero_grad(set_to_none)
+        self.detach_states()
+
+    def handle_state_batch_size_mismatch(self, new_batch_size: int) -> None:
+        """Resample every state to new_batch_size rows drawn at random from the old batch."""
+        for name, state in zip(self.state_names, self._states()):
+            # Drawn on the CPU and in state order, as sinabs does, so seeded runs agree.
+            rows = torch.randint(low=0, high=state.shape[0], size=(new_batch_size,))
+            setattr(self, name, torch.index_select(state, 0, rows.to(state.device)))
 
     def prepare_states(self, x: Tensor) -> None:
         """Make every state fit input x of shape (batch, time, *features).
 
-        Missing states, or states of another batch size or feature shape, become zeros. States
-        on another device or of another dtype are converted, keeping values and graph.
+        Empty states, or states of another feature shape, become zeros; a new batch size is
+        handled as ``batch_change`` says. States on another device or of another dtype are
+        converted, keeping values and graph.
         """
-        shape = (x.shape[0], *x.shape[2:])
+        batch, features = x.shape[0], tuple(x.shape[2:])
         dtype = state_dtype(x)
-        for name in self.state_names:
-            state = getattr(self, name)
-            if state is None or tuple(state.shape) != shape:
-                setattr(self, name, x.new_zeros(shape, dtype=dtype))
-            elif state.dtype != dtype or state.device != x.device:
+        if (not self.is_state_initialised() or not self.has_trailing_dimension(features)
+                or (self.batch_change == "zeros" and not self.state_has_shape((batch,
+                                                                               *features)))):
+            for name in self.state_names:
+                setattr(self, name, x.new_zeros((batch, *features), dtype=dtype))
+            return
+        if not self.state_has_shape((batch, *features)):
+            self.handle_state_batch_size_mismatch(batch)
+        for name, state in zip(self.state_names, self._states()):
+            if state.dtype != dtype or state.device != x.device:
                 setattr(self, name, state.to(device=x.device, dtype=dtype))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # States are transient; sinabs checkpoints carry them, so drop them instead of failing.
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # A saved state may have any shape (sinabs can only load states of the current shape):
+        # it replaces ours. A checkpoint without states (saved before states were buffers)
+        # leaves them as they are.
+        loaded = {name: state_dict.pop(prefix + name) for name in self.state_names
+                  if prefix + name in state_dict}
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
         for name in self.state_names:
-            state_dict.pop(prefix + name, None)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+            if prefix + name in missing_keys:
+                missing_keys.remove(prefix + name)
+        for name, value in loaded.items():
+            current = getattr(self, name)
+            dtype = current.dtype if value.is_floating_point() else None
+            with torch.no_grad():
+                setattr(self, name, value.detach().to(device=current.device,
+                                                      dtype=dtype).clone())
 
     def __deepcopy__(self, memo: dict) -> StatefulLayer:
         # A state inside an autograd graph cannot be deep-copied: the copy gets its value only.
@@ -95,6 +162,7 @@ class StatefulLayer(nn.Module):
             name: (value.detach() if name in self.state_names and value is not None else value)
             for name, value in self._buffers.items()
         }
+        attributes.pop("_last_output", None)
         new.__setstate__(copy.deepcopy(attributes, memo))
         return new
 
@@ -111,3 +179,10 @@ def detach_states(module: nn.Module) -> None:
     for layer in module.modules():
         if isinstance(layer, StatefulLayer):
             layer.detach_states()
+
+
+def zero_grad(module: nn.Module) -> None:
+    """Zero the gradients of every StatefulLayer inside module and detach its states."""
+    for layer in module.modules():
+        if isinstance(layer, StatefulLayer):
+            layer.zero_grad()

@@ -117,12 +117,12 @@ def run_loop(case: Case, weights: list[torch.Tensor]) -> dict:
     v0 = case.v0.clone().requires_grad_()
     i0 = None if case.i0 is None else case.i0.clone().requires_grad_()
     min_v = layer.min_v_mem
-    spikes, v_pre, v_last, i_last = lif_loop(
+    spikes, _, v_post, v_last, i_last = lif_loop(
         x, alpha_mem, alpha_syn, params["spike_threshold"], v0, i0, min_v_mem=min_v,
         max_spikes=cfg["max_spikes"], surrogate=layer.surrogate_grad_fn, reset=cfg["reset"],
         gradient=cfg["gradient"], norm_input=cfg["norm_input"],
     )
-    out = {"spikes": spikes, "v_mem": v_pre, "v_last": v_last}
+    out = {"spikes": spikes, "v_mem": v_post, "v_last": v_last}
     if i0 is not None:
         out["i_last"] = i_last
     loss = sum((out[k] * w).sum() for k, w in zip(out, weights, strict=False))
@@ -135,7 +135,7 @@ def run_loop(case: Case, weights: list[torch.Tensor]) -> dict:
 
 
 def loss_weights(case: Case) -> list[torch.Tensor]:
-    """Random upstream gradients for spikes, v_mem trace, v_last and i_last."""
+    """Random upstream gradients for spikes, the (post-reset) v_mem trace, v_last and i_last."""
     g = torch.Generator().manual_seed(case.cfg["seed"] + 1)
     full, state = case.x.shape, case.v0.shape
     return [torch.randn(s, generator=g, dtype=case.x.dtype) for s in (full, full, state, state)]

@@ -30,14 +30,17 @@ class Spike(torch.autograd.Function):
 
 
 def lif_loop(x: Tensor, alpha_mem, alpha_syn, threshold, v0, i0, *, min_v_mem=None,
-             max_spikes=None, surrogate, reset="subtract", gradient="exodus", norm_input=True):
-    """sinabs' LIF over x (B, T, *F). Returns spikes, pre-reset membrane, v_last, i_last.
+             max_spikes=None, surrogate, reset="subtract", gradient="exodus", norm_input=True,
+             subtract=None):
+    """sinabs' LIF over x (B, T, *F). Returns spikes, pre-reset membrane, the post-reset state
+    trace (what sinabs records), v_last, i_last.
 
     reset="zero" with gradient="slayer" is sinabs' MembraneReset (v·1[s = 0], no gradient
     through the spike); with gradient="exodus" the spike inside the reset is differentiated.
     """
     v, i = v0, i0
-    spikes, v_pre = [], []
+    spikes, v_pre, v_post = [], [], []
+    subtract = threshold if subtract is None else subtract
     for x_t in x.unbind(1):
         if alpha_syn is not None:
             i = alpha_syn * (i + x_t)
@@ -51,14 +54,15 @@ def lif_loop(x: Tensor, alpha_mem, alpha_syn, threshold, v0, i0, *, min_v_mem=No
         spikes.append(s)
         v_pre.append(v)
         if reset == "subtract":
-            v = v - threshold * (s if gradient == "exodus" else s.detach())
+            v = v - subtract * (s if gradient == "exodus" else s.detach())
         elif gradient == "exodus":
             v = v * (1 - Spike.apply(v, threshold, surrogate, 1))
         else:
             v = v * (s == 0)
         if min_v_mem is not None:
             v = torch.nn.functional.relu(v - min_v_mem) + min_v_mem
-    return torch.stack(spikes, 1), torch.stack(v_pre, 1), v, i
+        v_post.append(v)
+    return torch.stack(spikes, 1), torch.stack(v_pre, 1), torch.stack(v_post, 1), v, i
 
 
 def exp_leak_loop(x: Tensor, alpha, v0, *, min_v_mem=None, norm_input=False):

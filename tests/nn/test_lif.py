@@ -37,8 +37,8 @@ def test_cases_spike_and_clip():
                norm_input=True, train_alphas=False)
     out = run_layer(make_case(cfg), loss_weights(make_case(cfg)))
     assert (out["spikes"] == 1).any() and (out["spikes"] >= 2).any()
-    # A pre-reset membrane below the bound means the clip of that step's state is active.
-    assert (out["v_mem"] < make_case(cfg).layer.min_v_mem.expand_as(out["v_mem"])).any()
+    # A post-reset state exactly on the bound means the clip of that step was active.
+    assert (out["v_mem"] == make_case(cfg).layer.min_v_mem.expand_as(out["v_mem"])).any()
 
 
 def _gaussian_like(v, threshold):
@@ -93,7 +93,7 @@ def test_iaf_is_lif_without_leak():
     x_ref = x.detach().clone().requires_grad_()
     tau_syn = layer.tau_syn.detach().clone().requires_grad_()
     zeros = torch.zeros(2, 4, dtype=torch.float64)
-    ref, _, v_last, _ = lif_loop(x_ref, 1.0, torch.exp(-1 / tau_syn), layer.spike_threshold,
+    ref, _, _, v_last, _ = lif_loop(x_ref, 1.0, torch.exp(-1 / tau_syn), layer.spike_threshold,
                                  zeros, zeros, min_v_mem=layer.min_v_mem,
                                  surrogate=sg.SingleExponential(), norm_input=False)
     (ref.sum() + v_last.sum()).backward()
@@ -132,10 +132,10 @@ def test_spike_modes_bound_the_count():
     assert counts == {None: 50.0, 1: 1.0, 3: 3.0}
 
 
-def test_recordings_are_pre_reset_membrane():
+def test_recordings_are_the_post_reset_state():
     layer = enn.IAF(record_states=True)
     spikes = layer(torch.tensor([[[0.6], [0.6], [0.6]]]))
-    # v: 0.6, 1.2 (spike, v+ = 0.2), 0.8
-    torch.testing.assert_close(layer.recordings["v_mem"].flatten(), torch.tensor([0.6, 1.2, 0.8]))
+    # v: 0.6, 1.2 (spike, v+ = 0.2), 0.8: sinabs records the state v+
+    torch.testing.assert_close(layer.recordings["v_mem"].flatten(), torch.tensor([0.6, 0.2, 0.8]))
     torch.testing.assert_close(spikes.flatten(), torch.tensor([0.0, 1.0, 0.0]))
     assert enn.IAF()(torch.ones(1, 2, 1)) is not None and enn.IAF().recordings == {}

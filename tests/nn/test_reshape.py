@@ -50,17 +50,38 @@ def test_squeeze_in_a_conv_stack():
     assert out.shape == (2, 7, 4, 4, 4)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"batch_size": 2, "num_timesteps": 3}])
-def test_squeeze_needs_exactly_one_size(kwargs):
-    with pytest.raises(ValueError, match="exactly one of batch_size or num_timesteps"):
-        enn.LIFSqueeze(tau_mem=5.0, **kwargs)
-    with pytest.raises(ValueError, match="exactly one of batch_size or num_timesteps"):
-        enn.UnflattenTime(**kwargs)
+def test_squeeze_needs_a_size():
+    # A ValueError, and the TypeError sinabs raises.
+    for build in (lambda: enn.LIFSqueeze(tau_mem=5.0), lambda: enn.UnflattenTime()):
+        with pytest.raises(ValueError, match="needs batch_size or num_timesteps"):
+            build()
+        with pytest.raises(TypeError):
+            build()
+
+
+def test_squeeze_with_both_sizes_checks_both():
+    layer = enn.IAFSqueeze(batch_size=2, num_timesteps=3)
+    assert layer(torch.rand(6, 4)).shape == (6, 4)
+    with pytest.raises(ValueError, match="must equal batch_size=2 \\* num_timesteps=3"):
+        layer(torch.rand(8, 4))
 
 
 def test_squeeze_rejects_bad_sizes():
     with pytest.raises(ValueError, match="num_timesteps must be an int >= 1"):
-        enn.IAFSqueeze(num_timesteps=0)
+        enn.IAFSqueeze(num_timesteps=-3)
     layer = enn.ExpLeakSqueeze(tau_mem=3.0, batch_size=4)
+    # A ValueError, and the RuntimeError of sinabs' reshape.
     with pytest.raises(ValueError, match="divisible by batch_size=4"):
         layer(torch.rand(10, 3))
+    with pytest.raises(RuntimeError):
+        layer(torch.rand(10, 3))
+
+
+def test_set_batch_size_and_sinabs_size_convention():
+    net = torch.nn.Sequential(enn.IAFSqueeze(batch_size=2), enn.UnflattenTime(batch_size=2))
+    assert net[0].num_timesteps == -1 and net[0].arg_dict["batch_size"] == 2
+    enn.set_batch_size(net, 5)
+    assert net(torch.rand(5 * 3, 4)).shape == (5, 3, 4)
+    # sinabs writes the size not given as -1; the constructor takes it back.
+    copy = enn.IAFSqueeze(**net[0].arg_dict)
+    assert (copy.batch_size, copy.num_timesteps) == (5, -1)

@@ -59,15 +59,30 @@ def test_two_calls_equal_one_call(kind, seed, cut):
 
 
 @pytest.mark.parametrize("kind", list(LAYERS))
-def test_batch_or_feature_change_starts_from_zero(kind):
+def test_feature_change_starts_from_zero(kind):
     layer, fresh = LAYERS[kind](), LAYERS[kind]()
     layer(torch.rand(2, 4, 3, 2, 2) * 10)
-    x = torch.rand(5, 4, 3, 2, 2) * 10
-    torch.testing.assert_close(layer(x), fresh(x))
-    assert layer.v_mem.shape == (5, 3, 2, 2)
     if kind.startswith("lif_single"):  # scalar parameters: other features work too
         y = torch.rand(5, 4, 7) * 10
-        torch.testing.assert_close(layer(y), LAYERS[kind]()(y))
+        torch.testing.assert_close(layer(y), fresh(y))
+        assert layer.v_mem.shape == (5, 7)
+
+
+@pytest.mark.parametrize("kind", list(LAYERS))
+def test_batch_change_resamples_states_as_sinabs(kind):
+    """A new batch size draws each state's rows at random from the old batch (sinabs)."""
+    layer = LAYERS[kind]()
+    layer(torch.rand(3, 4, 3, 2, 2) * 10)
+    old = {name: getattr(layer, name).detach().clone() for name in layer.state_names}
+    torch.manual_seed(7)
+    rows = {name: torch.randint(0, 3, (5,)) for name in layer.state_names}
+    expected = LAYERS[kind]()
+    for name in layer.state_names:
+        setattr(expected, name, old[name][rows[name]])
+    x = torch.rand(5, 4, 3, 2, 2) * 10
+    torch.manual_seed(7)
+    torch.testing.assert_close(layer(x), expected(x))
+    assert layer.v_mem.shape == (5, 3, 2, 2)
 
 
 @pytest.mark.parametrize("kind", list(LAYERS))
@@ -115,7 +130,7 @@ def test_module_reset_states_reaches_nested_layers():
 
 def test_states_are_created_lazily_in_the_state_dtype():
     layer = enn.LIF(5.0, tau_syn=2.0)
-    assert layer.v_mem is None and layer.i_syn is None and not layer.is_state_initialised()
+    assert layer.v_mem.shape == layer.i_syn.shape == (0,) and not layer.is_state_initialised()
     layer.double()(torch.rand(2, 3, 4, dtype=torch.float64))
     assert layer.v_mem.dtype == torch.float64 and layer.i_syn.shape == (2, 4)
     half = enn.LIF(5.0)
@@ -151,12 +166,12 @@ def test_state_dict_round_trip(kind):
     with torch.no_grad():
         for param in trained.parameters():
             param.mul_(0.9)  # stays valid: tau > 0, alpha in (0, 1], threshold > min
-    trained(torch.rand(2, 3, 3, 2, 2))
+    trained(torch.rand(2, 3, 3, 2, 2) * 10)
     saved = trained.state_dict()
-    assert not set(trained.state_names) & set(saved)  # states are transient
+    assert set(trained.state_names) <= set(saved)  # states are saved, as in sinabs
     fresh = LAYERS[kind]()
-    fresh.load_state_dict(saved)
-    trained.reset_states()
+    assert set(fresh.state_dict()) == set(saved)
+    fresh.load_state_dict(saved, strict=True)  # an empty state takes a saved one of any shape
     x = torch.rand(2, 4, 3, 2, 2) * 10
     torch.testing.assert_close(fresh(x), trained(x))
 
@@ -166,6 +181,29 @@ def test_loads_sinabs_checkpoint_with_states():
     sinabs_style = {"tau_mem": torch.tensor(20.0), "tau_syn": torch.tensor(4.0),
                     "spike_threshold": torch.tensor(1.5), "v_mem": torch.rand(8, 3),
                     "i_syn": torch.rand(8, 3)}
-    layer.load_state_dict(sinabs_style)
+    layer.load_state_dict(sinabs_style, strict=True)
     assert layer.tau_mem.item() == 20.0 and layer.spike_threshold.item() == 1.5
-    assert layer.v_mem is None
+    torch.testing.assert_close(layer.v_mem, sinabs_style["v_mem"])
+
+
+def test_loads_a_checkpoint_without_states():
+    """Checkpoints written before states were saved still load with strict=True."""
+    layer = enn.LIF(10.0, tau_syn=5.0)
+    layer.load_state_dict({"tau_mem": torch.tensor(20.0), "tau_syn": torch.tensor(4.0),
+                           "spike_threshold": torch.tensor(1.5)}, strict=True)
+    assert layer.v_mem.shape == (0,)
+
+
+def test_reset_states_randomize_and_zero_grad():
+    layer = enn.LIF(10.0, tau_syn=5.0)
+    layer.reset_states(randomize=True)  # before the first call: nothing to reset
+    assert not layer.is_state_initialised()
+    layer.init_state_with_shape((2, 3), randomize=True)
+    assert bool(((layer.v_mem >= 0) & (layer.v_mem < 1)).all()) and layer.v_mem.any()
+    layer.reset_states(randomize=True, value_ranges={"v_mem": (-5.0, -3.0)})
+    assert bool(((layer.v_mem >= -5) & (layer.v_mem <= -3)).all())
+    assert bool(((layer.i_syn >= 0) & (layer.i_syn < 1)).all())
+    layer(torch.rand(2, 4, 3, requires_grad=True))
+    assert layer.v_mem.grad_fn is not None
+    layer.zero_grad()
+    assert layer.v_mem.grad_fn is None and layer.i_syn.grad_fn is None

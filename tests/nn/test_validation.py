@@ -44,7 +44,9 @@ def test_bad_types():
     with pytest.raises(TypeError, match="tau_mem must be a float or a floating tensor"):
         enn.LIF("5")
     with pytest.raises(TypeError, match="spike_threshold must be a floating tensor"):
-        enn.LIF(5.0, spike_threshold=torch.tensor([1, 2]))
+        enn.LIF(5.0, spike_threshold=torch.tensor([True, False]))
+    # Integer tensors are numbers, as in sinabs.
+    assert enn.IAF(min_v_mem=torch.tensor(-1)).min_v_mem.dtype == torch.float32
 
 
 @pytest.mark.parametrize(
@@ -61,6 +63,8 @@ def test_bad_types():
 def test_parameter_shape_must_broadcast_to_features(layer, name):
     with pytest.raises(ValueError, match=f"{name} of shape .* does not broadcast to the feature "
                                          f"shape \\(3, 2, 2\\)"):
+        layer(torch.rand(2, 4, 3, 2, 2))
+    with pytest.raises(RuntimeError):  # the type of sinabs' broadcasting error
         layer(torch.rand(2, 4, 3, 2, 2))
 
 
@@ -91,10 +95,18 @@ def test_repr_shows_key_settings():
     assert repr(enn.ExpLeak(4.0, train_alphas=True)).startswith("ExpLeak(alpha_mem=0.7788")
 
 
-def test_sinabs_positional_order_beyond_threshold_is_rejected():
-    # sinabs' 4th positional argument is spike_fn; ours are keyword-only from there on.
-    with pytest.raises(TypeError):
-        enn.LIF(5.0, None, 1.0, None)
+def test_sinabs_positional_order():
+    # sinabs' LIF(tau_mem, tau_syn, spike_threshold, spike_fn, reset_fn, surrogate_grad_fn,
+    # min_v_mem, train_alphas, shape, norm_input, record_states)
+    layer = enn.LIF(5.0, None, 0.5, enn.activation.SingleSpike, enn.activation.MembraneReset(),
+                    sg.Heaviside(), -1.0, True, (2, 3), False, True)
+    assert (layer.max_spikes_per_step, layer.reset, layer.train_alphas) == (1, "zero", True)
+    assert layer.v_mem.shape == (2, 3) and not layer.norm_input and layer.record_states
+    assert layer.min_v_mem.item() == -1.0 and layer.spike_threshold.item() == 0.5
+    iaf = enn.IAF(0.5, enn.activation.MaxSpike(3), None, sg.Heaviside(), 4.0, -1.0)
+    assert iaf.max_spikes_per_step == 3 and iaf.tau_syn.item() == 4.0
+    leak = enn.ExpLeak(5.0, (2, 3), True, -1.0, True, True)
+    assert leak.train_alphas and leak.norm_input and leak.record_states
 
 
 def test_surrogate_module_is_the_ops_one():
