@@ -67,8 +67,9 @@ def _lif_forward_fake(x, v_init, alpha, *_):
     return _empty(x), _empty(x, alpha.dtype), _empty(v_init)
 
 
-def _lif_backward_fake(grad_spikes, grad_v_mem, grad_v_last, v_mem, sigma, v_init, alpha, *rest):
-    min_v_mem, param_grads = rest[2], rest[-1]
+def _lif_backward_fake(grad_spikes, grad_v_mem, grad_v_last, v_mem, sigma, v_init, alpha,
+                       threshold, subtract, min_v_mem, max_spikes, reset, gradient, surrogate,
+                       surrogate_params, param_grads):
     if min_v_mem is None:
         param_grads &= ~PARAM_GRAD_BITS["min_v_mem"]
     per_feature = (v_mem.shape[0], alpha.shape[0])
@@ -98,16 +99,21 @@ _lib = define_library("exodus_lightning")
 ops = torch.ops.exodus_lightning
 
 
+# The inputs of lif_forward, by name, in schema order.
+_LIF_INPUTS = ("x", "v_init", "alpha", "threshold", "subtract", "min_v_mem", "max_spikes",
+               "reset", "gradient", "surrogate", "surrogate_params")
+
+
 def _lif_scan(ctx, grad_spikes, grad_v_mem, grad_v_last, sigma, surrogate, params):
     """Run the backward op and reduce the per-(batch, feature) parameter gradients."""
     v_mem, v_init, alpha, threshold, subtract, min_v_mem = ctx.saved_tensors
     if grad_v_last is None:
         grad_v_last = torch.zeros_like(v_init)
-    # Inputs 2-5 are alpha, threshold, subtract, min_v_mem, in PARAM_GRAD_BITS order.
-    wanted = list(ctx.needs_input_grad[2:6])
-    if ctx.tied and wanted[1]:
-        wanted[2] = True  # subtract is the threshold: its gradient is part of the threshold's
-    mask = sum(bit for bit, want in zip(PARAM_GRAD_BITS.values(), wanted) if want)
+    needs = dict(zip(_LIF_INPUTS, ctx.needs_input_grad))
+    wanted = {name: needs[name] for name in PARAM_GRAD_BITS}
+    if ctx.tied and wanted["threshold"]:
+        wanted["subtract"] = True  # subtract is the threshold: its gradient is part of θ's
+    mask = sum(PARAM_GRAD_BITS[name] for name, want in wanted.items() if want)
     grad_x, grad_v0, *param_grads = ops.lif_backward(
         grad_spikes, grad_v_mem, grad_v_last, v_mem, sigma, v_init, alpha, threshold, subtract,
         min_v_mem, ctx.max_spikes, ctx.reset, ctx.gradient, surrogate, params, mask,
@@ -115,7 +121,7 @@ def _lif_scan(ctx, grad_spikes, grad_v_mem, grad_v_last, sigma, surrogate, param
     if grad_spikes is None:  # then grad_x is in the state dtype; half inputs want their own
         grad_x = grad_x.to(ctx.x_dtype)
     return (grad_x, grad_v0,
-            *(g.sum(0) if want else None for g, want in zip(param_grads, wanted)))
+            *(g.sum(0) if want else None for g, want in zip(param_grads, wanted.values())))
 
 
 def _save_lif_context(ctx, x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes, reset,
@@ -129,10 +135,10 @@ def _save_lif_context(ctx, x, v_init, alpha, threshold, subtract, min_v_mem, max
 
 
 def _lif_setup_context(ctx, inputs, output):
-    x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes, reset, gradient = inputs[:9]
-    _save_lif_context(ctx, x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes, reset,
-                      gradient, output[1])
-    ctx.surrogate, ctx.surrogate_params = inputs[9], inputs[10]
+    given = dict(zip(_LIF_INPUTS, inputs))
+    _spikes, v_mem, _v_last = output
+    _save_lif_context(ctx, *(given[name] for name in _LIF_INPUTS[:9]), v_mem)
+    ctx.surrogate, ctx.surrogate_params = given["surrogate"], given["surrogate_params"]
 
 
 def _lif_backward(ctx, grad_spikes, grad_v_mem, grad_v_last):
@@ -168,16 +174,17 @@ class LIFWithCustomSurrogate(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes, reset, gradient, fn = inputs
+        _spikes, v_mem, _v_last = output
         # subtract=None means "the threshold": passing one tensor twice breaks torch.compile.
         tied = subtract is None
         subtract = threshold if subtract is None else subtract
         _save_lif_context(ctx, x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes,
-                          reset, gradient, output[1], tied)
+                          reset, gradient, v_mem, tied)
         ctx.surrogate_fn = fn
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_v_mem, grad_v_last):
-        v_mem, threshold = ctx.saved_tensors[0], ctx.saved_tensors[3]
+        v_mem, _v_init, _alpha, threshold, _subtract, _min_v_mem = ctx.saved_tensors
         flat = v_mem.reshape(v_mem.shape[0], v_mem.shape[1], -1)
         sigma = ctx.surrogate_fn(flat, threshold)
         sigma = sigma.to(v_mem.dtype).expand(flat.shape).reshape(v_mem.shape).contiguous()

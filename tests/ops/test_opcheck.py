@@ -8,6 +8,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from exodus_lightning import ops  # noqa: F401 (loads the library)
 from exodus_lightning.ops._extension import load
+from exodus_lightning.ops._library import PARAM_GRAD_BITS
 from exodus_lightning.ops.cuda_emulation import emulated_ops
 
 BACKENDS = [
@@ -57,8 +58,12 @@ def test_opcheck_lif_forward(backend, requires_grad, min_v):
     torch.library.opcheck(lib.lif_forward.default, lif_args(requires_grad, min_v, device))
 
 
-# Bit masks of the wanted parameter gradients: all, none, alpha only, threshold only.
-@pytest.mark.parametrize("param_grads", [15, 0, 1, 2], ids=["all", "none", "alpha", "threshold"])
+# Masks of the wanted parameter gradients: all, none, alpha only, threshold only.
+MASKS = {"all": sum(PARAM_GRAD_BITS.values()), "none": 0, "alpha": PARAM_GRAD_BITS["alpha"],
+         "threshold": PARAM_GRAD_BITS["threshold"]}
+
+
+@pytest.mark.parametrize("param_grads", MASKS.values(), ids=MASKS.keys())
 @pytest.mark.parametrize("min_v", [False, True], ids=["noclip", "clip"])
 @pytest.mark.parametrize("spike_grad", [True, False], ids=["g", "nog"])
 def test_opcheck_lif_backward(backend, min_v, param_grads, spike_grad):
