@@ -5,14 +5,10 @@ from __future__ import annotations
 from torch import nn
 
 from exodus_lightning import nn as enn
+from exodus_lightning.ops import check_choice
 
 NEURONS = ("lif", "iaf")
 READOUTS = ("exp_leak", "lif", "linear")
-
-
-def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not one of {list(allowed)}")
 
 
 def spiking_layer(

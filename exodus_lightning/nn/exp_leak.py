@@ -13,8 +13,6 @@ from . import parameters as p
 from .reshape import SqueezeMixin
 from .stateful import StatefulLayer
 
-BACKENDS = ("auto", "extension", "reference")
-
 
 def _clipped_leak(x: Tensor, alpha: Tensor, v_init: Tensor, min_v_mem: Tensor
                   ) -> tuple[Tensor, Tensor, Tensor]:
@@ -84,7 +82,7 @@ class ExpLeak(StatefulLayer):
         backend: str = "auto",
     ) -> None:
         super().__init__(["v_mem"])
-        p.check_choice("backend", backend, BACKENDS)
+        ops.check_choice("backend", backend, ops.BACKENDS)
         self.train_alphas = bool(train_alphas)
         self.tau_mem = None
         self.alpha_mem = None

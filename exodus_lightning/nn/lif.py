@@ -18,9 +18,6 @@ from .surrogate import SingleExponential
 
 SurrogateFn = Callable[[Tensor, Tensor], Tensor]
 _DEFAULT_SURROGATE = SingleExponential()
-RESETS = ("subtract", "zero")
-GRADIENTS = ("exodus", "slayer")
-BACKENDS = ("auto", "extension", "reference")
 
 
 def synaptic_current(x: Tensor, beta: Tensor, i_init: Tensor, decay_early: bool, backend: str
@@ -129,7 +126,7 @@ class LIF(StatefulLayer):
         self.max_spikes_per_step = _spike_limit(spike_fn, max_spikes_per_step)
         self._reset, self._subtract_value = _reset_mode(reset_fn, reset, subtract_value)
         self.gradient = gradient
-        p.check_choice("backend", backend, BACKENDS)
+        ops.check_choice("backend", backend, ops.BACKENDS)
         act.check_surrogate(surrogate_grad_fn)
         self.train_alphas = bool(train_alphas)
         self._register_decay("tau_mem", "alpha_mem", tau_mem)
@@ -174,7 +171,7 @@ class LIF(StatefulLayer):
 
     @reset.setter
     def reset(self, value: str) -> None:
-        p.check_choice("reset", value, RESETS)
+        ops.check_choice("reset", value, ops.RESETS)
         if value == "zero":
             self._subtract_value = None
         self._reset = value
@@ -207,7 +204,7 @@ class LIF(StatefulLayer):
     @gradient.setter
     def gradient(self, value: str | None) -> None:
         if value is not None:
-            p.check_choice("gradient", value, GRADIENTS)
+            ops.check_choice("gradient", value, ops.GRADIENTS)
         self._gradient = value
 
     @property
@@ -426,7 +423,7 @@ def _reset_mode(reset_fn: Any, reset: str | None, subtract_value: float | Tensor
             raise ValueError("give reset_fn, or reset and subtract_value, not both")
         reset, subtract_value = act.reset_of(reset_fn)
     reset = "subtract" if reset is None else reset
-    p.check_choice("reset", reset, RESETS)
+    ops.check_choice("reset", reset, ops.RESETS)
     if subtract_value is None:
         return reset, None
     if reset == "zero":

@@ -109,11 +109,6 @@ def check_max_spikes(max_spikes_per_step: int | None) -> None:
                          f"spike) or an int K >= 1 (at most K), got {max_spikes_per_step!r}")
 
 
-def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-
-
 def check_input(layer: str, x: Tensor, squeeze_hint: bool = True) -> None:
     """x must be a floating (batch, time, *features) tensor."""
     if not isinstance(x, Tensor) or not x.is_floating_point():

@@ -4,7 +4,8 @@ Lowest Python layer of exodus_lightning: imports nothing from nn/models/data.
 """
 
 from . import surrogate
-from ._arguments import state_dtype
+from ._arguments import check_choice, state_dtype
+from ._codes import BACKENDS, GRADIENTS, RESETS
 from ._extension import ExtensionBuildError, is_available
 from ._extension import load as load_extension
 from .cpu_memory import keep_freed_memory
@@ -13,6 +14,10 @@ from .lif import lif
 from .reference import leaky_integrate_reference, lif_reference
 
 __all__ = [
+    "BACKENDS",
+    "GRADIENTS",
+    "RESETS",
+    "check_choice",
     "ExtensionBuildError",
     "is_available",
     "keep_freed_memory",

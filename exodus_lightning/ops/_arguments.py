@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from . import _extension
+from ._codes import BACKENDS
 
-BACKENDS = ("auto", "extension", "reference")
 # The kernels hold the spike cap in a 32-bit int.
 MAX_SPIKES_LIMIT = 2**31 - 1
 _warned_fallback: set[str] = set()
@@ -128,8 +128,9 @@ def check_max_spikes(max_spikes: int | None) -> int:
 
 
 def check_choice(name: str, value: str, allowed) -> None:
+    """value must be one of allowed (a tuple or the keys of a dict); the error lists them."""
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
 
 
 def initial_state(name: str, value: Tensor | None, x: Tensor) -> Tensor:

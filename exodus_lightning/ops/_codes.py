@@ -2,4 +2,5 @@
 
 RESETS = {"subtract": 0, "zero": 1}
 GRADIENTS = {"exodus": 0, "slayer": 1}
+BACKENDS = ("auto", "extension", "reference")
 SURROGATE_GIVEN = -1

@@ -15,13 +15,14 @@ from typing import Literal, get_args
 import torch.nn.functional as F
 from torch import Tensor
 
+from exodus_lightning.ops import check_choice
+
 ReadoutLoss = Literal["spike_count", "max_membrane", "mean_membrane", "per_step"]
 READOUT_LOSSES: tuple[str, ...] = get_args(ReadoutLoss)
 
 
 def check_readout_loss(name: str) -> None:
-    if name not in READOUT_LOSSES:
-        raise ValueError(f"readout_loss={name!r} is not one of {list(READOUT_LOSSES)}")
+    check_choice("readout_loss", name, READOUT_LOSSES)
 
 
 def readout_logits(outputs: Tensor, name: str) -> Tensor:
