@@ -91,7 +91,7 @@ def test_optimizer_and_scheduler_come_from_callables():
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"readout_loss": "softmax"}, ValueError, "readout_loss='softmax'"),
+        ({"readout_loss": "softmax"}, ValueError, "readout_loss must be one of .*got 'softmax'"),
         ({"firing_rate_weight": -1.0}, ValueError, "firing_rate_weight"),
         ({"num_classes": 1}, ValueError, "num_classes"),
         ({"network": "FeedForwardSNN"}, TypeError, "class_path"),
