@@ -63,3 +63,7 @@ class WandbLogger(LightningWandbLogger):
             checkpoint_name=checkpoint_name,
             **kwargs,
         )
+        # Lightning passes anonymous=None to wandb.init, which then warns on every run that
+        # the setting has no effect.
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
