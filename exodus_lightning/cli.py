@@ -52,6 +52,13 @@ DESCRIPTION = (
     "option or a YAML --config; `<subcommand> --help` lists them."
 )
 USAGE = "%(prog)s [--config FILE] [--KEY VALUE ...]"
+SUBCOMMANDS = {
+    "fit": "Train, validating every epoch; saves the best and the last checkpoint.",
+    "validate": "Score a checkpoint (--ckpt_path) on the validation split.",
+    "test": "Score a checkpoint (--ckpt_path) on the test split, with a confusion matrix.",
+    "predict": "Predict the test split with a checkpoint (--ckpt_path); writes "
+               "predictions.csv.",
+}
 CHECKPOINT_KEYWORDS = ("best", "last", "hpc", "registry")
 
 # `exodus-lightning fit` with no config: the built-in task, tuned to reach >= 95 % validation
@@ -132,6 +139,14 @@ class ExodusCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         quiet_library_noise()
         super().__init__(*args, **kwargs)
+
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict[str, Any],
+                     subparser_kwargs: dict[str, Any]) -> None:
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        # The subcommand list in --help shows Trainer docstrings' first lines, cut mid-sentence.
+        action = getattr(self.parser, "_subcommands_action", None)
+        for choice in getattr(action, "_choices_actions", []):
+            choice.help = SUBCOMMANDS.get(choice.dest, choice.help)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for key, callback_class in CALLBACK_GROUPS.items():
@@ -362,8 +377,8 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> ExodusCLI:
         seed_everything_default=0,
         parser_class=ExodusArgumentParser,
         parser_kwargs={
-            "prog": PROG, "description": DESCRIPTION,
-            **{name: {"usage": USAGE} for name in ("fit", "validate", "test", "predict")},
+            "description": DESCRIPTION,
+            **{name: {"usage": USAGE, "description": text} for name, text in SUBCOMMANDS.items()},
         },
         args=args,
         run=run,

@@ -130,6 +130,7 @@ class ExodusArgumentParser(LightningArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("prog", PROG)  # subcommand parsers get "exodus-lightning <name>"
         super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
@@ -153,6 +154,7 @@ class ExodusArgumentParser(LightningArgumentParser):
     def format_help(self) -> str:
         for action in self._actions:
             _shorten_subclass_list(action)
+            action.help = first_sentence(action.help)
         return super().format_help()
 
 
@@ -194,6 +196,15 @@ def wrap_class_help(parser: LightningArgumentParser) -> None:
 
         action.print_help = print_help
         action._wrapped = True
+
+
+def first_sentence(text: str | None, longer_than: int = 160) -> str | None:
+    """A long help text's first sentence: Lightning's docstrings run to 20 lines per option,
+    which made `fit --help` 1,200 lines. The documentation has the rest."""
+    if not text or len(text) <= longer_than or "%(" in text:
+        return text
+    match = re.search(r"^(.+?[.:])(\s|$)", text.strip(), re.DOTALL)
+    return match.group(1) if match else text
 
 
 def _shorten_subclass_list(action: Any) -> None:
