@@ -35,10 +35,12 @@ class PredictionWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            predictions: Sequence[Any], batch_indices: Sequence[Any]) -> None:
-        # One dataloader gives flat lists; several give one list per dataloader.
-        if predictions and isinstance(predictions[0], list):
-            predictions = [batch for loader in predictions for batch in loader]
-            batch_indices = [batch for loader in batch_indices for batch in loader]
+        # Lightning gives predictions as a flat list of batches for one dataloader (one list
+        # per dataloader for several), batch indices always as one list per dataloader.
+        if predictions and not isinstance(predictions[0], list):
+            predictions = [predictions]
+        predictions = [batch for loader in predictions for batch in loader]
+        batch_indices = [batch for loader in batch_indices for batch in loader]
         rows = []
         for batch, indices in zip(predictions, batch_indices):
             if not isinstance(batch, dict) or "predicted" not in batch:

@@ -31,7 +31,7 @@ def silent_layer_advice(layer: nn.Module) -> str:
     advice = [f"lower spike_threshold (now {threshold})"]
     tau = getattr(layer, "tau_mem", None)
     if getattr(layer, "norm_input", False) and tau is not None:
-        scale = 1 - math.exp(-1 / float(torch.as_tensor(tau).float().mean()))
+        scale = 1 - math.exp(-1 / float(torch.as_tensor(tau).detach().float().mean()))
         advice.append(f"set norm_input=False (it scales the layer's input by 1 - exp(-1/tau_mem)"
                       f" = {scale:.3g})")
     advice.append("or scale up the weights or inputs that feed it")
@@ -90,12 +90,13 @@ class SpikeActivityCheck(L.Callback):
             layer = layers.get(f"network.{name}", layers.get(name))
             kind = type(layer).__name__ if layer is not None else "spiking layer"
             if rate < self.min_rate:
-                what = "no spikes" if self.spikes[name] == 0 else f"a spike rate of {rate:.2g}"
+                what = ("not one spike" if self.spikes[name] == 0
+                        else f"{rate:.2g} spikes per neuron per step")
                 advice = silent_layer_advice(layer) if layer is not None else ""
                 rank_zero_warn(
                     f"spiking layer '{name}' ({kind}) was silent in the first training epoch "
-                    f"({what} per neuron per step), so the network can hardly learn through it: "
-                    f"{advice}.", category=SpikeActivityWarning)
+                    f"({what}), so the network can hardly learn through it: {advice}.",
+                    category=SpikeActivityWarning)
             elif self.max_rate is not None and rate > self.max_rate:
                 advice = saturated_layer_advice(layer) if layer is not None else ""
                 rank_zero_warn(
