@@ -216,7 +216,9 @@ def _shorten_subclass_list(action: Any) -> None:
     for base, sentence in LONG_SUBCLASS_LISTS.items():
         if f"known subclasses: {base}," not in text:
             continue
-        paths = text.split("known subclasses: ", 1)[1].split(", ")
-        ours = [path for path in paths if path.startswith("exodus_lightning.models.")]
+        paths = text.split("known subclasses: ", 1)[1].rstrip(")").split(", ")
+        # Our networks: the classes the data's num_classes can be linked into.
+        ours = [path for path in paths if path.startswith("exodus_lightning.models.")
+                and "num_classes" in _init_parameters(path)]
         shortened = f", built in: {', '.join(ours)}; or {sentence}"
         action.extra_help = lambda shortened=shortened: shortened

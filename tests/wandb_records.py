@@ -64,3 +64,22 @@ def logged_config(path: str | Path) -> dict:
             for item in record.config.update:
                 config[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return config
+
+
+def finished_run_file(run_dir: str | Path, timeout: float = 60.0) -> Path:
+    """The run's .wandb file once it holds the run's exit record.
+
+    wandb's service writes the file in the background: right after run.finish() it may still
+    hold only its header.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        files = list(Path(run_dir).glob("run-*.wandb"))
+        if files and any(record.WhichOneof("record_type") == "exit"
+                         for record in read_records(files[0])):
+            return files[0]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no finished W&B run file in {run_dir} after {timeout} s")
+        time.sleep(0.1)
