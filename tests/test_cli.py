@@ -37,17 +37,6 @@ SMALL_RANDMAN = [
 ]
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """Run in tmp_path with W&B offline, so logs/ and wandb/ land there."""
-    monkeypatch.chdir(tmp_path)
-    # LightningCLI warns when both `args` and pytest's own sys.argv are present.
-    monkeypatch.setattr(sys, "argv", ["exodus-lightning"])
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    return tmp_path
-
-
 @pytest.fixture(scope="module")
 def fabricated_root(tmp_path_factory) -> Path:
     """All four recorded datasets, tiny, in their real on-disk layouts."""

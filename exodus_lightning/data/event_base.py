@@ -141,7 +141,8 @@ class EventDataModule(SpikeDataModule):
         the same files at once.
         """
         trainer = getattr(self, "trainer", None)
-        stage = None if trainer is None else getattr(trainer.state.fn, "value", None)
+        fn = None if trainer is None else trainer.state.fn
+        stage = getattr(fn, "value", fn)  # TrainerFn is a str enum
         for split in self.splits_for(stage):
             if split not in self._opened:
                 self._opened[split] = self.open_split(split)
