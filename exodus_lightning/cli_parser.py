@@ -37,7 +37,11 @@ def _type_name(text: str) -> str:
 
 
 def _close_matches(word: str, candidates: Iterable[str]) -> list[str]:
-    return difflib.get_close_matches(word, list(candidates), n=2, cutoff=0.6)
+    """The closest candidate, and a second one only if it is about as close."""
+    scored = sorted(((difflib.SequenceMatcher(None, word, c).ratio(), c) for c in candidates),
+                    reverse=True)
+    best = scored[0][0] if scored else 0.0
+    return [c for score, c in scored[:2] if score >= max(0.6, best - 0.05)]
 
 
 def _init_parameters(class_path: str) -> list[str]:
@@ -80,6 +84,13 @@ def condense_error(message: str, options: Iterable[str] = ()) -> str:
             hint = f" (did you mean {' or '.join(suggestion)}?)" if suggestion else ""
             parts.append(f"{arg}: no such option{hint}")
         return "; ".join(parts)
+    not_accepted_key = re.search(r"does not accept option '([^']+)'", message)
+    if not_accepted_key:  # a key in a --config file
+        given = f"--{not_accepted_key.group(1)}"
+        suggestion = _close_matches(given, options)
+        hint = f" (did you mean {' or '.join(s.lstrip('-') for s in suggestion)}?)" \
+            if suggestion else ""
+        return f"{given.lstrip('-')}: no such key in the config{hint}"
     key = _nested_key(message)
     option = f"--{key}" if key else "the config"
     not_accepted = re.search(r"Option '([^']+)' is not accepted", message)

@@ -249,7 +249,8 @@ def test_unknown_config_key_names_the_key(workdir, capsys):
     bad.write_text("model:\n  readout_los: spike_count\n")
     with pytest.raises(SystemExit):
         build_cli(["fit", "--config", str(bad)])
-    assert "readout_los" in capsys.readouterr().err
+    assert ("model.readout_los: no such key in the config (did you mean model.readout_loss?)"
+            in capsys.readouterr().err)
 
 
 def test_bad_value_names_the_argument_and_the_choices(workdir, capsys):
@@ -269,9 +270,14 @@ def test_console_script_and_module_entry_point(tmp_path):
     assert result.returncode == 0 and "fit" in result.stdout
     script = Path(sys.executable).parent / "exodus-lightning"
     if script.exists():
-        result = subprocess.run([str(script), "fit", "--help"], capture_output=True, text=True,
-                                timeout=120)
-        assert result.returncode == 0 and "--model.network" in result.stdout
+        # The README's own-network path: a module in the folder the user runs in.
+        (tmp_path / "script_nets.py").write_text(TWO_LAYER_SNN)
+        env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+        result = subprocess.run([str(script), "fit", "--model.network",
+                                 "script_nets.TwoLayerSNN", "--print_config"], cwd=tmp_path,
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "class_path: script_nets.TwoLayerSNN" in result.stdout
 
 
 def summary_value(output: str, key: str) -> float:
