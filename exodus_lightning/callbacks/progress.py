@@ -45,7 +45,8 @@ class ProgressBar(TQDMProgressBar):
         is a terminal."""
         super().__init__(refresh_rate=refresh_rate)
         self.interactive = sys.stdout.isatty() if interactive is None else bool(interactive)
-        self._epoch_started = time.monotonic()
+        # None until an epoch starts: a run resumed at an epoch's end only finishes that epoch.
+        self._epoch_started: float | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
@@ -73,5 +74,7 @@ class ProgressBar(TQDMProgressBar):
         """One log line for the epoch that just ended: its metrics and wall time."""
         metrics = " ".join(f"{name}={_format(value)}"
                            for name, value in _epoch_metrics(trainer.progress_bar_metrics).items())
+        if self._epoch_started is None:
+            return f"Epoch {trainer.current_epoch}: {metrics}"
         seconds = time.monotonic() - self._epoch_started
         return f"Epoch {trainer.current_epoch}: {metrics} ({seconds:.1f} s)"
