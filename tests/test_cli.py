@@ -194,7 +194,9 @@ def test_wandb_offline_run_records_metrics_config_and_rasters(workdir):
     cli = build_cli([
         "fit", *SMALL_RANDMAN, "--trainer.max_epochs=2", "--trainer.accelerator=cpu",
         "--trainer.enable_progress_bar=false", "--spike_raster.every_n_epochs=1",
-        "--trainer.logger.init_args.save_dir=wandb_logs",
+        # Absolute: wandb's service process keeps the working folder of the first run of this
+        # process and resolves relative run folders against it.
+        f"--trainer.logger.init_args.save_dir={workdir / 'wandb_logs'}",
     ])
     run_dir = Path(cli.trainer.logger.experiment.dir).parent
     cli.trainer.logger.experiment.finish()
@@ -502,7 +504,7 @@ def test_missing_dataset_fails_before_the_run_starts_in_one_message(workdir, mon
 def test_wandb_config_is_the_nested_cli_config_only(workdir):
     cli = build_cli(["fit", *SMALL_RANDMAN, "--trainer.max_epochs=1", "--trainer.accelerator=cpu",
                      "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
-                     "--trainer.logger.init_args.save_dir=wandb_logs"])
+                     f"--trainer.logger.init_args.save_dir={workdir / 'wandb_logs'}"])
     run_dir = Path(cli.trainer.logger.experiment.dir).parent
     cli.trainer.logger.experiment.finish()
     config = logged_config(finished_run_file(run_dir))
