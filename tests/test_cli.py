@@ -24,7 +24,12 @@ from exodus_lightning.cli import CLIWarning, ConfigError, build_cli
 from exodus_lightning.cli import main as cli_main
 from exodus_lightning.data import fabricate
 from exodus_lightning.tasks import SpikingClassifier
-from tests.wandb_records import finished_run_file, logged_config, logged_history
+from tests.wandb_records import (
+    child_environment,
+    finished_run_file,
+    logged_config,
+    logged_history,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -62,8 +67,8 @@ def data_args(experiment: str, root: Path) -> list[str]:
 
 
 def run_script(args: list[str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true",
-               PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    env = child_environment(WANDB_MODE="offline", WANDB_SILENT="true",
+                            PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     return subprocess.run([sys.executable, "-m", "exodus_lightning", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -274,7 +279,8 @@ def test_console_script_and_module_entry_point(tmp_path):
     if script.exists():
         # The README's own-network path: a module in the folder the user runs in.
         (tmp_path / "script_nets.py").write_text(TWO_LAYER_SNN)
-        env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+        env = child_environment(
+            PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
         result = subprocess.run([str(script), "fit", "--model.network",
                                  "script_nets.TwoLayerSNN", "--print_config"], cwd=tmp_path,
                                 env=env, capture_output=True, text=True, timeout=120)

@@ -20,7 +20,12 @@ from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_com
 
 from exodus_lightning.cli import build_cli
 from tests.test_cli import REPO, SMALL_RANDMAN
-from tests.wandb_records import finished_run_file, logged_config, logged_history
+from tests.wandb_records import (
+    child_environment,
+    finished_run_file,
+    logged_config,
+    logged_history,
+)
 
 SWEEPS = sorted((REPO / "configs" / "sweeps").glob("*.yaml"))
 LOGGED_METRICS = {"val/acc", "val/loss", "train/acc", "train/loss"}
@@ -105,9 +110,10 @@ def test_two_randman_trials_run_as_the_agent_runs_them(tmp_path):
         run_id = f"trial{trial}"
         params = tmp_path / f"config-{run_id}.yaml"
         params.write_text(yaml.safe_dump({k: {"value": v} for k, v in values.items()}))
-        env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", WANDB_RUN_ID=run_id,
-                   WANDB_SWEEP_PARAM_PATH=str(params), WANDB_DIR=str(tmp_path),
-                   PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+        env = child_environment(
+            WANDB_MODE="offline", WANDB_SILENT="true", WANDB_RUN_ID=run_id,
+            WANDB_SWEEP_PARAM_PATH=str(params), WANDB_DIR=str(tmp_path),
+            PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
         command = agent_command(sweep, values, extra=small)
         # The agent runs from the folder it was started in: the repository root. Logs go to
         # tmp_path through save_dir (absolute below) so the checkout stays clean.
