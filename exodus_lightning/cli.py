@@ -11,22 +11,55 @@ constructor takes arguments of those names), so configs never repeat them.
 
 from __future__ import annotations
 
+import inspect
+import logging
+import os
+import sys
+import traceback
+import warnings
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.accelerators import CPUAccelerator
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+import exodus_lightning
 from exodus_lightning import ops
-from exodus_lightning.callbacks import RunSummary, SpikeRasterLogger
+from exodus_lightning.callbacks import (
+    PredictionWriter,
+    ProgressBar,
+    RunSummary,
+    SpikeActivityCheck,
+    SpikeRasterLogger,
+)
+from exodus_lightning.cli_parser import PROG, ExodusArgumentParser, wrap_class_help
+from exodus_lightning.data.errors import DataError
+from exodus_lightning.ops import ExtensionBuildError
 from exodus_lightning.tasks import SpikingClassifier
 
 CONFIG_FILE_NAME = "config.yaml"
 # Among a W&B run's files, where wandb keeps its own config.yaml.
 WANDB_CONFIG_FILE_NAME = "lightning_config.yaml"
+DESCRIPTION = (
+    "Train and evaluate spiking neural networks with exact EXODUS gradients. With no --config, "
+    "`fit` trains on the built-in Randman task (no download). Every setting is a --key value "
+    "option or a YAML --config; `<subcommand> --help` lists them."
+)
+USAGE = "%(prog)s [--config FILE] [--KEY VALUE ...]"
+SUBCOMMANDS = {
+    "fit": "Train, validating every epoch; saves the best and the last checkpoint.",
+    "validate": "Score a checkpoint (--ckpt_path) on the validation split.",
+    "test": "Score a checkpoint (--ckpt_path) on the test split, with a confusion matrix.",
+    "predict": "Predict the test split with a checkpoint (--ckpt_path); writes "
+               "predictions.csv.",
+}
+CHECKPOINT_KEYWORDS = ("best", "last", "hpc", "registry")
 
 # `exodus-lightning fit` with no config: the built-in task, tuned to reach >= 95 % validation
 # accuracy in under a minute on 2 CPU cores (see configs/randman.yaml, which spells these out).
@@ -53,11 +86,27 @@ DEFAULTS = {
 }
 
 
+# Callbacks configured under their own keys (--checkpoint.monitor, ...).
+CALLBACK_GROUPS: dict[str, type[L.Callback]] = {
+    "checkpoint": ModelCheckpoint,
+    "spike_raster": SpikeRasterLogger,
+    "spike_check": SpikeActivityCheck,
+}
+
+
+class ConfigError(ValueError):
+    """A setting the command cannot use; the message names it and what to change."""
+
+
+class CLIWarning(UserWarning):
+    """Something in how the command was called that is probably not what was meant."""
+
+
 class SaveAndLogConfig(SaveConfigCallback):
     """Saves the resolved config into the run's folder and logs it as hyperparameters.
 
     The folder is the W&B run's files folder (uploaded with the run) or the logger's log_dir,
-    so runs never overwrite each other's config.
+    so runs never overwrite each other's config. The run's summary.json gets it too.
     """
 
     def __init__(self, parser: LightningArgumentParser, config, **kwargs) -> None:
@@ -76,16 +125,32 @@ class SaveAndLogConfig(SaveConfigCallback):
             path = Path(trainer.default_root_dir) / CONFIG_FILE_NAME
             path.parent.mkdir(parents=True, exist_ok=True)
             self.parser.save(self.config, path, overwrite=True)
+        for callback in trainer.callbacks:
+            if isinstance(callback, RunSummary):
+                callback.config = self.config.as_dict()
 
 
 class ExodusCLI(LightningCLI):
     """LightningCLI with SpikingClassifier, any LightningDataModule (default Randman), a
-    best-on-validation checkpoint (`--checkpoint.*`), spike rasters (`--spike_raster.*`) and
-    an end-of-run summary."""
+    best-on-validation checkpoint (`--checkpoint.*`), spike rasters (`--spike_raster.*`), a
+    warning for silent or saturated spiking layers (`--spike_check.*`), a predictions file,
+    a compact progress bar (one line per epoch in logs) and an end-of-run summary."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        quiet_library_noise()
+        super().__init__(*args, **kwargs)
+
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict[str, Any],
+                     subparser_kwargs: dict[str, Any]) -> None:
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        # The subcommand list in --help shows Trainer docstrings' first lines, cut mid-sentence.
+        action = getattr(self.parser, "_subcommands_action", None)
+        for choice in getattr(action, "_choices_actions", []):
+            choice.help = SUBCOMMANDS.get(choice.dest, choice.help)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.add_lightning_class_args(SpikeRasterLogger, "spike_raster")
+        for key, callback_class in CALLBACK_GROUPS.items():
+            parser.add_lightning_class_args(callback_class, key)
         # On instantiation, since DataModules compute these attributes in their constructor.
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         for attribute in ("num_classes", "input_shape"):
@@ -99,20 +164,143 @@ class ExodusCLI(LightningCLI):
                  "of holding the peak resident memory",
         )
         parser.set_defaults(DEFAULTS)
+        wrap_class_help(parser)
 
     def before_instantiate_classes(self) -> None:
         warm_up_extension()
 
     def instantiate_classes(self) -> None:
-        super().instantiate_classes()
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as error:
+            raise config_error_from(error, config) from error
         # Once the trainer exists (it resolves the accelerator), for every subcommand and for
         # run=False alike.
-        config = self.config[self.subcommand] if self.subcommand else self.config
         if config.keep_freed_memory and isinstance(self.trainer.accelerator, CPUAccelerator):
             ops.keep_freed_memory()
+        if self.trainer.fast_dev_run:
+            # A smoke test: Lightning turns the loggers off, but the checkpoint callback would
+            # still write last.ckpt into ./checkpoints of the current folder.
+            for callback in self.trainer.checkpoint_callbacks:
+                if isinstance(callback, ModelCheckpoint):
+                    callback.save_last = False
+                    callback.save_top_k = 0
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        """The configured trainer, plus our progress bar (unless turned off or another is
+        configured) and, for predict, the predictions file writer."""
+        config = self._get(self.config_init, "trainer", default={})
+        configured = config.get("callbacks") or []
+        configured = configured if isinstance(configured, list) else [configured]
+        extra = []
+        if config.get("enable_progress_bar") is not False and not any(
+                isinstance(c, LightningProgressBar) for c in configured):
+            extra.append(ProgressBar())
+        if self.subcommand == "predict" and not any(
+                isinstance(c, BasePredictionWriter) for c in configured):
+            extra.append(PredictionWriter())
+        defaults = self.trainer_defaults.get("callbacks", [])
+        defaults = defaults if isinstance(defaults, list) else [defaults]
+        self.trainer_defaults = {**self.trainer_defaults, "callbacks": [*defaults, *extra]}
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError, TypeError) as error:
+            # Lightning rejects accelerator/devices/strategy combinations with exceptions
+            # of these types, raised while the Trainer is built.
+            raise ConfigError(explain_trainer_error(error, self._get(self.config, "trainer"))
+                              ) from error
+
+    def before_fit(self) -> None:
+        check_checkpoint_path(self._get(self.config, "ckpt_path"))
+
+    def before_validate(self) -> None:
+        self._check_evaluated_model("validate")
+
+    def before_test(self) -> None:
+        self._check_evaluated_model("test")
 
     def before_predict(self) -> None:
+        self._check_evaluated_model("predict")
         use_test_split_for_predict(self.datamodule)
+
+    def _check_evaluated_model(self, subcommand: str) -> None:
+        """A checkpoint that exists, or a warning that the model is untrained."""
+        path = self._get(self.config, "ckpt_path")
+        if path is not None:
+            check_checkpoint_path(path)
+            return
+        doing = "predicts with" if subcommand == "predict" else "scores"
+        latest = latest_checkpoint(self.trainer)
+        example = f", e.g. --ckpt_path {latest}" if latest else (
+            " (the best checkpoint that `exodus-lightning fit` printed)")
+        warnings.warn(
+            f"{subcommand} without --ckpt_path {doing} the model as initialised, untrained. "
+            f"Pass the checkpoint to evaluate{example}.", CLIWarning, stacklevel=2)
+
+
+def check_checkpoint_path(path: str | os.PathLike | None) -> None:
+    """Fail now, in one line, if --ckpt_path names a local file that does not exist."""
+    if path is None or str(path) in CHECKPOINT_KEYWORDS or "://" in str(path):
+        return
+    if str(path).startswith("registry"):
+        return
+    if not Path(path).is_file():
+        raise ConfigError(f"--ckpt_path: no checkpoint file at '{path}'")
+
+
+def latest_checkpoint(trainer: L.Trainer) -> str | None:
+    """The newest .ckpt under the logger's save_dir (or the default root dir), if any."""
+    logger = trainer.logger
+    root = Path(getattr(logger, "save_dir", None) or trainer.default_root_dir)
+    found = sorted(root.glob("**/checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return str(found[-1]) if found else None
+
+
+def explain_trainer_error(error: Exception, trainer_config: Any) -> str:
+    """Lightning's message about an unusable trainer setting, and the change that fixes it."""
+    message = str(error).strip()
+    accelerator = str(getattr(trainer_config, "accelerator", None) or "")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        return (f"--trainer.accelerator {accelerator}: no CUDA GPU is visible here ({message}). "
+                "To run on CPU processes instead, e.g. DDP with configs/trainer/ddp.yaml: "
+                "--trainer.accelerator cpu --trainer.devices 2")
+    if "CPUAccelerator" in message and "devices" in message:
+        return (f"--trainer.devices: {message} On CPU, give the number of processes, e.g. "
+                "--trainer.devices 2")
+    return message
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def config_error_from(error: Exception, config: Any) -> Exception:
+    """A ConfigError naming the config section whose class rejected its arguments, when one of
+    our classes did (their messages say what to change); otherwise the error itself, so that a
+    bug in user code keeps its traceback."""
+    if isinstance(error, ConfigError):
+        return error
+    root = _root_cause(error)
+    frames = traceback.extract_tb(root.__traceback__)
+    package = str(Path(exodus_lightning.__file__).parent)
+    if not frames or not frames[-1].filename.startswith(package):
+        return error
+    class_name = None
+    for frame_info in inspect.getinnerframes(root.__traceback__):
+        instance = frame_info.frame.f_locals.get("self")
+        if frame_info.function == "__init__" and instance is not None:
+            class_name = type(instance).__name__
+            break  # the outermost constructor: the class the config names
+    for name, value in config.items():
+        if name.endswith(".class_path") and str(value).rsplit(".", 1)[-1] == class_name:
+            return ConfigError(f"--{name.removesuffix('.class_path')} ({value}): {root}")
+    for key, callback_class in CALLBACK_GROUPS.items():
+        if callback_class.__name__ == class_name:
+            return ConfigError(f"--{key}: {root}")
+    return ConfigError(str(root))
 
 
 def warm_up_extension() -> None:
@@ -137,23 +325,101 @@ def use_test_split_for_predict(datamodule: L.LightningDataModule | None) -> None
     datamodule.predict_dataloader = datamodule.test_dataloader
 
 
+class _DropLitLoggerTip(logging.Filter):
+    """Lightning advertises its cloud logger on every run: not actionable for our users."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def _format_our_warnings(previous: Any) -> Any:
+    def format_warning(message, category, filename, lineno, line=None) -> str:
+        if category.__module__.startswith("exodus_lightning"):
+            return f"warning: {message}\n"  # ours say what to change; no source line needed
+        return previous(message, category, filename, lineno, line)
+
+    format_warning.exodus = True
+    return format_warning
+
+
+def quiet_library_noise() -> None:
+    """Silence library messages that are not actionable for our users; keep the rest.
+
+    Called by the CLI (it changes process-wide warning filters, the warning format of our own
+    warnings, and a Lightning logger's filter): a pytree deprecation inside Lightning, the
+    resumed-checkpoint "dirpath has changed" notice, the litlogger tip. W&B's "anonymous"
+    warning is avoided in exodus_lightning.loggers.WandbLogger, "No seed found" by seeding 0.
+    """
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropLitLoggerTip) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropLitLoggerTip())
+    if not getattr(warnings.formatwarning, "exodus", False):
+        warnings.formatwarning = _format_our_warnings(warnings.formatwarning)
+
+
 def build_cli(args: list[str] | None = None, run: bool = True) -> ExodusCLI:
     """Parse `args` (default: sys.argv), instantiate, and run the subcommand if `run`."""
+    trainer_defaults: dict[str, Any] = {"callbacks": [RunSummary()]}
+    if "enable_autolog_hparams" in inspect.signature(L.Trainer).parameters:
+        # The CLI logs the whole nested config itself; Lightning would add the module's and the
+        # DataModule's flat hyperparameters (alpha, _instantiator, ...) beside it.
+        trainer_defaults["enable_autolog_hparams"] = False
     return ExodusCLI(
         SpikingClassifier,
         L.LightningDataModule,
         subclass_mode_data=True,
         auto_configure_optimizers=False,
         save_config_callback=SaveAndLogConfig,
-        trainer_defaults={"callbacks": [RunSummary()]},
+        trainer_defaults=trainer_defaults,
+        # 0 is what Lightning picks anyway, without warning "No seed found".
+        seed_everything_default=0,
+        parser_class=ExodusArgumentParser,
+        parser_kwargs={
+            "description": DESCRIPTION,
+            **{name: {"usage": USAGE, "description": text} for name, text in SUBCOMMANDS.items()},
+        },
         args=args,
         run=run,
     )
 
 
+USER_ERRORS = (ConfigError, DataError, ExtensionBuildError)
+
+
+def put_working_directory_on_path() -> None:
+    """Let class paths name modules in the current folder (my_nets.TwoLayerSNN), as under
+    `python -m exodus_lightning`; a console script's sys.path does not hold it."""
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        # Last, so a file in the current folder cannot shadow an installed package.
+        sys.path.append(cwd)
+
+
 def main() -> None:
-    """Entry point of `exodus-lightning` and `python -m exodus_lightning`."""
-    build_cli()
+    """Entry point of `exodus-lightning` and `python -m exodus_lightning`.
+
+    Mistakes in the data or settings end with one message and exit status 1, no traceback.
+    """
+    put_working_directory_on_path()
+    try:
+        build_cli()
+    except USER_ERRORS as error:
+        subcommand = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else ""
+        prog = f"{PROG} {subcommand}".strip()
+        print(f"{prog}: error: {user_error_message(error)}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+def user_error_message(error: Exception) -> str:
+    """The error's message; for a data error, with its fixes as this command's flags."""
+    message = str(error)
+    fixes = getattr(error, "fixes", {})
+    if fixes:
+        flags = " or ".join(f"--data.init_args.{name} {value}" for name, value in fixes.items())
+        message += f"\nOn the command line: {flags}"
+    return message
 
 
 if __name__ == "__main__":

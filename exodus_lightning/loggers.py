@@ -51,7 +51,6 @@ class WandbLogger(LightningWandbLogger):
                     "W&B: no API key found (run `wandb login` or set WANDB_API_KEY), so this run "
                     f"is recorded offline under {save_dir}/wandb; upload it with `wandb sync`."
                 )
-        Path(save_dir).mkdir(parents=True, exist_ok=True)
         super().__init__(
             name=name,
             save_dir=save_dir,
@@ -63,3 +62,15 @@ class WandbLogger(LightningWandbLogger):
             checkpoint_name=checkpoint_name,
             **kwargs,
         )
+        # Lightning passes anonymous=None to wandb.init, which then warns on every run that
+        # the setting has no effect.
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
+
+    @property
+    def experiment(self):
+        """The wandb run, started on first use; save_dir is created only then (a run that
+        never starts, such as fast_dev_run, leaves no folder behind)."""
+        if self._experiment is None and self._save_dir:
+            Path(self._save_dir).mkdir(parents=True, exist_ok=True)
+        return super().experiment

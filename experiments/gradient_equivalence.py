@@ -193,11 +193,13 @@ def run(options: argparse.Namespace) -> dict:
                   f"{max(s['slayer_max_rel_error'] for s in summaries):.2g}.\n")
     common.write_report(out, "Gradient equivalence: EXODUS and SLAYER vs BPTT",
                         [("Settings", settings), ("Conclusion", conclusion),
-                         ("Per case", summary_md), ("Per parameter", errors_md)], [figure])
+                         ("Per case", summary_md), ("Per parameter", errors_md)], [figure],
+                        smoke=options.tiny)
     tracker.table("equivalence/summary", summaries)
     tracker.table("equivalence/errors", rows)
     tracker.image("equivalence/scatter", figure)
     tracker.finish()
+    print(common.smoke_banner(options.tiny), end="")
     print(summary_md)
     print(conclusion)
     return {"rows": rows, "summary": summaries, "figure": figure, "verdict": verdict,

@@ -218,12 +218,14 @@ def run(options: argparse.Namespace) -> dict:
                      f"spikes/step; no gradient scaling for SLAYER.\n")
     common.write_report(out, "Gradient stability: norms per layer vs depth and T",
                         [("Settings", settings_text), ("What the numbers show", reading),
-                         ("Depth sweep", depth_md), ("T sweep", time_md)], figures)
+                         ("Depth sweep", depth_md), ("T sweep", time_md)], figures,
+                        smoke=options.tiny)
     tracker.table("stability/depth", depth_summary)
     tracker.table("stability/time", time_summary)
     for figure in figures:
         tracker.image(f"stability/{figure.stem}", figure)
     tracker.finish()
+    print(common.smoke_banner(options.tiny), end="")
     print(depth_md, "\n", time_md, "\n", reading, sep="")
     return {"rows": rows, "depth": depth_summary, "time": time_summary, "figures": figures,
             "reading": reading}

@@ -225,12 +225,14 @@ def run(options: argparse.Namespace) -> dict:
                 f"seed<seed>/run.yaml`.\n")
     common.write_report(out, "Training comparison: EXODUS vs SLAYER vs BPTT",
                         [("Settings", settings), ("Command", f"`{command}`\n"),
-                         ("Summary (mean over seeds)", summary_md)], figures)
+                         ("Summary (mean over seeds)", summary_md)], figures,
+                        smoke=options.tiny)
     tracker.table("training/summary", summary)
     tracker.table("training/curves", curves)
     for figure in figures:
         tracker.image(f"training/{figure.stem}", figure)
     tracker.finish()
+    print(common.smoke_banner(options.tiny), end="")
     print(summary_md)
     return {"curves": curves, "runs": run_rows, "summary": summary, "figures": figures}
 

@@ -278,11 +278,25 @@ def plot(rows: list[dict], column: str, ylabel: str, path: Path) -> Path:
     return common.save_figure(figure, path)
 
 
+def check_devices(devices: list[str]) -> None:
+    """Exit with one line if a device is unknown or absent (before any output is written)."""
+    prog = f"python -m experiments.{EXPERIMENT}"
+    unknown = [d for d in devices if d not in ("cpu", "cuda")]
+    if unknown:
+        raise SystemExit(f"{prog}: error: --devices {','.join(unknown)}: choose from cpu, cuda, "
+                         "cpu,cuda or auto")
+    if "cuda" in devices and not torch.cuda.is_available():
+        raise SystemExit(f"{prog}: error: --devices cuda: no CUDA GPU is visible here "
+                         "(torch.cuda.is_available() is False); run it on a GPU machine, or "
+                         "measure the CPU with --devices cpu")
+
+
 def run(options: argparse.Namespace) -> dict:
     """Sweep T for each (device, network, implementation); write the table and plots."""
-    out = common.setup(options)
     devices = (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]) \
         if options.devices == "auto" else options.devices.split(",")
+    check_devices(devices)
+    out = common.setup(options)
     networks = options.networks.split(",")
     implementations = [*OURS, *PEERS] if options.peers else list(OURS)
     repeats = options.repeats or (2 if options.tiny else 5)
@@ -342,11 +356,12 @@ def run(options: argparse.Namespace) -> dict:
     if notes:
         sections.append(("Notes", "\n".join(notes) + "\n"))
     common.write_report(out, "Training speed and memory: EXODUS vs BPTT (and peers)", sections,
-                        figures)
+                        figures, smoke=options.tiny)
     tracker.table("speed/steps", rows)
     for figure in figures:
         tracker.image(f"speed/{figure.stem}", figure)
     tracker.finish()
+    print(common.smoke_banner(options.tiny), end="")
     print(table)
     print("\n".join(notes))
     return {"rows": rows, "figures": figures, "notes": notes}

@@ -1,8 +1,12 @@
-"""Callbacks (spike rasters, run summary), figures, and the offline-by-default W&B logger."""
+"""Callbacks (spike rasters, spike activity, progress, predictions, run summary), figures, and
+the offline-by-default W&B logger."""
 
 from __future__ import annotations
 
 import functools
+import json
+from pathlib import Path
+from unittest import mock
 
 import lightning as L
 import pytest
@@ -11,7 +15,16 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 
-from exodus_lightning.callbacks import RunSummary, SpikeRasterLogger, spike_raster_figure
+from exodus_lightning.callbacks import (
+    PredictionWriter,
+    ProgressBar,
+    RunSummary,
+    SpikeActivityCheck,
+    SpikeActivityWarning,
+    SpikeRasterLogger,
+    predictions_from_csv,
+    spike_raster_figure,
+)
 from exodus_lightning.callbacks.figures import MAX_NEURONS_SHOWN, figure_to_image
 from exodus_lightning.loggers import WandbLogger, wandb_credentials_found
 from exodus_lightning.models import FeedForwardSNN
@@ -102,3 +115,133 @@ def test_run_summary_prints_metrics_logs_and_checkpoints(tmp_path, capsys):
 def test_every_n_epochs_must_be_positive():
     with pytest.raises(ValueError, match="every_n_epochs"):
         SpikeRasterLogger(every_n_epochs=0)
+
+
+def burst_classifier(**network_kwargs) -> tuple[BurstDataModule, SpikingClassifier]:
+    data = BurstDataModule(num_classes=3, num_channels=5, num_time_steps=12, num_samples=32)
+    network = FeedForwardSNN(data.input_shape, data.num_classes, hidden_sizes=(8,),
+                             **network_kwargs)
+    return data, SpikingClassifier(network, data.num_classes,
+                                   optimizer=functools.partial(torch.optim.Adam, lr=0.01))
+
+
+def fit_quietly(tmp_path, model, data, callbacks, max_epochs: int = 1) -> L.Trainer:
+    trainer = L.Trainer(max_epochs=max_epochs, accelerator="cpu", callbacks=callbacks,
+                        logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, default_root_dir=tmp_path)
+    trainer.fit(model, data)
+    return trainer
+
+
+def test_silent_spiking_layer_is_named_with_what_to_change(tmp_path):
+    """The README's first network: sinabs' norm_input=True scales the input by 1 - exp(-1/τ)."""
+    data, model = burst_classifier(spike_threshold=1.0, norm_input=True, tau_mem=10.0)
+    with pytest.warns(SpikeActivityWarning) as warned:
+        fit_quietly(tmp_path, model, data, [SpikeActivityCheck()], max_epochs=2)
+    ours = [w for w in warned if issubclass(w.category, SpikeActivityWarning)]
+    assert len(ours) == 1  # after the first epoch only
+    message = str(ours[0].message)
+    assert "spiking layer 'layers.2' (LIF) was silent in the first training epoch" in message
+    assert "lower spike_threshold (now 1)" in message
+    assert "set norm_input=False (it scales the layer's input by 1 - exp(-1/tau_mem) = 0.095)" \
+        in message
+
+
+def test_saturated_spiking_layer_is_named_with_what_to_change(tmp_path):
+    data, model = burst_classifier(spike_threshold=1e-3)
+    with torch.no_grad():
+        model.network.layers[1].bias.fill_(5.0)  # every neuron far above threshold every step
+    with pytest.warns(SpikeActivityWarning, match=r"'layers.2' \(LIF\) saturated .* raise "
+                                                  r"spike_threshold \(now 0.001\), set "
+                                                  r"max_spikes_per_step=1"):
+        fit_quietly(tmp_path, model, data, [SpikeActivityCheck()])
+
+
+def test_an_active_layer_gives_no_spike_activity_warning(tmp_path, recwarn):
+    data, model = burst_classifier(spike_threshold=0.3)
+    fit_quietly(tmp_path, model, data, [SpikeActivityCheck()])
+    assert not [w for w in recwarn if issubclass(w.category, SpikeActivityWarning)]
+
+
+def test_spike_activity_check_arguments_are_checked():
+    with pytest.raises(ValueError, match="min_rate"):
+        SpikeActivityCheck(min_rate=-1)
+    with pytest.raises(ValueError, match="max_rate"):
+        SpikeActivityCheck(min_rate=0.5, max_rate=0.1)
+
+
+def test_progress_bar_keeps_validation_accuracy_within_80_columns():
+    bar = ProgressBar(interactive=True)
+    trainer = mock.Mock(progress_bar_metrics={
+        "v_num": "abcd", "train/loss_step": 0.01842, "train/loss_epoch": 0.06181,
+        "train/acc": 0.98712, "val/loss": 0.06951, "val/acc": 0.98251,
+        "spike_rate/layers.2": 0.037})
+    metrics = bar.get_metrics(trainer, None)
+    assert list(metrics)[:4] == ["val/acc", "val/loss", "train/loss", "train/acc"]
+    assert "v_num" not in metrics and metrics["train/loss"] == "0.01842"  # the latest step
+    tqdm_bar = bar.init_train_tqdm()
+    tqdm_bar.dynamic_ncols = lambda stream: (80, 24)  # as if on an 80 x 24 terminal
+    tqdm_bar.total = 391
+    tqdm_bar.n = 390
+    tqdm_bar.set_description("Epoch 10")
+    tqdm_bar.set_postfix(metrics, refresh=False)
+    line = str(tqdm_bar)
+    assert len(line) <= 80 and "val/acc=0.9825" in line, line
+    tqdm_bar.close()
+
+
+def test_progress_without_a_terminal_is_one_line_per_epoch(tmp_path, capsys):
+    data, model = burst_classifier(spike_threshold=0.3)
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False,
+                        callbacks=[ProgressBar(interactive=False)], enable_model_summary=False,
+                        enable_checkpointing=False, default_root_dir=tmp_path)
+    trainer.fit(model, data)
+    output = capsys.readouterr().out
+    lines = output.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["Epoch 0", "Epoch 1", "Epoch 2"], output
+    assert "\r" not in output
+    last = {name: float(value) for name, value in
+            (item.split("=") for item in lines[-1].split(": ", 1)[1].split(" (")[0].split())}
+    assert last["val/acc"] == pytest.approx(float(trainer.callback_metrics["val/acc"]), abs=1e-4)
+    assert last["train/loss"] == pytest.approx(
+        float(trainer.callback_metrics["train/loss_epoch"]), rel=1e-3)
+
+
+def test_run_summary_writes_final_and_best_metrics_to_the_run_folder(tmp_path):
+    data, model = burst_classifier(spike_threshold=0.3)
+    summary = RunSummary()
+    summary.config = {"model": {"lr": 0.01}}
+    val_acc = []
+
+    class Record(L.Callback):
+        def on_validation_epoch_end(self, trainer, pl_module):
+            if not trainer.sanity_checking:
+                val_acc.append(float(trainer.callback_metrics["val/acc"]))
+
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=CSVLogger(tmp_path),
+                        callbacks=[Record(), summary], enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False,
+                        default_root_dir=tmp_path)
+    trainer.fit(model, data)
+    path = Path(trainer.logger.log_dir) / "summary.json"
+    fit = json.loads(path.read_text())["fit"]
+    assert fit["final"]["val/acc"] == pytest.approx(val_acc[-1])
+    assert fit["best"]["val/acc"] == {"value": pytest.approx(max(val_acc)),
+                                      "epoch": val_acc.index(max(val_acc))}
+    assert fit["epochs"] == 3 and fit["config"] == {"model": {"lr": 0.01}}
+    trainer.test(model, data)
+    both = json.loads(path.read_text())
+    assert set(both) == {"fit", "test"} and "test/acc" in both["test"]["final"]
+
+
+def test_prediction_writer_needs_a_run_folder_or_uses_the_root(tmp_path, capsys):
+    data, model = burst_classifier(spike_threshold=0.3)
+    writer = PredictionWriter()
+    trainer = L.Trainer(accelerator="cpu", logger=False, callbacks=[writer],
+                        enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer.predict(model, data)
+    assert writer.path == tmp_path / "predictions.csv"
+    columns = predictions_from_csv(writer.path)
+    assert len(columns["sample"]) == 32 and torch.equal(columns["target"],
+                                                        torch.arange(32) % 3)
+    assert "32 predictions ->" in capsys.readouterr().out

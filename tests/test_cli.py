@@ -7,6 +7,7 @@ file goes under tmp_path.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -18,10 +19,17 @@ import torch
 import yaml
 
 from exodus_lightning import ops
-from exodus_lightning.cli import build_cli
+from exodus_lightning.callbacks import predictions_from_csv
+from exodus_lightning.cli import CLIWarning, ConfigError, build_cli
+from exodus_lightning.cli import main as cli_main
 from exodus_lightning.data import fabricate
 from exodus_lightning.tasks import SpikingClassifier
-from tests.wandb_records import logged_config, logged_history
+from tests.wandb_records import (
+    child_environment,
+    finished_run_file,
+    logged_config,
+    logged_history,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -32,17 +40,6 @@ SMALL_RANDMAN = [
     "--data.init_args.num_val_samples=128",
     "--data.init_args.num_test_samples=128",
 ]
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """Run in tmp_path with W&B offline, so logs/ and wandb/ land there."""
-    monkeypatch.chdir(tmp_path)
-    # LightningCLI warns when both `args` and pytest's own sys.argv are present.
-    monkeypatch.setattr(sys, "argv", ["exodus-lightning"])
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    return tmp_path
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +67,8 @@ def data_args(experiment: str, root: Path) -> list[str]:
 
 
 def run_script(args: list[str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true",
-               PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    env = child_environment(WANDB_MODE="offline", WANDB_SILENT="true",
+                            PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     return subprocess.run([sys.executable, "-m", "exodus_lightning", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -97,7 +94,7 @@ def test_every_config_fits_validates_tests_and_predicts(experiment, workdir, fab
     assert matrix.shape == (num_classes, num_classes) and matrix.sum() > 0
 
     cli = build_cli(["predict", *common])
-    predictions = torch.cat(cli.trainer.predict_loop.predictions)
+    predictions = torch.cat([batch["predicted"] for batch in cli.trainer.predict_loop.predictions])
     assert predictions.dtype == torch.int64 and len(predictions) > 0
     assert 0 <= predictions.min() and predictions.max() < num_classes
 
@@ -202,12 +199,14 @@ def test_wandb_offline_run_records_metrics_config_and_rasters(workdir):
     cli = build_cli([
         "fit", *SMALL_RANDMAN, "--trainer.max_epochs=2", "--trainer.accelerator=cpu",
         "--trainer.enable_progress_bar=false", "--spike_raster.every_n_epochs=1",
-        "--trainer.logger.init_args.save_dir=wandb_logs",
+        # Absolute: wandb's service process keeps the working folder of the first run of this
+        # process and resolves relative run folders against it.
+        f"--trainer.logger.init_args.save_dir={workdir / 'wandb_logs'}",
     ])
     run_dir = Path(cli.trainer.logger.experiment.dir).parent
     cli.trainer.logger.experiment.finish()
     assert run_dir.name.startswith("offline-run-")
-    run_file = next(run_dir.glob("run-*.wandb"))
+    run_file = finished_run_file(run_dir)
     history = logged_history(run_file)
     val_acc = [row["val/acc"] for row in history if "val/acc" in row]
     assert len(val_acc) == 2 and all(0 <= a <= 1 for a in val_acc)
@@ -257,7 +256,8 @@ def test_unknown_config_key_names_the_key(workdir, capsys):
     bad.write_text("model:\n  readout_los: spike_count\n")
     with pytest.raises(SystemExit):
         build_cli(["fit", "--config", str(bad)])
-    assert "readout_los" in capsys.readouterr().err
+    assert ("model.readout_los: no such key in the config (did you mean model.readout_loss?)"
+            in capsys.readouterr().err)
 
 
 def test_bad_value_names_the_argument_and_the_choices(workdir, capsys):
@@ -277,9 +277,15 @@ def test_console_script_and_module_entry_point(tmp_path):
     assert result.returncode == 0 and "fit" in result.stdout
     script = Path(sys.executable).parent / "exodus-lightning"
     if script.exists():
-        result = subprocess.run([str(script), "fit", "--help"], capture_output=True, text=True,
-                                timeout=120)
-        assert result.returncode == 0 and "--model.network" in result.stdout
+        # The README's own-network path: a module in the folder the user runs in.
+        (tmp_path / "script_nets.py").write_text(TWO_LAYER_SNN)
+        env = child_environment(
+            PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+        result = subprocess.run([str(script), "fit", "--model.network",
+                                 "script_nets.TwoLayerSNN", "--print_config"], cwd=tmp_path,
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "class_path: script_nets.TwoLayerSNN" in result.stdout
 
 
 def summary_value(output: str, key: str) -> float:
@@ -292,7 +298,9 @@ def test_ddp_with_two_cpu_processes_syncs_metrics(workdir):
               "--trainer.enable_progress_bar=false",
               "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
               f"--trainer.logger.save_dir={workdir}"]
-    ddp = ["--trainer.devices=2", "--trainer.strategy=ddp"]
+    # The GPU fragment with the two overrides its error message suggests on a CPU machine.
+    ddp = ["--config", str(CONFIGS / "trainer" / "ddp.yaml"), "--trainer.accelerator=cpu",
+           "--trainer.devices=2"]
     fit = run_script(["fit", *common, *ddp, "--trainer.max_epochs=1"], workdir)
     assert fit.returncode == 0, fit.stderr[-3000:]
     assert "MEMBER: 2/2" in fit.stderr  # rank 1 ran
@@ -303,3 +311,240 @@ def test_ddp_with_two_cpu_processes_syncs_metrics(workdir):
     # Each rank saw half of the 128 validation samples; synced, the accuracy is that of all.
     assert summary_value(two.stdout, "val/acc") == pytest.approx(
         float(one.trainer.callback_metrics["val/acc"]), abs=1e-4)
+
+
+# --- A new user's first hour (issue 12) ------------------------------------------------------
+
+TWO_LAYER_SNN = '''
+import math
+from torch import nn
+from exodus_lightning import nn as enn
+
+class TwoLayerSNN(nn.Module):
+    def __init__(self, input_shape, num_classes, hidden: int = 16):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Flatten(start_dim=2), nn.Linear(math.prod(input_shape), hidden),
+            enn.LIF(tau_mem=10.0), nn.Linear(hidden, num_classes), enn.ExpLeak(tau_mem=10.0))
+
+    def forward(self, x):
+        return self.layers(x)
+'''
+
+
+def test_class_paths_resolve_in_the_current_folder_without_python_m(workdir, monkeypatch, capsys):
+    """The console script's sys.path lacks the current folder (python -m adds it)."""
+    (workdir / "my_cwd_nets.py").write_text(TWO_LAYER_SNN)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(workdir))])
+    monkeypatch.setattr(sys, "argv", ["exodus-lightning", "fit", "--model.network",
+                                      "my_cwd_nets.TwoLayerSNN", "--print_config"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main()
+    assert exit_info.value.code in (0, None), capsys.readouterr().err
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["network"]["class_path"] == "my_cwd_nets.TwoLayerSNN"
+    assert sys.path[-1] == str(workdir)
+
+
+def one_line_error(args: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        build_cli(args)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error  # one line: no usage text, no nested report
+    assert error.startswith("exodus-lightning fit: error: ")
+    return error
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--trainer.max_epoch", "3"], ["--trainer.max_epoch:", "did you mean --trainer.max_epochs"]),
+    (["--model.network.init_args.hiden_sizes=[8]"],
+     ["hiden_sizes", "did you mean --model.network.init_args.hidden_sizes?"]),
+    (["--trainer.max_epochs", "abc"], ["--trainer.max_epochs: expected an integer", "'abc'"]),
+    (["--model.optimizer.init_args.lr", "abc"],
+     ["--model.optimizer.init_args.lr: expected a number", "'abc'"]),
+    (["--model.network.init_args.tau_mem", "fast"],
+     ["--model.network.init_args.tau_mem: expected a number", "'fast'"]),
+    (["--model.network.init_args.hidden_sizes", "128"], ["hidden_sizes: expected a list"]),
+    (["--model.readout_loss", "spikes"],
+     ["--model.readout_loss: 'spikes' is not one of spike_count, max_membrane"]),
+    (["--model.network", "nowhere.Net"], ["--model.network: cannot import 'nowhere.Net'"]),
+    (["--config", "missing.yaml"], ["--config: file does not exist"]),
+], ids=["abbreviation", "misspelt-key", "int", "optimizer-float", "float", "list", "choice",
+        "class-path", "config-file"])
+def test_command_line_mistakes_get_one_line_naming_key_and_fix(args, expected, workdir, capsys):
+    error = one_line_error(["fit", *args], capsys)
+    for text in expected:
+        assert text in error
+
+
+def test_rejected_values_name_the_setting_in_one_line(workdir, monkeypatch, capsys):
+    """Constructors' own checks (values of the right type but out of range) through main()."""
+    for args, expected in [
+        (["--data.init_args.batch_size", "0"],
+         "--data (exodus_lightning.data.RandmanDataModule): batch_size=0 must be a positive"),
+        (["--model.network.init_args.dropout", "1.5"],
+         "--model.network (exodus_lightning.models.FeedForwardSNN): dropout=1.5 must lie in"),
+        (["--spike_check.min_rate", "-1"], "--spike_check: min_rate=-1.0 must be >= 0"),
+        (["--ckpt_path", "nowhere.ckpt"], "--ckpt_path: no checkpoint file at 'nowhere.ckpt'"),
+    ]:
+        monkeypatch.setattr(sys, "argv", ["exodus-lightning", "fit", *SMALL_RANDMAN,
+                                          "--trainer.logger=false", *args])
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main()
+        error = capsys.readouterr().err
+        assert exit_info.value.code == 1
+        assert f"exodus-lightning fit: error: {expected}" in error
+        assert "Traceback" not in error
+
+
+def test_gpu_ddp_fragment_on_a_cpu_machine_says_what_to_change(workdir, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(ConfigError, match=r"no CUDA GPU is visible") as raised:
+        build_cli(["fit", "--config", str(CONFIGS / "trainer" / "ddp.yaml")])
+    assert "--trainer.accelerator cpu --trainer.devices 2" in str(raised.value)
+
+
+def test_help_is_short_and_names_the_tool(workdir, capsys):
+    with pytest.raises(SystemExit):
+        build_cli(["--help"])
+    main_help = capsys.readouterr().out
+    assert "Lightning Trainer command line tool" not in main_help
+    assert main_help.startswith("usage: exodus-lightning") and "EXODUS" in main_help
+    assert "Score a checkpoint (--ckpt_path) on the test split" in main_help
+    with pytest.raises(SystemExit):
+        build_cli(["fit", "--help"])
+    fit_help = capsys.readouterr().out
+    assert len(fit_help.splitlines()) < 600  # was 1,208
+    assert fit_help.startswith("usage: exodus-lightning [options] fit [--config FILE]")
+    text = " ".join(fit_help.split())
+    assert "torch.nn.Linear" not in text  # every imported torch.nn class was listed
+    assert ("built in: exodus_lightning.models.ConvSNN, exodus_lightning.models.FeedForwardSNN;"
+            " or any torch.nn.Module importable by class path") in text
+
+
+@pytest.mark.parametrize(("config", "hidden_sizes"), [(None, "[128]"), ("shd", "[128, 128]")])
+def test_class_help_shows_the_values_the_command_uses(config, hidden_sizes, workdir, capsys):
+    """FeedForwardSNN's own default is (128, 128); `fit` uses [128], shd.yaml [128, 128]."""
+    configs = ["--config", str(CONFIGS / f"{config}.yaml")] if config else []
+    with pytest.raises(SystemExit):
+        build_cli(["fit", *configs, "--model.network.help", "FeedForwardSNN"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(type: Sequence[int], default: {hidden_sizes})" in text
+    threshold = "1.0" if config else "0.5"
+    assert f"spike_threshold SPIKE_THRESHOLD (type: float, default: {threshold})" in text
+
+
+@pytest.mark.parametrize("subcommand", ["validate", "test", "predict"])
+def test_evaluating_without_a_checkpoint_warns(subcommand, workdir):
+    args = [subcommand, *SMALL_RANDMAN, "--trainer.logger=false", "--trainer.accelerator=cpu",
+            "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1",
+            "--trainer.limit_predict_batches=1"]
+    with pytest.warns(CLIWarning, match=f"{subcommand} without --ckpt_path .* untrained"):
+        build_cli(args)
+
+
+def test_test_with_a_checkpoint_does_not_warn(workdir, recwarn):
+    fit = build_cli(["fit", *SMALL_RANDMAN, "--trainer.max_epochs=1", "--trainer.logger=false",
+                     "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1"])
+    checkpoint = fit.trainer.checkpoint_callback.last_model_path
+    with pytest.warns(CLIWarning, match=re.escape(f"--ckpt_path {checkpoint}")):
+        build_cli(["test", *SMALL_RANDMAN, "--trainer.logger=false",
+                   "--trainer.limit_test_batches=1"])
+    recwarn.clear()
+    build_cli(["test", *SMALL_RANDMAN, "--trainer.logger=false", f"--ckpt_path={checkpoint}",
+               "--trainer.limit_test_batches=1"])
+    assert not [w for w in recwarn if issubclass(w.category, CLIWarning)]
+
+
+def test_predict_writes_a_predictions_file_and_prints_accuracy(workdir, capsys):
+    common = [*SMALL_RANDMAN, "--trainer.accelerator=cpu",
+              "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+              f"--trainer.logger.save_dir={workdir}"]
+    fit = build_cli(["fit", *common, "--trainer.max_epochs=1"])
+    checkpoint = fit.trainer.checkpoint_callback.last_model_path
+    capsys.readouterr()
+    cli = build_cli(["predict", *common, f"--ckpt_path={checkpoint}"])
+    printed = capsys.readouterr().out
+    path = Path(re.search(r"128 predictions -> (\S+)", printed).group(1))
+    assert path.name == "predictions.csv" and path.parent == Path(cli.trainer.logger.log_dir)
+    columns = predictions_from_csv(path)
+    assert columns["sample"].tolist() == list(range(128))  # the test split, every sample once
+    targets = torch.cat([y for _, y in cli.datamodule.test_dataloader()])
+    assert torch.equal(columns["target"], targets)
+    accuracy = float((columns["predicted"] == targets).float().mean())
+    assert f"accuracy     {accuracy:.4f} (128 with targets)" in printed
+    assert ((0 < columns["confidence"]) & (columns["confidence"] <= 1)).all()
+    # The same classes as the model's own predictions.
+    x = torch.cat([x for x, _ in cli.datamodule.test_dataloader()])
+    with torch.no_grad():
+        expected = cli.model.eval()(x).mean(1).argmax(-1)
+    assert torch.equal(columns["predicted"], expected)
+
+
+def test_fast_dev_run_writes_nothing_into_the_current_folder(workdir):
+    before = set(workdir.rglob("*"))
+    build_cli(["fit", *SMALL_RANDMAN, "--trainer.fast_dev_run=1", "--trainer.accelerator=cpu"])
+    assert set(workdir.rglob("*")) == before
+
+
+def test_missing_dataset_fails_before_the_run_starts_in_one_message(workdir, monkeypatch,
+                                                                    capsys):
+    monkeypatch.setattr(sys, "argv", [
+        "exodus-lightning", "fit", "--config", str(CONFIGS / "shd.yaml"),
+        f"--data.init_args.data_dir={workdir / 'datasets'}", "--data.init_args.download=false",
+        "--data.init_args.num_workers=0"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main()
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and error.startswith("exodus-lightning fit: error: SHD ")
+    assert f"Expected layout under data_dir '{workdir / 'datasets'}':" in error
+    assert "  SHD/shd_train.h5" in error
+    assert ("On the command line: --data.init_args.download true or --data.init_args.data_dir "
+            "<folder that contains SHD/>") in error
+    assert not (workdir / "logs" / "wandb").exists()  # no W&B run left behind
+
+
+def test_wandb_config_is_the_nested_cli_config_only(workdir):
+    cli = build_cli(["fit", *SMALL_RANDMAN, "--trainer.max_epochs=1", "--trainer.accelerator=cpu",
+                     "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
+                     f"--trainer.logger.init_args.save_dir={workdir / 'wandb_logs'}"])
+    run_dir = Path(cli.trainer.logger.experiment.dir).parent
+    cli.trainer.logger.experiment.finish()
+    config = logged_config(finished_run_file(run_dir))
+    # Lightning would add the module's and the DataModule's flat hyperparameters.
+    assert not {"alpha", "_instantiator", "network", "num_train_samples"} & set(config)
+    assert {"model", "data", "trainer"} <= set(config)
+    summary = json.loads((run_dir / "files" / "summary.json").read_text())["fit"]
+    assert summary["final"]["val/acc"] == pytest.approx(
+        float(cli.trainer.callback_metrics["val/acc"]))
+    assert summary["best"]["val/acc"]["epoch"] == 0
+    assert summary["config"]["data"]["init_args"]["num_train_samples"] == 256
+    assert summary["checkpoints"]["last"] == cli.trainer.checkpoint_callback.last_model_path
+
+
+@pytest.mark.slow
+def test_a_logged_run_is_quiet_and_writes_one_line_per_epoch(workdir):
+    """As a user sees it, in a real process whose output goes to a log file (not a terminal)."""
+    common = [*SMALL_RANDMAN, "--data.init_args.batch_size=64", "--trainer.accelerator=cpu",
+              "--trainer.logger.init_args.save_dir=wandb_logs"]
+    fit = run_script(["fit", *common, "--trainer.max_epochs=2"], workdir)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    output = fit.stdout + fit.stderr
+    epoch_lines = re.findall(r"^Epoch (\d+): val/acc=\S+ val/loss=\S+ train/loss=\S+ "
+                             r"train/acc=\S+ .*\(\d+\.\d s\)$", fit.stdout, re.MULTILINE)
+    assert epoch_lines == ["0", "1"]
+    assert "\r" not in output  # no progress-bar refreshes in the log
+    summary_path = re.search(r"summary:\s+(\S+)", fit.stdout).group(1)
+    assert json.loads((workdir / summary_path).read_text())["fit"]["epochs"] == 2
+    last = re.search(r"last checkpoint: (\S+)", fit.stdout).group(1)
+    resumed = run_script(["fit", *common, "--trainer.max_epochs=3", f"--ckpt_path={last}"],
+                         workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    output += resumed.stdout + resumed.stderr
+    for noise in ("No seed found", "litlogger", "anonymous setting", "LeafSpec",
+                  "dirpath has changed"):
+        assert noise not in output, noise
+    assert "Seed set to 0" in output  # what is worth knowing stays

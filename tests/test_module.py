@@ -68,12 +68,29 @@ def test_firing_rate_regulariser_adds_its_penalty():
     assert penalty > 0
 
 
-def test_predict_step_returns_classes_for_inputs_or_pairs():
+def test_predict_step_returns_classes_confidences_and_targets():
     model = make_classifier(readout_loss="max_membrane")
     x = torch.rand(5, 8, 6)
-    expected = model(x).max(1).values.argmax(-1)
-    assert torch.equal(model.predict_step(x, 0), expected)
-    assert torch.equal(model.predict_step((x, torch.zeros(5, dtype=torch.long)), 0), expected)
+    logits = model(x).max(1).values
+    expected = logits.argmax(-1)
+    alone = model.predict_step(x, 0)
+    assert set(alone) == {"predicted", "confidence"}
+    assert torch.equal(alone["predicted"], expected)
+    torch.testing.assert_close(alone["confidence"], logits.softmax(-1).max(-1).values)
+    targets = torch.tensor([0, 1, 2, 0, 1])
+    paired = model.predict_step((x, targets), 0)
+    assert torch.equal(paired["predicted"], expected) and torch.equal(paired["target"], targets)
+
+
+def test_classifier_is_importable_from_the_package():
+    import exodus_lightning
+
+    assert exodus_lightning.SpikingClassifier is SpikingClassifier
+    from exodus_lightning import SpikingClassifier as top_level
+
+    assert top_level is SpikingClassifier
+    with pytest.raises(AttributeError, match="no attribute 'Missing'"):
+        exodus_lightning.Missing  # noqa: B018
 
 
 def test_optimizer_and_scheduler_come_from_callables():
@@ -137,8 +154,9 @@ def test_trainer_predict_on_a_spike_datamodule_covers_its_test_split(tmp_path):
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
                         enable_checkpointing=False, default_root_dir=tmp_path)
     model = make_classifier()
-    predictions = torch.cat(trainer.predict(model, datamodule=data))
+    predictions = torch.cat([batch["predicted"]
+                             for batch in trainer.predict(model, datamodule=data)])
     inputs = torch.cat([x for x, _ in data.test_dataloader()])
     assert predictions.shape == (25,)
     with torch.no_grad():
-        assert torch.equal(predictions, model.predict_step(inputs, 0))
+        assert torch.equal(predictions, model.predict_step(inputs, 0)["predicted"])

@@ -9,6 +9,7 @@ last < 7 bytes are zero padding. Reassembled payloads are `wandb_internal_pb2.Re
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -64,3 +65,33 @@ def logged_config(path: str | Path) -> dict:
             for item in record.config.update:
                 config[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return config
+
+
+def finished_run_file(run_dir: str | Path, timeout: float = 60.0) -> Path:
+    """The run's .wandb file once it holds the run's exit record.
+
+    wandb's service writes the file in the background: right after run.finish() it may still
+    hold only its header.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        files = list(Path(run_dir).glob("run-*.wandb"))
+        if files and any(record.WhichOneof("record_type") == "exit"
+                         for record in read_records(files[0])):
+            return files[0]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no finished W&B run file in {run_dir} after {timeout} s")
+        time.sleep(0.1)
+
+
+def child_environment(**variables: str) -> dict[str, str]:
+    """os.environ plus `variables` for a child process that runs its own W&B service.
+
+    wandb exports WANDB_SERVICE once a run started in this (test) process; a child that inherits
+    it hands its run to this process's service, which writes the run's file late.
+    """
+    env = {name: value for name, value in os.environ.items() if name != "WANDB_SERVICE"}
+    env.update(variables)
+    return env

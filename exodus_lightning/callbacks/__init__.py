@@ -1,17 +1,27 @@
-"""Lightning callbacks: spike rasters to the logger, an end-of-run summary, figure helpers."""
+"""Lightning callbacks: spike rasters, spike-activity warnings, progress, predictions files,
+an end-of-run summary, figure helpers."""
 
 from exodus_lightning.callbacks.figures import (
     confusion_matrix_figure,
     log_figure,
     spike_raster_figure,
 )
-from exodus_lightning.callbacks.run_summary import RunSummary
+from exodus_lightning.callbacks.predictions import PredictionWriter, predictions_from_csv
+from exodus_lightning.callbacks.progress import ProgressBar
+from exodus_lightning.callbacks.run_summary import RunSummary, run_folder
+from exodus_lightning.callbacks.spike_activity import SpikeActivityCheck, SpikeActivityWarning
 from exodus_lightning.callbacks.spike_raster import SpikeRasterLogger
 
 __all__ = [
+    "PredictionWriter",
+    "ProgressBar",
     "RunSummary",
+    "SpikeActivityCheck",
+    "SpikeActivityWarning",
     "SpikeRasterLogger",
     "confusion_matrix_figure",
     "log_figure",
+    "predictions_from_csv",
+    "run_folder",
     "spike_raster_figure",
 ]

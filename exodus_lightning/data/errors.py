@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DataError(Exception):
+    """Base of the data layer's errors. `fixes` maps DataModule arguments to values that fix
+    the error (e.g. {"download": "true"}), so that a command line can name its own flags."""
+
+    fixes: dict[str, str] = {}
+
+
+class DatasetNotFoundError(DataError, FileNotFoundError):
     """The extracted dataset is missing from the folder where it is expected."""
 
 
-class DatasetDownloadError(RuntimeError):
+class DatasetDownloadError(DataError, RuntimeError):
     """tonic's download (or the check that follows it) failed."""
 
 
-class UnreadableFileError(OSError):
+class UnreadableFileError(DataError, OSError):
     """A dataset file exists but cannot be parsed (truncated, corrupt or wrong format)."""

@@ -121,6 +121,32 @@ class EventDataModule(SpikeDataModule):
         )
         return disk_cached(samples, folder, Pipeline(after_cache))
 
+    def splits_for(self, stage: str | None) -> list[str]:
+        """The official splits that `stage` ("fit", "validate", "test", "predict"; None: all)
+        reads."""
+        splits = []
+        if stage in (None, "fit", "validate"):
+            splits.append("train")
+            if self.val_fraction is None:
+                splits.append("valid")
+        if stage in (None, "test", "predict"):
+            splits.append("test")
+        return splits
+
+    def prepare_data(self) -> None:
+        """Check that the splits this run reads are there, downloading them if allowed.
+
+        Lightning calls this once per node before setup() and before it starts the loggers, so
+        a missing dataset fails before a (W&B) run is created, and DDP ranks never download
+        the same files at once.
+        """
+        trainer = getattr(self, "trainer", None)
+        fn = None if trainer is None else trainer.state.fn
+        stage = getattr(fn, "value", fn)  # TrainerFn is a str enum
+        for split in self.splits_for(stage):
+            if split not in self._opened:
+                self._opened[split] = self.open_split(split)
+
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit", "validate"):
             if self.val_fraction is None:

@@ -38,8 +38,9 @@ def open_tonic_dataset(
     DatasetNotFoundError naming the folder, the expected `layout` and the `source` of the data.
     """
     folder = Path(data_dir).expanduser().resolve() / tonic_class.__name__
+    # The layout's paths start with the dataset's folder name, so they are relative to data_dir.
     where = (
-        f"Expected layout under '{folder}':\n{layout}\n"
+        f"Expected layout under data_dir '{folder.parent}':\n{layout}\n"
         f"The data comes from {source} (tonic's {tonic_class.__name__} downloads it)."
     )
     present = next(folder.glob(required_pattern), None) is not None
@@ -56,17 +57,23 @@ def open_tonic_dataset(
         try:
             dataset = tonic_class(str(folder.parent), **tonic_kwargs)
         except Exception as error:
-            raise DatasetDownloadError(
+            failure = DatasetDownloadError(
                 f"Could not download or open {tonic_class.__name__} into '{folder}': {error!r}.\n"
-                f"{where}\nDownload and extract it there by hand, then pass download=False."
-            ) from error
+                f"{where}\nDownload and extract it there by hand (then download=False skips "
+                "the network), or point data_dir at a folder that holds it."
+            )
+            failure.fixes = {"data_dir": f"<folder that contains {tonic_class.__name__}/>"}
+            raise failure from error
     else:
-        raise DatasetNotFoundError(
+        missing = DatasetNotFoundError(
             f"{tonic_class.__name__} not found: no file matching '{required_pattern}' in "
             f"'{folder}' and download=False.\n{where}\n"
             "Pass download=True to fetch it, or point data_dir at the folder that contains "
             f"'{tonic_class.__name__}/'."
         )
+        missing.fixes = {"download": "true",
+                         "data_dir": f"<folder that contains {tonic_class.__name__}/>"}
+        raise missing
     if len(dataset) == 0:
         raise DatasetNotFoundError(
             f"{tonic_class.__name__} in '{folder}' holds no samples for {tonic_kwargs}.\n{where}"

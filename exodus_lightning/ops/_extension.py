@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -235,6 +236,13 @@ def _build(kind: str, verbose: bool) -> Path:
     build_dir = cache_root() / f"{kind}-{key}"
     build_dir.mkdir(parents=True, exist_ok=True)
     name = f"exodus_lightning_{kind}_{key}"
+    # A first build takes tens of seconds with no output from the compiler: say what happens.
+    announce = not (build_dir / f"{name}.so").exists()
+    if announce:
+        seconds = "~30 s" if kind == "cpu" else "~40-60 s"
+        print(f"Building the exodus_lightning {kind.upper()} extension (once per version, "
+              f"{seconds}) in {build_dir} ...", file=sys.stderr, flush=True)
+    started = time.monotonic()
     try:
         cpp_extension.load(
             name=name,
@@ -250,6 +258,9 @@ def _build(kind: str, verbose: bool) -> Path:
             f"exodus_lightning: building the {kind.upper()} extension in {build_dir} failed: "
             f"{_diagnose(kind, error)}"
         ) from error
+    if announce:
+        print(f"Built the exodus_lightning {kind.upper()} extension in "
+              f"{time.monotonic() - started:.0f} s.", file=sys.stderr, flush=True)
     return build_dir / f"{name}.so"
 
 

@@ -45,6 +45,7 @@ class SpikingClassifier(L.LightningModule):
 
     Logged: train/loss, train/acc, val/loss, val/acc, test/loss, test/acc; after testing the
     confusion matrix is in `test_confusion_matrix` (rows: true class, columns: predicted).
+    `Trainer.predict` returns one dict per batch (see predict_step).
     """
 
     def __init__(
@@ -150,10 +151,20 @@ class SpikingClassifier(L.LightningModule):
         self.test_confusion_matrix = self.test_confusion.compute().cpu()
         self.test_confusion.reset()
 
-    def predict_step(self, batch: Tensor | tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        """Predicted classes (batch,) for inputs, or for (inputs, targets) batches."""
+    def predict_step(self, batch: Tensor | tuple[Tensor, ...], batch_idx: int
+                     ) -> dict[str, Tensor]:
+        """Per sample of an inputs or (inputs, targets) batch: "predicted" class (batch,),
+        its softmax probability "confidence" (batch,), and "target" when the batch has one."""
+        has_targets = isinstance(batch, (tuple, list)) and len(batch) > 1
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return readout_logits(self(x), self.readout_loss).argmax(-1)
+        logits = readout_logits(self(x), self.readout_loss)
+        # The class as validation and test count it (argmax of the logits), its probability.
+        predicted = logits.argmax(-1)
+        confidence = logits.softmax(-1).gather(-1, predicted[:, None])[:, 0]
+        result = {"predicted": predicted, "confidence": confidence}
+        if has_targets:
+            result["target"] = batch[1]
+        return result
 
     def configure_optimizers(self) -> dict:
         optimizer = self.optimizer_factory(self.parameters())

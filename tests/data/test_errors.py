@@ -45,6 +45,9 @@ def test_missing_data_without_download_names_folder_layout_and_source(
     layout, source = LAYOUT_HINT[module_class]
     assert str(tmp_path.resolve() / module_class.dataset_name) in message
     assert layout in message and source in message and "download=True" in message
+    # The layout's paths start with the dataset's folder: they are relative to data_dir.
+    assert f"Expected layout under data_dir '{tmp_path.resolve()}':" in message
+    assert raised.value.fixes["download"] == "true"
 
 
 @pytest.mark.parametrize("module_class", MODULES)
@@ -185,3 +188,23 @@ def test_bad_arguments_fail_at_construction_naming_the_argument(
 def test_loader_before_setup_says_what_to_call(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="setup"):
         SHDDataModule(data_dir=tmp_path, download=False).train_dataloader()
+
+
+@pytest.mark.parametrize(("stage", "needed"), [("fit", ["train"]), ("validate", ["train"]),
+                                               ("test", ["test"]), ("predict", ["test"])])
+def test_prepare_data_checks_the_splits_the_stage_reads(stage, needed, shd_root: Path,
+                                                         tmp_path: Path) -> None:
+    """Lightning calls prepare_data() before it starts the loggers: a missing split fails
+    there, before a (W&B) run exists; a present one is opened once."""
+    import lightning as L
+
+    trainer = L.Trainer(logger=False)
+    trainer.state.fn = stage
+    missing = SHDDataModule(data_dir=tmp_path, download=False)
+    missing.trainer = trainer
+    with pytest.raises(DatasetNotFoundError, match=f"shd_{needed[0]}.h5"):
+        missing.prepare_data()
+    present = SHDDataModule(data_dir=shd_root, download=False, num_workers=0)
+    present.trainer = trainer
+    present.prepare_data()
+    assert sorted(present._opened) == needed

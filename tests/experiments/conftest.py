@@ -35,8 +35,10 @@ def assert_png(path: Path) -> None:
     assert data.startswith(PNG_SIGNATURE) and len(data) > 5000, path
 
 
-def assert_report(folder: Path) -> None:
-    """README.md exists and links every PNG it sits next to."""
+def assert_report(folder: Path, smoke: bool = True) -> None:
+    """README.md exists, links every PNG it sits next to, and (for the tests' --tiny runs)
+    says first that the numbers come from a smoke run."""
     text = (folder / "README.md").read_text()
+    assert (common.SMOKE_NOTE in text.split("\n## ", 1)[0]) == smoke
     for png in folder.glob("*.png"):
         assert f"({png.name})" in text, png

@@ -1,0 +1,235 @@
+"""The CLI's argument parser: one-line errors that name the key and the fix, no abbreviated
+options, a short help, and `--<key>.help CLASS` showing the values the command would use.
+
+LightningCLI's parser (jsonargparse) reports a mistake after the whole usage text (~75 lines)
+as a nested, multi-line message; `condense_error` turns that message into one line.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import difflib
+import importlib
+import inspect
+import re
+import sys
+from collections.abc import Iterable
+from typing import Any, NoReturn
+
+from lightning.pytorch.cli import LightningArgumentParser
+
+PROG = "exodus-lightning"
+# Bases whose "known subclasses" list in --help is everything imported (~460 torch.nn classes):
+# shown as our own classes plus a sentence instead.
+LONG_SUBCLASS_LISTS = {"torch.nn.Module": "any torch.nn.Module importable by class path"}
+
+# (dest, current value) of the `--<dest>.help CLASS` being printed: its class's defaults are
+# then the values the command would use, not the constructor's.
+_help_defaults: contextvars.ContextVar[tuple[str, Any] | None] = contextvars.ContextVar(
+    "help_defaults", default=None)
+
+
+def _type_name(text: str) -> str:
+    """"<class 'collections.abc.Sequence'>" -> "a list, e.g. [1, 2]"; NoneType -> null."""
+    name = re.sub(r"<class '([\w.]+)'>", r"\1", text.strip()).rsplit(".", 1)[-1]
+    return {"NoneType": "null", "Sequence": "a list, e.g. [1, 2]", "str": "a string",
+            "int": "an integer", "float": "a number", "bool": "true or false"}.get(name, name)
+
+
+def _close_matches(word: str, candidates: Iterable[str]) -> list[str]:
+    """The closest candidate, and a second one only if it is about as close."""
+    scored = sorted(((difflib.SequenceMatcher(None, word, c).ratio(), c) for c in candidates),
+                    reverse=True)
+    best = scored[0][0] if scored else 0.0
+    return [c for score, c in scored[:2] if score >= max(0.6, best - 0.05)]
+
+
+def _init_parameters(class_path: str) -> list[str]:
+    """Constructor parameter names of an importable class (empty if it cannot be imported)."""
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+        return [p for p in inspect.signature(cls).parameters if p not in ("args", "kwargs")]
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return []
+
+
+def _nested_key(message: str) -> str | None:
+    """The full dotted key of the innermost `Parser key "..."` of a nested message."""
+    key, position = None, 0
+    for match in re.finditer(r'Parser key "([^"]+)"', message):
+        if key is None:
+            key = match.group(1)
+        else:
+            between = message[position : match.start()]
+            # Inside a class_path's (or a callable class's) arguments: those are init_args.
+            nested = "class_path" in between or "callable class" in between
+            key += (".init_args." if nested else ".") + match.group(1)
+        position = match.end()
+    return key
+
+
+def condense_error(message: str, options: Iterable[str] = ()) -> str:
+    """One line for a jsonargparse error message: the option, what is wrong, and the fix.
+
+    `options` are the parser's option strings, for suggesting a mistyped or shortened one.
+    """
+    unrecognized = re.match(r"Unrecognized arguments: (.*)", message, re.DOTALL | re.IGNORECASE)
+    if unrecognized:
+        given = [arg.split("=", 1)[0] for arg in unrecognized.group(1).split()
+                 if arg.startswith("--")] or unrecognized.group(1).split()[:1]
+        parts = []
+        for arg in given:
+            suggestion = _close_matches(arg, options)
+            hint = f" (did you mean {' or '.join(suggestion)}?)" if suggestion else ""
+            parts.append(f"{arg}: no such option{hint}")
+        return "; ".join(parts)
+    not_accepted_key = re.search(r"does not accept option '([^']+)'", message)
+    if not_accepted_key:  # a key in a --config file
+        given = f"--{not_accepted_key.group(1)}"
+        suggestion = _close_matches(given, options)
+        hint = f" (did you mean {' or '.join(s.lstrip('-') for s in suggestion)}?)" \
+            if suggestion else ""
+        return f"{given.lstrip('-')}: no such key in the config{hint}"
+    key = _nested_key(message)
+    option = f"--{key}" if key else "the config"
+    not_accepted = re.search(r"Option '([^']+)' is not accepted", message)
+    if not_accepted:
+        name = not_accepted.group(1)
+        class_path = re.findall(r"class_path '([\w.]+)'", message)
+        accepted = _init_parameters(class_path[-1]) if class_path else []
+        suggestion = _close_matches(name, accepted)
+        where = f" of {class_path[-1]}" if class_path else ""
+        hint = (f"; did you mean {option}.init_args.{suggestion[0]}?" if suggestion
+                else f"; it takes {', '.join(accepted)}" if accepted else "")
+        return f"{option}.init_args.{name}: no such argument{where}{hint}"
+    literal = re.search(r"Expected a typing\.Literal\[(.*?)\]\. Got value: (.*)", message)
+    if literal:
+        choices = ", ".join(c.strip().strip("'\"") for c in literal.group(1).split(","))
+        return f"{option}: '{literal.group(2).strip()}' is not one of {choices}"
+    given = re.search(r"(?:Given value|Got value): (.*?)(?:\. Got value:|$)", message, re.MULTILINE)
+    value = f", got '{given.group(1).strip()}'" if given else ""
+    subtypes = re.findall(r"Subtypes: \[(.*?)\]", message)
+    if subtypes:
+        names = [_type_name(t) for t in re.split(r",\s*(?=<|typing)", subtypes[-1])]
+        return f"{option}: expected {' or '.join(dict.fromkeys(names))}{value}"
+    expected = re.findall(r"Expected a (<class '[\w.]+'>)", message)
+    if expected:
+        return f"{option}: expected {_type_name(expected[-1])}{value}"
+    if "No module named" in message or "not accessible or invalid" in message:
+        path = re.search(r"class_path '([^']+)'", message)
+        cause = re.search(r"(No module named '[^']+'|has no attribute '[^']+')", message)
+        what = f"'{path.group(1)}'" if path else "the class path"
+        return (f"{option}: cannot import {what}" + (f" ({cause.group(1)})" if cause else "")
+                + "; a class path names a module importable from the folder you run in, "
+                "e.g. my_nets.TwoLayerSNN for my_nets.py")
+    file_missing = re.search(r"File does not exist: (.*)", message)
+    if file_missing:
+        return f"{option}: file does not exist: {file_missing.group(1).strip()}"
+    # Otherwise: the first line that says something, with the key when there is one.
+    lines = [line.strip(" -") for line in message.splitlines()]
+    informative = [line for line in lines if line and not line.startswith("Parser key")]
+    text = informative[0] if informative else message.strip()
+    return f"{option}: {text}" if key else text
+
+
+class ExodusArgumentParser(LightningArgumentParser):
+    """LightningArgumentParser with one-line errors, no abbreviated options (a shortened flag
+    such as --trainer.max_epoch is an error, not silently --trainer.max_epochs), short
+    "known subclasses" lists in --help, and `--<key>.help CLASS` showing the values this
+    command would use (its defaults and any --config given before it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("prog", PROG)  # subcommand parsers get "exodus-lightning <name>"
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        """Print `<prog>: error: <one line>` and exit 2 (raise, when not exiting on errors)."""
+        if not self.exit_on_error:
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        line = condense_error(message, parser._option_string_actions)
+        sys.stderr.write(f"{prog}: error: {line}\n")
+        self.exit(2)
+
+    def add_class_arguments(self, class_type: type, nested_key: str | None = None,
+                            *args: Any, **kwargs: Any) -> list[str]:
+        added = super().add_class_arguments(class_type, nested_key, *args, **kwargs)
+        context = _help_defaults.get()
+        if context is not None and nested_key == context[0]:
+            _set_help_defaults(self, class_type, nested_key, context[1])
+        return added
+
+    def format_help(self) -> str:
+        for action in self._actions:
+            _shorten_subclass_list(action)
+            action.help = first_sentence(action.help)
+        return super().format_help()
+
+
+def _set_help_defaults(parser: LightningArgumentParser, class_type: type, key: str,
+                       current: Any) -> None:
+    """Make `current` (a class_path + init_args value) the defaults shown for `class_type`."""
+    if current is None or not hasattr(current, "get"):
+        return
+    class_path = current.get("class_path")
+    if class_path is None or class_path.rsplit(".", 1)[-1] != class_type.__name__:
+        return  # help for another class than the one configured: its own defaults
+    init_args = current.get("init_args") or {}
+    items = init_args.items() if hasattr(init_args, "items") else []
+    for name, value in items:
+        try:
+            parser.set_defaults({f"{key}.{name}": value})
+        except (KeyError, ValueError, TypeError):
+            continue  # e.g. a value linked from the data (num_classes): nothing to show
+    parser.description = (f"{parser.description} (defaults: the values this command uses)"
+                          if parser.description else None)
+
+
+def wrap_class_help(parser: LightningArgumentParser) -> None:
+    """Let every `--<key>.help CLASS` option of `parser` show the values the command uses."""
+    for action in parser._actions:
+        if type(action).__name__ != "_ActionHelpClassPath" or getattr(action, "_wrapped", False):
+            continue
+        original = action.print_help
+
+        def print_help(call_args: tuple, action: Any = action, original: Any = original) -> Any:
+            _parser, namespace, _value, _option = call_args
+            dest = action.dest.removesuffix(".help")
+            current = namespace.get(dest) if hasattr(namespace, "get") else None
+            token = _help_defaults.set((dest, current))
+            try:
+                return original(call_args)
+            finally:
+                _help_defaults.reset(token)
+
+        action.print_help = print_help
+        action._wrapped = True
+
+
+def first_sentence(text: str | None, longer_than: int = 160) -> str | None:
+    """A long help text's first sentence: Lightning's docstrings run to 20 lines per option,
+    which made `fit --help` 1,200 lines. The documentation has the rest."""
+    if not text or len(text) <= longer_than or "%(" in text:
+        return text
+    match = re.search(r"^(.+?[.:])(\s|$)", text.strip(), re.DOTALL)
+    return match.group(1) if match else text
+
+
+def _shorten_subclass_list(action: Any) -> None:
+    """Replace an action's help list of every imported subclass of torch.nn.Module with ours."""
+    if not hasattr(action, "extra_help") or getattr(action, "_shortened", False):
+        return
+    action._shortened = True
+    text = action.extra_help()
+    for base, sentence in LONG_SUBCLASS_LISTS.items():
+        if f"known subclasses: {base}," not in text:
+            continue
+        paths = text.split("known subclasses: ", 1)[1].rstrip(")").split(", ")
+        # Our networks: the classes the data's num_classes can be linked into.
+        ours = [path for path in paths if path.startswith("exodus_lightning.models.")
+                and "num_classes" in _init_parameters(path)]
+        shortened = f", built in: {', '.join(ours)}; or {sentence}"
+        action.extra_help = lambda shortened=shortened: shortened
