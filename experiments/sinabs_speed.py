@@ -149,8 +149,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ("Setup", f"torch {torch.__version__}, {threads} threads, float32, median of "
                   f"{options.repeats} alternating runs after a warm-up; keep_freed_memory="
                   f"{options.keep_freed_memory}.\n"),
-        ("Results", table)])
-    print(table)
+        ("Results", table)], smoke=options.tiny)
+    print(common.smoke_banner(options.tiny) + table)
     return {"rows": rows}
 
 
