@@ -7,25 +7,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from exodus_lightning import ops  # noqa: F401 (loads the library)
-from exodus_lightning.ops._extension import load
 from exodus_lightning.ops._library import PARAM_GRAD_BITS
-from exodus_lightning.ops.cuda_emulation import emulated_ops
-
-BACKENDS = [
-    "cpu",
-    "cuda_emulation",
-    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
-        not torch.cuda.is_available(), reason="needs a CUDA GPU")]),
-]
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def backend(request):
-    """(ops namespace, device) of one backend."""
-    if request.param == "cuda_emulation":
-        return emulated_ops(), "cpu"
-    load(request.param)
-    return torch.ops.exodus_lightning, request.param
 
 
 def skip_autograd_on_emulation(lib, requires_grad: bool) -> None:
@@ -52,8 +34,8 @@ def lif_args(requires_grad: bool, min_v: bool, device: str = "cpu"):
 
 @pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
 @pytest.mark.parametrize("min_v", [False, True], ids=["noclip", "clip"])
-def test_opcheck_lif_forward(backend, requires_grad, min_v):
-    lib, device = backend
+def test_opcheck_lif_forward(raw_backend, requires_grad, min_v):
+    lib, device = raw_backend
     skip_autograd_on_emulation(lib, requires_grad)
     torch.library.opcheck(lib.lif_forward.default, lif_args(requires_grad, min_v, device))
 
@@ -66,8 +48,8 @@ MASKS = {"all": sum(PARAM_GRAD_BITS.values()), "none": 0, "alpha": PARAM_GRAD_BI
 @pytest.mark.parametrize("param_grads", MASKS.values(), ids=MASKS.keys())
 @pytest.mark.parametrize("min_v", [False, True], ids=["noclip", "clip"])
 @pytest.mark.parametrize("spike_grad", [True, False], ids=["g", "nog"])
-def test_opcheck_lif_backward(backend, min_v, param_grads, spike_grad):
-    lib, device = backend
+def test_opcheck_lif_backward(raw_backend, min_v, param_grads, spike_grad):
+    lib, device = raw_backend
     x, v0, alpha, threshold, subtract, min_v_mem, *codes = lif_args(False, min_v, device)
     spikes, v_mem, _ = lib.lif_forward(x, v0, alpha, threshold, subtract, min_v_mem, *codes)
     args = (torch.randn_like(spikes) if spike_grad else None, torch.randn_like(v_mem),
@@ -77,8 +59,8 @@ def test_opcheck_lif_backward(backend, min_v, param_grads, spike_grad):
 
 
 @pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
-def test_opcheck_leaky(backend, requires_grad):
-    lib, device = backend
+def test_opcheck_leaky(raw_backend, requires_grad):
+    lib, device = raw_backend
     skip_autograd_on_emulation(lib, requires_grad)
     f64 = dict(dtype=torch.float64, device=device, requires_grad=requires_grad)
     x = torch.randn(2, 7, 5, **f64)

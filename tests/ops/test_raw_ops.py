@@ -13,39 +13,19 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exodus_lightning.ops import _extension
-from exodus_lightning.ops._library import ops as extension_ops
-from exodus_lightning.ops.cuda_emulation import emulated_ops
-
 from .raw_cases import SHAPES, SURROGATES, Case, lif_cases, run_leaky_case, run_lif_case
-
-BACKENDS = [
-    "cpu",
-    "cuda_emulation",
-    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
-        not torch.cuda.is_available(), reason="needs a CUDA GPU")]),
-]
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def backend(request):
-    """(ops namespace, device) of one backend, its library built and loaded."""
-    if request.param == "cuda_emulation":
-        return emulated_ops(), "cpu"
-    _extension.load(request.param)
-    return extension_ops, request.param
 
 
 @pytest.mark.parametrize("case", lif_cases(), ids=lambda case: case.id)
-def test_lif_ops_match_reference(backend, case):
-    run_lif_case(*backend, case)
+def test_lif_ops_match_reference(raw_backend, case):
+    run_lif_case(*raw_backend, case)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16],
                          ids=["f64", "f32", "bf16"])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_leaky_ops_match_reference(backend, shape, dtype):
-    run_leaky_case(*backend, shape, dtype)
+def test_leaky_ops_match_reference(raw_backend, shape, dtype):
+    run_leaky_case(*raw_backend, shape, dtype)
 
 
 @given(
@@ -62,13 +42,13 @@ def test_leaky_ops_match_reference(backend, shape, dtype):
 )
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_drawn_lif_cases_match_reference(backend, **case):
-    run_lif_case(*backend, Case(**case))
+def test_drawn_lif_cases_match_reference(raw_backend, **case):
+    run_lif_case(*raw_backend, Case(**case))
 
 
 @pytest.mark.parametrize("shape", [(0, 5, 3), (2, 0, 3), (2, 5, 0)], ids=str)
-def test_empty_shapes(backend, shape):
-    ops, device = backend
+def test_empty_shapes(raw_backend, shape):
+    ops, device = raw_backend
     b, _, n = shape
     x = torch.randn(shape, device=device)
     v_init = torch.randn(b, n, device=device)
