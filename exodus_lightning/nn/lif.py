@@ -136,6 +136,11 @@ class LIF(StatefulLayer):
         self.register_buffer("min_v_mem", min_t)
         self.surrogate_grad_fn = surrogate_grad_fn
         self.norm_input = bool(norm_input)
+        if self.norm_input and tau_mem is not None and bool(
+                torch.isinf(p.as_tensor("tau_mem", tau_mem)).any()):
+            raise ValueError("tau_mem=inf with norm_input=True scales the input by 1 - alpha = 0, "
+                             "so the layer could never spike; for neurons without leak use IAF "
+                             "(or norm_input=False)")
         self.record_states = bool(record_states)
         self.decay_early = bool(decay_early)
         self.backend = backend

@@ -107,8 +107,8 @@ def lif_reference(
             v_plus = torch.where(v_plus <= min_v_mem, min_v_mem, v_plus)
         spikes.append(s.to(x.dtype))
         v_mem.append(v)
-    if not spikes:
-        empty = x.new_empty(x.shape)
+    if not spikes:  # T = 0: empty outputs, still part of the graph (zero gradients), as the op's
+        empty = x * 0
         return empty, empty.to(v_init.dtype), v_init.clone()
     return torch.stack(spikes, 1), torch.stack(v_mem, 1), v_plus
 
@@ -124,6 +124,6 @@ def leaky_integrate_reference(x: Tensor, alpha: Tensor, v_init: Tensor) -> tuple
     for x_t in x.unbind(1):
         state = alpha * state + x_t.to(v_init.dtype)
         ys.append(state.to(x.dtype))
-    if not ys:
-        return x.new_empty(x.shape), v_init.clone()
+    if not ys:  # T = 0: still part of the graph, as the op's outputs are
+        return x * 0, v_init.clone()
     return torch.stack(ys, 1), state

@@ -114,3 +114,11 @@ def test_surrogate_module_is_the_ops_one():
 
     for name in sg.__all__:
         assert getattr(sg, name) is getattr(ops_surrogate, name)
+
+
+def test_infinite_tau_with_input_normalisation_is_rejected():
+    """(1 − α) = 0 for τ = inf: the layer would be silent forever; IAF is the leak-free neuron."""
+    with pytest.raises(ValueError, match="tau_mem=inf with norm_input=True"):
+        enn.LIF(tau_mem=float("inf"))
+    assert enn.LIF(tau_mem=float("inf"), norm_input=False)(torch.ones(1, 3, 2)).sum() > 0
+    assert enn.IAF()(torch.ones(1, 3, 2)).sum() > 0

@@ -120,3 +120,21 @@ def test_threshold_must_be_finite():
         ops.lif(x, 0.9, torch.tensor([math.inf], dtype=torch.float64))
     with pytest.raises(ValueError, match="min_v_mem must not be NaN"):
         ops.lif(x, 0.9, 1.0, min_v_mem=math.nan)
+
+
+@pytest.mark.parametrize("backend", ["extension", "reference"])
+def test_zero_time_steps_backward_on_both_backends(backend):
+    x = torch.randn(2, 0, 3, requires_grad=True)
+    v_init = torch.randn(2, 3, requires_grad=True)
+    spikes, v_mem, v_last = ops.lif(x, 0.9, 1.0, v_init, backend=backend)
+    grad_x, grad_v = torch.autograd.grad(spikes.sum() + v_mem.sum() + v_last.sum(), [x, v_init])
+    assert grad_x.shape == x.shape and torch.equal(grad_v, torch.ones_like(v_init))
+    y, y_last = ops.leaky_integrate(x, 0.8, v_init, backend=backend)
+    grad_x, grad_v = torch.autograd.grad(y.sum() + y_last.sum(), [x, v_init])
+    assert grad_x.shape == x.shape and torch.equal(grad_v, torch.ones_like(v_init))
+
+
+def test_meta_inputs_give_shapes_without_reading_values():
+    x = torch.empty(2, 5, 3, device="meta")
+    spikes, v_mem, v_last = ops.lif(x, 0.9, torch.ones(3, device="meta"))
+    assert spikes.shape == v_mem.shape == x.shape and v_last.shape == (2, 3)
