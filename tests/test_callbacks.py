@@ -245,3 +245,15 @@ def test_prediction_writer_needs_a_run_folder_or_uses_the_root(tmp_path, capsys)
     assert len(columns["sample"]) == 32 and torch.equal(columns["target"],
                                                         torch.arange(32) % 3)
     assert "32 predictions ->" in capsys.readouterr().out
+
+
+def test_importing_the_callbacks_leaves_the_matplotlib_backend_alone():
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import exodus_lightning.callbacks; "
+            "from exodus_lightning.callbacks import figures; import torch; "
+            "figures.figure_to_image(figures.spike_raster_figure({'l': torch.ones(4, 3)})); "
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"

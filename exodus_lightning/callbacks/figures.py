@@ -1,16 +1,16 @@
-"""Matplotlib figures (Agg, no display needed) and sending them to the run's loggers."""
+"""Matplotlib figures and sending them to the run's loggers.
+
+Figures are built with matplotlib's object API and drawn by the Agg canvas directly: no display
+is needed, no pyplot state is kept, and the user's matplotlib backend is left as it is.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # before pyplot: training machines have no display
-
 import lightning as L
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
@@ -23,7 +23,8 @@ def spike_raster_figure(rasters: dict[str, Tensor], title: str = "") -> Figure:
 
     Layers with more than MAX_NEURONS_SHOWN neurons show an evenly spaced subset.
     """
-    figure, axes = plt.subplots(len(rasters), 1, figsize=(8, 2.2 * len(rasters)), squeeze=False)
+    figure = Figure(figsize=(8, 2.2 * len(rasters)))
+    axes = figure.subplots(len(rasters), 1, squeeze=False)
     for axis, (name, spikes) in zip(axes[:, 0], rasters.items()):
         counts = spikes.detach().float().flatten(1).cpu().numpy()  # (T, N)
         shown = np.linspace(0, counts.shape[1] - 1, min(counts.shape[1], MAX_NEURONS_SHOWN))
@@ -42,7 +43,8 @@ def spike_raster_figure(rasters: dict[str, Tensor], title: str = "") -> Figure:
 
 def confusion_matrix_figure(matrix: Tensor) -> Figure:
     """Heat map of a (true class, predicted class) count matrix."""
-    figure, axis = plt.subplots(figsize=(6, 5))
+    figure = Figure(figsize=(6, 5))
+    axis = figure.subplots()
     image = axis.imshow(matrix.cpu().numpy(), cmap="Blues")
     axis.set_xlabel("predicted class")
     axis.set_ylabel("true class")
@@ -52,10 +54,9 @@ def confusion_matrix_figure(matrix: Tensor) -> Figure:
 
 
 def figure_to_image(figure: Figure) -> Image.Image:
-    figure.canvas.draw()
-    image = Image.fromarray(np.asarray(figure.canvas.buffer_rgba())).convert("RGB")
-    plt.close(figure)
-    return image
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB")
 
 
 def log_figure(trainer: L.Trainer, key: str, figure: Figure) -> list[str]:
