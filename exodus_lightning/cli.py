@@ -32,6 +32,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 import exodus_lightning
 from exodus_lightning import ops
 from exodus_lightning.callbacks import (
+    NonFiniteGuard,
     PredictionWriter,
     ProgressBar,
     RunSummary,
@@ -91,6 +92,7 @@ CALLBACK_GROUPS: dict[str, type[L.Callback]] = {
     "checkpoint": ModelCheckpoint,
     "spike_raster": SpikeRasterLogger,
     "spike_check": SpikeActivityCheck,
+    "non_finite_guard": NonFiniteGuard,
 }
 
 

@@ -1,11 +1,12 @@
-"""Lightning callbacks: spike rasters, spike-activity warnings, progress, predictions files,
-an end-of-run summary, figure helpers."""
+"""Lightning callbacks: spike rasters, spike-activity warnings, a non-finite guard, progress,
+predictions files, an end-of-run summary, figure helpers."""
 
 from exodus_lightning.callbacks.figures import (
     confusion_matrix_figure,
     log_figure,
     spike_raster_figure,
 )
+from exodus_lightning.callbacks.finite_guard import NonFiniteError, NonFiniteGuard
 from exodus_lightning.callbacks.predictions import PredictionWriter, predictions_from_csv
 from exodus_lightning.callbacks.progress import ProgressBar
 from exodus_lightning.callbacks.run_summary import RunSummary, run_folder
@@ -13,6 +14,8 @@ from exodus_lightning.callbacks.spike_activity import SpikeActivityCheck, SpikeA
 from exodus_lightning.callbacks.spike_raster import SpikeRasterLogger
 
 __all__ = [
+    "NonFiniteError",
+    "NonFiniteGuard",
     "PredictionWriter",
     "ProgressBar",
     "RunSummary",

@@ -1,0 +1,75 @@
+"""NonFiniteGuard stops training at the first NaN/inf, naming the tensor and the step."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from exodus_lightning import nn as enn
+from exodus_lightning.callbacks import NonFiniteError, NonFiniteGuard
+
+
+class Tiny(L.LightningModule):
+    """Linear → LIF; `poison` says what turns non-finite at training step 3."""
+
+    def __init__(self, poison: str | None = None):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 6)
+        self.lif = enn.LIF(tau_mem=5.0, spike_threshold=0.5)
+        self.poison = poison
+
+    def training_step(self, batch, batch_idx):
+        (x,) = batch
+        if self.poison == "input" and self.global_step == 3:
+            x = x.clone()
+            x[0, 0, 0] = float("nan")
+        self.lif.reset_states()
+        loss = self.lif(self.fc(x)).mean() + self.fc.weight.square().mean()
+        if self.global_step == 3:
+            with torch.no_grad():
+                if self.poison == "parameter":
+                    self.fc.bias[2] = float("inf")
+                if self.poison == "state":
+                    self.lif.v_mem[0, 1] = float("nan")
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def fit(model: L.LightningModule, guard: NonFiniteGuard | None, tmp_path) -> None:
+    data = DataLoader(TensorDataset(torch.rand(40, 7, 4) * 2), batch_size=4)
+    callbacks = [guard] if guard else []
+    L.Trainer(max_epochs=1, callbacks=callbacks, logger=False, enable_checkpointing=False,
+              enable_progress_bar=False, enable_model_summary=False,
+              default_root_dir=tmp_path).fit(model, data)
+
+
+@pytest.mark.parametrize(("poison", "message"), [
+    ("input", r"non-finite gradient of 'fc\.weight' at epoch 0, step 3"),
+    ("parameter", r"non-finite parameter 'fc\.bias' at epoch 0, step 3"),
+    ("state", r"non-finite layer state 'lif\.v_mem' at epoch 0, step 3"),
+])
+def test_the_first_non_finite_tensor_stops_the_run_by_name(poison, message, tmp_path):
+    with pytest.raises(NonFiniteError, match=message):
+        fit(Tiny(poison), NonFiniteGuard(), tmp_path)
+
+
+def test_finite_training_is_untouched_and_the_guard_can_be_off(tmp_path):
+    fit(Tiny(), NonFiniteGuard(), tmp_path)
+    fit(Tiny("state"), NonFiniteGuard(every_n_steps=0), tmp_path)
+    with pytest.raises(ValueError, match="every_n_steps"):
+        NonFiniteGuard(every_n_steps=-1)
+
+
+def test_the_cli_guards_every_run_by_default(tmp_path, monkeypatch):
+    from exodus_lightning.cli import build_cli
+
+    monkeypatch.chdir(tmp_path)
+    guards = [c for c in build_cli([], run=False).trainer.callbacks
+              if isinstance(c, NonFiniteGuard)]
+    assert len(guards) == 1 and guards[0].every_n_steps == 1
+    off = build_cli(["--non_finite_guard.every_n_steps", "0"], run=False)
+    assert [c.every_n_steps for c in off.trainer.callbacks if isinstance(c, NonFiniteGuard)] == [0]
