@@ -32,6 +32,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 import exodus_lightning
 from exodus_lightning import ops
 from exodus_lightning.callbacks import (
+    NonFiniteError,
     NonFiniteGuard,
     PredictionWriter,
     ProgressBar,
@@ -387,7 +388,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> ExodusCLI:
     )
 
 
-USER_ERRORS = (ConfigError, DataError, ExtensionBuildError)
+USER_ERRORS = (ConfigError, DataError, ExtensionBuildError, NonFiniteError)
 
 
 def put_working_directory_on_path() -> None:

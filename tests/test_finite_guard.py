@@ -73,3 +73,17 @@ def test_the_cli_guards_every_run_by_default(tmp_path, monkeypatch):
     assert len(guards) == 1 and guards[0].every_n_steps == 1
     off = build_cli(["--non_finite_guard.every_n_steps", "0"], run=False)
     assert [c.every_n_steps for c in off.trainer.callbacks if isinstance(c, NonFiniteGuard)] == [0]
+
+
+def test_a_diverging_cli_run_ends_in_one_line(tmp_path, monkeypatch, capsys):
+    from exodus_lightning import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["exodus-lightning", "fit", "--trainer.max_epochs", "1",
+                                     "--trainer.logger", "false",
+                                     "--model.optimizer.init_args.lr", "1e30"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("exodus-lightning fit: error: non-finite ") and "step" in err
