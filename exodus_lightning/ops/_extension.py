@@ -30,6 +30,7 @@ _SOURCE_PATTERNS = ("*.h", "*.cuh", "*.cpp", "*.cu")
 # The parts of the extension, each its own library: the CPU kernels, the CUDA kernels, and the
 # CUDA kernels compiled for the host (tests only; see ops/cuda_emulation.py).
 KINDS = ("cpu", "cuda", "cuda_emulation")
+_LABELS = {"cpu": "CPU", "cuda": "CUDA", "cuda_emulation": "CUDA-emulation (tests only)"}
 # -ffp-contract=off: no fused multiply-add, so the kernels round exactly like the reference.
 # -fno-trapping-math: lets the compiler turn the spike/reset selects into vector blends.
 _CPU_CFLAGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math"]  # C++ std: torch's
@@ -239,8 +240,8 @@ def _build(kind: str, verbose: bool) -> Path:
     # A first build takes tens of seconds with no output from the compiler: say what happens.
     announce = not (build_dir / f"{name}.so").exists()
     if announce:
-        seconds = "~30 s" if kind == "cpu" else "~40-60 s"
-        print(f"Building the exodus_lightning {kind.upper()} extension (once per version, "
+        seconds = {"cpu": "~30 s", "cuda": "~40-60 s", "cuda_emulation": "~10 s"}[kind]
+        print(f"Building the exodus_lightning {_LABELS[kind]} extension (once per version, "
               f"{seconds}) in {build_dir} ...", file=sys.stderr, flush=True)
     started = time.monotonic()
     try:
@@ -255,11 +256,11 @@ def _build(kind: str, verbose: bool) -> Path:
         )
     except Exception as error:  # the compiler's own message is in there; add the likely cause
         raise ExtensionBuildError(
-            f"exodus_lightning: building the {kind.upper()} extension in {build_dir} failed: "
+            f"exodus_lightning: building the {_LABELS[kind]} extension in {build_dir} failed: "
             f"{_diagnose(kind, error)}"
         ) from error
     if announce:
-        print(f"Built the exodus_lightning {kind.upper()} extension in "
+        print(f"Built the exodus_lightning {_LABELS[kind]} extension in "
               f"{time.monotonic() - started:.0f} s.", file=sys.stderr, flush=True)
     return build_dir / f"{name}.so"
 
