@@ -113,19 +113,6 @@ class ExpLeak(StatefulLayer):
         """False: a leaky integrator (sinabs' ``does_spike``)."""
         return False
 
-    @property
-    def firing_rate(self) -> Tensor:
-        """Mean output of the last forward call (sinabs reports it for ExpLeak too)."""
-        output = self.__dict__.get("_last_output")
-        if output is None:
-            raise AttributeError(f"{type(self).__name__}.firing_rate exists after a forward call")
-        return output.mean()
-
-    @property
-    def shape(self) -> torch.Size | None:
-        """Shape of the state, None before it exists."""
-        return self.v_mem.shape if self.is_state_initialised() else None
-
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, *features) -> the integrated trace y, same shape and dtype."""
         p.check_input(type(self).__name__, x)

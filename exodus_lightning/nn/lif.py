@@ -217,19 +217,6 @@ class LIF(StatefulLayer):
         """True: the layer emits spikes (sinabs' ``does_spike``)."""
         return True
 
-    @property
-    def firing_rate(self) -> Tensor:
-        """Mean spike count per neuron and step of the last forward call (with its graph)."""
-        output = self.__dict__.get("_last_output")
-        if output is None:
-            raise AttributeError(f"{type(self).__name__}.firing_rate exists after a forward call")
-        return output.mean()
-
-    @property
-    def shape(self) -> torch.Size | None:
-        """Shape of the states, None before they exist."""
-        return self.v_mem.shape if self.is_state_initialised() else None
-
     # --- time constants ---------------------------------------------------------------------
 
     def _register_decay(self, tau_name: str, alpha_name: str, tau: float | Tensor | None) -> None:

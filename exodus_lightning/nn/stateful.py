@@ -44,6 +44,20 @@ class StatefulLayer(nn.Module):
     def _states(self) -> list[Tensor]:
         return [getattr(self, name) for name in self.state_names]
 
+    @property
+    def shape(self) -> torch.Size | None:
+        """Shape of the states (batch, *features), None before they exist."""
+        return self._states()[0].shape if self.is_state_initialised() else None
+
+    @property
+    def firing_rate(self) -> Tensor:
+        """Mean output of the last forward call (spikes per neuron and step for spiking
+        layers; sinabs reports it for ExpLeak too), with its graph."""
+        output = self.__dict__.get("_last_output")
+        if output is None:
+            raise AttributeError(f"{type(self).__name__}.firing_rate exists after a forward call")
+        return output.mean()
+
     def is_state_initialised(self) -> bool:
         """True once every state has been created (no state is empty)."""
         return all(state.shape != _EMPTY for state in self._states())
