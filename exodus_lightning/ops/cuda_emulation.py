@@ -1,7 +1,7 @@
 """The CUDA kernels run on the host, so machines without a GPU test the GPU code itself.
 
 ``exodus_lightning_cuda_emulation::*`` has the schemas of the ``exodus_lightning`` ops, and its
-CPU kernels are ``extensions/exodus/cuda_kernels.cuh`` and ``cuda_ops.h`` compiled by the host
+CPU kernels are ``extensions/exodus/cuda_kernels.cuh`` and ``ops.h`` compiled by the host
 compiler (``cuda_emulation.h`` turns each launch into loops over the grid): the CUDA kernels'
 indexing, time chunks, variants and masks, with no second copy of their bodies. Slow by design;
 for tests only.

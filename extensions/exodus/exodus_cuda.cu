@@ -1,11 +1,12 @@
-// The CUDA ops: the kernels of cuda_kernels.cuh, launched on the current stream of the inputs'
-// device. Everything else (checks, outputs, dispatch) is cuda_ops.h, shared with the host
-// emulation that the test suite runs without a GPU.
+// The CUDA ops: the scan kernels of cuda_kernels.cuh, launched on the current stream of the
+// inputs' device. Everything else (checks, outputs, dispatch) is ops.h, shared with the CPU and
+// with the host emulation that the test suite runs without a GPU.
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include "cuda_ops.h"
+#include "kernel_runner.h"
+#include "ops.h"
 
 namespace exodus {
 namespace {
@@ -19,15 +20,16 @@ struct CudaLauncher {
   }
 
   template <typename Args>
-  static void launch(void (*kernel)(Args), int64_t elements, const Args& args) {
-    kernel<<<gpu::blocks_for(elements), gpu::kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-        args);
+  static void launch(void (*kernel)(Args), unsigned int blocks, const Args& args) {
+    kernel<<<blocks, gpu::kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(args);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 };
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(exodus_lightning, CUDA, m) { gpu::register_ops<CudaLauncher>(m); }
+TORCH_LIBRARY_IMPL(exodus_lightning, CUDA, m) {
+  register_ops<gpu::KernelRunner<CudaLauncher>>(m);
+}
 
 }  // namespace exodus

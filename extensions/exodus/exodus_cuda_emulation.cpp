@@ -1,4 +1,4 @@
-// The CUDA ops run on the host: cuda_kernels.cuh and cuda_ops.h compiled by the host compiler
+// The CUDA ops run on the host: cuda_kernels.cuh and ops.h compiled by the host compiler
 // through cuda_emulation.h, registered for CPU tensors under the op namespace
 // exodus_lightning_cuda_emulation (schemas defined in exodus_lightning/ops/_library.py). Tests
 // compare them with the reference on machines without a GPU; nothing else uses them.
@@ -11,7 +11,8 @@
 #include <torch/library.h>
 
 #include "cuda_emulation.h"
-#include "cuda_ops.h"
+#include "kernel_runner.h"
+#include "ops.h"
 
 namespace exodus {
 namespace {
@@ -21,15 +22,15 @@ struct EmulatedLauncher {
   static NoGuard guard(const at::Tensor&) { return {}; }
 
   template <typename Args>
-  static void launch(void (*kernel)(Args), int64_t elements, const Args& args) {
-    emulation::launch(kernel, gpu::blocks_for(elements), gpu::kThreads, args);
+  static void launch(void (*kernel)(Args), unsigned int blocks, const Args& args) {
+    emulation::launch(kernel, blocks, gpu::kThreads, args);
   }
 };
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(exodus_lightning_cuda_emulation, CPU, m) {
-  gpu::register_ops<EmulatedLauncher>(m);
+  register_ops<gpu::KernelRunner<EmulatedLauncher>>(m);
 }
 
 }  // namespace exodus

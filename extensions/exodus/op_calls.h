@@ -1,6 +1,6 @@
 // One op call, prepared for either backend: the arguments checked, made contiguous, the outputs
 // allocated (by the backend's allocator), empty calls answered, and the kernel argument struct
-// (op_args.h) filled for the dispatched dtype. The CPU and CUDA entry points only add how the
+// (in the model's header) filled for the dispatched dtype. The CPU and CUDA entry points only add how the
 // kernel runs, so they share every line of this.
 #pragma once
 
@@ -12,7 +12,7 @@
 #include <tuple>
 
 #include "lif_step.h"
-#include "op_args.h"
+#include "leaky_step.h"
 #include "op_checks.h"
 #include "surrogate.h"
 
@@ -22,10 +22,6 @@ using at::Tensor;
 
 // Allocates a full-size output: at::empty, or the CPU's version backed by huge pages.
 using EmptyFn = Tensor (*)(at::IntArrayRef, const at::TensorOptions&);
-
-inline Tensor plain_empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  return at::empty(sizes, options);
-}
 
 struct LifForwardCall {
   Layout L;
@@ -98,8 +94,13 @@ struct LifBackwardCall {
   template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
   LifBackwardArgs<scalar_t, acc_t> args() const {
     LifBackwardArgs<scalar_t, acc_t> a;
-    a.g = ptr_or_null<scalar_t>(g);
-    a.h = ptr_or_null<acc_t>(h);
+    // An absent upstream gradient points at the membrane, an input at least as large (lif_step.h
+    // says why; not at an output, which would fail the CPU loops' runtime overlap checks).
+    a.has_g = g.defined();
+    a.has_h = h.defined();
+    a.g = a.has_g ? g.const_data_ptr<scalar_t>()
+                  : reinterpret_cast<const scalar_t*>(v_mem.const_data_ptr<acc_t>());
+    a.h = a.has_h ? h.const_data_ptr<acc_t>() : v_mem.const_data_ptr<acc_t>();
     a.g_last = g_last.const_data_ptr<acc_t>();
     a.v = v_mem.const_data_ptr<acc_t>();
     a.sigma = ptr_or_null<acc_t>(sigma);
@@ -125,7 +126,7 @@ struct LifBackwardCall {
     return a;
   }
 
-  // Which sums the scan keeps (op_args.h).
+  // Which sums the scan keeps (lif_step.h).
   int sums() const {
     return wanted == 0 ? kSumsNone : wanted == kGradAlpha ? kSumsAlpha : kSumsAll;
   }

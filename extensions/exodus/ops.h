@@ -1,0 +1,143 @@
+// The ops' entry points, written once for every backend over a Runner policy: the CPU
+// (exodus_cpu.cpp: cpu_scan.h's loops), CUDA (exodus_cuda.cu: cuda_kernels.cuh launched on the
+// current stream) and the CUDA kernels emulated on the host (exodus_cuda_emulation.cpp).
+//
+// A Runner has
+//   static auto guard(const at::Tensor&)         -> an RAII device guard (or nothing)
+//   static Tensor empty(sizes, options)          -> a full-size output
+//   template <typename P> static void run(args)  -> policy P over every neuron and step
+//   static constexpr bool kFixedReset            -> whether reverse LIF scans take the reset
+//                                                   mode as a template argument
+// and the ops do no host synchronisation: nothing here reads a device value.
+#pragma once
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+#include "leaky_step.h"
+#include "lif_step.h"
+#include "op_calls.h"
+#include "static_switch.h"
+#include "surrogate.h"
+
+namespace exodus {
+
+template <typename Runner>
+std::tuple<Tensor, Tensor, Tensor> lif_forward(const Tensor& x, const Tensor& v_init,
+                                               const Tensor& alpha, const Tensor& threshold,
+                                               const Tensor& subtract,
+                                               const c10::optional<Tensor>& min_v,
+                                               int64_t max_spikes, int64_t reset,
+                                               int64_t /*gradient*/, int64_t /*surrogate*/,
+                                               at::ArrayRef<double> /*surrogate_params*/) {
+  const auto guard = Runner::guard(x);
+  const LifForwardCall c = prepare_lif_forward(x, v_init, alpha, threshold, subtract, min_v,
+                                               max_spikes, reset, &Runner::empty);
+  if (c.empty()) return c.result();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.x.scalar_type(),
+                                  "exodus_lif_forward", [&] {
+                                    using acc_t = at::opmath_type<scalar_t>;
+                                    Runner::template run<LifForwardScan<scalar_t, acc_t>>(
+                                        c.args<scalar_t>());
+                                  });
+  return c.result();
+}
+
+// Picks the reverse LIF scan for a call: the sums it keeps, and (where the Runner fixes the
+// reset at compile time) the reset mode, with the cheaper scan when the reset subtracts and no
+// parameter gradient is wanted.
+template <typename Runner, int Kind, typename scalar_t>
+void run_lif_backward(const LifBackwardCall& c) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const auto a = c.args<scalar_t>();
+  const int sums = c.sums();
+  if constexpr (!Runner::kFixedReset) {
+    int_switch<kSumsNone, kSumsAlpha, kSumsAll>(sums, [&](auto s) {
+      Runner::template run<LifBackwardScan<Kind, decltype(s)::value, kResetRuntime, scalar_t,
+                                           acc_t>>(a);
+    });
+  } else if (c.reset == kResetZero) {
+    int_switch<kSumsNone, kSumsAlpha, kSumsAll>(sums, [&](auto s) {
+      Runner::template run<LifBackwardScan<Kind, decltype(s)::value, kResetZero, scalar_t,
+                                           acc_t>>(a);
+    });
+  } else if (sums == kSumsNone) {
+    bool_switch(c.min_v_given, [&](auto clip) {
+      Runner::template run<LifBackwardSubtractScan<Kind, decltype(clip)::value, scalar_t,
+                                                   acc_t>>(a);
+    });
+  } else {
+    int_switch<kSumsAlpha, kSumsAll>(sums, [&](auto s) {
+      Runner::template run<LifBackwardScan<Kind, decltype(s)::value, kResetSubtract, scalar_t,
+                                           acc_t>>(a);
+    });
+  }
+}
+
+template <typename Runner>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward(
+    const c10::optional<Tensor>& grad_spikes, const c10::optional<Tensor>& grad_v_mem,
+    const Tensor& grad_v_last, const Tensor& v_mem, const c10::optional<Tensor>& sigma,
+    const Tensor& v_init, const Tensor& alpha, const Tensor& threshold, const Tensor& subtract,
+    const c10::optional<Tensor>& min_v, int64_t max_spikes, int64_t reset, int64_t gradient,
+    int64_t surrogate, at::ArrayRef<double> surrogate_params, int64_t param_grads) {
+  const auto guard = Runner::guard(v_mem);
+  const LifBackwardCall c = prepare_lif_backward(
+      grad_spikes, grad_v_mem, grad_v_last, v_mem, sigma, v_init, alpha, threshold, subtract,
+      min_v, max_spikes, reset, gradient, surrogate, surrogate_params, param_grads,
+      &Runner::empty);
+  if (c.empty()) return c.result();
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, c.grad_x.scalar_type(), "exodus_lif_backward", [&] {
+        const bool known = dispatch_surrogate(c.kind, [&](auto kind) {
+          run_lif_backward<Runner, decltype(kind)::value, scalar_t>(c);
+        });
+        TORCH_CHECK(known, "exodus_lightning: unknown surrogate code ", c.kind);
+      });
+  return c.result();
+}
+
+template <typename Runner>
+std::tuple<Tensor, Tensor> leaky_forward(const Tensor& x, const Tensor& v_init,
+                                         const Tensor& alpha) {
+  const auto guard = Runner::guard(x);
+  const LeakyForwardCall c = prepare_leaky_forward(x, v_init, alpha, &Runner::empty);
+  if (c.empty()) return c.result();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.x.scalar_type(),
+                                  "exodus_leaky_forward", [&] {
+                                    using acc_t = at::opmath_type<scalar_t>;
+                                    Runner::template run<LeakyForwardScan<scalar_t, acc_t>>(
+                                        c.args<scalar_t>());
+                                  });
+  return c.result();
+}
+
+template <typename Runner>
+std::tuple<Tensor, Tensor, Tensor> leaky_backward(const Tensor& grad_y,
+                                                  const Tensor& grad_y_last, const Tensor& y,
+                                                  const Tensor& v_init, const Tensor& alpha) {
+  const auto guard = Runner::guard(grad_y);
+  const LeakyBackwardCall c =
+      prepare_leaky_backward(grad_y, grad_y_last, y, v_init, alpha, &Runner::empty);
+  if (c.empty()) return c.result();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.g.scalar_type(),
+                                  "exodus_leaky_backward", [&] {
+                                    using acc_t = at::opmath_type<scalar_t>;
+                                    Runner::template run<LeakyBackwardScan<scalar_t, acc_t>>(
+                                        c.args<scalar_t>());
+                                  });
+  return c.result();
+}
+
+// Registers the ops of a library (`exodus_lightning` for CPU and CUDA, the emulation's own
+// namespace for CPU tensors) with this runner.
+template <typename Runner>
+void register_ops(torch::Library& m) {
+  m.impl("lif_forward", &lif_forward<Runner>);
+  m.impl("lif_backward", &lif_backward<Runner>);
+  m.impl("leaky_forward", &leaky_forward<Runner>);
+  m.impl("leaky_backward", &leaky_backward<Runner>);
+}
+
+}  // namespace exodus
