@@ -8,12 +8,11 @@ import torch
 from exodus_lightning.ops._extension import load
 from exodus_lightning.ops.cuda_emulation import emulated_ops
 
-BACKENDS = [
-    "cpu",
-    "cuda_emulation",
-    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
-        not torch.cuda.is_available(), reason="needs a CUDA GPU")]),
-]
+_CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU")])
+# Devices the autograd-level parity tests run the extension on (the reference runs on the CPU).
+DEVICES = ["cpu", _CUDA]
+BACKENDS = ["cpu", "cuda_emulation", _CUDA]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -17,6 +17,7 @@ from exodus_lightning.ops import surrogate as sg
 from exodus_lightning.ops._codes import GRADIENTS, RESETS, SURROGATE_GIVEN
 from exodus_lightning.ops._library import PARAM_GRAD_BITS
 from exodus_lightning.ops.reference import leaky_integrate_reference, lif_reference
+from tests.tolerances import tolerance
 
 SURROGATES = {
     "single_exp": sg.SingleExponential(),
@@ -146,7 +147,7 @@ def run_lif_case(ops, device: str, case: Case) -> None:
     spikes, v_mem, v_last = ops.lif_forward(
         on(x, case.dtype), on(v_init), on(alpha), on(threshold), on(subtract), on(min_v),
         *codes, *kernel)
-    tol = _tolerance(case.dtype)
+    tol = tolerance(case.dtype)
     torch.testing.assert_close(spikes.cpu().double(), spikes_ref.detach(), **tol)
     torch.testing.assert_close(v_mem.cpu().double(), v_mem_ref.detach(), **tol)
     torch.testing.assert_close(v_last.cpu().double(), v_last_ref.detach(), **tol)
@@ -171,14 +172,6 @@ def run_lif_case(ops, device: str, case: Case) -> None:
                                    msg=lambda m, n=name: f"grad {n}: {m}")
 
 
-def _tolerance(dtype: torch.dtype) -> dict:
-    # Half inputs: the state is float32, and outputs round to the input dtype.
-    return {torch.float64: dict(rtol=1e-10, atol=1e-10),
-            torch.float32: dict(rtol=2e-5, atol=2e-5),
-            torch.float16: dict(rtol=2e-3, atol=2e-3),
-            torch.bfloat16: dict(rtol=1.6e-2, atol=1.6e-2)}[dtype]
-
-
 def run_leaky_case(ops, device: str, shape: tuple[int, int, int], dtype: torch.dtype) -> None:
     """The raw leaky ops against the reference."""
     gen = torch.Generator().manual_seed(1)
@@ -194,7 +187,7 @@ def run_leaky_case(ops, device: str, shape: tuple[int, int, int], dtype: torch.d
     ref = torch.autograd.grad((y_ref * w_y).sum() + (last_ref * w_last).sum(), leaves)
     y, y_last = ops.leaky_forward(x.to(device, dtype), v_init.to(device, state),
                                   alpha.to(device, state))
-    tol = _tolerance(dtype)
+    tol = tolerance(dtype)
     torch.testing.assert_close(y.cpu().double(), y_ref.detach(), **tol)
     torch.testing.assert_close(y_last.cpu().double(), last_ref.detach(), **tol)
     grad_x, grad_v0, grad_alpha = ops.leaky_backward(

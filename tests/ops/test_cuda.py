@@ -1,8 +1,9 @@
 """The CUDA path end to end (run only where a GPU is present).
 
 The kernels' arithmetic, variants and masks are checked against the reference by
-test_raw_ops.py (on the GPU here, and as a host emulation everywhere); this file checks what only
-a GPU has: autograd through the ops on CUDA tensors, half precision backward, streams, device
+test_raw_ops.py, and autograd through the ops by test_lif_parity.py and test_leaky_parity.py (on
+the GPU here, and on the CPU and as a host emulation everywhere); this file checks what only a GPU
+has: autograd through the ops on CUDA tensors, half precision backward, streams, device
 guards, device checks, no host synchronisation, CUDA graphs, torch.compile, and indices past 2³¹.
 """
 
@@ -12,19 +13,10 @@ import pytest
 import torch
 
 from exodus_lightning import ops
-from exodus_lightning.ops import surrogate as sg
 from exodus_lightning.ops._extension import load
 from tests.helpers import run_if
 
-from .test_lif_parity import MODES
-
 lib = torch.ops.exodus_lightning
-
-
-def lif_with_grads(backend, x, alpha, threshold, v_init, weights, **kwargs):
-    spikes, v_mem, v_last = ops.lif(x, alpha, threshold, v_init, backend=backend, **kwargs)
-    loss = (spikes * weights[0]).sum() + (v_mem * weights[1]).sum() + (v_last * weights[2]).sum()
-    return (spikes, v_mem, v_last, *torch.autograd.grad(loss, [x, alpha, threshold, v_init]))
 
 
 def cpu_inputs(dtype=torch.float64):
@@ -34,41 +26,6 @@ def cpu_inputs(dtype=torch.float64):
         threshold=torch.rand(33, dtype=dtype) * 0.5 + 0.75,
         v_init=torch.randn(4, 3, 33, dtype=dtype),
     )
-
-
-@run_if(gpu=True)
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("min_v_mem", [None, -0.5], ids=["noclip", "clip"])
-def test_cuda_lif_autograd_matches_reference(dtype, mode, min_v_mem):
-    cpu = cpu_inputs(dtype)
-    weights = (torch.randn_like(cpu["x"]), 0.1 * torch.randn_like(cpu["x"]),
-               torch.randn_like(cpu["v_init"]))
-    leaves = {k: v.clone().requires_grad_() for k, v in cpu.items()}
-    want = lif_with_grads("reference", **leaves, weights=weights, min_v_mem=min_v_mem, **mode)
-    gpu = {k: v.cuda().requires_grad_() for k, v in cpu.items()}
-    got = lif_with_grads("extension", **gpu, weights=[w.cuda() for w in weights],
-                         min_v_mem=min_v_mem, **mode)
-    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a.cpu(), b, **tol)
-
-
-@run_if(gpu=True)
-@pytest.mark.parametrize("surrogate", [sg.SingleExponential(), sg.ArcTan(),
-                                       lambda v, th: torch.sigmoid(4 * (v - th)) * 0.5],
-                         ids=["single_exp", "arctan", "custom"])
-def test_cuda_surrogates_through_autograd(surrogate):
-    cpu = cpu_inputs()
-    weights = (torch.randn_like(cpu["x"]), torch.zeros_like(cpu["x"]),
-               torch.zeros_like(cpu["v_init"]))
-    leaves = {k: v.clone().requires_grad_() for k, v in cpu.items()}
-    want = lif_with_grads("reference", **leaves, weights=weights, surrogate=surrogate)
-    gpu = {k: v.cuda().requires_grad_() for k, v in cpu.items()}
-    got = lif_with_grads("extension", **gpu, weights=[w.cuda() for w in weights],
-                         surrogate=surrogate)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a.cpu(), b, rtol=1e-10, atol=1e-10)
 
 
 @run_if(gpu=True)
@@ -99,45 +56,6 @@ def test_cuda_autocast_training_step():
         spikes, _, _ = ops.lif(current, 0.9, 0.5, backend="extension")
     spikes.float().sum().backward()
     assert layer.weight.grad is not None and torch.isfinite(layer.weight.grad).all()
-
-
-@run_if(gpu=True)
-def test_cuda_leaky_matches_reference():
-    x = torch.randn(3, 50, 40, dtype=torch.float64, requires_grad=True)
-    y_ref, _ = ops.leaky_integrate(x, 0.8, backend="reference")
-    (g_ref,) = torch.autograd.grad(y_ref.square().sum(), x)
-    xc = x.detach().cuda().requires_grad_()
-    y, _ = ops.leaky_integrate(xc, 0.8, backend="extension")
-    (g,) = torch.autograd.grad(y.square().sum(), xc)
-    torch.testing.assert_close(y.cpu(), y_ref)
-    torch.testing.assert_close(g.cpu(), g_ref)
-
-
-@run_if(gpu=True)
-@pytest.mark.parametrize("mode", MODES)
-def test_cuda_fixed_parameters_give_the_same_input_gradient(mode):
-    """Fixed α and θ: the CUDA backward skips the parameter gradients, not the input's."""
-    x = torch.randn(3, 50, 40, dtype=torch.float64) * 1.5 + 0.3
-    weights = torch.randn_like(x)
-    grads = []
-    for backend, device in (("reference", "cpu"), ("extension", "cuda")):
-        leaf = x.to(device).requires_grad_()
-        spikes, _, _ = ops.lif(leaf, 0.9, 1.0, backend=backend, **mode)
-        grads.append(torch.autograd.grad((spikes * weights.to(device)).sum(), leaf)[0].cpu())
-    torch.testing.assert_close(grads[1], grads[0], rtol=1e-10, atol=1e-10)
-
-
-@run_if(gpu=True)
-def test_cuda_membrane_only_loss_needs_no_spike_gradient():
-    """A loss on v_mem alone: the backward gets no spike gradient (no full-size zeros)."""
-    cpu = cpu_inputs()
-    leaves = {k: v.clone().requires_grad_() for k, v in cpu.items()}
-    _, v_ref, _ = ops.lif(leaves["x"], 0.9, 1.0, backend="reference")
-    (want,) = torch.autograd.grad(v_ref.square().sum(), leaves["x"])
-    x = cpu["x"].cuda().requires_grad_()
-    _, v_mem, _ = ops.lif(x, 0.9, 1.0, backend="extension")
-    (got,) = torch.autograd.grad(v_mem.square().sum(), x)
-    torch.testing.assert_close(got.cpu(), want, rtol=1e-10, atol=1e-10)
 
 
 @run_if(gpu=True)

@@ -8,6 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exodus_lightning import ops
+from tests.tolerances import tolerance
+
+from .conftest import DEVICES
 
 
 def outputs_and_grads(backend, x, alpha, v_init, w_y, w_last):
@@ -23,7 +26,8 @@ def outputs_and_grads(backend, x, alpha, v_init, w_y, w_last):
     features=st.lists(st.integers(1, 6), min_size=1, max_size=3),
     per_feature=st.booleans(), with_state=st.booleans(), seed=st.integers(0, 2**16),
 )
-def test_leaky_matches_reference(batch, time, features, per_feature, with_state, seed):
+@pytest.mark.parametrize("device", DEVICES)
+def test_leaky_matches_reference(device, batch, time, features, per_feature, with_state, seed):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, time, *features, generator=gen, dtype=torch.float64).requires_grad_()
     shape = features if per_feature else ()
@@ -33,10 +37,13 @@ def test_leaky_matches_reference(batch, time, features, per_feature, with_state,
         v_init = torch.randn(batch, *features, generator=gen, dtype=torch.float64)
         v_init.requires_grad_()
     w_y, w_last = torch.randn_like(x), torch.randn(batch, *features, dtype=torch.float64)
-    got = outputs_and_grads("extension", x, alpha, v_init, w_y, w_last)
+    def on(t):
+        return t if t is None else t.detach().to(device).requires_grad_(t.requires_grad)
+
+    got = outputs_and_grads("extension", on(x), on(alpha), on(v_init), on(w_y), on(w_last))
     want = outputs_and_grads("reference", x, alpha, v_init, w_y, w_last)
     for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(a.cpu(), b, **tolerance(torch.float64))
 
 
 def test_leaky_float32_and_closed_form():

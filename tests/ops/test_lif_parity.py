@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 
 from exodus_lightning import ops
 from exodus_lightning.ops import surrogate as sg
+from tests.tolerances import assert_close_by_name
 
-TOL = {torch.float64: dict(rtol=1e-10, atol=1e-10), torch.float32: dict(rtol=1e-5, atol=1e-5)}
+from .conftest import DEVICES
 
 
 def run(backend, x, alpha, threshold, v_init, upstream, **kwargs):
@@ -28,16 +29,22 @@ def run(backend, x, alpha, threshold, v_init, upstream, **kwargs):
             **{f"grad {name}": g for name, g in zip(leaves, grads)}}
 
 
-def assert_parity(x, alpha, threshold, v_init=None, **kwargs):
-    dtype = x.dtype
+def on(device, value):
+    """A copy of a tensor argument on the device (a leaf again if it was one)."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    return value.detach().to(device).requires_grad_(value.requires_grad)
+
+
+def assert_parity(x, alpha, threshold, v_init=None, device="cpu", **kwargs):
+    """The extension on `device` equals the reference on the CPU: outputs and every gradient."""
     upstream = (torch.randn_like(x), 0.1 * torch.randn_like(x),
-                torch.randn(x.shape[0], *x.shape[2:], dtype=dtype))
-    got = run("extension", x, alpha, threshold, v_init, upstream, **kwargs)
+                torch.randn(x.shape[0], *x.shape[2:], dtype=x.dtype))
+    args = [on(device, t) for t in (x, alpha, threshold, v_init)]
+    got = run("extension", *args, [on(device, u) for u in upstream],
+              **{k: on(device, v) for k, v in kwargs.items()})
     want = run("reference", x, alpha, threshold, v_init, upstream, **kwargs)
-    assert got.keys() == want.keys()
-    for name in want:
-        torch.testing.assert_close(got[name], want[name], **TOL[dtype],
-                                   msg=lambda m, n=name: f"{n}: {m}")
+    assert_close_by_name(got, want, x.dtype)
     return want["spikes"]
 
 
@@ -65,12 +72,14 @@ MODES = [
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("min_v_mem", [None, -0.5, 0.3], ids=["noclip", "clip", "clip+"])
-def test_modes_match_reference(dtype, mode, min_v_mem):
+@pytest.mark.parametrize("device", DEVICES)
+def test_modes_match_reference(dtype, mode, min_v_mem, device):
     x = leaf(torch.randn(4, 40, 3, 5, dtype=dtype) * 1.5 + 0.3)
     alpha = leaf(torch.rand(3, 1, dtype=dtype) * 0.5 + 0.45)  # per channel
     threshold = leaf(torch.rand(5, dtype=dtype) * 0.5 + 0.75)  # per last feature
     v_init = leaf(torch.randn(4, 3, 5, dtype=dtype))
-    spikes = assert_parity(x, alpha, threshold, v_init, min_v_mem=min_v_mem, **mode)
+    spikes = assert_parity(x, alpha, threshold, v_init, min_v_mem=min_v_mem, device=device,
+                           **mode)
     assert spikes.sum() > 0 and (spikes == 0).sum() > 0  # the case is not degenerate
     if mode["max_spikes"] is None and mode["reset"] == "subtract":
         assert spikes.max() > 1  # multi-spike really happens
@@ -82,12 +91,13 @@ def test_modes_match_reference(dtype, mode, min_v_mem):
     sg.ArcTan(), sg.Triangle(width=0.7),
 ], ids=lambda s: repr(s))
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-def test_every_fused_surrogate_matches_reference(surrogate, dtype):
+@pytest.mark.parametrize("device", DEVICES)
+def test_every_fused_surrogate_matches_reference(surrogate, dtype, device):
     # float32 also checks the kernels' vectorisable exp against torch.exp.
     x = leaf(torch.randn(3, 30, 300, dtype=dtype) * 1.5 + 0.4)
     alpha = leaf(torch.tensor(0.8, dtype=dtype))
     threshold = leaf(torch.tensor(1.2, dtype=dtype))
-    assert_parity(x, alpha, threshold, surrogate=surrogate)
+    assert_parity(x, alpha, threshold, surrogate=surrogate, device=device)
 
 
 class ScaledSigmoid:
@@ -100,10 +110,11 @@ class ScaledSigmoid:
 
 @pytest.mark.parametrize("surrogate", [ScaledSigmoid(), lambda v, th: 1 / (1 + (v - th) ** 2)],
                          ids=["class", "lambda"])
-def test_custom_callable_surrogate_matches_reference(surrogate):
+@pytest.mark.parametrize("device", DEVICES)
+def test_custom_callable_surrogate_matches_reference(surrogate, device):
     x = leaf(torch.randn(2, 25, 3, 4, dtype=torch.float64) + 0.5)
     threshold = leaf(torch.rand(3, 1, dtype=torch.float64) + 0.5)
-    assert_parity(x, 0.9, threshold, surrogate=surrogate)
+    assert_parity(x, 0.9, threshold, surrogate=surrogate, device=device)
 
 
 @pytest.mark.parametrize("trained", ["none", "alpha", "threshold"])
@@ -113,8 +124,9 @@ def test_custom_callable_surrogate_matches_reference(surrogate):
 @pytest.mark.parametrize("min_v_mem", [None, -0.5], ids=["noclip", "clip"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("device", DEVICES)
 def test_untrained_parameters_skip_their_gradients(dtype, mode, min_v_mem, surrogate, loss_on,
-                                                   trained):
+                                                   trained, device):
     """Only some (or none) of α and θ train: the backward skips the other parameter sums (and,
     with none and a subtracting reset, the spike counts). Every gradient it gives equals the
     full scan's bit for bit, and the reference's."""
@@ -125,24 +137,24 @@ def test_untrained_parameters_skip_their_gradients(dtype, mode, min_v_mem, surro
     w_s, w_v = torch.randn_like(x), 0.1 * torch.randn_like(x)
 
     def grads(backend, train):
-        leaves = {"x": leaf(x), "v_init": leaf(v_init),
-                  "alpha": alpha.clone().requires_grad_(train in ("alpha", "all")),
-                  "threshold": threshold.clone().requires_grad_(train in ("threshold", "all"))}
+        where = device if backend == "extension" else "cpu"
+        leaves = {"x": leaf(x.to(where)), "v_init": leaf(v_init.to(where)),
+                  "alpha": alpha.to(where).requires_grad_(train in ("alpha", "all")),
+                  "threshold": threshold.to(where).requires_grad_(train in ("threshold", "all"))}
         spikes, v_mem, _ = ops.lif(leaves["x"], leaves["alpha"], leaves["threshold"],
                                    leaves["v_init"], surrogate=surrogate, min_v_mem=min_v_mem,
                                    backend=backend, **mode)
-        loss = (spikes * w_s).sum() + (0 if loss_on == "spikes" else (v_mem * w_v).sum())
+        loss = ((spikes * w_s.to(where)).sum()
+                + (0 if loss_on == "spikes" else (v_mem * w_v.to(where)).sum()))
         leaves = {name: t for name, t in leaves.items() if t.requires_grad}
         return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
 
     got = grads("extension", trained)
     full = grads("extension", "all")
     want = grads("reference", trained)
-    assert got.keys() == want.keys()
     for name in got:
         assert torch.equal(got[name], full[name]), name
-        torch.testing.assert_close(got[name], want[name], **TOL[dtype],
-                                   msg=lambda m, n=name: f"{n}: {m}")
+    assert_close_by_name(got, want, dtype)
 
 
 def test_separate_subtract_gets_its_own_gradient():
@@ -157,15 +169,17 @@ def test_min_v_mem_tensor_gets_gradient():
     assert_parity(x, 0.9, 1.0, min_v_mem=min_v)
 
 
-def test_membrane_only_loss_and_unused_outputs():
+@pytest.mark.parametrize("device", DEVICES)
+def test_membrane_only_loss_and_unused_outputs(device):
     """Gradients arrive only on v_mem or only on v_last (the others are None in backward)."""
     x = leaf(torch.randn(2, 20, 6, dtype=torch.float64) + 0.5)
+    x_device = on(device, x)
     for pick in (1, 2):
-        out_e = ops.lif(x, 0.9, 1.0, backend="extension")[pick].sum()
-        out_r = ops.lif(x, 0.9, 1.0, backend="reference")[pick].sum()
-        ge, = torch.autograd.grad(out_e, x)
+        out_e = ops.lif(x_device, 0.9, 1.0, backend="extension")[pick].square().sum()
+        out_r = ops.lif(x, 0.9, 1.0, backend="reference")[pick].square().sum()
+        ge, = torch.autograd.grad(out_e, x_device)
         gr, = torch.autograd.grad(out_r, x)
-        torch.testing.assert_close(ge, gr, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(ge.cpu(), gr, rtol=1e-10, atol=1e-12)
 
 
 def test_iaf_alpha_one_and_single_step():
