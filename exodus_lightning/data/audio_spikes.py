@@ -52,6 +52,7 @@ class HeidelbergDataModule(EventDataModule):
 
     source = HEIDELBERG_SOURCE
     augmentation_choices = AUDIO_AUGMENTATIONS
+    event_limits = {"x": (HEIDELBERG_CHANNELS, "spike unit (input channel)")}
 
     def __init__(
         self,
@@ -102,7 +103,12 @@ class HeidelbergDataModule(EventDataModule):
             # tonic opens the file while constructing; a truncated file should name itself.
             check_heidelberg_file(path)
         dataset = self.open_tonic(name, **self.tonic_split_kwargs(split))
-        return CheckedSamples(dataset, str(path))
+        return CheckedSamples(
+            dataset,
+            str(path),
+            event_limits=self.event_limits,
+            fix=f"delete it and download {self.dataset_name} again",
+        )
 
 
 class SHDDataModule(HeidelbergDataModule):

@@ -73,4 +73,4 @@ class DVSGestureDataModule(EventCameraDataModule):
         for name in ("data", "targets", "users", "lighting"):
             values = getattr(dataset, name)
             setattr(dataset, name, [values[i] for i in order])
-        return CheckedSamples(dataset, list(dataset.data))
+        return CheckedSamples(dataset, list(dataset.data), event_limits=self.event_limits)

@@ -20,3 +20,8 @@ class DatasetDownloadError(DataError, RuntimeError):
 
 class UnreadableFileError(DataError, OSError):
     """A dataset file exists but cannot be parsed (truncated, corrupt or wrong format)."""
+
+
+class InvalidDataError(DataError, ValueError):
+    """A dataset's files can be read but hold what the dataset cannot: a stray folder, a label
+    or an event coordinate out of range, a NaN or negative time, fewer labels than samples."""

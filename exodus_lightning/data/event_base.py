@@ -9,7 +9,7 @@ augmenting); the rest runs on every access.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,8 @@ class EventDataModule(SpikeDataModule):
     source: str  # where the data comes from
     official_splits: tuple[str, ...] = ("train", "test")
     augmentation_choices: tuple[str, ...] = ()
+    # Valid event coordinates, tonic field -> (limit, what it is); see CheckedSamples.
+    event_limits: Mapping[str, tuple[int, str]] = {}
     to_frames: Callable
 
     def __init__(

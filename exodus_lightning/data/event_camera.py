@@ -37,6 +37,12 @@ class EventCameraDataModule(EventDataModule):
             raise ValueError(f"denoise_ms={denoise_ms} must be positive, or None for no denoising")
         self.denoise_ms = denoise_ms
 
+    @property
+    def event_limits(self) -> dict[str, tuple[int, str]]:
+        """Valid event coordinates: x < width, y < height (see CheckedSamples)."""
+        width, height, _ = self.sensor_size
+        return {"x": (width, "pixel column"), "y": (height, "pixel row")}
+
     def events_to_frames(
         self, frame_size: tuple[int, int], relative_to_first_event: bool = False
     ) -> EventsToFrames:

@@ -18,15 +18,26 @@ NMNIST_LAYOUT = (
 )
 NMNIST_SOURCE = "https://www.garrickorchard.com/datasets/n-mnist (Mendeley Data 468j46mzdv)"
 BYTES_PER_NMNIST_EVENT = 5
+NMNIST_FIX = "delete it and download N-MNIST again"
 
 
 def check_nmnist_file(path: str) -> None:
-    """Reject a .bin whose size is not a whole number of 5-byte events (tonic would misread it)."""
+    """Reject a .bin that is empty or not a whole number of 5-byte events (tonic would misread it).
+
+    The format has no header or event count, so a file cut exactly at an event boundary reads
+    as a shorter recording; only the extreme case, nothing left, is recognisable (no real
+    N-MNIST recording is empty).
+    """
     size = os.path.getsize(path)
     if size % BYTES_PER_NMNIST_EVENT:
         raise UnreadableFileError(
             f"'{path}' has {size} bytes, not a multiple of {BYTES_PER_NMNIST_EVENT} (one event): "
-            "the file is truncated; delete it and download N-MNIST again"
+            f"the file is truncated; {NMNIST_FIX}"
+        )
+    if size == 0:
+        raise UnreadableFileError(
+            f"'{path}' is empty (0 bytes, no events); every N-MNIST recording holds thousands "
+            f"of events, so the file is truncated; {NMNIST_FIX}"
         )
 
 
@@ -70,4 +81,10 @@ class NMNISTDataModule(EventCameraDataModule):
             train=split == "train",
             first_saccade_only=self.first_saccade_only,
         )
-        return CheckedSamples(dataset, list(dataset.data), check_file=check_nmnist_file)
+        return CheckedSamples(
+            dataset,
+            list(dataset.data),
+            check_file=check_nmnist_file,
+            event_limits=self.event_limits,
+            fix=NMNIST_FIX,
+        )
