@@ -13,9 +13,12 @@ from typing import Any
 import h5py
 import tonic
 
-from exodus_lightning.data.errors import UnreadableFileError
+from exodus_lightning.data.errors import (
+    InvalidDataError,
+    UnreadableFileError,
+)
 from exodus_lightning.data.event_base import EventDataModule
-from exodus_lightning.data.tonic_loading import CheckedSamples
+from exodus_lightning.data.tonic_loading import CheckedSamples, check_labels
 from exodus_lightning.data.transforms import (
     AUDIO_AUGMENTATIONS,
     SpikesToChannels,
@@ -27,20 +30,33 @@ HEIDELBERG_CHANNELS = 700
 HEIDELBERG_DATASETS = ("spikes/times", "spikes/units", "labels")
 
 
-def check_heidelberg_file(path: Path) -> None:
-    """Open an SHD/SSC HDF5 file and check it holds spikes/times, spikes/units and labels."""
+def check_heidelberg_file(path: Path, num_classes: int, dataset_name: str) -> None:
+    """Open an SHD/SSC HDF5 file and check it: spikes/times, spikes/units and labels present,
+    one label per sample (tonic's length is the number of labels), every label a class.
+
+    Reads the labels only (SSC's training file: 75466 x 2 bytes), once per split.
+    """
+    fix = f"delete it and download {dataset_name} again"
     try:
         with h5py.File(path, "r") as file:
             missing = [name for name in HEIDELBERG_DATASETS if name not in file]
+            counts = {name: len(file[name]) for name in HEIDELBERG_DATASETS if name in file}
+            labels = file["labels"][()] if "labels" in file else []
     except OSError as error:
         raise UnreadableFileError(
-            f"Could not open '{path}' as HDF5 ({error}); the file is truncated or corrupt: "
-            "delete it and download it again"
+            f"Could not open '{path}' as HDF5 ({error}); the file is truncated or corrupt: {fix}"
         ) from error
     if missing:
         raise UnreadableFileError(
             f"'{path}' lacks the datasets {missing}; it is not an SHD/SSC file"
         )
+    if len(set(counts.values())) > 1:
+        raise InvalidDataError(
+            f"'{path}' holds spike times for {counts['spikes/times']} samples, spike units for "
+            f"{counts['spikes/units']} and labels for {counts['labels']}; tonic would read only "
+            f"{counts['labels']} samples. The file is incomplete: {fix}."
+        )
+    check_labels(labels, str(path), num_classes, dataset_name)
 
 
 class HeidelbergDataModule(EventDataModule):
@@ -101,7 +117,7 @@ class HeidelbergDataModule(EventDataModule):
         path = self.data_dir.resolve() / self.dataset_name / name
         if path.exists():
             # tonic opens the file while constructing; a truncated file should name itself.
-            check_heidelberg_file(path)
+            check_heidelberg_file(path, self.num_classes, self.dataset_name)
         dataset = self.open_tonic(name, **self.tonic_split_kwargs(split))
         return CheckedSamples(
             dataset,

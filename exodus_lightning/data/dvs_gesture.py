@@ -7,7 +7,7 @@ from typing import Any
 import tonic
 
 from exodus_lightning.data.event_camera import EventCameraDataModule
-from exodus_lightning.data.tonic_loading import CheckedSamples
+from exodus_lightning.data.tonic_loading import CheckedSamples, check_labels
 
 DVS_GESTURE_LAYOUT = (
     "  DVSGesture/ibmGestureTrain/userNN_<lighting>/<label 0-10>.npy\n"
@@ -73,4 +73,5 @@ class DVSGestureDataModule(EventCameraDataModule):
         for name in ("data", "targets", "users", "lighting"):
             values = getattr(dataset, name)
             setattr(dataset, name, [values[i] for i in order])
+        check_labels(dataset.targets, dataset.data, self.num_classes, self.dataset_name)
         return CheckedSamples(dataset, list(dataset.data), event_limits=self.event_limits)

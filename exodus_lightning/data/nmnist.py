@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import tonic
 
-from exodus_lightning.data.errors import UnreadableFileError
+from exodus_lightning.data.errors import InvalidDataError, UnreadableFileError
 from exodus_lightning.data.event_camera import EventCameraDataModule
 from exodus_lightning.data.tonic_loading import CheckedSamples
 
@@ -19,6 +20,7 @@ NMNIST_LAYOUT = (
 NMNIST_SOURCE = "https://www.garrickorchard.com/datasets/n-mnist (Mendeley Data 468j46mzdv)"
 BYTES_PER_NMNIST_EVENT = 5
 NMNIST_FIX = "delete it and download N-MNIST again"
+DIGIT_FOLDERS = tuple(str(digit) for digit in range(10))
 
 
 def check_nmnist_file(path: str) -> None:
@@ -39,6 +41,30 @@ def check_nmnist_file(path: str) -> None:
             f"'{path}' is empty (0 bytes, no events); every N-MNIST recording holds thousands "
             f"of events, so the file is truncated; {NMNIST_FIX}"
         )
+
+
+def check_nmnist_folders(folder: Path) -> None:
+    """Reject .bin files anywhere but in the digit folders `folder/0` .. `folder/9`.
+
+    tonic takes a recording's label from the last character of its folder's name: a stray
+    `samples/` fails with "invalid literal for int()", a `3/copy2/` silently becomes digit 2.
+    tonic also skips folders it may not read; here they fail. One listing of the folder, at
+    open (tonic lists it once more).
+    """
+
+    def refuse(error: OSError) -> None:
+        raise error
+
+    for path, _, files in os.walk(folder, onerror=refuse):
+        if not any(name.endswith("bin") for name in files):
+            continue
+        place = Path(path).relative_to(folder).parts
+        if len(place) != 1 or place[0] not in DIGIT_FOLDERS:
+            raise InvalidDataError(
+                f"'{path}' holds .bin files but is not one of the digit folders 0-9 directly "
+                f"in '{folder}', whose names are N-MNIST's labels. Move the files into the "
+                f"folder of their digit, or out of '{folder}'."
+            )
 
 
 class NMNISTDataModule(EventCameraDataModule):
@@ -76,6 +102,9 @@ class NMNISTDataModule(EventCameraDataModule):
 
     def open_split(self, split: str) -> CheckedSamples:
         folder = "Train" if split == "train" else "Test"
+        split_folder = self.data_dir.resolve() / self.dataset_name / folder
+        if split_folder.is_dir():
+            check_nmnist_folders(split_folder)
         dataset = self.open_tonic(
             f"{folder}/*/*.bin",
             train=split == "train",

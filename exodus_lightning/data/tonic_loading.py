@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,14 @@ def open_tonic_dataset(
         # for this construction only; it is deleted afterwards so the dataset stays picklable
         # for spawned workers.
         dataset._check_exists = _extracted_files_are_present
-        tonic_class.__init__(dataset, str(folder.parent), **tonic_kwargs)
+        try:
+            tonic_class.__init__(dataset, str(folder.parent), **tonic_kwargs)
+        except ValueError as error:
+            # tonic parses labels and ids from file and folder names while listing them.
+            raise InvalidDataError(
+                f"tonic could not list {tonic_class.__name__} in '{folder}' ({error!r}): a file "
+                f"or folder there does not follow the layout.\n{where}"
+            ) from error
         del dataset._check_exists
     elif download:
         try:
@@ -84,6 +91,27 @@ def open_tonic_dataset(
             f"{tonic_class.__name__} in '{folder}' holds no samples for {tonic_kwargs}.\n{where}"
         )
     return dataset
+
+
+def check_labels(
+    labels: Sequence[int], files: Sequence[str] | str, num_classes: int, dataset_name: str
+) -> None:
+    """Reject a label outside 0 .. num_classes - 1, naming its file (`files`: one per label, or
+    one file holding them all), before it fails far away as a loss-time IndexError."""
+    labels = np.asarray(labels)
+    outside = (labels < 0) | (labels >= num_classes)
+    if not outside.any():
+        return
+    index = int(np.argmax(outside))
+    if isinstance(files, str):
+        where = f"'{files}' gives sample {index} the label {labels[index]}"
+    else:
+        where = f"'{files[index]}' has the label {labels[index]}"
+    raise InvalidDataError(
+        f"{where}, but {dataset_name} has {num_classes} classes (labels 0 to {num_classes - 1}); "
+        f"{int(outside.sum())} of {len(labels)} labels are out of range. The file is not part "
+        f"of {dataset_name} (another dataset's?) or its label is wrong: remove or replace it."
+    )
 
 
 def find_bad_events(events: np.ndarray, limits: Mapping[str, tuple[int, str]]) -> str | None:

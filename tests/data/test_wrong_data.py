@@ -7,6 +7,7 @@ checks each was read silently wrong (events or samples dropped) or failed withou
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import h5py
@@ -81,6 +82,30 @@ def test_nmnist_event_outside_the_34_by_34_sensor_is_named(
     assert f"event 1 has the {message}, outside 0 to 33" in str(raised.value)
 
 
+@pytest.mark.parametrize("stray", [("samples",), ("3", "copy2")])
+def test_stray_folder_among_the_nmnist_digits_is_named(
+    stray: tuple[str, ...], tmp_path: Path
+) -> None:
+    """`samples/` made tonic fail on int('s') with no path; `3/copy2/` became digit 2."""
+    root = nmnist_root(tmp_path)
+    folder = root.joinpath("NMNIST", "Train", *stray)
+    folder.mkdir(parents=True)
+    shutil.copy(first_nmnist_file(root), folder / "00000.bin")
+    with pytest.raises(InvalidDataError) as raised:
+        nmnist(root).setup("fit")
+    message = str(raised.value)
+    assert f"'{folder}' holds .bin files but is not one of the digit folders 0-9" in message
+
+
+def test_folders_without_recordings_among_the_digits_are_ignored(tmp_path: Path) -> None:
+    root = nmnist_root(tmp_path)
+    (root / "NMNIST" / "Train" / ".ipynb_checkpoints").mkdir()
+    (root / "NMNIST" / "Train" / "README.txt").write_text("N-MNIST")
+    module = nmnist(root)
+    module.setup("fit")
+    assert len(module.train_dataset) + len(module.val_dataset) == 10
+
+
 # --- SHD / SSC -------------------------------------------------------------------------------
 
 
@@ -121,6 +146,33 @@ def test_shd_nan_or_negative_spike_time_is_named(
     assert f"Sample 1 of '{broken}'" in str(raised.value) and message in str(raised.value)
 
 
+def test_shd_file_with_fewer_labels_than_samples_fails_at_setup(tmp_path: Path) -> None:
+    """tonic's length is the number of labels: the dataset shrank without a word."""
+    root = shd_root(tmp_path)
+    broken = root / "SHD" / "shd_test.h5"
+    with h5py.File(broken, "r+") as file:
+        labels = file["labels"][()]
+        del file["labels"]
+        file.create_dataset("labels", data=labels[:4])
+    with pytest.raises(InvalidDataError) as raised:
+        shd(root).setup("test")
+    message = str(raised.value)
+    assert f"'{broken}' holds spike times for 6 samples" in message
+    assert "labels for 4" in message
+
+
+def test_shd_label_beyond_its_20_classes_fails_at_setup(tmp_path: Path) -> None:
+    """Label 57 used to surface as an IndexError in the loss, far from any file."""
+    root = shd_root(tmp_path)
+    broken = root / "SHD" / "shd_train.h5"
+    with h5py.File(broken, "r+") as file:
+        file["labels"][3] = 57
+    with pytest.raises(InvalidDataError) as raised:
+        shd(root).setup("fit")
+    message = str(raised.value)
+    assert f"'{broken}' gives sample 3 the label 57, but SHD has 20 classes" in message
+
+
 # --- DVS Gesture -----------------------------------------------------------------------------
 
 
@@ -132,6 +184,27 @@ def dvs_root(tmp_path: Path) -> Path:
 
 def dvs(root: Path) -> DVSGestureDataModule:
     return DVSGestureDataModule(data_dir=root, download=False, num_time_steps=10)
+
+
+def test_dvs_gesture_label_beyond_its_11_classes_fails_at_setup(tmp_path: Path) -> None:
+    root = dvs_root(tmp_path)
+    folder = root / "DVSGesture" / "ibmGestureTest" / "user02_led"
+    (folder / "10.npy").rename(folder / "57.npy")
+    with pytest.raises(InvalidDataError) as raised:
+        dvs(root).setup("test")
+    assert f"'{folder / '57.npy'}' has the label 57, but DVSGesture has 11 classes" in str(
+        raised.value
+    )
+
+
+def test_dvs_gesture_stray_folder_is_named(tmp_path: Path) -> None:
+    root = dvs_root(tmp_path)
+    stray = root / "DVSGesture" / "ibmGestureTest" / "backup"
+    stray.mkdir()
+    with pytest.raises(InvalidDataError) as raised:
+        dvs(root).setup("test")
+    assert str(root / "DVSGesture") in str(raised.value)
+    assert "does not follow the layout" in str(raised.value)
 
 
 def test_dvs_gesture_pixel_outside_the_sensor_is_named(tmp_path: Path) -> None:
