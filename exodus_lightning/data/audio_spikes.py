@@ -16,6 +16,7 @@ import tonic
 from exodus_lightning.data.errors import (
     InvalidDataError,
     UnreadableFileError,
+    unreadable_file_error,
 )
 from exodus_lightning.data.event_base import EventDataModule
 from exodus_lightning.data.tonic_loading import CheckedSamples, check_labels
@@ -43,9 +44,7 @@ def check_heidelberg_file(path: Path, num_classes: int, dataset_name: str) -> No
             counts = {name: len(file[name]) for name in HEIDELBERG_DATASETS if name in file}
             labels = file["labels"][()] if "labels" in file else []
     except OSError as error:
-        raise UnreadableFileError(
-            f"Could not open '{path}' as HDF5 ({error}); the file is truncated or corrupt: {fix}"
-        ) from error
+        raise unreadable_file_error(path, error, fix) from error
     if missing:
         raise UnreadableFileError(
             f"'{path}' lacks the datasets {missing}; it is not an SHD/SSC file"

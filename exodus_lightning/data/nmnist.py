@@ -8,7 +8,11 @@ from typing import Any
 
 import tonic
 
-from exodus_lightning.data.errors import InvalidDataError, UnreadableFileError
+from exodus_lightning.data.errors import (
+    InvalidDataError,
+    UnreadableFileError,
+    unreadable_file_error,
+)
 from exodus_lightning.data.event_camera import EventCameraDataModule
 from exodus_lightning.data.tonic_loading import CheckedSamples
 
@@ -53,6 +57,8 @@ def check_nmnist_folders(folder: Path) -> None:
     """
 
     def refuse(error: OSError) -> None:
+        if isinstance(error, PermissionError):
+            raise unreadable_file_error(error.filename, error, NMNIST_FIX) from error
         raise error
 
     for path, _, files in os.walk(folder, onerror=refuse):

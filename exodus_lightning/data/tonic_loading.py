@@ -14,7 +14,7 @@ from exodus_lightning.data.errors import (
     DatasetDownloadError,
     DatasetNotFoundError,
     InvalidDataError,
-    UnreadableFileError,
+    unreadable_file_error,
 )
 
 
@@ -192,9 +192,8 @@ class CheckedSamples(torch.utils.data.Dataset):
                 f"infinite ({error}); {self.fix}."
             ) from error
         except Exception as error:
-            raise UnreadableFileError(
-                f"Could not read sample {index} from '{path}': {error!r}. "
-                f"The file is truncated or corrupt: {self.fix}."
+            raise unreadable_file_error(
+                path, error, self.fix, part=f"sample {index} of "
             ) from error
         problem = find_bad_events(events, self.event_limits)
         if problem is not None:

@@ -6,6 +6,9 @@ checks each was read silently wrong (events or samples dropped) or failed withou
 
 from __future__ import annotations
 
+import builtins
+import errno
+import os
 import re
 import shutil
 from pathlib import Path
@@ -215,3 +218,88 @@ def test_dvs_gesture_pixel_outside_the_sensor_is_named(tmp_path: Path) -> None:
     np.save(broken, events)
     with pytest.raises(InvalidDataError, match=re.escape(str(broken))):
         read_every_sample(dvs(root))
+
+
+# --- Permissions -----------------------------------------------------------------------------
+
+
+def refuse_to_open(monkeypatch: pytest.MonkeyPatch, module, name: str, locked: Path) -> None:
+    """Make `module.name` (an open function) fail for `locked` as the OS does for a file this
+    user may not read; the tests run as root, whom the OS never refuses."""
+    real_open = getattr(module, name)
+
+    def guarded(file, *args, **kwargs):
+        if Path(file) == locked:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(module, name, guarded)
+
+
+def assert_permission_message(error: BaseException, path: Path) -> None:
+    message = str(error)
+    assert "Permission denied reading " in message and str(path) in message
+    assert "corrupt" not in message and "download" not in message
+
+
+def test_unreadable_nmnist_file_says_permission_denied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = nmnist_root(tmp_path)
+    locked = first_nmnist_file(root)
+    refuse_to_open(monkeypatch, builtins, "open", locked)
+    with pytest.raises(UnreadableFileError) as raised:
+        read_every_sample(nmnist(root))
+    assert_permission_message(raised.value, locked)
+
+
+def test_unreadable_shd_file_says_permission_denied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = shd_root(tmp_path)
+    locked = root / "SHD" / "shd_test.h5"
+    refuse_to_open(monkeypatch, h5py, "File", locked)
+    with pytest.raises(UnreadableFileError) as raised:
+        shd(root).setup("test")
+    assert_permission_message(raised.value, locked)
+
+
+@pytest.mark.parametrize("what", ["file", "digit folder"])
+def test_without_read_permission_says_permission_denied(what: str, tmp_path: Path) -> None:
+    """With real permissions: skipped where they do not apply (root keeps reading), e.g. run
+    `setpriv --bounding-set=-all pytest ...` as root to take that power away."""
+    root = nmnist_root(tmp_path)
+    locked = first_nmnist_file(root) if what == "file" else root / "NMNIST" / "Train" / "3"
+    locked.chmod(0)
+    try:
+        try:
+            os.listdir(locked) if locked.is_dir() else locked.open("rb").close()
+        except PermissionError:
+            pass
+        else:
+            pytest.skip("this process reads what it has no permission to read (root)")
+        with pytest.raises(UnreadableFileError) as raised:
+            module = nmnist(root)
+            module.setup("fit")
+            module.setup("test")
+            read_every_sample(module)
+    finally:
+        locked.chmod(0o755)
+    assert_permission_message(raised.value, locked)
+
+
+# --- Disk cache ------------------------------------------------------------------------------
+
+
+def test_cache_file_without_its_data_entry_is_named(tmp_path: Path) -> None:
+    root = shd_root(tmp_path / "data")
+    settings = {"data_dir": root, "download": False, "cache_dir": tmp_path / "cache"}
+    SHDDataModule(**settings).make_dataset("test")[0]  # writes the cache file of sample 0
+    (cache_file,) = (tmp_path / "cache").rglob("0_0.hdf5")
+    with h5py.File(cache_file, "w") as file:
+        file.create_dataset("target/0", data=3)
+    with pytest.raises(UnreadableFileError) as raised:
+        SHDDataModule(**settings).make_dataset("test")[0]
+    message = str(raised.value)
+    assert f"Cache file '{cache_file}'" in message and "'data'" in message
+    assert "Delete it" in message
