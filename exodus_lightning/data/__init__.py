@@ -11,6 +11,7 @@ from exodus_lightning.data.dvs_gesture import DVSGestureDataModule
 from exodus_lightning.data.errors import (
     DatasetDownloadError,
     DatasetNotFoundError,
+    InvalidDataError,
     UnreadableFileError,
 )
 from exodus_lightning.data.event_base import EventDataModule
@@ -22,6 +23,7 @@ __all__ = [
     "DatasetDownloadError",
     "DatasetNotFoundError",
     "EventDataModule",
+    "InvalidDataError",
     "NMNISTDataModule",
     "RandmanDataModule",
     "RandomManifolds",

@@ -6,20 +6,24 @@ SSC classes parse them. SHD has 20 classes (digits 0-9 in English and German), S
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import h5py
 import tonic
 
-from exodus_lightning.data.errors import UnreadableFileError
-from exodus_lightning.data.event_base import EventDataModule, bin_width_us
-from exodus_lightning.data.tonic_loading import CheckedSamples, open_tonic_dataset
+from exodus_lightning.data.errors import (
+    InvalidDataError,
+    UnreadableFileError,
+    unreadable_file_error,
+)
+from exodus_lightning.data.event_base import EventDataModule
+from exodus_lightning.data.tonic_loading import CheckedSamples, check_labels
 from exodus_lightning.data.transforms import (
     AUDIO_AUGMENTATIONS,
     SpikesToChannels,
     audio_augmentations,
-    check_augmentation_names,
 )
 
 HEIDELBERG_SOURCE = "https://zenkelab.org/datasets/ (Cramer et al. 2020)"
@@ -27,20 +31,31 @@ HEIDELBERG_CHANNELS = 700
 HEIDELBERG_DATASETS = ("spikes/times", "spikes/units", "labels")
 
 
-def check_heidelberg_file(path: Path) -> None:
-    """Open an SHD/SSC HDF5 file and check it holds spikes/times, spikes/units and labels."""
+def check_heidelberg_file(path: Path, num_classes: int, dataset_name: str) -> None:
+    """Open an SHD/SSC HDF5 file and check it: spikes/times, spikes/units and labels present,
+    one label per sample (tonic's length is the number of labels), every label a class.
+
+    Reads the labels only (SSC's training file: 75466 x 2 bytes), once per split.
+    """
+    fix = f"delete it and download {dataset_name} again"
     try:
         with h5py.File(path, "r") as file:
             missing = [name for name in HEIDELBERG_DATASETS if name not in file]
+            counts = {name: len(file[name]) for name in HEIDELBERG_DATASETS if name in file}
+            labels = file["labels"][()] if "labels" in file else []
     except OSError as error:
-        raise UnreadableFileError(
-            f"Could not open '{path}' as HDF5 ({error}); the file is truncated or corrupt: "
-            "delete it and download it again"
-        ) from error
+        raise unreadable_file_error(path, error, fix) from error
     if missing:
         raise UnreadableFileError(
             f"'{path}' lacks the datasets {missing}; it is not an SHD/SSC file"
         )
+    if len(set(counts.values())) > 1:
+        raise InvalidDataError(
+            f"'{path}' holds spike times for {counts['spikes/times']} samples, spike units for "
+            f"{counts['spikes/units']} and labels for {counts['labels']}; tonic would read only "
+            f"{counts['labels']} samples. The file is incomplete: {fix}."
+        )
+    check_labels(labels, str(path), num_classes, dataset_name)
 
 
 class HeidelbergDataModule(EventDataModule):
@@ -50,50 +65,44 @@ class HeidelbergDataModule(EventDataModule):
     T = 250 (1 s), C = 100 (channel c sums input channels 7c .. 7c + 6).
     """
 
-    tonic_class: type
-    num_dataset_classes: int
+    source = HEIDELBERG_SOURCE
+    augmentation_choices = AUDIO_AUGMENTATIONS
+    event_limits = {"x": (HEIDELBERG_CHANNELS, "spike unit (input channel)")}
 
     def __init__(
         self,
-        data_dir: str | Path = "data",
-        batch_size: int = 32,
-        num_workers: int = 0,
-        download: bool = True,
-        seed: int = 0,
-        cache_dir: str | Path | None = None,
-        val_fraction: float | None = 0.1,
+        *,
         num_time_steps: int = 250,
         bin_width_ms: float = 4.0,
-        duration_ms: float | None = None,
         num_channels: int = 100,
-        augmentations: Sequence[str] = (),
-        pin_memory: bool | None = None,
-        persistent_workers: bool = True,
+        **settings: Any,
     ) -> None:
-        super().__init__(
-            data_dir,
-            batch_size,
-            num_workers,
-            download,
-            seed,
-            cache_dir,
-            val_fraction,
-            pin_memory,
-            persistent_workers,
-        )
+        """SHD's and SSC's settings; `settings` go to EventDataModule and its base.
+
+        Args:
+            num_time_steps: T, the number of time bins of every sample.
+            bin_width_ms: width of one time bin in milliseconds.
+            num_channels: C, the number of output channels the 700 input channels merge into.
+        """
+        super().__init__(num_time_steps=num_time_steps, bin_width_ms=bin_width_ms, **settings)
         self.to_frames = SpikesToChannels(
             num_input_channels=HEIDELBERG_CHANNELS,
             num_channels=num_channels,
-            num_time_steps=num_time_steps,
-            bin_width_us=bin_width_us(num_time_steps, bin_width_ms, duration_ms),
+            num_time_steps=self.num_time_steps,
+            bin_width_us=self.bin_width_us,
         )
-        self.augmentation_names = check_augmentation_names(augmentations, AUDIO_AUGMENTATIONS)
-        self.num_classes = self.num_dataset_classes
-        self.input_shape = self.to_frames.output_shape
-        self.num_time_steps = int(num_time_steps)
 
     def augmentation(self) -> list[Callable]:
         return audio_augmentations(self.augmentation_names)
+
+    @property
+    def layout(self) -> str:
+        """The expected files under data_dir, one line per official split."""
+        return "\n".join(
+            f"  {self.dataset_name}/{self.file_name(split)}   (HDF5: spikes/times, spikes/units, "
+            "labels)"
+            for split in self.official_splits
+        )
 
     def file_name(self, split: str) -> str:
         prefix = self.dataset_name.lower()
@@ -107,22 +116,14 @@ class HeidelbergDataModule(EventDataModule):
         path = self.data_dir.resolve() / self.dataset_name / name
         if path.exists():
             # tonic opens the file while constructing; a truncated file should name itself.
-            check_heidelberg_file(path)
-        layout = "\n".join(
-            f"  {self.dataset_name}/{self.file_name(s)}   (HDF5: spikes/times, spikes/units, "
-            "labels)"
-            for s in self.official_splits
+            check_heidelberg_file(path, self.num_classes, self.dataset_name)
+        dataset = self.open_tonic(name, **self.tonic_split_kwargs(split))
+        return CheckedSamples(
+            dataset,
+            str(path),
+            event_limits=self.event_limits,
+            fix=f"delete it and download {self.dataset_name} again",
         )
-        dataset = open_tonic_dataset(
-            self.tonic_class,
-            self.data_dir,
-            self.download,
-            required_pattern=name,
-            layout=layout,
-            source=HEIDELBERG_SOURCE,
-            **self.tonic_split_kwargs(split),
-        )
-        return CheckedSamples(dataset, str(path))
 
 
 class SHDDataModule(HeidelbergDataModule):
@@ -132,45 +133,8 @@ class SHDDataModule(HeidelbergDataModule):
     """
 
     dataset_name = "SHD"
-    official_splits = ("train", "test")
+    num_classes = 20
     tonic_class = tonic.datasets.SHD
-    num_dataset_classes = 20
-
-    def __init__(
-        self,
-        data_dir: str | Path = "data",
-        batch_size: int = 32,
-        num_workers: int = 0,
-        download: bool = True,
-        seed: int = 0,
-        cache_dir: str | Path | None = None,
-        val_fraction: float = 0.1,
-        num_time_steps: int = 250,
-        bin_width_ms: float = 4.0,
-        duration_ms: float | None = None,
-        num_channels: int = 100,
-        augmentations: Sequence[str] = (),
-        pin_memory: bool | None = None,
-        persistent_workers: bool = True,
-    ) -> None:
-        """See HeidelbergDataModule; augmentations are names from AUDIO_AUGMENTATIONS."""
-        super().__init__(
-            data_dir,
-            batch_size,
-            num_workers,
-            download,
-            seed,
-            cache_dir,
-            val_fraction,
-            num_time_steps,
-            bin_width_ms,
-            duration_ms,
-            num_channels,
-            augmentations,
-            pin_memory,
-            persistent_workers,
-        )
-        self.save_hyperparameters()
 
     def tonic_split_kwargs(self, split: str) -> dict:
         return {"train": split == "train"}
@@ -184,45 +148,18 @@ class SSCDataModule(HeidelbergDataModule):
     """
 
     dataset_name = "SSC"
+    num_classes = 35
     official_splits = ("train", "valid", "test")
     tonic_class = tonic.datasets.SSC
-    num_dataset_classes = 35
 
-    def __init__(
-        self,
-        data_dir: str | Path = "data",
-        batch_size: int = 32,
-        num_workers: int = 0,
-        download: bool = True,
-        seed: int = 0,
-        cache_dir: str | Path | None = None,
-        val_fraction: float | None = None,
-        num_time_steps: int = 250,
-        bin_width_ms: float = 4.0,
-        duration_ms: float | None = None,
-        num_channels: int = 100,
-        augmentations: Sequence[str] = (),
-        pin_memory: bool | None = None,
-        persistent_workers: bool = True,
-    ) -> None:
-        """See HeidelbergDataModule; augmentations are names from AUDIO_AUGMENTATIONS."""
-        super().__init__(
-            data_dir,
-            batch_size,
-            num_workers,
-            download,
-            seed,
-            cache_dir,
-            val_fraction,
-            num_time_steps,
-            bin_width_ms,
-            duration_ms,
-            num_channels,
-            augmentations,
-            pin_memory,
-            persistent_workers,
-        )
-        self.save_hyperparameters()
+    def __init__(self, *, val_fraction: float | None = None, **settings: Any) -> None:
+        """SSC's default validation split; `settings` go to HeidelbergDataModule and its bases.
+
+        Args:
+            val_fraction: None validates on the official `ssc_valid.h5`; a number between 0 and
+                1 holds out that (seeded) fraction of the training file instead.
+        """
+        super().__init__(val_fraction=val_fraction, **settings)
 
     def tonic_split_kwargs(self, split: str) -> dict:
         # Validated by check_split first: tonic's SSC fails obscurely on unknown names.

@@ -47,13 +47,28 @@ class SpikeDataModule(L.LightningDataModule):
 
     def __init__(
         self,
+        *,
         batch_size: int = 32,
         num_workers: int = 0,
         seed: int = 0,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
     ) -> None:
+        """Loader settings shared by every DataModule; subclasses pass them on by keyword.
+
+        Args:
+            batch_size: samples per batch.
+            num_workers: DataLoader worker processes; 0 loads in the main process.
+            seed: seed of the train/validation split and of the shuffling order of each epoch.
+            pin_memory: put batches in page-locked memory for faster copies to a GPU; None: only
+                when CUDA is available.
+            persistent_workers: keep the worker processes between epochs (only with
+                num_workers > 0).
+        """
         super().__init__()
+        # Lightning reads the arguments of every __init__ in the calling subclass chain, so
+        # `hparams` holds all settings, defaults included, whatever a subclass passes on.
+        self.save_hyperparameters()
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be a positive integer")
         if int(num_workers) != num_workers or num_workers < 0:

@@ -15,6 +15,8 @@ from tonic import DiskCachedDataset
 from tonic.cached_dataset import load_from_disk_cache, save_to_disk_cache
 from torch.utils.data import Dataset
 
+from exodus_lightning.data.errors import UnreadableFileError
+
 logger = logging.getLogger(__name__)
 
 
@@ -66,6 +68,13 @@ class AtomicDiskCachedDataset(DiskCachedDataset):
         file_path = os.path.join(self.cache_path, f"{item}_{copy}.hdf5")
         try:
             data, targets = load_from_disk_cache(file_path)
+        except KeyError as error:
+            # Our writers only publish complete files: this one came from elsewhere.
+            raise UnreadableFileError(
+                f"Cache file '{file_path}' is not a complete cached sample ({error}; it needs "
+                f"'data' and 'target' entries). Delete it, or the whole cache folder "
+                f"'{self.cache_path}', and the samples are computed again."
+            ) from error
         except OSError:  # FileNotFoundError included; also files left corrupt by older writers
             logger.info("Data %s: %s not in cache, generating it now", item, file_path)
             data, targets = self._compute_and_publish(item, file_path)

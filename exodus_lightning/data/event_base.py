@@ -9,19 +9,21 @@ augmenting); the rest runs on every access.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from torch.utils.data import Dataset, Subset
 
 from exodus_lightning.data.base import SpikeDataModule, check_val_fraction, split_indices
 from exodus_lightning.data.cache import cache_folder, disk_cached
-from exodus_lightning.data.tonic_loading import CheckedSamples
+from exodus_lightning.data.tonic_loading import CheckedSamples, open_tonic_dataset
 from exodus_lightning.data.transforms import (
     MICROSECONDS_PER_MS,
     CompactCounts,
     Pipeline,
     ToFloat32,
+    check_augmentation_names,
 )
 
 
@@ -44,27 +46,52 @@ def bin_width_us(num_time_steps: int, bin_width_ms: float, duration_ms: float | 
 class EventDataModule(SpikeDataModule):
     """Seeded train/val split, optional disk cache and lazy per-sample reading of a tonic dataset.
 
-    Subclasses define `dataset_name`, `official_splits`, `to_frames` (the binning transform),
-    `open_split`, and optionally `preprocessing` and `augmentation`.
+    Subclasses define `dataset_name`, `num_classes`, `tonic_class`, `layout` and `source` (for
+    error messages), `official_splits`, `augmentation_choices`, `open_split` (through
+    `open_tonic`), set `to_frames` (the binning transform) in __init__, and optionally define
+    `preprocessing` and `augmentation`. They take their own arguments and pass the rest on by
+    keyword, so each argument is declared (and documented) once.
     """
 
     dataset_name: str
+    tonic_class: type
+    layout: str  # the expected files under data_dir, one per line
+    source: str  # where the data comes from
     official_splits: tuple[str, ...] = ("train", "test")
+    augmentation_choices: tuple[str, ...] = ()
+    # Valid event coordinates, tonic field -> (limit, what it is); see CheckedSamples.
+    event_limits: Mapping[str, tuple[int, str]] = {}
     to_frames: Callable
 
     def __init__(
         self,
+        *,
+        num_time_steps: int,
+        bin_width_ms: float,
         data_dir: str | Path = "data",
-        batch_size: int = 32,
-        num_workers: int = 0,
         download: bool = True,
-        seed: int = 0,
         cache_dir: str | Path | None = None,
-        val_fraction: float | None = 0.1,
-        pin_memory: bool | None = None,
-        persistent_workers: bool = True,
+        val_fraction: float = 0.1,
+        duration_ms: float | None = None,
+        augmentations: Sequence[str] = (),
+        **loader_settings: Any,
     ) -> None:
-        super().__init__(batch_size, num_workers, seed, pin_memory, persistent_workers)
+        """Check and store a recorded dataset's settings; `loader_settings` go to SpikeDataModule.
+
+        Args:
+            num_time_steps: T, the number of time bins of every sample.
+            bin_width_ms: width of one time bin in milliseconds.
+            data_dir: folder that holds the dataset's folder (e.g. data_dir/NMNIST).
+            download: download the dataset if it is not in data_dir.
+            cache_dir: folder for a disk cache of the binned samples; None: no cache.
+            val_fraction: fraction of the training file held out (seeded) for validation; None
+                (only for datasets with an official validation split) validates on that split.
+            duration_ms: if given, the bin width is duration_ms / num_time_steps instead of
+                bin_width_ms.
+            augmentations: names from the dataset's `augmentation_choices`, applied to training
+                samples only.
+        """
+        super().__init__(**loader_settings)
         if val_fraction is None:
             if "valid" not in self.official_splits:
                 raise ValueError(
@@ -73,15 +100,37 @@ class EventDataModule(SpikeDataModule):
                 )
         else:
             check_val_fraction(val_fraction)
+        # Checks num_time_steps too.
+        self.bin_width_us = bin_width_us(num_time_steps, bin_width_ms, duration_ms)
+        self.num_time_steps = int(num_time_steps)
+        self.augmentation_names = check_augmentation_names(augmentations, self.augmentation_choices)
         self.data_dir = Path(data_dir).expanduser()
         self.download = bool(download)
         self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
         self.val_fraction = val_fraction
         self._opened: dict[str, CheckedSamples] = {}
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Features of one time step, as `to_frames` bins them."""
+        return self.to_frames.output_shape
+
     def open_split(self, split: str) -> CheckedSamples:
         """The official `split` as lazily read samples without transforms (one tonic dataset)."""
         raise NotImplementedError
+
+    def open_tonic(self, required_pattern: str, **tonic_kwargs: Any):
+        """`tonic_class(data_dir, **tonic_kwargs)`, present if a file matches `required_pattern`
+        (see open_tonic_dataset)."""
+        return open_tonic_dataset(
+            self.tonic_class,
+            self.data_dir,
+            self.download,
+            required_pattern=required_pattern,
+            layout=self.layout,
+            source=self.source,
+            **tonic_kwargs,
+        )
 
     def preprocessing(self) -> list[Callable]:
         """Deterministic event -> event transforms applied to every split (e.g. denoising)."""

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import tonic
 
-from exodus_lightning.data.errors import UnreadableFileError
-from exodus_lightning.data.event_base import EventDataModule, bin_width_us
-from exodus_lightning.data.tonic_loading import CheckedSamples, open_tonic_dataset
-from exodus_lightning.data.transforms import (
-    CAMERA_AUGMENTATIONS,
-    EventsToFrames,
-    camera_augmentations,
-    check_augmentation_names,
+from exodus_lightning.data.errors import (
+    InvalidDataError,
+    UnreadableFileError,
+    unreadable_file_error,
 )
+from exodus_lightning.data.event_camera import EventCameraDataModule
+from exodus_lightning.data.tonic_loading import CheckedSamples
 
 NMNIST_LAYOUT = (
     "  NMNIST/Train/<digit 0-9>/<id>.bin   (60000 files)\n"
@@ -25,19 +23,57 @@ NMNIST_LAYOUT = (
 )
 NMNIST_SOURCE = "https://www.garrickorchard.com/datasets/n-mnist (Mendeley Data 468j46mzdv)"
 BYTES_PER_NMNIST_EVENT = 5
+NMNIST_FIX = "delete it and download N-MNIST again"
+DIGIT_FOLDERS = tuple(str(digit) for digit in range(10))
 
 
 def check_nmnist_file(path: str) -> None:
-    """Reject a .bin whose size is not a whole number of 5-byte events (tonic would misread it)."""
+    """Reject a .bin that is empty or not a whole number of 5-byte events (tonic would misread it).
+
+    The format has no header or event count, so a file cut exactly at an event boundary reads
+    as a shorter recording; only the extreme case, nothing left, is recognisable (no real
+    N-MNIST recording is empty).
+    """
     size = os.path.getsize(path)
     if size % BYTES_PER_NMNIST_EVENT:
         raise UnreadableFileError(
             f"'{path}' has {size} bytes, not a multiple of {BYTES_PER_NMNIST_EVENT} (one event): "
-            "the file is truncated; delete it and download N-MNIST again"
+            f"the file is truncated; {NMNIST_FIX}"
+        )
+    if size == 0:
+        raise UnreadableFileError(
+            f"'{path}' is empty (0 bytes, no events); every N-MNIST recording holds thousands "
+            f"of events, so the file is truncated; {NMNIST_FIX}"
         )
 
 
-class NMNISTDataModule(EventDataModule):
+def check_nmnist_folders(folder: Path) -> None:
+    """Reject .bin files anywhere but in the digit folders `folder/0` .. `folder/9`.
+
+    tonic takes a recording's label from the last character of its folder's name: a stray
+    `samples/` fails with "invalid literal for int()", a `3/copy2/` silently becomes digit 2.
+    tonic also skips folders it may not read; here they fail. One listing of the folder, at
+    open (tonic lists it once more).
+    """
+
+    def refuse(error: OSError) -> None:
+        if isinstance(error, PermissionError):
+            raise unreadable_file_error(error.filename, error, NMNIST_FIX) from error
+        raise error
+
+    for path, _, files in os.walk(folder, onerror=refuse):
+        if not any(name.endswith("bin") for name in files):
+            continue
+        place = Path(path).relative_to(folder).parts
+        if len(place) != 1 or place[0] not in DIGIT_FOLDERS:
+            raise InvalidDataError(
+                f"'{path}' holds .bin files but is not one of the digit folders 0-9 directly "
+                f"in '{folder}', whose names are N-MNIST's labels. Move the files into the "
+                f"folder of their digit, or out of '{folder}'."
+            )
+
+
+class NMNISTDataModule(EventCameraDataModule):
     """N-MNIST batches: inputs (batch, T, 2, 34, 34) event counts per polarity, pixel and bin.
 
     Bins are fixed-width from t = 0 (recordings last ~306 ms in three saccades); the defaults
@@ -45,77 +81,45 @@ class NMNISTDataModule(EventDataModule):
     """
 
     dataset_name = "NMNIST"
-    official_splits = ("train", "test")
+    num_classes = 10
+    tonic_class = tonic.datasets.NMNIST
+    sensor_size = tonic.datasets.NMNIST.sensor_size
+    layout = NMNIST_LAYOUT
+    source = NMNIST_SOURCE
 
     def __init__(
         self,
-        data_dir: str | Path = "data",
-        batch_size: int = 32,
-        num_workers: int = 0,
-        download: bool = True,
-        seed: int = 0,
-        cache_dir: str | Path | None = None,
-        val_fraction: float = 0.1,
+        *,
         num_time_steps: int = 100,
         bin_width_ms: float = 3.0,
-        duration_ms: float | None = None,
         first_saccade_only: bool = False,
-        denoise_ms: float | None = None,
-        augmentations: Sequence[str] = (),
-        pin_memory: bool | None = None,
-        persistent_workers: bool = True,
+        **settings: Any,
     ) -> None:
-        """See the class docstring; duration_ms, if given, sets bin width = duration / T.
+        """N-MNIST's settings; `settings` go to EventCameraDataModule and its bases.
 
-        augmentations: names from CAMERA_AUGMENTATIONS, applied to training samples only.
-        denoise_ms: drop events with no neighbour within 1 pixel and this many ms (tonic Denoise).
+        Args:
+            num_time_steps: T, the number of time bins of every sample.
+            bin_width_ms: width of one time bin in milliseconds.
+            first_saccade_only: read only the first of the three saccades (~100 ms).
         """
-        super().__init__(
-            data_dir,
-            batch_size,
-            num_workers,
-            download,
-            seed,
-            cache_dir,
-            val_fraction,
-            pin_memory,
-            persistent_workers,
-        )
-        self.save_hyperparameters()
-        self.sensor_size = tonic.datasets.NMNIST.sensor_size
-        self.to_frames = EventsToFrames(
-            sensor_size=self.sensor_size,
-            frame_size=self.sensor_size[:2],
-            num_time_steps=num_time_steps,
-            bin_width_us=bin_width_us(num_time_steps, bin_width_ms, duration_ms),
-        )
-        if denoise_ms is not None and not denoise_ms > 0:
-            raise ValueError(f"denoise_ms={denoise_ms} must be positive, or None for no denoising")
-        self.denoise_ms = denoise_ms
-        self.augmentation_names = check_augmentation_names(augmentations, CAMERA_AUGMENTATIONS)
+        super().__init__(num_time_steps=num_time_steps, bin_width_ms=bin_width_ms, **settings)
         self.first_saccade_only = bool(first_saccade_only)
-        self.num_classes = 10
-        self.input_shape = self.to_frames.output_shape
-        self.num_time_steps = int(num_time_steps)
-
-    def preprocessing(self) -> list[Callable]:
-        if self.denoise_ms is None:
-            return []
-        return [tonic.transforms.Denoise(filter_time=self.denoise_ms * 1000.0)]
-
-    def augmentation(self) -> list[Callable]:
-        return camera_augmentations(self.augmentation_names, self.sensor_size)
+        self.to_frames = self.events_to_frames(frame_size=self.sensor_size[:2])
 
     def open_split(self, split: str) -> CheckedSamples:
         folder = "Train" if split == "train" else "Test"
-        dataset = open_tonic_dataset(
-            tonic.datasets.NMNIST,
-            self.data_dir,
-            self.download,
-            required_pattern=f"{folder}/*/*.bin",
-            layout=NMNIST_LAYOUT,
-            source=NMNIST_SOURCE,
+        split_folder = self.data_dir.resolve() / self.dataset_name / folder
+        if split_folder.is_dir():
+            check_nmnist_folders(split_folder)
+        dataset = self.open_tonic(
+            f"{folder}/*/*.bin",
             train=split == "train",
             first_saccade_only=self.first_saccade_only,
         )
-        return CheckedSamples(dataset, list(dataset.data), check_file=check_nmnist_file)
+        return CheckedSamples(
+            dataset,
+            list(dataset.data),
+            check_file=check_nmnist_file,
+            event_limits=self.event_limits,
+            fix=NMNIST_FIX,
+        )

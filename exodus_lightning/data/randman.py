@@ -15,6 +15,7 @@ in every sample, so spike counts carry no class information.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -112,11 +113,10 @@ class RandmanDataModule(SpikeDataModule):
 
     def __init__(
         self,
+        *,
         data_dir: str | Path | None = None,
-        batch_size: int = 128,
-        num_workers: int = 0,
         download: bool = True,
-        seed: int = 0,
+        batch_size: int = 128,
         num_classes: int = 10,
         num_channels: int = 20,
         num_time_steps: int = 50,
@@ -128,12 +128,27 @@ class RandmanDataModule(SpikeDataModule):
         num_val_samples: int = 2000,
         num_test_samples: int = 2000,
         manifold_seed: int = 0,
-        pin_memory: bool | None = None,
-        persistent_workers: bool = True,
+        **loader_settings: Any,
     ) -> None:
-        """See the class and module docstrings; jitter is the spike-time noise std in steps."""
-        super().__init__(batch_size, num_workers, seed, pin_memory, persistent_workers)
-        self.save_hyperparameters()
+        """Randman's settings; `loader_settings` go to SpikeDataModule.
+
+        Args:
+            data_dir: unused (nothing is read from disk).
+            download: unused (nothing is downloaded).
+            batch_size: samples per batch.
+            num_classes: number of classes, one random manifold each.
+            num_channels: N, input channels (one spike each per sample).
+            num_time_steps: T, time steps per sample (at least 2).
+            latent_dim: dimension of each manifold (harder when larger).
+            num_frequencies: sine terms per manifold coordinate (rougher when larger).
+            alpha: decay of the sine amplitudes with frequency (smoother when larger).
+            jitter: std of the spike-time noise in steps.
+            num_train_samples: training samples.
+            num_val_samples: validation samples.
+            num_test_samples: test samples.
+            manifold_seed: seed of the class manifolds (samples are drawn from `seed`).
+        """
+        super().__init__(batch_size=batch_size, **loader_settings)
         if int(num_time_steps) != num_time_steps or num_time_steps < 2:
             raise ValueError(f"num_time_steps={num_time_steps} must be an integer >= 2")
         if jitter < 0:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch.utils.data
 
 from exodus_lightning.data.errors import (
+    DataError,
     DatasetDownloadError,
     DatasetNotFoundError,
-    UnreadableFileError,
+    InvalidDataError,
+    unreadable_file_error,
 )
 
 
@@ -51,7 +54,14 @@ def open_tonic_dataset(
         # for this construction only; it is deleted afterwards so the dataset stays picklable
         # for spawned workers.
         dataset._check_exists = _extracted_files_are_present
-        tonic_class.__init__(dataset, str(folder.parent), **tonic_kwargs)
+        try:
+            tonic_class.__init__(dataset, str(folder.parent), **tonic_kwargs)
+        except ValueError as error:
+            # tonic parses labels and ids from file and folder names while listing them.
+            raise InvalidDataError(
+                f"tonic could not list {tonic_class.__name__} in '{folder}' ({error!r}): a file "
+                f"or folder there does not follow the layout.\n{where}"
+            ) from error
         del dataset._check_exists
     elif download:
         try:
@@ -71,8 +81,10 @@ def open_tonic_dataset(
             "Pass download=True to fetch it, or point data_dir at the folder that contains "
             f"'{tonic_class.__name__}/'."
         )
-        missing.fixes = {"download": "true",
-                         "data_dir": f"<folder that contains {tonic_class.__name__}/>"}
+        missing.fixes = {
+            "download": "true",
+            "data_dir": f"<folder that contains {tonic_class.__name__}/>",
+        }
         raise missing
     if len(dataset) == 0:
         raise DatasetNotFoundError(
@@ -81,12 +93,61 @@ def open_tonic_dataset(
     return dataset
 
 
+def check_labels(
+    labels: Sequence[int], files: Sequence[str] | str, num_classes: int, dataset_name: str
+) -> None:
+    """Reject a label outside 0 .. num_classes - 1, naming its file (`files`: one per label, or
+    one file holding them all), before it fails far away as a loss-time IndexError."""
+    labels = np.asarray(labels)
+    outside = (labels < 0) | (labels >= num_classes)
+    if not outside.any():
+        return
+    index = int(np.argmax(outside))
+    if isinstance(files, str):
+        where = f"'{files}' gives sample {index} the label {labels[index]}"
+    else:
+        where = f"'{files[index]}' has the label {labels[index]}"
+    raise InvalidDataError(
+        f"{where}, but {dataset_name} has {num_classes} classes (labels 0 to {num_classes - 1}); "
+        f"{int(outside.sum())} of {len(labels)} labels are out of range. The file is not part "
+        f"of {dataset_name} (another dataset's?) or its label is wrong: remove or replace it."
+    )
+
+
+def find_bad_events(events: np.ndarray, limits: Mapping[str, tuple[int, str]]) -> str | None:
+    """What would make binning drop events without a word, or None: a negative time, or a
+    coordinate outside 0 .. limit - 1 (`limits`: tonic field -> (limit, what it is))."""
+    if len(events) == 0:
+        return None
+    times = events["t"]
+    if times.min() < 0:
+        index = int(np.argmax(times < 0))
+        return (
+            f"event {index} has the negative time t = {times[index]} microseconds "
+            f"({int((times < 0).sum())} of {len(times)} events are negative)"
+        )
+    for field, (limit, meaning) in limits.items():
+        values = events[field]
+        if values.min() >= 0 and values.max() < limit:  # reductions only: the common case
+            continue
+        outside = (values < 0) | (values >= limit)
+        if outside.any():
+            index = int(np.argmax(outside))
+            return (
+                f"event {index} has the {meaning} {field} = {values[index]}, outside 0 to "
+                f"{limit - 1} ({int(outside.sum())} of {len(values)} events are outside)"
+            )
+    return None
+
+
 class CheckedSamples(torch.utils.data.Dataset):
     """Sample i = transform(events_i), label_i of a tonic dataset, read lazily on access.
 
     A sample that tonic cannot parse raises UnreadableFileError naming its file. `sample_files`
     is either one path per sample or one path for all (an HDF5 file); `check_file(path)` may
-    reject a file before tonic parses it (e.g. a truncated binary tonic would misread).
+    reject a file before tonic parses it (e.g. a truncated binary tonic would misread). Parsed
+    events with NaN, infinite or negative times, or coordinates outside `event_limits` (tonic
+    field -> (limit, what it is)), raise InvalidDataError: binning would silently drop them.
     """
 
     def __init__(
@@ -95,11 +156,15 @@ class CheckedSamples(torch.utils.data.Dataset):
         sample_files: list[str] | str,
         transform: Callable | None = None,
         check_file: Callable[[str], None] | None = None,
+        event_limits: Mapping[str, tuple[int, str]] | None = None,
+        fix: str = "delete it and download the dataset again",
     ) -> None:
         self.tonic_dataset = tonic_dataset
         self.sample_files = sample_files
         self.transform = transform
         self.check_file = check_file
+        self.event_limits = dict(event_limits or {})
+        self.fix = fix
 
     def __len__(self) -> int:
         return len(self.tonic_dataset)
@@ -111,17 +176,28 @@ class CheckedSamples(torch.utils.data.Dataset):
         return self.sample_files[index]
 
     def __getitem__(self, index: int):
+        path = self.file_of(index)
         try:
             if self.check_file is not None:
-                self.check_file(self.file_of(index))
-            events, target = self.tonic_dataset[index]
-        except UnreadableFileError:
+                self.check_file(path)
+            # tonic casts float times (SHD/SSC seconds) to integer microseconds; a NaN or an
+            # infinity would otherwise become a huge negative number with only a numpy warning.
+            with np.errstate(invalid="raise"):
+                events, target = self.tonic_dataset[index]
+        except DataError:
             raise
-        except Exception as error:
-            raise UnreadableFileError(
-                f"Could not read sample {index} from '{self.file_of(index)}': {error!r}. "
-                "The file is truncated or corrupt: delete it and download the dataset again."
+        except FloatingPointError as error:
+            raise InvalidDataError(
+                f"Sample {index} of '{path}' has event times (or coordinates) that are NaN or "
+                f"infinite ({error}); {self.fix}."
             ) from error
+        except Exception as error:
+            raise unreadable_file_error(
+                path, error, self.fix, part=f"sample {index} of "
+            ) from error
+        problem = find_bad_events(events, self.event_limits)
+        if problem is not None:
+            raise InvalidDataError(f"Sample {index} of '{path}': {problem}; {self.fix}.")
         if self.transform is not None:
             events = self.transform(events)
         return events, int(target)

@@ -21,7 +21,7 @@ from exodus_lightning.data import (
     SHDDataModule,
     SSCDataModule,
 )
-from exodus_lightning.data.fabricate import write_nmnist, write_shd
+from exodus_lightning.data.fabricate import encode_nmnist_events, write_nmnist, write_shd
 
 
 @dataclass
@@ -178,8 +178,9 @@ def test_samples_are_read_from_disk_when_accessed(tmp_path: Path) -> None:
     module.setup("test")
     assert module.test_dataset[0][0].sum() > 0
     first_file = sorted((root / "NMNIST" / "Test").glob("*/*.bin"))[0]
-    first_file.write_bytes(b"")  # a recording without events
-    assert module.test_dataset[0][0].sum() == 0
+    # Another recording under the same name, of three events.
+    first_file.write_bytes(encode_nmnist_events([1, 2, 3], [4, 5, 6], [10, 20, 30], [0, 1, 1]))
+    assert module.test_dataset[0][0].sum() == 3
 
 
 @pytest.mark.parametrize("module_class", [NMNISTDataModule, SHDDataModule])

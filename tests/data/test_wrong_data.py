@@ -1,0 +1,305 @@
+"""Files that are present but wrong: each fails naming the file and what is wrong (issue 17).
+
+Every case is a tiny file in the dataset's exact format with one thing broken; before these
+checks each was read silently wrong (events or samples dropped) or failed without a path.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import os
+import re
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from exodus_lightning.data import (
+    DVSGestureDataModule,
+    EventDataModule,
+    InvalidDataError,
+    NMNISTDataModule,
+    SHDDataModule,
+    UnreadableFileError,
+)
+from exodus_lightning.data.fabricate import (
+    encode_nmnist_events,
+    write_dvs_gesture,
+    write_nmnist,
+    write_shd,
+)
+
+
+def read_every_sample(module: EventDataModule, split: str = "test") -> None:
+    samples = module.make_dataset(split)
+    for index in range(len(samples)):
+        samples[index]
+
+
+def nmnist_root(tmp_path: Path) -> Path:
+    return write_nmnist(tmp_path, num_train_per_class=1, num_test_per_class=1, num_events=40)
+
+
+def first_nmnist_file(root: Path) -> Path:
+    return sorted((root / "NMNIST" / "Test").glob("*/*.bin"))[0]
+
+
+def nmnist(root: Path) -> NMNISTDataModule:
+    return NMNISTDataModule(data_dir=root, download=False, num_time_steps=10, bin_width_ms=30)
+
+
+def shd_root(tmp_path: Path) -> Path:
+    return write_shd(tmp_path, num_train=6, num_test=6, spikes_per_sample=20)
+
+
+def shd(root: Path) -> SHDDataModule:
+    return SHDDataModule(data_dir=root, download=False, num_time_steps=10, bin_width_ms=100)
+
+
+# --- N-MNIST ---------------------------------------------------------------------------------
+
+
+def test_empty_nmnist_file_is_named(tmp_path: Path) -> None:
+    root = nmnist_root(tmp_path)
+    broken = first_nmnist_file(root)
+    broken.write_bytes(b"")
+    with pytest.raises(UnreadableFileError, match=re.escape(f"'{broken}' is empty")):
+        read_every_sample(nmnist(root))
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "message"), [(34, 3, "pixel column x = 34"), (3, 40, "pixel row y = 40")]
+)
+def test_nmnist_event_outside_the_34_by_34_sensor_is_named(
+    x: int, y: int, message: str, tmp_path: Path
+) -> None:
+    root = nmnist_root(tmp_path)
+    broken = first_nmnist_file(root)
+    broken.write_bytes(encode_nmnist_events([1, x, 2], [1, y, 2], [10, 20, 30], [0, 1, 0]))
+    with pytest.raises(InvalidDataError) as raised:
+        read_every_sample(nmnist(root))
+    assert str(broken) in str(raised.value)
+    assert f"event 1 has the {message}, outside 0 to 33" in str(raised.value)
+
+
+@pytest.mark.parametrize("stray", [("samples",), ("3", "copy2")])
+def test_stray_folder_among_the_nmnist_digits_is_named(
+    stray: tuple[str, ...], tmp_path: Path
+) -> None:
+    """`samples/` made tonic fail on int('s') with no path; `3/copy2/` became digit 2."""
+    root = nmnist_root(tmp_path)
+    folder = root.joinpath("NMNIST", "Train", *stray)
+    folder.mkdir(parents=True)
+    shutil.copy(first_nmnist_file(root), folder / "00000.bin")
+    with pytest.raises(InvalidDataError) as raised:
+        nmnist(root).setup("fit")
+    message = str(raised.value)
+    assert f"'{folder}' holds .bin files but is not one of the digit folders 0-9" in message
+
+
+def test_folders_without_recordings_among_the_digits_are_ignored(tmp_path: Path) -> None:
+    root = nmnist_root(tmp_path)
+    (root / "NMNIST" / "Train" / ".ipynb_checkpoints").mkdir()
+    (root / "NMNIST" / "Train" / "README.txt").write_text("N-MNIST")
+    module = nmnist(root)
+    module.setup("fit")
+    assert len(module.train_dataset) + len(module.val_dataset) == 10
+
+
+# --- SHD / SSC -------------------------------------------------------------------------------
+
+
+def edit_sample(path: Path, index: int, times_s: list[float], units: list[int]) -> None:
+    with h5py.File(path, "r+") as file:
+        file["spikes/times"][index] = np.asarray(times_s, dtype=np.float16)
+        file["spikes/units"][index] = np.asarray(units, dtype=np.uint16)
+
+
+@pytest.mark.parametrize("unit", [700, 1000])
+def test_shd_unit_beyond_the_700_channels_is_named(unit: int, tmp_path: Path) -> None:
+    root = shd_root(tmp_path)
+    broken = root / "SHD" / "shd_test.h5"
+    edit_sample(broken, 2, [0.1, 0.2, 0.3], [5, unit, 12])
+    with pytest.raises(InvalidDataError) as raised:
+        read_every_sample(shd(root))
+    message = str(raised.value)
+    assert f"Sample 2 of '{broken}'" in message
+    assert f"event 1 has the spike unit (input channel) x = {unit}, outside 0 to 699" in message
+
+
+@pytest.mark.parametrize(
+    ("time_s", "message"),
+    [
+        (float("nan"), "NaN or infinite"),
+        (float("inf"), "NaN or infinite"),
+        (-0.05, "negative time"),
+    ],
+)
+def test_shd_nan_or_negative_spike_time_is_named(
+    time_s: float, message: str, tmp_path: Path
+) -> None:
+    root = shd_root(tmp_path)
+    broken = root / "SHD" / "shd_test.h5"
+    edit_sample(broken, 1, [0.1, time_s, 0.3], [5, 6, 7])
+    with pytest.raises(InvalidDataError) as raised:
+        read_every_sample(shd(root))
+    assert f"Sample 1 of '{broken}'" in str(raised.value) and message in str(raised.value)
+
+
+def test_shd_file_with_fewer_labels_than_samples_fails_at_setup(tmp_path: Path) -> None:
+    """tonic's length is the number of labels: the dataset shrank without a word."""
+    root = shd_root(tmp_path)
+    broken = root / "SHD" / "shd_test.h5"
+    with h5py.File(broken, "r+") as file:
+        labels = file["labels"][()]
+        del file["labels"]
+        file.create_dataset("labels", data=labels[:4])
+    with pytest.raises(InvalidDataError) as raised:
+        shd(root).setup("test")
+    message = str(raised.value)
+    assert f"'{broken}' holds spike times for 6 samples" in message
+    assert "labels for 4" in message
+
+
+def test_shd_label_beyond_its_20_classes_fails_at_setup(tmp_path: Path) -> None:
+    """Label 57 used to surface as an IndexError in the loss, far from any file."""
+    root = shd_root(tmp_path)
+    broken = root / "SHD" / "shd_train.h5"
+    with h5py.File(broken, "r+") as file:
+        file["labels"][3] = 57
+    with pytest.raises(InvalidDataError) as raised:
+        shd(root).setup("fit")
+    message = str(raised.value)
+    assert f"'{broken}' gives sample 3 the label 57, but SHD has 20 classes" in message
+
+
+# --- DVS Gesture -----------------------------------------------------------------------------
+
+
+def dvs_root(tmp_path: Path) -> Path:
+    return write_dvs_gesture(
+        tmp_path, num_train_users=1, num_test_users=1, lightings=("led",), num_events=30
+    )
+
+
+def dvs(root: Path) -> DVSGestureDataModule:
+    return DVSGestureDataModule(data_dir=root, download=False, num_time_steps=10)
+
+
+def test_dvs_gesture_label_beyond_its_11_classes_fails_at_setup(tmp_path: Path) -> None:
+    root = dvs_root(tmp_path)
+    folder = root / "DVSGesture" / "ibmGestureTest" / "user02_led"
+    (folder / "10.npy").rename(folder / "57.npy")
+    with pytest.raises(InvalidDataError) as raised:
+        dvs(root).setup("test")
+    assert f"'{folder / '57.npy'}' has the label 57, but DVSGesture has 11 classes" in str(
+        raised.value
+    )
+
+
+def test_dvs_gesture_stray_folder_is_named(tmp_path: Path) -> None:
+    root = dvs_root(tmp_path)
+    stray = root / "DVSGesture" / "ibmGestureTest" / "backup"
+    stray.mkdir()
+    with pytest.raises(InvalidDataError) as raised:
+        dvs(root).setup("test")
+    assert str(root / "DVSGesture") in str(raised.value)
+    assert "does not follow the layout" in str(raised.value)
+
+
+def test_dvs_gesture_pixel_outside_the_sensor_is_named(tmp_path: Path) -> None:
+    root = dvs_root(tmp_path)
+    broken = root / "DVSGesture" / "ibmGestureTest" / "user02_led" / "4.npy"
+    events = np.load(broken)
+    events[7, 0] = 128
+    np.save(broken, events)
+    with pytest.raises(InvalidDataError, match=re.escape(str(broken))):
+        read_every_sample(dvs(root))
+
+
+# --- Permissions -----------------------------------------------------------------------------
+
+
+def refuse_to_open(monkeypatch: pytest.MonkeyPatch, module, name: str, locked: Path) -> None:
+    """Make `module.name` (an open function) fail for `locked` as the OS does for a file this
+    user may not read; the tests run as root, whom the OS never refuses."""
+    real_open = getattr(module, name)
+
+    def guarded(file, *args, **kwargs):
+        if Path(file) == locked:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(module, name, guarded)
+
+
+def assert_permission_message(error: BaseException, path: Path) -> None:
+    message = str(error)
+    assert "Permission denied reading " in message and str(path) in message
+    assert "corrupt" not in message and "download" not in message
+
+
+def test_unreadable_nmnist_file_says_permission_denied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = nmnist_root(tmp_path)
+    locked = first_nmnist_file(root)
+    refuse_to_open(monkeypatch, builtins, "open", locked)
+    with pytest.raises(UnreadableFileError) as raised:
+        read_every_sample(nmnist(root))
+    assert_permission_message(raised.value, locked)
+
+
+def test_unreadable_shd_file_says_permission_denied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = shd_root(tmp_path)
+    locked = root / "SHD" / "shd_test.h5"
+    refuse_to_open(monkeypatch, h5py, "File", locked)
+    with pytest.raises(UnreadableFileError) as raised:
+        shd(root).setup("test")
+    assert_permission_message(raised.value, locked)
+
+
+@pytest.mark.parametrize("what", ["file", "digit folder"])
+def test_without_read_permission_says_permission_denied(what: str, tmp_path: Path) -> None:
+    """With real permissions: skipped where they do not apply (root keeps reading), e.g. run
+    `setpriv --bounding-set=-all pytest ...` as root to take that power away."""
+    root = nmnist_root(tmp_path)
+    locked = first_nmnist_file(root) if what == "file" else root / "NMNIST" / "Train" / "3"
+    locked.chmod(0)
+    try:
+        try:
+            os.listdir(locked) if locked.is_dir() else locked.open("rb").close()
+        except PermissionError:
+            pass
+        else:
+            pytest.skip("this process reads what it has no permission to read (root)")
+        with pytest.raises(UnreadableFileError) as raised:
+            module = nmnist(root)
+            module.setup("fit")
+            module.setup("test")
+            read_every_sample(module)
+    finally:
+        locked.chmod(0o755)
+    assert_permission_message(raised.value, locked)
+
+
+# --- Disk cache ------------------------------------------------------------------------------
+
+
+def test_cache_file_without_its_data_entry_is_named(tmp_path: Path) -> None:
+    root = shd_root(tmp_path / "data")
+    settings = {"data_dir": root, "download": False, "cache_dir": tmp_path / "cache"}
+    SHDDataModule(**settings).make_dataset("test")[0]  # writes the cache file of sample 0
+    (cache_file,) = (tmp_path / "cache").rglob("0_0.hdf5")
+    with h5py.File(cache_file, "w") as file:
+        file.create_dataset("target/0", data=3)
+    with pytest.raises(UnreadableFileError) as raised:
+        SHDDataModule(**settings).make_dataset("test")[0]
+    message = str(raised.value)
+    assert f"Cache file '{cache_file}'" in message and "'data'" in message
+    assert "Delete it" in message
