@@ -21,7 +21,7 @@ warm-up):
 
 from __future__ import annotations
 
-import argparse
+import functools
 import json
 import math
 import statistics
@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from exodus_lightning import ops  # noqa: E402
 from exodus_lightning.ops._extension import load  # noqa: E402
 from exodus_lightning.ops._library import ops as lib  # noqa: E402
+from experiments import arguments, report  # noqa: E402
 
 OP_SHAPES = [(32, 300, 2048), (16, 500, 16384), (1, 3000, 16384)]
 TINY_OP_SHAPES = [(2, 20, 64), (1, 40, 96)]
@@ -120,22 +121,13 @@ def _op_rows(device: str, timer: Timer, shape, dtype, ceiling: float) -> list[di
 # --- the open-neuromorphic benchmark network ------------------------------------------------
 
 
-def _ours(features: int, device: str):
+def _ours(features: int, device: str, backend: str = "extension"):
+    """backend "extension": our kernels; "reference": the same op as a BPTT loop."""
     linear = torch.nn.Linear(features, features, device=device)
     alpha = math.exp(-1 / TAU_MEM)
 
     def step(x):
-        return ops.lif(linear(x), alpha, 1.0, max_spikes=1, backend="extension")[0]
-
-    return linear, step, "btf"
-
-
-def _bptt(features: int, device: str):
-    linear = torch.nn.Linear(features, features, device=device)
-    alpha = math.exp(-1 / TAU_MEM)
-
-    def step(x):
-        return ops.lif(linear(x), alpha, 1.0, max_spikes=1, backend="reference")[0]
+        return ops.lif(linear(x), alpha, 1.0, max_spikes=1, backend=backend)[0]
 
     return linear, step, "btf"
 
@@ -186,7 +178,7 @@ def _norse_compiled(features: int, device: str):
 
 IMPLEMENTATIONS = {
     "exodus-lightning": (None, _ours),
-    "BPTT loop (reference)": (None, _bptt),
+    "BPTT loop (reference)": (None, functools.partial(_ours, backend="reference")),
     # SpikingJelly 2 picks its CUDA kernel itself (native CUDA, else Triton, else torch); set
     # SJ_LIF_CUDA_IMPLEMENTATION=cuda|triton|torch before the run to choose.
     "SpikingJelly": ("spikingjelly", _spikingjelly),
@@ -248,19 +240,8 @@ def _time_network(build, spikes_in, features: int, device: str, timer: Timer) ->
     return {"ms": ms, "peak MB": peak_mb}
 
 
-def markdown(rows: list[dict], columns: list[str]) -> str:
-    def cell(value):
-        if isinstance(value, float):
-            return "nan" if math.isnan(value) else f"{value:.3g}" if value < 100 else f"{value:.0f}"
-        return str(value) if value is not None else ""
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments.parser("python experiments/benchmark_gpu.py", __doc__)
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--tiny", action="store_true", help="small shapes: a smoke run")
@@ -285,7 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
     shapes = TINY_OP_SHAPES if options.tiny else OP_SHAPES
     op = op_rows(device, timer, shapes, [torch.float32, torch.bfloat16], ceiling)
     print("## One LIF layer, raw ops\n")
-    print(markdown(op, ["shape", "dtype", "pass", "ms", "GB/s", "% of copy"]) + "\n")
+    print(report.markdown_table(op, ["shape", "dtype", "pass", "ms", "GB/s", "% of copy"]))
 
     net = []
     if not options.skip_network:
@@ -295,7 +276,8 @@ def main(argv: list[str] | None = None) -> dict:
         net = network_rows(device, net_timer, spec, options.only)
         print(f"## Linear({spec['features']} → {spec['features']}) + LIF, batch "
               f"{spec['batch']}, T = {spec['time']}, float32, forward + backward\n")
-        print(markdown(net, ["implementation", "ms", "peak MB", "time vs ours", "note"]) + "\n")
+        print(report.markdown_table(net, ["implementation", "ms", "peak MB", "time vs ours",
+                                          "note"]))
     result = {"device": header, "copy GB/s": ceiling, "ops": op, "network": net}
     if options.json:
         options.json.write_text(json.dumps(result, indent=1, default=str))

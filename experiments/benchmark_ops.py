@@ -21,6 +21,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file, too
+
+from experiments import arguments, report  # noqa: E402
 
 SHAPES = [(32, 300, 2048), (32, 100, 8192), (32, 1000, 512)]
 SWEEP_T = [100, 300, 1000, 3000]
@@ -157,14 +162,8 @@ def run(backend, device, batch, time, features, repeats, threads, trainable="",
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def table(rows: list[list[str]], header: list[str]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments.parser("python experiments/benchmark_ops.py", __doc__)
     parser.add_argument("--quick", action="store_true", help="small shapes (a smoke test)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
@@ -206,20 +205,19 @@ def main(argv: list[str] | None = None) -> None:
                         for backend in ("extension", "reference"))
             results[(batch, time, features, trainable)] = ext
             label = f"({batch}, {time}, {features})" + TRAINABLE[trainable]
-            rows.append([
-                label,
-                f"{ext['seconds'] * 1e3:.1f}",
-                f"{ref['seconds'] * 1e3:.1f}",
-                f"{ref['seconds'] / ext['seconds']:.1f}×",
-                f"{ext['peak_mb']:.0f}",
-                f"{ref['peak_mb']:.0f}",
-                f"{ext['rate']:.3f}",
-            ])
+            rows.append({
+                "(B, T, F)": label,
+                "extension ms": f"{ext['seconds'] * 1e3:.1f}",
+                "reference ms": f"{ref['seconds'] * 1e3:.1f}",
+                "speed-up": f"{ref['seconds'] / ext['seconds']:.1f}×",
+                "extension peak MB": f"{ext['peak_mb']:.0f}",
+                "reference peak MB": f"{ref['peak_mb']:.0f}",
+                "spike rate": f"{ext['rate']:.3f}",
+            })
             print(f"  {device} {label}: extension {ext['seconds'] * 1e3:.1f} ms, "
                   f"reference {ref['seconds'] * 1e3:.1f} ms", file=sys.stderr)
         print(f"### {device}: one LIF layer, forward + backward (median of {options.repeats})\n")
-        print(table(rows, ["(B, T, F)", "extension ms", "reference ms", "speed-up",
-                           "extension peak MB", "reference peak MB", "spike rate"]))
+        print(report.markdown_table(rows), end="")
         last = results[(1, sweep[-1], bf, "")]["seconds"]
         ratios = ", ".join(
             f"T {t} → {sweep[-1]}: × {last / results[(1, t, bf, '')]['seconds']:.1f} "

@@ -24,9 +24,9 @@ from torch import Tensor, nn
 
 from exodus_lightning import nn as enn
 from exodus_lightning import ops
+from experiments import arguments, report
 
-from . import common
-
+EXPERIMENT = "sinabs_speed"
 TAU_MEM = 20.0
 
 
@@ -132,25 +132,24 @@ def run_case(case: Case, repeats: int, seed: int) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = common.make_parser("sinabs_speed", __doc__)
+    parser = arguments.experiment_parser(EXPERIMENT, __doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="let glibc reuse freed memory (ops.keep_freed_memory())")
     options = parser.parse_args(argv)
-    out = common.setup(options)
+    out = arguments.setup(options)
     if options.keep_freed_memory:
         ops.keep_freed_memory()
     rows = []
-    for case in common.progress(cases(options.tiny), "cases"):
+    for case in report.progress(cases(options.tiny), "cases"):
         rows.append(run_case(case, 1 if options.tiny else options.repeats, options.seed))
-    table = common.write_table(rows, out / "speed")
+    table = report.write_table(rows, out / "speed")
     threads = torch.get_num_threads()
-    common.write_report(out, "sinabs vs exodus-lightning, one layer on CPU", [
+    report.report(EXPERIMENT, options, "sinabs vs exodus-lightning, one layer on CPU", [
         ("Setup", f"torch {torch.__version__}, {threads} threads, float32, median of "
                   f"{options.repeats} alternating runs after a warm-up; keep_freed_memory="
                   f"{options.keep_freed_memory}.\n"),
-        ("Results", table)], smoke=options.tiny)
-    print(common.smoke_banner(options.tiny) + table)
+        ("Results", table)], table, tables={"speed": rows})
     return {"rows": rows}
 
 

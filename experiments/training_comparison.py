@@ -22,7 +22,6 @@ training epoch) and curves.png, time.png.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import statistics
@@ -30,11 +29,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import yaml
 
-from experiments import common
+from experiments import arguments, common, report
 
 EXPERIMENT = "training_comparison"
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ class EpochTimer(L.Callback):
         pl_module.log(TIME_METRIC, seconds, on_step=False, on_epoch=True)
 
 
-def run_config(variant: str, seed: int, options: argparse.Namespace, runs: Path) -> dict:
+def run_config(variant: str, seed: int, options: Any, runs: Path) -> dict:
     """The run.yaml contents for one (variant, seed): variant switches, seed, loggers, timer."""
     switches = common.VARIANTS[variant]
     loggers = [{"class_path": "lightning.pytorch.loggers.CSVLogger",
@@ -87,7 +87,7 @@ def run_config(variant: str, seed: int, options: argparse.Namespace, runs: Path)
     return config
 
 
-def train(variant: str, seed: int, options: argparse.Namespace, runs: Path) -> Path:
+def train(variant: str, seed: int, options: Any, runs: Path) -> Path:
     """Run one training through the CLI; return its metrics.csv. Output goes to a log file."""
     folder = runs / variant / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,7 @@ def epoch_rows(metrics_csv: Path, variant: str, seed: int) -> list[dict]:
     wanted = {"train/loss_epoch": "train_loss", "train/acc": "train_acc", "val/loss": "val_loss",
               "val/acc": "val_acc", TIME_METRIC: "epoch_s"}
     epochs: dict[int, dict] = {}
-    for record in common.read_csv(metrics_csv):
+    for record in report.read_csv(metrics_csv):
         epoch = int(record["epoch"])
         row = epochs.setdefault(epoch, {"variant": variant, "seed": seed, "epoch": epoch})
         for column, name in wanted.items():
@@ -156,9 +156,8 @@ def summarise(curves: list[dict], variants: list[str]) -> tuple[list[dict], list
 
 def plot_curves(curves: list[dict], variants: list[str], path: Path) -> Path:
     """Validation accuracy and training loss per epoch: mean over seeds, band = min..max."""
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    figure = report.figure(figsize=(10, 4))
+    axes = figure.subplots(1, 2)
     colours = {"bptt": "black", "exodus": "C0", "slayer": "C3"}
     for variant in variants:
         for axis, column in zip(axes, ("val_acc", "train_loss")):
@@ -179,41 +178,39 @@ def plot_curves(curves: list[dict], variants: list[str], path: Path) -> Path:
     for axis in axes:
         axis.set_xlabel("epoch")
         axis.legend()
-    return common.save_figure(figure, path)
+    return report.save_figure(figure, path)
 
 
 def plot_time(summary: list[dict], path: Path) -> Path:
     """Seconds per training epoch per variant (median over epochs and seeds)."""
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(5, 3.5))
+    figure = report.figure(figsize=(5, 3.5))
+    axis = figure.subplots()
     names = [s["variant"] for s in summary]
     axis.bar(names, [s["epoch_s"] for s in summary],
              color=["black" if n == "bptt" else "C0" if n == "exodus" else "C3" for n in names])
     axis.set_ylabel("seconds per training epoch (median)")
-    return common.save_figure(figure, path)
+    return report.save_figure(figure, path)
 
 
-def run(options: argparse.Namespace) -> dict:
+def run(options: Any) -> dict:
     """Train every (variant, seed), then tabulate and plot."""
-    out = common.setup(options).resolve()
-    options.configs = [path.resolve() for path in options.config or [DEFAULT_CONFIG]]
+    out = arguments.setup(options).resolve()
+    options.configs = [Path(path).resolve() for path in options.config or [DEFAULT_CONFIG]]
     runs = out / "runs"
     variants = options.variants.split(",")
     unknown = set(variants) - set(common.VARIANTS)
     if unknown:
         raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {list(common.VARIANTS)}")
     seeds = list(range(options.seed, options.seed + (1 if options.tiny else options.seeds)))
-    tracker = common.Tracker(options.wandb, EXPERIMENT, vars(options), out)
     curves = []
     jobs = [(variant, seed) for seed in seeds for variant in variants]
-    for variant, seed in common.progress(jobs, EXPERIMENT):
+    for variant, seed in report.progress(jobs, EXPERIMENT):
         curves += epoch_rows(train(variant, seed, options, runs), variant, seed)
-    common.write_table(curves, out / "curves", ["variant", "seed", "epoch", "train_loss",
+    report.write_table(curves, out / "curves", ["variant", "seed", "epoch", "train_loss",
                                                 "train_acc", "val_loss", "val_acc", "epoch_s"])
     run_rows, summary = summarise(curves, variants)
-    common.write_table(run_rows, out / "runs")
-    summary_md = common.write_table(summary, out / "summary")
+    report.write_table(run_rows, out / "runs")
+    summary_md = report.write_table(summary, out / "summary")
     figures = [plot_curves(curves, variants, out / "curves.png"),
                plot_time(summary, out / "time.png")]
     command = " ".join(["python -m experiments.training_comparison", *options.argv])
@@ -223,23 +220,16 @@ def run(options: argparse.Namespace) -> dict:
                 f"extra overrides {options.overrides or 'none'}. Each run: "
                 f"`python -m exodus_lightning fit --config <configs> --config runs/<variant>/"
                 f"seed<seed>/run.yaml`.\n")
-    common.write_report(out, "Training comparison: EXODUS vs SLAYER vs BPTT",
-                        [("Settings", settings), ("Command", f"`{command}`\n"),
-                         ("Summary (mean over seeds)", summary_md)], figures,
-                        smoke=options.tiny)
-    tracker.table("training/summary", summary)
-    tracker.table("training/curves", curves)
-    for figure in figures:
-        tracker.image(f"training/{figure.stem}", figure)
-    tracker.finish()
-    print(common.smoke_banner(options.tiny), end="")
-    print(summary_md)
+    report.report(EXPERIMENT, options, "Training comparison: EXODUS vs SLAYER vs BPTT",
+                  [("Settings", settings), ("Command", f"`{command}`\n"),
+                   ("Summary (mean over seeds)", summary_md)], summary_md, figures=figures,
+                  tables={"summary": summary, "curves": curves})
     return {"curves": curves, "runs": run_rows, "summary": summary, "figures": figures}
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = common.make_parser(EXPERIMENT, __doc__)
-    parser.add_argument("--config", type=Path, action="append",
+    parser = arguments.experiment_parser(EXPERIMENT, __doc__)
+    parser.add_argument("--config", action="append",
                         help="experiment config; repeat to layer configs (default: "
                              "configs/experiments/randman.yaml)")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds, from --seed")
