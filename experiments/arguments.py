@@ -19,24 +19,33 @@ except ImportError:  # the bare GPU image: same flags, argparse's parser
 
 def parser(prog: str, doc: str) -> ArgumentParser:
     """A parser whose --help shows the script's docstring (usage examples) as written."""
-    return ArgumentParser(prog=prog, description=doc,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    return ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
 
 def experiment_parser(experiment: str, doc: str) -> ArgumentParser:
     """parser() with the options of every experiment that writes a results folder:
     --tiny, --out, --seed, --wandb, --threads."""
     options = parser(f"python -m experiments.{experiment}", doc)
-    options.add_argument("--tiny", action="store_true",
-                         help="seconds-long smoke run at tiny sizes (used by the tests)")
-    options.add_argument("--out", type=Path, default=Path("results") / experiment,
-                         help=f"results folder (default: results/{experiment})")
+    options.add_argument(
+        "--tiny",
+        action="store_true",
+        help="seconds-long smoke run at tiny sizes (used by the tests)",
+    )
+    options.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results") / experiment,
+        help=f"results folder (default: results/{experiment})",
+    )
     options.add_argument("--seed", type=int, default=0)
-    options.add_argument("--wandb", action="store_true",
-                         help="also log tables and plots to Weights & Biases (offline unless "
-                              "WANDB_API_KEY is set)")
-    options.add_argument("--threads", type=int, default=0,
-                         help="CPU threads (0: torch default)")
+    options.add_argument(
+        "--wandb",
+        action="store_true",
+        help="also log tables and plots to Weights & Biases (offline unless WANDB_API_KEY is set)",
+    )
+    options.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     return options
 
 

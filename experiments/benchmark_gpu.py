@@ -83,8 +83,12 @@ def copy_bandwidth(device: str, timer: Timer, tiny: bool) -> float:
 
 def op_rows(device: str, timer: Timer, shapes, dtypes, ceiling: float) -> list[dict]:
     """Forward and backward of the raw LIF ops at each shape and input dtype."""
-    return [row for shape in shapes for dtype in dtypes
-            for row in _op_rows(device, timer, shape, dtype, ceiling)]
+    return [
+        row
+        for shape in shapes
+        for dtype in dtypes
+        for row in _op_rows(device, timer, shape, dtype, ceiling)
+    ]
 
 
 def _op_rows(device: str, timer: Timer, shape, dtype, ceiling: float) -> list[dict]:
@@ -105,16 +109,28 @@ def _op_rows(device: str, timer: Timer, shape, dtype, ceiling: float) -> list[di
         return lib.lif_forward(x, v0, alpha, threshold, threshold, None, *codes)
 
     def backward(mask):
-        return lib.lif_backward(grad, None, grad_last, v_mem, None, v0, alpha, threshold,
-                                threshold, None, *codes, mask)
+        return lib.lif_backward(
+            grad, None, grad_last, v_mem, None, v0, alpha, threshold, threshold, None, *codes, mask
+        )
 
     rows = []
-    for name, fn in (("forward", forward), ("backward", lambda: backward(0)),
-                     ("backward, dα", lambda: backward(1))):
+    for name, fn in (
+        ("forward", forward),
+        ("backward", lambda: backward(0)),
+        ("backward, dα", lambda: backward(1)),
+    ):
         ms = timer(fn)
         gbps = moved / ms / 1e6
-        rows.append({"shape": shape, "dtype": str(dtype).removeprefix("torch."), "pass": name,
-                     "ms": ms, "GB/s": gbps, "% of copy": 100 * gbps / ceiling})
+        rows.append(
+            {
+                "shape": shape,
+                "dtype": str(dtype).removeprefix("torch."),
+                "pass": name,
+                "ms": ms,
+                "GB/s": gbps,
+                "% of copy": 100 * gbps / ceiling,
+            }
+        )
     return rows
 
 
@@ -201,16 +217,17 @@ def network_rows(device: str, timer: Timer, net: dict, names: list[str] | None) 
             rows.append({"implementation": name, "note": f"not installed (pip install {module})"})
             continue
         try:
-            rows.append({"implementation": name,
-                         **_time_network(build, spikes_in, features, device, timer)})
+            rows.append(
+                {"implementation": name, **_time_network(build, spikes_in, features, device, timer)}
+            )
         except Exception as error:  # a peer's failure is a row, not the end of the run
             message = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
-            rows.append({"implementation": name,
-                         "note": f"failed: {type(error).__name__}: {message}"})
+            rows.append(
+                {"implementation": name, "note": f"failed: {type(error).__name__}: {message}"}
+            )
         if device == "cuda":
             torch.cuda.empty_cache()
-    ours = next((r for r in rows if r["implementation"] == "exodus-lightning" and "ms" in r),
-                None)
+    ours = next((r for r in rows if r["implementation"] == "exodus-lightning" and "ms" in r), None)
     for row in rows:
         if ours and "ms" in row:
             row["time vs ours"] = row["ms"] / ours["ms"]
@@ -252,12 +269,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     device = options.device
     if device == "cuda" and not torch.cuda.is_available():
-        parser.exit(2, "benchmark_gpu: no CUDA GPU is visible; use --device cpu --tiny for a "
-                       "smoke run of the code paths\n")
+        parser.exit(
+            2,
+            "benchmark_gpu: no CUDA GPU is visible; use --device cpu --tiny for a "
+            "smoke run of the code paths\n",
+        )
     load(device)
     timer = Timer(device, options.repeats)
     header = (torch.cuda.get_device_name(0) if device == "cuda" else "CPU") + (
-        f" | torch {torch.__version__} | CUDA {torch.version.cuda}")
+        f" | torch {torch.__version__} | CUDA {torch.version.cuda}"
+    )
     print(f"# GPU benchmark ({header}){' — tiny smoke run' if options.tiny else ''}\n")
 
     ceiling = copy_bandwidth(device, timer, options.tiny)
@@ -274,10 +295,13 @@ def main(argv: list[str] | None = None) -> dict:
         # A network step takes 10-1000x longer than an op: fewer repeats keep the run short.
         net_timer = Timer(device, max(3, options.repeats // 3), warmup=2)
         net = network_rows(device, net_timer, spec, options.only)
-        print(f"## Linear({spec['features']} → {spec['features']}) + LIF, batch "
-              f"{spec['batch']}, T = {spec['time']}, float32, forward + backward\n")
-        print(report.markdown_table(net, ["implementation", "ms", "peak MB", "time vs ours",
-                                          "note"]))
+        print(
+            f"## Linear({spec['features']} → {spec['features']}) + LIF, batch "
+            f"{spec['batch']}, T = {spec['time']}, float32, forward + backward\n"
+        )
+        print(
+            report.markdown_table(net, ["implementation", "ms", "peak MB", "time vs ours", "note"])
+        )
     result = {"device": header, "copy GB/s": ceiling, "ops": op, "network": net}
     if options.json:
         options.json.write_text(json.dumps(result, indent=1, default=str))

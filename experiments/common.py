@@ -52,8 +52,11 @@ def variant_copy(model: nn.Module, variant: str) -> nn.Module:
 
 def parameter_gradients(model: nn.Module) -> dict[str, Tensor]:
     """name -> a detached copy of the gradient, for every parameter that has one."""
-    return {name: param.grad.detach().clone() for name, param in model.named_parameters()
-            if param.grad is not None}
+    return {
+        name: param.grad.detach().clone()
+        for name, param in model.named_parameters()
+        if param.grad is not None
+    }
 
 
 def relative_error(value: Tensor, reference: Tensor) -> float:
@@ -95,8 +98,9 @@ def spike_rates(model: nn.Module, x: Tensor) -> list[float]:
 
 
 @torch.no_grad()
-def calibrate_(model: nn.Module, x: Tensor, target_rate: float, iterations: int = 16
-               ) -> list[float]:
+def calibrate_(
+    model: nn.Module, x: Tensor, target_rate: float, iterations: int = 16
+) -> list[float]:
     """Scale each weight layer in turn so the spiking layer after it fires at target_rate.
 
     A layer-sequential, data-dependent initialisation (bisection on a log scale of each weight
@@ -108,7 +112,7 @@ def calibrate_(model: nn.Module, x: Tensor, target_rate: float, iterations: int 
         low, high = -6.0, 6.0  # log2 of the scale factor
         for _ in range(iterations):
             middle = (low + high) / 2
-            layer.weight.copy_(original * 2.0 ** middle)
+            layer.weight.copy_(original * 2.0**middle)
             if spike_rates(model, x)[index] < target_rate:
                 low = middle
             else:
@@ -137,8 +141,12 @@ def dense_snn(sizes: Sequence[int], neuron: Callable[[], nn.Module]) -> nn.Seque
     return nn.Sequential(*modules)
 
 
-def conv_snn(input_shape: Sequence[int], channels: Sequence[int], num_classes: int,
-             neuron: Callable[[], nn.Module]) -> nn.Sequential:
+def conv_snn(
+    input_shape: Sequence[int],
+    channels: Sequence[int],
+    num_classes: int,
+    neuron: Callable[[], nn.Module],
+) -> nn.Sequential:
     """(bias-free 3×3 conv -> neuron() -> avg-pool 2) per channels entry -> bias-free linear
     -> neuron(); (batch, time, C, H, W) -> (batch, time, num_classes) spikes.
 

@@ -49,18 +49,17 @@ def format_value(value: Any) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None
-                   ) -> str:
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
     """A GitHub Markdown table of rows (dicts), columns in the given or first-row order."""
     columns = list(columns or (rows[0].keys() if rows else []))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(format_value(row.get(c)) for c in columns) + " |"
-              for row in rows]
+    lines += ["| " + " | ".join(format_value(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
-def write_table(rows: Sequence[Mapping[str, Any]], stem: Path,
-                columns: Sequence[str] | None = None) -> str:
+def write_table(
+    rows: Sequence[Mapping[str, Any]], stem: Path, columns: Sequence[str] | None = None
+) -> str:
     """Write rows as stem.csv (full precision) and stem.md; return the Markdown text."""
     columns = list(columns or (rows[0].keys() if rows else []))
     with open(stem.with_suffix(".csv"), "w", newline="") as handle:
@@ -101,9 +100,16 @@ def save_figure(figure: Any, path: Path) -> Path:
 # The end of a run
 
 
-def report(experiment: str, options: Any, title: str, sections: Sequence[tuple[str, str]],
-           printed: str, *, figures: Sequence[Path] = (),
-           tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> Path:
+def report(
+    experiment: str,
+    options: Any,
+    title: str,
+    sections: Sequence[tuple[str, str]],
+    printed: str,
+    *,
+    figures: Sequence[Path] = (),
+    tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+) -> Path:
     """Finish a run: README.md in options.out, W&B with --wandb, the summary on stdout.
 
     README.md holds the title, then (for a --tiny run) the smoke-run note, the (heading,
@@ -129,23 +135,38 @@ def report(experiment: str, options: Any, title: str, sections: Sequence[tuple[s
 def wandb_mode() -> str:
     """Online only with an API key; a user's WANDB_MODE (e.g. "disabled") wins."""
     return os.environ.get("WANDB_MODE") or (
-        "online" if os.environ.get("WANDB_API_KEY") else "offline")
+        "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    )
 
 
-def _log_to_wandb(experiment: str, config: Mapping[str, Any], out: Path,
-                  tables: Mapping[str, Sequence[Mapping[str, Any]]],
-                  figures: Sequence[Path]) -> None:
+def _log_to_wandb(
+    experiment: str,
+    config: Mapping[str, Any],
+    out: Path,
+    tables: Mapping[str, Sequence[Mapping[str, Any]]],
+    figures: Sequence[Path],
+) -> None:
     import wandb
 
-    run = wandb.init(project=os.environ.get("WANDB_PROJECT", "exodus-lightning"),
-                     name=experiment, job_type="experiment", mode=wandb_mode(), dir=str(out),
-                     config={k: str(v) if isinstance(v, Path) else v for k, v in config.items()})
+    run = wandb.init(
+        project=os.environ.get("WANDB_PROJECT", "exodus-lightning"),
+        name=experiment,
+        job_type="experiment",
+        mode=wandb_mode(),
+        dir=str(out),
+        config={k: str(v) if isinstance(v, Path) else v for k, v in config.items()},
+    )
     try:
         for name, rows in tables.items():
             if rows:
                 columns = list(rows[0].keys())
-                run.log({f"{experiment}/{name}": wandb.Table(columns=columns,
-                                           data=[[row.get(c) for c in columns] for row in rows])})
+                run.log(
+                    {
+                        f"{experiment}/{name}": wandb.Table(
+                            columns=columns, data=[[row.get(c) for c in columns] for row in rows]
+                        )
+                    }
+                )
         for path in figures:
             run.log({f"{experiment}/{path.stem}": wandb.Image(str(path))})
     finally:

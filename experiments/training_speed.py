@@ -83,13 +83,25 @@ def build(network: str, implementation: str, input_shape: tuple[int, ...]):
 
         backend = "reference" if implementation == "bptt" else "extension"
         if network == "shd_mlp":
-            model = models.FeedForwardSNN(input_shape, classes, hidden_sizes=(128, 128),
-                                          tau_mem=TAU_MEM, readout="exp_leak",
-                                          readout_tau_mem=TAU_MEM, backend=backend)
+            model = models.FeedForwardSNN(
+                input_shape,
+                classes,
+                hidden_sizes=(128, 128),
+                tau_mem=TAU_MEM,
+                readout="exp_leak",
+                readout_tau_mem=TAU_MEM,
+                backend=backend,
+            )
         else:
-            model = models.ConvSNN(input_shape, classes, channels=(16, 32, 32),
-                                   tau_mem=TAU_MEM, readout="exp_leak",
-                                   readout_tau_mem=TAU_MEM, backend=backend)
+            model = models.ConvSNN(
+                input_shape,
+                classes,
+                channels=(16, 32, 32),
+                tau_mem=TAU_MEM,
+                readout="exp_leak",
+                readout_tau_mem=TAU_MEM,
+                backend=backend,
+            )
         if implementation != "sinabs":
             return model, model, lambda: enn.reset_states(model)
         import sinabs
@@ -110,8 +122,9 @@ def _snntorch_mlp(inputs: int, classes: int):
     import snntorch
 
     beta = math.exp(-1.0 / TAU_MEM)
-    linears = torch.nn.ModuleList([torch.nn.Linear(inputs, 128), torch.nn.Linear(128, 128),
-                                   torch.nn.Linear(128, classes)])
+    linears = torch.nn.ModuleList(
+        [torch.nn.Linear(inputs, 128), torch.nn.Linear(128, 128), torch.nn.Linear(128, classes)]
+    )
     neurons = torch.nn.ModuleList([snntorch.Leaky(beta=beta) for _ in linears])
     model = torch.nn.ModuleList([linears, neurons])
 
@@ -133,8 +146,10 @@ def _spikingjelly_mlp(inputs: int, classes: int):
 
     layers = []
     for fan_in, fan_out in ((inputs, 128), (128, 128), (128, classes)):
-        layers += [torch.nn.Linear(fan_in, fan_out),
-                   neuron.LIFNode(tau=TAU_MEM, v_reset=None, step_mode="m")]
+        layers += [
+            torch.nn.Linear(fan_in, fan_out),
+            neuron.LIFNode(tau=TAU_MEM, v_reset=None, step_mode="m"),
+        ]
     model = torch.nn.Sequential(*layers)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -192,8 +207,9 @@ def saved_for_backward_mb(forward, reset, x: torch.Tensor, labels: torch.Tensor)
     return sum(storages.values()) / 2**20
 
 
-def measure(network: str, implementation: str, device: str, batch: int, time: int,
-            repeats: int, tiny: bool) -> dict:
+def measure(
+    network: str, implementation: str, device: str, batch: int, time: int, repeats: int, tiny: bool
+) -> dict:
     """Median seconds and peak extra MB of one full training step; see the module docstring."""
     torch.manual_seed(0)
     input_shape = TINY_SHAPES[network] if tiny else SHAPES[network]
@@ -224,10 +240,14 @@ def measure(network: str, implementation: str, device: str, batch: int, time: in
         start = clock.perf_counter()
         step()
         seconds.append(clock.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated() if device == "cuda"
-            else _rss_kb("VmHWM") * 1024) - base
-    return {"seconds": statistics.median(seconds), "peak_mb": max(peak, 0) / 2**20,
-            "saved_mb": saved_for_backward_mb(forward, reset, x, labels)}
+    peak = (
+        torch.cuda.max_memory_allocated() if device == "cuda" else _rss_kb("VmHWM") * 1024
+    ) - base
+    return {
+        "seconds": statistics.median(seconds),
+        "peak_mb": max(peak, 0) / 2**20,
+        "saved_mb": saved_for_backward_mb(forward, reset, x, labels),
+    }
 
 
 def measure_isolated(spec: dict, threads: int) -> dict:
@@ -237,7 +257,11 @@ def measure_isolated(spec: dict, threads: int) -> dict:
         env["OMP_NUM_THREADS"] = str(threads)
     result = subprocess.run(
         [sys.executable, "-m", f"experiments.{EXPERIMENT}", "--child", json.dumps(spec)],
-        capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[1])
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     if result.returncode != 0:
         raise RuntimeError(f"measurement {spec} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -252,18 +276,34 @@ def plot(rows: list[dict], column: str, ylabel: str, path: Path) -> Path:
     panels = sorted({(r["network"], r["device"]) for r in rows})
     figure = report.figure(figsize=(5 * len(panels), 4))
     axes = figure.subplots(1, len(panels), squeeze=False)
-    styles = {"bptt": "k-o", "exodus": "C0-s", "sinabs": "C2-^", "snntorch": "C1-v",
-              "spikingjelly": "C4-d"}
+    styles = {
+        "bptt": "k-o",
+        "exodus": "C0-s",
+        "sinabs": "C2-^",
+        "snntorch": "C1-v",
+        "spikingjelly": "C4-d",
+    }
     for axis, (network, device) in zip(axes[0], panels):
         positive = True
         for implementation in (*OURS, *PEERS):
-            chosen = sorted((r for r in rows if r["network"] == network
-                             and r["device"] == device and r["implementation"] == implementation),
-                            key=lambda r: r["time"])
+            chosen = sorted(
+                (
+                    r
+                    for r in rows
+                    if r["network"] == network
+                    and r["device"] == device
+                    and r["implementation"] == implementation
+                ),
+                key=lambda r: r["time"],
+            )
             if chosen:
                 positive &= all(r[column] > 0 for r in chosen)
-                axis.plot([r["time"] for r in chosen], [r[column] for r in chosen],
-                          styles[implementation], label=implementation)
+                axis.plot(
+                    [r["time"] for r in chosen],
+                    [r[column] for r in chosen],
+                    styles[implementation],
+                    label=implementation,
+                )
         axis.set_xscale("log")
         axis.set_yscale("log" if positive else "linear")  # tiny in-process peaks can be 0 MB
         axis.set_xlabel("time steps T")
@@ -279,18 +319,24 @@ def check_devices(devices: list[str]) -> None:
     prog = f"python -m experiments.{EXPERIMENT}"
     unknown = [d for d in devices if d not in ("cpu", "cuda")]
     if unknown:
-        raise SystemExit(f"{prog}: error: --devices {','.join(unknown)}: choose from cpu, cuda, "
-                         "cpu,cuda or auto")
+        raise SystemExit(
+            f"{prog}: error: --devices {','.join(unknown)}: choose from cpu, cuda, cpu,cuda or auto"
+        )
     if "cuda" in devices and not torch.cuda.is_available():
-        raise SystemExit(f"{prog}: error: --devices cuda: no CUDA GPU is visible here "
-                         "(torch.cuda.is_available() is False); run it on a GPU machine, or "
-                         "measure the CPU with --devices cpu")
+        raise SystemExit(
+            f"{prog}: error: --devices cuda: no CUDA GPU is visible here "
+            "(torch.cuda.is_available() is False); run it on a GPU machine, or "
+            "measure the CPU with --devices cpu"
+        )
 
 
 def run(options: Any) -> dict:
     """Sweep T for each (device, network, implementation); write the table and plots."""
-    devices = (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]) \
-        if options.devices == "auto" else options.devices.split(",")
+    devices = (
+        (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+        if options.devices == "auto"
+        else options.devices.split(",")
+    )
     check_devices(devices)
     out = arguments.setup(options)
     networks = options.networks.split(",")
@@ -315,44 +361,70 @@ def run(options: Any) -> dict:
                 for implementation in runnable:
                     if network == "dvs_conv" and implementation in ("snntorch", "spikingjelly"):
                         continue
-                    jobs.append({"network": network, "implementation": implementation,
-                                 "device": device, "batch": sweep.batch, "time": time,
-                                 "repeats": repeats, "tiny": options.tiny})
+                    jobs.append(
+                        {
+                            "network": network,
+                            "implementation": implementation,
+                            "device": device,
+                            "batch": sweep.batch,
+                            "time": time,
+                            "repeats": repeats,
+                            "tiny": options.tiny,
+                        }
+                    )
     rows = []
     for spec in report.progress(jobs, EXPERIMENT):
-        result = (measure(**spec) if options.in_process
-                  else measure_isolated(spec, options.threads))
-        rows.append({key: spec[key] for key in ("network", "device", "batch", "time",
-                                                "implementation")}
-                    | {"ms_per_step": result["seconds"] * 1e3, "saved_mb": result["saved_mb"],
-                       "peak_mb": result["peak_mb"]})
+        result = measure(**spec) if options.in_process else measure_isolated(spec, options.threads)
+        rows.append(
+            {key: spec[key] for key in ("network", "device", "batch", "time", "implementation")}
+            | {
+                "ms_per_step": result["seconds"] * 1e3,
+                "saved_mb": result["saved_mb"],
+                "peak_mb": result["peak_mb"],
+            }
+        )
     for row in rows:
-        bptt = next(r for r in rows if r["implementation"] == "bptt" and all(
-            r[k] == row[k] for k in ("network", "device", "batch", "time")))
+        bptt = next(
+            r
+            for r in rows
+            if r["implementation"] == "bptt"
+            and all(r[k] == row[k] for k in ("network", "device", "batch", "time"))
+        )
         row["speed-up vs bptt"] = bptt["ms_per_step"] / row["ms_per_step"]
         row["saved vs bptt"] = row["saved_mb"] / bptt["saved_mb"]
-        row["peak vs bptt"] = (row["peak_mb"] / bptt["peak_mb"] if bptt["peak_mb"] > 0
-                               else math.nan)
+        row["peak vs bptt"] = row["peak_mb"] / bptt["peak_mb"] if bptt["peak_mb"] > 0 else math.nan
     table = report.write_table(rows, out / "speed")
-    figures = [plot(rows, "ms_per_step", "ms per training step", out / "speed.png"),
-               plot(rows, "saved_mb", "MB saved for backward", out / "memory.png")]
+    figures = [
+        plot(rows, "ms_per_step", "ms per training step", out / "speed.png"),
+        plot(rows, "saved_mb", "MB saved for backward", out / "memory.png"),
+    ]
     if options.tiny:
         sweeps = {n: asdict(TINY[n]) for n in networks}
     else:
         sweeps = {f"{d}/{n}": asdict(SWEEPS[(d, n)]) for d in devices for n in networks}
     gpu = f", {torch.cuda.get_device_name(0)}" if "cuda" in devices else ""
     where = "in one process" if options.in_process else "one process per measurement"
-    settings = (f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads{gpu}; "
-                f"median of {repeats} steps after one warm-up step; {where}; sweeps {sweeps}.\n")
-    legend = ("saved_mb: tensors autograd keeps for the backward pass (exact); peak_mb: peak "
-              "memory growth during the timed steps (CPU: resident set size, which depends on "
-              "what the allocator kept from the warm-up step; CUDA: max_memory_allocated).\n")
+    settings = (
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads{gpu}; "
+        f"median of {repeats} steps after one warm-up step; {where}; sweeps {sweeps}.\n"
+    )
+    legend = (
+        "saved_mb: tensors autograd keeps for the backward pass (exact); peak_mb: peak "
+        "memory growth during the timed steps (CPU: resident set size, which depends on "
+        "what the allocator kept from the warm-up step; CUDA: max_memory_allocated).\n"
+    )
     sections = [("Settings", settings), ("Results", table + "\n" + legend)]
     if notes:
         sections.append(("Notes", "\n".join(notes) + "\n"))
-    report.report(EXPERIMENT, options, "Training speed and memory: EXODUS vs BPTT (and peers)",
-                  sections, table + "\n" + "\n".join(notes), figures=figures,
-                  tables={"steps": rows})
+    report.report(
+        EXPERIMENT,
+        options,
+        "Training speed and memory: EXODUS vs BPTT (and peers)",
+        sections,
+        table + "\n" + "\n".join(notes),
+        figures=figures,
+        tables={"steps": rows},
+    )
     return {"rows": rows, "figures": figures, "notes": notes}
 
 
@@ -361,10 +433,17 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--devices", default="auto", help="cpu, cuda, cpu,cuda or auto")
     parser.add_argument("--networks", default="shd_mlp,dvs_conv")
     parser.add_argument("--repeats", type=int, default=0, help="timed steps (0: 5, tiny: 2)")
-    parser.add_argument("--no-peers", dest="peers", action="store_false",
-                        help="do not try snnTorch, SpikingJelly and sinabs")
-    parser.add_argument("--in-process", action="store_true",
-                        help="measure in this process (faster; peak memory less accurate)")
+    parser.add_argument(
+        "--no-peers",
+        dest="peers",
+        action="store_false",
+        help="do not try snnTorch, SpikingJelly and sinabs",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="measure in this process (faster; peak memory less accurate)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.child:

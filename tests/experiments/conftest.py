@@ -10,8 +10,9 @@ from experiments import report
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def assert_table(stem: Path, min_rows: int = 1, allow_nan: tuple[str, ...] = ()
-                 ) -> list[dict[str, str]]:
+def assert_table(
+    stem: Path, min_rows: int = 1, allow_nan: tuple[str, ...] = ()
+) -> list[dict[str, str]]:
     """stem.csv and stem.md exist, agree in columns and rows, and every number is finite
     (columns in allow_nan may also be nan)."""
     rows = report.read_csv(stem.with_suffix(".csv"))
@@ -26,7 +27,10 @@ def assert_table(stem: Path, min_rows: int = 1, allow_nan: tuple[str, ...] = ()
             except ValueError:
                 continue
             assert math.isfinite(number) or (key in allow_nan and math.isnan(number)), (
-                stem, key, value)
+                stem,
+                key,
+                value,
+            )
     return rows
 
 

@@ -14,11 +14,22 @@ def test_shared_options_and_their_defaults():
     parser = arguments.experiment_parser("demo", "Demo.")
     defaults = parser.parse_args([])
     assert (defaults.tiny, defaults.out, defaults.seed, defaults.wandb, defaults.threads) == (
-        False, Path("results") / "demo", 0, False, 0)
-    given = parser.parse_args(["--tiny", "--out", "x/y", "--seed", "3", "--wandb",
-                               "--threads", "2"])
+        False,
+        Path("results") / "demo",
+        0,
+        False,
+        0,
+    )
+    given = parser.parse_args(
+        ["--tiny", "--out", "x/y", "--seed", "3", "--wandb", "--threads", "2"]
+    )
     assert (given.tiny, given.out, given.seed, given.wandb, given.threads) == (
-        True, Path("x/y"), 3, True, 2)
+        True,
+        Path("x/y"),
+        3,
+        True,
+        2,
+    )
 
 
 def test_a_bad_value_names_its_flag(capsys):
@@ -30,10 +41,12 @@ def test_a_bad_value_names_its_flag(capsys):
 
 def test_wandb_without_wandb_stops_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)
-    monkeypatch.setattr(arguments.importlib.util, "find_spec",
-                        lambda name: None if name == "wandb" else object())
+    monkeypatch.setattr(
+        arguments.importlib.util, "find_spec", lambda name: None if name == "wandb" else object()
+    )
     options = arguments.experiment_parser("demo", "Demo.").parse_args(
-        ["--wandb", "--out", str(tmp_path / "out")])
+        ["--wandb", "--out", str(tmp_path / "out")]
+    )
     with pytest.raises(SystemExit, match="--wandb needs wandb: pip install wandb"):
         arguments.setup(options)
     assert not (tmp_path / "out").exists()

@@ -20,8 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_benchmark_gpu_smoke_run_on_cpu(tmp_path):
-    result = benchmark_gpu.main(["--device", "cpu", "--tiny", "--repeats", "1",
-                                 "--json", str(tmp_path / "out.json")])
+    result = benchmark_gpu.main(
+        ["--device", "cpu", "--tiny", "--repeats", "1", "--json", str(tmp_path / "out.json")]
+    )
     assert result["copy GB/s"] > 0
     passes = {(row["shape"], row["dtype"], row["pass"]) for row in result["ops"]}
     assert len(passes) == len(benchmark_gpu.TINY_OP_SHAPES) * 2 * 3
@@ -73,16 +74,37 @@ runpy.run_path(script, run_name="__main__")
 def _run_without(folder: Path, *args: str) -> subprocess.CompletedProcess:
     folder.mkdir()
     return subprocess.run(
-        [sys.executable, "-c", WITHOUT, str(folder), str(REPO / "experiments" / "benchmark_gpu.py"),
-         *args], capture_output=True, text=True, timeout=600, cwd=folder)
+        [
+            sys.executable,
+            "-c",
+            WITHOUT,
+            str(folder),
+            str(REPO / "experiments" / "benchmark_gpu.py"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=folder,
+    )
 
 
 @pytest.mark.slow
 def test_benchmark_gpu_runs_without_jsonargparse_tonic_or_wandb(tmp_path):
     """gpu_check.sh runs benchmark_gpu.py on a bare GPU image: torch and pytest, little else."""
     out = tmp_path / "out.json"
-    proc = _run_without(tmp_path / "run", "--device", "cpu", "--tiny", "--repeats", "1",
-                        "--only", "exodus-lightning", "--json", str(out))
+    proc = _run_without(
+        tmp_path / "run",
+        "--device",
+        "cpu",
+        "--tiny",
+        "--repeats",
+        "1",
+        "--only",
+        "exodus-lightning",
+        "--json",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "## One LIF layer, raw ops" in proc.stdout
     assert "| exodus-lightning |" in proc.stdout
@@ -96,10 +118,21 @@ def test_benchmark_gpu_runs_without_jsonargparse_tonic_or_wandb(tmp_path):
 @run_if(nvcc=True, cuda_torch=True)
 def test_gpu_check_runs_and_degrades_clearly_without_a_gpu(tmp_path):
     """The script a lent GPU machine runs first: here it builds, runs the emulation, says why."""
-    env = dict(os.environ, OUT=str(tmp_path), EXODUS_LIGHTNING_CACHE=str(cache_root()),
-               TORCH_CUDA_ARCH_LIST=CI_CUDA_ARCHS, PYTHON=os.environ.get("PYTHON", "python"))
-    proc = subprocess.run(["bash", str(REPO / "experiments" / "gpu_check.sh")], env=env,
-                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    env = dict(
+        os.environ,
+        OUT=str(tmp_path),
+        EXODUS_LIGHTNING_CACHE=str(cache_root()),
+        TORCH_CUDA_ARCH_LIST=CI_CUDA_ARCHS,
+        PYTHON=os.environ.get("PYTHON", "python"),
+    )
+    proc = subprocess.run(
+        ["bash", str(REPO / "experiments" / "gpu_check.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
     summary = (tmp_path / "summary.txt").read_text()
     expected = 0 if torch.cuda.is_available() else 2
     assert proc.returncode == expected, proc.stdout + proc.stderr

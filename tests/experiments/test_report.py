@@ -19,9 +19,20 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_format_value():
     assert [report.format_value(v) for v in (0.0, 1.5e-7, 0.1234, 12.0, 1234.56, 2.5e6)] == [
-        "0", "1.50e-07", "0.123", "12", "1235", "2.50e+06"]
+        "0",
+        "1.50e-07",
+        "0.123",
+        "12",
+        "1235",
+        "2.50e+06",
+    ]
     assert [report.format_value(v) for v in (float("nan"), None, True, 3, (1, 2))] == [
-        "nan", "", "True", "3", "(1, 2)"]
+        "nan",
+        "",
+        "True",
+        "3",
+        "(1, 2)",
+    ]
 
 
 def test_write_table_round_trip(tmp_path):
@@ -81,23 +92,38 @@ def test_report_writes_readme_logs_and_prints(tmp_path, capsys, monkeypatch, tin
     options = Namespace(out=tmp_path, tiny=tiny, wandb=True, seed=3)
     rows = [{"case": "a", "error": 0.5}]
     figure = _figure(tmp_path / "curve.png")
-    readme = report.report("demo", options, "Demo title",
-                           [("Settings", "seed 3\n"), ("Results", "| x |\n")],
-                           "the summary", figures=[figure], tables={"rows": rows})
+    readme = report.report(
+        "demo",
+        options,
+        "Demo title",
+        [("Settings", "seed 3\n"), ("Results", "| x |\n")],
+        "the summary",
+        figures=[figure],
+        tables={"rows": rows},
+    )
     assert readme == tmp_path / "README.md"
     assert_png(figure)
     assert_report(tmp_path, smoke=tiny)  # the smoke note exactly when tiny, every PNG linked
     text = readme.read_text()
     assert text.startswith("# Demo title\n")
-    assert text.index("## Settings\n\nseed 3") < text.index("## Results") < text.index(
-        "![curve](curve.png)")
+    assert (
+        text.index("## Settings\n\nseed 3")
+        < text.index("## Results")
+        < text.index("![curve](curve.png)")
+    )
     printed = capsys.readouterr().out
     assert printed == (report.SMOKE_NOTE + "\n" if tiny else "") + "the summary\n"
     assert fake.init_kwargs["name"] == "demo" and fake.init_kwargs["mode"] == "disabled"
-    assert fake.init_kwargs["config"] == {"out": str(tmp_path), "tiny": tiny, "wandb": True,
-                                          "seed": 3}
-    assert fake.logged == {"demo/rows": ("table", ["case", "error"], [["a", 0.5]]),
-                           "demo/curve": ("image", str(figure))}
+    assert fake.init_kwargs["config"] == {
+        "out": str(tmp_path),
+        "tiny": tiny,
+        "wandb": True,
+        "seed": 3,
+    }
+    assert fake.logged == {
+        "demo/rows": ("table", ["case", "error"], [["a", 0.5]]),
+        "demo/curve": ("image", str(figure)),
+    }
     assert fake.finished
 
 
@@ -127,7 +153,8 @@ training_speed.plot(rows, "ms_per_step", "ms", Path({str(tmp_path)!r}) / "s.png"
 assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
 assert plt.get_fignums() == [1], plt.get_fignums()
 """
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert_png(tmp_path / "s.png")

@@ -84,8 +84,15 @@ def test_sinabs_times_the_same_network(network):
 
 @pytest.mark.slow
 def test_isolated_measurement_runs_in_a_child_process():
-    spec = {"network": "shd_mlp", "implementation": "exodus", "device": "cpu", "batch": 2,
-            "time": 8, "repeats": 1, "tiny": True}
+    spec = {
+        "network": "shd_mlp",
+        "implementation": "exodus",
+        "device": "cpu",
+        "batch": 2,
+        "time": 8,
+        "repeats": 1,
+        "tiny": True,
+    }
     result = ts.measure_isolated(spec, threads=1)
     assert result["seconds"] > 0 and result["peak_mb"] >= 0 and result["saved_mb"] > 0
 
@@ -96,13 +103,28 @@ def test_cuda_without_a_gpu_exits_with_one_line(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         ts.main(["--devices", "cuda", "--out", str(tmp_path / "out")])
     message = str(exit_info.value.code)
-    assert message.startswith("python -m experiments.training_speed: error: --devices cuda: no "
-                              "CUDA GPU is visible") and "\n" not in message
+    assert (
+        message.startswith(
+            "python -m experiments.training_speed: error: --devices cuda: no CUDA GPU is visible"
+        )
+        and "\n" not in message
+    )
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
 def test_tiny_run_prints_that_it_is_a_smoke_run(capsys, tmp_path):
-    ts.main(["--tiny", "--in-process", "--threads", "1", "--networks", "shd_mlp", "--no-peers",
-             "--out", str(tmp_path)])
+    ts.main(
+        [
+            "--tiny",
+            "--in-process",
+            "--threads",
+            "1",
+            "--networks",
+            "shd_mlp",
+            "--no-peers",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     printed = capsys.readouterr().out
     assert printed.startswith("Smoke run (--tiny)") and "| network |" in printed
