@@ -13,8 +13,8 @@ Prints a Markdown table of samples per second (best of a few runs: the machine m
 
 from __future__ import annotations
 
-import argparse
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,19 +22,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from exodus_lightning.data import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file, too
+
+from exodus_lightning.data import (  # noqa: E402
     DVSGestureDataModule,
     NMNISTDataModule,
     RandmanDataModule,
     SHDDataModule,
     SSCDataModule,
 )
-from exodus_lightning.data.fabricate import (
+from exodus_lightning.data.fabricate import (  # noqa: E402
     write_dvs_gesture,
     write_nmnist,
     write_shd,
     write_ssc,
 )
+from experiments import arguments, report  # noqa: E402
 
 
 def fabricate(root: Path, num_samples: int, quick: bool) -> None:
@@ -136,7 +139,7 @@ def snn_samples_per_second(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = arguments.parser("python experiments/benchmark_data.py", __doc__)
     parser.add_argument("--quick", action="store_true", help="300 samples per dataset")
     parser.add_argument("--num-samples", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -158,13 +161,7 @@ def main() -> None:
         f"under {work_dir}; torch threads: {torch.get_num_threads()}\n"
     )
 
-    columns = [f"{mode} w={w}" for mode in ("cold", "cached") for w in args.workers]
-    print(
-        "| dataset | sample shape (T, features) | "
-        + " | ".join(columns)
-        + " | SNN fwd+bwd | loader / SNN (best) |"
-    )
-    print("|---" * (len(columns) + 4) + "|")
+    rows = []
     for name in args.datasets:
         results = {}
         for mode in ("cold", "cached"):
@@ -184,13 +181,20 @@ def main() -> None:
             module.input_shape, module.num_time_steps, module.num_classes, args.batch_size
         )
         best = np.nanmax(list(results.values()))
-        shape = f"({module.num_time_steps}, {', '.join(map(str, module.input_shape))})"
-        cells = " | ".join(
-            "-" if np.isnan(results[(mode, w)]) else f"{results[(mode, w)]:.0f}"
-            for mode in ("cold", "cached")
-            for w in args.workers
-        )
-        print(f"| {name} | {shape} | {cells} | {snn:.0f} | {best / snn:.1f}x |", flush=True)
+        row = {
+            "dataset": name,
+            "sample shape (T, features)": (
+                f"({module.num_time_steps}, {', '.join(map(str, module.input_shape))})"
+            ),
+        }
+        for (mode, workers), samples_per_second in results.items():
+            cell = "-" if np.isnan(samples_per_second) else f"{samples_per_second:.0f}"
+            row[f"{mode} w={workers}"] = cell
+        row["SNN fwd+bwd"] = f"{snn:.0f}"
+        row["loader / SNN (best)"] = f"{best / snn:.1f}x"
+        rows.append(row)
+        print(f"{name}: best loader {best:.0f} samples/s, SNN {snn:.0f}", file=sys.stderr)
+    print(report.markdown_table(rows), end="")
     if args.work_dir is None:
         shutil.rmtree(work_dir)
 

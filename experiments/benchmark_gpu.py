@@ -21,7 +21,7 @@ warm-up):
 
 from __future__ import annotations
 
-import argparse
+import functools
 import json
 import math
 import statistics
@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from exodus_lightning import ops  # noqa: E402
 from exodus_lightning.ops._extension import load  # noqa: E402
 from exodus_lightning.ops._library import ops as lib  # noqa: E402
+from experiments import arguments, report  # noqa: E402
 
 OP_SHAPES = [(32, 300, 2048), (16, 500, 16384), (1, 3000, 16384)]
 TINY_OP_SHAPES = [(2, 20, 64), (1, 40, 96)]
@@ -82,8 +83,12 @@ def copy_bandwidth(device: str, timer: Timer, tiny: bool) -> float:
 
 def op_rows(device: str, timer: Timer, shapes, dtypes, ceiling: float) -> list[dict]:
     """Forward and backward of the raw LIF ops at each shape and input dtype."""
-    return [row for shape in shapes for dtype in dtypes
-            for row in _op_rows(device, timer, shape, dtype, ceiling)]
+    return [
+        row
+        for shape in shapes
+        for dtype in dtypes
+        for row in _op_rows(device, timer, shape, dtype, ceiling)
+    ]
 
 
 def _op_rows(device: str, timer: Timer, shape, dtype, ceiling: float) -> list[dict]:
@@ -104,38 +109,41 @@ def _op_rows(device: str, timer: Timer, shape, dtype, ceiling: float) -> list[di
         return lib.lif_forward(x, v0, alpha, threshold, threshold, None, *codes)
 
     def backward(mask):
-        return lib.lif_backward(grad, None, grad_last, v_mem, None, v0, alpha, threshold,
-                                threshold, None, *codes, mask)
+        return lib.lif_backward(
+            grad, None, grad_last, v_mem, None, v0, alpha, threshold, threshold, None, *codes, mask
+        )
 
     rows = []
-    for name, fn in (("forward", forward), ("backward", lambda: backward(0)),
-                     ("backward, dα", lambda: backward(1))):
+    for name, fn in (
+        ("forward", forward),
+        ("backward", lambda: backward(0)),
+        ("backward, dα", lambda: backward(1)),
+    ):
         ms = timer(fn)
         gbps = moved / ms / 1e6
-        rows.append({"shape": shape, "dtype": str(dtype).removeprefix("torch."), "pass": name,
-                     "ms": ms, "GB/s": gbps, "% of copy": 100 * gbps / ceiling})
+        rows.append(
+            {
+                "shape": shape,
+                "dtype": str(dtype).removeprefix("torch."),
+                "pass": name,
+                "ms": ms,
+                "GB/s": gbps,
+                "% of copy": 100 * gbps / ceiling,
+            }
+        )
     return rows
 
 
 # --- the open-neuromorphic benchmark network ------------------------------------------------
 
 
-def _ours(features: int, device: str):
+def _ours(features: int, device: str, backend: str = "extension"):
+    """backend "extension": our kernels; "reference": the same op as a BPTT loop."""
     linear = torch.nn.Linear(features, features, device=device)
     alpha = math.exp(-1 / TAU_MEM)
 
     def step(x):
-        return ops.lif(linear(x), alpha, 1.0, max_spikes=1, backend="extension")[0]
-
-    return linear, step, "btf"
-
-
-def _bptt(features: int, device: str):
-    linear = torch.nn.Linear(features, features, device=device)
-    alpha = math.exp(-1 / TAU_MEM)
-
-    def step(x):
-        return ops.lif(linear(x), alpha, 1.0, max_spikes=1, backend="reference")[0]
+        return ops.lif(linear(x), alpha, 1.0, max_spikes=1, backend=backend)[0]
 
     return linear, step, "btf"
 
@@ -186,7 +194,7 @@ def _norse_compiled(features: int, device: str):
 
 IMPLEMENTATIONS = {
     "exodus-lightning": (None, _ours),
-    "BPTT loop (reference)": (None, _bptt),
+    "BPTT loop (reference)": (None, functools.partial(_ours, backend="reference")),
     # SpikingJelly 2 picks its CUDA kernel itself (native CUDA, else Triton, else torch); set
     # SJ_LIF_CUDA_IMPLEMENTATION=cuda|triton|torch before the run to choose.
     "SpikingJelly": ("spikingjelly", _spikingjelly),
@@ -209,16 +217,17 @@ def network_rows(device: str, timer: Timer, net: dict, names: list[str] | None) 
             rows.append({"implementation": name, "note": f"not installed (pip install {module})"})
             continue
         try:
-            rows.append({"implementation": name,
-                         **_time_network(build, spikes_in, features, device, timer)})
+            rows.append(
+                {"implementation": name, **_time_network(build, spikes_in, features, device, timer)}
+            )
         except Exception as error:  # a peer's failure is a row, not the end of the run
             message = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
-            rows.append({"implementation": name,
-                         "note": f"failed: {type(error).__name__}: {message}"})
+            rows.append(
+                {"implementation": name, "note": f"failed: {type(error).__name__}: {message}"}
+            )
         if device == "cuda":
             torch.cuda.empty_cache()
-    ours = next((r for r in rows if r["implementation"] == "exodus-lightning" and "ms" in r),
-                None)
+    ours = next((r for r in rows if r["implementation"] == "exodus-lightning" and "ms" in r), None)
     for row in rows:
         if ours and "ms" in row:
             row["time vs ours"] = row["ms"] / ours["ms"]
@@ -248,19 +257,8 @@ def _time_network(build, spikes_in, features: int, device: str, timer: Timer) ->
     return {"ms": ms, "peak MB": peak_mb}
 
 
-def markdown(rows: list[dict], columns: list[str]) -> str:
-    def cell(value):
-        if isinstance(value, float):
-            return "nan" if math.isnan(value) else f"{value:.3g}" if value < 100 else f"{value:.0f}"
-        return str(value) if value is not None else ""
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments.parser("python experiments/benchmark_gpu.py", __doc__)
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--tiny", action="store_true", help="small shapes: a smoke run")
@@ -271,12 +269,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     device = options.device
     if device == "cuda" and not torch.cuda.is_available():
-        parser.exit(2, "benchmark_gpu: no CUDA GPU is visible; use --device cpu --tiny for a "
-                       "smoke run of the code paths\n")
+        parser.exit(
+            2,
+            "benchmark_gpu: no CUDA GPU is visible; use --device cpu --tiny for a "
+            "smoke run of the code paths\n",
+        )
     load(device)
     timer = Timer(device, options.repeats)
     header = (torch.cuda.get_device_name(0) if device == "cuda" else "CPU") + (
-        f" | torch {torch.__version__} | CUDA {torch.version.cuda}")
+        f" | torch {torch.__version__} | CUDA {torch.version.cuda}"
+    )
     print(f"# GPU benchmark ({header}){' — tiny smoke run' if options.tiny else ''}\n")
 
     ceiling = copy_bandwidth(device, timer, options.tiny)
@@ -285,7 +287,7 @@ def main(argv: list[str] | None = None) -> dict:
     shapes = TINY_OP_SHAPES if options.tiny else OP_SHAPES
     op = op_rows(device, timer, shapes, [torch.float32, torch.bfloat16], ceiling)
     print("## One LIF layer, raw ops\n")
-    print(markdown(op, ["shape", "dtype", "pass", "ms", "GB/s", "% of copy"]) + "\n")
+    print(report.markdown_table(op, ["shape", "dtype", "pass", "ms", "GB/s", "% of copy"]))
 
     net = []
     if not options.skip_network:
@@ -293,9 +295,13 @@ def main(argv: list[str] | None = None) -> dict:
         # A network step takes 10-1000x longer than an op: fewer repeats keep the run short.
         net_timer = Timer(device, max(3, options.repeats // 3), warmup=2)
         net = network_rows(device, net_timer, spec, options.only)
-        print(f"## Linear({spec['features']} → {spec['features']}) + LIF, batch "
-              f"{spec['batch']}, T = {spec['time']}, float32, forward + backward\n")
-        print(markdown(net, ["implementation", "ms", "peak MB", "time vs ours", "note"]) + "\n")
+        print(
+            f"## Linear({spec['features']} → {spec['features']}) + LIF, batch "
+            f"{spec['batch']}, T = {spec['time']}, float32, forward + backward\n"
+        )
+        print(
+            report.markdown_table(net, ["implementation", "ms", "peak MB", "time vs ours", "note"])
+        )
     result = {"device": header, "copy GB/s": ceiling, "ops": op, "network": net}
     if options.json:
         options.json.write_text(json.dumps(result, indent=1, default=str))

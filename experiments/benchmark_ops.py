@@ -21,6 +21,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file, too
+
+from experiments import arguments, report  # noqa: E402
 
 SHAPES = [(32, 300, 2048), (32, 100, 8192), (32, 1000, 512)]
 SWEEP_T = [100, 300, 1000, 3000]
@@ -58,8 +63,12 @@ class PeakRSS:
             return int(statm.read().split()[1]) * self.page
 
     def __enter__(self) -> PeakRSS:
-        self._sampler = subprocess.Popen([sys.executable, "-c", _SAMPLER, str(os.getpid())],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._sampler = subprocess.Popen(
+            [sys.executable, "-c", _SAMPLER, str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self._sampler.stdout.readline()  # "ready"
         self.peak = self.current()
         return self
@@ -75,8 +84,15 @@ class PeakRSS:
 TRAINABLE = {"": "", "alpha": " trainable α", "alpha+threshold": " trainable α, θ"}
 
 
-def measure(backend: str, device: str, batch: int, time: int, features: int, repeats: int,
-            trainable: str = "") -> dict:
+def measure(
+    backend: str,
+    device: str,
+    batch: int,
+    time: int,
+    features: int,
+    repeats: int,
+    trainable: str = "",
+) -> dict:
     """Median forward+backward seconds and peak extra memory (MB) of one LIF layer.
 
     α = 0.9 and θ = 1, fixed (the backward then needs no parameter gradients) or, as named in
@@ -147,31 +163,30 @@ def _child(spec: str) -> None:
     print(json.dumps(measure(**args)))
 
 
-def run(backend, device, batch, time, features, repeats, threads, trainable="",
-        keep_freed_memory=False) -> dict:
-    spec = json.dumps(dict(backend=backend, device=device, batch=batch, time=time,
-                           features=features, repeats=repeats, threads=threads,
-                           trainable=trainable, keep_freed_memory=keep_freed_memory))
-    out = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True,
-                         text=True, check=True, env=os.environ.copy())
+def run(spec: dict) -> dict:
+    """measure(**spec) in a fresh process; spec also holds "threads" and "keep_freed_memory"."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ.copy(),
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def table(rows: list[list[str]], header: list[str]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments.parser("python experiments/benchmark_ops.py", __doc__)
     parser.add_argument("--quick", action="store_true", help="small shapes (a smoke test)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     parser.add_argument("--devices", default="auto", help="cpu, cuda, or auto (both if present)")
-    parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="call exodus_lightning.ops.keep_freed_memory() (as the CLI does on "
-                             "CPU); same effect as the MALLOC_* variables")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="call exodus_lightning.ops.keep_freed_memory() (as the CLI does on "
+        "CPU); same effect as the MALLOC_* variables",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.child:
@@ -180,8 +195,11 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    devices = options.devices.split(",") if options.devices != "auto" else (
-        ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    devices = (
+        options.devices.split(",")
+        if options.devices != "auto"
+        else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    )
     shapes = [(4, 50, 256)] if options.quick else SHAPES
     sweep = [50, 150] if options.quick else SWEEP_T
     bf = 4 * 256 if options.quick else SWEEP_BF
@@ -190,9 +208,17 @@ def main(argv: list[str] | None = None) -> None:
         allocator = "reuse (keep_freed_memory)"
     elif os.environ.get("MALLOC_MMAP_MAX_") == "0":
         allocator = "reuse (MALLOC_* variables)"
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-          f"glibc allocator: {allocator}\n")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+        f"glibc allocator: {allocator}\n"
+    )
     for device in devices:
+        settings = dict(
+            device=device,
+            repeats=options.repeats,
+            threads=options.threads,
+            keep_freed_memory=options.keep_freed_memory,
+        )
         rows = []
         results = {}
         # (B, T, F, trainable): every shape, the first again with trainable parameters, then
@@ -201,30 +227,36 @@ def main(argv: list[str] | None = None) -> None:
         cases += [(*shapes[0], "alpha"), (*shapes[0], "alpha+threshold")]
         cases += [(1, t, bf, "") for t in sweep]
         for batch, time, features, trainable in cases:
-            ext, ref = (run(backend, device, batch, time, features, options.repeats,
-                            options.threads, trainable, options.keep_freed_memory)
-                        for backend in ("extension", "reference"))
+            case = dict(settings, batch=batch, time=time, features=features, trainable=trainable)
+            ext, ref = (run(dict(case, backend=b)) for b in ("extension", "reference"))
             results[(batch, time, features, trainable)] = ext
             label = f"({batch}, {time}, {features})" + TRAINABLE[trainable]
-            rows.append([
-                label,
-                f"{ext['seconds'] * 1e3:.1f}",
-                f"{ref['seconds'] * 1e3:.1f}",
-                f"{ref['seconds'] / ext['seconds']:.1f}×",
-                f"{ext['peak_mb']:.0f}",
-                f"{ref['peak_mb']:.0f}",
-                f"{ext['rate']:.3f}",
-            ])
-            print(f"  {device} {label}: extension {ext['seconds'] * 1e3:.1f} ms, "
-                  f"reference {ref['seconds'] * 1e3:.1f} ms", file=sys.stderr)
+            rows.append(
+                {
+                    "(B, T, F)": label,
+                    "extension ms": f"{ext['seconds'] * 1e3:.1f}",
+                    "reference ms": f"{ref['seconds'] * 1e3:.1f}",
+                    "speed-up": f"{ref['seconds'] / ext['seconds']:.1f}×",
+                    "extension peak MB": f"{ext['peak_mb']:.0f}",
+                    "reference peak MB": f"{ref['peak_mb']:.0f}",
+                    "spike rate": f"{ext['rate']:.3f}",
+                }
+            )
+            print(
+                f"  {device} {label}: extension {ext['seconds'] * 1e3:.1f} ms, "
+                f"reference {ref['seconds'] * 1e3:.1f} ms",
+                file=sys.stderr,
+            )
         print(f"### {device}: one LIF layer, forward + backward (median of {options.repeats})\n")
-        print(table(rows, ["(B, T, F)", "extension ms", "reference ms", "speed-up",
-                           "extension peak MB", "reference peak MB", "spike rate"]))
+        print(report.markdown_table(rows), end="")
         last = results[(1, sweep[-1], bf, "")]["seconds"]
         ratios = ", ".join(
             f"T {t} → {sweep[-1]}: × {last / results[(1, t, bf, '')]['seconds']:.1f} "
-            f"(linear × {sweep[-1] / t:.0f})" for t in sweep[:-1])
+            f"(linear × {sweep[-1] / t:.0f})"
+            for t in sweep[:-1]
+        )
         print(f"\nTime at B·F = {bf}, {ratios}\n")
+
 
 if __name__ == "__main__":
     main()

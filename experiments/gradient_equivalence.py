@@ -15,14 +15,15 @@ random labels. Writes errors.csv/.md (per parameter), summary.csv/.md (per case)
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from experiments import common
+from exodus_lightning import nn as enn
+from experiments import arguments, common, report
 
 EXPERIMENT = "gradient_equivalence"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -43,10 +44,17 @@ class Case:
     max_spikes: int | None = None  # None = multi-spike
     reset: str = "subtract"
 
-    def neuron_kwargs(self) -> dict:
-        return {"tau_mem": 10.0, "norm_input": False, "tau_syn": self.tau_syn,
-                "min_v_mem": self.min_v_mem, "max_spikes_per_step": self.max_spikes,
-                "reset": self.reset}
+    def spiking_layer(self) -> enn.LIF:
+        """A new spiking layer of the case (IAF is an LIF without leak)."""
+        settings = {
+            "tau_syn": self.tau_syn,
+            "min_v_mem": self.min_v_mem,
+            "max_spikes_per_step": self.max_spikes,
+            "reset": self.reset,
+        }
+        if self.neuron == "iaf":
+            return enn.IAF(**settings)
+        return enn.LIF(tau_mem=10.0, norm_input=False, **settings)
 
 
 CASES = [
@@ -74,23 +82,32 @@ class Sizes:
     classes: int
 
 
-FULL = Sizes(batch=8, time=100, dense=(40, 64, 64, 10), conv_input=(2, 16, 16),
-             conv_channels=(8, 16), classes=10)
-TINY = Sizes(batch=2, time=12, dense=(10, 12, 12, 4), conv_input=(2, 8, 8),
-             conv_channels=(4,), classes=4)
+FULL = Sizes(
+    batch=8,
+    time=100,
+    dense=(40, 64, 64, 10),
+    conv_input=(2, 16, 16),
+    conv_channels=(8, 16),
+    classes=10,
+)
+TINY = Sizes(
+    batch=2, time=12, dense=(10, 12, 12, 4), conv_input=(2, 8, 8), conv_channels=(4,), classes=4
+)
 
 
-def build(case: Case, sizes: Sizes, dtype: torch.dtype, seed: int
-          ) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, list[float]]:
+def build(
+    case: Case, sizes: Sizes, dtype: torch.dtype, seed: int
+) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, list[float]]:
     """A calibrated random network of the case, its input spikes, labels and spike rates."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     if case.kind == "dense":
-        model = common.dense_snn(sizes.dense, case.neuron, **case.neuron_kwargs())
+        model = common.dense_snn(sizes.dense, case.spiking_layer)
         shape = (sizes.batch, sizes.time, sizes.dense[0])
     else:
-        model = common.conv_snn(sizes.conv_input, sizes.conv_channels, sizes.classes,
-                                sizes.batch, case.neuron, **case.neuron_kwargs())
+        model = common.conv_snn(
+            sizes.conv_input, sizes.conv_channels, sizes.classes, case.spiking_layer
+        )
         shape = (sizes.batch, sizes.time, *sizes.conv_input)
     model = common.set_variant(model.to(dtype), "exodus")
     x = (torch.rand(shape, generator=generator) < 0.1).to(dtype)
@@ -99,8 +116,9 @@ def build(case: Case, sizes: Sizes, dtype: torch.dtype, seed: int
     return model, x, labels, rates
 
 
-def gradients(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, variant: str
-              ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def gradients(
+    model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, variant: str
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Parameter gradients and output spikes of one variant of model."""
     clone = common.variant_copy(model, variant)
     spikes = clone(x)
@@ -108,8 +126,9 @@ def gradients(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, var
     return common.parameter_gradients(clone), spikes.detach()
 
 
-def compare(case: Case, dtype_name: str, sizes: Sizes, seed: int
-            ) -> tuple[list[dict], dict, dict[str, dict[str, torch.Tensor]]]:
+def compare(
+    case: Case, dtype_name: str, sizes: Sizes, seed: int
+) -> tuple[list[dict], dict, dict[str, dict[str, torch.Tensor]]]:
     """Per-parameter error rows, one summary row and the gradients of every variant."""
     model, x, labels, rates = build(case, sizes, DTYPES[dtype_name], seed)
     grads, outputs = {}, {}
@@ -117,16 +136,21 @@ def compare(case: Case, dtype_name: str, sizes: Sizes, seed: int
         grads[variant], outputs[variant] = gradients(model, x, labels, variant)
     rows = []
     for name, reference in grads["bptt"].items():
-        rows.append({
-            "case": case.name, "dtype": dtype_name, "parameter": name,
-            "bptt_norm": reference.norm().item(),
-            "exodus_rel_error": common.relative_error(grads["exodus"][name], reference),
-            "slayer_rel_error": common.relative_error(grads["slayer"][name], reference),
-            "slayer_norm_ratio": grads["slayer"][name].norm().item()
-            / max(reference.norm().item(), 1e-300),
-        })
+        rows.append(
+            {
+                "case": case.name,
+                "dtype": dtype_name,
+                "parameter": name,
+                "bptt_norm": reference.norm().item(),
+                "exodus_rel_error": common.relative_error(grads["exodus"][name], reference),
+                "slayer_rel_error": common.relative_error(grads["slayer"][name], reference),
+                "slayer_norm_ratio": grads["slayer"][name].norm().item()
+                / max(reference.norm().item(), 1e-300),
+            }
+        )
     summary = {
-        "case": case.name, "dtype": dtype_name,
+        "case": case.name,
+        "dtype": dtype_name,
         "spike_rates": "/".join(f"{r:.2f}" for r in rates),
         "forward_max_diff": (outputs["exodus"] - outputs["bptt"]).abs().max().item(),
         "exodus_max_rel_error": max(r["exodus_rel_error"] for r in rows),
@@ -140,9 +164,8 @@ def compare(case: Case, dtype_name: str, sizes: Sizes, seed: int
 def scatter(all_grads: list[tuple[str, dict]], path: Path) -> Path:
     """EXODUS vs BPTT and SLAYER vs BPTT weight gradients (float32), each tensor scaled to
     max |BPTT| = 1 so that all cases share the axes."""
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    figure = report.figure(figsize=(10, 4.6))
+    axes = figure.subplots(1, 2)
     for label, grads in all_grads:
         xs, ys_exodus, ys_slayer = [], [], []
         for name, reference in grads["bptt"].items():
@@ -164,51 +187,55 @@ def scatter(all_grads: list[tuple[str, dict]], path: Path) -> Path:
         axis.set_title(f"{name} vs BPTT, float32")
     axes[1].set_yscale("symlog", linthresh=1.0)
     axes[0].legend(fontsize=6, markerscale=3, loc="upper left")
-    return common.save_figure(figure, path)
+    return report.save_figure(figure, path)
 
 
-def run(options: argparse.Namespace) -> dict:
+def run(options: Any) -> dict:
     """Run every case in both dtypes; write the tables, the plot and a README."""
-    out = common.setup(options)
+    out = arguments.setup(options)
     sizes = TINY if options.tiny else FULL
-    tracker = common.Tracker(options.wandb, EXPERIMENT, vars(options), out)
     jobs = [(case, dtype) for case in CASES for dtype in DTYPES]
     rows, summaries, scatter_grads = [], [], []
-    for case, dtype_name in common.progress(jobs, EXPERIMENT):
+    for case, dtype_name in report.progress(jobs, EXPERIMENT):
         case_rows, summary, grads = compare(case, dtype_name, sizes, options.seed)
         rows += case_rows
         summaries.append(summary)
         if dtype_name == "float32":
             scatter_grads.append((case.name, grads))
-    errors_md = common.write_table(rows, out / "errors")
-    summary_md = common.write_table(summaries, out / "summary")
+    errors_md = report.write_table(rows, out / "errors")
+    summary_md = report.write_table(summaries, out / "summary")
     figure = scatter(scatter_grads, out / "scatter.png")
     verdict = all(s["exodus_equals_bptt"] for s in summaries)
-    settings = (f"batch {sizes.batch}, T = {sizes.time}, dense sizes {sizes.dense}, conv input "
-                f"{sizes.conv_input} channels {sizes.conv_channels}, seed {options.seed}; "
-                f"tolerance {TOLERANCE}.\n")
-    conclusion = (f"EXODUS equals BPTT within tolerance in every case: **{verdict}**. "
-                  f"SLAYER's relative error ranges from "
-                  f"{min(s['slayer_min_rel_error'] for s in summaries):.2g} to "
-                  f"{max(s['slayer_max_rel_error'] for s in summaries):.2g}.\n")
-    common.write_report(out, "Gradient equivalence: EXODUS and SLAYER vs BPTT",
-                        [("Settings", settings), ("Conclusion", conclusion),
-                         ("Per case", summary_md), ("Per parameter", errors_md)], [figure],
-                        smoke=options.tiny)
-    tracker.table("equivalence/summary", summaries)
-    tracker.table("equivalence/errors", rows)
-    tracker.image("equivalence/scatter", figure)
-    tracker.finish()
-    print(common.smoke_banner(options.tiny), end="")
-    print(summary_md)
-    print(conclusion)
-    return {"rows": rows, "summary": summaries, "figure": figure, "verdict": verdict,
-            "cases": [asdict(case) for case in CASES]}
+    settings = (
+        f"batch {sizes.batch}, T = {sizes.time}, dense sizes {sizes.dense}, conv input "
+        f"{sizes.conv_input} channels {sizes.conv_channels}, seed {options.seed}; "
+        f"tolerance {TOLERANCE}.\n"
+    )
+    conclusion = (
+        f"EXODUS equals BPTT within tolerance in every case: **{verdict}**. "
+        f"SLAYER's relative error ranges from "
+        f"{min(s['slayer_min_rel_error'] for s in summaries):.2g} to "
+        f"{max(s['slayer_max_rel_error'] for s in summaries):.2g}.\n"
+    )
+    report.report(
+        EXPERIMENT,
+        options,
+        "Gradient equivalence: EXODUS and SLAYER vs BPTT",
+        [
+            ("Settings", settings),
+            ("Conclusion", conclusion),
+            ("Per case", summary_md),
+            ("Per parameter", errors_md),
+        ],
+        summary_md + "\n" + conclusion,
+        figures=[figure],
+        tables={"summary": summaries, "errors": rows},
+    )
+    return {"rows": rows, "summary": summaries, "verdict": verdict}
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = common.make_parser(EXPERIMENT, __doc__)
-    return run(parser.parse_args(argv))
+    return run(arguments.experiment_parser(EXPERIMENT, __doc__).parse_args(argv))
 
 
 if __name__ == "__main__":

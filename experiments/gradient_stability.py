@@ -17,16 +17,18 @@ time.png (first-layer norm and ratio vs T).
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from experiments import common
+from exodus_lightning import nn as enn
+from experiments import arguments, common, report
 
 EXPERIMENT = "gradient_stability"
 VARIANTS = tuple(common.VARIANTS)  # bptt, exodus, slayer
@@ -49,13 +51,32 @@ class Settings:
     seeds: int
 
 
-FULL = Settings(batch=16, inputs=64, width=128, classes=10, depths=(2, 4, 6, 8, 10),
-                fixed_time=100, times=(25, 50, 100, 200, 400), fixed_depth=4, seeds=3)
-TINY = Settings(batch=2, inputs=8, width=12, classes=4, depths=(2, 4), fixed_time=10,
-                times=(8, 24), fixed_depth=3, seeds=1)
-NEURONS = {
-    "lif": {"neuron": "lif", "tau_mem": 20.0, "norm_input": False},
-    "iaf": {"neuron": "iaf"},
+FULL = Settings(
+    batch=16,
+    inputs=64,
+    width=128,
+    classes=10,
+    depths=(2, 4, 6, 8, 10),
+    fixed_time=100,
+    times=(25, 50, 100, 200, 400),
+    fixed_depth=4,
+    seeds=3,
+)
+TINY = Settings(
+    batch=2,
+    inputs=8,
+    width=12,
+    classes=4,
+    depths=(2, 4),
+    fixed_time=10,
+    times=(8, 24),
+    fixed_depth=3,
+    seeds=1,
+)
+# Multi-spike, threshold 1, subtractive reset: the layers' defaults.
+NEURONS: dict[str, Callable[[], enn.LIF]] = {
+    "lif": lambda: enn.LIF(tau_mem=20.0, norm_input=False),
+    "iaf": enn.IAF,
 }
 
 
@@ -64,7 +85,7 @@ def measure(neuron: str, depth: int, time: int, seed: int, settings: Settings) -
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     sizes = (settings.inputs, *[settings.width] * (depth - 1), settings.classes)
-    model = common.set_variant(common.dense_snn(sizes, **NEURONS[neuron]), "exodus")
+    model = common.set_variant(common.dense_snn(sizes, NEURONS[neuron]), "exodus")
     x = (torch.rand(settings.batch, time, settings.inputs, generator=generator) < 0.1).float()
     labels = torch.randint(0, settings.classes, (settings.batch,), generator=generator)
     rates = common.calibrate_(model, x, target_rate=0.1)
@@ -75,8 +96,14 @@ def measure(neuron: str, depth: int, time: int, seed: int, settings: Settings) -
         norms[variant] = [layer.weight.grad.norm().item() for layer in common.weight_layers(clone)]
     rows = []
     for layer in range(depth):
-        row = {"neuron": neuron, "depth": depth, "time": time, "seed": seed, "layer": layer + 1,
-               "spike_rate": rates[layer]}
+        row = {
+            "neuron": neuron,
+            "depth": depth,
+            "time": time,
+            "seed": seed,
+            "layer": layer + 1,
+            "spike_rate": rates[layer],
+        }
         for variant in VARIANTS:
             row[f"{variant}_norm"] = norms[variant][layer]
         for variant in ("exodus", "slayer"):
@@ -121,37 +148,55 @@ def describe(summary: list[dict], key: str) -> str:
         group = sorted((s for s in summary if s["neuron"] == neuron), key=lambda s: s[key])
         first, last = group[0], group[-1]
         slayer = [s["slayer/bptt (first)"] for s in group]
-        worst = max(max(s["max slayer/bptt"], 1 / max(s["min slayer/bptt"], 1e-300))
-                    for s in group)
-        verdict = (f"explodes (ratio > {EXPLODE:g})" if max(slayer) > EXPLODE else
-                   f"vanishes (ratio < 1/{EXPLODE:g})" if min(slayer) < 1 / EXPLODE else
-                   f"stays within a factor {EXPLODE:g} of BPTT")
+        worst = max(max(s["max slayer/bptt"], 1 / max(s["min slayer/bptt"], 1e-300)) for s in group)
+        verdict = (
+            f"explodes (ratio > {EXPLODE:g})"
+            if max(slayer) > EXPLODE
+            else f"vanishes (ratio < 1/{EXPLODE:g})"
+            if min(slayer) < 1 / EXPLODE
+            else f"stays within a factor {EXPLODE:g} of BPTT"
+        )
         exodus_dev = max(s["max |exodus/bptt - 1|"] for s in group)
         lines.append(
             f"- {neuron.upper()}: first-layer SLAYER/BPTT norm ratio goes from "
             f"{first['slayer/bptt (first)']:.3g} ({key} {first[key]}) to "
             f"{last['slayer/bptt (first)']:.3g} ({key} {last[key]}): SLAYER's first-layer "
             f"gradient {verdict}; worst layer deviation from BPTT: ×{worst:.3g}. EXODUS/BPTT "
-            f"= 1 ± {exodus_dev:.2g} in every layer.")
+            f"= 1 ± {exodus_dev:.2g} in every layer."
+        )
     return "\n".join(lines) + "\n"
 
 
 def plot_sweep(summary: list[dict], key: str, xlabel: str, path: Path) -> Path:
     """First-layer gradient norm (left) and its ratio to BPTT (right) vs key, log scales."""
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    figure = report.figure(figsize=(10, 4))
+    axes = figure.subplots(1, 2)
     styles = {"bptt": "k-o", "exodus": "C0--s", "slayer": "C3-^"}
     for neuron, marker_fill in zip(sorted({s["neuron"] for s in summary}), ("full", "none")):
         group = sorted((s for s in summary if s["neuron"] == neuron), key=lambda s: s[key])
         xs = [s[key] for s in group]
         for variant, style in styles.items():
-            axes[0].plot(xs, [s[f"{variant}_norm (first)"] for s in group], style,
-                         fillstyle=marker_fill, label=f"{variant} {neuron}")
-        axes[1].plot(xs, [s["exodus_norm (first)"] / s["bptt_norm (first)"] for s in group],
-                     styles["exodus"], fillstyle=marker_fill, label=f"exodus/bptt {neuron}")
-        axes[1].plot(xs, [s["slayer/bptt (first)"] for s in group], styles["slayer"],
-                     fillstyle=marker_fill, label=f"slayer/bptt {neuron}")
+            axes[0].plot(
+                xs,
+                [s[f"{variant}_norm (first)"] for s in group],
+                style,
+                fillstyle=marker_fill,
+                label=f"{variant} {neuron}",
+            )
+        axes[1].plot(
+            xs,
+            [s["exodus_norm (first)"] / s["bptt_norm (first)"] for s in group],
+            styles["exodus"],
+            fillstyle=marker_fill,
+            label=f"exodus/bptt {neuron}",
+        )
+        axes[1].plot(
+            xs,
+            [s["slayer/bptt (first)"] for s in group],
+            styles["slayer"],
+            fillstyle=marker_fill,
+            label=f"slayer/bptt {neuron}",
+        )
     axes[0].set_ylabel("‖∂L/∂W₁‖ (first layer, median over seeds)")
     axes[1].set_ylabel("ratio to BPTT (first layer)")
     axes[1].axhline(1.0, color="grey", linewidth=0.8)
@@ -159,80 +204,103 @@ def plot_sweep(summary: list[dict], key: str, xlabel: str, path: Path) -> Path:
         axis.set_yscale("log")
         axis.set_xlabel(xlabel)
         axis.legend(fontsize=7)
-    return common.save_figure(figure, path)
+    return report.save_figure(figure, path)
 
 
 def plot_layers(rows: list[dict], depth: int, time: int, path: Path) -> Path:
     """Gradient norm of every layer of the deepest network, per variant (median over seeds)."""
-    import matplotlib.pyplot as plt
-
     neurons = sorted({r["neuron"] for r in rows})
-    figure, axes = plt.subplots(1, len(neurons), figsize=(5 * len(neurons), 4), squeeze=False)
+    figure = report.figure(figsize=(5 * len(neurons), 4))
+    axes = figure.subplots(1, len(neurons), squeeze=False)
     for axis, neuron in zip(axes[0], neurons):
-        chosen = [r for r in rows if r["neuron"] == neuron and r["depth"] == depth
-                  and r["time"] == time]
+        chosen = [
+            r for r in rows if r["neuron"] == neuron and r["depth"] == depth and r["time"] == time
+        ]
         layers = sorted({r["layer"] for r in chosen})
         for variant, style in (("bptt", "k-o"), ("exodus", "C0--s"), ("slayer", "C3-^")):
-            norms = [statistics.median(r[f"{variant}_norm"] for r in chosen if r["layer"] == i)
-                     for i in layers]
+            norms = [
+                statistics.median(r[f"{variant}_norm"] for r in chosen if r["layer"] == i)
+                for i in layers
+            ]
             axis.plot(layers, norms, style, label=variant)
         axis.set_yscale("log")
         axis.set_xlabel("layer (1 = input side)")
         axis.set_ylabel("‖∂L/∂W_l‖")
         axis.set_title(f"{neuron.upper()}, {depth} layers, T = {time}")
         axis.legend()
-    return common.save_figure(figure, path)
+    return report.save_figure(figure, path)
 
 
-def run(options: argparse.Namespace) -> dict:
+def run(options: Any) -> dict:
     """Depth sweep and T sweep for each neuron; write tables, plots and a README."""
-    out = common.setup(options)
+    out = arguments.setup(options)
     settings = TINY if options.tiny else FULL
     neurons = options.neurons.split(",")
-    tracker = common.Tracker(options.wandb, EXPERIMENT, vars(options), out)
     seeds = range(options.seed, options.seed + (options.seeds or settings.seeds))
-    jobs = [(n, d, settings.fixed_time, s, "depth") for n in neurons for d in settings.depths
-            for s in seeds]
-    jobs += [(n, settings.fixed_depth, t, s, "time") for n in neurons for t in settings.times
-             for s in seeds]
+    jobs = [
+        (n, d, settings.fixed_time, s, "depth")
+        for n in neurons
+        for d in settings.depths
+        for s in seeds
+    ]
+    jobs += [
+        (n, settings.fixed_depth, t, s, "time")
+        for n in neurons
+        for t in settings.times
+        for s in seeds
+    ]
     rows = []
-    for neuron, depth, time, seed, sweep in common.progress(jobs, EXPERIMENT):
+    for neuron, depth, time, seed, sweep in report.progress(jobs, EXPERIMENT):
         rows += [{"sweep": sweep, **row} for row in measure(neuron, depth, time, seed, settings)]
-    common.write_table(rows, out / "norms")
+    report.write_table(rows, out / "norms")
     depth_summary = summarise([r for r in rows if r["sweep"] == "depth"], "depth")
     time_summary = summarise([r for r in rows if r["sweep"] == "time"], "time")
-    depth_md = common.write_table(depth_summary, out / "depth")
-    time_md = common.write_table(time_summary, out / "time")
+    depth_md = report.write_table(depth_summary, out / "depth")
+    time_md = report.write_table(time_summary, out / "time")
     figures = [
-        plot_sweep(depth_summary, "depth", f"spiking layers (T = {settings.fixed_time})",
-                   out / "depth.png"),
-        plot_layers([r for r in rows if r["sweep"] == "depth"], max(settings.depths),
-                    settings.fixed_time, out / "layers.png"),
-        plot_sweep(time_summary, "time", f"time steps T ({settings.fixed_depth} layers)",
-                   out / "time.png"),
+        plot_sweep(
+            depth_summary, "depth", f"spiking layers (T = {settings.fixed_time})", out / "depth.png"
+        ),
+        plot_layers(
+            [r for r in rows if r["sweep"] == "depth"],
+            max(settings.depths),
+            settings.fixed_time,
+            out / "layers.png",
+        ),
+        plot_sweep(
+            time_summary, "time", f"time steps T ({settings.fixed_depth} layers)", out / "time.png"
+        ),
     ]
-    reading = ("Depth sweep:\n" + describe(depth_summary, "depth") + "\nT sweep:\n"
-               + describe(time_summary, "time"))
-    settings_text = (f"{settings}; neurons {neurons}; multi-spike, threshold 1, subtractive "
-                     f"reset, SingleExponential surrogate; every layer calibrated to 0.1 "
-                     f"spikes/step; no gradient scaling for SLAYER.\n")
-    common.write_report(out, "Gradient stability: norms per layer vs depth and T",
-                        [("Settings", settings_text), ("What the numbers show", reading),
-                         ("Depth sweep", depth_md), ("T sweep", time_md)], figures,
-                        smoke=options.tiny)
-    tracker.table("stability/depth", depth_summary)
-    tracker.table("stability/time", time_summary)
-    for figure in figures:
-        tracker.image(f"stability/{figure.stem}", figure)
-    tracker.finish()
-    print(common.smoke_banner(options.tiny), end="")
-    print(depth_md, "\n", time_md, "\n", reading, sep="")
-    return {"rows": rows, "depth": depth_summary, "time": time_summary, "figures": figures,
-            "reading": reading}
+    reading = (
+        "Depth sweep:\n"
+        + describe(depth_summary, "depth")
+        + "\nT sweep:\n"
+        + describe(time_summary, "time")
+    )
+    settings_text = (
+        f"{settings}; neurons {neurons}; multi-spike, threshold 1, subtractive "
+        f"reset, SingleExponential surrogate; every layer calibrated to 0.1 "
+        f"spikes/step; no gradient scaling for SLAYER.\n"
+    )
+    report.report(
+        EXPERIMENT,
+        options,
+        "Gradient stability: norms per layer vs depth and T",
+        [
+            ("Settings", settings_text),
+            ("What the numbers show", reading),
+            ("Depth sweep", depth_md),
+            ("T sweep", time_md),
+        ],
+        depth_md + "\n" + time_md + "\n" + reading,
+        figures=figures,
+        tables={"depth": depth_summary, "time": time_summary},
+    )
+    return {"rows": rows, "depth": depth_summary, "time": time_summary}
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = common.make_parser(EXPERIMENT, __doc__)
+    parser = arguments.experiment_parser(EXPERIMENT, __doc__)
     parser.add_argument("--neurons", default="lif,iaf", help="comma list of: lif, iaf")
     parser.add_argument("--seeds", type=int, default=0, help="number of seeds (0: default)")
     return run(parser.parse_args(argv))

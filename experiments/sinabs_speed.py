@@ -24,9 +24,9 @@ from torch import Tensor, nn
 
 from exodus_lightning import nn as enn
 from exodus_lightning import ops
+from experiments import arguments, report
 
-from . import common
-
+EXPERIMENT = "sinabs_speed"
 TAU_MEM = 20.0
 
 
@@ -45,11 +45,21 @@ def cases(tiny: bool) -> list[Case]:
     big, recurrent = ((2, 12, 16), (2, 12, 8)) if tiny else ((32, 300, 2048), (32, 300, 512))
     return [
         Case("LIF (sinabs' defaults)", "LIF", big, {"tau_mem": TAU_MEM}, scale=14.0),
-        Case("LIF, tau_syn, min_v_mem=-1", "LIF", big,
-             {"tau_mem": TAU_MEM, "tau_syn": 5.0, "min_v_mem": -1.0}, scale=3.0),
+        Case(
+            "LIF, tau_syn, min_v_mem=-1",
+            "LIF",
+            big,
+            {"tau_mem": TAU_MEM, "tau_syn": 5.0, "min_v_mem": -1.0},
+            scale=3.0,
+        ),
         Case("IAF, single spike", "IAF", big, {"spike_fn": "SingleSpike"}, scale=0.7),
-        Case("LIFRecurrent (Linear)", "LIFRecurrent", recurrent,
-             {"tau_mem": TAU_MEM, "norm_input": False}, scale=0.7),
+        Case(
+            "LIFRecurrent (Linear)",
+            "LIFRecurrent",
+            recurrent,
+            {"tau_mem": TAU_MEM, "norm_input": False},
+            scale=0.7,
+        ),
     ]
 
 
@@ -89,10 +99,14 @@ def max_relative(a: Tensor, b: Tensor) -> float:
 def compare(theirs: dict[str, Tensor], ours_: dict[str, Tensor]) -> dict[str, Any]:
     """Spike mismatches and the largest relative gradient difference."""
     mismatched = int((theirs["spikes"] != ours_["spikes"]).sum().item())
-    grad_error = max((max_relative(ours_[k], theirs[k]) for k in theirs if k.startswith("grad_")),
-                     default=0.0)
-    return {"spike mismatches": mismatched, "max grad diff (rel.)": grad_error,
-            "spike rate": float(theirs["spikes"].mean().item())}
+    grad_error = max(
+        (max_relative(ours_[k], theirs[k]) for k in theirs if k.startswith("grad_")), default=0.0
+    )
+    return {
+        "spike mismatches": mismatched,
+        "max grad diff (rel.)": grad_error,
+        "spike rate": float(theirs["spikes"].mean().item()),
+    }
 
 
 def median_times(functions: Sequence[Callable[[], Any]], repeats: int) -> list[float]:
@@ -120,37 +134,57 @@ def run_case(case: Case, repeats: int, seed: int) -> dict[str, Any]:
     x = (torch.rand(case.shape, generator=generator) - 0.2) * case.scale
     weights = torch.randn(case.shape, generator=generator)
     check = compare(step(theirs, x, weights, True), step(ours_, x, weights, True))
-    full = median_times([lambda: step(theirs, x, weights, True),
-                         lambda: step(ours_, x, weights, True)], repeats)
-    forward = median_times([lambda: step(theirs, x, weights, False),
-                            lambda: step(ours_, x, weights, False)], repeats)
-    return {"case": case.name, "(B, T, F)": str(case.shape),
-            "sinabs fwd+bwd ms": 1e3 * full[0], "ours fwd+bwd ms": 1e3 * full[1],
-            "fwd+bwd speed-up": full[0] / full[1],
-            "sinabs fwd ms": 1e3 * forward[0], "ours fwd ms": 1e3 * forward[1],
-            "fwd speed-up": forward[0] / forward[1]} | check
+    full = median_times(
+        [lambda: step(theirs, x, weights, True), lambda: step(ours_, x, weights, True)], repeats
+    )
+    forward = median_times(
+        [lambda: step(theirs, x, weights, False), lambda: step(ours_, x, weights, False)], repeats
+    )
+    return {
+        "case": case.name,
+        "(B, T, F)": str(case.shape),
+        "sinabs fwd+bwd ms": 1e3 * full[0],
+        "ours fwd+bwd ms": 1e3 * full[1],
+        "fwd+bwd speed-up": full[0] / full[1],
+        "sinabs fwd ms": 1e3 * forward[0],
+        "ours fwd ms": 1e3 * forward[1],
+        "fwd speed-up": forward[0] / forward[1],
+    } | check
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = common.make_parser("sinabs_speed", __doc__)
+    parser = arguments.experiment_parser(EXPERIMENT, __doc__)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="let glibc reuse freed memory (ops.keep_freed_memory())")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="let glibc reuse freed memory (ops.keep_freed_memory())",
+    )
     options = parser.parse_args(argv)
-    out = common.setup(options)
+    out = arguments.setup(options)
     if options.keep_freed_memory:
         ops.keep_freed_memory()
     rows = []
-    for case in common.progress(cases(options.tiny), "cases"):
+    for case in report.progress(cases(options.tiny), "cases"):
         rows.append(run_case(case, 1 if options.tiny else options.repeats, options.seed))
-    table = common.write_table(rows, out / "speed")
+    table = report.write_table(rows, out / "speed")
     threads = torch.get_num_threads()
-    common.write_report(out, "sinabs vs exodus-lightning, one layer on CPU", [
-        ("Setup", f"torch {torch.__version__}, {threads} threads, float32, median of "
-                  f"{options.repeats} alternating runs after a warm-up; keep_freed_memory="
-                  f"{options.keep_freed_memory}.\n"),
-        ("Results", table)], smoke=options.tiny)
-    print(common.smoke_banner(options.tiny) + table)
+    report.report(
+        EXPERIMENT,
+        options,
+        "sinabs vs exodus-lightning, one layer on CPU",
+        [
+            (
+                "Setup",
+                f"torch {torch.__version__}, {threads} threads, float32, median of "
+                f"{options.repeats} alternating runs after a warm-up; keep_freed_memory="
+                f"{options.keep_freed_memory}.\n",
+            ),
+            ("Results", table),
+        ],
+        table,
+        tables={"speed": rows},
+    )
     return {"rows": rows}
 
 

@@ -22,7 +22,6 @@ training epoch) and curves.png, time.png.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import statistics
@@ -30,11 +29,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import yaml
 
-from experiments import common
+from experiments import arguments, common, report
 
 EXPERIMENT = "training_comparison"
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,30 +64,52 @@ class EpochTimer(L.Callback):
         pl_module.log(TIME_METRIC, seconds, on_step=False, on_epoch=True)
 
 
-def run_config(variant: str, seed: int, options: argparse.Namespace, runs: Path) -> dict:
+def run_config(variant: str, seed: int, options: Any, runs: Path) -> dict:
     """The run.yaml contents for one (variant, seed): variant switches, seed, loggers, timer."""
     switches = common.VARIANTS[variant]
-    loggers = [{"class_path": "lightning.pytorch.loggers.CSVLogger",
-                "init_args": {"save_dir": str(runs), "name": variant, "version": f"seed{seed}"}}]
+    loggers = [
+        {
+            "class_path": "lightning.pytorch.loggers.CSVLogger",
+            "init_args": {"save_dir": str(runs), "name": variant, "version": f"seed{seed}"},
+        }
+    ]
     if options.wandb:
-        loggers.append({"class_path": "exodus_lightning.loggers.WandbLogger",
-                        "init_args": {"save_dir": str(runs), "name": f"{variant}-seed{seed}",
-                                      "group": f"{EXPERIMENT}-{options.configs[-1].stem}"}})
-    trainer: dict = {"logger": loggers, "enable_progress_bar": False,
-                     "callbacks": [{"class_path": f"experiments.{EXPERIMENT}.EpochTimer"}]}
+        loggers.append(
+            {
+                "class_path": "exodus_lightning.loggers.WandbLogger",
+                "init_args": {
+                    "save_dir": str(runs),
+                    "name": f"{variant}-seed{seed}",
+                    "group": f"{EXPERIMENT}-{options.configs[-1].stem}",
+                },
+            }
+        )
+    trainer: dict = {
+        "logger": loggers,
+        "enable_progress_bar": False,
+        "callbacks": [{"class_path": f"experiments.{EXPERIMENT}.EpochTimer"}],
+    }
     if options.epochs:
         trainer["max_epochs"] = options.epochs
     if options.tiny:
-        trainer.update(max_epochs=2, limit_train_batches=2, limit_val_batches=1,
-                       num_sanity_val_steps=0, log_every_n_steps=1)
-    config = {"seed_everything": seed, "trainer": trainer,
-              "model": {"network": {"init_args": dict(switches)}}}
+        trainer.update(
+            max_epochs=2,
+            limit_train_batches=2,
+            limit_val_batches=1,
+            num_sanity_val_steps=0,
+            log_every_n_steps=1,
+        )
+    config = {
+        "seed_everything": seed,
+        "trainer": trainer,
+        "model": {"network": {"init_args": dict(switches)}},
+    }
     if options.tiny:
         config["data"] = {"init_args": {"batch_size": 16}}
     return config
 
 
-def train(variant: str, seed: int, options: argparse.Namespace, runs: Path) -> Path:
+def train(variant: str, seed: int, options: Any, runs: Path) -> Path:
     """Run one training through the CLI; return its metrics.csv. Output goes to a log file."""
     folder = runs / variant / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -110,10 +132,15 @@ def train(variant: str, seed: int, options: argparse.Namespace, runs: Path) -> P
 
 def epoch_rows(metrics_csv: Path, variant: str, seed: int) -> list[dict]:
     """One row per epoch from a CSVLogger file: train loss/acc, val loss/acc, epoch seconds."""
-    wanted = {"train/loss_epoch": "train_loss", "train/acc": "train_acc", "val/loss": "val_loss",
-              "val/acc": "val_acc", TIME_METRIC: "epoch_s"}
+    wanted = {
+        "train/loss_epoch": "train_loss",
+        "train/acc": "train_acc",
+        "val/loss": "val_loss",
+        "val/acc": "val_acc",
+        TIME_METRIC: "epoch_s",
+    }
     epochs: dict[int, dict] = {}
-    for record in common.read_csv(metrics_csv):
+    for record in report.read_csv(metrics_csv):
         epoch = int(record["epoch"])
         row = epochs.setdefault(epoch, {"variant": variant, "seed": seed, "epoch": epoch})
         for column, name in wanted.items():
@@ -131,11 +158,17 @@ def summarise(curves: list[dict], variants: list[str]) -> tuple[list[dict], list
             rows = [r for r in curves if r["variant"] == variant and r["seed"] == seed]
             accs = [r["val_acc"] for r in rows if "val_acc" in r]
             times = [r["epoch_s"] for r in rows if "epoch_s" in r]
-            runs.append({"variant": variant, "seed": seed, "epochs": len(rows),
-                         "final_val_acc": accs[-1] if accs else math.nan,
-                         "best_val_acc": max(accs) if accs else math.nan,
-                         "final_train_loss": rows[-1].get("train_loss", math.nan),
-                         "epoch_s": statistics.median(times) if times else math.nan})
+            runs.append(
+                {
+                    "variant": variant,
+                    "seed": seed,
+                    "epochs": len(rows),
+                    "final_val_acc": accs[-1] if accs else math.nan,
+                    "best_val_acc": max(accs) if accs else math.nan,
+                    "final_train_loss": rows[-1].get("train_loss", math.nan),
+                    "epoch_s": statistics.median(times) if times else math.nan,
+                }
+            )
     summary = []
     for variant in variants:
         chosen = [r for r in runs if r["variant"] == variant]
@@ -156,98 +189,127 @@ def summarise(curves: list[dict], variants: list[str]) -> tuple[list[dict], list
 
 def plot_curves(curves: list[dict], variants: list[str], path: Path) -> Path:
     """Validation accuracy and training loss per epoch: mean over seeds, band = min..max."""
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    figure = report.figure(figsize=(10, 4))
+    axes = figure.subplots(1, 2)
     colours = {"bptt": "black", "exodus": "C0", "slayer": "C3"}
     for variant in variants:
         for axis, column in zip(axes, ("val_acc", "train_loss")):
-            epochs = sorted({r["epoch"] for r in curves if r["variant"] == variant
-                             and column in r})
-            values = [[r[column] for r in curves if r["variant"] == variant
-                       and r["epoch"] == e and column in r] for e in epochs]
+            epochs = sorted({r["epoch"] for r in curves if r["variant"] == variant and column in r})
+            values = [
+                [
+                    r[column]
+                    for r in curves
+                    if r["variant"] == variant and r["epoch"] == e and column in r
+                ]
+                for e in epochs
+            ]
             if not epochs:
                 continue
             xs = [e + 1 for e in epochs]
             style = "--" if variant == "exodus" else "-"
-            axis.plot(xs, [statistics.mean(v) for v in values], style,
-                      color=colours.get(variant), label=variant)
-            axis.fill_between(xs, [min(v) for v in values], [max(v) for v in values],
-                              color=colours.get(variant), alpha=0.15)
+            axis.plot(
+                xs,
+                [statistics.mean(v) for v in values],
+                style,
+                color=colours.get(variant),
+                label=variant,
+            )
+            axis.fill_between(
+                xs,
+                [min(v) for v in values],
+                [max(v) for v in values],
+                color=colours.get(variant),
+                alpha=0.15,
+            )
     axes[0].set_ylabel("validation accuracy")
     axes[1].set_ylabel("training loss (epoch mean)")
     for axis in axes:
         axis.set_xlabel("epoch")
         axis.legend()
-    return common.save_figure(figure, path)
+    return report.save_figure(figure, path)
 
 
 def plot_time(summary: list[dict], path: Path) -> Path:
     """Seconds per training epoch per variant (median over epochs and seeds)."""
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(5, 3.5))
+    figure = report.figure(figsize=(5, 3.5))
+    axis = figure.subplots()
     names = [s["variant"] for s in summary]
-    axis.bar(names, [s["epoch_s"] for s in summary],
-             color=["black" if n == "bptt" else "C0" if n == "exodus" else "C3" for n in names])
+    axis.bar(
+        names,
+        [s["epoch_s"] for s in summary],
+        color=["black" if n == "bptt" else "C0" if n == "exodus" else "C3" for n in names],
+    )
     axis.set_ylabel("seconds per training epoch (median)")
-    return common.save_figure(figure, path)
+    return report.save_figure(figure, path)
 
 
-def run(options: argparse.Namespace) -> dict:
+def run(options: Any) -> dict:
     """Train every (variant, seed), then tabulate and plot."""
-    out = common.setup(options).resolve()
-    options.configs = [path.resolve() for path in options.config or [DEFAULT_CONFIG]]
+    out = arguments.setup(options).resolve()
+    options.configs = [Path(path).resolve() for path in options.config or [DEFAULT_CONFIG]]
     runs = out / "runs"
     variants = options.variants.split(",")
     unknown = set(variants) - set(common.VARIANTS)
     if unknown:
         raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {list(common.VARIANTS)}")
     seeds = list(range(options.seed, options.seed + (1 if options.tiny else options.seeds)))
-    tracker = common.Tracker(options.wandb, EXPERIMENT, vars(options), out)
     curves = []
     jobs = [(variant, seed) for seed in seeds for variant in variants]
-    for variant, seed in common.progress(jobs, EXPERIMENT):
+    for variant, seed in report.progress(jobs, EXPERIMENT):
         curves += epoch_rows(train(variant, seed, options, runs), variant, seed)
-    common.write_table(curves, out / "curves", ["variant", "seed", "epoch", "train_loss",
-                                                "train_acc", "val_loss", "val_acc", "epoch_s"])
+    report.write_table(
+        curves,
+        out / "curves",
+        ["variant", "seed", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_s"],
+    )
     run_rows, summary = summarise(curves, variants)
-    common.write_table(run_rows, out / "runs")
-    summary_md = common.write_table(summary, out / "summary")
-    figures = [plot_curves(curves, variants, out / "curves.png"),
-               plot_time(summary, out / "time.png")]
+    report.write_table(run_rows, out / "runs")
+    summary_md = report.write_table(summary, out / "summary")
+    figures = [
+        plot_curves(curves, variants, out / "curves.png"),
+        plot_time(summary, out / "time.png"),
+    ]
     command = " ".join(["python -m experiments.training_comparison", *options.argv])
     names = ", ".join(f"`{os.path.relpath(path, ROOT)}`" for path in options.configs)
-    settings = (f"Configs {names}, seeds {seeds}, "
-                f"{'tiny mode (2 batches per epoch), ' if options.tiny else ''}"
-                f"extra overrides {options.overrides or 'none'}. Each run: "
-                f"`python -m exodus_lightning fit --config <configs> --config runs/<variant>/"
-                f"seed<seed>/run.yaml`.\n")
-    common.write_report(out, "Training comparison: EXODUS vs SLAYER vs BPTT",
-                        [("Settings", settings), ("Command", f"`{command}`\n"),
-                         ("Summary (mean over seeds)", summary_md)], figures,
-                        smoke=options.tiny)
-    tracker.table("training/summary", summary)
-    tracker.table("training/curves", curves)
-    for figure in figures:
-        tracker.image(f"training/{figure.stem}", figure)
-    tracker.finish()
-    print(common.smoke_banner(options.tiny), end="")
-    print(summary_md)
+    settings = (
+        f"Configs {names}, seeds {seeds}, "
+        f"{'tiny mode (2 batches per epoch), ' if options.tiny else ''}"
+        f"extra overrides {options.overrides or 'none'}. Each run: "
+        f"`python -m exodus_lightning fit --config <configs> --config runs/<variant>/"
+        f"seed<seed>/run.yaml`.\n"
+    )
+    report.report(
+        EXPERIMENT,
+        options,
+        "Training comparison: EXODUS vs SLAYER vs BPTT",
+        [
+            ("Settings", settings),
+            ("Command", f"`{command}`\n"),
+            ("Summary (mean over seeds)", summary_md),
+        ],
+        summary_md,
+        figures=figures,
+        tables={"summary": summary, "curves": curves},
+    )
     return {"curves": curves, "runs": run_rows, "summary": summary, "figures": figures}
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = common.make_parser(EXPERIMENT, __doc__)
-    parser.add_argument("--config", type=Path, action="append",
-                        help="experiment config; repeat to layer configs (default: "
-                             "configs/experiments/randman.yaml)")
+    parser = arguments.experiment_parser(EXPERIMENT, __doc__)
+    parser.add_argument(
+        "--config",
+        action="append",
+        help="experiment config; repeat to layer configs (default: "
+        "configs/experiments/randman.yaml)",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds, from --seed")
     parser.add_argument("--epochs", type=int, default=0, help="max_epochs (0: the config's)")
     parser.add_argument("--variants", default="bptt,exodus,slayer")
-    parser.add_argument("overrides", nargs="*",
-                        help="extra CLI arguments for every run, after --, e.g. "
-                             "-- --data.init_args.batch_size 64")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="extra CLI arguments for every run, after --, e.g. -- --data.init_args.batch_size 64",
+    )
     options = parser.parse_args(argv)
     options.argv = list(sys.argv[1:] if argv is None else argv)
     return run(options)

@@ -4,12 +4,14 @@ Measures the median wall-clock time and the memory of one training step (forward
 cross-entropy on the time-averaged output, backward, Adam step) of the paper's two networks:
 the SHD MLP (700 inputs → 128 → 128 LIF → 20, exodus_lightning.models.FeedForwardSNN) and a DVS
 conv net ((2, 32, 32) input, conv/LIF/pool blocks, models.ConvSNN), over a sweep of T, for
-EXODUS (fused kernels) and BPTT (the same network with backend="reference"). snnTorch,
-SpikingJelly and sinabs versions of the networks are timed in the same run when those libraries
-are installed (their neuron conventions differ, see PEERS.md: timings only), and skipped with a
-note otherwise. CPU always; CUDA too when present. Memory is reported twice: the tensors
-autograd saves for the backward pass (exact, via saved_tensors_hooks) and the peak growth during
-the timed steps (CPU: peak RSS; CUDA: max_memory_allocated), each measurement in its own process.
+EXODUS (fused kernels) and BPTT (the same network with backend="reference"). Peers are timed
+in the same run when installed, and skipped with a note otherwise: sinabs runs both networks
+with its layers in place of ours (exodus_lightning.convert.to_sinabs: same parameters and
+dynamics); snnTorch and SpikingJelly run their own SHD MLPs (their neuron conventions differ,
+see PEERS.md: timings only). CPU always; CUDA too when present. Memory is reported twice: the
+tensors autograd saves for the backward pass (exact, via saved_tensors_hooks) and the peak
+growth during the timed steps (CPU: peak RSS; CUDA: max_memory_allocated), each measurement in
+its own process.
 Writes speed.csv/.md, speed.png (time vs T) and memory.png (saved-for-backward MB vs T).
 
     python -m experiments.training_speed                   # CPU sweep: ~5 minutes on 2 cores
@@ -29,11 +31,12 @@ import sys
 import time as clock
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from experiments import common
+from experiments import arguments, report
 
 EXPERIMENT = "training_speed"
 OURS = ("exodus", "bptt")
@@ -66,28 +69,47 @@ CLASSES = {"shd_mlp": 20, "dvs_conv": 11}
 # Networks
 
 
-def build(network: str, implementation: str, input_shape: tuple[int, ...], batch: int):
+def build(network: str, implementation: str, input_shape: tuple[int, ...]):
     """(model, forward, reset) for a network in one implementation.
 
     forward: (batch, time, *input_shape) -> (batch, time, classes); reset: zero neuron states.
+    sinabs runs our network with its layers in place of ours (convert.to_sinabs: same
+    architecture, parameters and dynamics); snnTorch and SpikingJelly have their own MLPs.
     """
     classes = CLASSES[network]
-    if implementation in OURS:
+    if implementation in (*OURS, "sinabs"):
         from exodus_lightning import models
         from exodus_lightning import nn as enn
 
-        backend = "extension" if implementation == "exodus" else "reference"
+        backend = "reference" if implementation == "bptt" else "extension"
         if network == "shd_mlp":
-            model = models.FeedForwardSNN(input_shape, classes, hidden_sizes=(128, 128),
-                                          tau_mem=TAU_MEM, readout="exp_leak",
-                                          readout_tau_mem=TAU_MEM, backend=backend)
+            model = models.FeedForwardSNN(
+                input_shape,
+                classes,
+                hidden_sizes=(128, 128),
+                tau_mem=TAU_MEM,
+                readout="exp_leak",
+                readout_tau_mem=TAU_MEM,
+                backend=backend,
+            )
         else:
-            model = models.ConvSNN(input_shape, classes, channels=(16, 32, 32),
-                                   tau_mem=TAU_MEM, readout="exp_leak",
-                                   readout_tau_mem=TAU_MEM, backend=backend)
-        return model, model, lambda: enn.reset_states(model)
-    if implementation == "sinabs":
-        return _sinabs(network, input_shape, classes, batch)
+            model = models.ConvSNN(
+                input_shape,
+                classes,
+                channels=(16, 32, 32),
+                tau_mem=TAU_MEM,
+                readout="exp_leak",
+                readout_tau_mem=TAU_MEM,
+                backend=backend,
+            )
+        if implementation != "sinabs":
+            return model, model, lambda: enn.reset_states(model)
+        import sinabs
+
+        from exodus_lightning.convert import to_sinabs
+
+        theirs = to_sinabs(model)
+        return theirs, theirs, lambda: sinabs.reset_states(theirs)
     if network != "shd_mlp":
         raise NotImplementedError(f"{implementation}: only the SHD MLP is implemented")
     if implementation == "snntorch":
@@ -95,26 +117,14 @@ def build(network: str, implementation: str, input_shape: tuple[int, ...], batch
     return _spikingjelly_mlp(input_shape[0], classes)
 
 
-def _sinabs(network: str, input_shape: tuple[int, ...], classes: int, batch: int):
-    """sinabs layers have our layers' keywords: the same builders with layers=sinabs.layers."""
-    import sinabs
-    import sinabs.layers as sl
-
-    if network == "shd_mlp":
-        model = common.shd_mlp(input_shape[0], 128, classes, layers=sl, tau_mem=TAU_MEM)
-    else:
-        model = common.conv_snn(input_shape, (16, 32, 32), classes, batch, layers=sl,
-                                tau_mem=TAU_MEM)
-    return model, model, lambda: sinabs.reset_states(model)
-
-
 def _snntorch_mlp(inputs: int, classes: int):
     """snnTorch Leaky neurons stepped in a Python loop over time (its usual pattern)."""
     import snntorch
 
     beta = math.exp(-1.0 / TAU_MEM)
-    linears = torch.nn.ModuleList([torch.nn.Linear(inputs, 128), torch.nn.Linear(128, 128),
-                                   torch.nn.Linear(128, classes)])
+    linears = torch.nn.ModuleList(
+        [torch.nn.Linear(inputs, 128), torch.nn.Linear(128, 128), torch.nn.Linear(128, classes)]
+    )
     neurons = torch.nn.ModuleList([snntorch.Leaky(beta=beta) for _ in linears])
     model = torch.nn.ModuleList([linears, neurons])
 
@@ -136,8 +146,10 @@ def _spikingjelly_mlp(inputs: int, classes: int):
 
     layers = []
     for fan_in, fan_out in ((inputs, 128), (128, 128), (128, classes)):
-        layers += [torch.nn.Linear(fan_in, fan_out),
-                   neuron.LIFNode(tau=TAU_MEM, v_reset=None, step_mode="m")]
+        layers += [
+            torch.nn.Linear(fan_in, fan_out),
+            neuron.LIFNode(tau=TAU_MEM, v_reset=None, step_mode="m"),
+        ]
     model = torch.nn.Sequential(*layers)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -195,12 +207,13 @@ def saved_for_backward_mb(forward, reset, x: torch.Tensor, labels: torch.Tensor)
     return sum(storages.values()) / 2**20
 
 
-def measure(network: str, implementation: str, device: str, batch: int, time: int,
-            repeats: int, tiny: bool) -> dict:
+def measure(
+    network: str, implementation: str, device: str, batch: int, time: int, repeats: int, tiny: bool
+) -> dict:
     """Median seconds and peak extra MB of one full training step; see the module docstring."""
     torch.manual_seed(0)
     input_shape = TINY_SHAPES[network] if tiny else SHAPES[network]
-    model, forward, reset = build(network, implementation, input_shape, batch)
+    model, forward, reset = build(network, implementation, input_shape)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = (torch.rand(batch, time, *input_shape, device=device) < 0.05).float()
@@ -227,10 +240,14 @@ def measure(network: str, implementation: str, device: str, batch: int, time: in
         start = clock.perf_counter()
         step()
         seconds.append(clock.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated() if device == "cuda"
-            else _rss_kb("VmHWM") * 1024) - base
-    return {"seconds": statistics.median(seconds), "peak_mb": max(peak, 0) / 2**20,
-            "saved_mb": saved_for_backward_mb(forward, reset, x, labels)}
+    peak = (
+        torch.cuda.max_memory_allocated() if device == "cuda" else _rss_kb("VmHWM") * 1024
+    ) - base
+    return {
+        "seconds": statistics.median(seconds),
+        "peak_mb": max(peak, 0) / 2**20,
+        "saved_mb": saved_for_backward_mb(forward, reset, x, labels),
+    }
 
 
 def measure_isolated(spec: dict, threads: int) -> dict:
@@ -240,7 +257,11 @@ def measure_isolated(spec: dict, threads: int) -> dict:
         env["OMP_NUM_THREADS"] = str(threads)
     result = subprocess.run(
         [sys.executable, "-m", f"experiments.{EXPERIMENT}", "--child", json.dumps(spec)],
-        capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[1])
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     if result.returncode != 0:
         raise RuntimeError(f"measurement {spec} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -252,22 +273,37 @@ def measure_isolated(spec: dict, threads: int) -> dict:
 
 def plot(rows: list[dict], column: str, ylabel: str, path: Path) -> Path:
     """column vs T, one panel per (network, device), one line per implementation; log-log."""
-    import matplotlib.pyplot as plt
-
     panels = sorted({(r["network"], r["device"]) for r in rows})
-    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    styles = {"bptt": "k-o", "exodus": "C0-s", "sinabs": "C2-^", "snntorch": "C1-v",
-              "spikingjelly": "C4-d"}
+    figure = report.figure(figsize=(5 * len(panels), 4))
+    axes = figure.subplots(1, len(panels), squeeze=False)
+    styles = {
+        "bptt": "k-o",
+        "exodus": "C0-s",
+        "sinabs": "C2-^",
+        "snntorch": "C1-v",
+        "spikingjelly": "C4-d",
+    }
     for axis, (network, device) in zip(axes[0], panels):
         positive = True
         for implementation in (*OURS, *PEERS):
-            chosen = sorted((r for r in rows if r["network"] == network
-                             and r["device"] == device and r["implementation"] == implementation),
-                            key=lambda r: r["time"])
+            chosen = sorted(
+                (
+                    r
+                    for r in rows
+                    if r["network"] == network
+                    and r["device"] == device
+                    and r["implementation"] == implementation
+                ),
+                key=lambda r: r["time"],
+            )
             if chosen:
                 positive &= all(r[column] > 0 for r in chosen)
-                axis.plot([r["time"] for r in chosen], [r[column] for r in chosen],
-                          styles[implementation], label=implementation)
+                axis.plot(
+                    [r["time"] for r in chosen],
+                    [r[column] for r in chosen],
+                    styles[implementation],
+                    label=implementation,
+                )
         axis.set_xscale("log")
         axis.set_yscale("log" if positive else "linear")  # tiny in-process peaks can be 0 MB
         axis.set_xlabel("time steps T")
@@ -275,7 +311,7 @@ def plot(rows: list[dict], column: str, ylabel: str, path: Path) -> Path:
         batch = next(r["batch"] for r in rows if r["network"] == network and r["device"] == device)
         axis.set_title(f"{network}, {device}, batch {batch}")
         axis.legend()
-    return common.save_figure(figure, path)
+    return report.save_figure(figure, path)
 
 
 def check_devices(devices: list[str]) -> None:
@@ -283,20 +319,26 @@ def check_devices(devices: list[str]) -> None:
     prog = f"python -m experiments.{EXPERIMENT}"
     unknown = [d for d in devices if d not in ("cpu", "cuda")]
     if unknown:
-        raise SystemExit(f"{prog}: error: --devices {','.join(unknown)}: choose from cpu, cuda, "
-                         "cpu,cuda or auto")
+        raise SystemExit(
+            f"{prog}: error: --devices {','.join(unknown)}: choose from cpu, cuda, cpu,cuda or auto"
+        )
     if "cuda" in devices and not torch.cuda.is_available():
-        raise SystemExit(f"{prog}: error: --devices cuda: no CUDA GPU is visible here "
-                         "(torch.cuda.is_available() is False); run it on a GPU machine, or "
-                         "measure the CPU with --devices cpu")
+        raise SystemExit(
+            f"{prog}: error: --devices cuda: no CUDA GPU is visible here "
+            "(torch.cuda.is_available() is False); run it on a GPU machine, or "
+            "measure the CPU with --devices cpu"
+        )
 
 
-def run(options: argparse.Namespace) -> dict:
+def run(options: Any) -> dict:
     """Sweep T for each (device, network, implementation); write the table and plots."""
-    devices = (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]) \
-        if options.devices == "auto" else options.devices.split(",")
+    devices = (
+        (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+        if options.devices == "auto"
+        else options.devices.split(",")
+    )
     check_devices(devices)
-    out = common.setup(options)
+    out = arguments.setup(options)
     networks = options.networks.split(",")
     implementations = [*OURS, *PEERS] if options.peers else list(OURS)
     repeats = options.repeats or (2 if options.tiny else 5)
@@ -311,7 +353,6 @@ def run(options: argparse.Namespace) -> dict:
     for implementation in ("snntorch", "spikingjelly"):
         if implementation in runnable and "dvs_conv" in networks:
             notes.append(f"- {implementation}: only the SHD MLP is implemented here")
-    tracker = common.Tracker(options.wandb, EXPERIMENT, vars(options), out)
     jobs = []
     for device in devices:
         for network in networks:
@@ -320,62 +361,89 @@ def run(options: argparse.Namespace) -> dict:
                 for implementation in runnable:
                     if network == "dvs_conv" and implementation in ("snntorch", "spikingjelly"):
                         continue
-                    jobs.append({"network": network, "implementation": implementation,
-                                 "device": device, "batch": sweep.batch, "time": time,
-                                 "repeats": repeats, "tiny": options.tiny})
+                    jobs.append(
+                        {
+                            "network": network,
+                            "implementation": implementation,
+                            "device": device,
+                            "batch": sweep.batch,
+                            "time": time,
+                            "repeats": repeats,
+                            "tiny": options.tiny,
+                        }
+                    )
     rows = []
-    for spec in common.progress(jobs, EXPERIMENT):
-        result = (measure(**spec) if options.in_process
-                  else measure_isolated(spec, options.threads))
-        rows.append({key: spec[key] for key in ("network", "device", "batch", "time",
-                                                "implementation")}
-                    | {"ms_per_step": result["seconds"] * 1e3, "saved_mb": result["saved_mb"],
-                       "peak_mb": result["peak_mb"]})
+    for spec in report.progress(jobs, EXPERIMENT):
+        result = measure(**spec) if options.in_process else measure_isolated(spec, options.threads)
+        rows.append(
+            {key: spec[key] for key in ("network", "device", "batch", "time", "implementation")}
+            | {
+                "ms_per_step": result["seconds"] * 1e3,
+                "saved_mb": result["saved_mb"],
+                "peak_mb": result["peak_mb"],
+            }
+        )
     for row in rows:
-        bptt = next(r for r in rows if r["implementation"] == "bptt" and all(
-            r[k] == row[k] for k in ("network", "device", "batch", "time")))
+        bptt = next(
+            r
+            for r in rows
+            if r["implementation"] == "bptt"
+            and all(r[k] == row[k] for k in ("network", "device", "batch", "time"))
+        )
         row["speed-up vs bptt"] = bptt["ms_per_step"] / row["ms_per_step"]
         row["saved vs bptt"] = row["saved_mb"] / bptt["saved_mb"]
-        row["peak vs bptt"] = (row["peak_mb"] / bptt["peak_mb"] if bptt["peak_mb"] > 0
-                               else math.nan)
-    table = common.write_table(rows, out / "speed")
-    figures = [plot(rows, "ms_per_step", "ms per training step", out / "speed.png"),
-               plot(rows, "saved_mb", "MB saved for backward", out / "memory.png")]
+        row["peak vs bptt"] = row["peak_mb"] / bptt["peak_mb"] if bptt["peak_mb"] > 0 else math.nan
+    table = report.write_table(rows, out / "speed")
+    figures = [
+        plot(rows, "ms_per_step", "ms per training step", out / "speed.png"),
+        plot(rows, "saved_mb", "MB saved for backward", out / "memory.png"),
+    ]
     if options.tiny:
         sweeps = {n: asdict(TINY[n]) for n in networks}
     else:
         sweeps = {f"{d}/{n}": asdict(SWEEPS[(d, n)]) for d in devices for n in networks}
     gpu = f", {torch.cuda.get_device_name(0)}" if "cuda" in devices else ""
     where = "in one process" if options.in_process else "one process per measurement"
-    settings = (f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads{gpu}; "
-                f"median of {repeats} steps after one warm-up step; {where}; sweeps {sweeps}.\n")
-    legend = ("saved_mb: tensors autograd keeps for the backward pass (exact); peak_mb: peak "
-              "memory growth during the timed steps (CPU: resident set size, which depends on "
-              "what the allocator kept from the warm-up step; CUDA: max_memory_allocated).\n")
+    settings = (
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads{gpu}; "
+        f"median of {repeats} steps after one warm-up step; {where}; sweeps {sweeps}.\n"
+    )
+    legend = (
+        "saved_mb: tensors autograd keeps for the backward pass (exact); peak_mb: peak "
+        "memory growth during the timed steps (CPU: resident set size, which depends on "
+        "what the allocator kept from the warm-up step; CUDA: max_memory_allocated).\n"
+    )
     sections = [("Settings", settings), ("Results", table + "\n" + legend)]
     if notes:
         sections.append(("Notes", "\n".join(notes) + "\n"))
-    common.write_report(out, "Training speed and memory: EXODUS vs BPTT (and peers)", sections,
-                        figures, smoke=options.tiny)
-    tracker.table("speed/steps", rows)
-    for figure in figures:
-        tracker.image(f"speed/{figure.stem}", figure)
-    tracker.finish()
-    print(common.smoke_banner(options.tiny), end="")
-    print(table)
-    print("\n".join(notes))
+    report.report(
+        EXPERIMENT,
+        options,
+        "Training speed and memory: EXODUS vs BPTT (and peers)",
+        sections,
+        table + "\n" + "\n".join(notes),
+        figures=figures,
+        tables={"steps": rows},
+    )
     return {"rows": rows, "figures": figures, "notes": notes}
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    parser = common.make_parser(EXPERIMENT, __doc__)
+    parser = arguments.experiment_parser(EXPERIMENT, __doc__)
     parser.add_argument("--devices", default="auto", help="cpu, cuda, cpu,cuda or auto")
     parser.add_argument("--networks", default="shd_mlp,dvs_conv")
     parser.add_argument("--repeats", type=int, default=0, help="timed steps (0: 5, tiny: 2)")
-    parser.add_argument("--no-peers", dest="peers", action="store_false",
-                        help="do not try snnTorch, SpikingJelly and sinabs")
-    parser.add_argument("--in-process", action="store_true",
-                        help="measure in this process (faster; peak memory less accurate)")
+    parser.add_argument(
+        "--no-peers",
+        dest="peers",
+        action="store_false",
+        help="do not try snnTorch, SpikingJelly and sinabs",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="measure in this process (faster; peak memory less accurate)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.child:

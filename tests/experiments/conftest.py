@@ -5,16 +5,17 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from experiments import common
+from experiments import report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def assert_table(stem: Path, min_rows: int = 1, allow_nan: tuple[str, ...] = ()
-                 ) -> list[dict[str, str]]:
+def assert_table(
+    stem: Path, min_rows: int = 1, allow_nan: tuple[str, ...] = ()
+) -> list[dict[str, str]]:
     """stem.csv and stem.md exist, agree in columns and rows, and every number is finite
     (columns in allow_nan may also be nan)."""
-    rows = common.read_csv(stem.with_suffix(".csv"))
+    rows = report.read_csv(stem.with_suffix(".csv"))
     assert len(rows) >= min_rows, f"{stem}.csv has {len(rows)} rows"
     markdown = stem.with_suffix(".md").read_text().strip().splitlines()
     assert markdown[0] == "| " + " | ".join(rows[0].keys()) + " |"
@@ -26,7 +27,10 @@ def assert_table(stem: Path, min_rows: int = 1, allow_nan: tuple[str, ...] = ()
             except ValueError:
                 continue
             assert math.isfinite(number) or (key in allow_nan and math.isnan(number)), (
-                stem, key, value)
+                stem,
+                key,
+                value,
+            )
     return rows
 
 
@@ -39,6 +43,6 @@ def assert_report(folder: Path, smoke: bool = True) -> None:
     """README.md exists, links every PNG it sits next to, and (for the tests' --tiny runs)
     says first that the numbers come from a smoke run."""
     text = (folder / "README.md").read_text()
-    assert (common.SMOKE_NOTE in text.split("\n## ", 1)[0]) == smoke
+    assert (report.SMOKE_NOTE in text.split("\n## ", 1)[0]) == smoke
     for png in folder.glob("*.png"):
         assert f"({png.name})" in text, png

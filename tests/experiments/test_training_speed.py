@@ -46,27 +46,53 @@ def test_peer_is_measured_or_skipped_with_a_note(result, peer):
         assert measured
 
 
+def _gradients(network: str, implementation: str) -> tuple[float, list[torch.Tensor]]:
+    """Loss and parameter gradients of one training step of a freshly built network."""
+    torch.manual_seed(0)
+    shape = ts.TINY_SHAPES[network]
+    model, forward, reset = ts.build(network, implementation, shape)
+    x = (torch.rand(2, 6, *shape) < 0.3).float()
+    reset()
+    loss = F.cross_entropy(forward(x).mean(1), torch.tensor([0, 1]))
+    loss.backward()
+    return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+
 @pytest.mark.parametrize("network", ["shd_mlp", "dvs_conv"])
 def test_exodus_and_bptt_networks_take_the_same_step(network):
     """The timed step is the same computation in both: equal loss and gradients."""
-    grads = {}
-    for implementation in ts.OURS:
-        torch.manual_seed(0)
-        shape = ts.TINY_SHAPES[network]
-        model, forward, reset = ts.build(network, implementation, shape, batch=2)
-        x = (torch.rand(2, 6, *shape) < 0.3).float()
-        reset()
-        F.cross_entropy(forward(x).mean(1), torch.tensor([0, 1])).backward()
-        grads[implementation] = [p.grad.clone() for p in model.parameters() if p.requires_grad]
-    for exodus, bptt in zip(grads["exodus"], grads["bptt"]):
-        torch.testing.assert_close(exodus, bptt, rtol=1e-4, atol=1e-6)
-    assert any(g.abs().sum() > 0 for g in grads["exodus"])
+    exodus_loss, exodus = _gradients(network, "exodus")
+    bptt_loss, bptt = _gradients(network, "bptt")
+    assert exodus_loss == pytest.approx(bptt_loss, rel=1e-6)
+    assert len(exodus) == len(bptt)
+    for ours, reference in zip(exodus, bptt):
+        torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-6)
+    assert any(g.abs().sum() > 0 for g in exodus)
+
+
+@pytest.mark.parametrize("network", ["shd_mlp", "dvs_conv"])
+def test_sinabs_times_the_same_network(network):
+    """sinabs' version is our network with its layers: same parameters, loss and gradients."""
+    pytest.importorskip("sinabs.layers")
+    exodus_loss, exodus = _gradients(network, "exodus")
+    sinabs_loss, sinabs = _gradients(network, "sinabs")
+    assert [g.shape for g in sinabs] == [g.shape for g in exodus]
+    assert sinabs_loss == pytest.approx(exodus_loss, rel=1e-5)
+    for theirs, ours in zip(sinabs, exodus):
+        torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.slow
 def test_isolated_measurement_runs_in_a_child_process():
-    spec = {"network": "shd_mlp", "implementation": "exodus", "device": "cpu", "batch": 2,
-            "time": 8, "repeats": 1, "tiny": True}
+    spec = {
+        "network": "shd_mlp",
+        "implementation": "exodus",
+        "device": "cpu",
+        "batch": 2,
+        "time": 8,
+        "repeats": 1,
+        "tiny": True,
+    }
     result = ts.measure_isolated(spec, threads=1)
     assert result["seconds"] > 0 and result["peak_mb"] >= 0 and result["saved_mb"] > 0
 
@@ -77,13 +103,28 @@ def test_cuda_without_a_gpu_exits_with_one_line(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         ts.main(["--devices", "cuda", "--out", str(tmp_path / "out")])
     message = str(exit_info.value.code)
-    assert message.startswith("python -m experiments.training_speed: error: --devices cuda: no "
-                              "CUDA GPU is visible") and "\n" not in message
+    assert (
+        message.startswith(
+            "python -m experiments.training_speed: error: --devices cuda: no CUDA GPU is visible"
+        )
+        and "\n" not in message
+    )
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
 def test_tiny_run_prints_that_it_is_a_smoke_run(capsys, tmp_path):
-    ts.main(["--tiny", "--in-process", "--threads", "1", "--networks", "shd_mlp", "--no-peers",
-             "--out", str(tmp_path)])
+    ts.main(
+        [
+            "--tiny",
+            "--in-process",
+            "--threads",
+            "1",
+            "--networks",
+            "shd_mlp",
+            "--no-peers",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     printed = capsys.readouterr().out
     assert printed.startswith("Smoke run (--tiny)") and "| network |" in printed
