@@ -115,10 +115,12 @@ class ExpLeak(StatefulLayer):
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, *features) -> the integrated trace y, same shape and dtype."""
-        p.check_input(type(self).__name__, x)
-        p.check_broadcast("alpha_mem" if self.train_alphas else "tau_mem",
-                          self.alpha_mem if self.train_alphas else self.tau_mem, x)
+        layer = type(self).__name__
+        p.check_input(layer, x)
+        name = "alpha_mem" if self.train_alphas else "tau_mem"
+        p.check_broadcast(name, getattr(self, name), x)
         p.check_broadcast("min_v_mem", self.min_v_mem, x)
+        p.check_decay(layer, name, getattr(self, name), self.train_alphas)
         self.prepare_states(x)
         alpha = self.alpha_mem_calculated
         drive = ((1 - alpha) * x).to(x.dtype) if self.norm_input else x
@@ -128,8 +130,6 @@ class ExpLeak(StatefulLayer):
             y, self.v_mem = ops.leaky_integrate(drive, alpha, self.v_mem, backend=self.backend)
             states = y
         else:
-            if not torch.compiler.is_compiling():
-                p.check_alpha("alpha_mem", alpha.detach())
             dtype = ops.state_dtype(x)
             y, states, self.v_mem = _clipped_leak(drive, alpha.to(dtype), self.v_mem,
                                                   self.min_v_mem.to(dtype))
