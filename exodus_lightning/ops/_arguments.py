@@ -162,7 +162,7 @@ def flat(p: Tensor, x: Tensor) -> Tensor:
 
 @torch.compiler.assume_constant_result
 def _extension_available(device_type: str) -> bool:
-    return _extension.is_available(device_type)
+    return _extension.try_build_and_load(device_type)
 
 
 def resolve_backend(backend: str, x: Tensor) -> str:
