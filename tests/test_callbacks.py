@@ -25,7 +25,12 @@ from exodus_lightning.callbacks import (
     predictions_from_csv,
     spike_raster_figure,
 )
-from exodus_lightning.callbacks.figures import MAX_NEURONS_SHOWN, figure_to_image
+from exodus_lightning.callbacks.figures import (
+    MAX_CLASSES_ANNOTATED,
+    MAX_NEURONS_SHOWN,
+    confusion_matrix_figure,
+    figure_to_image,
+)
 from exodus_lightning.loggers import WandbLogger, wandb_credentials_found
 from exodus_lightning.models import FeedForwardSNN
 from exodus_lightning.tasks import SpikingClassifier
@@ -110,6 +115,14 @@ def test_run_summary_prints_metrics_logs_and_checkpoints(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "=== test finished ===" in printed and "confusion matrix ->" in printed
     assert list(tmp_path.rglob("test_confusion_matrix/*.png"))
+
+
+def test_confusion_matrix_figure_writes_counts_while_they_fit():
+    axis = confusion_matrix_figure(torch.tensor([[3, 1], [0, 4]])).axes[0]
+    assert [text.get_text() for text in axis.texts] == ["3", "1", "0", "4"]
+    assert (axis.get_xlabel(), axis.get_ylabel()) == ("Predicted class", "True class")
+    many = MAX_CLASSES_ANNOTATED + 1
+    assert not confusion_matrix_figure(torch.ones(many, many, dtype=torch.long)).axes[0].texts
 
 
 def test_every_n_epochs_must_be_positive():

@@ -160,3 +160,26 @@ def test_trainer_predict_on_a_spike_datamodule_covers_its_test_split(tmp_path):
     assert predictions.shape == (25,)
     with torch.no_grad():
         assert torch.equal(predictions, model.predict_step(inputs, 0)["predicted"])
+
+
+def test_hyperparameters_of_a_module_built_in_python_leave_out_the_objects(recwarn):
+    """The network is in the state dict, callables are not pickled: only plain settings stay."""
+    model = make_classifier(firing_rate_weight=0.5)
+    assert set(model.hparams) == {"num_classes", "readout_loss", "firing_rate_weight",
+                                  "target_firing_rate", "lr_scheduler_monitor"}
+    assert model.hparams.firing_rate_weight == 0.5
+    assert not [w for w in recwarn if "nn.Module" in str(w.message)]
+
+
+def test_hyperparameters_of_a_module_built_from_a_config_keep_the_objects_configs(workdir):
+    """LightningCLI's instantiator hands over the config: network and optimizer stay in it, so
+    load_from_checkpoint can rebuild them."""
+    from lightning.pytorch.cli import LightningCLI
+
+    network = {"class_path": "exodus_lightning.models.FeedForwardSNN",
+               "init_args": {"input_shape": [4], "num_classes": 3, "hidden_sizes": [5]}}
+    cli = LightningCLI(SpikingClassifier, run=False, args=[
+        f"--model.network={network}".replace("'", '"'), "--model.num_classes=3",
+        "--trainer.logger=false", "--trainer.accelerator=cpu"])
+    assert cli.model.hparams["network"]["class_path"] == network["class_path"]
+    assert cli.model.hparams["num_classes"] == 3 and "optimizer" in cli.model.hparams

@@ -14,8 +14,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 MAX_NEURONS_SHOWN = 256
+MAX_CLASSES_ANNOTATED = 12
 
 
 def spike_raster_figure(rasters: dict[str, Tensor], title: str = "") -> Figure:
@@ -42,14 +44,12 @@ def spike_raster_figure(rasters: dict[str, Tensor], title: str = "") -> Figure:
 
 
 def confusion_matrix_figure(matrix: Tensor) -> Figure:
-    """Heat map of a (true class, predicted class) count matrix."""
-    figure = Figure(figsize=(6, 5))
-    axis = figure.subplots()
-    image = axis.imshow(matrix.cpu().numpy(), cmap="Blues")
-    axis.set_xlabel("predicted class")
-    axis.set_ylabel("true class")
-    figure.colorbar(image, ax=axis)
-    figure.tight_layout()
+    """Heat map of a (true class, predicted class) count matrix, drawn by torchmetrics, with
+    the counts written in the cells up to MAX_CLASSES_ANNOTATED classes (beyond, they overlap)."""
+    figure = Figure(figsize=(6, 5), layout="constrained")
+    classes = matrix.shape[0]
+    MulticlassConfusionMatrix(classes).plot(val=matrix, ax=figure.subplots(), cmap="Blues",
+                                            add_text=classes <= MAX_CLASSES_ANNOTATED)
     return figure
 
 

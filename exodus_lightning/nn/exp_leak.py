@@ -4,38 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from exodus_lightning import ops
+from exodus_lightning.ops.reference import clipped_leaky_integrate_reference
 
 from . import parameters as p
 from .reshape import SqueezeMixin
 from .stateful import StatefulLayer
-
-
-def _clipped_leak(x: Tensor, alpha: Tensor, v_init: Tensor, min_v_mem: Tensor
-                  ) -> tuple[Tensor, Tensor, Tensor]:
-    """The leaky integrator with a lower bound on its state, as sinabs' ExpLeak(min_v_mem=...).
-
-        y_t = α · v_{t−1} + x_t                    (the output, not clipped)
-        v_t = relu(y_t − min_v_mem) + min_v_mem    (the state: max(y_t, min_v_mem), rounded
-                                                    as sinabs rounds it)
-
-    A Python loop (the op has no lower bound): slower, and only used when min_v_mem is set.
-    """
-    v = v_init
-    ys, vs = [], []
-    # unbind, not x[:, t]: slicing a tensor that needs grad costs a full-size zero per step.
-    for x_t in x.unbind(1):
-        y = alpha * v + x_t.to(v.dtype)
-        # relu'(0) = 0: the gradient passes where y > min_v_mem, as in sinabs.
-        v = torch.relu(y - min_v_mem) + min_v_mem
-        ys.append(y.to(x.dtype))
-        vs.append(v)
-    if not ys:
-        return x.clone(), x.new_empty(x.shape, dtype=v_init.dtype), v_init
-    return torch.stack(ys, 1), torch.stack(vs, 1), v
 
 
 class ExpLeak(StatefulLayer):
@@ -48,7 +24,8 @@ class ExpLeak(StatefulLayer):
     Non-spiking: use it as a readout whose membrane is the network output. Same arguments,
     positions and defaults as sinabs' ExpLeak (norm_input=False there too, although sinabs'
     docstring shows the normalised form), plus sinabs-exodus' decay_early. Without min_v_mem
-    the scan runs in the fused op.
+    the scan runs in the fused op; with it, in the (slower) autograd loop
+    ``ops.reference.clipped_leaky_integrate_reference`` (the op has no lower bound).
 
     Args:
         tau_mem: time constant τ > 0, float or tensor broadcastable to the features.
@@ -115,10 +92,12 @@ class ExpLeak(StatefulLayer):
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, *features) -> the integrated trace y, same shape and dtype."""
-        p.check_input(type(self).__name__, x)
-        p.check_broadcast("alpha_mem" if self.train_alphas else "tau_mem",
-                          self.alpha_mem if self.train_alphas else self.tau_mem, x)
+        layer = type(self).__name__
+        p.check_input(layer, x)
+        name = "alpha_mem" if self.train_alphas else "tau_mem"
+        p.check_broadcast(name, getattr(self, name), x)
         p.check_broadcast("min_v_mem", self.min_v_mem, x)
+        p.check_decay(layer, name, getattr(self, name), self.train_alphas)
         self.prepare_states(x)
         alpha = self.alpha_mem_calculated
         drive = ((1 - alpha) * x).to(x.dtype) if self.norm_input else x
@@ -128,11 +107,9 @@ class ExpLeak(StatefulLayer):
             y, self.v_mem = ops.leaky_integrate(drive, alpha, self.v_mem, backend=self.backend)
             states = y
         else:
-            if not torch.compiler.is_compiling():
-                p.check_alpha("alpha_mem", alpha.detach())
             dtype = ops.state_dtype(x)
-            y, states, self.v_mem = _clipped_leak(drive, alpha.to(dtype), self.v_mem,
-                                                  self.min_v_mem.to(dtype))
+            y, states, self.v_mem = clipped_leaky_integrate_reference(
+                drive, alpha.to(dtype), self.v_mem, self.min_v_mem.to(dtype))
         self.recordings = {"v_mem": states} if self.record_states else {}
         self._last_output = y
         return y

@@ -258,11 +258,16 @@ class LIF(StatefulLayer):
     # --- forward ----------------------------------------------------------------------------
 
     def _check_parameters(self, x: Tensor) -> None:
+        """Shapes against x, and values that training may have moved out of range."""
         names = ("alpha_mem", "alpha_syn") if self.train_alphas else ("tau_mem", "tau_syn")
         for name in (*names, "spike_threshold", "min_v_mem"):
             p.check_broadcast(name, getattr(self, name, None), x)
         if isinstance(self._subtract_value, Tensor):
             p.check_broadcast("subtract_value", self._subtract_value, x)
+        layer = type(self).__name__
+        for name in names:
+            p.check_decay(layer, name, getattr(self, name, None), self.train_alphas)
+        p.check_threshold(layer, self.spike_threshold, self.min_v_mem)
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, *features) input current -> spikes of the same shape and dtype."""

@@ -1,6 +1,8 @@
 """Creation and checks of neuron parameters (time constants, decays, thresholds).
 
 Errors name the constructor argument, so a user sees ``tau_mem`` rather than the op's ``alpha``.
+The values are checked when a layer is built and, since training may move them, again in every
+forward call (eager and compiled alike; see ops/value_checks.py for which devices).
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ import math
 
 import torch
 from torch import Tensor, nn
+
+from exodus_lightning.ops.value_checks import check_values, value_check
 
 Value = float | Tensor
 
@@ -55,11 +59,57 @@ def decay_parameter(tau_name: str, alpha_name: str, tau: Value, train_alphas: bo
     return tau_name, nn.Parameter(tau_t, requires_grad=trainable)
 
 
-def check_alpha(name: str, alpha: Tensor) -> None:
-    """Validate a user-set decay α in (0, 1]."""
-    if torch.isnan(alpha).any() or not bool(((alpha > 0) & (alpha <= 1)).all()):
-        raise ValueError(f"{name} must lie in (0, 1] (alpha = exp(-1/tau)), got "
-                         f"{_describe(alpha)}")
+# Appended to errors about values that were valid when the layer was built.
+_MOVED = ("; it was valid when the layer was built, so training (or a loaded state_dict) moved it "
+          "there: lower the learning rate, clip the gradients (Trainer(gradient_clip_val=...)) "
+          "or freeze it (layer.{parameter}.requires_grad_(False))")
+
+
+def _moved(name: str) -> str:
+    return _MOVED.format(parameter=name.rpartition(".")[2])
+
+
+@value_check
+def trained_tau_problem(name: str, tau: Tensor) -> str | None:
+    """A layer's time constant after training: τ > 0; ``name`` is "Layer.parameter"."""
+    if bool((tau > 0).all()):  # NaN compares False: a problem
+        return None
+    return f"{name} must be > 0 (a time constant in time steps), got {_describe(tau)}" + _moved(
+        name)
+
+
+@value_check
+def trained_alpha_problem(name: str, alpha: Tensor) -> str | None:
+    """A layer's decay after training (train_alphas): α in (0, 1]."""
+    if bool(((alpha > 0) & (alpha <= 1)).all()):
+        return None
+    return f"{name} must lie in (0, 1] (alpha = exp(-1/tau)), got {_describe(alpha)}" + _moved(
+        name)
+
+
+@value_check
+def trained_threshold_problem(name: str, threshold: Tensor, min_v_mem: Tensor | None
+                              ) -> str | None:
+    """A layer's spike threshold after training: θ > 0 and θ > min_v_mem everywhere."""
+    if not bool((threshold > 0).all()):
+        return f"{name} must be > 0, got {_describe(threshold)}" + _moved(name)
+    if min_v_mem is not None and not bool((threshold > min_v_mem).all()):
+        return (f"{name} must be > min_v_mem everywhere, got {_describe(threshold)} and "
+                f"min_v_mem {_describe(min_v_mem)}" + _moved(name))
+    return None
+
+
+def check_decay(layer: str, name: str, value: Tensor | None, is_alpha: bool) -> None:
+    """The layer's τ or (train_alphas) α parameter ``name`` is still valid."""
+    if value is not None:
+        problem = trained_alpha_problem if is_alpha else trained_tau_problem
+        check_values(problem, f"{layer}.{name}", value.detach())
+
+
+def check_threshold(layer: str, threshold: Tensor, min_v_mem: Tensor | None) -> None:
+    """The layer's spike_threshold is still > 0 and > min_v_mem."""
+    check_values(trained_threshold_problem, f"{layer}.spike_threshold", threshold.detach(),
+                 min_v_mem)
 
 
 def threshold_parameter(spike_threshold: Value, min_v_mem: Value | None,

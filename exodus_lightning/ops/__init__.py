@@ -6,7 +6,7 @@ Lowest Python layer of exodus_lightning: imports nothing from nn/models/data.
 from . import surrogate
 from ._arguments import check_choice, state_dtype
 from ._codes import BACKENDS, GRADIENTS, RESETS
-from ._extension import ExtensionBuildError, is_available
+from ._extension import ExtensionBuildError, is_available, try_build_and_load
 from ._extension import load as load_extension
 from .cpu_memory import keep_freed_memory
 from .leaky import leaky_integrate
@@ -26,6 +26,7 @@ __all__ = [
     "lif",
     "lif_reference",
     "state_dtype",
+    "try_build_and_load",
     "load_extension",
     "surrogate",
 ]

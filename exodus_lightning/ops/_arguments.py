@@ -3,19 +3,19 @@
 Nothing here synchronises with a GPU: Python numbers are checked as numbers and become tensors
 by a fill (not a host-to-device copy), and the values of CUDA tensor arguments are checked only
 when ``EXODUS_LIGHTNING_CHECK_VALUES=1`` (a debugging switch: one host sync per check). CPU
-tensors are always checked.
+tensors are always checked, under torch.compile too (see value_checks.py).
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 from torch import Tensor
 
 from . import _extension
 from ._codes import BACKENDS
+from .value_checks import check_values, value_check
 
 # The kernels hold the spike cap in a 32-bit int.
 MAX_SPIKES_LIMIT = 2**31 - 1
@@ -23,17 +23,6 @@ _warned_fallback: set[str] = set()
 
 
 Number = int | float
-
-
-def _checking(value: Number | Tensor) -> bool:
-    """Whether to check this argument's values: always for numbers and CPU tensors; for device
-    tensors only on request (reading them waits for the device); never under torch.compile
-    (it would break the graph)."""
-    if torch.compiler.is_compiling():
-        return False
-    if not isinstance(value, Tensor) or value.device.type == "cpu":
-        return True
-    return os.environ.get("EXODUS_LIGHTNING_CHECK_VALUES", "0") == "1"
 
 
 def _bounds(value: Number | Tensor) -> tuple[float, float]:
@@ -84,36 +73,54 @@ def parameter(name: str, value: float | Tensor, x: Tensor) -> Tensor:
     return value.to(state_dtype(x))
 
 
-def check_alpha(alpha: Number | Tensor, name: str = "alpha") -> None:
-    """α in (0, 1]; pass the user's number (checked without a device) or the tensor."""
-    if not _checking(alpha):
-        return
+@value_check
+def alpha_problem(name: str, alpha: Number | Tensor) -> str | None:
+    """α must lie in (0, 1]."""
     low, high = _bounds(alpha)
     if not (low > 0 and high <= 1):
-        raise ValueError(f"{name} must lie in (0, 1] (alpha = exp(-1/tau) with tau > 0; 1 = no "
-                         f"leak), got values in [{low}, {high}]")
+        return (f"{name} must lie in (0, 1] (alpha = exp(-1/tau) with tau > 0; 1 = no leak), "
+                f"got values in [{low}, {high}]")
+    return None
 
 
-def check_threshold(threshold: Number | Tensor, min_v_mem: Number | Tensor | None) -> None:
-    """θ > 0 and θ > min_v_mem everywhere (numbers or tensors, as the user gave them)."""
-    if _checking(threshold):
-        low, high = _bounds(threshold)
-        if not low > 0:
-            raise ValueError(f"threshold must be > 0, got minimum {low}")
-        if not math.isfinite(high):
-            raise ValueError(f"threshold must be finite, got {high} (a neuron that never spikes "
-                             f"is one with a large finite threshold)")
-    if min_v_mem is None or not (_checking(threshold) and _checking(min_v_mem)):
-        return
-    if any(math.isnan(bound) for bound in _bounds(min_v_mem)):
-        raise ValueError("min_v_mem must not be NaN; pass None for no lower bound")
+@value_check
+def threshold_problem(name: str, threshold: Number | Tensor) -> str | None:
+    """θ must be > 0 and finite."""
+    low, high = _bounds(threshold)
+    if not low > 0:
+        return f"{name} must be > 0, got minimum {low}"
+    if not high < math.inf:  # not math.isfinite: Dynamo cannot trace it on a symbolic float
+        return (f"{name} must be finite, got {high} (a neuron that never spikes is one with a "
+                f"large finite threshold)")
+    return None
+
+
+@value_check
+def below_threshold_problem(name: str, threshold: Number | Tensor,
+                            min_v_mem: Number | Tensor) -> str | None:
+    """min_v_mem must not be NaN and must lie below θ everywhere."""
+    if any(bound != bound for bound in _bounds(min_v_mem)):  # NaN (traceable, unlike isnan)
+        return "min_v_mem must not be NaN; pass None for no lower bound"
     if isinstance(threshold, Tensor) or isinstance(min_v_mem, Tensor):
         above = bool((torch.as_tensor(threshold) > torch.as_tensor(min_v_mem)).all())
     else:
         above = threshold > min_v_mem
     if not above:
-        raise ValueError("threshold must be > min_v_mem everywhere (a clipped membrane could "
-                         "never reach it); lower min_v_mem or raise the threshold")
+        return (f"{name} must be > min_v_mem everywhere (a clipped membrane could never reach "
+                f"it); lower min_v_mem or raise {name}")
+    return None
+
+
+def check_alpha(alpha: Number | Tensor, name: str = "alpha") -> None:
+    """α in (0, 1]; pass the user's number (checked while tracing) or the tensor."""
+    check_values(alpha_problem, name, alpha)
+
+
+def check_threshold(threshold: Number | Tensor, min_v_mem: Number | Tensor | None) -> None:
+    """θ > 0 and θ > min_v_mem everywhere (numbers or tensors, as the user gave them)."""
+    check_values(threshold_problem, "threshold", threshold)
+    if min_v_mem is not None:
+        check_values(below_threshold_problem, "threshold", threshold, min_v_mem)
 
 
 def check_max_spikes(max_spikes: int | None) -> int:
@@ -155,7 +162,7 @@ def flat(p: Tensor, x: Tensor) -> Tensor:
 
 @torch.compiler.assume_constant_result
 def _extension_available(device_type: str) -> bool:
-    return _extension.is_available(device_type)
+    return _extension.try_build_and_load(device_type)
 
 
 def resolve_backend(backend: str, x: Tensor) -> str:

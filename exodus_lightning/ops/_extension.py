@@ -2,7 +2,8 @@
 
 The extension compiles from ``extensions/exodus`` on first use (JIT, ninja) into a cache folder
 keyed by a hash of the sources, the torch/CUDA versions, the compiler flags and (for CUDA) the
-target architectures, so a changed source or torch never loads a stale library. Several processes
+target architectures, so a changed source or torch never loads a stale library; after a new
+build, folders of other versions unused for STALE_AFTER_DAYS are removed. Several processes
 starting at once (DDP ranks) are safe: torch's builder serialises them with a lock file in the
 build folder, and every process then loads the same library. The CPU and CUDA parts are separate
 libraries, so a CPU-only torch needs neither nvcc nor a GPU.
@@ -12,6 +13,7 @@ Ahead of time: ``python -m exodus_lightning.ops.build`` (add ``--cuda`` for the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -21,6 +23,8 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -40,6 +44,10 @@ _CPU_LDFLAGS = ["-fopenmp"]  # without it at::parallel_for silently runs on one 
 _CUDA_FLAGS = ["-O3", "--fmad=false"]
 # The emulation only runs small test problems: a quick build matters more than fast code.
 _EMULATION_CFLAGS = ["-O1", "-ffp-contract=off"]
+
+# Cache folders of other versions that no process has loaded for this long are removed after a
+# new build (see prune_stale_builds).
+STALE_AFTER_DAYS = 7
 
 _lock = threading.Lock()
 _loaded: dict[str, Path] = {}
@@ -186,11 +194,9 @@ def _diagnose(kind: str, error: BaseException) -> str:
     return f"the compiler failed:\n{tail}"
 
 
-def _build(kind: str, verbose: bool) -> Path:
-    home = cuda_home()
-    if home and not os.environ.get("CUDA_HOME"):
-        os.environ["CUDA_HOME"] = home  # read by torch.utils.cpp_extension at import
-    # Its import warns "No CUDA runtime is found" on machines without a GPU, which is expected.
+def _cpp_extension():
+    """torch.utils.cpp_extension, imported quietly: its import warns "No CUDA runtime is found"
+    on machines without a GPU, which is expected here."""
     logger = logging.getLogger("torch.utils.cpp_extension")
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -198,7 +204,38 @@ def _build(kind: str, verbose: bool) -> Path:
         from torch.utils import cpp_extension
     finally:
         logger.setLevel(level)
+    return cpp_extension
 
+
+@contextlib.contextmanager
+def build_environment(variables: dict[str, str], cuda_home: str | None = None) -> Iterator[None]:
+    """Environment variables (and torch's ``cpp_extension.CUDA_HOME``) set for one build only.
+
+    The previous values come back afterwards, also when the build fails, so building changes
+    nothing in the process (``load`` builds under a lock, one build at a time).
+    """
+    cpp_extension = _cpp_extension()
+    saved = {name: os.environ.get(name) for name in variables}
+    saved_home = cpp_extension.CUDA_HOME
+    os.environ.update(variables)
+    if cuda_home is not None:
+        # torch reads it once, at import; ours is the checked one (see cuda_home()).
+        cpp_extension.CUDA_HOME = cuda_home
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        cpp_extension.CUDA_HOME = saved_home
+
+
+def _build(kind: str, verbose: bool) -> Path:
+    home = cuda_home()
+    cpp_extension = _cpp_extension()
+    variables: dict[str, str] = {}  # environment of the build (the CUDA part's only)
     src = sources_dir()
     if kind == "cpu":
         key = _build_key("cpu")
@@ -224,9 +261,7 @@ def _build(kind: str, verbose: bool) -> Path:
                 f"CUDA {torch.version.cuda} and set CUDA_HOME to its root"
             )
         arch = cuda_arch_list()
-        os.environ["TORCH_CUDA_ARCH_LIST"] = arch
-        os.environ["CUDA_HOME"] = home
-        cpp_extension.CUDA_HOME = home  # torch reads it once at import; ours is the checked one
+        variables = {"TORCH_CUDA_ARCH_LIST": arch, "CUDA_HOME": home}
         key = _build_key("cuda", arch)
         sources = [str(src / "exodus_cuda.cu")]
         extra = {
@@ -245,24 +280,62 @@ def _build(kind: str, verbose: bool) -> Path:
               f"{seconds}) in {build_dir} ...", file=sys.stderr, flush=True)
     started = time.monotonic()
     try:
-        cpp_extension.load(
-            name=name,
-            sources=sources,
-            extra_include_paths=[str(src)],
-            build_directory=str(build_dir),
-            is_python_module=False,
-            verbose=verbose,
-            **extra,
-        )
+        with build_environment(variables, home if kind == "cuda" else None):
+            cpp_extension.load(
+                name=name,
+                sources=sources,
+                extra_include_paths=[str(src)],
+                build_directory=str(build_dir),
+                is_python_module=False,
+                verbose=verbose,
+                **extra,
+            )
     except Exception as error:  # the compiler's own message is in there; add the likely cause
         raise ExtensionBuildError(
             f"exodus_lightning: building the {_LABELS[kind]} extension in {build_dir} failed: "
             f"{_diagnose(kind, error)}"
         ) from error
+    _mark_used(build_dir)
     if announce:
+        removed = prune_stale_builds(kind, keep=build_dir)
+        pruned = (f" Removed {len(removed)} {_LABELS[kind]} build(s) unused for "
+                  f"{STALE_AFTER_DAYS} days." if removed else "")
         print(f"Built the exodus_lightning {_LABELS[kind]} extension in "
-              f"{time.monotonic() - started:.0f} s.", file=sys.stderr, flush=True)
+              f"{time.monotonic() - started:.0f} s.{pruned}", file=sys.stderr, flush=True)
     return build_dir / f"{name}.so"
+
+
+def _mark_used(build_dir: Path) -> None:
+    """Set the folder's mtime to now: the cache's record of when a process last loaded it."""
+    try:
+        os.utime(build_dir)
+    except OSError:  # a read-only shared cache: it is then not ours to prune either
+        pass
+
+
+def prune_stale_builds(kind: str, keep: Path, now: float | None = None) -> list[Path]:
+    """Remove the cache folders of ``kind`` other than ``keep`` unused for STALE_AFTER_DAYS.
+
+    Each source/torch/flag change leaves a new folder (~4 MB for the CPU part, ~15 MB for the
+    CUDA part). Every load marks its folder used (mtime), so a folder that another checkout,
+    torch or process still loads is kept however old its build; one unused for a week is from a
+    version nobody runs (a process that loaded it earlier keeps its mapped copy). Returns the
+    folders removed.
+    """
+    now = time.time() if now is None else now
+    pattern = re.compile(rf"{re.escape(kind)}-[0-9a-f]{{16}}")
+    removed = []
+    for folder in keep.parent.iterdir():
+        if folder == keep or not folder.is_dir() or not pattern.fullmatch(folder.name):
+            continue
+        try:
+            stale = now - folder.stat().st_mtime > STALE_AFTER_DAYS * 86400
+        except OSError:  # removed by another process meanwhile
+            continue
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def load(kind: str = "cpu", verbose: bool = False) -> Path:
@@ -283,8 +356,9 @@ def load(kind: str = "cpu", verbose: bool = False) -> Path:
         return path
 
 
-def is_available(device_type: str) -> bool:
-    """Whether the extension's kernels for ``device_type`` load (building them if needed)."""
+def try_build_and_load(device_type: str) -> bool:
+    """Build the kernels for ``device_type`` if they are not cached (tens of seconds, announced
+    on stderr), load them, and say whether that worked (False: see ``failure_reason``)."""
     kind = "cuda" if device_type == "cuda" else "cpu" if device_type == "cpu" else None
     if kind is None:
         return False
@@ -293,6 +367,14 @@ def is_available(device_type: str) -> bool:
     except ExtensionBuildError:
         return False
     return True
+
+
+def is_available(device_type: str) -> bool:
+    """Deprecated name of :func:`try_build_and_load` (it builds, which the name hid)."""
+    warnings.warn("exodus_lightning.ops.is_available builds the kernels when they are not "
+                  "cached; call it by its new name, ops.try_build_and_load", DeprecationWarning,
+                  stacklevel=2)
+    return try_build_and_load(device_type)
 
 
 def failure_reason(device_type: str) -> str | None:

@@ -1,7 +1,8 @@
 """Readable BPTT twins of the EXODUS ops: a Python loop over time, differentiated by autograd.
 
-Every extension kernel is tested against these. They follow the dynamics in EXODUS_MATH
-(per neuron, t = 1..T, v⁺₀ = v_init):
+Every extension kernel is tested against these (the one loop without a kernel,
+``clipped_leaky_integrate_reference``, is what ``nn.ExpLeak(min_v_mem=...)`` runs). They follow
+the dynamics in EXODUS_MATH (per neuron, t = 1..T, v⁺₀ = v_init):
 
     v_t  = α · v⁺_{t−1} + x_t
     s_t  = min(K, floor(v_t / θ)) if v_t ≥ θ else 0
@@ -127,3 +128,29 @@ def leaky_integrate_reference(x: Tensor, alpha: Tensor, v_init: Tensor) -> tuple
     if not ys:  # T = 0: still part of the graph, as the op's outputs are
         return x * 0, v_init.clone()
     return torch.stack(ys, 1), state
+
+
+def clipped_leaky_integrate_reference(x: Tensor, alpha: Tensor, v_init: Tensor, min_v_mem: Tensor
+                                      ) -> tuple[Tensor, Tensor, Tensor]:
+    """Leaky integrator with a lower bound on its state, by an autograd loop (sinabs'
+    ``ExpLeak(min_v_mem=...)``, which ``nn.ExpLeak`` runs here: no kernel has the bound).
+
+        y_t = α · v_{t−1} + x_t                    (the output, not clipped)
+        v_t = relu(y_t − min_v_mem) + min_v_mem    (the state: max(y_t, min_v_mem), rounded
+                                                    as sinabs rounds it)
+
+    Shapes: x (B, T, *F); alpha, min_v_mem broadcastable to F; v_init (B, *F), all three in the
+    state dtype. Returns y (B, T, *F) in x's dtype, the state trace v (B, T, *F) and v_T (B, *F)
+    in the state dtype.
+    """
+    v = v_init
+    ys, vs = [], []
+    for x_t in x.unbind(1):
+        y = alpha * v + x_t.to(v.dtype)
+        # relu'(0) = 0: the gradient passes where y > min_v_mem, as in sinabs.
+        v = torch.relu(y - min_v_mem) + min_v_mem
+        ys.append(y.to(x.dtype))
+        vs.append(v)
+    if not ys:  # T = 0
+        return x.clone(), x.new_empty(x.shape, dtype=v_init.dtype), v_init
+    return torch.stack(ys, 1), torch.stack(vs, 1), v

@@ -23,16 +23,6 @@ def default_optimizer(parameters: Iterable) -> torch.optim.Optimizer:
     return torch.optim.Adam(parameters, lr=1e-3)
 
 
-def _built_from_config() -> bool:
-    """True while LightningCLI instantiates a module from a config (Lightning >= 2.1 then passes
-    the config on as the module's hyperparameters)."""
-    try:
-        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-    except ImportError:  # a Lightning without it: save what is safe to save
-        return False
-    return _given_hyperparameters.get() is not None
-
-
 class SpikingClassifier(L.LightningModule):
     """Classifies (batch, time, *input_shape) spike tensors with `network`.
 
@@ -74,12 +64,15 @@ class SpikingClassifier(L.LightningModule):
         check_readout_loss(readout_loss)
         if firing_rate_weight < 0:
             raise ValueError(f"firing_rate_weight={firing_rate_weight} must be >= 0 (0 = off)")
-        # From a config, LightningCLI hands over the hyperparameters with the network, optimizer
-        # and scheduler as class_path/init_args: keeping them lets load_from_checkpoint rebuild
-        # the module from the checkpoint alone. Built in Python they are objects: the network's
-        # weights are in the state dict already, and callables should not be pickled.
-        objects = [] if _built_from_config() else ["network", "optimizer", "lr_scheduler"]
-        self.save_hyperparameters(ignore=objects)
+        # Built in Python, the network, optimizer and scheduler are objects: the network's
+        # weights are in the state dict already, and callables should not be pickled. From a
+        # config, LightningCLI hands over its config as the hyperparameters (marked by the
+        # "_instantiator" key that load_from_checkpoint reads), the network, optimizer and
+        # scheduler as class_path/init_args: keeping those lets load_from_checkpoint rebuild the
+        # module from the checkpoint alone.
+        self.save_hyperparameters(ignore=["network", "optimizer", "lr_scheduler"])
+        if "_instantiator" in self.hparams:
+            self.save_hyperparameters()
         self.network = network
         self.num_classes = int(num_classes)
         self.readout_loss = readout_loss

@@ -75,12 +75,56 @@ def test_input_must_have_batch_and_time():
         enn.IAF()(torch.ones(2, 3, dtype=torch.int64))
 
 
-def test_tau_trained_below_zero_is_caught_at_forward():
-    layer = enn.LIF(5.0)
+# A layer, the parameter that training moved out of range, its new value, and the error's start.
+MOVED = {
+    "LIF.tau_mem": (lambda: enn.LIF(5.0), "tau_mem", -3.0, "LIF.tau_mem must be > 0"),
+    "LIF.tau_syn": (lambda: enn.LIF(5.0, tau_syn=2.0), "tau_syn", 0.0, "LIF.tau_syn must be > 0"),
+    "LIF.alpha_mem": (lambda: enn.LIF(5.0, train_alphas=True), "alpha_mem", 1.2,
+                      r"LIF.alpha_mem must lie in \(0, 1\]"),
+    "LIF.spike_threshold": (lambda: enn.LIF(5.0, train_threshold=True), "spike_threshold", -0.5,
+                            "LIF.spike_threshold must be > 0"),
+    "IAF.spike_threshold": (lambda: enn.IAF(min_v_mem=-1.0, train_threshold=True),
+                            "spike_threshold", -1.5, "IAF.spike_threshold must be > 0"),
+    "ExpLeak.tau_mem": (lambda: enn.ExpLeak(5.0), "tau_mem", -3.0, "ExpLeak.tau_mem must be > 0"),
+    "ExpLeak.tau_mem (min_v_mem)": (lambda: enn.ExpLeak(5.0, min_v_mem=-1.0), "tau_mem", math.nan,
+                                    "ExpLeak.tau_mem must be > 0"),
+}
+
+
+@pytest.mark.parametrize("case", MOVED.values(), ids=MOVED.keys())
+def test_parameter_moved_out_of_range_is_named_at_forward(case):
+    """The error names the layer's parameter and its value (not the op's alpha = 1.3956 of
+    tau_mem = -3), says that training moved it, and what to do."""
+    build, name, value, message = case
+    layer = build()
     with torch.no_grad():
-        layer.tau_mem.fill_(-1.0)
-    with pytest.raises(ValueError, match="alpha must lie in"):
+        getattr(layer, name).fill_(value)
+    with pytest.raises(ValueError, match=message) as raised:
         layer(torch.rand(1, 2, 3))
+    text = str(raised.value)
+    assert f"got {value:g}" in text and "training" in text and "learning rate" in text
+    assert f"layer.{name}.requires_grad_(False)" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [MOVED["LIF.tau_mem"], MOVED["LIF.spike_threshold"]],
+                         ids=["tau_mem", "spike_threshold"])
+def test_compiled_layer_raises_what_eager_raises(case):
+    build, name, value, message = case
+    layer = build()
+    x = torch.rand(1, 2, 3)
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    compiled(x)
+    with torch.no_grad():
+        getattr(layer, name).fill_(value)
+    errors = []
+    for run in (layer, compiled):
+        layer.reset_states()
+        with pytest.raises(ValueError, match=message) as raised:
+            run(x)
+        errors.append(str(raised.value))
+    assert errors[0] == errors[1]
 
 
 def test_repr_shows_key_settings():

@@ -80,11 +80,11 @@ def test_raw_op_rejects_a_spike_cap_beyond_int32():
 
 def test_value_checks_of_device_tensors_only_on_request(monkeypatch):
     """No host sync by default: tensors off the CPU are checked only with the switch on."""
-    from exodus_lightning.ops import _arguments
+    from exodus_lightning.ops.value_checks import checking
 
     meta = torch.full((3,), -1.0, device="meta")
     monkeypatch.delenv("EXODUS_LIGHTNING_CHECK_VALUES", raising=False)
-    assert not _arguments._checking(meta)
-    assert _arguments._checking(-1.0) and _arguments._checking(torch.ones(3))
+    assert not checking(meta)
+    assert checking(-1.0) and checking(torch.ones(3))
     monkeypatch.setenv("EXODUS_LIGHTNING_CHECK_VALUES", "1")
-    assert _arguments._checking(meta)
+    assert checking(meta)

@@ -88,3 +88,13 @@ def test_fake_kernels_return_contiguous_outputs_like_the_real_ones():
     for r, f in zip(real, fake):
         assert r.is_contiguous() and f.is_contiguous() and r.stride() == f.stride()
     assert fake_back[0].dtype == torch.float64 and fake_back[0].is_contiguous()
+
+
+def test_opcheck_check_values():
+    """The op that runs value checks inside compiled graphs (ops/value_checks.py)."""
+    from exodus_lightning.ops import _arguments, value_checks
+
+    key = value_checks._KEYS[_arguments.below_threshold_problem]
+    threshold = torch.ones(4, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.exodus_lightning.check_values.default,
+                          (key, "threshold", [threshold, -threshold]))

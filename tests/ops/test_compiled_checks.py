@@ -1,0 +1,100 @@
+"""Value checks under torch.compile: the compiled function raises the error eager raises, and
+adds no check (no host sync) for tensors on devices that are checked only on request."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from exodus_lightning import ops
+from exodus_lightning.ops import _arguments as args
+
+X = torch.full((2, 4, 3), 2.0)
+
+# (alpha, threshold) that must be refused, and the error's start.
+BAD = {
+    "alpha=1.5": (1.5, 1.0, "alpha must lie in (0, 1]"),
+    "threshold=-1": (0.9, -1.0, "threshold must be > 0"),
+    "threshold=0": (0.9, 0.0, "threshold must be > 0"),
+}
+
+
+def error_of(fn, *call) -> ValueError | None:
+    try:
+        fn(*call)
+    except ValueError as error:
+        return error
+    return None
+
+
+def lif_spikes(x, alpha, threshold, min_v_mem=None):
+    return ops.lif(x, alpha, threshold, min_v_mem=min_v_mem, backend="extension")[0]
+
+
+@pytest.mark.parametrize("kind", ["number", "tensor"])
+@pytest.mark.parametrize("case", BAD.values(), ids=BAD.keys())
+def test_compiled_raises_what_eager_raises(case, kind):
+    alpha, threshold, message = case
+    if kind == "tensor":
+        alpha, threshold = torch.tensor(alpha), torch.full((3,), threshold, requires_grad=True)
+    torch._dynamo.reset()
+    compiled = torch.compile(lif_spikes, fullgraph=True, backend="aot_eager")
+    eager_error = error_of(lif_spikes, X, alpha, threshold)
+    compiled_error = error_of(compiled, X, alpha, threshold)
+    assert eager_error is not None and str(eager_error).startswith(message)
+    assert compiled_error is not None and str(compiled_error) == str(eager_error)
+
+
+@pytest.mark.slow
+def test_inductor_keeps_the_checks_of_changing_numbers_and_tensors():
+    """Numbers that change between calls become symbolic in the compiled graph; a parameter
+    tensor changes in place: both are still checked when the compiled code runs."""
+    torch._dynamo.reset()
+    compiled = torch.compile(lif_spikes, fullgraph=True)
+    for alpha, threshold in [(0.9, 1.0), (0.8, 1.5), (0.7, 2.0)]:
+        torch.testing.assert_close(compiled(X, alpha, threshold), lif_spikes(X, alpha, threshold))
+    for alpha, threshold, message in BAD.values():
+        with pytest.raises(ValueError, match=f"^{message[:12]}"):
+            compiled(X, alpha, threshold)
+    with pytest.raises(ValueError, match="threshold must be > min_v_mem"):
+        compiled(X, 0.9, 0.5, 0.6)
+    threshold = torch.ones(3, requires_grad=True)
+    compiled(X, 0.9, threshold).sum().backward()
+    with torch.no_grad():
+        threshold[1] = 0.0
+    with pytest.raises(ValueError, match="threshold must be > 0, got minimum 0.0"):
+        compiled(X, 0.9, threshold)
+
+
+def graph_targets(fn, *call) -> list[str]:
+    """The functions that the compiled graph of fn(*call) calls."""
+    targets = []
+
+    def capture(gm, example_inputs):
+        targets.extend(str(node.target) for node in gm.graph.nodes if node.op == "call_function")
+        return gm.forward
+
+    torch._dynamo.reset()
+    torch.compile(fn, fullgraph=True, backend=capture)(*call)
+    return targets
+
+
+def alpha_checked(alpha):
+    args.check_alpha(alpha)
+    return alpha * 2
+
+
+def test_compiled_checks_cost_nothing_where_eager_ones_do_not_run(monkeypatch):
+    """Valid numbers are checked while tracing (no op in the graph); CPU tensors by an op; tensors
+    on other devices (here meta) only with EXODUS_LIGHTNING_CHECK_VALUES=1, as in eager mode."""
+    check, fail = "exodus_lightning.check_values", "exodus_lightning.raise_value_error"
+    monkeypatch.delenv("EXODUS_LIGHTNING_CHECK_VALUES", raising=False)
+    assert not any(
+        t.startswith((check, fail))
+        for t in graph_targets(lambda x: alpha_checked(0.5) * x, torch.ones(2))
+    )
+    assert check in graph_targets(alpha_checked, torch.tensor(0.5))
+    meta = torch.tensor(0.5, device="meta")
+    assert check not in graph_targets(alpha_checked, meta)
+    monkeypatch.setenv("EXODUS_LIGHTNING_CHECK_VALUES", "1")
+    assert check in graph_targets(alpha_checked, meta)
