@@ -63,29 +63,9 @@ SUBCOMMANDS = {
 }
 CHECKPOINT_KEYWORDS = ("best", "last", "hpc", "registry")
 
-# `exodus-lightning fit` with no config: the built-in task, tuned to reach >= 95 % validation
-# accuracy in under a minute on 2 CPU cores (see configs/randman.yaml, which spells these out).
-DEFAULTS = {
-    "data": {"class_path": "exodus_lightning.data.RandmanDataModule"},
-    "model.network": {
-        "class_path": "exodus_lightning.models.FeedForwardSNN",
-        "init_args": {
-            "hidden_sizes": [128],
-            "tau_mem": 10.0,
-            "spike_threshold": 0.5,
-            "readout": "exp_leak",
-            "readout_tau_mem": 10.0,
-        },
-    },
-    "model.optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}},
-    "trainer.max_epochs": 10,
-    "trainer.logger": {"class_path": "exodus_lightning.loggers.WandbLogger"},
-    "checkpoint.monitor": "val/acc",
-    "checkpoint.mode": "max",
-    "checkpoint.save_last": True,
-    "checkpoint.filename": "epoch={epoch}-val_acc={val/acc:.4f}",
-    "checkpoint.auto_insert_metric_name": False,
-}
+# What every subcommand uses before any --config: the built-in task, the checkpoint settings
+# and the W&B logger. Shipped inside the package (see pyproject.toml), so installs have it too.
+DEFAULT_CONFIG_FILE = Path(__file__).with_name("default_config.yaml")
 
 
 # Callbacks configured under their own keys (--checkpoint.monitor, ...).
@@ -166,7 +146,6 @@ class ExodusCLI(LightningCLI):
                  "keep_freed_memory): no page faults on each step's fresh tensors, at the cost "
                  "of holding the peak resident memory",
         )
-        parser.set_defaults(DEFAULTS)
         wrap_class_help(parser)
 
     def before_instantiate_classes(self) -> None:
@@ -381,7 +360,9 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> ExodusCLI:
         parser_class=ExodusArgumentParser,
         parser_kwargs={
             "description": DESCRIPTION,
-            **{name: {"usage": USAGE, "description": text} for name, text in SUBCOMMANDS.items()},
+            **{name: {"usage": USAGE, "description": text,
+                      "default_config_files": [str(DEFAULT_CONFIG_FILE)]}
+               for name, text in SUBCOMMANDS.items()},
         },
         args=args,
         run=run,

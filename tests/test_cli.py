@@ -18,9 +18,10 @@ import pytest
 import torch
 import yaml
 
+import exodus_lightning
 from exodus_lightning import ops
 from exodus_lightning.callbacks import predictions_from_csv
-from exodus_lightning.cli import CLIWarning, ConfigError, build_cli
+from exodus_lightning.cli import DEFAULT_CONFIG_FILE, CLIWarning, ConfigError, build_cli
 from exodus_lightning.cli import main as cli_main
 from exodus_lightning.data import fabricate
 from exodus_lightning.tasks import SpikingClassifier
@@ -33,7 +34,7 @@ from tests.wandb_records import (
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-EXPERIMENTS = ["randman", "nmnist", "dvs_gesture", "shd", "ssc"]
+EXPERIMENTS = ["randman", "nmnist", "dvs_gesture", "shd", "ssc"]  # randman: the default, no config
 NUM_CLASSES = {"randman": 10, "nmnist": 10, "dvs_gesture": 11, "shd": 20, "ssc": 35}
 SMALL_RANDMAN = [
     "--data.init_args.num_train_samples=256",
@@ -52,6 +53,10 @@ def fabricated_root(tmp_path_factory) -> Path:
     fabricate.write_shd(root, num_train=20, num_test=10, spikes_per_sample=100)
     fabricate.write_ssc(root, num_train=35, num_valid=35, num_test=35, spikes_per_sample=100)
     return root
+
+
+def config_args(experiment: str) -> list[str]:
+    return [] if experiment == "randman" else ["--config", str(CONFIGS / f"{experiment}.yaml")]
 
 
 def data_args(experiment: str, root: Path) -> list[str]:
@@ -76,7 +81,7 @@ def run_script(args: list[str], cwd: Path, timeout: float = 180) -> subprocess.C
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_config_fits_validates_tests_and_predicts(experiment, workdir, fabricated_root):
-    common = ["--config", str(CONFIGS / f"{experiment}.yaml"), "--trainer.fast_dev_run=1",
+    common = [*config_args(experiment), "--trainer.fast_dev_run=1",
               "--trainer.accelerator=cpu", *data_args(experiment, fabricated_root)]
     num_classes = NUM_CLASSES[experiment]
 
@@ -116,9 +121,71 @@ def test_print_config_round_trips(experiment, workdir, capsys):
     assert config["model"]["network"]["init_args"]["gradient"] == "exodus"
 
 
-def test_randman_yaml_spells_out_the_defaults(workdir, capsys):
-    defaults = printed_config(["fit"], capsys)
-    assert printed_config(["fit", "--config", str(CONFIGS / "randman.yaml")], capsys) == defaults
+def leaves(config: dict, prefix: tuple = ()) -> dict[tuple, object]:
+    """{("model", "network", "init_args", "tau_mem"): 20.0, ...} for a nested config."""
+    found = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            found.update(leaves(value, (*prefix, key)))
+        else:
+            found[(*prefix, key)] = value
+    return found
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "test", "predict"])
+def test_every_subcommand_starts_from_the_packaged_default_config(subcommand, workdir, capsys):
+    assert DEFAULT_CONFIG_FILE.parent == Path(exodus_lightning.__file__).parent
+    defaults = leaves(yaml.safe_load(DEFAULT_CONFIG_FILE.read_text()))
+    assert ("checkpoint", "monitor") in defaults and ("data", "class_path") in defaults
+    printed = leaves(yaml.safe_load(printed_config([subcommand], capsys)))
+    for key, value in defaults.items():
+        assert printed[key] == value, key
+
+
+def test_a_config_and_the_command_line_override_the_default_config(workdir, capsys):
+    mine = workdir / "mine.yaml"
+    mine.write_text("checkpoint:\n  monitor: val/loss\n  mode: min\n"
+                    "model:\n  network:\n    init_args:\n      tau_mem: 5.0\n")
+    printed = yaml.safe_load(printed_config(
+        ["fit", "--config", str(mine), "--checkpoint.save_last=false"], capsys))
+    assert printed["checkpoint"]["monitor"] == "val/loss" and printed["checkpoint"]["mode"] == "min"
+    assert printed["checkpoint"]["save_last"] is False
+    # The rest of the defaults stay: the network's other arguments, the checkpoint file name.
+    network = printed["model"]["network"]
+    assert network["class_path"] == "exodus_lightning.models.FeedForwardSNN"
+    assert network["init_args"]["tau_mem"] == 5.0 and network["init_args"]["hidden_sizes"] == [128]
+    assert printed["checkpoint"]["filename"] == "epoch={epoch}-val_acc={val/acc:.4f}"
+
+
+def without(config: dict, key: tuple) -> dict:
+    """A copy of `config` without the leaf `key` (and the sections that it leaves empty)."""
+    if len(key) == 1:
+        return {k: v for k, v in config.items() if k != key[0]}
+    inner = without(config[key[0]], key[1:])
+    return {k: v for k, v in config.items() if k != key[0]} | ({key[0]: inner} if inner else {})
+
+
+CONFIG_FILES = sorted(CONFIGS.glob("*.yaml")) + sorted((CONFIGS / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=[p.stem for p in CONFIG_FILES])
+def test_configs_state_only_what_differs_from_the_defaults(path, workdir, capsys):
+    """Each value of a config changes `fit --print_config`, except class paths (they name what
+    the experiment uses) and values marked `stated` (kept although a value that the previous
+    class_path shares with the new one would carry over, see the note in those configs)."""
+    text = path.read_text()
+    config = yaml.safe_load(text)
+    stated = {line.split(":")[0].strip() for line in text.splitlines() if "# " in line
+              and "stated" in line.split("# ", 1)[1]}
+    reference = yaml.safe_load(printed_config(["fit", "--config", str(path)], capsys))
+    trial = workdir / "trial.yaml"
+    for key in leaves(config):
+        if key[-1] == "class_path" or key[-1] in stated:
+            continue
+        trial.write_text(yaml.safe_dump(without(config, key)))
+        assert yaml.safe_load(printed_config(["fit", "--config", str(trial)], capsys)) != (
+            reference), f"{path.name}: {'.'.join(key)} only restates the default"
 
 
 def test_fragments_compose_with_an_experiment(workdir, capsys):
