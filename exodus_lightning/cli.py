@@ -75,7 +75,7 @@ SUBCOMMANDS = {
 LIGHTNING_KEYWORDS = ("hpc", "registry")
 
 # What every subcommand uses before any --config: the built-in task, the checkpoint settings
-# and the W&B logger. Shipped inside the package (see pyproject.toml), so installs have it too.
+# and the W&B logger. Shipped inside the package (package_data in setup.py), so installs have it.
 DEFAULT_CONFIG_FILE = Path(__file__).with_name("default_config.yaml")
 
 

@@ -746,9 +746,15 @@ def test_ckpt_path_last_without_a_last_checkpoint_fails_saying_where_it_looked(
                      f"(last*.ckpt) in {folder}, this run's checkpoint folder, which is new for "
                      "each run unless --checkpoint.dirpath fixes it; pass the checkpoint file to "
                      "resume\n")
-    # A W&B run's folder is named after the run, which gets its id when it starts.
+    # A W&B run's folder is named after the run, which gets its id when it starts; an earlier
+    # run's last checkpoint is offered instead.
+    earlier = workdir / "logs" / "exodus-lightning" / "abc123" / "checkpoints" / "last.ckpt"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"")
     error = main_error([subcommand, *SMALL_RANDMAN, "--ckpt_path=last"], monkeypatch, capsys)
     assert "in logs/exodus-lightning/<this run's id>/checkpoints, this run's" in error
+    assert error.endswith("resume, e.g. --ckpt_path logs/exodus-lightning/abc123/checkpoints/"
+                          "last.ckpt\n")
 
 
 def test_ckpt_path_last_resumes_the_last_checkpoint_of_a_fixed_folder(workdir, capsys):
