@@ -23,7 +23,11 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.accelerators import CPUAccelerator
-from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.callbacks import (
+    BasePredictionWriter,
+    ModelCheckpoint,
+    OnExceptionCheckpoint,
+)
 from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
@@ -39,6 +43,11 @@ from exodus_lightning.callbacks import (
     RunSummary,
     SpikeActivityCheck,
     SpikeRasterLogger,
+)
+from exodus_lightning.checkpoint_file import (
+    CheckpointError,
+    check_checkpoint_contents,
+    load_checkpoint_file,
 )
 from exodus_lightning.cli_parser import PROG, ExodusArgumentParser, wrap_class_help
 from exodus_lightning.data.errors import DataError
@@ -61,31 +70,13 @@ SUBCOMMANDS = {
     "predict": "Predict the test split with a checkpoint (--ckpt_path); writes "
                "predictions.csv.",
 }
-CHECKPOINT_KEYWORDS = ("best", "last", "hpc", "registry")
+# --ckpt_path values that Lightning resolves and checks itself: SLURM's hpc checkpoint and
+# the model registry ("registry", "registry:<name>:<version>").
+LIGHTNING_KEYWORDS = ("hpc", "registry")
 
-# `exodus-lightning fit` with no config: the built-in task, tuned to reach >= 95 % validation
-# accuracy in under a minute on 2 CPU cores (see configs/randman.yaml, which spells these out).
-DEFAULTS = {
-    "data": {"class_path": "exodus_lightning.data.RandmanDataModule"},
-    "model.network": {
-        "class_path": "exodus_lightning.models.FeedForwardSNN",
-        "init_args": {
-            "hidden_sizes": [128],
-            "tau_mem": 10.0,
-            "spike_threshold": 0.5,
-            "readout": "exp_leak",
-            "readout_tau_mem": 10.0,
-        },
-    },
-    "model.optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}},
-    "trainer.max_epochs": 10,
-    "trainer.logger": {"class_path": "exodus_lightning.loggers.WandbLogger"},
-    "checkpoint.monitor": "val/acc",
-    "checkpoint.mode": "max",
-    "checkpoint.save_last": True,
-    "checkpoint.filename": "epoch={epoch}-val_acc={val/acc:.4f}",
-    "checkpoint.auto_insert_metric_name": False,
-}
+# What every subcommand uses before any --config: the built-in task, the checkpoint settings
+# and the W&B logger. Shipped inside the package (package_data in setup.py), so installs have it.
+DEFAULT_CONFIG_FILE = Path(__file__).with_name("default_config.yaml")
 
 
 # Callbacks configured under their own keys (--checkpoint.monitor, ...).
@@ -166,7 +157,6 @@ class ExodusCLI(LightningCLI):
                  "keep_freed_memory): no page faults on each step's fresh tensors, at the cost "
                  "of holding the peak resident memory",
         )
-        parser.set_defaults(DEFAULTS)
         wrap_class_help(parser)
 
     def before_instantiate_classes(self) -> None:
@@ -215,7 +205,7 @@ class ExodusCLI(LightningCLI):
                               ) from error
 
     def before_fit(self) -> None:
-        check_checkpoint_path(self._get(self.config, "ckpt_path"))
+        self._check_checkpoint("fit")
 
     def before_validate(self) -> None:
         self._check_evaluated_model("validate")
@@ -227,11 +217,38 @@ class ExodusCLI(LightningCLI):
         self._check_evaluated_model("predict")
         use_test_split_for_predict(self.datamodule)
 
-    def _check_evaluated_model(self, subcommand: str) -> None:
-        """A checkpoint that exists, or a warning that the model is untrained."""
+    def _parse_ckpt_path(self) -> None:
+        """Load --ckpt_path once, failing in one line if it is not a Lightning checkpoint, before
+        LightningCLI reads the model's hyperparameters from it (with weights_only=True, as here;
+        its errors name what broke inside torch instead). `_check_checkpoint` checks the rest."""
+        self._checkpoint = None
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path is not None and not is_special_checkpoint_path(path):
+            if not Path(path).is_file():
+                raise ConfigError(f"--ckpt_path: no checkpoint file at '{path}'")
+            self._checkpoint = load_checkpoint_file(path, weights_only=True)
+        super()._parse_ckpt_path()
+
+    def _check_checkpoint(self, subcommand: str) -> None:
+        """Fail now, in one line, if --ckpt_path is not a checkpoint this run can use."""
         path = self._get(self.config, "ckpt_path")
-        if path is not None:
-            check_checkpoint_path(path)
+        if str(path) == "best":
+            raise ConfigError(
+                "--ckpt_path best: a new run has no best checkpoint (`best` means the best of "
+                "this run's own training); pass the file, e.g. the best checkpoint that "
+                "`exodus-lightning fit` printed")
+        checkpoint, self._checkpoint = self._checkpoint, None  # freed before the run
+        if str(path) == "last":
+            path = last_checkpoint(self.trainer)
+            checkpoint = load_checkpoint_file(path, self._get(self.config, "weights_only"))
+        if checkpoint is not None:
+            check_checkpoint_contents(path, checkpoint, self.model, resuming=subcommand == "fit")
+
+    def _check_evaluated_model(self, subcommand: str) -> None:
+        """A usable checkpoint, or a warning that the model is untrained."""
+        if self._get(self.config, "ckpt_path") is not None:
+            self._check_checkpoint(subcommand)
             return
         doing = "predicts with" if subcommand == "predict" else "scores"
         latest = latest_checkpoint(self.trainer)
@@ -242,21 +259,58 @@ class ExodusCLI(LightningCLI):
             f"Pass the checkpoint to evaluate{example}.", CLIWarning, stacklevel=2)
 
 
-def check_checkpoint_path(path: str | os.PathLike | None) -> None:
-    """Fail now, in one line, if --ckpt_path names a local file that does not exist."""
-    if path is None or str(path) in CHECKPOINT_KEYWORDS or "://" in str(path):
-        return
-    if str(path).startswith("registry"):
-        return
-    if not Path(path).is_file():
-        raise ConfigError(f"--ckpt_path: no checkpoint file at '{path}'")
+def is_special_checkpoint_path(path: str | os.PathLike) -> bool:
+    """A remote file, or a keyword that Lightning resolves (best, last, hpc, registry...)."""
+    return "://" in str(path) or str(path) in ("best", "last") or str(path).startswith(
+        LIGHTNING_KEYWORDS)
 
 
-def latest_checkpoint(trainer: L.Trainer) -> str | None:
-    """The newest .ckpt under the logger's save_dir (or the default root dir), if any."""
+def last_checkpoint(trainer: L.Trainer) -> str:
+    """The file `--ckpt_path last` resumes, found as Lightning finds it (the newest last*.ckpt in
+    this run's checkpoint folder); a ConfigError saying where it looked if there is none.
+
+    Lightning would warn and train from scratch instead, which looks like a resumed run.
+    """
+    candidates = {callback.ckpt_path for callback in trainer.callbacks
+                  if isinstance(callback, OnExceptionCheckpoint)}
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            candidates |= callback._find_last_checkpoints(trainer)
+    found = [path for path in candidates if path and Path(path).is_file()]
+    if found:
+        return max(found, key=os.path.getmtime)
+    latest = latest_checkpoint(trainer, "last*.ckpt")
+    example = f", e.g. --ckpt_path {latest}" if latest else ""
+    raise ConfigError(
+        f"--ckpt_path last: no last checkpoint (last*.ckpt) in {checkpoint_folder(trainer)}, "
+        "this run's checkpoint folder, which is new for each run unless --checkpoint.dirpath "
+        f"fixes it; pass the checkpoint file to resume{example}")
+
+
+def checkpoint_folder(trainer: L.Trainer) -> str:
+    """Where this run's ModelCheckpoint saves (Lightning's rule: its dirpath, else the first
+    logger's save_dir/name/version/checkpoints, else default_root_dir/checkpoints)."""
+    callback = trainer.checkpoint_callback
+    if isinstance(callback, ModelCheckpoint) and callback.dirpath is not None:
+        return str(callback.dirpath)
+    if not trainer.loggers:
+        return str(Path(trainer.default_root_dir) / "checkpoints")
+    logger = trainer.loggers[0]
+    version = logger.version
+    if version is None:
+        version = "<this run's id>"  # a W&B run gets its id when it starts
+    elif not isinstance(version, str):
+        version = f"version_{version}"
+    return str(Path(logger.save_dir or trainer.default_root_dir) / str(logger.name) / version
+               / "checkpoints")
+
+
+def latest_checkpoint(trainer: L.Trainer, pattern: str = "*.ckpt") -> str | None:
+    """The newest file matching `pattern` in a checkpoints folder under the logger's save_dir
+    (or the default root dir), if any."""
     logger = trainer.logger
     root = Path(getattr(logger, "save_dir", None) or trainer.default_root_dir)
-    found = sorted(root.glob("**/checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime)
+    found = sorted(root.glob(f"**/checkpoints/{pattern}"), key=lambda p: p.stat().st_mtime)
     return str(found[-1]) if found else None
 
 
@@ -381,14 +435,16 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> ExodusCLI:
         parser_class=ExodusArgumentParser,
         parser_kwargs={
             "description": DESCRIPTION,
-            **{name: {"usage": USAGE, "description": text} for name, text in SUBCOMMANDS.items()},
+            **{name: {"usage": USAGE, "description": text,
+                      "default_config_files": [str(DEFAULT_CONFIG_FILE)]}
+               for name, text in SUBCOMMANDS.items()},
         },
         args=args,
         run=run,
     )
 
 
-USER_ERRORS = (ConfigError, DataError, ExtensionBuildError, NonFiniteError)
+USER_ERRORS = (CheckpointError, ConfigError, DataError, ExtensionBuildError, NonFiniteError)
 
 
 def put_working_directory_on_path() -> None:

@@ -7,7 +7,7 @@ seeds, through the project's CLI exactly as a user would:
 
 where the configs are an experiment (default configs/experiments/randman.yaml, the built-in
 temporal task; for SHD, SSC and DVS Gesture, which need their data sets, the dataset's config
-plus its overlay in configs/experiments/) and run.yaml, written here, sets the variant
+in configs/) and run.yaml, written here, sets the variant
 (model.network.init_args.gradient/backend), the seed, a CSV logger (plus W&B with --wandb) and
 a callback that logs the training time of every epoch. Learning curves and times are read back
 from each run's metrics.csv. Writes curves.csv (per epoch), runs.csv (per run), summary.csv/.md
@@ -15,8 +15,7 @@ from each run's metrics.csv. Writes curves.csv (per epoch), runs.csv (per run), 
 training epoch) and curves.png, time.png.
 
     python -m experiments.training_comparison                       # Randman, 3 seeds, CPU
-    python -m experiments.training_comparison --config configs/shd.yaml \
-        --config configs/experiments/shd.yaml
+    python -m experiments.training_comparison --config configs/shd.yaml
     python -m experiments.training_comparison --tiny                # 2 batches per epoch
 """
 

@@ -8,6 +8,7 @@ file goes under tmp_path.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -18,9 +19,11 @@ import pytest
 import torch
 import yaml
 
+import exodus_lightning
 from exodus_lightning import ops
 from exodus_lightning.callbacks import predictions_from_csv
-from exodus_lightning.cli import CLIWarning, ConfigError, build_cli
+from exodus_lightning.checkpoint_file import CheckpointWarning
+from exodus_lightning.cli import DEFAULT_CONFIG_FILE, CLIWarning, ConfigError, build_cli
 from exodus_lightning.cli import main as cli_main
 from exodus_lightning.data import fabricate
 from exodus_lightning.tasks import SpikingClassifier
@@ -33,7 +36,7 @@ from tests.wandb_records import (
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-EXPERIMENTS = ["randman", "nmnist", "dvs_gesture", "shd", "ssc"]
+EXPERIMENTS = ["randman", "nmnist", "dvs_gesture", "shd", "ssc"]  # randman: the default, no config
 NUM_CLASSES = {"randman": 10, "nmnist": 10, "dvs_gesture": 11, "shd": 20, "ssc": 35}
 SMALL_RANDMAN = [
     "--data.init_args.num_train_samples=256",
@@ -52,6 +55,10 @@ def fabricated_root(tmp_path_factory) -> Path:
     fabricate.write_shd(root, num_train=20, num_test=10, spikes_per_sample=100)
     fabricate.write_ssc(root, num_train=35, num_valid=35, num_test=35, spikes_per_sample=100)
     return root
+
+
+def config_args(experiment: str) -> list[str]:
+    return [] if experiment == "randman" else ["--config", str(CONFIGS / f"{experiment}.yaml")]
 
 
 def data_args(experiment: str, root: Path) -> list[str]:
@@ -76,7 +83,7 @@ def run_script(args: list[str], cwd: Path, timeout: float = 180) -> subprocess.C
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_config_fits_validates_tests_and_predicts(experiment, workdir, fabricated_root):
-    common = ["--config", str(CONFIGS / f"{experiment}.yaml"), "--trainer.fast_dev_run=1",
+    common = [*config_args(experiment), "--trainer.fast_dev_run=1",
               "--trainer.accelerator=cpu", *data_args(experiment, fabricated_root)]
     num_classes = NUM_CLASSES[experiment]
 
@@ -116,9 +123,71 @@ def test_print_config_round_trips(experiment, workdir, capsys):
     assert config["model"]["network"]["init_args"]["gradient"] == "exodus"
 
 
-def test_randman_yaml_spells_out_the_defaults(workdir, capsys):
-    defaults = printed_config(["fit"], capsys)
-    assert printed_config(["fit", "--config", str(CONFIGS / "randman.yaml")], capsys) == defaults
+def leaves(config: dict, prefix: tuple = ()) -> dict[tuple, object]:
+    """{("model", "network", "init_args", "tau_mem"): 20.0, ...} for a nested config."""
+    found = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            found.update(leaves(value, (*prefix, key)))
+        else:
+            found[(*prefix, key)] = value
+    return found
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "test", "predict"])
+def test_every_subcommand_starts_from_the_packaged_default_config(subcommand, workdir, capsys):
+    assert DEFAULT_CONFIG_FILE.parent == Path(exodus_lightning.__file__).parent
+    defaults = leaves(yaml.safe_load(DEFAULT_CONFIG_FILE.read_text()))
+    assert ("checkpoint", "monitor") in defaults and ("data", "class_path") in defaults
+    printed = leaves(yaml.safe_load(printed_config([subcommand], capsys)))
+    for key, value in defaults.items():
+        assert printed[key] == value, key
+
+
+def test_a_config_and_the_command_line_override_the_default_config(workdir, capsys):
+    mine = workdir / "mine.yaml"
+    mine.write_text("checkpoint:\n  monitor: val/loss\n  mode: min\n"
+                    "model:\n  network:\n    init_args:\n      tau_mem: 5.0\n")
+    printed = yaml.safe_load(printed_config(
+        ["fit", "--config", str(mine), "--checkpoint.save_last=false"], capsys))
+    assert printed["checkpoint"]["monitor"] == "val/loss" and printed["checkpoint"]["mode"] == "min"
+    assert printed["checkpoint"]["save_last"] is False
+    # The rest of the defaults stay: the network's other arguments, the checkpoint file name.
+    network = printed["model"]["network"]
+    assert network["class_path"] == "exodus_lightning.models.FeedForwardSNN"
+    assert network["init_args"]["tau_mem"] == 5.0 and network["init_args"]["hidden_sizes"] == [128]
+    assert printed["checkpoint"]["filename"] == "epoch={epoch}-val_acc={val/acc:.4f}"
+
+
+def without(config: dict, key: tuple) -> dict:
+    """A copy of `config` without the leaf `key` (and the sections that it leaves empty)."""
+    if len(key) == 1:
+        return {k: v for k, v in config.items() if k != key[0]}
+    inner = without(config[key[0]], key[1:])
+    return {k: v for k, v in config.items() if k != key[0]} | ({key[0]: inner} if inner else {})
+
+
+CONFIG_FILES = sorted(CONFIGS.glob("*.yaml")) + sorted((CONFIGS / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=[p.stem for p in CONFIG_FILES])
+def test_configs_state_only_what_differs_from_the_defaults(path, workdir, capsys):
+    """Each value of a config changes `fit --print_config`, except class paths (they name what
+    the experiment uses) and values marked `stated` (kept although a value that the previous
+    class_path shares with the new one would carry over, see the note in those configs)."""
+    text = path.read_text()
+    config = yaml.safe_load(text)
+    stated = {line.split(":")[0].strip() for line in text.splitlines() if "# " in line
+              and "stated" in line.split("# ", 1)[1]}
+    reference = yaml.safe_load(printed_config(["fit", "--config", str(path)], capsys))
+    trial = workdir / "trial.yaml"
+    for key in leaves(config):
+        if key[-1] == "class_path" or key[-1] in stated:
+            continue
+        trial.write_text(yaml.safe_dump(without(config, key)))
+        assert yaml.safe_load(printed_config(["fit", "--config", str(trial)], capsys)) != (
+            reference), f"{path.name}: {'.'.join(key)} only restates the default"
 
 
 def test_fragments_compose_with_an_experiment(workdir, capsys):
@@ -548,3 +617,158 @@ def test_a_logged_run_is_quiet_and_writes_one_line_per_epoch(workdir):
                   "dirpath has changed"):
         assert noise not in output, noise
     assert "Seed set to 0" in output  # what is worth knowing stays
+
+
+# --- Unusable checkpoints (issue 17) ---------------------------------------------------------
+
+
+class NotAWeight:
+    """An object that loading with weights_only refuses."""
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(tmp_path_factory) -> Path:
+    """last.ckpt of a real one-step training of the built-in task (copies get corrupted)."""
+    root = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(sys, "argv", ["exodus-lightning"])
+        cli = build_cli(["fit", *SMALL_RANDMAN, "--trainer.max_epochs=1", "--trainer.logger=false",
+                         "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
+                         "--trainer.enable_progress_bar=false",
+                         f"--trainer.default_root_dir={root}"])
+    return Path(cli.trainer.checkpoint_callback.last_model_path)
+
+
+def with_non_finite(checkpoint: dict, name: str, index: tuple, value: float) -> dict:
+    checkpoint["state_dict"][name][index] = value
+    return checkpoint
+
+
+def write_broken(kind: str, original: Path, path: Path) -> None:
+    """`original` spoilt in one way."""
+    data = original.read_bytes()
+    checkpoint = torch.load(original, weights_only=True)
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "random":
+        path.write_bytes(bytes(range(256)) * 16)
+    elif kind == "bare-state-dict":
+        torch.save(checkpoint["state_dict"], path)
+    elif kind == "no-lightning-version":
+        torch.save({"state_dict": checkpoint["state_dict"]}, path)
+    elif kind == "pickled-object":
+        torch.save({**checkpoint, "extra": NotAWeight()}, path)
+    elif kind == "nan-weights":
+        checkpoint = with_non_finite(checkpoint, "network.layers.1.weight", (0, 0), math.nan)
+        torch.save(with_non_finite(checkpoint, "network.layers.3.bias", (1,), math.inf), path)
+    elif kind == "weights-only":
+        torch.save({k: v for k, v in checkpoint.items() if k not in (
+            "optimizer_states", "lr_schedulers", "loops", "callbacks")}, path)
+    else:
+        raise ValueError(kind)
+
+
+BROKEN_CHECKPOINTS = {
+    "empty": "the file is empty (0 bytes)",
+    "truncated": "the file is truncated (",
+    "random": "the file is not one that torch.save writes (a zip archive); it starts with b'\\x00",
+    "bare-state-dict": "it holds a bare state_dict (torch.save(model.state_dict())), written by "
+                       "torch.save, not by a Lightning Trainer",
+    "no-lightning-version": "it has no 'pytorch-lightning_version', written by torch.save",
+    "pickled-object": "it holds a tests.test_cli.NotAWeight object, which the command's "
+                      "weights-only loading refuses (unpickling it could run code)",
+    "nan-weights": "its weights hold NaN or infinity: network.layers.1.weight (1 NaN of 2560), "
+                   "network.layers.3.bias (1 inf of 10)",
+}
+
+
+def main_error(args: list[str], monkeypatch, capsys) -> str:
+    """What `exodus-lightning <args>` prints when it ends with exit status 1."""
+    monkeypatch.setattr(sys, "argv", ["exodus-lightning", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main()
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 1, error[-2000:]
+    assert "Traceback" not in error
+    return error
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "test"])
+@pytest.mark.parametrize("kind", list(BROKEN_CHECKPOINTS))
+def test_an_unusable_checkpoint_ends_in_one_line_saying_why(kind, subcommand, trained_checkpoint,
+                                                            workdir, monkeypatch, capsys):
+    path = workdir / f"{kind}.ckpt"
+    write_broken(kind, trained_checkpoint, path)
+    error = main_error([subcommand, *SMALL_RANDMAN, "--trainer.logger=false",
+                        f"--ckpt_path={path}"], monkeypatch, capsys)
+    assert error == (f"exodus-lightning {subcommand}: error: --ckpt_path {path}: not a usable "
+                     f"checkpoint: {BROKEN_CHECKPOINTS[kind]}"
+                     + error.split(BROKEN_CHECKPOINTS[kind], 1)[1])
+    assert error.count("\n") == 1, error
+    assert not list(workdir.rglob("last.ckpt"))  # stopped before training
+
+
+def test_a_weights_only_checkpoint_cannot_resume_training(trained_checkpoint, workdir,
+                                                          monkeypatch, capsys):
+    path = workdir / "weights.ckpt"
+    write_broken("weights-only", trained_checkpoint, path)
+    error = main_error(["fit", *SMALL_RANDMAN, "--trainer.logger=false", f"--ckpt_path={path}"],
+                       monkeypatch, capsys)
+    assert "it holds the weights only (saved with save_weights_only=True)" in error
+    cli = build_cli(["test", *SMALL_RANDMAN, "--trainer.logger=false", f"--ckpt_path={path}",
+                     "--trainer.limit_test_batches=1"])
+    assert 0 <= cli.trainer.callback_metrics["test/acc"] <= 1
+
+
+def test_non_finite_neuron_states_in_a_checkpoint_only_warn(trained_checkpoint, workdir):
+    """States (buffers) restart before each batch: a NaN left there harms nothing, but says
+    that the run that saved it was diverging."""
+    path = workdir / "nan_state.ckpt"
+    checkpoint = torch.load(trained_checkpoint, weights_only=True)
+    torch.save(with_non_finite(checkpoint, "network.layers.2.v_mem", (0, 0), math.nan), path)
+    with pytest.warns(CheckpointWarning, match=re.escape(
+            "buffers hold NaN or infinity: network.layers.2.v_mem (1 NaN of 128)")):
+        cli = build_cli(["test", *SMALL_RANDMAN, "--trainer.logger=false", f"--ckpt_path={path}",
+                         "--trainer.limit_test_batches=1"])
+    assert torch.isfinite(cli.trainer.callback_metrics["test/loss"])
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "validate"])
+def test_ckpt_path_last_without_a_last_checkpoint_fails_saying_where_it_looked(
+        subcommand, workdir, monkeypatch, capsys):
+    """Lightning warns and trains from scratch (exit 0), which looks like a resumed run."""
+    error = main_error([subcommand, *SMALL_RANDMAN, "--trainer.logger=false",
+                        "--ckpt_path=last"], monkeypatch, capsys)
+    folder = workdir / "checkpoints"
+    assert error == (f"exodus-lightning {subcommand}: error: --ckpt_path last: no last checkpoint "
+                     f"(last*.ckpt) in {folder}, this run's checkpoint folder, which is new for "
+                     "each run unless --checkpoint.dirpath fixes it; pass the checkpoint file to "
+                     "resume\n")
+    # A W&B run's folder is named after the run, which gets its id when it starts; an earlier
+    # run's last checkpoint is offered instead.
+    earlier = workdir / "logs" / "exodus-lightning" / "abc123" / "checkpoints" / "last.ckpt"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"")
+    error = main_error([subcommand, *SMALL_RANDMAN, "--ckpt_path=last"], monkeypatch, capsys)
+    assert "in logs/exodus-lightning/<this run's id>/checkpoints, this run's" in error
+    assert error.endswith("resume, e.g. --ckpt_path logs/exodus-lightning/abc123/checkpoints/"
+                          "last.ckpt\n")
+
+
+def test_ckpt_path_last_resumes_the_last_checkpoint_of_a_fixed_folder(workdir, capsys):
+    common = ["fit", *SMALL_RANDMAN, "--trainer.logger=false", "--trainer.limit_train_batches=2",
+              "--trainer.limit_val_batches=1", f"--checkpoint.dirpath={workdir / 'fixed'}"]
+    first = build_cli([*common, "--trainer.max_epochs=1"])
+    last = first.trainer.checkpoint_callback.last_model_path
+    assert Path(last) == workdir / "fixed" / "last.ckpt"
+    resumed = build_cli([*common, "--trainer.max_epochs=2", "--ckpt_path=last"])
+    assert resumed.trainer.ckpt_path == last
+    assert resumed.trainer.global_step == 4  # two steps restored, two trained
+
+
+def test_ckpt_path_best_in_a_new_run_fails(workdir, monkeypatch, capsys):
+    error = main_error(["test", *SMALL_RANDMAN, "--trainer.logger=false", "--ckpt_path=best"],
+                       monkeypatch, capsys)
+    assert "--ckpt_path best: a new run has no best checkpoint" in error

@@ -84,14 +84,14 @@ def test_sweep_is_complete_and_every_key_is_a_valid_override(path, workdir, caps
     command = agent_command(sweep, trial_values(sweep, 0))
     fit = command.index("fit")
     assert command[fit - 2 : fit] == ["-m", "exodus_lightning"]
-    config = REPO / command[command.index("--config") + 1]
-    assert config.is_file()
+    # The experiment's config, relative to the repository root (none: the built-in task).
+    configs = [command[i + 1] for i, arg in enumerate(command) if arg == "--config"]
+    assert all((REPO / config).is_file() for config in configs), configs
     swept_keys = set(sweep["parameters"])
     for trial in (0, 1):
         values = trial_values(sweep, trial)
         command = agent_command(sweep, values)
-        args = [str(REPO / a) if a == config.relative_to(REPO).as_posix() else a
-                for a in command[fit + 1 :]]
+        args = [str(REPO / a) if a in configs else a for a in command[fit + 1 :]]
         with pytest.raises(SystemExit) as exit_info:
             build_cli(["fit", *args, "--print_config"])
         assert exit_info.value.code in (0, None), capsys.readouterr().err
