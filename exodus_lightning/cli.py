@@ -51,6 +51,7 @@ from exodus_lightning.checkpoint_file import (
 )
 from exodus_lightning.cli_parser import PROG, ExodusArgumentParser, wrap_class_help
 from exodus_lightning.data.errors import DataError
+from exodus_lightning.nn import ParameterRangeError
 from exodus_lightning.ops import ExtensionBuildError
 from exodus_lightning.tasks import SpikingClassifier
 
@@ -367,9 +368,9 @@ def warm_up_extension() -> None:
     build finished; ranks started together (torchrun, srun) are serialised by the build's lock.
     A failed build is not fatal here: backend="auto" falls back to the reference with a warning.
     """
-    ops.is_available("cpu")
+    ops.try_build_and_load("cpu")
     if torch.cuda.is_available():
-        ops.is_available("cuda")
+        ops.try_build_and_load("cuda")
 
 
 def use_test_split_for_predict(datamodule: L.LightningDataModule | None) -> None:
@@ -438,13 +439,16 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> ExodusCLI:
             **{name: {"usage": USAGE, "description": text,
                       "default_config_files": [str(DEFAULT_CONFIG_FILE)]}
                for name, text in SUBCOMMANDS.items()},
+            # Without a subcommand (run=False) the main parser is the one that parses the config.
+            **({} if run else {"default_config_files": [str(DEFAULT_CONFIG_FILE)]}),
         },
         args=args,
         run=run,
     )
 
 
-USER_ERRORS = (CheckpointError, ConfigError, DataError, ExtensionBuildError, NonFiniteError)
+USER_ERRORS = (CheckpointError, ConfigError, DataError, ExtensionBuildError, NonFiniteError,
+               ParameterRangeError)
 
 
 def put_working_directory_on_path() -> None:

@@ -79,11 +79,32 @@ def test_a_diverging_cli_run_ends_in_one_line(tmp_path, monkeypatch, capsys):
     from exodus_lightning import cli
 
     monkeypatch.chdir(tmp_path)
+    # IAF neurons and a linear readout: no time constant, which a huge learning rate would
+    # drive below 0 first (the layer then stops the run with nn.ParameterRangeError).
     monkeypatch.setattr("sys.argv", ["exodus-lightning", "fit", "--trainer.max_epochs", "1",
                                      "--trainer.logger", "false",
+                                     "--model.network.init_args.neuron", "iaf",
+                                     "--model.network.init_args.readout", "linear",
                                      "--model.optimizer.init_args.lr", "1e30"])
     with pytest.raises(SystemExit) as exit_info:
         cli.main()
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("exodus-lightning fit: error: non-finite ") and "step" in err
+
+
+def test_a_time_constant_trained_below_zero_ends_the_cli_run_in_one_line(tmp_path, monkeypatch,
+                                                                         capsys):
+    """A huge learning rate drives tau_mem below 0: one line naming it, exit 1, no traceback."""
+    from exodus_lightning import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["exodus-lightning", "fit", "--trainer.max_epochs", "1",
+                                     "--trainer.logger", "false",
+                                     "--model.optimizer.init_args.lr", "1e30"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    assert err[-1].startswith("exodus-lightning fit: error: ") and "tau_mem" in err[-1], err[-1]

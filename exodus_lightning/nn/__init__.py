@@ -10,7 +10,7 @@ from .activation import UnsupportedActivationError
 from .exp_leak import ExpLeak, ExpLeakSqueeze
 from .iaf import IAF, IAFSqueeze
 from .lif import LIF, LIFSqueeze
-from .parameters import ShapeError
+from .parameters import ParameterRangeError, ShapeError
 from .recurrent import IAFRecurrent, LIFRecurrent
 from .reshape import FlattenTime, SqueezeMixin, UnflattenTime, set_batch_size
 from .stateful import StatefulLayer, detach_states, reset_states, zero_grad
@@ -25,6 +25,7 @@ __all__ = [
     "IAFSqueeze",
     "LIFRecurrent",
     "LIFSqueeze",
+    "ParameterRangeError",
     "ShapeError",
     "SqueezeMixin",
     "StatefulLayer",

@@ -22,6 +22,11 @@ class ShapeError(ValueError, RuntimeError):
     like the broadcasting or reshape error sinabs raises in the same place."""
 
 
+class ParameterRangeError(ValueError):
+    """A layer parameter left the range it was checked against when the layer was built:
+    training diverged (or a loaded state_dict holds such a value)."""
+
+
 def as_tensor(name: str, value: Value) -> Tensor:
     """A number or a tensor as a float32 tensor (float64 kept), detached from any graph.
 
@@ -69,7 +74,7 @@ def _moved(name: str) -> str:
     return _MOVED.format(parameter=name.rpartition(".")[2])
 
 
-@value_check
+@value_check(ParameterRangeError)
 def trained_tau_problem(name: str, tau: Tensor) -> str | None:
     """A layer's time constant after training: τ > 0; ``name`` is "Layer.parameter"."""
     if bool((tau > 0).all()):  # NaN compares False: a problem
@@ -78,7 +83,7 @@ def trained_tau_problem(name: str, tau: Tensor) -> str | None:
         name)
 
 
-@value_check
+@value_check(ParameterRangeError)
 def trained_alpha_problem(name: str, alpha: Tensor) -> str | None:
     """A layer's decay after training (train_alphas): α in (0, 1]."""
     if bool(((alpha > 0) & (alpha <= 1)).all()):
@@ -87,7 +92,7 @@ def trained_alpha_problem(name: str, alpha: Tensor) -> str | None:
         name)
 
 
-@value_check
+@value_check(ParameterRangeError)
 def trained_threshold_problem(name: str, threshold: Tensor, min_v_mem: Tensor | None
                               ) -> str | None:
     """A layer's spike threshold after training: θ > 0 and θ > min_v_mem everywhere."""

@@ -73,7 +73,7 @@ def parameter(name: str, value: float | Tensor, x: Tensor) -> Tensor:
     return value.to(state_dtype(x))
 
 
-@value_check
+@value_check()
 def alpha_problem(name: str, alpha: Number | Tensor) -> str | None:
     """α must lie in (0, 1]."""
     low, high = _bounds(alpha)
@@ -83,7 +83,7 @@ def alpha_problem(name: str, alpha: Number | Tensor) -> str | None:
     return None
 
 
-@value_check
+@value_check()
 def threshold_problem(name: str, threshold: Number | Tensor) -> str | None:
     """θ must be > 0 and finite."""
     low, high = _bounds(threshold)
@@ -95,7 +95,7 @@ def threshold_problem(name: str, threshold: Number | Tensor) -> str | None:
     return None
 
 
-@value_check
+@value_check()
 def below_threshold_problem(name: str, threshold: Number | Tensor,
                             min_v_mem: Number | Tensor) -> str | None:
     """min_v_mem must not be NaN and must lie below θ everywhere."""

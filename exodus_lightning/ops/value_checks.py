@@ -2,7 +2,8 @@
 
 A check is a function ``problem(name, *values) -> str | None`` of Python numbers, tensors or
 None that says what is wrong with the values (None: nothing), registered with
-:func:`value_check`. :func:`check_values` raises ``ValueError(problem)``:
+:func:`value_check` and the error it raises (ValueError or a subclass). :func:`check_values`
+raises that error with the problem's message:
 
 - in eager mode, at once;
 - under torch.compile, when the compiled code runs. Tensor values exist only then, so the graph
@@ -29,18 +30,23 @@ from torch import Tensor
 Value = int | float | Tensor | None
 Problem = Callable[..., "str | None"]
 
-# Registered checks by key: the compiled graph names a check by its key (an op takes no
-# functions), and the op's implementation looks it up here.
-_PROBLEMS: dict[str, Problem] = {}
+# Registered checks by key, with the error they raise: the compiled graph names a check by its
+# key (an op takes no functions), and the ops' implementations look it up here.
+_PROBLEMS: dict[str, tuple[Problem, type[ValueError]]] = {}
 _KEYS: dict[Problem, str] = {}
 
 
-def value_check(problem: Problem) -> Problem:
-    """Register ``problem(name, *values) -> str | None`` for :func:`check_values`."""
-    key = f"{problem.__module__}.{problem.__qualname__}"
-    _PROBLEMS[key] = problem
-    _KEYS[problem] = key
-    return problem
+def value_check(error: type[ValueError] = ValueError) -> Callable[[Problem], Problem]:
+    """Register ``problem(name, *values) -> str | None`` for :func:`check_values`; a problem
+    raises ``error`` (ValueError or a subclass)."""
+
+    def register(problem: Problem) -> Problem:
+        key = f"{problem.__module__}.{problem.__qualname__}"
+        _PROBLEMS[key] = (problem, error)
+        _KEYS[problem] = key
+        return problem
+
+    return register
 
 
 @torch.compiler.assume_constant_result
@@ -58,25 +64,28 @@ def checking(value: Value) -> bool:
 
 
 def check_values(problem: Problem, name: str, *values: Value) -> None:
-    """Raise ValueError(problem(name, *values)) if there is a problem, eager or compiled.
+    """Raise the problem's error if ``problem(name, *values)`` finds one, eager or compiled.
 
     Skipped (no host sync) when a tensor among the values is on a device whose values are not
     checked (see :func:`checking`).
     """
     if not all(checking(value) for value in values):
         return
+    key = _KEYS[problem]
     if not torch.compiler.is_compiling():
-        message = problem(name, *values)
-        if message is not None:
-            raise ValueError(message)
+        _raise_if(key, problem(name, *values))
     elif any(isinstance(value, Tensor) for value in values):
-        torch.ops.exodus_lightning.check_values(
-            _KEYS[problem], name, [_as_tensor(value) for value in values]
-        )
+        torch.ops.exodus_lightning.check_values(key, name, [_as_tensor(v) for v in values])
     else:
         message = problem(name, *values)
         if message is not None:
-            torch.ops.exodus_lightning.raise_value_error(message)
+            torch.ops.exodus_lightning.raise_value_error(key, message)
+
+
+def _raise_if(key: str, message: str | None) -> None:
+    if message is not None:
+        _problem, error = _PROBLEMS[key]
+        raise error(message)
 
 
 def _as_tensor(value: Value) -> Tensor | None:
@@ -88,10 +97,9 @@ def _as_tensor(value: Value) -> Tensor | None:
 
 @torch.library.custom_op("exodus_lightning::check_values", mutates_args=())
 def _check_values_op(key: str, name: str, values: list[Tensor | None]) -> None:
-    """Run the registered check ``key`` on the values; raise ValueError on a problem."""
-    message = _PROBLEMS[key](name, *(v.detach() if v is not None else None for v in values))
-    if message is not None:
-        raise ValueError(message)
+    """Run the registered check ``key`` on the values; raise its error on a problem."""
+    problem, _error = _PROBLEMS[key]
+    _raise_if(key, problem(name, *(v.detach() if v is not None else None for v in values)))
 
 
 @_check_values_op.register_fake
@@ -100,13 +108,13 @@ def _check_values_fake(key: str, name: str, values: list[Tensor | None]) -> None
 
 
 @torch.library.custom_op("exodus_lightning::raise_value_error", mutates_args=())
-def _raise_value_error_op(message: str) -> None:
-    """Raise ValueError(message) when the compiled graph runs (a check failed while tracing)."""
-    raise ValueError(message)
+def _raise_value_error_op(key: str, message: str) -> None:
+    """Raise check ``key``'s error when the compiled graph runs (it failed while tracing)."""
+    _raise_if(key, message)
 
 
 @_raise_value_error_op.register_fake
-def _raise_value_error_fake(message: str) -> None:
+def _raise_value_error_fake(key: str, message: str) -> None:
     return None
 
 

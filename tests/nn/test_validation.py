@@ -99,7 +99,7 @@ def test_parameter_moved_out_of_range_is_named_at_forward(case):
     layer = build()
     with torch.no_grad():
         getattr(layer, name).fill_(value)
-    with pytest.raises(ValueError, match=message) as raised:
+    with pytest.raises(enn.ParameterRangeError, match=message) as raised:
         layer(torch.rand(1, 2, 3))
     text = str(raised.value)
     assert f"got {value:g}" in text and "training" in text and "learning rate" in text
@@ -121,7 +121,7 @@ def test_compiled_layer_raises_what_eager_raises(case):
     errors = []
     for run in (layer, compiled):
         layer.reset_states()
-        with pytest.raises(ValueError, match=message) as raised:
+        with pytest.raises(enn.ParameterRangeError, match=message) as raised:
             run(x)
         errors.append(str(raised.value))
     assert errors[0] == errors[1]
