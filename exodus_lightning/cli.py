@@ -419,6 +419,7 @@ def quiet_library_noise() -> None:
 def build_cli(args: list[str] | None = None, run: bool = True) -> ExodusCLI:
     """Parse `args` (default: sys.argv), instantiate, and run the subcommand if `run`."""
     trainer_defaults: dict[str, Any] = {"callbacks": [RunSummary()]}
+    defaults = {"default_config_files": [str(DEFAULT_CONFIG_FILE)]}
     if "enable_autolog_hparams" in inspect.signature(L.Trainer).parameters:
         # The CLI logs the whole nested config itself; Lightning would add the module's and the
         # DataModule's flat hyperparameters (alpha, _instantiator, ...) beside it.
@@ -435,8 +436,9 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> ExodusCLI:
         parser_class=ExodusArgumentParser,
         parser_kwargs={
             "description": DESCRIPTION,
-            **{name: {"usage": USAGE, "description": text,
-                      "default_config_files": [str(DEFAULT_CONFIG_FILE)]}
+            # With run=False there are no subcommands: the main parser holds the settings.
+            **({} if run else defaults),
+            **{name: {"usage": USAGE, "description": text, **defaults}
                for name, text in SUBCOMMANDS.items()},
         },
         args=args,

@@ -144,6 +144,14 @@ def test_every_subcommand_starts_from_the_packaged_default_config(subcommand, wo
         assert printed[key] == value, key
 
 
+def test_without_a_subcommand_the_command_starts_from_the_default_config_too(workdir):
+    cli = build_cli([], run=False)  # as in Python: no subcommands, the settings at the top
+    assert type(cli.datamodule).__name__ == "RandmanDataModule"
+    linear = [m for m in cli.model.network.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linear] == [128, 10]  # one hidden layer, as in the file
+    assert cli.trainer.checkpoint_callback.monitor == "val/acc"
+
+
 def test_a_config_and_the_command_line_override_the_default_config(workdir, capsys):
     mine = workdir / "mine.yaml"
     mine.write_text("checkpoint:\n  monitor: val/loss\n  mode: min\n"
