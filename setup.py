@@ -15,6 +15,10 @@ setup(
     package_data={
         "exodus_lightning": ["default_config.yaml"],
         "exodus_lightning._extensions": [
-            "exodus/*.h", "exodus/*.cuh", "exodus/*.cpp", "exodus/*.cu"],
+            "exodus/*.h",
+            "exodus/*.cuh",
+            "exodus/*.cpp",
+            "exodus/*.cu",
+        ],
     },
 )

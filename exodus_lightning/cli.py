@@ -68,8 +68,7 @@ SUBCOMMANDS = {
     "fit": "Train, validating every epoch; saves the best and the last checkpoint.",
     "validate": "Score a checkpoint (--ckpt_path) on the validation split.",
     "test": "Score a checkpoint (--ckpt_path) on the test split, with a confusion matrix.",
-    "predict": "Predict the test split with a checkpoint (--ckpt_path); writes "
-               "predictions.csv.",
+    "predict": "Predict the test split with a checkpoint (--ckpt_path); writes predictions.csv.",
 }
 # --ckpt_path values that Lightning resolves and checks itself: SLURM's hpc checkpoint and
 # the model registry ("registry", "registry:<name>:<version>").
@@ -135,8 +134,9 @@ class ExodusCLI(LightningCLI):
         quiet_library_noise()
         super().__init__(*args, **kwargs)
 
-    def setup_parser(self, add_subcommands: bool, main_kwargs: dict[str, Any],
-                     subparser_kwargs: dict[str, Any]) -> None:
+    def setup_parser(
+        self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]
+    ) -> None:
         super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
         # The subcommand list in --help shows Trainer docstrings' first lines, cut mid-sentence.
         action = getattr(self.parser, "_subcommands_action", None)
@@ -153,10 +153,12 @@ class ExodusCLI(LightningCLI):
                 f"data.{attribute}", f"model.network.init_args.{attribute}", apply_on="instantiate"
             )
         parser.add_argument(
-            "--keep_freed_memory", type=bool, default=True,
+            "--keep_freed_memory",
+            type=bool,
+            default=True,
             help="On CPU, let glibc keep freed memory for reuse (exodus_lightning.ops."
-                 "keep_freed_memory): no page faults on each step's fresh tensors, at the cost "
-                 "of holding the peak resident memory",
+            "keep_freed_memory): no page faults on each step's fresh tensors, at the cost "
+            "of holding the peak resident memory",
         )
         wrap_class_help(parser)
 
@@ -189,10 +191,12 @@ class ExodusCLI(LightningCLI):
         configured = configured if isinstance(configured, list) else [configured]
         extra = []
         if config.get("enable_progress_bar") is not False and not any(
-                isinstance(c, LightningProgressBar) for c in configured):
+            isinstance(c, LightningProgressBar) for c in configured
+        ):
             extra.append(ProgressBar())
         if self.subcommand == "predict" and not any(
-                isinstance(c, BasePredictionWriter) for c in configured):
+            isinstance(c, BasePredictionWriter) for c in configured
+        ):
             extra.append(PredictionWriter())
         defaults = self.trainer_defaults.get("callbacks", [])
         defaults = defaults if isinstance(defaults, list) else [defaults]
@@ -202,8 +206,9 @@ class ExodusCLI(LightningCLI):
         except (MisconfigurationException, ValueError, TypeError) as error:
             # Lightning rejects accelerator/devices/strategy combinations with exceptions
             # of these types, raised while the Trainer is built.
-            raise ConfigError(explain_trainer_error(error, self._get(self.config, "trainer"))
-                              ) from error
+            raise ConfigError(
+                explain_trainer_error(error, self._get(self.config, "trainer"))
+            ) from error
 
     def before_fit(self) -> None:
         self._check_checkpoint("fit")
@@ -238,7 +243,8 @@ class ExodusCLI(LightningCLI):
             raise ConfigError(
                 "--ckpt_path best: a new run has no best checkpoint (`best` means the best of "
                 "this run's own training); pass the file, e.g. the best checkpoint that "
-                "`exodus-lightning fit` printed")
+                "`exodus-lightning fit` printed"
+            )
         checkpoint, self._checkpoint = self._checkpoint, None  # freed before the run
         if str(path) == "last":
             path = last_checkpoint(self.trainer)
@@ -253,17 +259,26 @@ class ExodusCLI(LightningCLI):
             return
         doing = "predicts with" if subcommand == "predict" else "scores"
         latest = latest_checkpoint(self.trainer)
-        example = f", e.g. --ckpt_path {latest}" if latest else (
-            " (the best checkpoint that `exodus-lightning fit` printed)")
+        example = (
+            f", e.g. --ckpt_path {latest}"
+            if latest
+            else (" (the best checkpoint that `exodus-lightning fit` printed)")
+        )
         warnings.warn(
             f"{subcommand} without --ckpt_path {doing} the model as initialised, untrained. "
-            f"Pass the checkpoint to evaluate{example}.", CLIWarning, stacklevel=2)
+            f"Pass the checkpoint to evaluate{example}.",
+            CLIWarning,
+            stacklevel=2,
+        )
 
 
 def is_special_checkpoint_path(path: str | os.PathLike) -> bool:
     """A remote file, or a keyword that Lightning resolves (best, last, hpc, registry...)."""
-    return "://" in str(path) or str(path) in ("best", "last") or str(path).startswith(
-        LIGHTNING_KEYWORDS)
+    return (
+        "://" in str(path)
+        or str(path) in ("best", "last")
+        or str(path).startswith(LIGHTNING_KEYWORDS)
+    )
 
 
 def last_checkpoint(trainer: L.Trainer) -> str:
@@ -272,8 +287,11 @@ def last_checkpoint(trainer: L.Trainer) -> str:
 
     Lightning would warn and train from scratch instead, which looks like a resumed run.
     """
-    candidates = {callback.ckpt_path for callback in trainer.callbacks
-                  if isinstance(callback, OnExceptionCheckpoint)}
+    candidates = {
+        callback.ckpt_path
+        for callback in trainer.callbacks
+        if isinstance(callback, OnExceptionCheckpoint)
+    }
     for callback in trainer.checkpoint_callbacks:
         if isinstance(callback, ModelCheckpoint):
             candidates |= callback._find_last_checkpoints(trainer)
@@ -285,7 +303,8 @@ def last_checkpoint(trainer: L.Trainer) -> str:
     raise ConfigError(
         f"--ckpt_path last: no last checkpoint (last*.ckpt) in {checkpoint_folder(trainer)}, "
         "this run's checkpoint folder, which is new for each run unless --checkpoint.dirpath "
-        f"fixes it; pass the checkpoint file to resume{example}")
+        f"fixes it; pass the checkpoint file to resume{example}"
+    )
 
 
 def checkpoint_folder(trainer: L.Trainer) -> str:
@@ -302,8 +321,12 @@ def checkpoint_folder(trainer: L.Trainer) -> str:
         version = "<this run's id>"  # a W&B run gets its id when it starts
     elif not isinstance(version, str):
         version = f"version_{version}"
-    return str(Path(logger.save_dir or trainer.default_root_dir) / str(logger.name) / version
-               / "checkpoints")
+    return str(
+        Path(logger.save_dir or trainer.default_root_dir)
+        / str(logger.name)
+        / version
+        / "checkpoints"
+    )
 
 
 def latest_checkpoint(trainer: L.Trainer, pattern: str = "*.ckpt") -> str | None:
@@ -320,12 +343,16 @@ def explain_trainer_error(error: Exception, trainer_config: Any) -> str:
     message = str(error).strip()
     accelerator = str(getattr(trainer_config, "accelerator", None) or "")
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        return (f"--trainer.accelerator {accelerator}: no CUDA GPU is visible here ({message}). "
-                "To run on CPU processes instead, e.g. DDP with configs/trainer/ddp.yaml: "
-                "--trainer.accelerator cpu --trainer.devices 2")
+        return (
+            f"--trainer.accelerator {accelerator}: no CUDA GPU is visible here ({message}). "
+            "To run on CPU processes instead, e.g. DDP with configs/trainer/ddp.yaml: "
+            "--trainer.accelerator cpu --trainer.devices 2"
+        )
     if "CPUAccelerator" in message and "devices" in message:
-        return (f"--trainer.devices: {message} On CPU, give the number of processes, e.g. "
-                "--trainer.devices 2")
+        return (
+            f"--trainer.devices: {message} On CPU, give the number of processes, e.g. "
+            "--trainer.devices 2"
+        )
     return message
 
 
@@ -420,6 +447,7 @@ def quiet_library_noise() -> None:
 def build_cli(args: list[str] | None = None, run: bool = True) -> ExodusCLI:
     """Parse `args` (default: sys.argv), instantiate, and run the subcommand if `run`."""
     trainer_defaults: dict[str, Any] = {"callbacks": [RunSummary()]}
+    defaults = {"default_config_files": [str(DEFAULT_CONFIG_FILE)]}
     if "enable_autolog_hparams" in inspect.signature(L.Trainer).parameters:
         # The CLI logs the whole nested config itself; Lightning would add the module's and the
         # DataModule's flat hyperparameters (alpha, _instantiator, ...) beside it.
@@ -436,19 +464,26 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> ExodusCLI:
         parser_class=ExodusArgumentParser,
         parser_kwargs={
             "description": DESCRIPTION,
-            **{name: {"usage": USAGE, "description": text,
-                      "default_config_files": [str(DEFAULT_CONFIG_FILE)]}
-               for name, text in SUBCOMMANDS.items()},
-            # Without a subcommand (run=False) the main parser is the one that parses the config.
-            **({} if run else {"default_config_files": [str(DEFAULT_CONFIG_FILE)]}),
+            # With run=False there are no subcommands: the main parser holds the settings.
+            **({} if run else defaults),
+            **{
+                name: {"usage": USAGE, "description": text, **defaults}
+                for name, text in SUBCOMMANDS.items()
+            },
         },
         args=args,
         run=run,
     )
 
 
-USER_ERRORS = (CheckpointError, ConfigError, DataError, ExtensionBuildError, NonFiniteError,
-               ParameterRangeError)
+USER_ERRORS = (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    ExtensionBuildError,
+    NonFiniteError,
+    ParameterRangeError,
+)
 
 
 def put_working_directory_on_path() -> None:

@@ -50,8 +50,9 @@ def fabricated_root(tmp_path_factory) -> Path:
     """All four recorded datasets, tiny, in their real on-disk layouts."""
     root = tmp_path_factory.mktemp("datasets")
     fabricate.write_nmnist(root, num_train_per_class=2, num_test_per_class=1, num_events=100)
-    fabricate.write_dvs_gesture(root, num_train_users=1, num_test_users=1, lightings=("led",),
-                                num_events=200)
+    fabricate.write_dvs_gesture(
+        root, num_train_users=1, num_test_users=1, lightings=("led",), num_events=200
+    )
     fabricate.write_shd(root, num_train=20, num_test=10, spikes_per_sample=100)
     fabricate.write_ssc(root, num_train=35, num_valid=35, num_test=35, spikes_per_sample=100)
     return root
@@ -74,17 +75,30 @@ def data_args(experiment: str, root: Path) -> list[str]:
 
 
 def run_script(args: list[str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = child_environment(WANDB_MODE="offline", WANDB_SILENT="true",
-                            PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    return subprocess.run([sys.executable, "-m", "exodus_lightning", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    env = child_environment(
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "exodus_lightning", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_config_fits_validates_tests_and_predicts(experiment, workdir, fabricated_root):
-    common = [*config_args(experiment), "--trainer.fast_dev_run=1",
-              "--trainer.accelerator=cpu", *data_args(experiment, fabricated_root)]
+    common = [
+        *config_args(experiment),
+        "--trainer.fast_dev_run=1",
+        "--trainer.accelerator=cpu",
+        *data_args(experiment, fabricated_root),
+    ]
     num_classes = NUM_CLASSES[experiment]
 
     cli = build_cli(["fit", *common])
@@ -144,12 +158,23 @@ def test_every_subcommand_starts_from_the_packaged_default_config(subcommand, wo
         assert printed[key] == value, key
 
 
+def test_without_a_subcommand_the_command_starts_from_the_default_config_too(workdir):
+    cli = build_cli([], run=False)  # as in Python: no subcommands, the settings at the top
+    assert type(cli.datamodule).__name__ == "RandmanDataModule"
+    linear = [m for m in cli.model.network.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linear] == [128, 10]  # one hidden layer, as in the file
+    assert cli.trainer.checkpoint_callback.monitor == "val/acc"
+
+
 def test_a_config_and_the_command_line_override_the_default_config(workdir, capsys):
     mine = workdir / "mine.yaml"
-    mine.write_text("checkpoint:\n  monitor: val/loss\n  mode: min\n"
-                    "model:\n  network:\n    init_args:\n      tau_mem: 5.0\n")
-    printed = yaml.safe_load(printed_config(
-        ["fit", "--config", str(mine), "--checkpoint.save_last=false"], capsys))
+    mine.write_text(
+        "checkpoint:\n  monitor: val/loss\n  mode: min\n"
+        "model:\n  network:\n    init_args:\n      tau_mem: 5.0\n"
+    )
+    printed = yaml.safe_load(
+        printed_config(["fit", "--config", str(mine), "--checkpoint.save_last=false"], capsys)
+    )
     assert printed["checkpoint"]["monitor"] == "val/loss" and printed["checkpoint"]["mode"] == "min"
     assert printed["checkpoint"]["save_last"] is False
     # The rest of the defaults stay: the network's other arguments, the checkpoint file name.
@@ -178,8 +203,11 @@ def test_configs_state_only_what_differs_from_the_defaults(path, workdir, capsys
     class_path shares with the new one would carry over, see the note in those configs)."""
     text = path.read_text()
     config = yaml.safe_load(text)
-    stated = {line.split(":")[0].strip() for line in text.splitlines() if "# " in line
-              and "stated" in line.split("# ", 1)[1]}
+    stated = {
+        line.split(":")[0].strip()
+        for line in text.splitlines()
+        if "# " in line and "stated" in line.split("# ", 1)[1]
+    }
     reference = yaml.safe_load(printed_config(["fit", "--config", str(path)], capsys))
     trial = workdir / "trial.yaml"
     for key in leaves(config):
@@ -187,14 +215,22 @@ def test_configs_state_only_what_differs_from_the_defaults(path, workdir, capsys
             continue
         trial.write_text(yaml.safe_dump(without(config, key)))
         assert yaml.safe_load(printed_config(["fit", "--config", str(trial)], capsys)) != (
-            reference), f"{path.name}: {'.'.join(key)} only restates the default"
+            reference
+        ), f"{path.name}: {'.'.join(key)} only restates the default"
 
 
 def test_fragments_compose_with_an_experiment(workdir, capsys):
     printed = printed_config(
-        ["fit", "--config", str(CONFIGS / "shd.yaml"),
-         "--config", str(CONFIGS / "trainer" / "ddp.yaml"),
-         "--config", str(CONFIGS / "logger" / "csv.yaml"), "--trainer.num_nodes=4"],
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "shd.yaml"),
+            "--config",
+            str(CONFIGS / "trainer" / "ddp.yaml"),
+            "--config",
+            str(CONFIGS / "logger" / "csv.yaml"),
+            "--trainer.num_nodes=4",
+        ],
         capsys,
     )
     trainer = yaml.safe_load(printed)["trainer"]
@@ -213,13 +249,18 @@ def test_slurm_script_matches_its_trainer_settings():
 
 
 def test_user_network_and_datamodule_by_class_path(workdir):
-    cli = build_cli([
-        "fit", "--trainer.fast_dev_run=1", "--trainer.accelerator=cpu",
-        "--model.network=tests.example_network.RecurrentSNN",
-        "--model.network.init_args.hidden_size=12",
-        "--data=tests.example_datamodule.BurstDataModule",
-        "--data.init_args.num_classes=3", "--data.init_args.num_channels=5",
-    ])
+    cli = build_cli(
+        [
+            "fit",
+            "--trainer.fast_dev_run=1",
+            "--trainer.accelerator=cpu",
+            "--model.network=tests.example_network.RecurrentSNN",
+            "--model.network.init_args.hidden_size=12",
+            "--data=tests.example_datamodule.BurstDataModule",
+            "--data.init_args.num_classes=3",
+            "--data.init_args.num_channels=5",
+        ]
+    )
     network = cli.model.network
     assert type(network).__name__ == "RecurrentSNN"
     # input_shape and num_classes were linked from the user's DataModule.
@@ -231,8 +272,11 @@ def test_user_network_and_datamodule_by_class_path(workdir):
 
 def resume_args(workdir: Path, max_epochs: int, batch_size: int) -> list[str]:
     return [
-        "fit", *SMALL_RANDMAN, f"--data.init_args.batch_size={batch_size}",
-        "--trainer.accelerator=cpu", f"--trainer.max_epochs={max_epochs}",
+        "fit",
+        *SMALL_RANDMAN,
+        f"--data.init_args.batch_size={batch_size}",
+        "--trainer.accelerator=cpu",
+        f"--trainer.max_epochs={max_epochs}",
         "--trainer.enable_progress_bar=false",
         "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
         f"--trainer.logger.save_dir={workdir}",
@@ -258,20 +302,27 @@ def test_resume_from_checkpoint_continues_exactly(batch_size, workdir):
     # The best checkpoint is chosen on validation accuracy.
     best = resumed.trainer.checkpoint_callback
     assert best.monitor == "val/acc" and best.mode == "max" and Path(best.best_model_path).is_file()
-    for (name, a), b in zip(straight.model.state_dict().items(),
-                            resumed.model.state_dict().values()):
+    for (name, a), b in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values()
+    ):
         torch.testing.assert_close(a, b, msg=name, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow
 def test_wandb_offline_run_records_metrics_config_and_rasters(workdir):
-    cli = build_cli([
-        "fit", *SMALL_RANDMAN, "--trainer.max_epochs=2", "--trainer.accelerator=cpu",
-        "--trainer.enable_progress_bar=false", "--spike_raster.every_n_epochs=1",
-        # Absolute: wandb's service process keeps the working folder of the first run of this
-        # process and resolves relative run folders against it.
-        f"--trainer.logger.init_args.save_dir={workdir / 'wandb_logs'}",
-    ])
+    cli = build_cli(
+        [
+            "fit",
+            *SMALL_RANDMAN,
+            "--trainer.max_epochs=2",
+            "--trainer.accelerator=cpu",
+            "--trainer.enable_progress_bar=false",
+            "--spike_raster.every_n_epochs=1",
+            # Absolute: wandb's service process keeps the working folder of the first run of this
+            # process and resolves relative run folders against it.
+            f"--trainer.logger.init_args.save_dir={workdir / 'wandb_logs'}",
+        ]
+    )
     run_dir = Path(cli.trainer.logger.experiment.dir).parent
     cli.trainer.logger.experiment.finish()
     assert run_dir.name.startswith("offline-run-")
@@ -294,9 +345,17 @@ def test_wandb_offline_run_records_metrics_config_and_rasters(workdir):
 def test_checkpoint_loads_without_passing_the_network(workdir):
     """The CLI saves the network and optimizer configs as hyperparameters, so
     load_from_checkpoint rebuilds the whole module from the file alone."""
-    cli = build_cli(["fit", *SMALL_RANDMAN, "--trainer.max_epochs=1", "--trainer.logger=false",
-                     "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
-                     "--model.optimizer.init_args.lr=0.003"])
+    cli = build_cli(
+        [
+            "fit",
+            *SMALL_RANDMAN,
+            "--trainer.max_epochs=1",
+            "--trainer.logger=false",
+            "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=1",
+            "--model.optimizer.init_args.lr=0.003",
+        ]
+    )
     loaded = SpikingClassifier.load_from_checkpoint(cli.trainer.checkpoint_callback.last_model_path)
     assert type(loaded.network) is type(cli.model.network)
     x = next(iter(cli.datamodule.val_dataloader()))[0]
@@ -310,8 +369,16 @@ def test_checkpoint_loads_without_passing_the_network(workdir):
 def test_cpu_runs_keep_freed_memory_unless_turned_off(flag, workdir, monkeypatch):
     calls = []
     monkeypatch.setattr(ops, "keep_freed_memory", lambda: calls.append(True))
-    build_cli(["fit", *SMALL_RANDMAN, "--trainer.fast_dev_run=1", "--trainer.logger=false",
-               "--trainer.accelerator=cpu", *flag])
+    build_cli(
+        [
+            "fit",
+            *SMALL_RANDMAN,
+            "--trainer.fast_dev_run=1",
+            "--trainer.logger=false",
+            "--trainer.accelerator=cpu",
+            *flag,
+        ]
+    )
     assert calls == ([] if flag else [True])
 
 
@@ -325,8 +392,10 @@ def test_unknown_config_key_names_the_key(workdir, capsys):
     bad.write_text("model:\n  readout_los: spike_count\n")
     with pytest.raises(SystemExit):
         build_cli(["fit", "--config", str(bad)])
-    assert ("model.readout_los: no such key in the config (did you mean model.readout_loss?)"
-            in capsys.readouterr().err)
+    assert (
+        "model.readout_los: no such key in the config (did you mean model.readout_loss?)"
+        in capsys.readouterr().err
+    )
 
 
 def test_bad_value_names_the_argument_and_the_choices(workdir, capsys):
@@ -348,11 +417,15 @@ def test_console_script_and_module_entry_point(tmp_path):
     if script.exists():
         # The README's own-network path: a module in the folder the user runs in.
         (tmp_path / "script_nets.py").write_text(TWO_LAYER_SNN)
-        env = child_environment(
-            PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-        result = subprocess.run([str(script), "fit", "--model.network",
-                                 "script_nets.TwoLayerSNN", "--print_config"], cwd=tmp_path,
-                                env=env, capture_output=True, text=True, timeout=120)
+        env = child_environment(PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+        result = subprocess.run(
+            [str(script), "fit", "--model.network", "script_nets.TwoLayerSNN", "--print_config"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         assert "class_path: script_nets.TwoLayerSNN" in result.stdout
 
@@ -363,13 +436,21 @@ def summary_value(output: str, key: str) -> float:
 
 @pytest.mark.slow
 def test_ddp_with_two_cpu_processes_syncs_metrics(workdir):
-    common = [*SMALL_RANDMAN, "--data.init_args.batch_size=32", "--trainer.accelerator=cpu",
-              "--trainer.enable_progress_bar=false",
-              "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
-              f"--trainer.logger.save_dir={workdir}"]
+    common = [
+        *SMALL_RANDMAN,
+        "--data.init_args.batch_size=32",
+        "--trainer.accelerator=cpu",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+        f"--trainer.logger.save_dir={workdir}",
+    ]
     # The GPU fragment with the two overrides its error message suggests on a CPU machine.
-    ddp = ["--config", str(CONFIGS / "trainer" / "ddp.yaml"), "--trainer.accelerator=cpu",
-           "--trainer.devices=2"]
+    ddp = [
+        "--config",
+        str(CONFIGS / "trainer" / "ddp.yaml"),
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=2",
+    ]
     fit = run_script(["fit", *common, *ddp, "--trainer.max_epochs=1"], workdir)
     assert fit.returncode == 0, fit.stderr[-3000:]
     assert "MEMBER: 2/2" in fit.stderr  # rank 1 ran
@@ -379,12 +460,13 @@ def test_ddp_with_two_cpu_processes_syncs_metrics(workdir):
     one = build_cli(["validate", *common, "--trainer.devices=1", f"--ckpt_path={checkpoint}"])
     # Each rank saw half of the 128 validation samples; synced, the accuracy is that of all.
     assert summary_value(two.stdout, "val/acc") == pytest.approx(
-        float(one.trainer.callback_metrics["val/acc"]), abs=1e-4)
+        float(one.trainer.callback_metrics["val/acc"]), abs=1e-4
+    )
 
 
 # --- A new user's first hour (issue 12) ------------------------------------------------------
 
-TWO_LAYER_SNN = '''
+TWO_LAYER_SNN = """
 import math
 from torch import nn
 from exodus_lightning import nn as enn
@@ -398,15 +480,18 @@ class TwoLayerSNN(nn.Module):
 
     def forward(self, x):
         return self.layers(x)
-'''
+"""
 
 
 def test_class_paths_resolve_in_the_current_folder_without_python_m(workdir, monkeypatch, capsys):
     """The console script's sys.path lacks the current folder (python -m adds it)."""
     (workdir / "my_cwd_nets.py").write_text(TWO_LAYER_SNN)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(workdir))])
-    monkeypatch.setattr(sys, "argv", ["exodus-lightning", "fit", "--model.network",
-                                      "my_cwd_nets.TwoLayerSNN", "--print_config"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["exodus-lightning", "fit", "--model.network", "my_cwd_nets.TwoLayerSNN", "--print_config"],
+    )
     with pytest.raises(SystemExit) as exit_info:
         cli_main()
     assert exit_info.value.code in (0, None), capsys.readouterr().err
@@ -425,22 +510,46 @@ def one_line_error(args: list[str], capsys) -> str:
     return error
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--trainer.max_epoch", "3"], ["--trainer.max_epoch:", "did you mean --trainer.max_epochs"]),
-    (["--model.network.init_args.hiden_sizes=[8]"],
-     ["hiden_sizes", "did you mean --model.network.init_args.hidden_sizes?"]),
-    (["--trainer.max_epochs", "abc"], ["--trainer.max_epochs: expected an integer", "'abc'"]),
-    (["--model.optimizer.init_args.lr", "abc"],
-     ["--model.optimizer.init_args.lr: expected a number", "'abc'"]),
-    (["--model.network.init_args.tau_mem", "fast"],
-     ["--model.network.init_args.tau_mem: expected a number", "'fast'"]),
-    (["--model.network.init_args.hidden_sizes", "128"], ["hidden_sizes: expected a list"]),
-    (["--model.readout_loss", "spikes"],
-     ["--model.readout_loss: 'spikes' is not one of spike_count, max_membrane"]),
-    (["--model.network", "nowhere.Net"], ["--model.network: cannot import 'nowhere.Net'"]),
-    (["--config", "missing.yaml"], ["--config: file does not exist"]),
-], ids=["abbreviation", "misspelt-key", "int", "optimizer-float", "float", "list", "choice",
-        "class-path", "config-file"])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--trainer.max_epoch", "3"],
+            ["--trainer.max_epoch:", "did you mean --trainer.max_epochs"],
+        ),
+        (
+            ["--model.network.init_args.hiden_sizes=[8]"],
+            ["hiden_sizes", "did you mean --model.network.init_args.hidden_sizes?"],
+        ),
+        (["--trainer.max_epochs", "abc"], ["--trainer.max_epochs: expected an integer", "'abc'"]),
+        (
+            ["--model.optimizer.init_args.lr", "abc"],
+            ["--model.optimizer.init_args.lr: expected a number", "'abc'"],
+        ),
+        (
+            ["--model.network.init_args.tau_mem", "fast"],
+            ["--model.network.init_args.tau_mem: expected a number", "'fast'"],
+        ),
+        (["--model.network.init_args.hidden_sizes", "128"], ["hidden_sizes: expected a list"]),
+        (
+            ["--model.readout_loss", "spikes"],
+            ["--model.readout_loss: 'spikes' is not one of spike_count, max_membrane"],
+        ),
+        (["--model.network", "nowhere.Net"], ["--model.network: cannot import 'nowhere.Net'"]),
+        (["--config", "missing.yaml"], ["--config: file does not exist"]),
+    ],
+    ids=[
+        "abbreviation",
+        "misspelt-key",
+        "int",
+        "optimizer-float",
+        "float",
+        "list",
+        "choice",
+        "class-path",
+        "config-file",
+    ],
+)
 def test_command_line_mistakes_get_one_line_naming_key_and_fix(args, expected, workdir, capsys):
     error = one_line_error(["fit", *args], capsys)
     for text in expected:
@@ -450,15 +559,22 @@ def test_command_line_mistakes_get_one_line_naming_key_and_fix(args, expected, w
 def test_rejected_values_name_the_setting_in_one_line(workdir, monkeypatch, capsys):
     """Constructors' own checks (values of the right type but out of range) through main()."""
     for args, expected in [
-        (["--data.init_args.batch_size", "0"],
-         "--data (exodus_lightning.data.RandmanDataModule): batch_size=0 must be a positive"),
-        (["--model.network.init_args.dropout", "1.5"],
-         "--model.network (exodus_lightning.models.FeedForwardSNN): dropout=1.5 must lie in"),
+        (
+            ["--data.init_args.batch_size", "0"],
+            "--data (exodus_lightning.data.RandmanDataModule): batch_size=0 must be a positive",
+        ),
+        (
+            ["--model.network.init_args.dropout", "1.5"],
+            "--model.network (exodus_lightning.models.FeedForwardSNN): dropout=1.5 must lie in",
+        ),
         (["--spike_check.min_rate", "-1"], "--spike_check: min_rate=-1.0 must be >= 0"),
         (["--ckpt_path", "nowhere.ckpt"], "--ckpt_path: no checkpoint file at 'nowhere.ckpt'"),
     ]:
-        monkeypatch.setattr(sys, "argv", ["exodus-lightning", "fit", *SMALL_RANDMAN,
-                                          "--trainer.logger=false", *args])
+        monkeypatch.setattr(
+            sys,
+            "argv",
+            ["exodus-lightning", "fit", *SMALL_RANDMAN, "--trainer.logger=false", *args],
+        )
         with pytest.raises(SystemExit) as exit_info:
             cli_main()
         error = capsys.readouterr().err
@@ -489,8 +605,10 @@ def test_help_is_short_and_names_the_tool(workdir, capsys):
     assert fit_help.startswith("usage: exodus-lightning [options] fit [--config FILE]")
     text = " ".join(fit_help.split())
     assert "torch.nn.Linear" not in text  # every imported torch.nn class was listed
-    assert ("built in: exodus_lightning.models.ConvSNN, exodus_lightning.models.FeedForwardSNN;"
-            " or any torch.nn.Module importable by class path") in text
+    assert (
+        "built in: exodus_lightning.models.ConvSNN, exodus_lightning.models.FeedForwardSNN;"
+        " or any torch.nn.Module importable by class path"
+    ) in text
 
 
 @pytest.mark.parametrize(("config", "hidden_sizes"), [(None, "[128]"), ("shd", "[128, 128]")])
@@ -507,30 +625,55 @@ def test_class_help_shows_the_values_the_command_uses(config, hidden_sizes, work
 
 @pytest.mark.parametrize("subcommand", ["validate", "test", "predict"])
 def test_evaluating_without_a_checkpoint_warns(subcommand, workdir):
-    args = [subcommand, *SMALL_RANDMAN, "--trainer.logger=false", "--trainer.accelerator=cpu",
-            "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1",
-            "--trainer.limit_predict_batches=1"]
+    args = [
+        subcommand,
+        *SMALL_RANDMAN,
+        "--trainer.logger=false",
+        "--trainer.accelerator=cpu",
+        "--trainer.limit_val_batches=1",
+        "--trainer.limit_test_batches=1",
+        "--trainer.limit_predict_batches=1",
+    ]
     with pytest.warns(CLIWarning, match=f"{subcommand} without --ckpt_path .* untrained"):
         build_cli(args)
 
 
 def test_test_with_a_checkpoint_does_not_warn(workdir, recwarn):
-    fit = build_cli(["fit", *SMALL_RANDMAN, "--trainer.max_epochs=1", "--trainer.logger=false",
-                     "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1"])
+    fit = build_cli(
+        [
+            "fit",
+            *SMALL_RANDMAN,
+            "--trainer.max_epochs=1",
+            "--trainer.logger=false",
+            "--trainer.limit_train_batches=1",
+            "--trainer.limit_val_batches=1",
+        ]
+    )
     checkpoint = fit.trainer.checkpoint_callback.last_model_path
     with pytest.warns(CLIWarning, match=re.escape(f"--ckpt_path {checkpoint}")):
-        build_cli(["test", *SMALL_RANDMAN, "--trainer.logger=false",
-                   "--trainer.limit_test_batches=1"])
+        build_cli(
+            ["test", *SMALL_RANDMAN, "--trainer.logger=false", "--trainer.limit_test_batches=1"]
+        )
     recwarn.clear()
-    build_cli(["test", *SMALL_RANDMAN, "--trainer.logger=false", f"--ckpt_path={checkpoint}",
-               "--trainer.limit_test_batches=1"])
+    build_cli(
+        [
+            "test",
+            *SMALL_RANDMAN,
+            "--trainer.logger=false",
+            f"--ckpt_path={checkpoint}",
+            "--trainer.limit_test_batches=1",
+        ]
+    )
     assert not [w for w in recwarn if issubclass(w.category, CLIWarning)]
 
 
 def test_predict_writes_a_predictions_file_and_prints_accuracy(workdir, capsys):
-    common = [*SMALL_RANDMAN, "--trainer.accelerator=cpu",
-              "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
-              f"--trainer.logger.save_dir={workdir}"]
+    common = [
+        *SMALL_RANDMAN,
+        "--trainer.accelerator=cpu",
+        "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+        f"--trainer.logger.save_dir={workdir}",
+    ]
     fit = build_cli(["fit", *common, "--trainer.max_epochs=1"])
     checkpoint = fit.trainer.checkpoint_callback.last_model_path
     capsys.readouterr()
@@ -558,12 +701,20 @@ def test_fast_dev_run_writes_nothing_into_the_current_folder(workdir):
     assert set(workdir.rglob("*")) == before
 
 
-def test_missing_dataset_fails_before_the_run_starts_in_one_message(workdir, monkeypatch,
-                                                                    capsys):
-    monkeypatch.setattr(sys, "argv", [
-        "exodus-lightning", "fit", "--config", str(CONFIGS / "shd.yaml"),
-        f"--data.init_args.data_dir={workdir / 'datasets'}", "--data.init_args.download=false",
-        "--data.init_args.num_workers=0"])
+def test_missing_dataset_fails_before_the_run_starts_in_one_message(workdir, monkeypatch, capsys):
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "exodus-lightning",
+            "fit",
+            "--config",
+            str(CONFIGS / "shd.yaml"),
+            f"--data.init_args.data_dir={workdir / 'datasets'}",
+            "--data.init_args.download=false",
+            "--data.init_args.num_workers=0",
+        ],
+    )
     with pytest.raises(SystemExit) as exit_info:
         cli_main()
     assert exit_info.value.code == 1
@@ -571,15 +722,25 @@ def test_missing_dataset_fails_before_the_run_starts_in_one_message(workdir, mon
     assert "Traceback" not in error and error.startswith("exodus-lightning fit: error: SHD ")
     assert f"Expected layout under data_dir '{workdir / 'datasets'}':" in error
     assert "  SHD/shd_train.h5" in error
-    assert ("On the command line: --data.init_args.download true or --data.init_args.data_dir "
-            "<folder that contains SHD/>") in error
+    assert (
+        "On the command line: --data.init_args.download true or --data.init_args.data_dir "
+        "<folder that contains SHD/>"
+    ) in error
     assert not (workdir / "logs" / "wandb").exists()  # no W&B run left behind
 
 
 def test_wandb_config_is_the_nested_cli_config_only(workdir):
-    cli = build_cli(["fit", *SMALL_RANDMAN, "--trainer.max_epochs=1", "--trainer.accelerator=cpu",
-                     "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
-                     f"--trainer.logger.init_args.save_dir={workdir / 'wandb_logs'}"])
+    cli = build_cli(
+        [
+            "fit",
+            *SMALL_RANDMAN,
+            "--trainer.max_epochs=1",
+            "--trainer.accelerator=cpu",
+            "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=1",
+            f"--trainer.logger.init_args.save_dir={workdir / 'wandb_logs'}",
+        ]
+    )
     run_dir = Path(cli.trainer.logger.experiment.dir).parent
     cli.trainer.logger.experiment.finish()
     config = logged_config(finished_run_file(run_dir))
@@ -588,7 +749,8 @@ def test_wandb_config_is_the_nested_cli_config_only(workdir):
     assert {"model", "data", "trainer"} <= set(config)
     summary = json.loads((run_dir / "files" / "summary.json").read_text())["fit"]
     assert summary["final"]["val/acc"] == pytest.approx(
-        float(cli.trainer.callback_metrics["val/acc"]))
+        float(cli.trainer.callback_metrics["val/acc"])
+    )
     assert summary["best"]["val/acc"]["epoch"] == 0
     assert summary["config"]["data"]["init_args"]["num_train_samples"] == 256
     assert summary["checkpoints"]["last"] == cli.trainer.checkpoint_callback.last_model_path
@@ -597,24 +759,36 @@ def test_wandb_config_is_the_nested_cli_config_only(workdir):
 @pytest.mark.slow
 def test_a_logged_run_is_quiet_and_writes_one_line_per_epoch(workdir):
     """As a user sees it, in a real process whose output goes to a log file (not a terminal)."""
-    common = [*SMALL_RANDMAN, "--data.init_args.batch_size=64", "--trainer.accelerator=cpu",
-              "--trainer.logger.init_args.save_dir=wandb_logs"]
+    common = [
+        *SMALL_RANDMAN,
+        "--data.init_args.batch_size=64",
+        "--trainer.accelerator=cpu",
+        "--trainer.logger.init_args.save_dir=wandb_logs",
+    ]
     fit = run_script(["fit", *common, "--trainer.max_epochs=2"], workdir)
     assert fit.returncode == 0, fit.stderr[-3000:]
     output = fit.stdout + fit.stderr
-    epoch_lines = re.findall(r"^Epoch (\d+): val/acc=\S+ val/loss=\S+ train/loss=\S+ "
-                             r"train/acc=\S+ .*\(\d+\.\d s\)$", fit.stdout, re.MULTILINE)
+    epoch_lines = re.findall(
+        r"^Epoch (\d+): val/acc=\S+ val/loss=\S+ train/loss=\S+ "
+        r"train/acc=\S+ .*\(\d+\.\d s\)$",
+        fit.stdout,
+        re.MULTILINE,
+    )
     assert epoch_lines == ["0", "1"]
     assert "\r" not in output  # no progress-bar refreshes in the log
     summary_path = re.search(r"summary:\s+(\S+)", fit.stdout).group(1)
     assert json.loads((workdir / summary_path).read_text())["fit"]["epochs"] == 2
     last = re.search(r"last checkpoint: (\S+)", fit.stdout).group(1)
-    resumed = run_script(["fit", *common, "--trainer.max_epochs=3", f"--ckpt_path={last}"],
-                         workdir)
+    resumed = run_script(["fit", *common, "--trainer.max_epochs=3", f"--ckpt_path={last}"], workdir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     output += resumed.stdout + resumed.stderr
-    for noise in ("No seed found", "litlogger", "anonymous setting", "LeafSpec",
-                  "dirpath has changed"):
+    for noise in (
+        "No seed found",
+        "litlogger",
+        "anonymous setting",
+        "LeafSpec",
+        "dirpath has changed",
+    ):
         assert noise not in output, noise
     assert "Seed set to 0" in output  # what is worth knowing stays
 
@@ -632,10 +806,18 @@ def trained_checkpoint(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("trained")
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(sys, "argv", ["exodus-lightning"])
-        cli = build_cli(["fit", *SMALL_RANDMAN, "--trainer.max_epochs=1", "--trainer.logger=false",
-                         "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
-                         "--trainer.enable_progress_bar=false",
-                         f"--trainer.default_root_dir={root}"])
+        cli = build_cli(
+            [
+                "fit",
+                *SMALL_RANDMAN,
+                "--trainer.max_epochs=1",
+                "--trainer.logger=false",
+                "--trainer.limit_train_batches=1",
+                "--trainer.limit_val_batches=1",
+                "--trainer.enable_progress_bar=false",
+                f"--trainer.default_root_dir={root}",
+            ]
+        )
     return Path(cli.trainer.checkpoint_callback.last_model_path)
 
 
@@ -664,8 +846,14 @@ def write_broken(kind: str, original: Path, path: Path) -> None:
         checkpoint = with_non_finite(checkpoint, "network.layers.1.weight", (0, 0), math.nan)
         torch.save(with_non_finite(checkpoint, "network.layers.3.bias", (1,), math.inf), path)
     elif kind == "weights-only":
-        torch.save({k: v for k, v in checkpoint.items() if k not in (
-            "optimizer_states", "lr_schedulers", "loops", "callbacks")}, path)
+        torch.save(
+            {
+                k: v
+                for k, v in checkpoint.items()
+                if k not in ("optimizer_states", "lr_schedulers", "loops", "callbacks")
+            },
+            path,
+        )
     else:
         raise ValueError(kind)
 
@@ -675,12 +863,12 @@ BROKEN_CHECKPOINTS = {
     "truncated": "the file is truncated (",
     "random": "the file is not one that torch.save writes (a zip archive); it starts with b'\\x00",
     "bare-state-dict": "it holds a bare state_dict (torch.save(model.state_dict())), written by "
-                       "torch.save, not by a Lightning Trainer",
+    "torch.save, not by a Lightning Trainer",
     "no-lightning-version": "it has no 'pytorch-lightning_version', written by torch.save",
     "pickled-object": "it holds a tests.test_cli.NotAWeight object, which the command's "
-                      "weights-only loading refuses (unpickling it could run code)",
+    "weights-only loading refuses (unpickling it could run code)",
     "nan-weights": "its weights hold NaN or infinity: network.layers.1.weight (1 NaN of 2560), "
-                   "network.layers.3.bias (1 inf of 10)",
+    "network.layers.3.bias (1 inf of 10)",
 }
 
 
@@ -697,28 +885,44 @@ def main_error(args: list[str], monkeypatch, capsys) -> str:
 
 @pytest.mark.parametrize("subcommand", ["fit", "test"])
 @pytest.mark.parametrize("kind", list(BROKEN_CHECKPOINTS))
-def test_an_unusable_checkpoint_ends_in_one_line_saying_why(kind, subcommand, trained_checkpoint,
-                                                            workdir, monkeypatch, capsys):
+def test_an_unusable_checkpoint_ends_in_one_line_saying_why(
+    kind, subcommand, trained_checkpoint, workdir, monkeypatch, capsys
+):
     path = workdir / f"{kind}.ckpt"
     write_broken(kind, trained_checkpoint, path)
-    error = main_error([subcommand, *SMALL_RANDMAN, "--trainer.logger=false",
-                        f"--ckpt_path={path}"], monkeypatch, capsys)
-    assert error == (f"exodus-lightning {subcommand}: error: --ckpt_path {path}: not a usable "
-                     f"checkpoint: {BROKEN_CHECKPOINTS[kind]}"
-                     + error.split(BROKEN_CHECKPOINTS[kind], 1)[1])
+    error = main_error(
+        [subcommand, *SMALL_RANDMAN, "--trainer.logger=false", f"--ckpt_path={path}"],
+        monkeypatch,
+        capsys,
+    )
+    assert error == (
+        f"exodus-lightning {subcommand}: error: --ckpt_path {path}: not a usable "
+        f"checkpoint: {BROKEN_CHECKPOINTS[kind]}" + error.split(BROKEN_CHECKPOINTS[kind], 1)[1]
+    )
     assert error.count("\n") == 1, error
     assert not list(workdir.rglob("last.ckpt"))  # stopped before training
 
 
-def test_a_weights_only_checkpoint_cannot_resume_training(trained_checkpoint, workdir,
-                                                          monkeypatch, capsys):
+def test_a_weights_only_checkpoint_cannot_resume_training(
+    trained_checkpoint, workdir, monkeypatch, capsys
+):
     path = workdir / "weights.ckpt"
     write_broken("weights-only", trained_checkpoint, path)
-    error = main_error(["fit", *SMALL_RANDMAN, "--trainer.logger=false", f"--ckpt_path={path}"],
-                       monkeypatch, capsys)
+    error = main_error(
+        ["fit", *SMALL_RANDMAN, "--trainer.logger=false", f"--ckpt_path={path}"],
+        monkeypatch,
+        capsys,
+    )
     assert "it holds the weights only (saved with save_weights_only=True)" in error
-    cli = build_cli(["test", *SMALL_RANDMAN, "--trainer.logger=false", f"--ckpt_path={path}",
-                     "--trainer.limit_test_batches=1"])
+    cli = build_cli(
+        [
+            "test",
+            *SMALL_RANDMAN,
+            "--trainer.logger=false",
+            f"--ckpt_path={path}",
+            "--trainer.limit_test_batches=1",
+        ]
+    )
     assert 0 <= cli.trainer.callback_metrics["test/acc"] <= 1
 
 
@@ -728,24 +932,39 @@ def test_non_finite_neuron_states_in_a_checkpoint_only_warn(trained_checkpoint, 
     path = workdir / "nan_state.ckpt"
     checkpoint = torch.load(trained_checkpoint, weights_only=True)
     torch.save(with_non_finite(checkpoint, "network.layers.2.v_mem", (0, 0), math.nan), path)
-    with pytest.warns(CheckpointWarning, match=re.escape(
-            "buffers hold NaN or infinity: network.layers.2.v_mem (1 NaN of 128)")):
-        cli = build_cli(["test", *SMALL_RANDMAN, "--trainer.logger=false", f"--ckpt_path={path}",
-                         "--trainer.limit_test_batches=1"])
+    with pytest.warns(
+        CheckpointWarning,
+        match=re.escape("buffers hold NaN or infinity: network.layers.2.v_mem (1 NaN of 128)"),
+    ):
+        cli = build_cli(
+            [
+                "test",
+                *SMALL_RANDMAN,
+                "--trainer.logger=false",
+                f"--ckpt_path={path}",
+                "--trainer.limit_test_batches=1",
+            ]
+        )
     assert torch.isfinite(cli.trainer.callback_metrics["test/loss"])
 
 
 @pytest.mark.parametrize("subcommand", ["fit", "validate"])
 def test_ckpt_path_last_without_a_last_checkpoint_fails_saying_where_it_looked(
-        subcommand, workdir, monkeypatch, capsys):
+    subcommand, workdir, monkeypatch, capsys
+):
     """Lightning warns and trains from scratch (exit 0), which looks like a resumed run."""
-    error = main_error([subcommand, *SMALL_RANDMAN, "--trainer.logger=false",
-                        "--ckpt_path=last"], monkeypatch, capsys)
+    error = main_error(
+        [subcommand, *SMALL_RANDMAN, "--trainer.logger=false", "--ckpt_path=last"],
+        monkeypatch,
+        capsys,
+    )
     folder = workdir / "checkpoints"
-    assert error == (f"exodus-lightning {subcommand}: error: --ckpt_path last: no last checkpoint "
-                     f"(last*.ckpt) in {folder}, this run's checkpoint folder, which is new for "
-                     "each run unless --checkpoint.dirpath fixes it; pass the checkpoint file to "
-                     "resume\n")
+    assert error == (
+        f"exodus-lightning {subcommand}: error: --ckpt_path last: no last checkpoint "
+        f"(last*.ckpt) in {folder}, this run's checkpoint folder, which is new for "
+        "each run unless --checkpoint.dirpath fixes it; pass the checkpoint file to "
+        "resume\n"
+    )
     # A W&B run's folder is named after the run, which gets its id when it starts; an earlier
     # run's last checkpoint is offered instead.
     earlier = workdir / "logs" / "exodus-lightning" / "abc123" / "checkpoints" / "last.ckpt"
@@ -753,13 +972,20 @@ def test_ckpt_path_last_without_a_last_checkpoint_fails_saying_where_it_looked(
     earlier.write_bytes(b"")
     error = main_error([subcommand, *SMALL_RANDMAN, "--ckpt_path=last"], monkeypatch, capsys)
     assert "in logs/exodus-lightning/<this run's id>/checkpoints, this run's" in error
-    assert error.endswith("resume, e.g. --ckpt_path logs/exodus-lightning/abc123/checkpoints/"
-                          "last.ckpt\n")
+    assert error.endswith(
+        "resume, e.g. --ckpt_path logs/exodus-lightning/abc123/checkpoints/last.ckpt\n"
+    )
 
 
 def test_ckpt_path_last_resumes_the_last_checkpoint_of_a_fixed_folder(workdir, capsys):
-    common = ["fit", *SMALL_RANDMAN, "--trainer.logger=false", "--trainer.limit_train_batches=2",
-              "--trainer.limit_val_batches=1", f"--checkpoint.dirpath={workdir / 'fixed'}"]
+    common = [
+        "fit",
+        *SMALL_RANDMAN,
+        "--trainer.logger=false",
+        "--trainer.limit_train_batches=2",
+        "--trainer.limit_val_batches=1",
+        f"--checkpoint.dirpath={workdir / 'fixed'}",
+    ]
     first = build_cli([*common, "--trainer.max_epochs=1"])
     last = first.trainer.checkpoint_callback.last_model_path
     assert Path(last) == workdir / "fixed" / "last.ckpt"
@@ -769,6 +995,7 @@ def test_ckpt_path_last_resumes_the_last_checkpoint_of_a_fixed_folder(workdir, c
 
 
 def test_ckpt_path_best_in_a_new_run_fails(workdir, monkeypatch, capsys):
-    error = main_error(["test", *SMALL_RANDMAN, "--trainer.logger=false", "--ckpt_path=best"],
-                       monkeypatch, capsys)
+    error = main_error(
+        ["test", *SMALL_RANDMAN, "--trainer.logger=false", "--ckpt_path=best"], monkeypatch, capsys
+    )
     assert "--ckpt_path best: a new run has no best checkpoint" in error

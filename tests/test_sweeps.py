@@ -53,8 +53,9 @@ def agent_command(sweep: dict, values: dict, extra: list[str] = ()) -> list[str]
     this interpreter for ${interpreter} (the agent's is "python" on PATH) and `extra` arguments
     before the sampled ones (test-sized data)."""
     variables = create_sweep_command_args({"args": {k: {"value": v} for k, v in values.items()}})
-    variables.update(env=["/usr/bin/env"], interpreter=[sys.executable],
-                     program=[sweep.get("program", "")])
+    variables.update(
+        env=["/usr/bin/env"], interpreter=[sys.executable], program=[sweep.get("program", "")]
+    )
     command = []
     for chunk in create_sweep_command(list(sweep["command"])):
         chunk = str(chunk)
@@ -103,23 +104,32 @@ def test_sweep_is_complete_and_every_key_is_a_valid_override(path, workdir, caps
 @pytest.mark.slow
 def test_two_randman_trials_run_as_the_agent_runs_them(tmp_path):
     sweep = load_sweep(REPO / "configs" / "sweeps" / "randman.yaml")
-    small = [*SMALL_RANDMAN, "--trainer.max_epochs=2", "--data.init_args.batch_size=64",
-             "--trainer.logger.init_args.save_dir=logs"]
+    small = [
+        *SMALL_RANDMAN,
+        "--trainer.max_epochs=2",
+        "--data.init_args.batch_size=64",
+        "--trainer.logger.init_args.save_dir=logs",
+    ]
     for trial in (0, 1):
         values = trial_values(sweep, trial)
         run_id = f"trial{trial}"
         params = tmp_path / f"config-{run_id}.yaml"
         params.write_text(yaml.safe_dump({k: {"value": v} for k, v in values.items()}))
         env = child_environment(
-            WANDB_MODE="offline", WANDB_SILENT="true", WANDB_RUN_ID=run_id,
-            WANDB_SWEEP_PARAM_PATH=str(params), WANDB_DIR=str(tmp_path),
-            PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+            WANDB_MODE="offline",
+            WANDB_SILENT="true",
+            WANDB_RUN_ID=run_id,
+            WANDB_SWEEP_PARAM_PATH=str(params),
+            WANDB_DIR=str(tmp_path),
+            PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        )
         command = agent_command(sweep, values, extra=small)
         # The agent runs from the folder it was started in: the repository root. Logs go to
         # tmp_path through save_dir (absolute below) so the checkout stays clean.
         command = [a.replace("save_dir=logs", f"save_dir={tmp_path / 'logs'}") for a in command]
-        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                                timeout=300)
+        result = subprocess.run(
+            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         run_dir = next((tmp_path / "logs" / "wandb").glob(f"offline-run-*-{run_id}"))
         config = logged_config(finished_run_file(run_dir))
