@@ -150,6 +150,9 @@ def _build_key(kind: str, arch: str = "") -> str:
         digest.update(path.read_bytes())
     parts = [
         kind,
+        # Where the sources are: the build file names them by absolute path, so two checkouts
+        # sharing one folder would rebuild each other's library at every load.
+        str(src.resolve()),
         torch.__version__,
         str(torch.version.cuda),
         arch,

@@ -32,6 +32,18 @@ def test_build_key_tracks_sources(tmp_path, monkeypatch):
     assert _extension._build_key("cpu") != before
 
 
+def test_two_checkouts_of_the_same_sources_build_into_separate_folders(tmp_path, monkeypatch):
+    """The build file names the sources by path: a shared folder would make two checkouts
+    rebuild each other's library at every load."""
+    keys = []
+    for name in ("checkout_a", "checkout_b"):
+        copy = tmp_path / name / "exodus"
+        shutil.copytree(_extension.sources_dir(), copy)
+        monkeypatch.setattr(_extension, "sources_dir", lambda copy=copy: copy)
+        keys.append(_extension._build_key("cpu"))
+    assert keys[0] != keys[1]
+
+
 def test_cache_root_follows_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("EXODUS_LIGHTNING_CACHE", str(tmp_path))
     assert _extension.cache_root() == tmp_path
