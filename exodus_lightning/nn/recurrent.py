@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from exodus_lightning import ops
+
 from . import activation as act
 from . import parameters as p
 from .iaf import IAF
@@ -29,6 +31,52 @@ class _Recurrent:
         p.check_input(type(self).__name__, x)
         self._check_parameters(x)
         self.prepare_states(x)
+        linear = self._fused_linear(x)
+        if linear is None:
+            out, self.recordings = self._loop(x)
+        else:
+            out, self.recordings = self._scan(x, *linear)
+        self._last_output = out
+        return out
+
+    def _fused_linear(self, x: Tensor) -> tuple[Tensor, Tensor | None] | None:
+        """(weight, bias) when the whole-sequence function can run this call, else None."""
+        if x.dtype not in (torch.float32, torch.float64) or torch.is_autocast_enabled(
+                x.device.type) or self.backend == "reference" or x.shape[1] == 0:
+            return None
+        linear = linear_connection(self.rec_connect, x.shape[2:])
+        if linear is None or linear.weight.dtype != x.dtype or linear.weight.device != x.device:
+            return None
+        if self.backend == "auto" and not ops.try_build_and_load(x.device.type):
+            return None  # the loop's op calls fall back to the reference, with a warning
+        return linear.weight, linear.bias
+
+    def _scan(self, x: Tensor, weight: Tensor, bias: Tensor | None
+              ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The whole sequence as one autograd function (ops.lif_recurrent)."""
+        alpha = self.alpha_mem_calculated if self._leaky else 1.0
+        beta = self.alpha_syn_calculated
+        subtract = self._subtract_tensor(x)
+        gradient = self.gradient
+        spikes, v_mem, i_syn, self.v_mem, i_last = ops.lif_recurrent(
+            x, weight, bias, alpha, self.spike_threshold, self.v_mem, beta=beta,
+            i_init=None if beta is None else self.i_syn, decay_early=self.decay_early,
+            norm_input=self.norm_input, subtract=subtract, min_v_mem=self.min_v_mem,
+            max_spikes=self._max_spikes, surrogate=act.fused_surrogate(self.surrogate_grad_fn),
+            reset=self._reset, gradient=gradient, backend=self.backend,
+        )
+        recordings = {}
+        if beta is not None:
+            self.i_syn = i_last
+        if self.record_states:
+            recordings["v_mem"] = self._post_reset(v_mem, spikes, subtract, gradient)
+            if beta is not None:
+                recordings["i_syn"] = i_syn
+        return spikes, recordings
+
+    def _loop(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Any rec_connect: a Python loop over time, the layer's op on one step per call and
+        rec_connect once per step, differentiated by autograd."""
         batch, features = x.shape[0], x.shape[2:]
         feedback = x.new_zeros((batch, *features))
         spikes, recordings = [], []
@@ -39,14 +87,9 @@ class _Recurrent:
             recordings.append(rec_t)
             feedback = self.rec_connect(s_t.squeeze(1)).reshape(batch, *features).to(x.dtype)
         if not spikes:
-            out = x.new_empty(x.shape)
-            self.recordings = {}
-        else:
-            out = torch.cat(spikes, 1)
-            self.recordings = {name: torch.cat([r[name] for r in recordings], 1)
-                               for name in recordings[0]}
-        self._last_output = out
-        return out
+            return x.new_empty(x.shape), {}
+        return torch.cat(spikes, 1), {name: torch.cat([r[name] for r in recordings], 1)
+                                      for name in recordings[0]}
 
     @property
     def _param_dict(self) -> dict[str, Any]:
@@ -123,6 +166,37 @@ class IAFRecurrent(_Recurrent, IAF):
                          min_v_mem, shape, record_states, decay_early, **kwargs)
         _check_module(rec_connect)
         self.rec_connect = rec_connect
+
+
+def linear_connection(rec_connect: nn.Module, features: torch.Size) -> nn.Linear | None:
+    """The nn.Linear(N, N) that rec_connect is on flat features, or None for any other module.
+
+    Recognised: ``nn.Sequential(nn.Flatten(), nn.Linear(N, N))`` (any feature shape), and
+    ``nn.Linear(N, N)`` or ``nn.Sequential(nn.Linear(N, N))`` on 1-d features (on more axes a
+    Linear acts on the last one only), with or without bias. Exact types only (a subclass or a
+    parametrized Linear may compute something else) and no hooks on any of the modules (the
+    fused function would skip them).
+    """
+    modules = list(rec_connect) if type(rec_connect) is nn.Sequential else [rec_connect]
+    if any(_has_hooks(m) for m in [rec_connect, *modules]):
+        return None
+    if len(modules) == 2 and type(modules[0]) is nn.Flatten:
+        flatten, linear = modules
+        if (flatten.start_dim, flatten.end_dim) != (1, -1):
+            return None
+    elif len(modules) == 1 and len(features) == 1:
+        (linear,) = modules
+    else:
+        return None
+    n = features.numel()
+    if type(linear) is not nn.Linear or (linear.in_features, linear.out_features) != (n, n):
+        return None
+    return linear
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    return any(getattr(module, name, None) for name in (
+        "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
 
 
 def _check_module(rec_connect: Any) -> None:
