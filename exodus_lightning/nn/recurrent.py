@@ -105,13 +105,19 @@ class LIFRecurrent(_Recurrent, LIF):
     and x̃ drives the LIF dynamics of :class:`LIF` (synaptic current, norm_input, reset,
     min_v_mem, all as there and as in sinabs). Gradients are exact BPTT, equal to sinabs'.
 
-    Cost: the feedback makes each step depend on the last, so time cannot be fused. The layer
-    loops over time in Python and calls the op with one step per call (plus rec_connect once
-    per step): T small kernel calls forward and T backward, each with the op's per-call
-    overhead (argument checks, autograd nodes, ~0.5 ms on CPU). Measured on CPU at
-    (32, 300, 512) with an nn.Linear connection, which dominates the forward pass: 2–3× faster
-    than sinabs' loop forward + backward, about as fast forward only; far from the time-fused
-    speed of :class:`LIF`. On a GPU the per-call launch latency dominates for small layers.
+    Two ways to run, chosen per call:
+    - ``rec_connect`` a linear map of the flat features (``nn.Linear(N, N)`` on 1-d features,
+      ``nn.Sequential(nn.Flatten(), nn.Linear(N, N))`` on any, with or without bias; see
+      :func:`linear_connection`), float32/float64 input, no autocast: the whole sequence is one
+      autograd function (:func:`exodus_lightning.ops.lif_recurrent`): per step a matmul and the
+      fused neuron step, backward a reverse loop of the fused adjoint step and the transposed
+      matmul, the weight gradient as one matmul. It keeps only the spikes and membrane traces
+      for backward, not a graph per step.
+    - any other module (convolutions, nonlinear maps, hooks, half precision): a Python loop over
+      time calling the op with one step at a time and rec_connect once per step, differentiated
+      by autograd.
+    Both give sinabs' spikes and states, and the same gradients (the fused function's forward
+    values are bit for bit the loop's).
 
     Args:
         tau_mem, tau_syn, spike_threshold, ...: as :class:`LIF`, in sinabs' positions.

@@ -18,8 +18,8 @@ and then, over all steps at once,
 
 with the model's parameter gradients summed over batch and time. This is BPTT through the
 loop, exactly: the same chain rule, in the same order, without an autograd node per step. The
-forward pass keeps only what the adjoint needs (the spikes, the model's traces, the inputs x̃
-where a parameter gradient needs them), not a graph per step.
+forward pass keeps only what the adjoint needs (the spikes, the model's traces, and per-step
+values of its own where a parameter gradient needs them), not a graph per step.
 
 A new neuron model subclasses :class:`RecurrentNeuron` (see ``recurrent_lif.py``) and calls
 :func:`recurrent_scan`.
@@ -33,9 +33,6 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
-
-# The name under which the per-step inputs x̃ are kept for a model that asks for them.
-INPUT_TRACE = "input"
 
 
 class RecurrentNeuron:
@@ -51,22 +48,26 @@ class RecurrentNeuron:
             the scan, their last values outputs).
         trace_names: per-step values returned as (B, T, N) outputs (recordings, and what the
             adjoint reads back).
+        internal_names: per-step values of the model's own that the adjoint may read back, kept
+            (B, T, N) only when saved_traces asks for them; not returned.
     """
 
     param_names: ClassVar[tuple[str, ...]]
     state_names: ClassVar[tuple[str, ...]]
     trace_names: ClassVar[tuple[str, ...]]
+    internal_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: Any, params: dict[str, Tensor | None]) -> None:
         self.settings = settings
         self.params = params
 
     def step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """One forward step: input x̃_t -> spikes s_t, the new states, the traces at t."""
+        """One forward step: input x̃_t -> spikes s_t, the new states, and the values at t of
+        the traces and then the internal values (in trace_names + internal_names order)."""
         raise NotImplementedError
 
     def saved_traces(self, wanted: dict[str, bool]) -> set[str]:
-        """The traces (and INPUT_TRACE for x̃) that the adjoint needs, given which parameter
+        """The traces and internal values that the adjoint reads, given which parameter
         gradients are wanted."""
         raise NotImplementedError
 
@@ -119,7 +120,10 @@ class _Scan(torch.autograd.Function):
         batch, time, n = x.shape
         spikes = x.new_empty((batch, time, n))
         traces = [x.new_empty((batch, time, n)) for _ in neuron_type.trace_names]
-        inputs = x.new_empty((batch, time, n)) if INPUT_TRACE in keep else None
+        internal = {name: x.new_empty((batch, time, n)) for name in neuron_type.internal_names
+                    if name in keep}
+        names = (*neuron_type.trace_names, *neuron_type.internal_names)
+        buffers = [*traces, *(internal.get(name) for name in neuron_type.internal_names)]
         states = init_states
         s_prev = None
         for t in range(time):
@@ -127,16 +131,14 @@ class _Scan(torch.autograd.Function):
             x_t = x[:, t] if s_prev is None else x[:, t] + F.linear(s_prev, weight, bias)
             s_prev, states, values = neuron.step(x_t, states)
             spikes[:, t] = s_prev
-            for trace, value in zip(traces, values):
-                trace[:, t] = value
-            if inputs is not None:
-                inputs[:, t] = x_t
+            for buffer, value in zip(buffers, values):
+                if buffer is not None:
+                    buffer[:, t] = value
         last_states = [state.clone() if state is init else state
                        for state, init in zip(states, init_states)]
 
-        saved = dict(zip(neuron_type.trace_names, traces))
-        saved_names = [name for name in (*neuron_type.trace_names, INPUT_TRACE) if name in keep]
-        saved[INPUT_TRACE] = inputs
+        saved = dict(zip(names, buffers))
+        saved_names = [name for name in names if name in keep]
         ctx.save_for_backward(spikes, weight, *init_states, *param_list,
                               *(saved[name] for name in saved_names))
         ctx.neuron_type, ctx.settings, ctx.saved_names = neuron_type, settings, saved_names
@@ -166,6 +168,9 @@ class _Scan(torch.autograd.Function):
         grad_states = [torch.zeros_like(s) if g is None else g
                        for s, g in zip(init_states, grad_last)]
         lam_next = None
+        # λ̃ at t = 1 goes into grad_x after the weight gradient, which reads zeros there.
+        if time > 0:
+            grad_x[:, 0] = 0
         for t in reversed(range(time)):
             g_out = None if grad_spikes is None else grad_spikes[:, t]
             if lam_next is None:
@@ -176,15 +181,22 @@ class _Scan(torch.autograd.Function):
                 g_t = torch.addmm(g_out, lam_next, weight)
             step_grads = [None if g is None else g[:, t] for g in grad_traces]
             lam_next, grad_states = neuron.adjoint_step(t, g_t, step_grads, grad_states)
-            grad_x[:, t] = lam_next
+            if t > 0:
+                grad_x[:, t] = lam_next
 
         grad_weight = grad_bias = None
-        if ctx.needs_input_grad[3]:
-            # Σ_{t≥2} λ̃_t s_{t−1}ᵀ over every batch row and step: one matmul.
-            lam = grad_x[:, 1:].reshape(-1, n)
-            grad_weight = lam.t().mm(spikes[:, :-1].reshape(-1, n))
+        if ctx.needs_input_grad[3] and time > 0:
+            # Σ_{t≥2} λ̃_t s_{t−1}ᵀ over every batch row and step: one matmul. Row b·T + t of
+            # the flat λ̃ meets row b·T + t − 1 of the flat spikes (views, no copies); where
+            # that crosses into the previous batch row (t = 1) λ̃ is still zero.
+            flat_spikes = spikes.reshape(-1, n)
+            grad_weight = grad_x.reshape(-1, n)[1:].t().mm(flat_spikes[:-1])
+        elif ctx.needs_input_grad[3]:
+            grad_weight = torch.zeros_like(weight)
         if ctx.has_bias and ctx.needs_input_grad[4]:
-            grad_bias = grad_x[:, 1:].sum((0, 1))
+            grad_bias = grad_x.sum((0, 1))  # λ̃_1 (no bias then) is still zero
+        if time > 0:
+            grad_x[:, 0] = lam_next
         param_grads = neuron.param_grads()
         return (None, None, grad_x, grad_weight, grad_bias, *grad_states,
                 *(param_grads[name] for name in neuron_type.param_names))

@@ -31,7 +31,7 @@ from . import _arguments as args
 from ._codes import GRADIENTS, RESETS, SURROGATE_GIVEN
 from ._library import PARAM_GRAD_BITS, ops
 from .lif import _FUSED_SURROGATES
-from .recurrent import INPUT_TRACE, RecurrentNeuron, recurrent_scan
+from .recurrent import RecurrentNeuron, recurrent_scan
 from .reference import lif_recurrent_reference
 from .surrogate import SingleExponential
 
@@ -53,11 +53,13 @@ class LIFSettings:
 
 
 class LIFNeuron(RecurrentNeuron):
-    """LIF without synaptic current: state v⁺, trace v (the pre-reset membrane)."""
+    """LIF without synaptic current: state v⁺, trace v (the pre-reset membrane), internal
+    value the input x̃ (= i_t, kept for the norm's ∂L/∂α)."""
 
     param_names = ("alpha", "threshold", "subtract", "min_v_mem", "beta")
     state_names: tuple[str, ...] = ("v_mem",)
     trace_names: tuple[str, ...] = ("v_mem",)
+    internal_names: tuple[str, ...] = ("input",)
 
     def __init__(self, settings: LIFSettings, params: dict[str, Tensor | None]) -> None:
         super().__init__(settings, params)
@@ -73,31 +75,33 @@ class LIFNeuron(RecurrentNeuron):
 
     # --- forward -------------------------------------------------------------------------
 
-    def current(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        """The current i_t entering the membrane, and the synaptic states after step t."""
-        return x, []
+    def current(self, x: Tensor, states: list[Tensor]
+                ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """The current i_t entering the membrane, the synaptic states after step t, and the
+        values of the synaptic traces and the internal values at t."""
+        return x, [], [x]
 
     def step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        current, syn_states = self.current(x, states[1:])
+        current, syn_states, values = self.current(x, states[1:])
         drive = current if self.scale is None else self.scale * current
         spikes, v_mem, v_plus = ops.lif_forward(
             drive.unsqueeze(1).contiguous(), states[0], self.alpha, self.threshold,
             self.subtract, self.min_v_mem, *self.codes, self.settings.surrogate,
             list(self.settings.surrogate_params))
-        return spikes[:, 0], [v_plus, *syn_states], [v_mem[:, 0], *syn_states]
+        return spikes[:, 0], [v_plus, *syn_states], [v_mem[:, 0], *values]
 
     # --- backward ------------------------------------------------------------------------
 
     def saved_traces(self, wanted: dict[str, bool]) -> set[str]:
         keep = {"v_mem"}
         if self.scale is not None and wanted["alpha"]:
-            keep.add(INPUT_TRACE)  # i_t = x̃_t, for the norm's ∂L/∂α
+            keep.add("input")  # i_t = x̃_t, for the norm's ∂L/∂α
         return keep
 
     def start_backward(self, spikes: Tensor, saved: dict[str, Tensor],
                        init_states: list[Tensor], wanted: dict[str, bool]) -> None:
         self.saved, self.wanted = saved, dict(wanted)
-        self.v_init = init_states[0]
+        self.v_init, self.spikes = init_states[0], spikes
         v = saved["v_mem"]
         if self.tied and wanted["threshold"]:
             self.wanted["subtract"] = True
@@ -109,32 +113,30 @@ class LIFNeuron(RecurrentNeuron):
             # The custom surrogate, once over all steps (as the LIF op's backward does).
             self.sigma = self.settings.surrogate_fn(v, self.threshold).to(v.dtype).expand(
                 v.shape).contiguous()
-        self.v_plus = None
-        if wanted["alpha"]:
-            # v⁺_t from v_t and s_t, with the kernels' arithmetic: lif_backward(T = 1) needs
-            # v⁺_{t−1} for ∂L/∂α, and rebuilding it here costs less memory than keeping it.
-            s = spikes.to(v.dtype)
-            if self.settings.reset == RESETS["zero"]:
-                w = torch.where(s > 0, torch.zeros_like(v), v)
-            else:
-                w = v - self.subtract * s
-            self.v_plus = w if self.min_v_mem is None else torch.where(
-                w <= self.min_v_mem, self.min_v_mem, w)
         self.sums = {name: None for name in self.param_names}
 
     def _add(self, name: str, value: Tensor) -> None:
         total = self.sums[name]
         self.sums[name] = value if total is None else total + value
 
+    def post_reset(self, t: int) -> Tensor:
+        """v⁺_t from v_t and s_t with the kernels' arithmetic (lif_backward with T = 1 needs
+        v⁺_{t−1} for ∂L/∂α; one step at a time costs less memory than keeping the trace)."""
+        v, s = self.saved["v_mem"][:, t], self.spikes[:, t]
+        if self.settings.reset == RESETS["zero"]:
+            w = torch.where(s > 0, torch.zeros_like(v), v)
+        else:
+            w = v - self.subtract * s
+        return w if self.min_v_mem is None else torch.where(w <= self.min_v_mem,
+                                                            self.min_v_mem, w)
+
     def membrane_adjoint(self, t: int, grad_spikes: Tensor, grad_v: Tensor | None,
                          rho: Tensor) -> tuple[Tensor, Tensor]:
         """lif_backward over step t alone: λ_t = ∂L/∂d_t and ρ_{t−1} = ∂L/∂v⁺_{t−1}."""
         v = self.saved["v_mem"][:, t:t + 1].contiguous()
         sigma = None if self.sigma is None else self.sigma[:, t:t + 1].contiguous()
-        if self.v_plus is None:
-            v_prev = self.v_init  # read only for ∂L/∂α, which is not wanted
-        else:
-            v_prev = self.v_init if t == 0 else self.v_plus[:, t - 1].contiguous()
+        # v_init stands in for v⁺_{t−1} where the op does not read it (no ∂L/∂α wanted).
+        v_prev = self.post_reset(t - 1) if self.wanted["alpha"] and t > 0 else self.v_init
         h = None if grad_v is None else grad_v[:, None].contiguous()
         lam, rho, g_alpha, g_threshold, g_subtract, g_min = ops.lif_backward(
             grad_spikes.unsqueeze(1).contiguous(), h, rho.contiguous(), v, sigma, v_prev,
@@ -157,7 +159,7 @@ class LIFNeuron(RecurrentNeuron):
     def adjoint_step(self, t: int, grad_spikes: Tensor, grad_traces: list[Tensor | None],
                      grad_states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         lam, rho = self.membrane_adjoint(t, grad_spikes, grad_traces[0], grad_states[0])
-        return self.drive_adjoint(lam, lambda: self.saved[INPUT_TRACE][:, t]), [rho]
+        return self.drive_adjoint(lam, lambda: self.saved["input"][:, t]), [rho]
 
     def param_grads(self) -> dict[str, Tensor | None]:
         grads = {name: None if total is None else total.sum(0)
@@ -172,24 +174,35 @@ class LIFNeuron(RecurrentNeuron):
 
 
 class SynapticLIFNeuron(LIFNeuron):
-    """LIF with a synaptic current: states v⁺ and i, traces v (pre-reset) and i."""
+    """LIF with a synaptic current: states v⁺ and i, traces v (pre-reset) and i, internal
+    value u_t = i_{t−1} + x̃_t (decay_early: i_t = β·u_t, recomputed bit for bit from it)."""
 
     state_names = ("v_mem", "i_syn")
     trace_names = ("v_mem", "i_syn")
+    internal_names = ("u",)
 
-    def current(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    def current(self, x: Tensor, states: list[Tensor]
+                ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         (i_prev,) = states
         # The layer's order of operations (synaptic_current in nn/lif.py), bit for bit.
-        i = self.beta * (x + i_prev) if self.settings.decay_early else self.beta * i_prev + x
-        return i, [i]
+        if self.settings.decay_early:
+            u = x + i_prev
+            i = self.beta * u
+            return i, [i], [i, u]
+        i = self.beta * i_prev + x
+        return i, [i], [i, i]  # no u without decay_early (never kept)
 
     def saved_traces(self, wanted: dict[str, bool]) -> set[str]:
+        # ∂L/∂β reads u_t (decay_early) or i_{t−1}; the norm's ∂L/∂α reads i_t (= β·u_t).
         keep = {"v_mem"}
         if wanted["beta"] or (self.scale is not None and wanted["alpha"]):
-            keep.add("i_syn")
-        if wanted["beta"] and self.settings.decay_early:
-            keep.add(INPUT_TRACE)
+            keep.add("u" if self.settings.decay_early else "i_syn")
         return keep
+
+    def _current_at(self, t: int) -> Tensor:
+        if self.settings.decay_early:
+            return self.beta * self.saved["u"][:, t]
+        return self.saved["i_syn"][:, t]
 
     def start_backward(self, spikes: Tensor, saved: dict[str, Tensor],
                        init_states: list[Tensor], wanted: dict[str, bool]) -> None:
@@ -201,13 +214,13 @@ class SynapticLIFNeuron(LIFNeuron):
         grad_v, grad_i = grad_traces
         rho, kappa = grad_states
         lam, rho = self.membrane_adjoint(t, grad_spikes, grad_v, rho)
-        nu = self.drive_adjoint(lam, lambda: self.saved["i_syn"][:, t]) + kappa
+        nu = self.drive_adjoint(lam, lambda: self._current_at(t)) + kappa
         if grad_i is not None:
             nu = nu + grad_i
-        if self.wanted["beta"]:
-            i_prev = self.i_init if t == 0 else self.saved["i_syn"][:, t - 1]
-            self._add("beta", nu * (i_prev + self.saved[INPUT_TRACE][:, t])
-                      if self.settings.decay_early else nu * i_prev)
+        if self.wanted["beta"] and self.settings.decay_early:
+            self._add("beta", nu * self.saved["u"][:, t])
+        elif self.wanted["beta"]:
+            self._add("beta", nu * (self.i_init if t == 0 else self.saved["i_syn"][:, t - 1]))
         carried = self.beta * nu
         return (carried if self.settings.decay_early else nu), [rho, carried]
 

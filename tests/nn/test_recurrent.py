@@ -91,17 +91,17 @@ def run(layer: nn.Module, x: torch.Tensor, v_init: torch.Tensor | None = None,
     g = torch.Generator().manual_seed(5)
     loss = (out * torch.randn(out.shape, generator=g, dtype=x.dtype)).sum()
     loss = loss + layer.v_mem.square().sum()
-    if layer.tau_syn is not None or getattr(layer, "alpha_syn", None) is not None:
+    if getattr(layer, "tau_syn", None) is not None or getattr(layer, "alpha_syn", None) is not None:
         loss = loss + layer.i_syn.square().sum()
     result = {"out": out, "v_mem": layer.v_mem}
     for name in recs[0]:
         trace = torch.cat([r[name] for r in recs], 1)
         loss = loss + (trace * torch.randn(trace.shape, generator=g, dtype=x.dtype)).sum()
         result[f"rec_{name}"] = trace
-    grads = torch.autograd.grad(loss, [x, *layer.parameters()]
+    params = {n: q for n, q in layer.named_parameters() if q.requires_grad}
+    grads = torch.autograd.grad(loss, [x, *params.values()]
                                 + ([] if v_init is None else [v_init]), allow_unused=True)
-    names = ["x", *(n for n, _ in layer.named_parameters())] + ([] if v_init is None
-                                                                  else ["v_init"])
+    names = ["x", *params] + ([] if v_init is None else ["v_init"])
     result |= {f"grad_{n}": g for n, g in zip(names, grads) if g is not None}
     result["scan"] = torch.tensor(uses_scan(out))
     return {k: v.detach() for k, v in result.items()}
@@ -304,3 +304,45 @@ def test_surrogate_of_the_layer_reaches_the_scan():
         layer.surrogate_grad_fn = surrogate
         grads.append(run(layer, x)["grad_x"])
     assert not torch.allclose(*grads)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(tau_mem=12.0, norm_input=False),
+    dict(tau_mem=12.0, tau_syn=4.0, norm_input=True, train_alphas=True, min_v_mem=-0.5),
+    dict(tau_mem=12.0, spike_fn="SingleSpike", reset_fn="MembraneReset", norm_input=False),
+], ids=["defaults", "syn_norm_alphas_clip", "single_zero"])
+def test_fused_path_equals_sinabs(kwargs):
+    """sinabs' LIFRecurrent (float32: sinabs computes its spike gradient in float32) with a
+    biased Linear connection."""
+    sl = pytest.importorskip("sinabs.layers")
+    sa = pytest.importorskip("sinabs.activation")
+    kwargs = dict(kwargs, surrogate_grad_fn=sa.SingleExponential())
+    if "spike_fn" in kwargs:
+        kwargs["spike_fn"] = getattr(sa, kwargs["spike_fn"])
+        kwargs["reset_fn"] = getattr(sa, kwargs["reset_fn"])()
+    fused_connection, _ = connections(True, torch.float32)
+    x = drive(dtype=torch.float32) * (4 if kwargs.get("norm_input") else 1)
+    got = run(enn.LIFRecurrent(rec_connect=fused_connection, **kwargs), x)
+    linear = fused_connection[1]
+    linear.zero_grad()
+    want = run(sl.LIFRecurrent(rec_connect=fused_connection, **kwargs), x)
+    assert bool(got.pop("scan")) and want["out"].sum() > 5
+    for name in ("out", "v_mem", "grad_x", "grad_rec_connect.1.weight", "grad_rec_connect.1.bias",
+                 *(n for n in want if n.startswith("grad_alpha") or n.startswith("grad_tau"))):
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-4,
+                                   msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_op_without_time_steps():
+    """T = 0 through the function itself: empty outputs, the states passed through, zero
+    gradients for the weight and bias."""
+    x = torch.rand(2, 0, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.rand(3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.rand(3, dtype=torch.float64, requires_grad=True)
+    v_init = torch.rand(2, 3, dtype=torch.float64, requires_grad=True)
+    spikes, v_mem, _, v_last, _ = ops.lif_recurrent(x, weight, bias, 0.9, 1.0, v_init)
+    assert spikes.shape == v_mem.shape == (2, 0, 3) and torch.equal(v_last, v_init)
+    (v_last.sum() + spikes.sum()).backward()
+    assert torch.equal(weight.grad, torch.zeros_like(weight))
+    assert torch.equal(bias.grad, torch.zeros_like(bias))
+    assert torch.equal(v_init.grad, torch.ones_like(v_init))
