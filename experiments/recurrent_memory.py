@@ -54,7 +54,7 @@ def cases(tiny: bool) -> list[Case]:
         Case("LIF, tau_mem=20", shape, {"tau_mem": 20.0, "norm_input": False}),
         Case("LIF, tau_syn=5, min_v_mem=-1", shape,
              {"tau_mem": 20.0, "tau_syn": 5.0, "min_v_mem": -1.0, "norm_input": False},
-             scale=0.5),
+             scale=0.055),
     ]
 
 
