@@ -16,7 +16,10 @@ from .lif import _DEFAULT_SURROGATE, LIF, SurrogateFn
 
 
 class _Recurrent:
-    """The time loop shared by LIFRecurrent and IAFRecurrent (put it first in the bases)."""
+    """The recurrent forward pass shared by LIFRecurrent and IAFRecurrent (put it first in the
+    bases): the whole-sequence function for a linear rec_connect (``_scan``), else the per-step
+    loop over the layer's ``_run`` (``_loop``). Another neuron layer (ALIF, ...) reuses both by
+    overriding ``_scan`` with its own ops-level function (a RecurrentNeuron in ops/)."""
 
     # sinabs' recurrent layers restart from zeros on any change of the input shape.
     batch_change = "zeros"
