@@ -346,3 +346,24 @@ def test_op_without_time_steps():
     assert torch.equal(weight.grad, torch.zeros_like(weight))
     assert torch.equal(bias.grad, torch.zeros_like(bias))
     assert torch.equal(v_init.grad, torch.ones_like(v_init))
+
+
+@pytest.mark.parametrize("case", ["plain", "syn_late_clip", "zero_exodus", "norm_syn"])
+def test_only_input_and_weight_gradients(case):
+    """No neuron parameter trained (the adjoint's cheapest variant): x, weight and bias."""
+    fused_connection, loop_connection = connections(True, torch.float64)
+    x = drive()
+    results = []
+    for connection in (fused_connection, loop_connection):
+        layer = make_layer("lif", case, connection, torch.float64)
+        for name, param in layer.named_parameters():
+            if not name.startswith("rec_connect"):
+                param.requires_grad_(False)
+        results.append(run(layer, x))
+    got, want = results
+    assert bool(got.pop("scan")) and not bool(want.pop("scan"))
+    assert set(n for n in got if n.startswith("grad_")) == {
+        "grad_x", "grad_rec_connect.1.weight", "grad_rec_connect.1.bias"}
+    for name, value in want.items():
+        torch.testing.assert_close(got[name], value, rtol=1e-10, atol=1e-10,
+                                   msg=lambda m, n=name: f"{n}: {m}")
