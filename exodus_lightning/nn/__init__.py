@@ -1,12 +1,14 @@
 """Spiking layers on the EXODUS ops, drop-in for sinabs' LIF, IAF, ExpLeak and their variants.
 
 Layers take (batch, time, *features); their ``*Squeeze`` variants take (batch·time, *features)
-for conv stacks. States persist across calls; ``reset_states(model)`` / ``detach_states(model)``
+for conv stacks. ``DelayedLinear`` is a linear map with a learnable delay per synapse.
+States persist across calls; ``reset_states(model)`` / ``detach_states(model)``
 act on every layer of a network. ``activation`` holds sinabs-style spike and reset functions.
 """
 
 from . import activation, surrogate
 from .activation import UnsupportedActivationError
+from .delay import DelayedLinear
 from .exp_leak import ExpLeak, ExpLeakSqueeze
 from .iaf import IAF, IAFSqueeze
 from .lif import LIF, LIFSqueeze
@@ -18,6 +20,7 @@ from .stateful import StatefulLayer, detach_states, reset_states, zero_grad
 __all__ = [
     "IAF",
     "LIF",
+    "DelayedLinear",
     "ExpLeak",
     "ExpLeakSqueeze",
     "FlattenTime",
