@@ -147,7 +147,6 @@ class DelayedLinear(nn.Module):
             sigma_init = self.max_delay / 2
         self.sigma_init = _positive_float("sigma_init", sigma_init, str(self.max_delay / 2))
         self.sigma_final = _positive_float("sigma_final", sigma_final, "0.5")
-        check_choice("round_delays", round_delays, ROUND_DELAYS)
         self.round_delays = round_delays
         self.delay_scale = _positive_float("delay_scale", delay_scale, "100.0")
         check_choice("init_delays", init_delays, ("uniform", "zero"))
@@ -174,6 +173,16 @@ class DelayedLinear(nn.Module):
     def delays(self) -> Tensor:
         """The delays d[o, i] in time steps, within [0, max_delay − 1] (differentiable)."""
         return (self.delay_param * self.delay_scale).clamp(0, self.max_delay - 1)
+
+    @property
+    def round_delays(self) -> str:
+        """When to use rounded delays: "eval", "always" or "never"."""
+        return self._round_delays
+
+    @round_delays.setter
+    def round_delays(self, value: str) -> None:
+        check_choice("round_delays", value, ROUND_DELAYS)
+        self._round_delays = value
 
     @property
     def rounded(self) -> bool:
@@ -223,7 +232,8 @@ class DelayedLinear(nn.Module):
             raise ValueError(f"{name} expects input of shape (batch, time, {self.in_features}), "
                              f"got {tuple(x.shape)}; flatten the features first (nn.Flatten("
                              f"start_dim=2)) or set in_features={x.shape[-1] if x.dim() else 0}")
-        if x.dtype != self.weight.dtype:
+        # Under autocast conv1d casts both operands itself.
+        if x.dtype != self.weight.dtype and not torch.is_autocast_enabled(x.device.type):
             raise TypeError(f"{name} has {self.weight.dtype} parameters but got a {x.dtype} "
                             f"input; convert one of them (layer.to({x.dtype}) or "
                             f"x.to({self.weight.dtype}))")

@@ -244,6 +244,22 @@ def test_bad_arguments_name_the_argument(build, match):
         build()
 
 
+def test_round_delays_is_checked_when_set_too():
+    layer = enn.DelayedLinear(3, 2, max_delay=4)
+    with pytest.raises(ValueError, match="round_delays must be one of"):
+        layer.round_delays = "sometimes"
+    assert layer.round_delays == "eval"
+
+
+def test_autocast_runs_in_bfloat16():
+    layer = enn.DelayedLinear(3, 2, max_delay=4)
+    x = torch.rand(2, 6, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), layer(x), rtol=2e-2, atol=2e-2)
+
+
 @pytest.mark.parametrize(
     ("x", "error", "match"),
     [
