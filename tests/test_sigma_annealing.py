@@ -64,6 +64,15 @@ def test_by_default_the_first_quarter_of_max_epochs(tmp_path):
     assert first[3:] == pytest.approx([0.25] * 5)
 
 
+def test_the_default_epoch_count_rounds_down_as_the_authors():
+    class Trainer:
+        max_epochs = 150
+
+    assert SigmaAnnealing().epochs(Trainer()) == 37  # 150 // 4
+    assert SigmaAnnealing(fraction=0.5).epochs(Trainer()) == 75
+    assert SigmaAnnealing(anneal_epochs=10).epochs(Trainer()) == 10
+
+
 def test_without_delay_layers_it_warns(tmp_path):
     network = FeedForwardSNN((8,), 4, hidden_sizes=(6,), backend="reference")
     with pytest.warns(UserWarning, match="found no DelayedLinear"):

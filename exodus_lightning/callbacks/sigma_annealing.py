@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_warn
 
@@ -20,7 +22,8 @@ class SigmaAnnealing(L.Callback):
     with each layer's own sigma_init and sigma_final: σ_final is reached at epoch anneal_epochs
     and kept after it. The value depends on the epoch only, so a resumed run continues the
     schedule where it stopped. DCLS delays (Hammouamri et al. 2024) anneal over the first
-    quarter of training: anneal_epochs=None takes fraction · max_epochs (rounded).
+    quarter of training: anneal_epochs=None takes fraction · max_epochs, rounded down (as
+    their epochs // 4).
 
     Args:
         anneal_epochs: epochs over which σ goes from σ_init to σ_final (0: σ_final at once).
@@ -50,7 +53,7 @@ class SigmaAnnealing(L.Callback):
         if max_epochs is None or max_epochs < 0:
             raise ValueError("SigmaAnnealing needs anneal_epochs when the trainer has no "
                              "max_epochs; set trainer.max_epochs or the callback's anneal_epochs")
-        return round(self.fraction * max_epochs)
+        return math.floor(self.fraction * max_epochs)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epochs(trainer)  # fail before the first epoch, not in it

@@ -171,8 +171,14 @@ class DelayedLinear(nn.Module):
 
     @property
     def delays(self) -> Tensor:
-        """The delays d[o, i] in time steps, within [0, max_delay − 1] (differentiable)."""
-        return (self.delay_param * self.delay_scale).clamp(0, self.max_delay - 1)
+        """The delays d[o, i] in time steps, read clamped into [0, max_delay − 1].
+
+        The clamp passes the gradient through unchanged: torch.clamp's gradient is zero at the
+        bounds themselves, where the projection puts a delay that left the range, and such a
+        delay could never move back.
+        """
+        delays = self.delay_param * self.delay_scale
+        return delays + (delays.clamp(0, self.max_delay - 1) - delays).detach()
 
     @property
     def round_delays(self) -> str:

@@ -166,6 +166,16 @@ def test_delays_start_uniform_in_range_and_stay_there():
     assert layer.delay_param[0, 0] == 0 and layer.delay_param[0, 1] == 24  # projected
 
 
+def test_delays_on_the_bounds_still_get_gradients():
+    layer = enn.DelayedLinear(2, 1, max_delay=5, sigma_init=1.0, bias=False)
+    with torch.no_grad():
+        layer.delay_param.copy_(torch.tensor([[0.0, 4.0]]))
+    x = torch.zeros(1, 10, 2)
+    x[0, 2] = 1.0
+    layer(x)[0, :, 0].pow(2).mul(torch.arange(10.0)).sum().backward()
+    assert (layer.delay_param.grad != 0).all()
+
+
 def test_round_delays_modes_follow_training_and_eval():
     x = torch.rand(2, 8, 3)
     layer = enn.DelayedLinear(3, 2, max_delay=4, sigma_init=2.0)
