@@ -111,8 +111,8 @@ class DelayedLinear(nn.Module):
     s times faster than the weights: the paper's 100 × larger learning rate for the delays,
     with one optimizer. In training mode each forward call first projects delay_param back
     into [0, max_delay − 1] (in place, without gradient, as the authors clamp after every
-    optimizer step); otherwise momentum could carry a delay out of range, where its gradient
-    would stay zero.
+    optimizer step); otherwise momentum could carry delay_param far out of range, where the
+    delay reads clamped and stops responding until it has walked back.
 
     Args:
         in_features: number of input channels.
