@@ -1,13 +1,15 @@
 """Spiking layers on the EXODUS ops, drop-in for sinabs' LIF, IAF, ALIF, ExpLeak and their variants.
 
 Layers take (batch, time, *features); their ``*Squeeze`` variants take (batch·time, *features)
-for conv stacks. States persist across calls; ``reset_states(model)`` / ``detach_states(model)``
+for conv stacks. ``DelayedLinear`` is a linear map with a learnable delay per synapse.
+States persist across calls; ``reset_states(model)`` / ``detach_states(model)``
 act on every layer of a network. ``activation`` holds sinabs-style spike and reset functions.
 """
 
 from . import activation, surrogate
 from .activation import UnsupportedActivationError
 from .alif import ALIF, ALIFSqueeze
+from .delay import DelayedLinear
 from .exp_leak import ExpLeak, ExpLeakSqueeze
 from .iaf import IAF, IAFSqueeze
 from .lif import LIF, LIFSqueeze
@@ -23,6 +25,7 @@ __all__ = [
     "ALIFSqueeze",
     "IAF",
     "LIF",
+    "DelayedLinear",
     "ExpLeak",
     "ExpLeakSqueeze",
     "FlattenTime",
