@@ -7,6 +7,8 @@ cue must be held for the whole gap) on the CPU, in minutes:
     LIF           feed-forward LIF (τ_mem = 10 steps, far shorter than the gap)
     ALIF          the same network with adaptive thresholds (sinabs' ALIF, τ_adapt = 200)
     LIF recurrent LIF with a recurrent connection in the hidden layer
+    LIF + delays  feed-forward LIF with learned synaptic delays (DCLS, models.DelaySNN) that
+                  can reach across the gap
 
 and writes a table of the final and best validation accuracy per variant (mean ± std over
 seeds), accuracy.csv (per epoch) and accuracy.png (validation accuracy per epoch) to the
@@ -32,13 +34,17 @@ from experiments import arguments, report  # noqa: E402
 
 EXPERIMENT = "temporal_memory"
 
-# Network settings shared by every variant, then each variant's own (FeedForwardSNN arguments).
-COMMON = dict(hidden_sizes=(128,), tau_mem=10.0, spike_threshold=0.2, norm_input=False,
-              backend="extension")
-VARIANTS: dict[str, dict[str, Any]] = {
-    "LIF": {},
-    "ALIF": dict(neuron="alif", tau_adapt=200.0, adapt_scale=5.0),
-    "LIF recurrent": dict(recurrent=True),
+# Network settings shared by every variant, then each variant's network class and its own
+# arguments ("{gap}" stands for a delay span that reaches across the gap).
+COMMON = dict(hidden_sizes=(128,), tau_mem=10.0, spike_threshold=0.2, backend="extension")
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "LIF": ("FeedForwardSNN", dict(norm_input=False)),
+    "ALIF": ("FeedForwardSNN", dict(norm_input=False, neuron="alif", tau_adapt=200.0,
+                                    adapt_scale=5.0)),
+    "LIF recurrent": ("FeedForwardSNN", dict(norm_input=False, recurrent=True)),
+    "LIF + delays": ("DelaySNN", dict(max_delay="{gap}", max_spikes_per_step=None,
+                                      reset="subtract", gradient="exodus", dropout=0.0,
+                                      readout_tau_mem=20.0, extend_time=False)),
 }
 
 
@@ -47,16 +53,20 @@ def train(variant: str, seed: int, options: Any) -> dict[str, Any]:
     import lightning as L
     import torch
 
+    from exodus_lightning import models
+    from exodus_lightning.callbacks import SigmaAnnealing
     from exodus_lightning.data import DelayedXorDataModule
-    from exodus_lightning.models import FeedForwardSNN
     from exodus_lightning.tasks import SpikingClassifier
 
     L.seed_everything(seed, verbose=False)
     data = DelayedXorDataModule(batch_size=64, gap=options.gap, seed=seed,
                                 num_train_samples=options.train_samples,
                                 num_val_samples=options.val_samples, num_test_samples=64)
-    network = FeedForwardSNN(data.input_shape, data.num_classes,
-                             **{**COMMON, **VARIANTS[variant]})
+    name, settings = VARIANTS[variant]
+    # A delay span of gap + one cue window + 1 steps reaches from the first cue to the second.
+    span = options.gap + data.cue_steps + 1
+    settings = {key: span if value == "{gap}" else value for key, value in settings.items()}
+    network = getattr(models, name)(data.input_shape, data.num_classes, **COMMON, **settings)
     module = SpikingClassifier(network, data.num_classes, readout_loss="mean_membrane",
                                optimizer=partial(torch.optim.Adam, lr=options.lr))
     history: list[float] = []
@@ -68,7 +78,9 @@ def train(variant: str, seed: int, options: Any) -> dict[str, Any]:
 
     trainer = L.Trainer(max_epochs=options.epochs, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False,
-                        gradient_clip_val=1.0, callbacks=[ValidationAccuracy()], accelerator="cpu",
+                        gradient_clip_val=1.0, accelerator="cpu",
+                        callbacks=[ValidationAccuracy()] + ([SigmaAnnealing()]
+                                                            if name == "DelaySNN" else []),
                         limit_train_batches=2 if options.tiny else 1.0)
     start = time.perf_counter()
     trainer.fit(module, data)
