@@ -1,23 +1,31 @@
-"""Spiking layers on the EXODUS ops, drop-in for sinabs' LIF, IAF, ExpLeak and their variants.
+"""Spiking layers on the EXODUS ops, drop-in for sinabs' LIF, IAF, ALIF, ExpLeak and their variants.
 
 Layers take (batch, time, *features); their ``*Squeeze`` variants take (batch·time, *features)
-for conv stacks. States persist across calls; ``reset_states(model)`` / ``detach_states(model)``
+for conv stacks. ``DelayedLinear`` is a linear map with a learnable delay per synapse.
+States persist across calls; ``reset_states(model)`` / ``detach_states(model)``
 act on every layer of a network. ``activation`` holds sinabs-style spike and reset functions.
 """
 
 from . import activation, surrogate
 from .activation import UnsupportedActivationError
+from .alif import ALIF, ALIFSqueeze
+from .delay import DelayedLinear
 from .exp_leak import ExpLeak, ExpLeakSqueeze
 from .iaf import IAF, IAFSqueeze
 from .lif import LIF, LIFSqueeze
 from .parameters import ParameterRangeError, ShapeError
-from .recurrent import IAFRecurrent, LIFRecurrent
+from .recurrent import ALIFRecurrent, IAFRecurrent, LIFRecurrent
 from .reshape import FlattenTime, SqueezeMixin, UnflattenTime, set_batch_size
+from .spiking import SpikingLayer
 from .stateful import StatefulLayer, detach_states, reset_states, zero_grad
 
 __all__ = [
+    "ALIF",
+    "ALIFRecurrent",
+    "ALIFSqueeze",
     "IAF",
     "LIF",
+    "DelayedLinear",
     "ExpLeak",
     "ExpLeakSqueeze",
     "FlattenTime",
@@ -28,6 +36,7 @@ __all__ = [
     "ParameterRangeError",
     "ShapeError",
     "SqueezeMixin",
+    "SpikingLayer",
     "StatefulLayer",
     "UnflattenTime",
     "UnsupportedActivationError",

@@ -1,4 +1,5 @@
-"""LIF and IAF layers with a recurrent connection (sinabs' ``LIFRecurrent``, ``IAFRecurrent``)."""
+"""Spiking layers with a recurrent connection (sinabs' ``LIFRecurrent``, ``IAFRecurrent``,
+``ALIFRecurrent``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from exodus_lightning import ops
 
 from . import activation as act
 from . import parameters as p
+from .alif import ALIF
 from .iaf import IAF
 from .lif import _DEFAULT_SURROGATE, LIF, SurrogateFn
 
@@ -18,12 +20,15 @@ from .lif import _DEFAULT_SURROGATE, LIF, SurrogateFn
 class _Recurrent:
     """The recurrent forward pass shared by LIFRecurrent and IAFRecurrent (put it first in the
     bases): the whole-sequence function for a linear rec_connect (``_scan``), else the per-step
-    loop over the layer's ``_run`` (``_loop``). Another neuron layer (ALIF, ...) reuses both by
-    overriding ``_scan`` with its own ops-level function (a RecurrentNeuron in ops/)."""
+    loop over the layer's ``_run`` (``_loop``). Another neuron layer (ALIF, ...) gets the fused
+    path by overriding ``_scan`` with its own ops-level function (a RecurrentNeuron in ops/) and
+    setting ``_has_scan = True``; until then it loops."""
 
     # sinabs' recurrent layers restart from zeros on any change of the input shape.
     batch_change = "zeros"
     rec_connect: nn.Module
+    # Whether _scan runs this layer's dynamics (the LIF ones); the others always loop.
+    _has_scan = False
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, *features) input current -> spikes of the same shape and dtype.
@@ -44,8 +49,9 @@ class _Recurrent:
 
     def _fused_linear(self, x: Tensor) -> tuple[Tensor, Tensor | None] | None:
         """(weight, bias) when the whole-sequence function can run this call, else None."""
-        if x.dtype not in (torch.float32, torch.float64) or torch.is_autocast_enabled(
-                x.device.type) or self.backend == "reference" or x.shape[1] == 0:
+        if (not self._has_scan or x.dtype not in (torch.float32, torch.float64)
+                or torch.is_autocast_enabled(x.device.type) or self.backend == "reference"
+                or x.shape[1] == 0):
             return None
         linear = linear_connection(self.rec_connect, x.shape[2:])
         if linear is None or linear.weight.dtype != x.dtype or linear.weight.device != x.device:
@@ -129,6 +135,8 @@ class LIFRecurrent(_Recurrent, LIF):
             nn.Linear(n, n, bias=False)).
     """
 
+    _has_scan = True
+
     def __init__(
         self,
         tau_mem: float | Tensor,
@@ -157,6 +165,8 @@ class IAFRecurrent(_Recurrent, IAF):
     """IAF neurons whose spikes feed back through ``rec_connect`` at the next step; see
     :class:`LIFRecurrent` (the same loop, its cost and exact gradients) and :class:`IAF`."""
 
+    _has_scan = True
+
     def __init__(
         self,
         rec_connect: nn.Module,
@@ -173,6 +183,36 @@ class IAFRecurrent(_Recurrent, IAF):
     ) -> None:
         super().__init__(spike_threshold, spike_fn, reset_fn, surrogate_grad_fn, tau_syn,
                          min_v_mem, shape, record_states, decay_early, **kwargs)
+        _check_module(rec_connect)
+        self.rec_connect = rec_connect
+
+
+class ALIFRecurrent(_Recurrent, ALIF):
+    """ALIF neurons whose spikes feed back through ``rec_connect`` at the next step (sinabs'
+    ``ALIFRecurrent``); see :class:`ALIF`. It runs the per-step loop of :class:`LIFRecurrent`
+    for any rec_connect (exact gradients; no whole-sequence function for ALIF yet)."""
+
+    def __init__(
+        self,
+        tau_mem: float | Tensor,
+        tau_adapt: float | Tensor,
+        rec_connect: nn.Module,
+        tau_syn: float | Tensor | None = None,
+        adapt_scale: float | Tensor = 1.8,
+        spike_threshold: float | Tensor = 1.0,
+        spike_fn: Any = act.SingleSpike,
+        reset_fn: Any = None,
+        surrogate_grad_fn: SurrogateFn = _DEFAULT_SURROGATE,
+        min_v_mem: float | Tensor | None = None,
+        shape: tuple[int, ...] | None = None,
+        train_alphas: bool = False,
+        norm_input: bool = True,
+        record_states: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(tau_mem, tau_adapt, tau_syn, adapt_scale, spike_threshold, spike_fn,
+                         reset_fn, surrogate_grad_fn, min_v_mem, shape, train_alphas, norm_input,
+                         record_states, **kwargs)
         _check_module(rec_connect)
         self.rec_connect = rec_connect
 
