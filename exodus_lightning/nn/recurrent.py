@@ -18,16 +18,16 @@ from .lif import _DEFAULT_SURROGATE, LIF, SurrogateFn
 
 
 class _Recurrent:
-    """The recurrent forward pass shared by LIFRecurrent and IAFRecurrent (put it first in the
-    bases): the whole-sequence function for a linear rec_connect (``_scan``), else the per-step
-    loop over the layer's ``_run`` (``_loop``). Another neuron layer (ALIF, ...) gets the fused
-    path by overriding ``_scan`` with its own ops-level function (a RecurrentNeuron in ops/) and
-    setting ``_has_scan = True``; until then it loops."""
+    """The recurrent forward pass shared by the recurrent layers (put it first in the bases):
+    the whole-sequence function for a linear rec_connect (``_scan``), else the per-step loop
+    over the layer's ``_run`` (``_loop``). A neuron layer gets the fused path by overriding
+    ``_scan`` with its own ops-level function (a RecurrentNeuron in ops/, as ALIFRecurrent
+    does) and setting ``_has_scan = True``; until then it loops."""
 
     # sinabs' recurrent layers restart from zeros on any change of the input shape.
     batch_change = "zeros"
     rec_connect: nn.Module
-    # Whether _scan runs this layer's dynamics (the LIF ones); the others always loop.
+    # Whether _scan runs this layer's dynamics; the others always loop.
     _has_scan = False
 
     def forward(self, x: Tensor) -> Tensor:
@@ -189,8 +189,11 @@ class IAFRecurrent(_Recurrent, IAF):
 
 class ALIFRecurrent(_Recurrent, ALIF):
     """ALIF neurons whose spikes feed back through ``rec_connect`` at the next step (sinabs'
-    ``ALIFRecurrent``); see :class:`ALIF`. It runs the per-step loop of :class:`LIFRecurrent`
-    for any rec_connect (exact gradients; no whole-sequence function for ALIF yet)."""
+    ``ALIFRecurrent``); see :class:`ALIF`. As :class:`LIFRecurrent`: a linear rec_connect runs
+    the whole sequence as one autograd function (:func:`exodus_lightning.ops.alif_recurrent`),
+    any other module the per-step loop; the same spikes, states and gradients either way."""
+
+    _has_scan = True
 
     def __init__(
         self,
@@ -215,6 +218,28 @@ class ALIFRecurrent(_Recurrent, ALIF):
                          record_states, **kwargs)
         _check_module(rec_connect)
         self.rec_connect = rec_connect
+
+    def _scan(self, x: Tensor, weight: Tensor, bias: Tensor | None
+              ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The whole sequence as one autograd function (ops.alif_recurrent)."""
+        alpha, rho = self.alpha_mem_calculated, self.alpha_adapt_calculated
+        alpha_syn = self.alpha_syn_calculated
+        decay = None
+        if alpha_syn is not None:
+            # ALIF's synaptic state is the normalised current (see ALIF._run): the norm is
+            # part of its decay, not of the drive.
+            decay = alpha_syn * (1 - alpha) if self.norm_input else alpha_syn
+        b_init = self.b
+        spikes, v_mem, b, i_syn, self.v_mem, self.b, i_last = ops.alif_recurrent(
+            x, weight, bias, alpha, rho, self.adapt_scale, self.b0, self.v_mem, b_init,
+            syn_decay=decay, i_init=None if decay is None else self.i_syn,
+            norm_input=self.norm_input and decay is None, min_v_mem=self.min_v_mem,
+            max_spikes=self._max_spikes, surrogate=act.fused_surrogate(self.surrogate_grad_fn),
+            reset=self._reset, gradient=self.gradient, backend=self.backend,
+        )
+        if decay is not None:
+            self.i_syn = i_last
+        return spikes, self._record(spikes, v_mem, b, b_init, i_syn)
 
 
 def linear_connection(rec_connect: nn.Module, features: torch.Size) -> nn.Linear | None:

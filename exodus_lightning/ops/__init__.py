@@ -13,8 +13,10 @@ from .cpu_memory import keep_freed_memory
 from .leaky import leaky_integrate
 from .lif import lif
 from .recurrent import RecurrentNeuron, recurrent_scan
+from .recurrent_alif import alif_recurrent
 from .recurrent_lif import lif_recurrent
 from .reference import (
+    alif_recurrent_reference,
     alif_reference,
     leaky_integrate_reference,
     lif_recurrent_reference,
@@ -24,6 +26,8 @@ from .reference import (
 __all__ = [
     "BACKENDS",
     "alif",
+    "alif_recurrent",
+    "alif_recurrent_reference",
     "alif_reference",
     "GRADIENTS",
     "RESETS",

@@ -258,3 +258,60 @@ def alif_reference(
         empty = x * 0
         return empty, empty.to(v_init.dtype), empty.to(v_init.dtype), v_init.clone(), b_init.clone()
     return torch.stack(spikes, 1), torch.stack(v_mem, 1), torch.stack(bs, 1), v_plus, b
+
+
+def alif_recurrent_reference(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    alpha: Tensor,
+    rho: Tensor,
+    beta: Tensor,
+    b0: Tensor,
+    v_init: Tensor,
+    b_init: Tensor,
+    min_v_mem: Tensor | None,
+    max_spikes: int | None,
+    surrogate: SurrogateFn,
+    reset: str,
+    gradient: str,
+    syn_decay: Tensor | None,
+    i_init: Tensor | None,
+    norm_input: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor, Tensor, Tensor | None]:
+    """Recurrent adaptive LIF (``ops.alif_recurrent``) by an autograd loop over time: per step
+    the input plus the linear feedback of the last step's spikes (none at the first), the
+    synaptic current i_t = c · (i_{t−1} + x̃_t) (with syn_decay c), the input normalisation and
+    one ALIF step of :func:`alif_reference`.
+
+    Shapes: x (B, T, *F); weight (N, N) and bias (N,) with N = prod(F); alpha, rho, beta, b0,
+    min_v_mem, syn_decay broadcastable to F; v_init, b_init, i_init (B, *F). Returns the spikes,
+    the pre-reset membrane and the adaptation (B, T, *F), the synaptic current trace (or None),
+    v_last, b_last and i_T (or None) (B, *F).
+    """
+    batch, features = x.shape[0], x.shape[2:]
+    v_plus, b, i = v_init, b_init, i_init
+    feedback = None
+    spikes, v_mem, bs, currents = [], [], [], []
+    for x_t in x.unbind(1):
+        if feedback is not None:
+            x_t = x_t + feedback
+        if syn_decay is not None:
+            i = syn_decay * (x_t + i)
+            currents.append(i)
+        current = x_t if syn_decay is None else i
+        drive = (1 - alpha) * current if norm_input else current
+        s, v, b_t, v_plus, b = alif_reference(drive.unsqueeze(1), alpha, rho, beta, b0, v_plus, b,
+                                              min_v_mem, max_spikes, surrogate, reset, gradient)
+        spikes.append(s[:, 0])
+        v_mem.append(v[:, 0])
+        bs.append(b_t[:, 0])
+        feedback = torch.nn.functional.linear(s[:, 0].reshape(batch, -1), weight, bias)
+        feedback = feedback.reshape(batch, *features)
+    if not spikes:  # T = 0: empty outputs, still part of the graph
+        empty = x * 0
+        return (empty, empty, empty, None if syn_decay is None else empty, v_init.clone(),
+                b_init.clone(), None if syn_decay is None else i_init.clone())
+    i_trace = None if syn_decay is None else torch.stack(currents, 1)
+    return (torch.stack(spikes, 1), torch.stack(v_mem, 1), torch.stack(bs, 1), i_trace, v_plus,
+            b, i)
