@@ -1,10 +1,11 @@
-"""LIFRecurrent three ways: memory kept for backward, peak memory and time per pass, on CPU.
+"""LIFRecurrent and ALIFRecurrent three ways: memory kept for backward, peak memory and time
+per pass, on CPU.
 
-- fused: our LIFRecurrent with an nn.Linear connection, which runs the whole sequence as one
-  autograd function (ops.lif_recurrent),
-- loop: our LIFRecurrent with the same Linear wrapped so it is not recognised (nn.Sequential
+- fused: our layer with an nn.Linear connection, which runs the whole sequence as one
+  autograd function (ops.lif_recurrent, ops.alif_recurrent),
+- loop: our layer with the same Linear wrapped so it is not recognised (nn.Sequential
   (linear, nn.Identity())): the per-step loop the layer runs for any other module,
-- sinabs: sinabs.layers.LIFRecurrent with the same Linear (where sinabs is installed).
+- sinabs: sinabs.layers' layer of the same name with the same Linear (where sinabs is installed).
 
 Per variant: the bytes autograd keeps for backward (unique storages saved by the graph, the
 input and parameters left out), the peak resident memory of one forward + backward pass above
@@ -46,6 +47,7 @@ class Case:
     shape: tuple[int, int, int]
     kwargs: dict[str, Any] = field(default_factory=dict)
     scale: float = 0.7  # input = (uniform[0, 1) − 0.2) · scale
+    layer: str = "LIFRecurrent"  # the class name, in our nn and in sinabs.layers
 
 
 def cases(tiny: bool) -> list[Case]:
@@ -55,6 +57,8 @@ def cases(tiny: bool) -> list[Case]:
         Case("LIF, tau_syn=5, min_v_mem=-1", shape,
              {"tau_mem": 20.0, "tau_syn": 5.0, "min_v_mem": -1.0, "norm_input": False},
              scale=0.055),
+        Case("ALIF, tau_mem=20, tau_adapt=100", shape,
+             {"tau_mem": 20.0, "tau_adapt": 100.0, "norm_input": False}, layer="ALIFRecurrent"),
     ]
 
 
@@ -71,9 +75,9 @@ def build(variant: str, case: Case, seed: int) -> nn.Module:
     if variant == "sinabs":
         import sinabs.layers as sl
 
-        return sl.LIFRecurrent(rec_connect=linear, **case.kwargs)
+        return getattr(sl, case.layer)(rec_connect=linear, **case.kwargs)
     connection = linear if variant == "fused" else nn.Sequential(linear, nn.Identity())
-    return enn.LIFRecurrent(rec_connect=connection, **case.kwargs)
+    return getattr(enn, case.layer)(rec_connect=connection, **case.kwargs)
 
 
 def inputs(case: Case, seed: int) -> tuple[Tensor, Tensor]:
@@ -200,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report.report(
         EXPERIMENT,
         options,
-        "LIFRecurrent: whole-sequence function vs per-step loop vs sinabs, CPU",
+        "LIFRecurrent / ALIFRecurrent: whole-sequence function vs per-step loop vs sinabs, CPU",
         [
             (
                 "Setup",
