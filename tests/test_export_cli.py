@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from exodus_lightning import nn as enn
+from exodus_lightning.callbacks import NIRExport
 from exodus_lightning.cli import build_cli
 from exodus_lightning.cli import main as cli_main
 from exodus_lightning.tasks import SpikingClassifier
@@ -67,3 +68,22 @@ def test_export_runs_as_a_command(checkpoint, workdir):
             if isinstance(node, nir.LIF)]
     assert len(taus) == len(steps) > 0
     assert taus == pytest.approx([n * 1e-3 for n in steps], rel=1e-9)
+
+
+@pytest.mark.parametrize("logger", ["false", "default"], ids=["no_logger", "wandb_offline"])
+def test_callback_writes_model_nir_beside_the_best_checkpoint(logger, workdir):
+    args = ["fit", *SMALL_RANDMAN, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=1", "--model.network.init_args.max_spikes_per_step=1",
+            "--trainer.callbacks+=exodus_lightning.callbacks.NIRExport"]
+    if logger == "false":
+        args.append("--trainer.logger=false")
+    cli = build_cli(args)
+    (callback,) = [c for c in cli.trainer.callbacks if isinstance(c, NIRExport)]
+    best = Path(cli.trainer.checkpoint_callback.best_model_path)
+    assert callback.path == best.with_name("model.nir") and callback.path.exists()
+    network = SpikingClassifier.load_from_checkpoint(best, map_location="cpu").network.eval()
+    loaded = from_nir(callback.path)
+    x = (torch.rand(2, 30, *network.input_shape) < 0.2).float()
+    enn.reset_states(network)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), network(x), rtol=0, atol=0)

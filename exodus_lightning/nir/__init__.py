@@ -6,6 +6,12 @@ or another library's. How our discrete steps map onto NIR's ODEs is in :mod:`.co
 what NIR cannot express is in :mod:`.export`. Needs ``pip install nir``.
 """
 
+try:
+    import nir  # noqa: F401
+except ImportError as error:  # an optional dependency
+    raise ImportError("exodus_lightning.nir needs the nir package: pip install "
+                      "'exodus-lightning[nir]' (or pip install 'nir<=1.0.4')") from error
+
 from .export import NIRExportError, NIRLossWarning, to_nir
 from .load import NIRImportError, from_nir
 from .network import NIRNetwork
