@@ -322,3 +322,25 @@ def test_graphs_outside_what_we_read_raise():
         from_nir(branching)
     with pytest.raises(NIRImportError, match="nir.Threshold has no layer"):
         from_nir(nir.NIRGraph.from_list(nir.Threshold(threshold=np.ones(2))))
+
+
+def test_a_recurrent_layer_written_as_a_nested_subgraph_reads_the_same(tmp_path):
+    """snnTorch writes a recurrent layer as a subgraph {input, neuron, recurrent weights,
+    output}; spliced in, it is the same cycle as ours."""
+    model = chain(enn.LIFRecurrent(6.0, nn.Linear(6, 6), norm_input=False,
+                                   max_spikes_per_step=1))
+    x = spikes(2, 20, 4)
+    flat = to_nir(model, x)
+    inner = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([6])}),
+               "lif": flat.nodes["1"], "w_rec": flat.nodes["1.rec_connect"],
+               "output": nir.Output(output_type={"output": np.array([6])})},
+        edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")])
+    nested = nir.NIRGraph(
+        nodes={"input": flat.nodes["input"], "fc": flat.nodes["0"], "rlif": inner,
+               "output": flat.nodes["output"]},
+        edges=[("input", "fc"), ("fc", "rlif"), ("rlif", "output")])
+    nir.write(tmp_path / "nested.nir", nested)
+    loaded = from_nir(tmp_path / "nested.nir")
+    assert isinstance(loaded.layers[1], enn.LIFRecurrent)
+    assert_same_run(model, loaded, x)

@@ -1,7 +1,8 @@
 """``from_nir``: a NIR graph (or .nir file) as a network of our layers.
 
 The graph must be a chain from its Input to its Output node, where a neuron may also feed
-itself through an Affine/Linear node (a recurrent layer: LIFRecurrent / IAFRecurrent). Each
+itself through an Affine/Linear node (a recurrent layer: LIFRecurrent / IAFRecurrent); nested
+subgraphs are spliced in first (snnTorch writes a recurrent layer as one). Each
 node becomes a layer on (batch, time, *features); parameters are read with the convention of
 :mod:`exodus_lightning.nir.convention`. A graph written by ``to_nir`` carries our settings
 beyond NIR in its nodes' metadata, and they are restored; any other graph's neurons follow
@@ -55,12 +56,12 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike, dt: float | None =
         dt = float(_extras(graph).get("dt", 1.0))
     if not 0 < dt < math.inf:
         raise ValueError(f"dt must be a positive number (the step length), got {dt!r}")
-    chain, recurrent = _walk(graph)
+    chain, recurrent, nodes = _walk(graph)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     for name in chain:
         rec = recurrent.get(name)
-        for suffix, module in _modules(name, graph.nodes[name], dt, backend,
-                                       None if rec is None else graph.nodes[rec]):
+        for suffix, module in _modules(name, nodes[name], dt, backend,
+                                       None if rec is None else nodes[rec]):
             layers[_module_name(name + suffix, layers)] = module
     (input_node,) = graph.inputs.values()
     input_shape = np.asarray(input_node.input_type["input"]).tolist()
@@ -86,29 +87,58 @@ def _module_name(name: str, taken: dict[str, nn.Module]) -> str:
     return candidate
 
 
-def _walk(graph: nir.NIRGraph) -> tuple[list[str], dict[str, str]]:
-    """The node names from input to output, and {neuron: its recurrent Affine/Linear node}."""
-    nested = [name for name, node in graph.nodes.items() if isinstance(node, nir.NIRGraph)]
-    if nested:
-        raise NIRImportError(f"nodes {nested} are subgraphs; from_nir reads flat graphs "
-                             f"(a recurrent layer as a cycle neuron -> Affine -> neuron)")
+def _flatten(nodes: dict[str, nir.NIRNode], edges: Sequence[tuple[str, str]]
+             ) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]]]:
+    """The graph with every nested subgraph S spliced in, its nodes named "S.name": an edge into
+    S reaches what S's Input feeds, an edge out of S leaves from what feeds S's Output (snnTorch
+    writes a recurrent layer so). Edges may also name "S.name" directly."""
+    flat_nodes: dict[str, nir.NIRNode] = {}
+    flat_edges: list[tuple[str, str]] = []
+    entry, exit_ = {}, {}
+    for name, node in nodes.items():
+        if not isinstance(node, nir.NIRGraph):
+            flat_nodes[name] = node
+            continue
+        inner_nodes, inner_edges = _flatten(node.nodes, node.edges)
+        inputs = [n for n, v in inner_nodes.items() if isinstance(v, nir.Input)]
+        outputs = [n for n, v in inner_nodes.items() if isinstance(v, nir.Output)]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise NIRImportError(f"subgraph {name!r} has inputs {inputs} and outputs "
+                                 f"{outputs}; from_nir reads subgraphs with one of each")
+        flat_nodes.update({f"{name}.{n}": v for n, v in inner_nodes.items()})
+        flat_edges += [(f"{name}.{a}", f"{name}.{b}") for a, b in inner_edges]
+        entry[name], exit_[name] = f"{name}.{inputs[0]}", f"{name}.{outputs[0]}"
+    flat_edges += [(exit_.get(a, a), entry.get(b, b)) for a, b in edges]
+    for port in [*entry.values(), *exit_.values()]:  # the subgraphs' own Input/Output nodes
+        sources = [a for a, b in flat_edges if b == port]
+        targets = [b for a, b in flat_edges if a == port]
+        flat_edges = [(a, b) for a, b in flat_edges if port not in (a, b)]
+        flat_edges += [(a, b) for a in sources for b in targets]
+        del flat_nodes[port]
+    return flat_nodes, flat_edges
+
+
+def _walk(graph: nir.NIRGraph) -> tuple[list[str], dict[str, str], dict[str, nir.NIRNode]]:
+    """The node names from input to output, {neuron: its recurrent Affine/Linear node}, and
+    the nodes by name (nested subgraphs spliced in)."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise NIRImportError(f"from_nir reads graphs with one Input and one Output node, got "
                              f"inputs {list(graph.inputs)} and outputs {list(graph.outputs)}")
-    successors: dict[str, list[str]] = {name: [] for name in graph.nodes}
-    predecessors: dict[str, list[str]] = {name: [] for name in graph.nodes}
-    for source, target in graph.edges:
+    nodes, edges = _flatten(graph.nodes, graph.edges)
+    successors: dict[str, list[str]] = {name: [] for name in nodes}
+    predecessors: dict[str, list[str]] = {name: [] for name in nodes}
+    for source, target in edges:
         for name in (source, target):
-            if name not in graph.nodes:
+            if name not in nodes:
                 raise NIRImportError(f"edge ({source!r}, {target!r}) names no node {name!r}")
         successors[source].append(target)
         predecessors[target].append(source)
     recurrent = {}
-    for name, node in graph.nodes.items():
+    for name, node in nodes.items():
         if not isinstance(node, _NEURONS):
             continue
         for source in predecessors[name]:
-            if (isinstance(graph.nodes[source], (nir.Affine, nir.Linear))
+            if (isinstance(nodes[source], (nir.Affine, nir.Linear))
                     and predecessors[source] == [name] and successors[source] == [name]):
                 recurrent[name] = source
     loops = set(recurrent.values())
@@ -128,10 +158,10 @@ def _walk(graph: nir.NIRGraph) -> tuple[list[str], dict[str, str]]:
         seen.add(current)
         if current != output:
             chain.append(current)
-    unused = set(graph.nodes) - seen - loops
+    unused = set(nodes) - seen - loops
     if unused:
         raise NIRImportError(f"nodes {sorted(unused)} are not on the path from input to output")
-    return chain, recurrent
+    return chain, recurrent, nodes
 
 
 # --- one node as modules ---------------------------------------------------------------------
