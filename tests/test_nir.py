@@ -344,3 +344,30 @@ def test_a_recurrent_layer_written_as_a_nested_subgraph_reads_the_same(tmp_path)
     loaded = from_nir(tmp_path / "nested.nir")
     assert isinstance(loaded.layers[1], enn.LIFRecurrent)
     assert_same_run(model, loaded, x)
+
+
+def test_training_settings_come_back_without_a_warning(tmp_path):
+    """Surrogate, gradient mode and trainable threshold are kept (they do not change what a
+    deployed network computes, so no warning), and the read network trains the same."""
+    model = chain(enn.LIF(tau_mem=5.0, norm_input=False, max_spikes_per_step=1,
+                          surrogate_grad_fn=enn.surrogate.ArcTan(alpha=3.0),
+                          gradient="slayer", train_threshold=True))
+    x = spikes(2, 12, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        graph = to_nir(model, x)
+    nir.write(tmp_path / "m.nir", graph)
+    loaded = from_nir(tmp_path / "m.nir")
+    ours, theirs = model[1], loaded.layers[1]
+    assert theirs.surrogate_grad_fn == enn.surrogate.ArcTan(alpha=3.0)
+    assert theirs.gradient == "slayer" and theirs.spike_threshold.requires_grad
+    grads = []
+    for network in (model, loaded):
+        enn.reset_states(network)
+        x_grad = x.clone().requires_grad_()
+        network(x_grad).sum().backward()
+        grads.append(x_grad.grad)
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)
+    torch.testing.assert_close(theirs.spike_threshold.grad, ours.spike_threshold.grad,
+                               rtol=0, atol=0)
