@@ -17,8 +17,7 @@ from exodus_lightning.cli_parser import PROG
 DESCRIPTION = (
     "Write the network of a checkpoint as a NIR graph (.nir, HDF5), which sinabs, snnTorch, "
     "Norse, Rockpool, Lava and neuromorphic chips read. Settings NIR cannot express are named "
-    "in a warning; layers it has no node for (ALIF, learned delays, batch norm) end with an "
-    "error."
+    "in a warning; layers it has no node for (ALIF, learned delays) end with an error."
 )
 
 

@@ -280,10 +280,33 @@ def test_layers_without_a_nir_node_raise(model, match):
         to_nir(model(), torch.zeros(1, 3, 4))
 
 
-def test_batch_norm_raises():
-    model = ConvSNN((2, 8, 8), 3, channels=(4,), batch_norm=True)
+def test_batch_norm_is_folded_into_the_conv_before_it(tmp_path):
+    model = ConvSNN((2, 8, 8), 3, channels=(4, 6), batch_norm=True, weight_norm=True,
+                    max_spikes_per_step=1, readout="linear")
+    x = spikes(4, 6, 2, 8, 8, scale=3.0)
+    with torch.no_grad():
+        for _ in range(3):  # running statistics away from (0, 1)
+            enn.reset_states(model)
+            model(x * 2 + 0.5)
+    model.eval()
+    enn.reset_states(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        graph = to_nir(model, x)
+    assert not any("BatchNorm" in type(node).__name__ for node in graph.nodes.values())
+    nir.write(tmp_path / "m.nir", graph)
+    loaded = from_nir(tmp_path / "m.nir")
+    enn.reset_states(model)
+    with torch.no_grad():
+        expected, got = model(x), loaded(x)
+    # The folded weights round differently; the spikes (readout inputs) agree up to that.
+    assert expected.abs().sum() > 0
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_batch_norm_after_no_conv_or_linear_raises():
     with pytest.raises(NIRExportError, match="batch norm"):
-        to_nir(model, torch.zeros(1, 2, 2, 8, 8))
+        to_nir(nn.Sequential(TimeFolded(nn.BatchNorm1d(4))), torch.zeros(2, 2, 4))
 
 
 def test_export_leaves_the_model_untouched():

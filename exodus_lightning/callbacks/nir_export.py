@@ -28,7 +28,7 @@ class NIRExport(L.Callback):
         dt: the step length in the graph's time unit (see exodus_lightning.nir.to_nir).
         input_shape: the network's input features, if it has no ``input_shape`` attribute.
 
-    A network NIR cannot express (ALIF, learned delays, batch norm) gives a
+    A network NIR cannot express (ALIF, learned delays) gives a
     :class:`NIRExportWarning` instead of a file.
     """
 

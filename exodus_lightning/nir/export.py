@@ -11,7 +11,9 @@ in the node's metadata under "exodus_lightning", so ``from_nir`` restores them, 
 :class:`NIRLossWarning` names them: other readers run those neurons without them. Training-only
 settings (surrogate, gradient, train_alphas, train_threshold) are kept the same way, silently:
 they do not change what a deployed network computes. Layers NIR has no node for (ALIF, learned
-delays, batch norm, the Squeeze variants) raise :class:`NIRExportError`.
+delays, a batch norm that follows no conv/linear layer, the Squeeze variants) raise
+:class:`NIRExportError`; a batch norm right after a conv or linear layer is folded into its
+weights (its eval-mode map with the running statistics: the same outputs up to rounding).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from .scale import Scale
 METADATA_KEY = "exodus_lightning"
 _SKIPPED = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, TimeSharedDropout, nn.Identity)
 _CHAINS = (FeedForwardSNN, ConvSNN, NIRNetwork)
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 
 class NIRExportError(ValueError):
@@ -65,6 +68,7 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1.0) -> nir.NIRGr
     chain = list(_chain(model, ""))
     shapes = _measure(model, [path for path, _ in chain], sample_input)
     dt = float(dt)
+    chain = _fold_batch_norms(chain, shapes)
     nodes: dict[str, nir.NIRNode] = {
         "input": nir.Input(input_type={"input": np.array(sample_input.shape[2:])})}
     edges: list[tuple[str, str]] = []
@@ -144,6 +148,56 @@ def _set_types(name: str, node: nir.NIRNode, in_shape: tuple[int, ...],
     node.output_type = {"output": np.array(out_shape)}
 
 
+def _fold_batch_norms(chain: list[tuple[str, nn.Module]],
+                      shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]
+                      ) -> list[tuple[str, nn.Module]]:
+    """The chain with every batch norm right after a conv or linear layer folded into it (its
+    eval-mode affine map, with the running statistics); the pair keeps the first name."""
+    folded: list[tuple[str, nn.Module]] = []
+    for path, module in chain:
+        layer = module.layer if isinstance(module, TimeFolded) else module
+        if isinstance(layer, _BATCH_NORMS) and folded:
+            previous_path, previous = folded[-1]
+            inner = previous.layer if isinstance(previous, TimeFolded) else previous
+            if isinstance(inner, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                folded[-1] = (previous_path, _folded(inner, layer, path))
+                shapes[previous_path] = (shapes[previous_path][0], shapes[path][1])
+                continue
+        folded.append((path, module))
+    return folded
+
+
+def _folded(layer: nn.Module, norm: nn.Module, name: str) -> nn.Module:
+    """A copy of layer computing norm(layer(x)) in eval mode:
+    W' = W · γ/√(σ² + ε) per output channel, b' = (b − μ) · γ/√(σ² + ε) + β."""
+    if norm.running_mean is None:
+        raise NIRExportError(f"{name}: batch norm without running statistics "
+                             f"(track_running_stats=False) has no fixed eval-mode map to fold")
+    scale = (norm.running_var.double() + norm.eps).rsqrt()
+    if norm.affine:
+        scale = scale * norm.weight.detach().double()
+    shift = -norm.running_mean.double() * scale
+    if norm.affine:
+        shift = shift + norm.bias.detach().double()
+    weight = layer.weight.detach().double()
+    bias = torch.zeros(weight.shape[0], dtype=torch.float64) if layer.bias is None \
+        else layer.bias.detach().double()
+    # A new plain layer: removing a parametrisation (weight_norm) from a deep copy would
+    # remove it from the original's class too.
+    if isinstance(layer, nn.Linear):
+        plain = nn.Linear(layer.in_features, layer.out_features)
+    else:
+        kind = nn.Conv1d if isinstance(layer, nn.Conv1d) else nn.Conv2d
+        plain = kind(layer.in_channels, layer.out_channels, layer.kernel_size,
+                     stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+                     groups=layer.groups, padding_mode=layer.padding_mode)
+    view = (-1,) + (1,) * (weight.dim() - 1)
+    with torch.no_grad():
+        plain.weight.copy_(weight * scale.view(view))
+        plain.bias.copy_(bias * scale + shift)
+    return plain
+
+
 # --- one node per layer ----------------------------------------------------------------------
 
 def _node(name: str, module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
@@ -159,9 +213,9 @@ def _node(name: str, module: nn.Module, in_shape: tuple[int, ...], out_shape: tu
     if isinstance(layer, enn.DelayedLinear):
         raise NIRExportError(f"{name}: DelayedLinear (a learned delay per synapse) has no NIR "
                              f"node (nir.Delay delays whole signals, not synapses)")
-    if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        raise NIRExportError(f"{name}: batch norm has no NIR node; build the network without "
-                             f"batch_norm, or fold the normalisation into the conv/linear weights")
+    if isinstance(layer, _BATCH_NORMS):
+        raise NIRExportError(f"{name}: batch norm has no NIR node; it is folded into a conv or "
+                             f"linear layer right before it, and this one follows none")
     if isinstance(layer, (enn.LIF, enn.IAF)):
         return _spiking_node(name, layer, out_shape, dt)
     if isinstance(layer, enn.ExpLeak):
