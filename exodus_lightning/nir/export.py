@@ -6,11 +6,12 @@ The network is walked as a chain: nn.Sequential, and the models whose forward is
 A recurrent layer becomes a cycle: neuron -> its rec_connect (Affine/Linear) -> neuron.
 
 Settings NIR 1.0 cannot express but that change the outputs (multi-spike, reset to zero, a
-subtract_value other than the threshold, min_v_mem, a surrogate that is not built in) are kept
-in the node's metadata under "exodus_lightning", so ``from_nir`` restores them, and one
-:class:`NIRLossWarning` names them: other readers run those neurons without them. Training-only
-settings (surrogate, gradient, train_alphas, train_threshold) are kept the same way, silently:
-they do not change what a deployed network computes. Layers NIR has no node for (ALIF, learned
+subtract_value other than the threshold, min_v_mem) are kept in the node's metadata under
+"exodus_lightning", so ``from_nir`` restores them, and one :class:`NIRLossWarning` names them:
+other readers run those neurons without them. Training-only settings (a built-in surrogate,
+gradient, train_alphas, train_threshold) are kept the same way, silently: they do not change
+what a deployed network computes. A surrogate that is not built in cannot be stored: the
+warning names it, and ``from_nir`` uses the default. Layers NIR has no node for (ALIF, learned
 delays, a batch norm that follows no conv/linear layer, the Squeeze variants) raise
 :class:`NIRExportError`; a batch norm right after a conv or linear layer is folded into its
 weights (its eval-mode map with the running statistics: the same outputs up to rounding).
