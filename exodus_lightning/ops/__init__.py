@@ -12,7 +12,14 @@ from .alif import alif
 from .cpu_memory import keep_freed_memory
 from .leaky import leaky_integrate
 from .lif import lif
-from .reference import alif_reference, leaky_integrate_reference, lif_reference
+from .recurrent import RecurrentNeuron, recurrent_scan
+from .recurrent_lif import lif_recurrent
+from .reference import (
+    alif_reference,
+    leaky_integrate_reference,
+    lif_recurrent_reference,
+    lif_reference,
+)
 
 __all__ = [
     "BACKENDS",
@@ -27,7 +34,11 @@ __all__ = [
     "leaky_integrate",
     "leaky_integrate_reference",
     "lif",
+    "lif_recurrent",
+    "lif_recurrent_reference",
     "lif_reference",
+    "recurrent_scan",
+    "RecurrentNeuron",
     "state_dtype",
     "try_build_and_load",
     "load_extension",

@@ -156,6 +156,59 @@ def clipped_leaky_integrate_reference(x: Tensor, alpha: Tensor, v_init: Tensor, 
     return torch.stack(ys, 1), torch.stack(vs, 1), v
 
 
+def lif_recurrent_reference(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    alpha: Tensor,
+    threshold: Tensor,
+    v_init: Tensor,
+    subtract: Tensor,
+    min_v_mem: Tensor | None,
+    max_spikes: int | None,
+    surrogate: SurrogateFn,
+    reset: str,
+    gradient: str,
+    beta: Tensor | None,
+    i_init: Tensor | None,
+    decay_early: bool,
+    norm_input: bool,
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Tensor | None]:
+    """Recurrent LIF (``ops.lif_recurrent``) by an autograd loop over time: per step the input
+    plus the linear feedback of the last step's spikes (none at the first), the synaptic current
+    (with beta), the input normalisation and one LIF step of :func:`lif_reference`.
+
+    Shapes: x (B, T, *F); weight (N, N) and bias (N,) with N = prod(F); alpha, threshold,
+    subtract, min_v_mem, beta broadcastable to F; v_init, i_init (B, *F). Returns the spikes and
+    the pre-reset membrane (B, T, *F), the synaptic current trace (or None), v_last and i_T (or
+    None) (B, *F).
+    """
+    batch, features = x.shape[0], x.shape[2:]
+    v_plus, i = v_init, i_init
+    feedback = None
+    spikes, v_mem, currents = [], [], []
+    for x_t in x.unbind(1):
+        if feedback is not None:
+            x_t = x_t + feedback
+        if beta is not None:
+            i = beta * (x_t + i) if decay_early else beta * i + x_t
+            currents.append(i)
+        current = x_t if beta is None else i
+        drive = (1 - alpha) * current if norm_input else current
+        s, v, v_plus = lif_reference(drive.unsqueeze(1), alpha, threshold, v_plus, subtract,
+                                     min_v_mem, max_spikes, surrogate, reset, gradient)
+        spikes.append(s[:, 0])
+        v_mem.append(v[:, 0])
+        feedback = torch.nn.functional.linear(s[:, 0].reshape(batch, -1), weight, bias)
+        feedback = feedback.reshape(batch, *features)
+    if not spikes:  # T = 0: empty outputs, still part of the graph
+        empty = x * 0
+        return (empty, empty, None if beta is None else empty, v_init.clone(),
+                None if beta is None else i_init.clone())
+    i_trace = None if beta is None else torch.stack(currents, 1)
+    return torch.stack(spikes, 1), torch.stack(v_mem, 1), i_trace, v_plus, i
+
+
 def alif_reference(
     x: Tensor,
     alpha: Tensor,
