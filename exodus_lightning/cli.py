@@ -61,7 +61,8 @@ WANDB_CONFIG_FILE_NAME = "lightning_config.yaml"
 DESCRIPTION = (
     "Train and evaluate spiking neural networks with exact EXODUS gradients. With no --config, "
     "`fit` trains on the built-in Randman task (no download). Every setting is a --key value "
-    "option or a YAML --config; `<subcommand> --help` lists them."
+    "option or a YAML --config; `<subcommand> --help` lists them. `export --ckpt_path FILE "
+    "--output model.nir` writes a trained network as NIR, for hardware and other simulators."
 )
 USAGE = "%(prog)s [--config FILE] [--KEY VALUE ...]"
 SUBCOMMANDS = {
@@ -501,6 +502,12 @@ def main() -> None:
     Mistakes in the data or settings end with one message and exit status 1, no traceback.
     """
     put_working_directory_on_path()
+    if sys.argv[1:2] == ["export"]:
+        # Not a Trainer subcommand: it only reads a checkpoint and writes a file.
+        from exodus_lightning.export import main as export_main
+
+        export_main(sys.argv[2:])
+        return
     try:
         build_cli()
     except USER_ERRORS as error:
