@@ -123,6 +123,20 @@ def check_threshold(threshold: Number | Tensor, min_v_mem: Number | Tensor | Non
         check_values(below_threshold_problem, "threshold", threshold, min_v_mem)
 
 
+@value_check()
+def finite_problem(name: str, value: Number | Tensor) -> str | None:
+    """value must be finite (no NaN, no ±inf)."""
+    low, high = _bounds(value)
+    if not (-math.inf < low and high < math.inf):  # NaN fails both comparisons
+        return f"{name} must be finite, got values in [{low}, {high}]"
+    return None
+
+
+def check_finite(value: Number | Tensor, name: str) -> None:
+    """A finite value (numbers or tensors, as the user gave them)."""
+    check_values(finite_problem, name, value)
+
+
 def check_max_spikes(max_spikes: int | None) -> int:
     """max_spikes as the kernels' code: 0 = unbounded."""
     if max_spikes is None:

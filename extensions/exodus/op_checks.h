@@ -177,6 +177,41 @@ inline Layout check_leaky_backward_inputs(const at::Tensor& grad_y, const at::Te
   return L;
 }
 
+inline Layout check_adlif_inputs(const at::Tensor& x, const at::Tensor& u_init,
+                                 const at::Tensor& w_init, const at::Tensor& alpha,
+                                 const at::Tensor& beta, const at::Tensor& a,
+                                 const at::Tensor& b, const at::Tensor& threshold) {
+  const Layout L = layout_of(x);
+  const at::ScalarType acc = acc_type_of(x);
+  check_state(u_init, "u_init", x, acc);
+  check_state(w_init, "w_init", x, acc);
+  check_parameter(alpha, "alpha", L, x, acc);
+  check_parameter(beta, "beta", L, x, acc);
+  check_parameter(a, "a", L, x, acc);
+  check_parameter(b, "b", L, x, acc);
+  check_parameter(threshold, "threshold", L, x, acc);
+  return L;
+}
+
+// A (B, T, N) tensor of a backward op shaped like `like` in the state dtype (a saved trace,
+// an upstream gradient, a given surrogate).
+inline void check_trace(const at::Tensor& t, const char* name, const at::Tensor& like,
+                        at::ScalarType acc) {
+  check_same_shape(t, like, name, "grad_spikes");
+  check_device(t, name, like);
+  TORCH_CHECK(t.scalar_type() == acc, "exodus_lightning: ", name, " must be ", acc, ", got ",
+              t.scalar_type());
+}
+
+inline void check_surrogate_code(int64_t surrogate, at::ArrayRef<double> surrogate_params) {
+  TORCH_CHECK(surrogate >= 0 && surrogate <= 6,
+              "exodus_lightning: unknown built-in surrogate code ", surrogate,
+              " (pass sigma for a custom surrogate)");
+  TORCH_CHECK(surrogate_params.size() == 2,
+              "exodus_lightning: built-in surrogates take 2 parameters, got ",
+              surrogate_params.size());
+}
+
 // min_v_mem as one value per feature; NaN (never clipped, see NeuronParams) when absent, so the
 // loops have no branch.
 inline at::Tensor lower_bound_or_none(const c10::optional<at::Tensor>& min_v,
