@@ -1,4 +1,4 @@
-"""Speed and memory of one LIF layer: the EXODUS extension vs the BPTT reference loop.
+"""Speed and memory of one LIF (or ALIF) layer: the EXODUS extension vs the BPTT reference loop.
 
 Prints a Markdown table of forward+backward median time and peak extra memory for each
 (batch, time, features) shape, on CPU and (when present) CUDA, plus a sweep over T at fixed
@@ -81,7 +81,8 @@ class PeakRSS:
 
 
 # Which LIF parameters get gradients in a benchmark case, and how its row is labelled.
-TRAINABLE = {"": "", "alpha": " trainable α", "alpha+threshold": " trainable α, θ"}
+TRAINABLE = {"": "", "alpha": " trainable α", "alpha+threshold": " trainable α, θ",
+             "alpha+rho+beta+b0": " trainable α, ρ, β, b0"}
 
 
 def measure(
@@ -92,12 +93,14 @@ def measure(
     features: int,
     repeats: int,
     trainable: str = "",
+    neuron: str = "lif",
 ) -> dict:
-    """Median forward+backward seconds and peak extra memory (MB) of one LIF layer.
+    """Median forward+backward seconds and peak extra memory (MB) of one LIF or ALIF layer.
 
     α = 0.9 and θ = 1, fixed (the backward then needs no parameter gradients) or, as named in
     ``trainable`` ("alpha", "alpha+threshold"), per-neuron parameters that get gradients:
-    "alpha" is nn.LIF's default (τ trains, θ does not).
+    "alpha" is nn.LIF's default (τ trains, θ does not). ALIF (``neuron="alif"``): ρ = 0.95,
+    β = 1.8 (sinabs' default), b0 = θ; "alpha+rho+beta+b0" trains all four.
 
     Peak extra memory: the highest memory during the first full-size step minus what was there
     before it (inputs, interpreter, libraries): resident memory on CPU, allocated memory on CUDA.
@@ -115,19 +118,26 @@ def measure(
     upstream = torch.randn(batch, time, features, device=device)
     trained = trainable.split("+") if trainable else []
     alpha = torch.full((features,), 0.9, device=device, requires_grad="alpha" in trained)
-    threshold = torch.ones(features, device=device, requires_grad="threshold" in trained)
+    threshold = torch.ones(features, device=device,
+                           requires_grad="threshold" in trained or "b0" in trained)
+    rho = torch.full((features,), 0.95, device=device, requires_grad="rho" in trained)
+    beta = torch.full((features,), 1.8, device=device, requires_grad="beta" in trained)
+
+    def layer(x, alpha, threshold):
+        if neuron == "alif":
+            return ops.alif(x, alpha, rho, beta, threshold, max_spikes=None, backend=backend)[0]
+        return ops.lif(x, alpha, threshold, backend=backend)[0]
 
     def step():
-        spikes, _, _ = ops.lif(x, alpha, threshold, backend=backend)
-        spikes.backward(upstream)
-        x.grad = alpha.grad = threshold.grad = None
+        layer(x, alpha, threshold).backward(upstream)
+        x.grad = alpha.grad = threshold.grad = rho.grad = beta.grad = None
         if device == "cuda":
             torch.cuda.synchronize()
 
     # Load the extension on a tiny input, so that memory freed by a full-size warm-up step and
     # kept by the allocator cannot hide the peak; the first full-size step is measured, not timed.
     tiny = x.detach()[:1, :2].requires_grad_()
-    ops.lif(tiny, 0.9, 1.0, backend=backend)[0].sum().backward()
+    layer(tiny, alpha, threshold).sum().backward()
     # Peak memory over the first full-size step, time over the following ones: the sampling
     # thread would otherwise take CPU time from the kernels on a machine with few cores.
     if device == "cuda":
@@ -147,7 +157,7 @@ def measure(
         step()
         times.append(clock.perf_counter() - start)
     with torch.no_grad():
-        rate = ops.lif(x, 0.9, 1.0, backend=backend)[0].mean().item()
+        rate = layer(x, alpha, threshold).mean().item()
     return {"seconds": statistics.median(times), "peak_mb": peak / 2**20, "rate": rate}
 
 
@@ -223,14 +233,18 @@ def main(argv: list[str] | None = None) -> None:
         results = {}
         # (B, T, F, trainable): every shape, the first again with trainable parameters, then
         # the sweep over T.
-        cases = [(b, t, f, "") for b, t, f in shapes]
-        cases += [(*shapes[0], "alpha"), (*shapes[0], "alpha+threshold")]
-        cases += [(1, t, bf, "") for t in sweep]
-        for batch, time, features, trainable in cases:
-            case = dict(settings, batch=batch, time=time, features=features, trainable=trainable)
+        cases = [(b, t, f, "", "lif") for b, t, f in shapes]
+        cases += [(*shapes[0], "alpha", "lif"), (*shapes[0], "alpha+threshold", "lif")]
+        cases += [(1, t, bf, "", "lif") for t in sweep]
+        cases += [(*shapes[0], "", "alif"), (*shapes[0], "alpha+rho+beta+b0", "alif")]
+        for batch, time, features, trainable, neuron in cases:
+            case = dict(settings, batch=batch, time=time, features=features, trainable=trainable,
+                        neuron=neuron)
             ext, ref = (run(dict(case, backend=b)) for b in ("extension", "reference"))
-            results[(batch, time, features, trainable)] = ext
-            label = f"({batch}, {time}, {features})" + TRAINABLE[trainable]
+            if neuron == "lif":
+                results[(batch, time, features, trainable)] = ext
+            label = ("ALIF " if neuron == "alif" else "") + f"({batch}, {time}, {features})" + (
+                TRAINABLE[trainable])
             rows.append(
                 {
                     "(B, T, F)": label,
@@ -247,7 +261,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"reference {ref['seconds'] * 1e3:.1f} ms",
                 file=sys.stderr,
             )
-        print(f"### {device}: one LIF layer, forward + backward (median of {options.repeats})\n")
+        print(f"### {device}: one LIF (or ALIF) layer, forward + backward (median of "
+              f"{options.repeats})\n")
         print(report.markdown_table(rows), end="")
         last = results[(1, sweep[-1], bf, "")]["seconds"]
         ratios = ", ".join(

@@ -1,4 +1,4 @@
-"""Spiking layers on the EXODUS ops, drop-in for sinabs' LIF, IAF, ExpLeak and their variants.
+"""Spiking layers on the EXODUS ops, drop-in for sinabs' LIF, IAF, ALIF, ExpLeak and their variants.
 
 Layers take (batch, time, *features); their ``*Squeeze`` variants take (batch·time, *features)
 for conv stacks. States persist across calls; ``reset_states(model)`` / ``detach_states(model)``
@@ -7,15 +7,20 @@ act on every layer of a network. ``activation`` holds sinabs-style spike and res
 
 from . import activation, surrogate
 from .activation import UnsupportedActivationError
+from .alif import ALIF, ALIFSqueeze
 from .exp_leak import ExpLeak, ExpLeakSqueeze
 from .iaf import IAF, IAFSqueeze
 from .lif import LIF, LIFSqueeze
 from .parameters import ParameterRangeError, ShapeError
-from .recurrent import IAFRecurrent, LIFRecurrent
+from .recurrent import ALIFRecurrent, IAFRecurrent, LIFRecurrent
 from .reshape import FlattenTime, SqueezeMixin, UnflattenTime, set_batch_size
+from .spiking import SpikingLayer
 from .stateful import StatefulLayer, detach_states, reset_states, zero_grad
 
 __all__ = [
+    "ALIF",
+    "ALIFRecurrent",
+    "ALIFSqueeze",
     "IAF",
     "LIF",
     "ExpLeak",
@@ -28,6 +33,7 @@ __all__ = [
     "ParameterRangeError",
     "ShapeError",
     "SqueezeMixin",
+    "SpikingLayer",
     "StatefulLayer",
     "UnflattenTime",
     "UnsupportedActivationError",

@@ -1,4 +1,5 @@
-"""LIF and IAF layers with a recurrent connection (sinabs' ``LIFRecurrent``, ``IAFRecurrent``)."""
+"""Spiking layers with a recurrent connection (sinabs' ``LIFRecurrent``, ``IAFRecurrent``,
+``ALIFRecurrent``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from torch import Tensor, nn
 
 from . import activation as act
 from . import parameters as p
+from .alif import ALIF
 from .iaf import IAF
 from .lif import _DEFAULT_SURROGATE, LIF, SurrogateFn
 
@@ -121,6 +123,36 @@ class IAFRecurrent(_Recurrent, IAF):
     ) -> None:
         super().__init__(spike_threshold, spike_fn, reset_fn, surrogate_grad_fn, tau_syn,
                          min_v_mem, shape, record_states, decay_early, **kwargs)
+        _check_module(rec_connect)
+        self.rec_connect = rec_connect
+
+
+class ALIFRecurrent(_Recurrent, ALIF):
+    """ALIF neurons whose spikes feed back through ``rec_connect`` at the next step (sinabs'
+    ``ALIFRecurrent``); see :class:`LIFRecurrent` (the same loop, its cost and exact gradients)
+    and :class:`ALIF`."""
+
+    def __init__(
+        self,
+        tau_mem: float | Tensor,
+        tau_adapt: float | Tensor,
+        rec_connect: nn.Module,
+        tau_syn: float | Tensor | None = None,
+        adapt_scale: float | Tensor = 1.8,
+        spike_threshold: float | Tensor = 1.0,
+        spike_fn: Any = act.SingleSpike,
+        reset_fn: Any = None,
+        surrogate_grad_fn: SurrogateFn = _DEFAULT_SURROGATE,
+        min_v_mem: float | Tensor | None = None,
+        shape: tuple[int, ...] | None = None,
+        train_alphas: bool = False,
+        norm_input: bool = True,
+        record_states: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(tau_mem, tau_adapt, tau_syn, adapt_scale, spike_threshold, spike_fn,
+                         reset_fn, surrogate_grad_fn, min_v_mem, shape, train_alphas, norm_input,
+                         record_states, **kwargs)
         _check_module(rec_connect)
         self.rec_connect = rec_connect
 

@@ -8,13 +8,16 @@ from ._arguments import check_choice, state_dtype
 from ._codes import BACKENDS, GRADIENTS, RESETS
 from ._extension import ExtensionBuildError, is_available, try_build_and_load
 from ._extension import load as load_extension
+from .alif import alif
 from .cpu_memory import keep_freed_memory
 from .leaky import leaky_integrate
 from .lif import lif
-from .reference import leaky_integrate_reference, lif_reference
+from .reference import alif_reference, leaky_integrate_reference, lif_reference
 
 __all__ = [
     "BACKENDS",
+    "alif",
+    "alif_reference",
     "GRADIENTS",
     "RESETS",
     "check_choice",

@@ -111,16 +111,31 @@ def below_threshold_problem(name: str, threshold: Number | Tensor,
     return None
 
 
+@value_check()
+def nonnegative_problem(name: str, value: Number | Tensor) -> str | None:
+    """value must be finite and ≥ 0."""
+    low, high = _bounds(value)
+    if not (low >= 0 and high < math.inf):
+        return f"{name} must be finite and >= 0, got values in [{low}, {high}]"
+    return None
+
+
+def check_nonnegative(value: Number | Tensor, name: str) -> None:
+    """A finite value ≥ 0 (numbers or tensors, as the user gave them)."""
+    check_values(nonnegative_problem, name, value)
+
+
 def check_alpha(alpha: Number | Tensor, name: str = "alpha") -> None:
     """α in (0, 1]; pass the user's number (checked while tracing) or the tensor."""
     check_values(alpha_problem, name, alpha)
 
 
-def check_threshold(threshold: Number | Tensor, min_v_mem: Number | Tensor | None) -> None:
+def check_threshold(threshold: Number | Tensor, min_v_mem: Number | Tensor | None,
+                    name: str = "threshold") -> None:
     """θ > 0 and θ > min_v_mem everywhere (numbers or tensors, as the user gave them)."""
-    check_values(threshold_problem, "threshold", threshold)
+    check_values(threshold_problem, name, threshold)
     if min_v_mem is not None:
-        check_values(below_threshold_problem, "threshold", threshold, min_v_mem)
+        check_values(below_threshold_problem, name, threshold, min_v_mem)
 
 
 @value_check()

@@ -21,6 +21,8 @@ from ._codes import SURROGATE_GIVEN
 # Bit of each parameter in lif_backward's param_grads mask, in input order (extensions/exodus/
 # lif_step.h has the same values).
 PARAM_GRAD_BITS = {"alpha": 1, "threshold": 2, "subtract": 4, "min_v_mem": 8}
+# The same for alif_backward (extensions/exodus/alif_step.h).
+ALIF_PARAM_GRAD_BITS = {"alpha": 1, "rho": 2, "beta": 4, "b0": 8, "min_v_mem": 16}
 # The same for adlif_backward (extensions/exodus/adlif_step.h).
 ADLIF_PARAM_GRAD_BITS = {"alpha": 1, "beta": 2, "a": 4, "b": 8, "threshold": 16}
 
@@ -47,6 +49,21 @@ SCHEMAS = {
         "leaky_backward(Tensor grad_y, Tensor grad_y_last, Tensor y, Tensor v_init, Tensor alpha) "
         "-> (Tensor grad_x, Tensor grad_v_init, Tensor grad_alpha)"
     ),
+    "alif_forward": (
+        "alif_forward(Tensor x, Tensor v_init, Tensor b_init, Tensor alpha, Tensor rho, "
+        "Tensor beta, Tensor b0, Tensor? min_v_mem, int max_spikes, int reset, int gradient, "
+        "int surrogate, float[] surrogate_params) -> (Tensor spikes, Tensor v_mem, Tensor b, "
+        "Tensor v_last, Tensor b_last)"
+    ),
+    "alif_backward": (
+        "alif_backward(Tensor? grad_spikes, Tensor? grad_v_mem, Tensor? grad_b, "
+        "Tensor grad_v_last, Tensor grad_b_last, Tensor v_mem, Tensor b, Tensor? sigma, "
+        "Tensor v_init, Tensor b_init, Tensor alpha, Tensor rho, Tensor beta, Tensor b0, "
+        "Tensor? min_v_mem, int max_spikes, int reset, int gradient, int surrogate, "
+        "float[] surrogate_params, int param_grads) -> (Tensor grad_x, Tensor grad_v_init, "
+        "Tensor grad_b_init, Tensor grad_alpha, Tensor grad_rho, Tensor grad_beta, "
+        "Tensor grad_b0, Tensor grad_min_v_mem)"
+    ),
     # adLIF (docs/adlif_math.md). adlif_backward reads x only for grad_alpha (None otherwise).
     "adlif_forward": (
         "adlif_forward(Tensor x, Tensor u_init, Tensor w_init, Tensor alpha, Tensor beta, "
@@ -67,7 +84,7 @@ SCHEMAS = {
 
 
 def define_library(namespace: str) -> torch.library.Library:
-    """A library of the four op schemas under ``namespace``, with fake kernels."""
+    """A library of the op schemas under ``namespace``, with fake kernels."""
     lib = torch.library.Library(namespace, "DEF")  # noqa: TOR901 (schemas live in Python)
     for schema in SCHEMAS.values():
         lib.define(schema)
@@ -107,6 +124,25 @@ def _leaky_backward_fake(grad_y, grad_y_last, y, v_init, alpha):
     return _empty(grad_y), _empty(v_init), alpha.new_empty((grad_y.shape[0], alpha.shape[0]))
 
 
+def _alif_forward_fake(x, v_init, b_init, alpha, *_):
+    return _empty(x), _empty(x, alpha.dtype), _empty(x, alpha.dtype), _empty(v_init), _empty(b_init)
+
+
+def _alif_backward_fake(grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last, v_mem, b,
+                        sigma, v_init, b_init, alpha, rho, beta, b0, min_v_mem, max_spikes, reset,
+                        gradient, surrogate, surrogate_params, param_grads):
+    if min_v_mem is None:
+        param_grads &= ~ALIF_PARAM_GRAD_BITS["min_v_mem"]
+    per_feature = (v_mem.shape[0], alpha.shape[0])
+    return (
+        _empty(v_mem if grad_spikes is None else grad_spikes),
+        _empty(v_init),
+        _empty(b_init),
+        *(v_mem.new_empty(per_feature if param_grads & bit else (0,))
+          for bit in ALIF_PARAM_GRAD_BITS.values()),
+    )
+
+
 def _adlif_forward_fake(x, u_init, w_init, alpha, *_):
     return (_empty(x), _empty(x, alpha.dtype), _empty(x, alpha.dtype), _empty(u_init),
             _empty(w_init))
@@ -130,6 +166,8 @@ _FAKES = {
     "lif_backward": _lif_backward_fake,
     "leaky_forward": _leaky_forward_fake,
     "leaky_backward": _leaky_backward_fake,
+    "alif_forward": _alif_forward_fake,
+    "alif_backward": _alif_backward_fake,
     "adlif_forward": _adlif_forward_fake,
     "adlif_backward": _adlif_backward_fake,
 }
@@ -253,6 +291,97 @@ def _leaky_backward(ctx, grad_y, grad_y_last):
 torch.library.register_autograd(
     "exodus_lightning::leaky_forward", _leaky_backward, setup_context=_leaky_setup_context
 )
+
+
+# The inputs of alif_forward, by name, in schema order.
+_ALIF_INPUTS = ("x", "v_init", "b_init", "alpha", "rho", "beta", "b0", "min_v_mem", "max_spikes",
+                "reset", "gradient", "surrogate", "surrogate_params")
+
+
+def _alif_scan(ctx, grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last, sigma, surrogate,
+               params):
+    """Run alif_backward and reduce the per-(batch, feature) parameter gradients."""
+    v_mem, b, v_init, b_init, alpha, rho, beta, b0, min_v_mem = ctx.saved_tensors
+    if grad_v_last is None:
+        grad_v_last = torch.zeros_like(v_init)
+    if grad_b_last is None:
+        grad_b_last = torch.zeros_like(b_init)
+    needs = dict(zip(_ALIF_INPUTS, ctx.needs_input_grad))
+    wanted = {name: needs[name] for name in ALIF_PARAM_GRAD_BITS}
+    mask = sum(ALIF_PARAM_GRAD_BITS[name] for name, want in wanted.items() if want)
+    grad_x, grad_v0, grad_b0_state, *param_grads = ops.alif_backward(
+        grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last, v_mem, b, sigma, v_init,
+        b_init, alpha, rho, beta, b0, min_v_mem, ctx.max_spikes, ctx.reset, ctx.gradient,
+        surrogate, params, mask,
+    )
+    if grad_spikes is None:  # then grad_x is in the state dtype; half inputs want their own
+        grad_x = grad_x.to(ctx.x_dtype)
+    return (grad_x, grad_v0, grad_b0_state,
+            *(g.sum(0) if want else None for g, want in zip(param_grads, wanted.values())))
+
+
+def _save_alif_context(ctx, inputs, v_mem, b) -> None:
+    given = dict(zip(_ALIF_INPUTS, inputs))
+    ctx.save_for_backward(v_mem, b, *(given[name] for name in _ALIF_INPUTS[1:8]))
+    ctx.x_dtype = given["x"].dtype
+    ctx.max_spikes, ctx.reset, ctx.gradient = (given[name] for name in
+                                               ("max_spikes", "reset", "gradient"))
+    ctx.set_materialize_grads(False)
+
+
+def _alif_setup_context(ctx, inputs, output):
+    _spikes, v_mem, b, _v_last, _b_last = output
+    _save_alif_context(ctx, inputs, v_mem, b)
+    ctx.surrogate, ctx.surrogate_params = inputs[11], inputs[12]
+
+
+def _alif_backward(ctx, grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last):
+    if ctx.surrogate == SURROGATE_GIVEN:
+        raise RuntimeError(
+            "exodus_lightning::alif_forward was called with surrogate=-1 (custom) and no way to "
+            "evaluate it; use exodus_lightning.ops.alif, which handles custom surrogates"
+        )
+    grads = _alif_scan(ctx, grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last, None,
+                       ctx.surrogate, ctx.surrogate_params)
+    return (*grads, None, None, None, None, None)
+
+
+torch.library.register_autograd(
+    "exodus_lightning::alif_forward", _alif_backward, setup_context=_alif_setup_context
+)
+
+
+class ALIFWithCustomSurrogate(torch.autograd.Function):
+    """alif_forward for a surrogate that is an arbitrary callable (v_mem, threshold) -> dS/dV.
+
+    In backward the callable runs once on the saved membrane against the threshold trace
+    θ_t = b0 + β · b_{t−1} (both (B, T, N)), and its result feeds the reverse-scan op.
+    """
+
+    @staticmethod
+    def forward(x, v_init, b_init, alpha, rho, beta, b0, min_v_mem, max_spikes, reset, gradient,
+                surrogate_fn):
+        return ops.alif_forward(x, v_init, b_init, alpha, rho, beta, b0, min_v_mem, max_spikes,
+                                reset, gradient, SURROGATE_GIVEN, [])
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _spikes, v_mem, b, _v_last, _b_last = output
+        _save_alif_context(ctx, (*inputs[:11], SURROGATE_GIVEN, []), v_mem, b)
+        ctx.surrogate_fn = inputs[11]
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last):
+        v_mem, b, _v_init, b_init, _alpha, _rho, beta, b0, _min = ctx.saved_tensors
+        flat = v_mem.reshape(v_mem.shape[0], v_mem.shape[1], -1)
+        b_flat = b.reshape(flat.shape)
+        b_before = torch.cat([b_init.reshape(flat.shape[0], 1, -1), b_flat[:, :-1]], 1)
+        threshold = b0 + beta * b_before
+        sigma = ctx.surrogate_fn(flat, threshold)
+        sigma = sigma.to(v_mem.dtype).expand(flat.shape).reshape(v_mem.shape).contiguous()
+        grads = _alif_scan(ctx, grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last, sigma,
+                           SURROGATE_GIVEN, [])
+        return (*grads, None, None, None, None)
 
 
 # The inputs of adlif_forward, by name, in schema order.

@@ -10,7 +10,7 @@ from torch import Tensor
 from . import _arguments as args
 from ._codes import GRADIENTS
 from ._library import AdLIFWithCustomSurrogate, ops
-from .lif import _FUSED_SURROGATES
+from .lif import is_fused_surrogate
 from .reference import adlif_reference
 from .surrogate import SingleExponential
 
@@ -86,7 +86,7 @@ def adlif(
 
     flat = [args.flat(t, x) for t in tensors.values()]
     x = x.contiguous()
-    if type(surrogate) in _FUSED_SURROGATES:
+    if is_fused_surrogate(surrogate):
         return ops.adlif_forward(x, u0, w0, *flat, GRADIENTS[gradient], surrogate.kernel_code,
                                  list(surrogate.kernel_params))
     return AdLIFWithCustomSurrogate.apply(x, u0, w0, *flat, GRADIENTS[gradient], surrogate)

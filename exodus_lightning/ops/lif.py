@@ -26,6 +26,11 @@ _FUSED_SURROGATES = (
 )
 
 
+def is_fused_surrogate(surrogate: object) -> bool:
+    """Whether the kernels compute this surrogate themselves (a built-in, not a subclass)."""
+    return type(surrogate) in _FUSED_SURROGATES
+
+
 def lif(
     x: Tensor,
     alpha: float | Tensor,
@@ -97,7 +102,7 @@ def lif(
     min_f = None if min_t is None else args.flat(min_t, x)
     x = x.contiguous()
     codes = (max_code, RESETS[reset], GRADIENTS[gradient])
-    if type(surrogate) in _FUSED_SURROGATES:
+    if is_fused_surrogate(surrogate):
         return ops.lif_forward(x, v0, alpha_f, threshold_f, subtract_f, min_f, *codes,
                                surrogate.kernel_code, list(surrogate.kernel_params))
     return LIFWithCustomSurrogate.apply(x, v0, alpha_f, threshold_f,

@@ -156,6 +156,57 @@ def clipped_leaky_integrate_reference(x: Tensor, alpha: Tensor, v_init: Tensor, 
     return torch.stack(ys, 1), torch.stack(vs, 1), v
 
 
+def alif_reference(
+    x: Tensor,
+    alpha: Tensor,
+    rho: Tensor,
+    beta: Tensor,
+    b0: Tensor,
+    v_init: Tensor,
+    b_init: Tensor,
+    min_v_mem: Tensor | None,
+    max_spikes: int | None,
+    surrogate: SurrogateFn,
+    reset: str = "subtract",
+    gradient: str = "exodus",
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Adaptive LIF (sinabs' ALIF) over time by an autograd loop (docs/alif_math.md):
+
+        v_t  = α · v⁺_{t−1} + x_t
+        θ_t  = b0 + β · b_{t−1}
+        s_t  = min(K, floor(v_t / θ_t)) if v_t ≥ θ_t else 0      (ds/dv = σ(v_t, θ_t), ds/dθ = 0)
+        w_t  = v_t − θ_t · s_t   (reset="subtract")   or   v_t · 1[s_t = 0]   (reset="zero")
+        b_t  = ρ · b_{t−1} + (1 − ρ) · s_t
+        v⁺_t = max(w_t, v_min)
+
+    With ``gradient="slayer"`` the spike inside the reset is detached. Shapes as
+    :func:`lif_reference`; b_init (B, *F). Returns spikes (x's dtype), v_mem and b (B, T, *F),
+    v_last = v⁺_T and b_last = b_T (B, *F), in the state dtype.
+    """
+    v_plus, b = v_init, b_init
+    spikes, v_mem, bs = [], [], []
+    for x_t in x.unbind(1):
+        v = alpha * v_plus + x_t.to(v_init.dtype)
+        threshold = b0 + beta * b
+        # sinabs' spike functions pass no gradient to the threshold.
+        s = SpikeFunction.apply(v, threshold.detach(), surrogate, max_spikes)
+        if reset == "subtract":
+            v_plus = v - threshold * (s if gradient == "exodus" else s.detach())
+        else:
+            fired = SpikeFunction.apply(v, threshold.detach(), surrogate, 1)
+            v_plus = ResetToZero.apply(v, fired if gradient == "exodus" else fired.detach())
+        b = rho * b + (1 - rho) * s
+        if min_v_mem is not None:
+            v_plus = torch.where(v_plus <= min_v_mem, min_v_mem, v_plus)
+        spikes.append(s.to(x.dtype))
+        v_mem.append(v)
+        bs.append(b)
+    if not spikes:  # T = 0
+        empty = x * 0
+        return empty, empty.to(v_init.dtype), empty.to(v_init.dtype), v_init.clone(), b_init.clone()
+    return torch.stack(spikes, 1), torch.stack(v_mem, 1), torch.stack(bs, 1), v_plus, b
+
+
 class SpikeAbove(torch.autograd.Function):
     """s = 1[u > θ] (strict, as SE-adLIF's heaviside(u − θ, 0); NaN for NaN u),
     ds/du = σ(u, θ), ds/dθ = −σ(u, θ)."""

@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "adlif_step.h"
+#include "alif_step.h"
 #include "leaky_step.h"
 #include "lif_step.h"
 #include "op_checks.h"
@@ -256,6 +257,196 @@ inline LeakyBackwardCall prepare_leaky_backward(const Tensor& grad_y, const Tens
   if (c.empty()) {
     c.grad_v_init.copy_(c.g_last);
     c.grad_alpha.zero_();
+  }
+  return c;
+}
+
+struct AlifForwardCall {
+  Layout L;
+  Tensor x, v_init, b_init, alpha, rho, beta, b0, min_v;  // inputs, contiguous
+  Tensor spikes, v_mem, b, v_last, b_last;                // outputs
+  int max_spikes, reset;
+
+  bool empty() const { return L.numel() == 0; }
+  std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> result() const {
+    return {spikes, v_mem, b, v_last, b_last};
+  }
+
+  template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
+  AlifForwardArgs<scalar_t, acc_t> args() const {
+    AlifForwardArgs<scalar_t, acc_t> a;
+    a.x = x.const_data_ptr<scalar_t>();
+    a.v0 = v_init.const_data_ptr<acc_t>();
+    a.b0_state = b_init.const_data_ptr<acc_t>();
+    a.alpha = alpha.const_data_ptr<acc_t>();
+    a.rho = rho.const_data_ptr<acc_t>();
+    a.beta = beta.const_data_ptr<acc_t>();
+    a.b0 = b0.const_data_ptr<acc_t>();
+    a.min_v = min_v.const_data_ptr<acc_t>();
+    a.spikes = spikes.mutable_data_ptr<scalar_t>();
+    a.v_mem = v_mem.mutable_data_ptr<acc_t>();
+    a.b = b.mutable_data_ptr<acc_t>();
+    a.v_last = v_last.mutable_data_ptr<acc_t>();
+    a.b_last = b_last.mutable_data_ptr<acc_t>();
+    a.batch = L.batch;
+    a.time = L.time;
+    a.features = L.features;
+    a.max_spikes = max_spikes;
+    a.reset = reset;
+    return a;
+  }
+};
+
+inline AlifForwardCall prepare_alif_forward(const Tensor& x, const Tensor& v_init,
+                                            const Tensor& b_init, const Tensor& alpha,
+                                            const Tensor& rho, const Tensor& beta,
+                                            const Tensor& b0, const c10::optional<Tensor>& min_v,
+                                            int64_t max_spikes, int64_t reset, EmptyFn empty) {
+  AlifForwardCall c;
+  c.L = check_alif_inputs(x, v_init, b_init, alpha, rho, beta, b0, min_v);
+  check_codes(max_spikes, reset);
+  c.x = x.contiguous();
+  c.v_init = v_init.contiguous();
+  c.b_init = b_init.contiguous();
+  c.alpha = alpha.contiguous();
+  c.rho = rho.contiguous();
+  c.beta = beta.contiguous();
+  c.b0 = b0.contiguous();
+  c.min_v = lower_bound_or_none(min_v, c.alpha);
+  const auto acc_options = c.x.options().dtype(c.alpha.scalar_type());
+  c.spikes = empty(c.x.sizes(), c.x.options());
+  c.v_mem = empty(c.x.sizes(), acc_options);
+  c.b = empty(c.x.sizes(), acc_options);
+  c.v_last = at::empty(c.v_init.sizes(), c.v_init.options());
+  c.b_last = at::empty(c.b_init.sizes(), c.b_init.options());
+  c.max_spikes = static_cast<int>(max_spikes);
+  c.reset = static_cast<int>(reset);
+  if (c.empty()) {  // no step: the states pass through
+    c.v_last.copy_(c.v_init);
+    c.b_last.copy_(c.b_init);
+  }
+  return c;
+}
+
+struct AlifBackwardCall {
+  Layout L;
+  Tensor g, h, gb, g_last, gb_last, v_mem, b, sigma, v_init, b_init, alpha, rho, beta, b0, min_v;
+  Tensor grad_x, grad_v_init, grad_b_init, grad_alpha, grad_rho, grad_beta, grad_b0, grad_min_v;
+  int max_spikes, reset, gradient;
+  int kind;    // surrogate code; kSurrogateGiven when sigma is passed
+  int wanted;  // AlifParamGradBit mask of the parameter gradients to compute
+  double p0, p1;
+
+  bool empty() const { return L.numel() == 0; }
+  std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> result() const {
+    return {grad_x, grad_v_init, grad_b_init, grad_alpha, grad_rho, grad_beta, grad_b0,
+            grad_min_v};
+  }
+
+  template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
+  AlifBackwardArgs<scalar_t, acc_t> args() const {
+    AlifBackwardArgs<scalar_t, acc_t> a;
+    // Absent upstream gradients point at the membrane (LifBackwardCall::args says why).
+    const acc_t* stand_in = v_mem.const_data_ptr<acc_t>();
+    a.has_g = g.defined();
+    a.has_h = h.defined();
+    a.has_gb = gb.defined();
+    a.g = a.has_g ? g.const_data_ptr<scalar_t>() : reinterpret_cast<const scalar_t*>(stand_in);
+    a.h = a.has_h ? h.const_data_ptr<acc_t>() : stand_in;
+    a.gb = a.has_gb ? gb.const_data_ptr<acc_t>() : stand_in;
+    a.g_last = g_last.const_data_ptr<acc_t>();
+    a.gb_last = gb_last.const_data_ptr<acc_t>();
+    a.v = v_mem.const_data_ptr<acc_t>();
+    a.b = b.const_data_ptr<acc_t>();
+    a.sigma = ptr_or_null<acc_t>(sigma);
+    a.v0 = v_init.const_data_ptr<acc_t>();
+    a.b0_state = b_init.const_data_ptr<acc_t>();
+    a.alpha = alpha.const_data_ptr<acc_t>();
+    a.rho = rho.const_data_ptr<acc_t>();
+    a.beta = beta.const_data_ptr<acc_t>();
+    a.b0 = b0.const_data_ptr<acc_t>();
+    a.min_v = min_v.const_data_ptr<acc_t>();
+    a.grad_x = grad_x.mutable_data_ptr<scalar_t>();
+    a.grad_v0 = grad_v_init.mutable_data_ptr<acc_t>();
+    a.grad_b0_state = grad_b_init.mutable_data_ptr<acc_t>();
+    a.grad_alpha = mutable_ptr_or_null<acc_t>(grad_alpha);
+    a.grad_rho = mutable_ptr_or_null<acc_t>(grad_rho);
+    a.grad_beta = mutable_ptr_or_null<acc_t>(grad_beta);
+    a.grad_b0 = mutable_ptr_or_null<acc_t>(grad_b0);
+    a.grad_min_v = mutable_ptr_or_null<acc_t>(grad_min_v);
+    a.batch = L.batch;
+    a.time = L.time;
+    a.features = L.features;
+    a.max_spikes = max_spikes;
+    a.reset = reset;
+    a.gradient = gradient;
+    a.p0 = acc_t(p0);
+    a.p1 = acc_t(p1);
+    return a;
+  }
+};
+
+inline AlifBackwardCall prepare_alif_backward(
+    const c10::optional<Tensor>& grad_spikes, const c10::optional<Tensor>& grad_v_mem,
+    const c10::optional<Tensor>& grad_b, const Tensor& grad_v_last, const Tensor& grad_b_last,
+    const Tensor& v_mem, const Tensor& b, const c10::optional<Tensor>& sigma,
+    const Tensor& v_init, const Tensor& b_init, const Tensor& alpha, const Tensor& rho,
+    const Tensor& beta, const Tensor& b0, const c10::optional<Tensor>& min_v, int64_t max_spikes,
+    int64_t reset, int64_t gradient, int64_t surrogate, at::ArrayRef<double> surrogate_params,
+    int64_t param_grads, EmptyFn empty) {
+  const Tensor& like = lif_backward_like(grad_spikes, v_mem);
+  AlifBackwardCall c;
+  c.L = check_alif_inputs(like, v_init, b_init, alpha, rho, beta, b0, min_v);
+  check_codes(max_spikes, reset);
+  const at::ScalarType acc = acc_type_of(like);
+  check_trace(v_mem, "v_mem", like, acc);
+  check_trace(b, "b", like, acc);
+  if (grad_v_mem.has_value()) check_trace(*grad_v_mem, "grad_v_mem", like, acc);
+  if (grad_b.has_value()) check_trace(*grad_b, "grad_b", like, acc);
+  check_state(grad_v_last, "grad_v_last", like, acc);
+  check_state(grad_b_last, "grad_b_last", like, acc);
+  if (sigma.has_value()) {
+    check_trace(*sigma, "sigma", like, acc);
+  } else {
+    check_surrogate_code(surrogate, surrogate_params);
+  }
+  c.g = contiguous_or_undefined(grad_spikes);
+  c.h = contiguous_or_undefined(grad_v_mem);
+  c.gb = contiguous_or_undefined(grad_b);
+  c.g_last = grad_v_last.contiguous();
+  c.gb_last = grad_b_last.contiguous();
+  c.v_mem = v_mem.contiguous();
+  c.b = b.contiguous();
+  c.sigma = contiguous_or_undefined(sigma);
+  c.v_init = v_init.contiguous();
+  c.b_init = b_init.contiguous();
+  c.alpha = alpha.contiguous();
+  c.rho = rho.contiguous();
+  c.beta = beta.contiguous();
+  c.b0 = b0.contiguous();
+  c.min_v = lower_bound_or_none(min_v, c.alpha);
+  c.max_spikes = static_cast<int>(max_spikes);
+  c.reset = static_cast<int>(reset);
+  c.gradient = static_cast<int>(gradient);
+  c.kind = sigma.has_value() ? kSurrogateGiven : static_cast<int>(surrogate);
+  c.p0 = surrogate_params.size() > 0 ? surrogate_params[0] : 0.0;
+  c.p1 = surrogate_params.size() > 1 ? surrogate_params[1] : 0.0;
+  c.wanted = static_cast<int>(param_grads) & (min_v.has_value() ? ~0 : ~kAlifGradMinV);
+  const auto acc_options = c.v_mem.options();
+  c.grad_x = empty(like.sizes(), like.options());
+  c.grad_v_init = at::empty(c.v_init.sizes(), c.v_init.options());
+  c.grad_b_init = at::empty(c.b_init.sizes(), c.b_init.options());
+  c.grad_alpha = param_grad_output(c.L, acc_options, c.wanted & kAlifGradAlpha);
+  c.grad_rho = param_grad_output(c.L, acc_options, c.wanted & kAlifGradRho);
+  c.grad_beta = param_grad_output(c.L, acc_options, c.wanted & kAlifGradBeta);
+  c.grad_b0 = param_grad_output(c.L, acc_options, c.wanted & kAlifGradB0);
+  c.grad_min_v = param_grad_output(c.L, acc_options, c.wanted & kAlifGradMinV);
+  if (c.empty()) {  // no step: the states' gradients pass through, the sums are zero
+    c.grad_v_init.copy_(c.g_last);
+    c.grad_b_init.copy_(c.gb_last);
+    for (Tensor* t : {&c.grad_alpha, &c.grad_rho, &c.grad_beta, &c.grad_b0, &c.grad_min_v}) {
+      t->zero_();
+    }
   }
   return c;
 }

@@ -117,6 +117,15 @@ inline void check_device(const at::Tensor& t, const char* name, const at::Tensor
               " but the other inputs are on ", x.device());
 }
 
+inline void check_surrogate_code(int64_t surrogate, at::ArrayRef<double> surrogate_params) {
+  TORCH_CHECK(surrogate >= 0 && surrogate <= 6,
+              "exodus_lightning: unknown built-in surrogate code ", surrogate,
+              " (pass sigma for a custom surrogate)");
+  TORCH_CHECK(surrogate_params.size() == 2,
+              "exodus_lightning: built-in surrogates take 2 parameters, got ",
+              surrogate_params.size());
+}
+
 // The tensor that stands for x in lif_backward: grad_spikes (x's dtype), or v_mem when there is
 // no spike gradient (grad_x then comes back in the state dtype).
 inline const at::Tensor& lif_backward_like(const c10::optional<at::Tensor>& grad_spikes,
@@ -147,12 +156,7 @@ inline void check_lif_backward_inputs(const c10::optional<at::Tensor>& grad_spik
     check_device(*sigma, "sigma", like);
     TORCH_CHECK(sigma->scalar_type() == acc, "exodus_lightning: sigma must be ", acc);
   } else {
-    TORCH_CHECK(surrogate >= 0 && surrogate <= 6,
-                "exodus_lightning: unknown built-in surrogate code ", surrogate,
-                " (pass sigma for a custom surrogate)");
-    TORCH_CHECK(surrogate_params.size() == 2,
-                "exodus_lightning: built-in surrogates take 2 parameters, got ",
-                surrogate_params.size());
+    check_surrogate_code(surrogate, surrogate_params);
   }
 }
 
@@ -177,6 +181,31 @@ inline Layout check_leaky_backward_inputs(const at::Tensor& grad_y, const at::Te
   return L;
 }
 
+inline Layout check_alif_inputs(const at::Tensor& x, const at::Tensor& v_init,
+                                const at::Tensor& b_init, const at::Tensor& alpha,
+                                const at::Tensor& rho, const at::Tensor& beta,
+                                const at::Tensor& b0, const c10::optional<at::Tensor>& min_v) {
+  const Layout L = layout_of(x);
+  const at::ScalarType acc = acc_type_of(x);
+  check_state(v_init, "v_init", x, acc);
+  check_state(b_init, "b_init", x, acc);
+  check_parameter(alpha, "alpha", L, x, acc);
+  check_parameter(rho, "rho", L, x, acc);
+  check_parameter(beta, "beta", L, x, acc);
+  check_parameter(b0, "b0", L, x, acc);
+  if (min_v.has_value()) check_parameter(*min_v, "min_v_mem", L, x, acc);
+  return L;
+}
+
+// A saved or upstream (B, T, N) tensor of alif_backward: v_mem's shape, the state dtype.
+inline void check_trace(const at::Tensor& t, const char* name, const at::Tensor& like,
+                        at::ScalarType acc) {
+  check_same_shape(t, like, name, "grad_spikes");
+  check_device(t, name, like);
+  TORCH_CHECK(t.scalar_type() == acc, "exodus_lightning: ", name, " must be ", acc, ", got ",
+              t.scalar_type());
+}
+
 inline Layout check_adlif_inputs(const at::Tensor& x, const at::Tensor& u_init,
                                  const at::Tensor& w_init, const at::Tensor& alpha,
                                  const at::Tensor& beta, const at::Tensor& a,
@@ -191,25 +220,6 @@ inline Layout check_adlif_inputs(const at::Tensor& x, const at::Tensor& u_init,
   check_parameter(b, "b", L, x, acc);
   check_parameter(threshold, "threshold", L, x, acc);
   return L;
-}
-
-// A (B, T, N) tensor of a backward op shaped like `like` in the state dtype (a saved trace,
-// an upstream gradient, a given surrogate).
-inline void check_trace(const at::Tensor& t, const char* name, const at::Tensor& like,
-                        at::ScalarType acc) {
-  check_same_shape(t, like, name, "grad_spikes");
-  check_device(t, name, like);
-  TORCH_CHECK(t.scalar_type() == acc, "exodus_lightning: ", name, " must be ", acc, ", got ",
-              t.scalar_type());
-}
-
-inline void check_surrogate_code(int64_t surrogate, at::ArrayRef<double> surrogate_params) {
-  TORCH_CHECK(surrogate >= 0 && surrogate <= 6,
-              "exodus_lightning: unknown built-in surrogate code ", surrogate,
-              " (pass sigma for a custom surrogate)");
-  TORCH_CHECK(surrogate_params.size() == 2,
-              "exodus_lightning: built-in surrogates take 2 parameters, got ",
-              surrogate_params.size());
 }
 
 // min_v_mem as one value per feature; NaN (never clipped, see NeuronParams) when absent, so the

@@ -16,6 +16,7 @@
 #include <torch/library.h>
 
 #include "adlif_step.h"
+#include "alif_step.h"
 #include "leaky_step.h"
 #include "lif_step.h"
 #include "op_calls.h"
@@ -132,6 +133,64 @@ std::tuple<Tensor, Tensor, Tensor> leaky_backward(const Tensor& grad_y,
 }
 
 template <typename Runner>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> alif_forward(
+    const Tensor& x, const Tensor& v_init, const Tensor& b_init, const Tensor& alpha,
+    const Tensor& rho, const Tensor& beta, const Tensor& b0, const c10::optional<Tensor>& min_v,
+    int64_t max_spikes, int64_t reset, int64_t /*gradient*/, int64_t /*surrogate*/,
+    at::ArrayRef<double> /*surrogate_params*/) {
+  const auto guard = Runner::guard(x);
+  const AlifForwardCall c = prepare_alif_forward(x, v_init, b_init, alpha, rho, beta, b0, min_v,
+                                                 max_spikes, reset, &Runner::empty);
+  if (c.empty()) return c.result();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.x.scalar_type(),
+                                  "exodus_alif_forward", [&] {
+                                    using acc_t = at::opmath_type<scalar_t>;
+                                    Runner::template run<AlifForwardScan<scalar_t, acc_t>>(
+                                        c.args<scalar_t>());
+                                  });
+  return c.result();
+}
+
+template <typename Runner>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> alif_backward(
+    const c10::optional<Tensor>& grad_spikes, const c10::optional<Tensor>& grad_v_mem,
+    const c10::optional<Tensor>& grad_b, const Tensor& grad_v_last, const Tensor& grad_b_last,
+    const Tensor& v_mem, const Tensor& b, const c10::optional<Tensor>& sigma,
+    const Tensor& v_init, const Tensor& b_init, const Tensor& alpha, const Tensor& rho,
+    const Tensor& beta, const Tensor& b0, const c10::optional<Tensor>& min_v, int64_t max_spikes,
+    int64_t reset, int64_t gradient, int64_t surrogate, at::ArrayRef<double> surrogate_params,
+    int64_t param_grads) {
+  const auto guard = Runner::guard(v_mem);
+  const AlifBackwardCall c = prepare_alif_backward(
+      grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last, v_mem, b, sigma, v_init, b_init,
+      alpha, rho, beta, b0, min_v, max_spikes, reset, gradient, surrogate, surrogate_params,
+      param_grads, &Runner::empty);
+  if (c.empty()) return c.result();
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, c.grad_x.scalar_type(), "exodus_alif_backward", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        const auto a = c.args<scalar_t>();
+        const bool known = dispatch_surrogate(c.kind, [&](auto kind) {
+          constexpr int Kind = decltype(kind)::value;
+          bool_switch(c.wanted != 0, [&](auto sums) {
+            constexpr bool KeepSums = decltype(sums)::value;
+            if constexpr (!Runner::kFixedReset) {
+              Runner::template run<AlifBackwardScan<Kind, KeepSums, kResetRuntime, scalar_t, acc_t>>(
+                  a);
+            } else if (c.reset == kResetZero) {
+              Runner::template run<AlifBackwardScan<Kind, KeepSums, kResetZero, scalar_t, acc_t>>(a);
+            } else {
+              Runner::template run<AlifBackwardScan<Kind, KeepSums, kResetSubtract, scalar_t, acc_t>>(
+                  a);
+            }
+          });
+        });
+        TORCH_CHECK(known, "exodus_lightning: unknown surrogate code ", c.kind);
+      });
+  return c.result();
+}
+
+template <typename Runner>
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> adlif_forward(
     const Tensor& x, const Tensor& u_init, const Tensor& w_init, const Tensor& alpha,
     const Tensor& beta, const Tensor& a, const Tensor& b, const Tensor& threshold,
@@ -187,6 +246,8 @@ void register_ops(torch::Library& m) {
   m.impl("lif_backward", &lif_backward<Runner>);
   m.impl("leaky_forward", &leaky_forward<Runner>);
   m.impl("leaky_backward", &leaky_backward<Runner>);
+  m.impl("alif_forward", &alif_forward<Runner>);
+  m.impl("alif_backward", &alif_backward<Runner>);
   m.impl("adlif_forward", &adlif_forward<Runner>);
   m.impl("adlif_backward", &adlif_backward<Runner>);
 }

@@ -13,6 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from .alif_cases import alif_cases, run_alif_case
 from .raw_cases import SHAPES, SURROGATES, Case, lif_cases, run_leaky_case, run_lif_case
 
 
@@ -66,3 +67,8 @@ def test_empty_shapes(raw_backend, shape):
     assert y.shape == shape and torch.equal(y_last, v_init)
     grad_x, grad_v0, grad_alpha = ops.leaky_backward(torch.ones_like(x), g_last, y, v_init, alpha)
     assert torch.equal(grad_v0, g_last) and not grad_alpha.any()
+
+
+@pytest.mark.parametrize("case", alif_cases(), ids=lambda case: case.id)
+def test_alif_ops_match_reference(raw_backend, case):
+    run_alif_case(*raw_backend, case)
