@@ -27,6 +27,8 @@ Number = int | float
 
 def _bounds(value: Number | Tensor) -> tuple[float, float]:
     if isinstance(value, Tensor):
+        if value.numel() == 0:  # no values (zero features): (inf, −inf) passes every check
+            return math.inf, -math.inf
         return value.min().item(), value.max().item()
     return float(value), float(value)
 

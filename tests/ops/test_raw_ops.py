@@ -13,6 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from .adlif_cases import adlif_cases, run_adlif_case
 from .alif_cases import alif_cases, run_alif_case
 from .raw_cases import SHAPES, SURROGATES, Case, lif_cases, run_leaky_case, run_lif_case
 
@@ -72,3 +73,8 @@ def test_empty_shapes(raw_backend, shape):
 @pytest.mark.parametrize("case", alif_cases(), ids=lambda case: case.id)
 def test_alif_ops_match_reference(raw_backend, case):
     run_alif_case(*raw_backend, case)
+
+
+@pytest.mark.parametrize("case", adlif_cases(), ids=lambda case: case.id)
+def test_adlif_ops_match_reference(raw_backend, case):
+    run_adlif_case(*raw_backend, case)
