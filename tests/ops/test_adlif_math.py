@@ -11,26 +11,24 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import types
-from pathlib import Path
-
 import pytest
 import torch
 
 from exodus_lightning.ops.reference import adlif_reference
 from exodus_lightning.ops.surrogate import SingleExponential
+from tests.se_adlif import (
+    SLAYER_ALPHA,
+    SLAYER_C,
+    TAU_U,
+    TAU_W,
+    Q,
+    authors_layer,
+    authors_loop,
+    decay,
+    slayer,
+)
 
 F64 = dict(dtype=torch.float64)
-TAU_U, TAU_W, Q = (5.0, 25.0), (60.0, 300.0), 120.0  # the authors' SHD/SSC configs
-SLAYER_ALPHA, SLAYER_C = 5.0, 0.4
-
-
-def slayer(u, threshold):
-    """The authors' surrogate c·α/2·exp(−α·|u − θ|), written out (not our SingleExponential)."""
-    return SLAYER_C * SLAYER_ALPHA / 2 * torch.exp(-SLAYER_ALPHA * (u - threshold).abs())
 
 
 def _problem(batch: int, time: int, features: int, seed: int):
@@ -129,32 +127,9 @@ def test_reverse_scan_equals_autograd(gradient, seed):
         assert error <= 1e-10 * max(1.0, scale), f"{name}: max error {error} (scale {scale})"
 
 
-def _authors_loop(x, kappa_u, kappa_w, a_raw, b_raw, u0, w0, threshold=1.0):
-    """SEAdLIF.forward of the authors' code, step by step, in its own arithmetic: τ by linear
-    interpolation of κ, α = exp(−1/τ), u with (1 − α)·(x − w), the spike as heaviside plus
-    (u − θ − detached)·detached surrogate, u·(1 − detached spike), then w from the new u and spike
-    with the factor q outside. Returns spikes, pre-reset u, w trace, u_last, w_last."""
-    alpha = torch.exp(-1.0 / (kappa_u * TAU_U[1] + (1.0 - kappa_u) * TAU_U[0]))
-    beta = torch.exp(-1.0 / (kappa_w * TAU_W[1] + (1.0 - kappa_w) * TAU_W[0]))
-    u, w = u0, w0
-    spikes, us, ws = [], [], []
-    for x_t in x.unbind(1):
-        u = alpha * u + (1.0 - alpha) * (x_t - w)
-        us.append(u)
-        shifted = u - threshold
-        z = (torch.heaviside(shifted, torch.zeros((), dtype=shifted.dtype)).detach()
-             + (shifted - shifted.detach()) * slayer(u, threshold).detach())
-        u = u * (1 - z.detach())
-        w = beta * w + (1.0 - beta) * (a_raw * u + b_raw * z) * Q
-        spikes.append(z)
-        ws.append(w)
-    return torch.stack(spikes, 1), torch.stack(us, 1), torch.stack(ws, 1), u, w
-
-
 def _ours_with_authors_parameters(x, kappa_u, kappa_w, a_raw, b_raw, u0, w0):
     """adlif_reference with the authors' parametrisation applied around it in autograd."""
-    alpha = torch.exp(-1.0 / (kappa_u * TAU_U[1] + (1.0 - kappa_u) * TAU_U[0]))
-    beta = torch.exp(-1.0 / (kappa_w * TAU_W[1] + (1.0 - kappa_w) * TAU_W[0]))
+    alpha, beta = decay(kappa_u, TAU_U), decay(kappa_w, TAU_W)
     surrogate = SingleExponential(grad_width=1 / SLAYER_ALPHA, grad_scale=SLAYER_C / 2)
     return adlif_reference(x, alpha, beta, Q * a_raw, Q * b_raw, torch.ones_like(a_raw), u0, w0,
                            surrogate, "slayer")
@@ -187,7 +162,7 @@ def _values_and_grads(fn, x, raw, u0, w0, upstream_seed=7):
 def test_reference_equals_the_authors_semantics(seed):
     x, raw, u0, w0 = _authors_problem(seed)
     ours, ours_grads = _values_and_grads(_ours_with_authors_parameters, x, raw, u0, w0)
-    theirs, their_grads = _values_and_grads(_authors_loop, x, raw, u0, w0)
+    theirs, their_grads = _values_and_grads(authors_loop, x, raw, u0, w0)
     assert ours[0].sum() > 0.1 * ours[0].numel()
     assert torch.equal(ours[0], theirs[0])  # spikes, bit for bit
     for got, want in zip(ours[1:], theirs[1:]):
@@ -208,63 +183,13 @@ def test_reference_at_a_spike_exactly_on_threshold_does_not_fire():
     assert u_mem.item() == 1.0 and spikes.item() == 0.0
 
 
-# ---------------------------------------------------------------------------------------------
-# Optional: the authors' module itself.
-
-_DEFAULT_SOURCE = "/work/.mirror/IGITUGraz+SE-adlif/repo"  # where the fetch tool puts a copy
-_FILES = ("models/alif.py", "models/helpers.py", "module/tau_trainers.py")
-
-
-def _authors_source(tmp_path: Path) -> Path | None:
-    """A directory holding the authors' files: SE_ADLIF_SRC (or the default copy) as a checkout,
-    or their files extracted from it as a git directory; None when there is neither."""
-    source = Path(os.environ.get("SE_ADLIF_SRC", _DEFAULT_SOURCE))
-    if all((source / f).is_file() for f in _FILES):
-        return source
-    if not (source / "HEAD").is_file():
-        return None
-    for name in _FILES:
-        shown = subprocess.run(["git", f"--git-dir={source}", "show", f"HEAD:{name}"],
-                               capture_output=True, text=True)
-        if shown.returncode != 0:
-            return None
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(shown.stdout)
-    return tmp_path
-
-
-class _Config(dict):
-    """What SEAdLIF reads from its hydra config: attributes and .get."""
-
-    __getattr__ = dict.__getitem__
+# Optional: the authors' module itself (tests/se_adlif.py imports it).
 
 
 def test_reference_equals_the_authors_module(tmp_path, monkeypatch):
-    source = _authors_source(tmp_path)
-    if source is None:
-        pytest.skip("no copy of IGITUGraz/SE-adlif (set SE_ADLIF_SRC to a checkout)")
-    # Their module imports omegaconf only for a type hint; without it, a stand-in name will do.
-    try:
-        import omegaconf  # noqa: F401
-    except ImportError:
-        monkeypatch.setitem(sys.modules, "omegaconf", types.SimpleNamespace(DictConfig=dict))
-    for name in ("models", "models.alif", "models.helpers", "module", "module.tau_trainers"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    monkeypatch.syspath_prepend(str(source))
-    try:
-        from models.alif import SEAdLIF
-    finally:  # keep their top-level package names out of the rest of the session
-        for name in [n for n in sys.modules if n.split(".")[0] in ("models", "module")]:
-            if getattr(sys.modules[name], "__file__", None) and str(source) in str(
-                    sys.modules[name].__file__):
-                monkeypatch.delitem(sys.modules, name)
-
-    torch.manual_seed(0)
     inputs, neurons, batch, time = 12, 10, 2, 200
-    cfg = _Config(input_size=inputs, n_neurons=neurons, tau_u_range=list(TAU_U),
-                  tau_w_range=list(TAU_W), q=Q, alpha=SLAYER_ALPHA, c=SLAYER_C,
-                  use_recurrent=False)
-    layer = SEAdLIF(cfg).double()
+    torch.manual_seed(0)
+    layer = authors_layer(tmp_path, monkeypatch, inputs, neurons)
     with torch.no_grad():
         layer.weight.mul_(15.0)  # x ≈ 10 ± 9: many spikes despite the adaptation
         layer.bias.fill_(10.0)
