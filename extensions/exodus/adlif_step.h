@@ -34,17 +34,19 @@ struct AdlifParams {
   T alpha, beta, a, b, threshold;
 };
 
-// 1[u > θ] (strict, the authors' heaviside(u − θ, 0)); NaN for a NaN membrane. Selects only.
+// 1[u > θ] (strict, the authors' heaviside(u − θ, 0)); NaN for a NaN membrane. Written as two
+// independent selects: GCC threads a chain of selects on one comparison (and a reset that tests
+// the spike again) into branches, and the CPU scan loop then is not vectorised.
 template <typename T>
 EXODUS_HD T spike_above(T u, T threshold) {
-  const T below = u <= threshold ? T(0) : u;  // u itself only when u is NaN
-  return u > threshold ? T(1) : below;
+  const T fired = u > threshold ? T(1) : T(0);
+  return u == u ? fired : u;
 }
 
-// The post-reset membrane: 0 where the neuron spiked (a select: an infinite u stays finite).
+// The post-reset membrane: 0 where u > θ, else u (a select: an infinite u gives 0, not NaN).
 template <typename T>
-EXODUS_HD T adlif_reset(T u, T s) {
-  return s > T(0) ? T(0) : u;
+EXODUS_HD T adlif_reset(T u, T threshold) {
+  return u > threshold ? T(0) : u;
 }
 
 // One forward step: returns u_t; writes s_t, u⁺_t (u_plus) and w_t (w). The arithmetic is
@@ -54,7 +56,7 @@ template <typename T>
 EXODUS_HD T adlif_forward_step(const AdlifParams<T>& p, T x, T& u_plus, T& w, T& s) {
   const T u = p.alpha * u_plus + (T(1) - p.alpha) * (x - w);
   s = spike_above(u, p.threshold);
-  u_plus = adlif_reset(u, s);
+  u_plus = adlif_reset(u, p.threshold);
   w = p.beta * w + (T(1) - p.beta) * (p.a * u_plus + p.b * s);
   return u;
 }
@@ -82,8 +84,8 @@ EXODUS_HD T adlif_backward_step(const AdlifParams<T>& p, T u, T sigma, T g, T h,
                                 T u_plus_before, T w_before, T x, AdlifAdjoints<T>& adj,
                                 AdlifParamGrads<T>& sums, bool exact) {
   const T s = spike_above(u, p.threshold);
-  const T u_plus = adlif_reset(u, s);
-  const T keep = s > T(0) ? T(0) : T(1);  // du⁺/du with the reset's spike held fixed
+  const T u_plus = adlif_reset(u, p.threshold);
+  const T keep = T(1) - s;  // du⁺/du with the reset's spike held fixed (NaN for a NaN u)
   const T grad_w = adj.w + k;                                            // W_t
   const T grad_u_plus = adj.u_plus + (T(1) - p.beta) * p.a * grad_w;    // R_t
   // Everything that reaches s_t except through u_t; a select, so an infinite u with the
@@ -239,7 +241,7 @@ struct AdlifBackwardScan {
         u_plus_before = a.u0[e];
         w_before = a.w0[e];
       } else {
-        u_plus_before = adlif_reset(before.u, spike_above(before.u, k.p.threshold));
+        u_plus_before = adlif_reset(before.u, k.p.threshold);
         w_before = before.w;
       }
       sums = c.sums;
