@@ -1,8 +1,9 @@
 // The adaptive LIF neuron of SE-adLIF (Baronig et al. 2025) per neuron and time step, shared by
 // the CPU loops and the CUDA kernels (docs/adlif_math.md). Forward, t = 1..T, u⁺_0 = u_init,
 // w_0 = w_init:
-//   u_t = α · u⁺_{t−1} + (1 − α) · (x_t − w_{t−1})     s_t = 1[u_t > θ]
-//   u⁺_t = 0 if s_t > 0 else u_t                        w_t = β · w_{t−1} + (1 − β) · (a · u⁺_t + b · s_t)
+//   u_t = α · u⁺_{t−1} + (1 − α) · (x_t − w_{t−1})      s_t = 1[u_t > θ]
+//   u⁺_t = 0 if u_t > θ else u_t
+//   w_t = β · w_{t−1} + (1 − β) · (a · u⁺_t + b · s_t)
 // Backward: one reverse scan of two adjoints, P_t = dL/du⁺_t and Q_t = dL/dw_t (both through
 // step t+1 and the last states). ds/du = σ(u_t, θ), ds/dθ = −σ; the spike inside the reset is
 // detached (the authors' choice, gradient = SLAYER) or differentiated (gradient = EXODUS); the
