@@ -1,5 +1,5 @@
 """Lightning callbacks: spike rasters, spike-activity warnings, a non-finite guard, progress,
-predictions files, an end-of-run summary, figure helpers."""
+predictions files, an end-of-run summary, figure helpers, sigma annealing of learnable delays."""
 
 from exodus_lightning.callbacks.figures import (
     confusion_matrix_figure,
@@ -10,6 +10,7 @@ from exodus_lightning.callbacks.finite_guard import NonFiniteError, NonFiniteGua
 from exodus_lightning.callbacks.predictions import PredictionWriter, predictions_from_csv
 from exodus_lightning.callbacks.progress import ProgressBar
 from exodus_lightning.callbacks.run_summary import RunSummary, run_folder
+from exodus_lightning.callbacks.sigma_annealing import SigmaAnnealing
 from exodus_lightning.callbacks.spike_activity import SpikeActivityCheck, SpikeActivityWarning
 from exodus_lightning.callbacks.spike_raster import SpikeRasterLogger
 
@@ -19,6 +20,7 @@ __all__ = [
     "PredictionWriter",
     "ProgressBar",
     "RunSummary",
+    "SigmaAnnealing",
     "SpikeActivityCheck",
     "SpikeActivityWarning",
     "SpikeRasterLogger",

@@ -14,6 +14,8 @@ from exodus_lightning.models.neurons import readout_layer, spiking_layer
 class FeedForwardSNN(nn.Module):
     """inputs -> [linear -> spiking neurons -> dropout] x len(hidden_sizes) -> linear -> readout.
 
+    The spiking neurons are LIF, IAF or ALIF (adaptive threshold), each optionally recurrent.
+
     Input (batch, time, *input_shape), flattened to (batch, time, prod(input_shape));
     output (batch, time, num_classes): readout membranes, spikes or linear outputs over time.
     The EXODUS paper's SHD/SSC network is input_shape=(100,), hidden_sizes=(128, 128).
@@ -24,7 +26,7 @@ class FeedForwardSNN(nn.Module):
         input_shape: Sequence[int],
         num_classes: int,
         hidden_sizes: Sequence[int] = (128, 128),
-        neuron: Literal["lif", "iaf"] = "lif",
+        neuron: Literal["lif", "iaf", "alif"] = "lif",
         tau_mem: float = 20.0,
         tau_syn: float | None = None,
         spike_threshold: float = 1.0,
@@ -35,10 +37,15 @@ class FeedForwardSNN(nn.Module):
         readout: Literal["exp_leak", "lif", "linear"] = "exp_leak",
         readout_tau_mem: float = 20.0,
         dropout: float = 0.0,
+        tau_adapt: float = 200.0,
+        adapt_scale: float = 1.8,
+        recurrent: bool = False,
     ) -> None:
-        """Args: neuron "lif" | "iaf"; max_spikes_per_step None (multi-spike) | 1 | K;
+        """Args: neuron "lif" | "iaf" | "alif"; max_spikes_per_step None (multi-spike) | 1 | K;
         gradient "exodus" | "slayer"; backend "extension" | "reference" (BPTT) | "auto";
-        readout "exp_leak" | "lif" | "linear" (see models.neurons.readout_layer).
+        readout "exp_leak" | "lif" | "linear" (see models.neurons.readout_layer);
+        tau_adapt, adapt_scale: the ALIF neurons' adaptation; recurrent: every hidden layer
+        feeds its spikes back to itself through a linear map at the next step.
         """
         super().__init__()
         if not hidden_sizes:
@@ -53,7 +60,8 @@ class FeedForwardSNN(nn.Module):
             layers.append(
                 spiking_layer(
                     neuron, tau_mem, tau_syn, spike_threshold, max_spikes_per_step,
-                    norm_input, gradient, backend,
+                    norm_input, gradient, backend, tau_adapt, adapt_scale,
+                    size if recurrent else None,
                 )
             )
             if dropout > 0:

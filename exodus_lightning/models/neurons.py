@@ -7,7 +7,7 @@ from torch import nn
 from exodus_lightning import nn as enn
 from exodus_lightning.ops import check_choice
 
-NEURONS = ("lif", "iaf")
+NEURONS = ("lif", "iaf", "alif")
 READOUTS = ("exp_leak", "lif", "linear")
 
 
@@ -20,12 +20,18 @@ def spiking_layer(
     norm_input: bool,
     gradient: str,
     backend: str,
-) -> enn.LIF:
-    """An LIF or IAF layer on (batch, time, *features); IAF ignores tau_mem and norm_input.
+    tau_adapt: float = 200.0,
+    adapt_scale: float = 1.8,
+    recurrent_size: int | None = None,
+) -> enn.SpikingLayer:
+    """An LIF, IAF or ALIF layer on (batch, time, *features); IAF ignores tau_mem and norm_input,
+    only ALIF uses tau_adapt and adapt_scale.
 
     max_spikes_per_step is the spike mode: None = multi-spike, 1 = single spike, K = at most K.
     gradient: "exodus" (exact, through the reset) or "slayer" (reset ignored).
     backend: "extension" (fused kernels), "reference" (BPTT through an autograd loop) or "auto".
+    recurrent_size: the layer's width, to make it recurrent (its spikes feed back through an
+    nn.Linear(recurrent_size, recurrent_size, bias=False) at the next step); None: feed-forward.
     """
     check_choice("neuron", neuron, NEURONS)
     common = dict(
@@ -35,9 +41,16 @@ def spiking_layer(
         gradient=gradient,
         backend=backend,
     )
+    if recurrent_size is not None:
+        common["rec_connect"] = nn.Linear(recurrent_size, recurrent_size, bias=False)
     if neuron == "iaf":
-        return enn.IAF(**common)
-    return enn.LIF(tau_mem=tau_mem, norm_input=norm_input, **common)
+        return (enn.IAFRecurrent if recurrent_size else enn.IAF)(**common)
+    if neuron == "alif":
+        return (enn.ALIFRecurrent if recurrent_size else enn.ALIF)(
+            tau_mem=tau_mem, tau_adapt=tau_adapt, adapt_scale=adapt_scale,
+            spike_fn=enn.activation.MultiSpike, norm_input=norm_input, **common)
+    return (enn.LIFRecurrent if recurrent_size else enn.LIF)(
+        tau_mem=tau_mem, norm_input=norm_input, **common)
 
 
 def readout_layer(

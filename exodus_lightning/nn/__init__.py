@@ -2,7 +2,8 @@
 variants, and SE-adLIF's adaptive LIF (``adLIF``).
 
 Layers take (batch, time, *features); their ``*Squeeze`` variants take (batch·time, *features)
-for conv stacks. States persist across calls; ``reset_states(model)`` / ``detach_states(model)``
+for conv stacks. ``DelayedLinear`` is a linear map with a learnable delay per synapse.
+States persist across calls; ``reset_states(model)`` / ``detach_states(model)``
 act on every layer of a network. ``activation`` holds sinabs-style spike and reset functions.
 """
 
@@ -10,6 +11,7 @@ from . import activation, surrogate
 from .activation import UnsupportedActivationError
 from .adlif import adLIF, apply_parameter_constraints
 from .alif import ALIF, ALIFSqueeze
+from .delay import DelayedLinear
 from .exp_leak import ExpLeak, ExpLeakSqueeze
 from .iaf import IAF, IAFSqueeze
 from .lif import LIF, LIFSqueeze
@@ -27,6 +29,7 @@ __all__ = [
     "ALIFSqueeze",
     "IAF",
     "LIF",
+    "DelayedLinear",
     "ExpLeak",
     "ExpLeakSqueeze",
     "FlattenTime",

@@ -108,3 +108,26 @@ def test_wrong_input_shape_says_what_was_expected():
     network = FeedForwardSNN((5,), 3, hidden_sizes=(8,))
     with pytest.raises(ValueError, match=r"expects input \(batch, time, \*\(5,\)\)"):
         network(torch.rand(2, 9, 6))
+
+
+@pytest.mark.parametrize(("neuron", "recurrent", "layer_type"), [
+    ("alif", False, enn.ALIF), ("alif", True, enn.ALIFRecurrent),
+    ("lif", True, enn.LIFRecurrent), ("iaf", True, enn.IAFRecurrent),
+])
+def test_adaptive_and_recurrent_hidden_layers(neuron, recurrent, layer_type):
+    network = FeedForwardSNN((4,), 3, hidden_sizes=(6, 5), neuron=neuron, recurrent=recurrent,
+                             tau_adapt=50.0, adapt_scale=2.5, spike_threshold=0.3)
+    hidden = [m for m in network.modules() if isinstance(m, enn.SpikingLayer)
+              and m is not network.layers[-1]]
+    assert [type(m) for m in hidden] == [layer_type, layer_type]
+    if recurrent:
+        assert [m.rec_connect.weight.shape for m in hidden] == [(6, 6), (5, 5)]
+    if neuron == "alif":
+        assert hidden[0].tau_adapt.item() == pytest.approx(50.0)
+        assert hidden[0].adapt_scale.item() == pytest.approx(2.5)
+        assert hidden[0].max_spikes_per_step is None  # None = multi-spike, as for LIF
+    x = (torch.rand(2, 15, 4) < 0.4).float()
+    out = network(x)
+    assert out.shape == (2, 15, 3)
+    out.square().sum().backward()
+    assert network.layers[1].weight.grad.abs().sum() > 0
