@@ -200,3 +200,45 @@ def test_bad_arguments_raise_named_errors(kwargs, error, pattern):
 def test_wrong_feature_shape_is_named():
     with pytest.raises(enn.ShapeError, match=r"built for features \(4,\)"):
         enn.adLIF(4)(torch.randn(2, 5, 3))
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(6, 8)
+        self.neurons = enn.adLIF(8, backend="extension")
+
+    def forward(self, x):
+        return self.neurons(self.fc(x) * 6 + 4).mean(1)
+
+
+def _outputs_and_grads(model, x):
+    model.zero_grad()
+    enn.reset_states(model)
+    out = model(x)
+    out.square().sum().backward()
+    return out.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def test_compile_fullgraph_matches_eager():
+    torch._dynamo.reset()
+    model = TinyNet()
+    x = torch.randn(4, 30, 6)
+    eager_out, eager_grads = _outputs_and_grads(model, x)
+    assert eager_out.sum() > 0
+    out, grads = _outputs_and_grads(torch.compile(model, fullgraph=True, backend="aot_eager"), x)
+    torch.testing.assert_close(out, eager_out)
+    for a, b in zip(grads, eager_grads):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_autocast_gives_half_spikes_and_float32_states(dtype):
+    model = TinyNet()
+    x = torch.randn(4, 30, 6)
+    with torch.autocast("cpu", dtype=dtype):
+        spikes = model.neurons(model.fc(x) * 6 + 4)
+    assert spikes.dtype == dtype and model.neurons.u.dtype == model.neurons.w.dtype == torch.float32
+    spikes.float().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
