@@ -315,3 +315,69 @@ def alif_recurrent_reference(
     i_trace = None if syn_decay is None else torch.stack(currents, 1)
     return (torch.stack(spikes, 1), torch.stack(v_mem, 1), torch.stack(bs, 1), i_trace, v_plus,
             b, i)
+
+
+class SpikeAbove(torch.autograd.Function):
+    """s = 1[u > θ] (strict, as SE-adLIF's heaviside(u − θ, 0); NaN for NaN u),
+    ds/du = σ(u, θ), ds/dθ = −σ(u, θ)."""
+
+    @staticmethod
+    def forward(ctx, u: Tensor, threshold: Tensor, surrogate: SurrogateFn):
+        ctx.save_for_backward(u, threshold)
+        ctx.surrogate = surrogate
+        spikes = (u > threshold).to(u.dtype)
+        return torch.where(torch.isnan(u), u, spikes)
+
+    @staticmethod
+    def backward(ctx, grad_spikes: Tensor):
+        u, threshold = ctx.saved_tensors
+        sigma = ctx.surrogate(u, threshold)
+        grad_u = grad_spikes * sigma if ctx.needs_input_grad[0] else None
+        grad_threshold = None
+        if ctx.needs_input_grad[1]:
+            grad_threshold = (-grad_spikes * sigma).sum_to_size(threshold.shape)
+        return grad_u, grad_threshold, None
+
+
+def adlif_reference(
+    x: Tensor,
+    alpha: Tensor,
+    beta: Tensor,
+    a: Tensor,
+    b: Tensor,
+    threshold: Tensor,
+    u_init: Tensor,
+    w_init: Tensor,
+    surrogate: SurrogateFn,
+    gradient: str = "slayer",
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Adaptive LIF of SE-adLIF (Baronig et al. 2025) over time by an autograd loop
+    (docs/adlif_math.md). Per neuron, t = 1..T, u⁺₀ = u_init, w₀ = w_init:
+
+        u_t  = α · u⁺_{t−1} + (1 − α) · (x_t − w_{t−1})
+        s_t  = 1[u_t > θ]                          (ds/du = σ(u_t, θ), ds/dθ = −σ(u_t, θ))
+        u⁺_t = u_t · (1 − s_t)                     (a select: 0 where s_t > 0)
+        w_t  = β · w_{t−1} + (1 − β) · (a · u⁺_t + b · s_t)
+
+    a and b are the couplings as the update uses them (the authors' q·a and q·b). The spike
+    inside the reset is detached with ``gradient="slayer"`` (the authors' choice, the default),
+    differentiated with ``gradient="exodus"``; the spike that drives w always carries the
+    surrogate. Shapes: x (B, T, *F); alpha, beta, a, b, threshold broadcastable to F; u_init,
+    w_init (B, *F), all in the state dtype. Returns spikes (x's dtype), the pre-reset membrane
+    u_mem and the adaptation w after each step (B, T, *F), u_last = u⁺_T and w_last = w_T (B, *F),
+    in the state dtype.
+    """
+    u_plus, w = u_init, w_init
+    spikes, u_mem, ws = [], [], []
+    for x_t in x.unbind(1):
+        u = alpha * u_plus + (1 - alpha) * (x_t.to(u_init.dtype) - w)
+        s = SpikeAbove.apply(u, threshold, surrogate)
+        u_plus = ResetToZero.apply(u, s if gradient == "exodus" else s.detach())
+        w = beta * w + (1 - beta) * (a * u_plus + b * s)
+        spikes.append(s.to(x.dtype))
+        u_mem.append(u)
+        ws.append(w)
+    if not spikes:  # T = 0: empty outputs, still part of the graph
+        empty = x * 0
+        return empty, empty.to(u_init.dtype), empty.to(u_init.dtype), u_init.clone(), w_init.clone()
+    return torch.stack(spikes, 1), torch.stack(u_mem, 1), torch.stack(ws, 1), u_plus, w
