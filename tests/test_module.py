@@ -32,6 +32,15 @@ def test_per_step_loss_is_the_mean_of_step_losses():
                                F.cross_entropy(outputs.max(1).values, targets))
 
 
+def test_softmax_sum_sums_the_class_probabilities_of_every_step():
+    outputs = torch.randn(3, 5, 4)
+    targets = torch.tensor([0, 3, 1])
+    summed = sum(outputs[:, t].softmax(-1) for t in range(5))
+    torch.testing.assert_close(readout_logits(outputs, "softmax_sum"), summed)
+    torch.testing.assert_close(readout_loss(outputs, targets, "softmax_sum"),
+                               F.cross_entropy(summed, targets))
+
+
 def test_readout_needs_batch_time_classes():
     with pytest.raises(ValueError, match=r"\(batch, time, classes\)"):
         readout_logits(torch.randn(3, 4), "mean_membrane")
