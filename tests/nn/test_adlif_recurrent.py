@@ -325,3 +325,19 @@ def test_bad_arguments_name_the_fix():
         enn.adLIFRecurrent(3, torch.rand(3, 3))
     with pytest.raises(enn.ShapeError, match="adLIFRecurrent was built for features"):
         enn.adLIFRecurrent(3)(torch.rand(2, 4, 5))
+
+
+def test_autocast_runs_the_loop():
+    """Under autocast (bfloat16 matmuls) the layer runs the per-step loop, spikes in the
+    input's dtype (the feedback is cast to it), gradients reaching the input and the recurrent weight; the states stay
+    float32 and are carried into a float32 call."""
+    torch.manual_seed(0)
+    layer = enn.adLIFRecurrent(6)
+    x = (drive(2, 10, (6,), torch.float32) + 8).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    assert out.dtype == torch.float32 and not uses_scan(out) and out.mean() > 0.05
+    assert layer.u.dtype == layer.w.dtype == torch.float32
+    out.float().sum().backward()
+    assert x.grad.abs().max() > 0 and layer.rec_connect.weight.grad.abs().max() > 0
+    assert uses_scan(layer(x))
