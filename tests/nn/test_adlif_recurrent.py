@@ -329,8 +329,8 @@ def test_bad_arguments_name_the_fix():
 
 def test_autocast_runs_the_loop():
     """Under autocast (bfloat16 matmuls) the layer runs the per-step loop, spikes in the
-    input's dtype (the feedback is cast to it), gradients reaching the input and the recurrent weight; the states stay
-    float32 and are carried into a float32 call."""
+    input's dtype (the feedback is cast to it), gradients reaching the input and the recurrent
+    weight; the states stay float32 and are carried into a float32 call."""
     torch.manual_seed(0)
     layer = enn.adLIFRecurrent(6)
     x = (drive(2, 10, (6,), torch.float32) + 8).requires_grad_()
