@@ -6,6 +6,7 @@ cue must be held for the whole gap) on the CPU, in minutes:
 
     LIF           feed-forward LIF (τ_mem = 10 steps, far shorter than the gap)
     ALIF          the same network with adaptive thresholds (sinabs' ALIF, τ_adapt = 200)
+    adLIF         the same network with SE-adLIF neurons (adaptation current, τ_w in 60..300)
     LIF recurrent LIF with a recurrent connection in the hidden layer
     LIF + delays  feed-forward LIF with learned synaptic delays (DCLS, models.DelaySNN) that
                   can reach across the gap
@@ -42,6 +43,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ALIF": ("FeedForwardSNN", dict(norm_input=False, neuron="alif", tau_adapt=200.0,
                                     adapt_scale=5.0)),
     "LIF recurrent": ("FeedForwardSNN", dict(norm_input=False, recurrent=True)),
+    "adLIF": ("FeedForwardSNN", dict(neuron="adlif", gradient="slayer")),
     "LIF + delays": ("DelaySNN", dict(max_delay="{gap}", max_spikes_per_step=None,
                                       reset="subtract", gradient="exodus", dropout=0.0,
                                       readout_tau_mem=20.0, extend_time=False)),

@@ -9,7 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import CSVLogger
+from torch import nn
 
+from exodus_lightning import nn as enn
 from exodus_lightning.models import FeedForwardSNN
 from exodus_lightning.tasks import READOUT_LOSSES, SpikingClassifier, readout_logits, readout_loss
 from tests.example_datamodule import BurstDataModule
@@ -30,6 +32,15 @@ def test_per_step_loss_is_the_mean_of_step_losses():
     torch.testing.assert_close(readout_loss(outputs, targets, "per_step"), expected)
     torch.testing.assert_close(readout_loss(outputs, targets, "max_membrane"),
                                F.cross_entropy(outputs.max(1).values, targets))
+
+
+def test_softmax_sum_sums_the_class_probabilities_of_every_step():
+    outputs = torch.randn(3, 5, 4)
+    targets = torch.tensor([0, 3, 1])
+    summed = sum(outputs[:, t].softmax(-1) for t in range(5))
+    torch.testing.assert_close(readout_logits(outputs, "softmax_sum"), summed)
+    torch.testing.assert_close(readout_loss(outputs, targets, "softmax_sum"),
+                               F.cross_entropy(summed, targets))
 
 
 def test_readout_needs_batch_time_classes():
@@ -183,3 +194,16 @@ def test_hyperparameters_of_a_module_built_from_a_config_keep_the_objects_config
         "--trainer.logger=false", "--trainer.accelerator=cpu"])
     assert cli.model.hparams["network"]["class_path"] == network["class_path"]
     assert cli.model.hparams["num_classes"] == 3 and "optimizer" in cli.model.hparams
+
+
+def test_projected_parameters_are_projected_after_every_training_batch():
+    """adLIF keeps κ_u, κ_w, a, b in range by projection after each optimizer step (SE-adLIF)."""
+    network = nn.Sequential(nn.Linear(3, 4), enn.adLIF(4), nn.Linear(4, 2))
+    with torch.no_grad():
+        network[1].a.fill_(5.0)  # far out of range, as a large step would leave it
+    model = SpikingClassifier(network, num_classes=2)
+    data = torch.utils.data.TensorDataset(torch.rand(8, 6, 3), torch.randint(0, 2, (8,)))
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=4))
+    assert network[1].a.max() <= network[1].a_range[1]

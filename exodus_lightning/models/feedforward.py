@@ -14,7 +14,8 @@ from exodus_lightning.models.neurons import readout_layer, spiking_layer
 class FeedForwardSNN(nn.Module):
     """inputs -> [linear -> spiking neurons -> dropout] x len(hidden_sizes) -> linear -> readout.
 
-    The spiking neurons are LIF, IAF or ALIF (adaptive threshold), each optionally recurrent.
+    The spiking neurons are LIF, IAF, ALIF (adaptive threshold) or adLIF (SE-adLIF's adaptive
+    LIF), each optionally recurrent.
 
     Input (batch, time, *input_shape), flattened to (batch, time, prod(input_shape));
     output (batch, time, num_classes): readout membranes, spikes or linear outputs over time.
@@ -26,7 +27,7 @@ class FeedForwardSNN(nn.Module):
         input_shape: Sequence[int],
         num_classes: int,
         hidden_sizes: Sequence[int] = (128, 128),
-        neuron: Literal["lif", "iaf", "alif"] = "lif",
+        neuron: Literal["lif", "iaf", "alif", "adlif"] = "lif",
         tau_mem: float = 20.0,
         tau_syn: float | None = None,
         spike_threshold: float = 1.0,
@@ -41,7 +42,9 @@ class FeedForwardSNN(nn.Module):
         adapt_scale: float = 1.8,
         recurrent: bool = False,
     ) -> None:
-        """Args: neuron "lif" | "iaf" | "alif"; max_spikes_per_step None (multi-spike) | 1 | K;
+        """Args: neuron "lif" | "iaf" | "alif" | "adlif" (SE-adLIF, its own parameters in the
+        authors' ranges: tau_mem, tau_syn, spike_threshold, max_spikes_per_step and norm_input
+        do not apply); max_spikes_per_step None (multi-spike) | 1 | K;
         gradient "exodus" | "slayer"; backend "extension" | "reference" (BPTT) | "auto";
         readout "exp_leak" | "lif" | "linear" (see models.neurons.readout_layer);
         tau_adapt, adapt_scale: the ALIF neurons' adaptation; recurrent: every hidden layer
@@ -61,7 +64,7 @@ class FeedForwardSNN(nn.Module):
                 spiking_layer(
                     neuron, tau_mem, tau_syn, spike_threshold, max_spikes_per_step,
                     norm_input, gradient, backend, tau_adapt, adapt_scale,
-                    size if recurrent else None,
+                    size if recurrent else None, size,
                 )
             )
             if dropout > 0:

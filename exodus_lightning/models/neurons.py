@@ -7,7 +7,7 @@ from torch import nn
 from exodus_lightning import nn as enn
 from exodus_lightning.ops import check_choice
 
-NEURONS = ("lif", "iaf", "alif")
+NEURONS = ("lif", "iaf", "alif", "adlif")
 READOUTS = ("exp_leak", "lif", "linear")
 
 
@@ -23,9 +23,12 @@ def spiking_layer(
     tau_adapt: float = 200.0,
     adapt_scale: float = 1.8,
     recurrent_size: int | None = None,
-) -> enn.SpikingLayer:
-    """An LIF, IAF or ALIF layer on (batch, time, *features); IAF ignores tau_mem and norm_input,
-    only ALIF uses tau_adapt and adapt_scale.
+    num_neurons: int | None = None,
+) -> nn.Module:
+    """An LIF, IAF, ALIF or adLIF layer on (batch, time, *features); IAF ignores tau_mem and
+    norm_input, only ALIF uses tau_adapt and adapt_scale. adLIF (SE-adLIF) has its own trained
+    per-neuron parameters in the authors' ranges and needs num_neurons (the layer's width); it
+    uses only gradient, backend and recurrent_size of the arguments here.
 
     max_spikes_per_step is the spike mode: None = multi-spike, 1 = single spike, K = at most K.
     gradient: "exodus" (exact, through the reset) or "slayer" (reset ignored).
@@ -34,6 +37,12 @@ def spiking_layer(
     nn.Linear(recurrent_size, recurrent_size, bias=False) at the next step); None: feed-forward.
     """
     check_choice("neuron", neuron, NEURONS)
+    if neuron == "adlif":
+        if num_neurons is None:
+            raise ValueError("neuron='adlif' needs num_neurons (its per-neuron parameters)")
+        if recurrent_size is not None:
+            return enn.adLIFRecurrent(num_neurons, gradient=gradient, backend=backend)
+        return enn.adLIF(num_neurons, gradient=gradient, backend=backend)
     common = dict(
         tau_syn=tau_syn,
         spike_threshold=spike_threshold,

@@ -216,7 +216,9 @@ class adLIF(StatefulLayer):
 
 
 def apply_parameter_constraints(module: nn.Module) -> None:
-    """Project the parameters of every adLIF layer inside module into their ranges."""
+    """Project the parameters of every layer inside module that keeps its parameters in range by
+    projection (a method ``apply_parameter_constraints``, e.g. adLIF) into their ranges."""
     for layer in module.modules():
-        if isinstance(layer, adLIF):
-            layer.apply_parameter_constraints()
+        project = getattr(layer, "apply_parameter_constraints", None)
+        if callable(project):
+            project()

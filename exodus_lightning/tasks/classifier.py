@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import lightning as L
 import torch
@@ -139,6 +140,11 @@ class SpikingClassifier(L.LightningModule):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "test", self.test_accuracy)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Layers that keep their parameters in range by projection (adLIF) are projected after
+        # every optimizer step, as their authors do.
+        enn.apply_parameter_constraints(self.network)
 
     def on_test_epoch_end(self) -> None:
         self.test_confusion_matrix = self.test_confusion.compute().cpu()

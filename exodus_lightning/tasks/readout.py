@@ -4,6 +4,8 @@
     max_membrane   logits = max_t out_t        (non-spiking readout membrane)
     mean_membrane  logits = (1/T) Σ_t out_t    (non-spiking readout membrane)
     per_step       loss = (1/T) Σ_t CE(out_t, y); logits = (1/T) Σ_t out_t
+    softmax_sum    logits = Σ_t softmax(out_t)  (the class probabilities of every step summed,
+                   then cross-entropy on them as SE-adLIF's and the DCLS-delays papers' code do)
 
 The loss is cross-entropy on the logits (per step for per_step).
 """
@@ -17,7 +19,7 @@ from torch import Tensor
 
 from exodus_lightning.ops import check_choice
 
-ReadoutLoss = Literal["spike_count", "max_membrane", "mean_membrane", "per_step"]
+ReadoutLoss = Literal["spike_count", "max_membrane", "mean_membrane", "per_step", "softmax_sum"]
 READOUT_LOSSES: tuple[str, ...] = get_args(ReadoutLoss)
 
 
@@ -35,6 +37,8 @@ def readout_logits(outputs: Tensor, name: str) -> Tensor:
         return outputs.sum(1)
     if name == "max_membrane":
         return outputs.max(1).values
+    if name == "softmax_sum":
+        return outputs.softmax(-1).sum(1)
     return outputs.mean(1)
 
 
