@@ -1,11 +1,12 @@
-"""LIFRecurrent and ALIFRecurrent three ways: memory kept for backward, peak memory and time
-per pass, on CPU.
+"""LIFRecurrent, ALIFRecurrent and adLIFRecurrent three ways: memory kept for backward, peak
+memory and time per pass, on CPU.
 
 - fused: our layer with an nn.Linear connection, which runs the whole sequence as one
-  autograd function (ops.lif_recurrent, ops.alif_recurrent),
+  autograd function (ops.lif_recurrent, ops.alif_recurrent, ops.adlif_recurrent),
 - loop: our layer with the same Linear wrapped so it is not recognised (nn.Sequential
   (linear, nn.Identity())): the per-step loop the layer runs for any other module,
-- sinabs: sinabs.layers' layer of the same name with the same Linear (where sinabs is installed).
+- sinabs: sinabs.layers' layer of the same name with the same Linear (where sinabs is installed
+  and has that layer; it has no adLIF).
 
 Per variant: the bytes autograd keeps for backward (unique storages saved by the graph, the
 input and parameters left out), the peak resident memory of one forward + backward pass above
@@ -59,11 +60,19 @@ def cases(tiny: bool) -> list[Case]:
              scale=0.055),
         Case("ALIF, tau_mem=20, tau_adapt=100", shape,
              {"tau_mem": 20.0, "tau_adapt": 100.0, "norm_input": False}, layer="ALIFRecurrent"),
+        Case("adLIF, the authors' SE-adLIF defaults", shape, {"num_neurons": shape[2]},
+             scale=20.0, layer="adLIFRecurrent"),
     ]
 
 
-def variants() -> list[str]:
+def variants(case: Case | None = None) -> list[str]:
+    """The variants that can run case (any case when None): sinabs where it is installed and
+    has the layer."""
     have_sinabs = importlib.util.find_spec("sinabs") is not None
+    if have_sinabs and case is not None:
+        import sinabs.layers as sl
+
+        have_sinabs = hasattr(sl, case.layer)
     return [v for v in VARIANTS if v != "sinabs" or have_sinabs]
 
 
@@ -157,7 +166,7 @@ def measure_peak(spec: str) -> None:
 
 
 def run_case(case: Case, repeats: int, seed: int) -> list[dict[str, Any]]:
-    names = variants()
+    names = variants(case)
     layers = {name: build(name, case, seed) for name in names}
     x, weights = inputs(case, seed)
     results = {name: step(layer, x, weights, True) for name, layer in layers.items()}
@@ -204,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report.report(
         EXPERIMENT,
         options,
-        "LIFRecurrent / ALIFRecurrent: whole-sequence function vs per-step loop vs sinabs, CPU",
+        "LIFRecurrent / ALIFRecurrent / adLIFRecurrent: whole-sequence function vs per-step "
+        "loop vs sinabs, CPU",
         [
             (
                 "Setup",

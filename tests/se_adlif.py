@@ -75,10 +75,10 @@ class _Config(dict):
     __getattr__ = dict.__getitem__
 
 
-def authors_layer(tmp_path, monkeypatch, inputs: int, neurons: int):
-    """Their SEAdLIF (feed-forward, our test settings) in float64, or a skip when there is no
-    copy of their code. Their top-level packages ``models`` and ``module`` are imported for this
-    test only."""
+def authors_layer(tmp_path, monkeypatch, inputs: int, neurons: int, recurrent: bool = False):
+    """Their SEAdLIF (feed-forward, or with their recurrent matrix, our test settings) in
+    float64, or a skip when there is no copy of their code. Their top-level packages ``models``
+    and ``module`` are imported for this test only."""
     source = _authors_source(tmp_path)
     if source is None:
         pytest.skip("no copy of IGITUGraz/SE-adlif (set SE_ADLIF_SRC to a checkout)")
@@ -98,5 +98,5 @@ def authors_layer(tmp_path, monkeypatch, inputs: int, neurons: int):
                 monkeypatch.delitem(sys.modules, name)
     cfg = _Config(input_size=inputs, n_neurons=neurons, tau_u_range=list(TAU_U),
                   tau_w_range=list(TAU_W), q=Q, alpha=SLAYER_ALPHA, c=SLAYER_C,
-                  use_recurrent=False)
+                  use_recurrent=recurrent)
     return SEAdLIF(cfg).double()

@@ -1,5 +1,5 @@
 """Spiking layers on the EXODUS ops, drop-in for sinabs' LIF, IAF, ALIF, ExpLeak and their
-variants, and SE-adLIF's adaptive LIF (``adLIF``).
+variants, and SE-adLIF's adaptive LIF (``adLIF``, ``adLIFRecurrent``).
 
 Layers take (batch, time, *features); their ``*Squeeze`` variants take (batch·time, *features)
 for conv stacks. ``DelayedLinear`` is a linear map with a learnable delay per synapse.
@@ -16,13 +16,14 @@ from .exp_leak import ExpLeak, ExpLeakSqueeze
 from .iaf import IAF, IAFSqueeze
 from .lif import LIF, LIFSqueeze
 from .parameters import ParameterRangeError, ShapeError
-from .recurrent import ALIFRecurrent, IAFRecurrent, LIFRecurrent
+from .recurrent import ALIFRecurrent, IAFRecurrent, LIFRecurrent, adLIFRecurrent
 from .reshape import FlattenTime, SqueezeMixin, UnflattenTime, set_batch_size
 from .spiking import SpikingLayer
 from .stateful import StatefulLayer, detach_states, reset_states, zero_grad
 
 __all__ = [
     "adLIF",
+    "adLIFRecurrent",
     "apply_parameter_constraints",
     "ALIF",
     "ALIFRecurrent",

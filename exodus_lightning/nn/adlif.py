@@ -181,19 +181,28 @@ class adLIF(StatefulLayer):
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, *num_neurons) input current -> spikes of the same shape and dtype."""
         p.check_input(type(self).__name__, x, squeeze_hint=False)
-        if tuple(x.shape[2:]) != self.features:
-            raise p.ShapeError(f"adLIF was built for features {self.features}, got input of "
-                               f"shape {tuple(x.shape)} (features {tuple(x.shape[2:])})")
+        self._check_parameters(x)
         self.prepare_states(x)
+        spikes, self.recordings = self._run(x)
+        self._last_output = spikes
+        return spikes
+
+    def _check_parameters(self, x: Tensor) -> None:
+        if tuple(x.shape[2:]) != self.features:
+            raise p.ShapeError(f"{type(self).__name__} was built for features {self.features}, "
+                               f"got input of shape {tuple(x.shape)} (features "
+                               f"{tuple(x.shape[2:])})")
+
+    def _run(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The dynamics on x (batch, time, *features) from the current states, which it
+        updates: the spikes and the recordings (empty unless record_states)."""
         a, b = self.coupling
         spikes, u_mem, w, self.u, self.w = ops.adlif(
             x, self.alpha, self.beta, a, b, self.threshold, self.u, self.w,
             surrogate=act.fused_surrogate(self.surrogate_grad_fn), gradient=self.gradient,
             backend=self.backend,
         )
-        self.recordings = {"u_mem": u_mem, "w": w} if self.record_states else {}
-        self._last_output = spikes
-        return spikes
+        return spikes, ({"u_mem": u_mem, "w": w} if self.record_states else {})
 
     def extra_repr(self) -> str:
         parts = [f"num_neurons={self.features}", f"tau_u_range={self.tau_u_range}",

@@ -1,5 +1,5 @@
 """Spiking layers with a recurrent connection (sinabs' ``LIFRecurrent``, ``IAFRecurrent``,
-``ALIFRecurrent``)."""
+``ALIFRecurrent``; SE-adLIF's recurrent adLIF, ``adLIFRecurrent``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from exodus_lightning import ops
 
 from . import activation as act
 from . import parameters as p
+from .adlif import adLIF
 from .alif import ALIF
 from .iaf import IAF
 from .lif import _DEFAULT_SURROGATE, LIF, SurrogateFn
@@ -29,6 +30,8 @@ class _Recurrent:
     rec_connect: nn.Module
     # Whether _scan runs this layer's dynamics; the others always loop.
     _has_scan = False
+    # Whether a bad input's error points to a *Squeeze variant (there is none for adLIF).
+    _squeeze_hint = True
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, *features) input current -> spikes of the same shape and dtype.
@@ -36,7 +39,7 @@ class _Recurrent:
         At each step the input is x_t + rec_connect(s_{t−1}) (reshaped to the features), with
         s_0 = 0 at the start of every call, as in sinabs.
         """
-        p.check_input(type(self).__name__, x)
+        p.check_input(type(self).__name__, x, squeeze_hint=self._squeeze_hint)
         self._check_parameters(x)
         self.prepare_states(x)
         linear = self._fused_linear(x)
@@ -240,6 +243,58 @@ class ALIFRecurrent(_Recurrent, ALIF):
         if decay is not None:
             self.i_syn = i_last
         return spikes, self._record(spikes, v_mem, b, b_init, i_syn)
+
+
+class adLIFRecurrent(_Recurrent, adLIF):
+    """adLIF neurons of SE-adLIF (:class:`adLIF`) whose spikes feed back through
+    ``rec_connect`` at the next step, as the authors' ``SEAdLIF`` with ``use_recurrent``:
+
+        x̃_t = x_t + rec_connect(s_{t−1})       (s_0 = 0 at the start of each call)
+
+    and x̃ drives the adLIF dynamics. The states u and w carry over from call to call; the
+    feedback restarts from no spikes at each call (as the other recurrent layers, and as the
+    authors, who start every sequence from zero states).
+
+    As :class:`LIFRecurrent`: a linear rec_connect (float32/float64, no autocast) runs the
+    whole sequence as one autograd function (:func:`exodus_lightning.ops.adlif_recurrent`), any
+    other module the per-step loop over the fused adLIF op; the same spikes, states and
+    gradients either way.
+
+    Args:
+        num_neurons: the feature shape, an int or a tuple.
+        rec_connect: module mapping spikes (batch, *features) to an input of as many elements
+            per sample (reshaped to the features). Default: the authors' recurrent matrix,
+            ``nn.Linear(N, N, bias=False)`` (after ``nn.Flatten()`` on a multi-axis feature
+            shape) with orthogonal initialisation (gain 1), N = prod(num_neurons).
+        **kwargs: the keywords of :class:`adLIF` (tau_u_range, tau_w_range, a_range, b_range,
+            q, threshold, surrogate_grad_fn, gradient, train_*, record_states, backend).
+    """
+
+    _has_scan = True
+    _squeeze_hint = False
+
+    def __init__(self, num_neurons: int | tuple[int, ...], rec_connect: nn.Module | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(num_neurons, **kwargs)
+        if rec_connect is None:
+            n = int(torch.Size(self.features).numel())
+            linear = nn.Linear(n, n, bias=False)
+            nn.init.orthogonal_(linear.weight, gain=1.0)
+            rec_connect = linear if len(self.features) == 1 else nn.Sequential(nn.Flatten(),
+                                                                                linear)
+        _check_module(rec_connect)
+        self.rec_connect = rec_connect
+
+    def _scan(self, x: Tensor, weight: Tensor, bias: Tensor | None
+              ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The whole sequence as one autograd function (ops.adlif_recurrent)."""
+        a, b = self.coupling
+        spikes, u_mem, w, self.u, self.w = ops.adlif_recurrent(
+            x, weight, bias, self.alpha, self.beta, a, b, self.threshold, self.u, self.w,
+            surrogate=act.fused_surrogate(self.surrogate_grad_fn), gradient=self.gradient,
+            backend=self.backend,
+        )
+        return spikes, ({"u_mem": u_mem, "w": w} if self.record_states else {})
 
 
 def linear_connection(rec_connect: nn.Module, features: torch.Size) -> nn.Linear | None:

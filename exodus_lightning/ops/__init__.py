@@ -15,9 +15,11 @@ from .cpu_memory import keep_freed_memory
 from .leaky import leaky_integrate
 from .lif import lif
 from .recurrent import RecurrentNeuron, recurrent_scan
+from .recurrent_adlif import adlif_recurrent
 from .recurrent_alif import alif_recurrent
 from .recurrent_lif import lif_recurrent
 from .reference import (
+    adlif_recurrent_reference,
     adlif_reference,
     alif_recurrent_reference,
     alif_reference,
@@ -29,6 +31,8 @@ from .reference import (
 __all__ = [
     "BACKENDS",
     "adlif",
+    "adlif_recurrent",
+    "adlif_recurrent_reference",
     "adlif_reference",
     "alif",
     "alif_recurrent",

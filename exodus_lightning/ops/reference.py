@@ -381,3 +381,45 @@ def adlif_reference(
         empty = x * 0
         return empty, empty.to(u_init.dtype), empty.to(u_init.dtype), u_init.clone(), w_init.clone()
     return torch.stack(spikes, 1), torch.stack(u_mem, 1), torch.stack(ws, 1), u_plus, w
+
+
+def adlif_recurrent_reference(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    alpha: Tensor,
+    beta: Tensor,
+    a: Tensor,
+    b: Tensor,
+    threshold: Tensor,
+    u_init: Tensor,
+    w_init: Tensor,
+    surrogate: SurrogateFn,
+    gradient: str = "slayer",
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Recurrent adLIF (``ops.adlif_recurrent``) by an autograd loop over time: per step the
+    input plus the linear feedback of the last step's spikes (none at the first) and one adLIF
+    step of :func:`adlif_reference`.
+
+    Shapes: x (B, T, *F); weight (N, N) and bias (N,) with N = prod(F); alpha, beta, a, b,
+    threshold broadcastable to F; u_init, w_init (B, *F). Returns the spikes, the pre-reset
+    membrane and the adaptation (B, T, *F), u_last = u⁺_T and w_last = w_T (B, *F).
+    """
+    batch, features = x.shape[0], x.shape[2:]
+    u_plus, w = u_init, w_init
+    feedback = None
+    spikes, u_mem, ws = [], [], []
+    for x_t in x.unbind(1):
+        if feedback is not None:
+            x_t = x_t + feedback
+        s, u, w_t, u_plus, w = adlif_reference(x_t.unsqueeze(1), alpha, beta, a, b, threshold,
+                                               u_plus, w, surrogate, gradient)
+        spikes.append(s[:, 0])
+        u_mem.append(u[:, 0])
+        ws.append(w_t[:, 0])
+        feedback = torch.nn.functional.linear(s[:, 0].reshape(batch, -1), weight, bias)
+        feedback = feedback.reshape(batch, *features)
+    if not spikes:  # T = 0: empty outputs, still part of the graph
+        empty = x * 0
+        return empty, empty, empty, u_init.clone(), w_init.clone()
+    return torch.stack(spikes, 1), torch.stack(u_mem, 1), torch.stack(ws, 1), u_plus, w
