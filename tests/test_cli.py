@@ -37,9 +37,10 @@ from tests.wandb_records import (
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 # randman: the default, no config
-EXPERIMENTS = ["randman", "nmnist", "dvs_gesture", "shd", "ssc", "shd_delays", "ssc_delays"]
+EXPERIMENTS = ["randman", "nmnist", "dvs_gesture", "shd", "ssc", "shd_delays", "ssc_delays",
+               "shd_adlif", "ssc_adlif"]
 NUM_CLASSES = {"randman": 10, "nmnist": 10, "dvs_gesture": 11, "shd": 20, "ssc": 35,
-               "shd_delays": 20, "ssc_delays": 35}
+               "shd_delays": 20, "ssc_delays": 35, "shd_adlif": 20, "ssc_adlif": 35}
 SMALL_RANDMAN = [
     "--data.init_args.num_train_samples=256",
     "--data.init_args.num_val_samples=128",
