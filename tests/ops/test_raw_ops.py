@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .adlif_cases import AdlifCase, adlif_cases, run_adlif_case
-from .alif_cases import alif_cases, run_alif_case
+from .alif_cases import AlifCase, alif_cases, run_alif_case
 from .raw_cases import SHAPES, SURROGATES, Case, lif_cases, run_leaky_case, run_lif_case
 
 
@@ -93,3 +93,21 @@ def test_adlif_ops_match_reference(raw_backend, case):
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_drawn_adlif_cases_match_reference(raw_backend, **case):
     run_adlif_case(*raw_backend, AdlifCase(**case))
+
+
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 40), st.integers(1, 140)),
+    surrogate=st.sampled_from([*SURROGATES, "custom"]),
+    mask=st.integers(0, 31),
+    reset=st.sampled_from(["subtract", "zero"]),
+    gradient=st.sampled_from(["exodus", "slayer"]),
+    max_spikes=st.sampled_from([None, 1, 2]),
+    clip=st.sampled_from([None, -0.6, 0.2]),
+    dtype=st.sampled_from([torch.float64, torch.float32]),
+    upstream=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_drawn_alif_cases_match_reference(raw_backend, **case):
+    run_alif_case(*raw_backend, AlifCase(**case))
