@@ -42,7 +42,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "LIF": ("FeedForwardSNN", dict(norm_input=False)),
     "ALIF": ("FeedForwardSNN", dict(norm_input=False, neuron="alif", tau_adapt=200.0,
                                     adapt_scale=5.0)),
-    "LIF recurrent": ("FeedForwardSNN", dict(norm_input=False, recurrent=True)),
+    # Single spikes: multi-spike counts fed back through the recurrent weights can grow without
+    # bound (a run with them diverged to inf).
+    "LIF recurrent": ("FeedForwardSNN", dict(norm_input=False, recurrent=True,
+                                             max_spikes_per_step=1)),
     "adLIF": ("FeedForwardSNN", dict(neuron="adlif", gradient="slayer")),
     "LIF + delays": ("DelaySNN", dict(max_delay="{gap}", max_spikes_per_step=None,
                                       reset="subtract", gradient="exodus", dropout=0.0,
