@@ -4,6 +4,9 @@
     exodus-lightning fit --config configs/shd.yaml        # an experiment
     exodus-lightning fit --config configs/shd.yaml --print_config   # the resolved config
     exodus-lightning test --config configs/shd.yaml --ckpt_path best.ckpt
+    exodus-lightning prepare --config configs/shd.yaml --output data/shd-prepared  # streamable
+
+`prepare` is not a Trainer subcommand: it is dispatched to exodus_lightning.prepare.
 
 The data's `num_classes` and `input_shape` are linked to the model and to the network (when its
 constructor takes arguments of those names), so configs never repeat them.
@@ -61,7 +64,8 @@ WANDB_CONFIG_FILE_NAME = "lightning_config.yaml"
 DESCRIPTION = (
     "Train and evaluate spiking neural networks with exact EXODUS gradients. With no --config, "
     "`fit` trains on the built-in Randman task (no download). Every setting is a --key value "
-    "option or a YAML --config; `<subcommand> --help` lists them."
+    "option or a YAML --config; `<subcommand> --help` lists them. `prepare --help`: write a "
+    "recorded dataset once as chunks that every run streams."
 )
 USAGE = "%(prog)s [--config FILE] [--KEY VALUE ...]"
 SUBCOMMANDS = {
@@ -444,7 +448,9 @@ def quiet_library_noise() -> None:
         warnings.formatwarning = _format_our_warnings(warnings.formatwarning)
 
 
-def build_cli(args: list[str] | None = None, run: bool = True) -> ExodusCLI:
+def build_cli(
+    args: list[str] | None = None, run: bool = True, cli_class: type[ExodusCLI] = ExodusCLI
+) -> ExodusCLI:
     """Parse `args` (default: sys.argv), instantiate, and run the subcommand if `run`."""
     trainer_defaults: dict[str, Any] = {"callbacks": [RunSummary()]}
     defaults = {"default_config_files": [str(DEFAULT_CONFIG_FILE)]}
@@ -452,7 +458,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> ExodusCLI:
         # The CLI logs the whole nested config itself; Lightning would add the module's and the
         # DataModule's flat hyperparameters (alpha, _instantiator, ...) beside it.
         trainer_defaults["enable_autolog_hparams"] = False
-    return ExodusCLI(
+    return cli_class(
         SpikingClassifier,
         L.LightningDataModule,
         subclass_mode_data=True,
@@ -501,6 +507,11 @@ def main() -> None:
     Mistakes in the data or settings end with one message and exit status 1, no traceback.
     """
     put_working_directory_on_path()
+    if sys.argv[1:2] == ["prepare"]:
+        from exodus_lightning.prepare import main as prepare_main
+
+        prepare_main(sys.argv[2:])
+        return
     try:
         build_cli()
     except USER_ERRORS as error:

@@ -17,15 +17,25 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
-from exodus_lightning.data.transforms import CompactCounts, Pipeline
+from exodus_lightning.data.errors import InvalidDataError
+from exodus_lightning.data.transforms import Pipeline
 
-# Index bytes per stored non-zero count in the sparse form.
+# litdata infers one dtype per field from the first sample it writes, so every sample of a
+# copy uses these: counts up to 65535 per bin, flat positions up to 2**31 - 1.
+COUNT_DTYPE = np.uint16
 POSITION_DTYPE = np.int32
 
 
 def encode_frames(frames: np.ndarray) -> dict:
     """A stored frame sample: {"counts", "positions"} in the dense or sparse form (module doc)."""
-    counts = CompactCounts()(np.asarray(frames)).ravel()
+    frames = np.asarray(frames).ravel()
+    largest = frames.max(initial=0)
+    if largest > np.iinfo(COUNT_DTYPE).max:
+        raise InvalidDataError(
+            f"a time bin holds {largest} events, more than a prepared copy stores "
+            f"({np.iinfo(COUNT_DTYPE).max}); use narrower bins (bin_width_ms)"
+        )
+    counts = frames.astype(COUNT_DTYPE)
     positions = np.flatnonzero(counts).astype(POSITION_DTYPE)
     sparse_bytes = positions.nbytes + len(positions) * counts.itemsize
     if sparse_bytes < counts.nbytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import multiprocessing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,9 @@ def write_part(
             keep_data_ordered=True,
             mode="overwrite",
             verbose=progress,
+            # Forked workers inherit the opened dataset; spawned ones import torch, lightning
+            # and tonic again (~10 s each here, for every part).
+            start_method="fork" if "fork" in multiprocessing.get_all_start_methods() else None,
         )
         return
     if is_url(output):
