@@ -22,6 +22,7 @@ from exodus_lightning.data.cache import cache_folder, disk_cached
 from exodus_lightning.data.collate import pad_time_collate
 from exodus_lightning.data.stored_samples import SampleDecoder, dtype_from_json
 from exodus_lightning.data.streaming import (
+    InOrder,
     check_part,
     open_part,
     part_entry,
@@ -244,13 +245,9 @@ class EventDataModule(SpikeDataModule):
             )
         else:
             decoder = SampleDecoder(shape)
-        shuffle = part == "train"
-        # Evaluation keeps every sample (no drop); training lets litdata drop the remainder
-        # under DDP so that every rank runs as many steps.
-        return open_part(
-            self.streaming, part, decoder, shuffle=shuffle, seed=self.seed,
-            drop_last=None if shuffle else False,
-        )  # fmt: skip
+        stream = open_part(self.streaming, part, decoder, shuffle=part == "train", seed=self.seed)
+        # Training streams; evaluation reads by index in order (see InOrder).
+        return stream if part == "train" else InOrder(stream, entry["num_samples"])
 
     def splits_for(self, stage: str | None) -> list[str]:
         """The official splits that `stage` ("fit", "validate", "test", "predict"; None: all)
@@ -304,7 +301,7 @@ class EventDataModule(SpikeDataModule):
             self.test_dataset = self.make_dataset("test")
 
     def _loader(self, dataset: Dataset | None, name: str, shuffle: bool) -> DataLoader:
-        if self.streaming is None or dataset is None:
+        if self.streaming is None or dataset is None or isinstance(dataset, InOrder):
             return super()._loader(dataset, name, shuffle)
         litdata = require_litdata(f"streaming='{self.streaming}'")
         # Shuffling (from seed and epoch) and the split between ranks and workers are litdata's.

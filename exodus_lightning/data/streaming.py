@@ -213,24 +213,35 @@ def open_part(
     decoder: SampleDecoder,
     shuffle: bool,
     seed: int,
-    drop_last: bool | None,
     cache_dir: str | None = None,
 ):
     """A litdata StreamingDataset over `location/part` whose items are decoder(stored sample).
 
-    Shuffled by litdata from (seed, epoch); split between DDP ranks and DataLoader workers by
-    litdata (drop_last None: litdata's default, dropping the remainder only under DDP so every
-    rank gets as many batches).
+    Streamed by litdata, which shuffles from (seed, epoch) and splits the chunks between DDP
+    ranks and DataLoader workers; under DDP it drops the remainder (fewer than
+    world_size * batch_size samples, others each epoch) so that every rank runs as many steps.
     """
     litdata = require_litdata("Reading a prepared dataset (streaming=...)")
     return litdata.StreamingDataset(
-        join(location, part),
-        cache_dir=cache_dir,
-        shuffle=shuffle,
-        seed=seed,
-        drop_last=drop_last,
-        transform=decoder,
+        join(location, part), cache_dir=cache_dir, shuffle=shuffle, seed=seed, transform=decoder
     )
+
+
+class InOrder(Dataset):
+    """Sample i of a StreamingDataset by index, for evaluation: read in order like the tonic
+    path, so that under DDP Lightning's DistributedSampler gives every rank as many batches, as
+    it does there. (litdata's own split can leave a rank without any batch of a small part.)"""
+
+    def __init__(self, stream: Dataset, num_samples: int) -> None:
+        self.stream = stream
+        # Not len(stream): under DDP that is one rank's share.
+        self.num_samples = int(num_samples)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __getitem__(self, index: int):
+        return self.stream[index]
 
 
 def events_dtype(samples: Dataset) -> np.dtype:
