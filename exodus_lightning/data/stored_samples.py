@@ -43,6 +43,39 @@ def encode_frames(frames: np.ndarray) -> dict:
     return {"counts": counts, "positions": np.zeros(0, dtype=POSITION_DTYPE)}
 
 
+class StoredFrames:
+    """One sample's frames as stored (dense or sparse counts), decoded when needed:
+    np.asarray(frames) gives float32 frames of `shape` (T, *input_shape), and pad_time_collate
+    decodes a batch of them straight into the batch array (no per-sample float32 copy)."""
+
+    __slots__ = ("counts", "positions", "shape")
+
+    def __init__(self, counts: np.ndarray, positions: np.ndarray, shape: Sequence[int]) -> None:
+        self.counts = np.asarray(counts)
+        self.positions = np.asarray(positions)
+        self.shape = tuple(int(size) for size in shape)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        frames = decode_frames({"counts": self.counts, "positions": self.positions}, self.shape)
+        return frames if dtype is None else frames.astype(dtype)
+
+    def fill(self, row: np.ndarray) -> None:
+        """Write the frames into `row`, a zeroed flat float32 array of prod(shape) values."""
+        if self.counts.size == row.size:
+            row[:] = self.counts
+        else:
+            row[self.positions] = self.counts
+
+
+def collate_stored_frames(frames: Sequence[StoredFrames]) -> np.ndarray:
+    """float32 array (batch, *shape) of equally shaped StoredFrames."""
+    shape = frames[0].shape
+    batch = np.zeros((len(frames), int(np.prod(shape))), dtype=np.float32)
+    for row, sample in zip(batch, frames):
+        sample.fill(row)
+    return batch.reshape(len(frames), *shape)
+
+
 def decode_frames(stored: dict, shape: Sequence[int]) -> np.ndarray:
     """float32 frames of `shape` (T, *input_shape) from encode_frames' output."""
     size = int(np.prod(shape))
@@ -76,9 +109,10 @@ class SampleEncoder:
 
 
 class SampleDecoder:
-    """A stored dict -> (frames float32 (T, *input_shape), label), as the tonic path yields them.
+    """A stored dict -> (frames (T, *input_shape), label), as the tonic path yields them.
 
-    Frames copies: decode_frames. Events copies: the events (of `events_dtype`) run through
+    Frames copies: StoredFrames (decoded by np.asarray, or a whole batch at once by
+    pad_time_collate). Events copies: the events (of `events_dtype`) run through
     `after_events` (random augmentation, then binning) on every access.
     """
 
@@ -94,7 +128,8 @@ class SampleDecoder:
 
     def __call__(self, stored: dict) -> tuple[np.ndarray, int]:
         if self.events_dtype is None:
-            return decode_frames(stored, self.frame_shape), int(stored["label"])
+            frames = StoredFrames(stored["counts"], stored["positions"], self.frame_shape)
+            return frames, int(stored["label"])
         # A copy: the buffer is read-only and augmentations may write in place.
         events = np.frombuffer(stored["events"], dtype=self.events_dtype).copy()
         return self.after_events(events), int(stored["label"])

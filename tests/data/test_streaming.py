@@ -13,7 +13,8 @@ import torch
 
 from exodus_lightning.data import EventDataModule, NMNISTDataModule, SHDDataModule, SSCDataModule
 from exodus_lightning.data.errors import InvalidDataError, PreparedDataError
-from exodus_lightning.data.stored_samples import decode_frames, encode_frames
+from exodus_lightning.data.collate import pad_time_collate
+from exodus_lightning.data.stored_samples import StoredFrames, decode_frames, encode_frames
 
 litdata = pytest.importorskip("litdata")
 
@@ -228,6 +229,23 @@ def test_frames_are_stored_dense_or_sparse_whichever_is_smaller() -> None:
         assert (len(stored["positions"]) > 0 or frames.sum() == 0) == sparse
         decoded = decode_frames(stored, frames.shape)
         assert decoded.dtype == np.float32 and np.array_equal(decoded, frames)
+
+
+def test_a_batch_of_stored_frames_collates_as_the_decoded_frames() -> None:
+    rng = np.random.default_rng(1)
+    shape = (4, 2, 3, 3)
+    dense = rng.integers(0, 3, shape).astype(np.float32)
+    sparse = np.zeros(shape, dtype=np.float32)
+    sparse[1, 0, 2, 1] = 5.0
+    samples = [
+        (StoredFrames(**encode_frames(frames), shape=shape), label)
+        for label, frames in enumerate((dense, sparse, np.zeros(shape)))
+    ]
+    assert np.array_equal(np.asarray(samples[1][0]), sparse)
+    inputs, targets = pad_time_collate(samples)
+    expected, _ = pad_time_collate([(np.asarray(frames), label) for frames, label in samples])
+    assert inputs.dtype == torch.float32 and inputs.shape == (3, *shape)
+    assert torch.equal(inputs, expected) and targets.tolist() == [0, 1, 2]
 
 
 def test_counts_too_large_to_store_are_refused() -> None:
