@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from exodus_lightning.data import EventDataModule, NMNISTDataModule, SHDDataModule, SSCDataModule
-from exodus_lightning.data.errors import InvalidDataError, PreparedDataError
 from exodus_lightning.data.collate import pad_time_collate
+from exodus_lightning.data.errors import InvalidDataError, PreparedDataError
 from exodus_lightning.data.stored_samples import StoredFrames, decode_frames, encode_frames
 
 litdata = pytest.importorskip("litdata")
