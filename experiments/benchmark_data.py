@@ -17,6 +17,7 @@ may be shared). Prints a Markdown table.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import shutil
 import sys
@@ -111,7 +112,10 @@ def time_epochs(module, repeats: int) -> tuple[float, float]:
         best_latency = min(best_latency, time.perf_counter() - start)
         count = len(targets) + sum(len(targets) for _, targets in batches)
         best_rate = max(best_rate, count / (time.perf_counter() - start))
-        del batches, loader  # stops the workers before the next epoch
+        del batches, loader
+        # Stops this epoch's workers now: workers forked later would otherwise inherit the
+        # iterator and fail to shut it down ("can only test a child process").
+        gc.collect()
     return best_rate, best_latency
 
 
