@@ -4,6 +4,7 @@ were made with other settings."""
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 from pathlib import Path
 
@@ -276,3 +277,32 @@ def test_the_prepare_command_uses_the_fit_configs(
     inputs, targets = next(iter(reader.test_dataloader()))
     assert inputs.shape == (8, 20, 100) and targets.shape == (8,)
     assert f"--data.init_args.streaming {output}" in capsys.readouterr().out
+    # Data that is generated, not recorded, ends in one line naming the problem.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--output", str(tmp_path / "randman"), "--num_workers", "0"])
+    assert exit_info.value.code == 1
+    message = capsys.readouterr().err
+    assert message.startswith("exodus-lightning prepare: error: RandmanDataModule is not a")
+    assert len(message.strip().splitlines()) == 1
+
+
+def test_lightning_trains_and_validates_on_a_prepared_copy(shd_root: Path, tmp_path: Path) -> None:
+    import lightning as L
+
+    from tests.data.test_event_datamodules import _TinyClassifier
+
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    datamodule = make(SHDDataModule, tmp_path / "no raw data here", **SHD_SETTINGS,
+                      streaming=str(output))  # fmt: skip
+    model = _TinyClassifier(int(np.prod(datamodule.input_shape)), datamodule.num_classes)
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=datamodule)
+    assert trainer.state.finished and trainer.global_step == 2 * 9  # 36 samples, batches of 4
+    assert "val_loss" in trainer.callback_metrics
+    # ddp_spawn and spawned workers pickle the datasets.
+    for dataset in (datamodule.train_dataset, datamodule.val_dataset):
+        restored = pickle.loads(pickle.dumps(dataset))
+        assert np.array_equal(np.asarray(restored[0][0]), np.asarray(dataset[0][0]))
