@@ -28,6 +28,7 @@ from exodus_lightning.data.streaming import (
     part_entry,
     read_manifest,
     require_litdata,
+    streaming_loader,
 )
 from exodus_lightning.data.tonic_loading import CheckedSamples, open_tonic_dataset
 from exodus_lightning.data.transforms import (
@@ -303,9 +304,8 @@ class EventDataModule(SpikeDataModule):
     def _loader(self, dataset: Dataset | None, name: str, shuffle: bool) -> DataLoader:
         if self.streaming is None or dataset is None or isinstance(dataset, InOrder):
             return super()._loader(dataset, name, shuffle)
-        litdata = require_litdata(f"streaming='{self.streaming}'")
         # Shuffling (from seed and epoch) and the split between ranks and workers are litdata's.
-        return litdata.StreamingDataLoader(
+        return streaming_loader(
             dataset,
             batch_size=self.batch_size,
             num_workers=self.num_workers,

@@ -249,3 +249,25 @@ def events_dtype(samples: Dataset) -> np.dtype:
     events, _ = samples[0]
     return np.asarray(events).dtype
 
+
+
+def streaming_loader(dataset: Dataset, **loader_settings: Any):
+    """litdata's StreamingDataLoader over `dataset`, for training: shuffled by litdata from
+    (seed, epoch), split between ranks and workers, its position saved in Lightning checkpoints
+    and restored on resume (see ResumingStreamingLoader)."""
+    litdata = require_litdata("Reading a prepared dataset (streaming=...)")
+
+    class ResumingStreamingLoader(litdata.StreamingDataLoader):
+        """After a resume, litdata replays the restored epoch's remainder until one pass runs
+        to its end; Lightning stops pulling batches at the epoch's known length, so every later
+        epoch would replay it again. Here the restored state serves the first pass only."""
+
+        _served_restored_pass = False
+
+        def __iter__(self):
+            if self.restore and self._served_restored_pass:
+                self.restore = False
+            self._served_restored_pass = self.restore
+            return super().__iter__()
+
+    return ResumingStreamingLoader(dataset, **loader_settings)

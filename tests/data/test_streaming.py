@@ -306,3 +306,43 @@ def test_lightning_trains_and_validates_on_a_prepared_copy(shd_root: Path, tmp_p
     for dataset in (datamodule.train_dataset, datamodule.val_dataset):
         restored = pickle.loads(pickle.dumps(dataset))
         assert np.array_equal(np.asarray(restored[0][0]), np.asarray(dataset[0][0]))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resuming_mid_epoch_continues_exactly(
+    num_workers: int, shd_root: Path, tmp_path: Path
+) -> None:
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from tests.data.test_event_datamodules import _TinyClassifier
+
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+
+    class Recorder(_TinyClassifier):
+        def on_train_batch_start(self, batch, batch_index) -> None:
+            self.seen.append(batch[1].tolist())
+
+    def fit(checkpoint: str | None = None) -> list[list[int]]:
+        # Paths as strings: the checkpoint holds the DataModule's arguments, and
+        # Lightning's weights_only loading refuses Path objects.
+        datamodule = make(SHDDataModule, str(shd_root), **SHD_SETTINGS, streaming=str(output),
+                          num_workers=num_workers)  # fmt: skip
+        model = Recorder(int(np.prod(datamodule.input_shape)), datamodule.num_classes)
+        model.seen = []
+        # Saves at step 13: 9 batches per epoch, so 4 batches into the second epoch.
+        saver = ModelCheckpoint(dirpath=tmp_path / "checkpoints", filename="{step}",
+                                every_n_train_steps=13, save_top_k=-1)  # fmt: skip
+        trainer = L.Trainer(
+            max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False,
+            enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0,
+            num_sanity_val_steps=0, callbacks=[saver] if checkpoint is None else [],
+            enable_checkpointing=checkpoint is None,
+        )  # fmt: skip
+        trainer.fit(model, datamodule=datamodule, ckpt_path=checkpoint)
+        return model.seen
+
+    straight = fit()
+    assert len(straight) == 27 and straight[:9] != straight[9:18]  # epochs are reshuffled
+    resumed = fit(str(tmp_path / "checkpoints" / "step=13.ckpt"))
+    assert resumed == straight[13:]  # the rest of the second epoch, then the third
