@@ -76,12 +76,16 @@ def parse_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Entry point of `exodus-lightning prepare`; returns the manifest written."""
     options, cli_args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    # LightningCLI warns when sys.argv holds arguments besides `args`: here they are ours.
+    command_line, sys.argv = sys.argv, sys.argv[:1]
     try:
         datamodule = build_cli(cli_args, run=False, cli_class=DataOnlyCLI).datamodule
         manifest = prepare_copy(datamodule, options.output, options.num_workers, options.store)
     except (*USER_ERRORS, ValueError) as error:
         print(f"{PROG} prepare: error: {user_error_message(error)}", file=sys.stderr, flush=True)
         sys.exit(1)
+    finally:
+        sys.argv = command_line
     for part, entry in manifest["parts"].items():
         print(
             f"{part}: {entry['num_samples']} {entry['stored']} samples of {entry['split']} "
