@@ -6,7 +6,8 @@
     exodus-lightning test --config configs/shd.yaml --ckpt_path best.ckpt
     exodus-lightning prepare --config configs/shd.yaml --output data/shd-prepared  # streamable
 
-`prepare` is not a Trainer subcommand: it is dispatched to exodus_lightning.prepare.
+`prepare` and `export` are not Trainer subcommands: main() dispatches them to
+exodus_lightning.prepare and exodus_lightning.export.
 
 The data's `num_classes` and `input_shape` are linked to the model and to the network (when its
 constructor takes arguments of those names), so configs never repeat them.
@@ -64,8 +65,9 @@ WANDB_CONFIG_FILE_NAME = "lightning_config.yaml"
 DESCRIPTION = (
     "Train and evaluate spiking neural networks with exact EXODUS gradients. With no --config, "
     "`fit` trains on the built-in Randman task (no download). Every setting is a --key value "
-    "option or a YAML --config; `<subcommand> --help` lists them. `prepare --help`: write a "
-    "recorded dataset once as chunks that every run streams."
+    "option or a YAML --config; `<subcommand> --help` lists them. `export --ckpt_path FILE "
+    "--output model.nir` writes a trained network as NIR, for hardware and other simulators. "
+    "`prepare --help`: write a recorded dataset once as chunks that every run streams."
 )
 USAGE = "%(prog)s [--config FILE] [--KEY VALUE ...]"
 SUBCOMMANDS = {
@@ -508,9 +510,16 @@ def main() -> None:
     """
     put_working_directory_on_path()
     if sys.argv[1:2] == ["prepare"]:
+        # Not a Trainer subcommand: it only builds the DataModule and writes its samples.
         from exodus_lightning.prepare import main as prepare_main
 
         prepare_main(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["export"]:
+        # Not a Trainer subcommand: it only reads a checkpoint and writes a file.
+        from exodus_lightning.export import main as export_main
+
+        export_main(sys.argv[2:])
         return
     try:
         build_cli()

@@ -1,4 +1,5 @@
-"""Speed and memory of one LIF (or ALIF) layer: the EXODUS extension vs the BPTT reference loop.
+"""Speed and memory of one LIF (ALIF, adLIF) layer: the EXODUS extension vs the BPTT reference
+loop.
 
 Prints a Markdown table of forward+backward median time and peak extra memory for each
 (batch, time, features) shape, on CPU and (when present) CUDA, plus a sweep over T at fixed
@@ -82,7 +83,8 @@ class PeakRSS:
 
 # Which LIF parameters get gradients in a benchmark case, and how its row is labelled.
 TRAINABLE = {"": "", "alpha": " trainable α", "alpha+threshold": " trainable α, θ",
-             "alpha+rho+beta+b0": " trainable α, ρ, β, b0"}
+             "alpha+rho+beta+b0": " trainable α, ρ, β, b0",
+             "alpha+beta+a+b": " trainable α, β, a, b"}
 
 
 def measure(
@@ -95,12 +97,15 @@ def measure(
     trainable: str = "",
     neuron: str = "lif",
 ) -> dict:
-    """Median forward+backward seconds and peak extra memory (MB) of one LIF or ALIF layer.
+    """Median forward+backward seconds and peak extra memory (MB) of one LIF, ALIF or adLIF
+    layer.
 
     α = 0.9 and θ = 1, fixed (the backward then needs no parameter gradients) or, as named in
     ``trainable`` ("alpha", "alpha+threshold"), per-neuron parameters that get gradients:
     "alpha" is nn.LIF's default (τ trains, θ does not). ALIF (``neuron="alif"``): ρ = 0.95,
-    β = 1.8 (sinabs' default), b0 = θ; "alpha+rho+beta+b0" trains all four.
+    β = 1.8 (sinabs' default), b0 = θ; "alpha+rho+beta+b0" trains all four. adLIF
+    (``neuron="adlif"``): β = 0.99, a = 60, b = 120 (mid-range of SE-adLIF's q·a, q·b), a
+    stronger drive for a similar spike rate; "alpha+beta+a+b" trains all four (as SE-adLIF).
 
     Peak extra memory: the highest memory during the first full-size step minus what was there
     before it (inputs, interpreter, libraries): resident memory on CPU, allocated memory on CUDA.
@@ -114,23 +119,31 @@ def measure(
 
     torch.manual_seed(0)
     # ~10 % spike rate, like PEERS.md's measurements.
-    x = (torch.randn(batch, time, features, device=device) * 0.6 + 0.25).requires_grad_()
+    drive = torch.randn(batch, time, features, device=device) * 0.6 + 0.25
+    if neuron == "adlif":  # the input enters scaled by 1 − α, and adaptation pulls u down
+        drive = drive * 8 + 3
+    x = drive.requires_grad_()
     upstream = torch.randn(batch, time, features, device=device)
     trained = trainable.split("+") if trainable else []
     alpha = torch.full((features,), 0.9, device=device, requires_grad="alpha" in trained)
     threshold = torch.ones(features, device=device,
                            requires_grad="threshold" in trained or "b0" in trained)
     rho = torch.full((features,), 0.95, device=device, requires_grad="rho" in trained)
-    beta = torch.full((features,), 1.8, device=device, requires_grad="beta" in trained)
+    beta = torch.full((features,), 0.99 if neuron == "adlif" else 1.8, device=device,
+                      requires_grad="beta" in trained)
+    a = torch.full((features,), 60.0, device=device, requires_grad="a" in trained)
+    b = torch.full((features,), 120.0, device=device, requires_grad="b" in trained)
 
     def layer(x, alpha, threshold):
         if neuron == "alif":
             return ops.alif(x, alpha, rho, beta, threshold, max_spikes=None, backend=backend)[0]
+        if neuron == "adlif":
+            return ops.adlif(x, alpha, beta, a, b, threshold, backend=backend)[0]
         return ops.lif(x, alpha, threshold, backend=backend)[0]
 
     def step():
         layer(x, alpha, threshold).backward(upstream)
-        x.grad = alpha.grad = threshold.grad = rho.grad = beta.grad = None
+        x.grad = alpha.grad = threshold.grad = rho.grad = beta.grad = a.grad = b.grad = None
         if device == "cuda":
             torch.cuda.synchronize()
 
@@ -237,14 +250,15 @@ def main(argv: list[str] | None = None) -> None:
         cases += [(*shapes[0], "alpha", "lif"), (*shapes[0], "alpha+threshold", "lif")]
         cases += [(1, t, bf, "", "lif") for t in sweep]
         cases += [(*shapes[0], "", "alif"), (*shapes[0], "alpha+rho+beta+b0", "alif")]
+        cases += [(*shapes[0], "", "adlif"), (*shapes[0], "alpha+beta+a+b", "adlif")]
         for batch, time, features, trainable, neuron in cases:
             case = dict(settings, batch=batch, time=time, features=features, trainable=trainable,
                         neuron=neuron)
             ext, ref = (run(dict(case, backend=b)) for b in ("extension", "reference"))
             if neuron == "lif":
                 results[(batch, time, features, trainable)] = ext
-            label = ("ALIF " if neuron == "alif" else "") + f"({batch}, {time}, {features})" + (
-                TRAINABLE[trainable])
+            label = {"lif": "", "alif": "ALIF ", "adlif": "adLIF "}[neuron] + (
+                f"({batch}, {time}, {features})" + TRAINABLE[trainable])
             rows.append(
                 {
                     "(B, T, F)": label,
@@ -261,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"reference {ref['seconds'] * 1e3:.1f} ms",
                 file=sys.stderr,
             )
-        print(f"### {device}: one LIF (or ALIF) layer, forward + backward (median of "
+        print(f"### {device}: one LIF (ALIF, adLIF) layer, forward + backward (median of "
               f"{options.repeats})\n")
         print(report.markdown_table(rows), end="")
         last = results[(1, sweep[-1], bf, "")]["seconds"]

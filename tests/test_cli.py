@@ -608,8 +608,8 @@ def test_help_is_short_and_names_the_tool(workdir, capsys):
     text = " ".join(fit_help.split())
     assert "torch.nn.Linear" not in text  # every imported torch.nn class was listed
     assert (
-        "built in: exodus_lightning.models.ConvSNN, exodus_lightning.models.FeedForwardSNN;"
-        " or any torch.nn.Module importable by class path"
+        "built in: exodus_lightning.models.ConvSNN, exodus_lightning.models.DelaySNN, "
+        "exodus_lightning.models.FeedForwardSNN; or any torch.nn.Module importable by class path"
     ) in text
 
 

@@ -1,5 +1,6 @@
 """Lightning callbacks: spike rasters, spike-activity warnings, a non-finite guard, progress,
-predictions files, an end-of-run summary, figure helpers, sigma annealing of learnable delays."""
+predictions files, an end-of-run summary, figure helpers, sigma annealing of learnable delays,
+a NIR export of the best network."""
 
 from exodus_lightning.callbacks.figures import (
     confusion_matrix_figure,
@@ -7,6 +8,7 @@ from exodus_lightning.callbacks.figures import (
     spike_raster_figure,
 )
 from exodus_lightning.callbacks.finite_guard import NonFiniteError, NonFiniteGuard
+from exodus_lightning.callbacks.nir_export import NIRExport, NIRExportWarning
 from exodus_lightning.callbacks.predictions import PredictionWriter, predictions_from_csv
 from exodus_lightning.callbacks.progress import ProgressBar
 from exodus_lightning.callbacks.run_summary import RunSummary, run_folder
@@ -15,6 +17,8 @@ from exodus_lightning.callbacks.spike_activity import SpikeActivityCheck, SpikeA
 from exodus_lightning.callbacks.spike_raster import SpikeRasterLogger
 
 __all__ = [
+    "NIRExport",
+    "NIRExportWarning",
     "NonFiniteError",
     "NonFiniteGuard",
     "PredictionWriter",

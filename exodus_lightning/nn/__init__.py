@@ -1,4 +1,5 @@
-"""Spiking layers on the EXODUS ops, drop-in for sinabs' LIF, IAF, ALIF, ExpLeak and their variants.
+"""Spiking layers on the EXODUS ops, drop-in for sinabs' LIF, IAF, ALIF, ExpLeak and their
+variants, and SE-adLIF's adaptive LIF (``adLIF``).
 
 Layers take (batch, time, *features); their ``*Squeeze`` variants take (batch·time, *features)
 for conv stacks. ``DelayedLinear`` is a linear map with a learnable delay per synapse.
@@ -8,6 +9,7 @@ act on every layer of a network. ``activation`` holds sinabs-style spike and res
 
 from . import activation, surrogate
 from .activation import UnsupportedActivationError
+from .adlif import adLIF, apply_parameter_constraints
 from .alif import ALIF, ALIFSqueeze
 from .delay import DelayedLinear
 from .exp_leak import ExpLeak, ExpLeakSqueeze
@@ -20,6 +22,8 @@ from .spiking import SpikingLayer
 from .stateful import StatefulLayer, detach_states, reset_states, zero_grad
 
 __all__ = [
+    "adLIF",
+    "apply_parameter_constraints",
     "ALIF",
     "ALIFRecurrent",
     "ALIFSqueeze",

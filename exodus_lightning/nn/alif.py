@@ -183,16 +183,23 @@ class ALIF(SpikingLayer):
             surrogate=act.fused_surrogate(self.surrogate_grad_fn), reset=self._reset,
             gradient=self.gradient, backend=self.backend,
         )
+        return spikes, self._record(spikes, v_mem, b, b_init,
+                                    None if alpha_syn is None else i_syn)
+
+    def _record(self, spikes: Tensor, v_mem: Tensor, b: Tensor, b_init: Tensor,
+                i_syn: Tensor | None) -> dict[str, Tensor]:
+        """Set the state spike_threshold from b_T (self.b) and return the recordings (empty
+        without record_states) from the op's traces and the adaptation b_init before them."""
         dtype = self.b.dtype
         self.spike_threshold = self.b0.to(dtype) + self.adapt_scale.to(dtype) * self.b
         recordings = {}
         if self.record_states:
             recordings["v_mem"] = self._post_reset(v_mem, spikes, b, b_init)
-            if alpha_syn is not None:
+            if i_syn is not None:
                 recordings["i_syn"] = i_syn
             recordings["b"] = b
             recordings["spike_threshold"] = self.b0.to(dtype) + self.adapt_scale.to(dtype) * b
-        return spikes, recordings
+        return recordings
 
     def _post_reset(self, v_mem: Tensor, spikes: Tensor, b: Tensor, b_init: Tensor) -> Tensor:
         """The post-reset, clipped state trace v⁺ (what sinabs records), from the pre-reset

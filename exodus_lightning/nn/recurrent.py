@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from exodus_lightning import ops
+
 from . import activation as act
 from . import parameters as p
 from .alif import ALIF
@@ -16,11 +18,17 @@ from .lif import _DEFAULT_SURROGATE, LIF, SurrogateFn
 
 
 class _Recurrent:
-    """The time loop shared by LIFRecurrent and IAFRecurrent (put it first in the bases)."""
+    """The recurrent forward pass shared by the recurrent layers (put it first in the bases):
+    the whole-sequence function for a linear rec_connect (``_scan``), else the per-step loop
+    over the layer's ``_run`` (``_loop``). A neuron layer gets the fused path by overriding
+    ``_scan`` with its own ops-level function (a RecurrentNeuron in ops/, as ALIFRecurrent
+    does) and setting ``_has_scan = True``; until then it loops."""
 
     # sinabs' recurrent layers restart from zeros on any change of the input shape.
     batch_change = "zeros"
     rec_connect: nn.Module
+    # Whether _scan runs this layer's dynamics; the others always loop.
+    _has_scan = False
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, *features) input current -> spikes of the same shape and dtype.
@@ -31,6 +39,53 @@ class _Recurrent:
         p.check_input(type(self).__name__, x)
         self._check_parameters(x)
         self.prepare_states(x)
+        linear = self._fused_linear(x)
+        if linear is None:
+            out, self.recordings = self._loop(x)
+        else:
+            out, self.recordings = self._scan(x, *linear)
+        self._last_output = out
+        return out
+
+    def _fused_linear(self, x: Tensor) -> tuple[Tensor, Tensor | None] | None:
+        """(weight, bias) when the whole-sequence function can run this call, else None."""
+        if (not self._has_scan or x.dtype not in (torch.float32, torch.float64)
+                or torch.is_autocast_enabled(x.device.type) or self.backend == "reference"
+                or x.shape[1] == 0):
+            return None
+        linear = linear_connection(self.rec_connect, x.shape[2:])
+        if linear is None or linear.weight.dtype != x.dtype or linear.weight.device != x.device:
+            return None
+        if self.backend == "auto" and not ops.try_build_and_load(x.device.type):
+            return None  # the loop's op calls fall back to the reference, with a warning
+        return linear.weight, linear.bias
+
+    def _scan(self, x: Tensor, weight: Tensor, bias: Tensor | None
+              ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The whole sequence as one autograd function (ops.lif_recurrent)."""
+        alpha = self.alpha_mem_calculated if self._leaky else 1.0
+        beta = self.alpha_syn_calculated
+        subtract = self._subtract_tensor(x)
+        gradient = self.gradient
+        spikes, v_mem, i_syn, self.v_mem, i_last = ops.lif_recurrent(
+            x, weight, bias, alpha, self.spike_threshold, self.v_mem, beta=beta,
+            i_init=None if beta is None else self.i_syn, decay_early=self.decay_early,
+            norm_input=self.norm_input, subtract=subtract, min_v_mem=self.min_v_mem,
+            max_spikes=self._max_spikes, surrogate=act.fused_surrogate(self.surrogate_grad_fn),
+            reset=self._reset, gradient=gradient, backend=self.backend,
+        )
+        recordings = {}
+        if beta is not None:
+            self.i_syn = i_last
+        if self.record_states:
+            recordings["v_mem"] = self._post_reset(v_mem, spikes, subtract, gradient)
+            if beta is not None:
+                recordings["i_syn"] = i_syn
+        return spikes, recordings
+
+    def _loop(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Any rec_connect: a Python loop over time, the layer's op on one step per call and
+        rec_connect once per step, differentiated by autograd."""
         batch, features = x.shape[0], x.shape[2:]
         feedback = x.new_zeros((batch, *features))
         spikes, recordings = [], []
@@ -41,14 +96,9 @@ class _Recurrent:
             recordings.append(rec_t)
             feedback = self.rec_connect(s_t.squeeze(1)).reshape(batch, *features).to(x.dtype)
         if not spikes:
-            out = x.new_empty(x.shape)
-            self.recordings = {}
-        else:
-            out = torch.cat(spikes, 1)
-            self.recordings = {name: torch.cat([r[name] for r in recordings], 1)
-                               for name in recordings[0]}
-        self._last_output = out
-        return out
+            return x.new_empty(x.shape), {}
+        return torch.cat(spikes, 1), {name: torch.cat([r[name] for r in recordings], 1)
+                                      for name in recordings[0]}
 
     @property
     def _param_dict(self) -> dict[str, Any]:
@@ -64,13 +114,19 @@ class LIFRecurrent(_Recurrent, LIF):
     and x̃ drives the LIF dynamics of :class:`LIF` (synaptic current, norm_input, reset,
     min_v_mem, all as there and as in sinabs). Gradients are exact BPTT, equal to sinabs'.
 
-    Cost: the feedback makes each step depend on the last, so time cannot be fused. The layer
-    loops over time in Python and calls the op with one step per call (plus rec_connect once
-    per step): T small kernel calls forward and T backward, each with the op's per-call
-    overhead (argument checks, autograd nodes, ~0.5 ms on CPU). Measured on CPU at
-    (32, 300, 512) with an nn.Linear connection, which dominates the forward pass: 2–3× faster
-    than sinabs' loop forward + backward, about as fast forward only; far from the time-fused
-    speed of :class:`LIF`. On a GPU the per-call launch latency dominates for small layers.
+    Two ways to run, chosen per call:
+    - ``rec_connect`` a linear map of the flat features (``nn.Linear(N, N)`` on 1-d features,
+      ``nn.Sequential(nn.Flatten(), nn.Linear(N, N))`` on any, with or without bias; see
+      :func:`linear_connection`), float32/float64 input, no autocast: the whole sequence is one
+      autograd function (:func:`exodus_lightning.ops.lif_recurrent`): per step a matmul and the
+      fused neuron step, backward a reverse loop of the fused adjoint step and the transposed
+      matmul, the weight gradient as one matmul. It keeps only the spikes and membrane traces
+      for backward, not a graph per step.
+    - any other module (convolutions, nonlinear maps, hooks, half precision): a Python loop over
+      time calling the op with one step at a time and rec_connect once per step, differentiated
+      by autograd.
+    Both give sinabs' spikes and states, and the same gradients (the fused function's forward
+    values are bit for bit the loop's).
 
     Args:
         tau_mem, tau_syn, spike_threshold, ...: as :class:`LIF`, in sinabs' positions.
@@ -78,6 +134,8 @@ class LIFRecurrent(_Recurrent, LIF):
             per sample (reshaped to the features), e.g. nn.Sequential(nn.Flatten(),
             nn.Linear(n, n, bias=False)).
     """
+
+    _has_scan = True
 
     def __init__(
         self,
@@ -107,6 +165,8 @@ class IAFRecurrent(_Recurrent, IAF):
     """IAF neurons whose spikes feed back through ``rec_connect`` at the next step; see
     :class:`LIFRecurrent` (the same loop, its cost and exact gradients) and :class:`IAF`."""
 
+    _has_scan = True
+
     def __init__(
         self,
         rec_connect: nn.Module,
@@ -129,8 +189,11 @@ class IAFRecurrent(_Recurrent, IAF):
 
 class ALIFRecurrent(_Recurrent, ALIF):
     """ALIF neurons whose spikes feed back through ``rec_connect`` at the next step (sinabs'
-    ``ALIFRecurrent``); see :class:`LIFRecurrent` (the same loop, its cost and exact gradients)
-    and :class:`ALIF`."""
+    ``ALIFRecurrent``); see :class:`ALIF`. As :class:`LIFRecurrent`: a linear rec_connect runs
+    the whole sequence as one autograd function (:func:`exodus_lightning.ops.alif_recurrent`),
+    any other module the per-step loop; the same spikes, states and gradients either way."""
+
+    _has_scan = True
 
     def __init__(
         self,
@@ -155,6 +218,59 @@ class ALIFRecurrent(_Recurrent, ALIF):
                          record_states, **kwargs)
         _check_module(rec_connect)
         self.rec_connect = rec_connect
+
+    def _scan(self, x: Tensor, weight: Tensor, bias: Tensor | None
+              ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The whole sequence as one autograd function (ops.alif_recurrent)."""
+        alpha, rho = self.alpha_mem_calculated, self.alpha_adapt_calculated
+        alpha_syn = self.alpha_syn_calculated
+        decay = None
+        if alpha_syn is not None:
+            # ALIF's synaptic state is the normalised current (see ALIF._run): the norm is
+            # part of its decay, not of the drive.
+            decay = alpha_syn * (1 - alpha) if self.norm_input else alpha_syn
+        b_init = self.b
+        spikes, v_mem, b, i_syn, self.v_mem, self.b, i_last = ops.alif_recurrent(
+            x, weight, bias, alpha, rho, self.adapt_scale, self.b0, self.v_mem, b_init,
+            syn_decay=decay, i_init=None if decay is None else self.i_syn,
+            norm_input=self.norm_input and decay is None, min_v_mem=self.min_v_mem,
+            max_spikes=self._max_spikes, surrogate=act.fused_surrogate(self.surrogate_grad_fn),
+            reset=self._reset, gradient=self.gradient, backend=self.backend,
+        )
+        if decay is not None:
+            self.i_syn = i_last
+        return spikes, self._record(spikes, v_mem, b, b_init, i_syn)
+
+
+def linear_connection(rec_connect: nn.Module, features: torch.Size) -> nn.Linear | None:
+    """The nn.Linear(N, N) that rec_connect is on flat features, or None for any other module.
+
+    Recognised: ``nn.Sequential(nn.Flatten(), nn.Linear(N, N))`` (any feature shape), and
+    ``nn.Linear(N, N)`` or ``nn.Sequential(nn.Linear(N, N))`` on 1-d features (on more axes a
+    Linear acts on the last one only), with or without bias. Exact types only (a subclass or a
+    parametrized Linear may compute something else) and no hooks on any of the modules (the
+    fused function would skip them).
+    """
+    modules = list(rec_connect) if type(rec_connect) is nn.Sequential else [rec_connect]
+    if any(_has_hooks(m) for m in [rec_connect, *modules]):
+        return None
+    if len(modules) == 2 and type(modules[0]) is nn.Flatten:
+        flatten, linear = modules
+        if (flatten.start_dim, flatten.end_dim) != (1, -1):
+            return None
+    elif len(modules) == 1 and len(features) == 1:
+        (linear,) = modules
+    else:
+        return None
+    n = features.numel()
+    if type(linear) is not nn.Linear or (linear.in_features, linear.out_features) != (n, n):
+        return None
+    return linear
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    return any(getattr(module, name, None) for name in (
+        "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
 
 
 def _check_module(rec_connect: Any) -> None:

@@ -1,4 +1,5 @@
-"""EXODUS custom ops: functional LIF and leaky integration with fused kernels and exact gradients.
+"""EXODUS custom ops: functional LIF, ALIF, adLIF and leaky integration with fused kernels and
+exact gradients.
 
 Lowest Python layer of exodus_lightning: imports nothing from nn/models/data.
 """
@@ -8,15 +9,30 @@ from ._arguments import check_choice, state_dtype
 from ._codes import BACKENDS, GRADIENTS, RESETS
 from ._extension import ExtensionBuildError, is_available, try_build_and_load
 from ._extension import load as load_extension
+from .adlif import adlif
 from .alif import alif
 from .cpu_memory import keep_freed_memory
 from .leaky import leaky_integrate
 from .lif import lif
-from .reference import alif_reference, leaky_integrate_reference, lif_reference
+from .recurrent import RecurrentNeuron, recurrent_scan
+from .recurrent_alif import alif_recurrent
+from .recurrent_lif import lif_recurrent
+from .reference import (
+    adlif_reference,
+    alif_recurrent_reference,
+    alif_reference,
+    leaky_integrate_reference,
+    lif_recurrent_reference,
+    lif_reference,
+)
 
 __all__ = [
     "BACKENDS",
+    "adlif",
+    "adlif_reference",
     "alif",
+    "alif_recurrent",
+    "alif_recurrent_reference",
     "alif_reference",
     "GRADIENTS",
     "RESETS",
@@ -27,7 +43,11 @@ __all__ = [
     "leaky_integrate",
     "leaky_integrate_reference",
     "lif",
+    "lif_recurrent",
+    "lif_recurrent_reference",
     "lif_reference",
+    "recurrent_scan",
+    "RecurrentNeuron",
     "state_dtype",
     "try_build_and_load",
     "load_extension",

@@ -27,6 +27,8 @@ Number = int | float
 
 def _bounds(value: Number | Tensor) -> tuple[float, float]:
     if isinstance(value, Tensor):
+        if value.numel() == 0:  # no values (zero features): (inf, −inf) passes every check
+            return math.inf, -math.inf
         return value.min().item(), value.max().item()
     return float(value), float(value)
 
@@ -136,6 +138,20 @@ def check_threshold(threshold: Number | Tensor, min_v_mem: Number | Tensor | Non
     check_values(threshold_problem, name, threshold)
     if min_v_mem is not None:
         check_values(below_threshold_problem, name, threshold, min_v_mem)
+
+
+@value_check()
+def finite_problem(name: str, value: Number | Tensor) -> str | None:
+    """value must be finite (no NaN, no ±inf)."""
+    low, high = _bounds(value)
+    if not (-math.inf < low and high < math.inf):  # NaN fails both comparisons
+        return f"{name} must be finite, got values in [{low}, {high}]"
+    return None
+
+
+def check_finite(value: Number | Tensor, name: str) -> None:
+    """A finite value (numbers or tensors, as the user gave them)."""
+    check_values(finite_problem, name, value)
 
 
 def check_max_spikes(max_spikes: int | None) -> int:

@@ -23,6 +23,8 @@ from ._codes import SURROGATE_GIVEN
 PARAM_GRAD_BITS = {"alpha": 1, "threshold": 2, "subtract": 4, "min_v_mem": 8}
 # The same for alif_backward (extensions/exodus/alif_step.h).
 ALIF_PARAM_GRAD_BITS = {"alpha": 1, "rho": 2, "beta": 4, "b0": 8, "min_v_mem": 16}
+# The same for adlif_backward (extensions/exodus/adlif_step.h).
+ADLIF_PARAM_GRAD_BITS = {"alpha": 1, "beta": 2, "a": 4, "b": 8, "threshold": 16}
 
 # The op schemas, also defined for the CUDA kernels' host emulation (ops/cuda_emulation.py).
 # lif_backward's grad_spikes is optional (None: no gradient on the spikes, and grad_x comes back
@@ -61,6 +63,22 @@ SCHEMAS = {
         "float[] surrogate_params, int param_grads) -> (Tensor grad_x, Tensor grad_v_init, "
         "Tensor grad_b_init, Tensor grad_alpha, Tensor grad_rho, Tensor grad_beta, "
         "Tensor grad_b0, Tensor grad_min_v_mem)"
+    ),
+    # adLIF (docs/adlif_math.md). adlif_backward reads x only for grad_alpha (None otherwise).
+    "adlif_forward": (
+        "adlif_forward(Tensor x, Tensor u_init, Tensor w_init, Tensor alpha, Tensor beta, "
+        "Tensor a, Tensor b, Tensor threshold, int gradient, int surrogate, "
+        "float[] surrogate_params) -> (Tensor spikes, Tensor u_mem, Tensor w, Tensor u_last, "
+        "Tensor w_last)"
+    ),
+    "adlif_backward": (
+        "adlif_backward(Tensor? grad_spikes, Tensor? grad_u_mem, Tensor? grad_w, "
+        "Tensor grad_u_last, Tensor grad_w_last, Tensor u_mem, Tensor w, Tensor? x, "
+        "Tensor? sigma, Tensor u_init, Tensor w_init, Tensor alpha, Tensor beta, Tensor a, "
+        "Tensor b, Tensor threshold, int gradient, int surrogate, float[] surrogate_params, "
+        "int param_grads) -> (Tensor grad_x, Tensor grad_u_init, Tensor grad_w_init, "
+        "Tensor grad_alpha, Tensor grad_beta, Tensor grad_a, Tensor grad_b, "
+        "Tensor grad_threshold)"
     ),
 }
 
@@ -125,6 +143,24 @@ def _alif_backward_fake(grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_las
     )
 
 
+def _adlif_forward_fake(x, u_init, w_init, alpha, *_):
+    return (_empty(x), _empty(x, alpha.dtype), _empty(x, alpha.dtype), _empty(u_init),
+            _empty(w_init))
+
+
+def _adlif_backward_fake(grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last, u_mem, w, x,
+                         sigma, u_init, w_init, alpha, beta, a, b, threshold, gradient,
+                         surrogate, surrogate_params, param_grads):
+    per_feature = (u_mem.shape[0], alpha.shape[0])
+    return (
+        _empty(u_mem if grad_spikes is None else grad_spikes),
+        _empty(u_init),
+        _empty(w_init),
+        *(u_mem.new_empty(per_feature if param_grads & bit else (0,))
+          for bit in ADLIF_PARAM_GRAD_BITS.values()),
+    )
+
+
 _FAKES = {
     "lif_forward": _lif_forward_fake,
     "lif_backward": _lif_backward_fake,
@@ -132,6 +168,8 @@ _FAKES = {
     "leaky_backward": _leaky_backward_fake,
     "alif_forward": _alif_forward_fake,
     "alif_backward": _alif_backward_fake,
+    "adlif_forward": _adlif_forward_fake,
+    "adlif_backward": _adlif_backward_fake,
 }
 _lib = define_library("exodus_lightning")
 ops = torch.ops.exodus_lightning
@@ -344,3 +382,95 @@ class ALIFWithCustomSurrogate(torch.autograd.Function):
         grads = _alif_scan(ctx, grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last, sigma,
                            SURROGATE_GIVEN, [])
         return (*grads, None, None, None, None)
+
+
+# The inputs of adlif_forward, by name, in schema order.
+_ADLIF_INPUTS = ("x", "u_init", "w_init", "alpha", "beta", "a", "b", "threshold", "gradient",
+                 "surrogate", "surrogate_params")
+
+
+def _adlif_scan(ctx, grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last, sigma,
+                surrogate, params):
+    """Run adlif_backward and reduce the per-(batch, feature) parameter gradients."""
+    u_mem, w, x, u_init, w_init, alpha, beta, a, b, threshold = ctx.saved_tensors
+    if grad_u_last is None:
+        grad_u_last = torch.zeros_like(u_init)
+    if grad_w_last is None:
+        grad_w_last = torch.zeros_like(w_init)
+    if not ctx.saved_x:
+        x = None
+    elif grad_spikes is None and x.dtype != u_mem.dtype:
+        x = x.to(u_mem.dtype)  # without grad_spikes the op works in the state dtype
+    mask = sum(ADLIF_PARAM_GRAD_BITS[name] for name, want in ctx.wanted.items() if want)
+    grad_x, grad_u0, grad_w0, *param_grads = ops.adlif_backward(
+        grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last, u_mem, w, x, sigma, u_init,
+        w_init, alpha, beta, a, b, threshold, ctx.gradient, surrogate, params, mask,
+    )
+    if grad_spikes is None:  # then grad_x is in the state dtype; half inputs want their own
+        grad_x = grad_x.to(ctx.x_dtype)
+    return (grad_x, grad_u0, grad_w0,
+            *(g.sum(0) if want else None for g, want in zip(param_grads, ctx.wanted.values())))
+
+
+def _save_adlif_context(ctx, inputs, u_mem, w) -> None:
+    given = dict(zip(_ADLIF_INPUTS, inputs))
+    needs = dict(zip(_ADLIF_INPUTS, ctx.needs_input_grad))
+    ctx.wanted = {name: needs[name] for name in ADLIF_PARAM_GRAD_BITS}
+    # x is read back only for dL/dα: keep it alive only then.
+    ctx.saved_x = ctx.wanted["alpha"]
+    x = given["x"] if ctx.saved_x else None
+    ctx.save_for_backward(u_mem, w, x, *(given[name] for name in _ADLIF_INPUTS[1:8]))
+    ctx.x_dtype = given["x"].dtype
+    ctx.gradient = given["gradient"]
+    ctx.set_materialize_grads(False)
+
+
+def _adlif_setup_context(ctx, inputs, output):
+    _spikes, u_mem, w, _u_last, _w_last = output
+    _save_adlif_context(ctx, inputs, u_mem, w)
+    ctx.surrogate, ctx.surrogate_params = inputs[9], inputs[10]
+
+
+def _adlif_backward(ctx, grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last):
+    if ctx.surrogate == SURROGATE_GIVEN:
+        raise RuntimeError(
+            "exodus_lightning::adlif_forward was called with surrogate=-1 (custom) and no way to "
+            "evaluate it; use exodus_lightning.ops.adlif, which handles custom surrogates"
+        )
+    grads = _adlif_scan(ctx, grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last, None,
+                        ctx.surrogate, ctx.surrogate_params)
+    return (*grads, None, None, None)
+
+
+torch.library.register_autograd(
+    "exodus_lightning::adlif_forward", _adlif_backward, setup_context=_adlif_setup_context
+)
+
+
+class AdLIFWithCustomSurrogate(torch.autograd.Function):
+    """adlif_forward for a surrogate that is an arbitrary callable (u_mem, threshold) -> dS/du.
+
+    The callable runs once in backward, on the saved membrane viewed as (B, T, N) against the
+    (N,) threshold, and its result feeds the same reverse-scan op as the built-in surrogates.
+    """
+
+    @staticmethod
+    def forward(x, u_init, w_init, alpha, beta, a, b, threshold, gradient, surrogate_fn):
+        return ops.adlif_forward(x, u_init, w_init, alpha, beta, a, b, threshold, gradient,
+                                 SURROGATE_GIVEN, [])
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _spikes, u_mem, w, _u_last, _w_last = output
+        _save_adlif_context(ctx, (*inputs[:9], SURROGATE_GIVEN, []), u_mem, w)
+        ctx.surrogate_fn = inputs[9]
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last):
+        u_mem, *_, threshold = ctx.saved_tensors
+        flat = u_mem.reshape(u_mem.shape[0], u_mem.shape[1], -1)
+        sigma = ctx.surrogate_fn(flat, threshold)
+        sigma = sigma.to(u_mem.dtype).expand(flat.shape).reshape(u_mem.shape).contiguous()
+        grads = _adlif_scan(ctx, grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last, sigma,
+                            SURROGATE_GIVEN, [])
+        return (*grads, None, None)

@@ -156,6 +156,59 @@ def clipped_leaky_integrate_reference(x: Tensor, alpha: Tensor, v_init: Tensor, 
     return torch.stack(ys, 1), torch.stack(vs, 1), v
 
 
+def lif_recurrent_reference(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    alpha: Tensor,
+    threshold: Tensor,
+    v_init: Tensor,
+    subtract: Tensor,
+    min_v_mem: Tensor | None,
+    max_spikes: int | None,
+    surrogate: SurrogateFn,
+    reset: str,
+    gradient: str,
+    beta: Tensor | None,
+    i_init: Tensor | None,
+    decay_early: bool,
+    norm_input: bool,
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Tensor | None]:
+    """Recurrent LIF (``ops.lif_recurrent``) by an autograd loop over time: per step the input
+    plus the linear feedback of the last step's spikes (none at the first), the synaptic current
+    (with beta), the input normalisation and one LIF step of :func:`lif_reference`.
+
+    Shapes: x (B, T, *F); weight (N, N) and bias (N,) with N = prod(F); alpha, threshold,
+    subtract, min_v_mem, beta broadcastable to F; v_init, i_init (B, *F). Returns the spikes and
+    the pre-reset membrane (B, T, *F), the synaptic current trace (or None), v_last and i_T (or
+    None) (B, *F).
+    """
+    batch, features = x.shape[0], x.shape[2:]
+    v_plus, i = v_init, i_init
+    feedback = None
+    spikes, v_mem, currents = [], [], []
+    for x_t in x.unbind(1):
+        if feedback is not None:
+            x_t = x_t + feedback
+        if beta is not None:
+            i = beta * (x_t + i) if decay_early else beta * i + x_t
+            currents.append(i)
+        current = x_t if beta is None else i
+        drive = (1 - alpha) * current if norm_input else current
+        s, v, v_plus = lif_reference(drive.unsqueeze(1), alpha, threshold, v_plus, subtract,
+                                     min_v_mem, max_spikes, surrogate, reset, gradient)
+        spikes.append(s[:, 0])
+        v_mem.append(v[:, 0])
+        feedback = torch.nn.functional.linear(s[:, 0].reshape(batch, -1), weight, bias)
+        feedback = feedback.reshape(batch, *features)
+    if not spikes:  # T = 0: empty outputs, still part of the graph
+        empty = x * 0
+        return (empty, empty, None if beta is None else empty, v_init.clone(),
+                None if beta is None else i_init.clone())
+    i_trace = None if beta is None else torch.stack(currents, 1)
+    return torch.stack(spikes, 1), torch.stack(v_mem, 1), i_trace, v_plus, i
+
+
 def alif_reference(
     x: Tensor,
     alpha: Tensor,
@@ -205,3 +258,126 @@ def alif_reference(
         empty = x * 0
         return empty, empty.to(v_init.dtype), empty.to(v_init.dtype), v_init.clone(), b_init.clone()
     return torch.stack(spikes, 1), torch.stack(v_mem, 1), torch.stack(bs, 1), v_plus, b
+
+
+def alif_recurrent_reference(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    alpha: Tensor,
+    rho: Tensor,
+    beta: Tensor,
+    b0: Tensor,
+    v_init: Tensor,
+    b_init: Tensor,
+    min_v_mem: Tensor | None,
+    max_spikes: int | None,
+    surrogate: SurrogateFn,
+    reset: str,
+    gradient: str,
+    syn_decay: Tensor | None,
+    i_init: Tensor | None,
+    norm_input: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor, Tensor, Tensor | None]:
+    """Recurrent adaptive LIF (``ops.alif_recurrent``) by an autograd loop over time: per step
+    the input plus the linear feedback of the last step's spikes (none at the first), the
+    synaptic current i_t = c · (i_{t−1} + x̃_t) (with syn_decay c), the input normalisation and
+    one ALIF step of :func:`alif_reference`.
+
+    Shapes: x (B, T, *F); weight (N, N) and bias (N,) with N = prod(F); alpha, rho, beta, b0,
+    min_v_mem, syn_decay broadcastable to F; v_init, b_init, i_init (B, *F). Returns the spikes,
+    the pre-reset membrane and the adaptation (B, T, *F), the synaptic current trace (or None),
+    v_last, b_last and i_T (or None) (B, *F).
+    """
+    batch, features = x.shape[0], x.shape[2:]
+    v_plus, b, i = v_init, b_init, i_init
+    feedback = None
+    spikes, v_mem, bs, currents = [], [], [], []
+    for x_t in x.unbind(1):
+        if feedback is not None:
+            x_t = x_t + feedback
+        if syn_decay is not None:
+            i = syn_decay * (x_t + i)
+            currents.append(i)
+        current = x_t if syn_decay is None else i
+        drive = (1 - alpha) * current if norm_input else current
+        s, v, b_t, v_plus, b = alif_reference(drive.unsqueeze(1), alpha, rho, beta, b0, v_plus, b,
+                                              min_v_mem, max_spikes, surrogate, reset, gradient)
+        spikes.append(s[:, 0])
+        v_mem.append(v[:, 0])
+        bs.append(b_t[:, 0])
+        feedback = torch.nn.functional.linear(s[:, 0].reshape(batch, -1), weight, bias)
+        feedback = feedback.reshape(batch, *features)
+    if not spikes:  # T = 0: empty outputs, still part of the graph
+        empty = x * 0
+        return (empty, empty, empty, None if syn_decay is None else empty, v_init.clone(),
+                b_init.clone(), None if syn_decay is None else i_init.clone())
+    i_trace = None if syn_decay is None else torch.stack(currents, 1)
+    return (torch.stack(spikes, 1), torch.stack(v_mem, 1), torch.stack(bs, 1), i_trace, v_plus,
+            b, i)
+
+
+class SpikeAbove(torch.autograd.Function):
+    """s = 1[u > θ] (strict, as SE-adLIF's heaviside(u − θ, 0); NaN for NaN u),
+    ds/du = σ(u, θ), ds/dθ = −σ(u, θ)."""
+
+    @staticmethod
+    def forward(ctx, u: Tensor, threshold: Tensor, surrogate: SurrogateFn):
+        ctx.save_for_backward(u, threshold)
+        ctx.surrogate = surrogate
+        spikes = (u > threshold).to(u.dtype)
+        return torch.where(torch.isnan(u), u, spikes)
+
+    @staticmethod
+    def backward(ctx, grad_spikes: Tensor):
+        u, threshold = ctx.saved_tensors
+        sigma = ctx.surrogate(u, threshold)
+        grad_u = grad_spikes * sigma if ctx.needs_input_grad[0] else None
+        grad_threshold = None
+        if ctx.needs_input_grad[1]:
+            grad_threshold = (-grad_spikes * sigma).sum_to_size(threshold.shape)
+        return grad_u, grad_threshold, None
+
+
+def adlif_reference(
+    x: Tensor,
+    alpha: Tensor,
+    beta: Tensor,
+    a: Tensor,
+    b: Tensor,
+    threshold: Tensor,
+    u_init: Tensor,
+    w_init: Tensor,
+    surrogate: SurrogateFn,
+    gradient: str = "slayer",
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Adaptive LIF of SE-adLIF (Baronig et al. 2025) over time by an autograd loop
+    (docs/adlif_math.md). Per neuron, t = 1..T, u⁺₀ = u_init, w₀ = w_init:
+
+        u_t  = α · u⁺_{t−1} + (1 − α) · (x_t − w_{t−1})
+        s_t  = 1[u_t > θ]                          (ds/du = σ(u_t, θ), ds/dθ = −σ(u_t, θ))
+        u⁺_t = u_t · (1 − s_t)                     (a select: 0 where s_t > 0)
+        w_t  = β · w_{t−1} + (1 − β) · (a · u⁺_t + b · s_t)
+
+    a and b are the couplings as the update uses them (the authors' q·a and q·b). The spike
+    inside the reset is detached with ``gradient="slayer"`` (the authors' choice, the default),
+    differentiated with ``gradient="exodus"``; the spike that drives w always carries the
+    surrogate. Shapes: x (B, T, *F); alpha, beta, a, b, threshold broadcastable to F; u_init,
+    w_init (B, *F), all in the state dtype. Returns spikes (x's dtype), the pre-reset membrane
+    u_mem and the adaptation w after each step (B, T, *F), u_last = u⁺_T and w_last = w_T (B, *F),
+    in the state dtype.
+    """
+    u_plus, w = u_init, w_init
+    spikes, u_mem, ws = [], [], []
+    for x_t in x.unbind(1):
+        u = alpha * u_plus + (1 - alpha) * (x_t.to(u_init.dtype) - w)
+        s = SpikeAbove.apply(u, threshold, surrogate)
+        u_plus = ResetToZero.apply(u, s if gradient == "exodus" else s.detach())
+        w = beta * w + (1 - beta) * (a * u_plus + b * s)
+        spikes.append(s.to(x.dtype))
+        u_mem.append(u)
+        ws.append(w)
+    if not spikes:  # T = 0: empty outputs, still part of the graph
+        empty = x * 0
+        return empty, empty.to(u_init.dtype), empty.to(u_init.dtype), u_init.clone(), w_init.clone()
+    return torch.stack(spikes, 1), torch.stack(u_mem, 1), torch.stack(ws, 1), u_plus, w

@@ -11,6 +11,7 @@
 
 #include <tuple>
 
+#include "adlif_step.h"
 #include "alif_step.h"
 #include "leaky_step.h"
 #include "lif_step.h"
@@ -444,6 +445,202 @@ inline AlifBackwardCall prepare_alif_backward(
     c.grad_v_init.copy_(c.g_last);
     c.grad_b_init.copy_(c.gb_last);
     for (Tensor* t : {&c.grad_alpha, &c.grad_rho, &c.grad_beta, &c.grad_b0, &c.grad_min_v}) {
+      t->zero_();
+    }
+  }
+  return c;
+}
+
+struct AdlifForwardCall {
+  Layout L;
+  Tensor x, u_init, w_init, alpha, beta, a, b, threshold;  // inputs, contiguous
+  Tensor spikes, u_mem, w, u_last, w_last;                 // outputs
+
+  bool empty() const { return L.numel() == 0; }
+  std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> result() const {
+    return {spikes, u_mem, w, u_last, w_last};
+  }
+
+  template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
+  AdlifForwardArgs<scalar_t, acc_t> args() const {
+    AdlifForwardArgs<scalar_t, acc_t> r;
+    r.x = x.const_data_ptr<scalar_t>();
+    r.u0 = u_init.const_data_ptr<acc_t>();
+    r.w0 = w_init.const_data_ptr<acc_t>();
+    r.alpha = alpha.const_data_ptr<acc_t>();
+    r.beta = beta.const_data_ptr<acc_t>();
+    r.a = a.const_data_ptr<acc_t>();
+    r.b = b.const_data_ptr<acc_t>();
+    r.threshold = threshold.const_data_ptr<acc_t>();
+    r.spikes = spikes.mutable_data_ptr<scalar_t>();
+    r.u_mem = u_mem.mutable_data_ptr<acc_t>();
+    r.w = w.mutable_data_ptr<acc_t>();
+    r.u_last = u_last.mutable_data_ptr<acc_t>();
+    r.w_last = w_last.mutable_data_ptr<acc_t>();
+    r.batch = L.batch;
+    r.time = L.time;
+    r.features = L.features;
+    return r;
+  }
+};
+
+inline AdlifForwardCall prepare_adlif_forward(const Tensor& x, const Tensor& u_init,
+                                              const Tensor& w_init, const Tensor& alpha,
+                                              const Tensor& beta, const Tensor& a,
+                                              const Tensor& b, const Tensor& threshold,
+                                              EmptyFn empty) {
+  AdlifForwardCall c;
+  c.L = check_adlif_inputs(x, u_init, w_init, alpha, beta, a, b, threshold);
+  c.x = x.contiguous();
+  c.u_init = u_init.contiguous();
+  c.w_init = w_init.contiguous();
+  c.alpha = alpha.contiguous();
+  c.beta = beta.contiguous();
+  c.a = a.contiguous();
+  c.b = b.contiguous();
+  c.threshold = threshold.contiguous();
+  const auto acc_options = c.x.options().dtype(c.alpha.scalar_type());
+  c.spikes = empty(c.x.sizes(), c.x.options());
+  c.u_mem = empty(c.x.sizes(), acc_options);
+  c.w = empty(c.x.sizes(), acc_options);
+  c.u_last = at::empty(c.u_init.sizes(), c.u_init.options());
+  c.w_last = at::empty(c.w_init.sizes(), c.w_init.options());
+  if (c.empty()) {  // no step: the states pass through
+    c.u_last.copy_(c.u_init);
+    c.w_last.copy_(c.w_init);
+  }
+  return c;
+}
+
+struct AdlifBackwardCall {
+  Layout L;
+  Tensor g, h, k, g_u_last, g_w_last, u_mem, w, x, sigma, u_init, w_init, alpha, beta, a, b,
+      threshold;
+  Tensor grad_x, grad_u_init, grad_w_init, grad_alpha, grad_beta, grad_a, grad_b,
+      grad_threshold;
+  int gradient;
+  int kind;    // surrogate code; kSurrogateGiven when sigma is passed
+  int wanted;  // AdlifParamGradBit mask of the parameter gradients to compute
+  double p0, p1;
+
+  bool empty() const { return L.numel() == 0; }
+  std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> result() const {
+    return {grad_x, grad_u_init, grad_w_init, grad_alpha, grad_beta, grad_a, grad_b,
+            grad_threshold};
+  }
+
+  template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
+  AdlifBackwardArgs<scalar_t, acc_t> args() const {
+    AdlifBackwardArgs<scalar_t, acc_t> r;
+    // Absent inputs point at the membrane (LifBackwardCall::args says why).
+    const acc_t* stand_in = u_mem.const_data_ptr<acc_t>();
+    r.has_g = g.defined();
+    r.has_h = h.defined();
+    r.has_k = k.defined();
+    r.has_x = x.defined();
+    r.g = r.has_g ? g.const_data_ptr<scalar_t>() : reinterpret_cast<const scalar_t*>(stand_in);
+    r.x = r.has_x ? x.const_data_ptr<scalar_t>() : reinterpret_cast<const scalar_t*>(stand_in);
+    r.h = r.has_h ? h.const_data_ptr<acc_t>() : stand_in;
+    r.k = r.has_k ? k.const_data_ptr<acc_t>() : stand_in;
+    r.g_u_last = g_u_last.const_data_ptr<acc_t>();
+    r.g_w_last = g_w_last.const_data_ptr<acc_t>();
+    r.u = u_mem.const_data_ptr<acc_t>();
+    r.w = w.const_data_ptr<acc_t>();
+    r.sigma = ptr_or_null<acc_t>(sigma);
+    r.u0 = u_init.const_data_ptr<acc_t>();
+    r.w0 = w_init.const_data_ptr<acc_t>();
+    r.alpha = alpha.const_data_ptr<acc_t>();
+    r.beta = beta.const_data_ptr<acc_t>();
+    r.a = a.const_data_ptr<acc_t>();
+    r.b = b.const_data_ptr<acc_t>();
+    r.threshold = threshold.const_data_ptr<acc_t>();
+    r.grad_x = grad_x.mutable_data_ptr<scalar_t>();
+    r.grad_u0 = grad_u_init.mutable_data_ptr<acc_t>();
+    r.grad_w0 = grad_w_init.mutable_data_ptr<acc_t>();
+    r.grad_alpha = mutable_ptr_or_null<acc_t>(grad_alpha);
+    r.grad_beta = mutable_ptr_or_null<acc_t>(grad_beta);
+    r.grad_a = mutable_ptr_or_null<acc_t>(grad_a);
+    r.grad_b = mutable_ptr_or_null<acc_t>(grad_b);
+    r.grad_threshold = mutable_ptr_or_null<acc_t>(grad_threshold);
+    r.batch = L.batch;
+    r.time = L.time;
+    r.features = L.features;
+    r.gradient = gradient;
+    r.p0 = acc_t(p0);
+    r.p1 = acc_t(p1);
+    return r;
+  }
+};
+
+inline AdlifBackwardCall prepare_adlif_backward(
+    const c10::optional<Tensor>& grad_spikes, const c10::optional<Tensor>& grad_u_mem,
+    const c10::optional<Tensor>& grad_w, const Tensor& grad_u_last, const Tensor& grad_w_last,
+    const Tensor& u_mem, const Tensor& w, const c10::optional<Tensor>& x,
+    const c10::optional<Tensor>& sigma, const Tensor& u_init, const Tensor& w_init,
+    const Tensor& alpha, const Tensor& beta, const Tensor& a, const Tensor& b,
+    const Tensor& threshold, int64_t gradient, int64_t surrogate,
+    at::ArrayRef<double> surrogate_params, int64_t param_grads, EmptyFn empty) {
+  const Tensor& like = lif_backward_like(grad_spikes, u_mem);
+  AdlifBackwardCall c;
+  c.L = check_adlif_inputs(like, u_init, w_init, alpha, beta, a, b, threshold);
+  const at::ScalarType acc = acc_type_of(like);
+  check_trace(u_mem, "u_mem", like, acc);
+  check_trace(w, "w", like, acc);
+  if (grad_u_mem.has_value()) check_trace(*grad_u_mem, "grad_u_mem", like, acc);
+  if (grad_w.has_value()) check_trace(*grad_w, "grad_w", like, acc);
+  check_state(grad_u_last, "grad_u_last", like, acc);
+  check_state(grad_w_last, "grad_w_last", like, acc);
+  if (sigma.has_value()) {
+    check_trace(*sigma, "sigma", like, acc);
+  } else {
+    check_surrogate_code(surrogate, surrogate_params);
+  }
+  TORCH_CHECK(gradient == kGradientExodus || gradient == kGradientSlayer,
+              "exodus_lightning: unknown gradient code ", gradient);
+  const int wanted = static_cast<int>(param_grads);
+  TORCH_CHECK(!(wanted & kAdlifGradAlpha) || x.has_value(),
+              "exodus_lightning: adlif_backward needs x for grad_alpha (param_grads bit 1)");
+  if (x.has_value()) {
+    check_same_shape(*x, like, "x", "grad_spikes");
+    check_device(*x, "x", like);
+    TORCH_CHECK(x->scalar_type() == like.scalar_type(), "exodus_lightning: x must be ",
+                like.scalar_type(), " (grad_spikes' dtype, or u_mem's without it), got ",
+                x->scalar_type());
+  }
+  c.g = contiguous_or_undefined(grad_spikes);
+  c.h = contiguous_or_undefined(grad_u_mem);
+  c.k = contiguous_or_undefined(grad_w);
+  c.g_u_last = grad_u_last.contiguous();
+  c.g_w_last = grad_w_last.contiguous();
+  c.u_mem = u_mem.contiguous();
+  c.w = w.contiguous();
+  c.x = contiguous_or_undefined(x);
+  c.sigma = contiguous_or_undefined(sigma);
+  c.u_init = u_init.contiguous();
+  c.w_init = w_init.contiguous();
+  c.alpha = alpha.contiguous();
+  c.beta = beta.contiguous();
+  c.a = a.contiguous();
+  c.b = b.contiguous();
+  c.threshold = threshold.contiguous();
+  c.gradient = static_cast<int>(gradient);
+  c.kind = sigma.has_value() ? kSurrogateGiven : static_cast<int>(surrogate);
+  c.p0 = surrogate_params.size() > 0 ? surrogate_params[0] : 0.0;
+  c.p1 = surrogate_params.size() > 1 ? surrogate_params[1] : 0.0;
+  c.wanted = wanted;
+  const auto acc_options = c.u_mem.options();
+  c.grad_x = empty(like.sizes(), like.options());
+  c.grad_u_init = at::empty(c.u_init.sizes(), c.u_init.options());
+  c.grad_w_init = at::empty(c.w_init.sizes(), c.w_init.options());
+  c.grad_alpha = param_grad_output(c.L, acc_options, wanted & kAdlifGradAlpha);
+  c.grad_beta = param_grad_output(c.L, acc_options, wanted & kAdlifGradBeta);
+  c.grad_a = param_grad_output(c.L, acc_options, wanted & kAdlifGradA);
+  c.grad_b = param_grad_output(c.L, acc_options, wanted & kAdlifGradB);
+  c.grad_threshold = param_grad_output(c.L, acc_options, wanted & kAdlifGradThreshold);
+  if (c.empty()) {  // no step: the states' gradients pass through, the sums are zero
+    c.grad_u_init.copy_(c.g_u_last);
+    c.grad_w_init.copy_(c.g_w_last);
+    for (Tensor* t : {&c.grad_alpha, &c.grad_beta, &c.grad_a, &c.grad_b, &c.grad_threshold}) {
       t->zero_();
     }
   }

@@ -206,6 +206,22 @@ inline void check_trace(const at::Tensor& t, const char* name, const at::Tensor&
               t.scalar_type());
 }
 
+inline Layout check_adlif_inputs(const at::Tensor& x, const at::Tensor& u_init,
+                                 const at::Tensor& w_init, const at::Tensor& alpha,
+                                 const at::Tensor& beta, const at::Tensor& a,
+                                 const at::Tensor& b, const at::Tensor& threshold) {
+  const Layout L = layout_of(x);
+  const at::ScalarType acc = acc_type_of(x);
+  check_state(u_init, "u_init", x, acc);
+  check_state(w_init, "w_init", x, acc);
+  check_parameter(alpha, "alpha", L, x, acc);
+  check_parameter(beta, "beta", L, x, acc);
+  check_parameter(a, "a", L, x, acc);
+  check_parameter(b, "b", L, x, acc);
+  check_parameter(threshold, "threshold", L, x, acc);
+  return L;
+}
+
 // min_v_mem as one value per feature; NaN (never clipped, see NeuronParams) when absent, so the
 // loops have no branch.
 inline at::Tensor lower_bound_or_none(const c10::optional<at::Tensor>& min_v,

@@ -15,6 +15,7 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
+#include "adlif_step.h"
 #include "alif_step.h"
 #include "leaky_step.h"
 #include "lif_step.h"
@@ -189,6 +190,54 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> alif_
   return c.result();
 }
 
+template <typename Runner>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> adlif_forward(
+    const Tensor& x, const Tensor& u_init, const Tensor& w_init, const Tensor& alpha,
+    const Tensor& beta, const Tensor& a, const Tensor& b, const Tensor& threshold,
+    int64_t /*gradient*/, int64_t /*surrogate*/, at::ArrayRef<double> /*surrogate_params*/) {
+  const auto guard = Runner::guard(x);
+  const AdlifForwardCall c = prepare_adlif_forward(x, u_init, w_init, alpha, beta, a, b,
+                                                   threshold, &Runner::empty);
+  if (c.empty()) return c.result();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.x.scalar_type(),
+                                  "exodus_adlif_forward", [&] {
+                                    using acc_t = at::opmath_type<scalar_t>;
+                                    Runner::template run<AdlifForwardScan<scalar_t, acc_t>>(
+                                        c.args<scalar_t>());
+                                  });
+  return c.result();
+}
+
+template <typename Runner>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> adlif_backward(
+    const c10::optional<Tensor>& grad_spikes, const c10::optional<Tensor>& grad_u_mem,
+    const c10::optional<Tensor>& grad_w, const Tensor& grad_u_last, const Tensor& grad_w_last,
+    const Tensor& u_mem, const Tensor& w, const c10::optional<Tensor>& x,
+    const c10::optional<Tensor>& sigma, const Tensor& u_init, const Tensor& w_init,
+    const Tensor& alpha, const Tensor& beta, const Tensor& a, const Tensor& b,
+    const Tensor& threshold, int64_t gradient, int64_t surrogate,
+    at::ArrayRef<double> surrogate_params, int64_t param_grads) {
+  const auto guard = Runner::guard(u_mem);
+  const AdlifBackwardCall c = prepare_adlif_backward(
+      grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last, u_mem, w, x, sigma, u_init,
+      w_init, alpha, beta, a, b, threshold, gradient, surrogate, surrogate_params, param_grads,
+      &Runner::empty);
+  if (c.empty()) return c.result();
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, c.grad_x.scalar_type(), "exodus_adlif_backward", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        const auto args = c.args<scalar_t>();
+        const bool known = dispatch_surrogate(c.kind, [&](auto kind) {
+          bool_switch(c.wanted != 0, [&](auto sums) {
+            Runner::template run<AdlifBackwardScan<decltype(kind)::value,
+                                                   decltype(sums)::value, scalar_t, acc_t>>(args);
+          });
+        });
+        TORCH_CHECK(known, "exodus_lightning: unknown surrogate code ", c.kind);
+      });
+  return c.result();
+}
+
 // Registers the ops of a library (`exodus_lightning` for CPU and CUDA, the emulation's own
 // namespace for CPU tensors) with this runner.
 template <typename Runner>
@@ -199,6 +248,8 @@ void register_ops(torch::Library& m) {
   m.impl("leaky_backward", &leaky_backward<Runner>);
   m.impl("alif_forward", &alif_forward<Runner>);
   m.impl("alif_backward", &alif_backward<Runner>);
+  m.impl("adlif_forward", &adlif_forward<Runner>);
+  m.impl("adlif_backward", &adlif_backward<Runner>);
 }
 
 }  // namespace exodus

@@ -13,6 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from .adlif_cases import AdlifCase, adlif_cases, run_adlif_case
 from .alif_cases import alif_cases, run_alif_case
 from .raw_cases import SHAPES, SURROGATES, Case, lif_cases, run_leaky_case, run_lif_case
 
@@ -72,3 +73,23 @@ def test_empty_shapes(raw_backend, shape):
 @pytest.mark.parametrize("case", alif_cases(), ids=lambda case: case.id)
 def test_alif_ops_match_reference(raw_backend, case):
     run_alif_case(*raw_backend, case)
+
+
+@pytest.mark.parametrize("case", adlif_cases(), ids=lambda case: case.id)
+def test_adlif_ops_match_reference(raw_backend, case):
+    run_adlif_case(*raw_backend, case)
+
+
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 40), st.integers(1, 140)),
+    surrogate=st.sampled_from([*SURROGATES, "custom"]),
+    mask=st.integers(0, 31),
+    gradient=st.sampled_from(["exodus", "slayer"]),
+    dtype=st.sampled_from([torch.float64, torch.float32]),
+    upstream=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_drawn_adlif_cases_match_reference(raw_backend, **case):
+    run_adlif_case(*raw_backend, AdlifCase(**case))

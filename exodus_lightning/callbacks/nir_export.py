@@ -1,0 +1,81 @@
+"""Callback: at the end of fit, write the best checkpoint's network as model.nir beside it."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+NIR_FILE_NAME = "model.nir"
+
+
+class NIRExportWarning(UserWarning):
+    """The network could not be written as NIR; training itself is unaffected."""
+
+
+class NIRExport(L.Callback):
+    """After `fit`: the network with the best checkpoint's weights (the last checkpoint's
+    without a monitored metric) as a NIR graph, ``model.nir`` in the checkpoint's folder, also
+    logged as a W&B artifact (type "model") when a WandbLogger is on. Add it with
+    ``--trainer.callbacks+=exodus_lightning.callbacks.NIRExport``; needs ``pip install nir``.
+
+    Args:
+        dt: the step length in the graph's time unit (see exodus_lightning.nir.to_nir).
+        input_shape: the network's input features, if it has no ``input_shape`` attribute.
+
+    A network NIR cannot express (ALIF, learned delays) gives a
+    :class:`NIRExportWarning` instead of a file.
+    """
+
+    def __init__(self, dt: float = 1.0, input_shape: tuple[int, ...] | None = None) -> None:
+        super().__init__()
+        self.dt = dt
+        self.input_shape = input_shape
+        self.path: Path | None = None
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import nir
+
+        from exodus_lightning.nir import NIRExportError, to_nir
+
+        checkpoint = trainer.checkpoint_callback
+        best = getattr(checkpoint, "best_model_path", "") or getattr(
+            checkpoint, "last_model_path", "")
+        if not best:
+            warnings.warn(NIRExportWarning("NIRExport: no checkpoint was saved, so there is no "
+                                           "network to write as NIR"), stacklevel=2)
+            return
+        network = copy.deepcopy(pl_module.network).cpu()
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        network.load_state_dict({key.removeprefix("network."): value
+                                 for key, value in state.items()
+                                 if key.startswith("network.")})
+        shape = self.input_shape or getattr(network, "input_shape", None)
+        if shape is None:
+            warnings.warn(NIRExportWarning(f"NIRExport: {type(network).__name__} has no "
+                                           f"input_shape; give NIRExport(input_shape=...)"),
+                          stacklevel=2)
+            return
+        try:
+            graph = to_nir(network, torch.zeros(1, 2, *shape), dt=self.dt)
+        except NIRExportError as error:
+            warnings.warn(NIRExportWarning(f"NIRExport: no {NIR_FILE_NAME} written: {error}"),
+                          stacklevel=2)
+            return
+        self.path = Path(best).with_name(NIR_FILE_NAME)
+        nir.write(self.path, graph)
+        print(f"  NIR graph    {self.path}", flush=True)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                import wandb
+
+                artifact = wandb.Artifact(f"nir-{logger.experiment.id}", type="model",
+                                          metadata={"checkpoint": str(best), "dt": self.dt})
+                artifact.add_file(str(self.path))
+                logger.experiment.log_artifact(artifact)

@@ -1,0 +1,401 @@
+"""``to_nir``: a trained network as a NIR graph (nodes with shapes, parameters in NIR's units).
+
+The network is walked as a chain: nn.Sequential, and the models whose forward is
+``self.layers(x)`` (FeedForwardSNN, ConvSNN, NIRNetwork). Dropout and nn.Identity are left out
+(the graph is the network in eval mode); TimeFolded layers are exported as the layer they wrap.
+A recurrent layer becomes a cycle: neuron -> its rec_connect (Affine/Linear) -> neuron.
+
+Settings NIR 1.0 cannot express but that change the outputs (multi-spike, reset to zero, a
+subtract_value other than the threshold, min_v_mem) are kept in the node's metadata under
+"exodus_lightning", so ``from_nir`` restores them, and one :class:`NIRLossWarning` names them:
+other readers run those neurons without them. Training-only settings (a built-in surrogate,
+gradient, train_alphas, train_threshold) are kept the same way, silently: they do not change
+what a deployed network computes. A surrogate that is not built in cannot be stored: the
+warning names it, and ``from_nir`` uses the default. Layers NIR has no node for (ALIF, learned
+delays, a batch norm that follows no conv/linear layer, the Squeeze variants) raise
+:class:`NIRExportError`; a batch norm right after a conv or linear layer is folded into its
+weights (its eval-mode map with the running statistics: the same outputs up to rounding).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import warnings
+from collections.abc import Iterator
+
+import nir
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from exodus_lightning import nn as enn
+from exodus_lightning.models import ConvSNN, FeedForwardSNN, TimeFolded, TimeSharedDropout
+from exodus_lightning.nn import surrogate as sg
+from exodus_lightning.nn.reshape import SqueezeMixin
+
+from . import convention as cv
+from .network import NIRNetwork
+from .scale import Scale
+
+METADATA_KEY = "exodus_lightning"
+_SKIPPED = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, TimeSharedDropout, nn.Identity)
+_CHAINS = (FeedForwardSNN, ConvSNN, NIRNetwork)
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+class NIRExportError(ValueError):
+    """A layer or setting that NIR 1.0 has no node for; the message says which and what to do."""
+
+
+class NIRLossWarning(UserWarning):
+    """Settings NIR cannot express: kept for exodus_lightning, lost for other readers."""
+
+
+def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1.0) -> nir.NIRGraph:
+    """The NIR graph of ``model``, its shapes measured on ``sample_input`` (batch, time, *f).
+
+    dt is the length of one time step in the graph's time unit: a layer's τ (in steps) is
+    written as τ·dt (see :mod:`exodus_lightning.nir.convention` for every parameter). The model
+    runs once, as a copy in eval mode, so its own states and mode stay as they are.
+    """
+    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not 0 < dt < math.inf:
+        raise ValueError(f"dt must be a positive number (the step length), got {dt!r}")
+    if not isinstance(sample_input, Tensor) or sample_input.dim() < 3:
+        got = tuple(sample_input.shape) if isinstance(sample_input, Tensor) else sample_input
+        raise ValueError(f"sample_input must be a tensor (batch, time, *features), got {got!r}")
+    chain = list(_chain(model, ""))
+    shapes = _measure(model, [path for path, _ in chain], sample_input)
+    dt = float(dt)
+    chain = _fold_batch_norms(chain, shapes)
+    nodes: dict[str, nir.NIRNode] = {
+        "input": nir.Input(input_type={"input": np.array(sample_input.shape[2:])})}
+    edges: list[tuple[str, str]] = []
+    losses: list[str] = []
+    previous = "input"
+    for path, module in chain:
+        name = path or type(module).__name__.lower()
+        in_shape, out_shape = shapes[path]
+        node, rec_node, lost = _node(name, module, in_shape, out_shape, dt)
+        _set_types(name, node, in_shape, out_shape)
+        nodes[name] = node
+        edges.append((previous, name))
+        if rec_node is not None:
+            _set_types(f"{name}.rec_connect", rec_node, out_shape, in_shape)
+            nodes[f"{name}.rec_connect"] = rec_node
+            edges += [(name, f"{name}.rec_connect"), (f"{name}.rec_connect", name)]
+        losses += [f"{name}: {text}" for text in lost]
+        previous = name
+    final = shapes[chain[-1][0]][1] if chain else tuple(sample_input.shape[2:])
+    nodes["output"] = nir.Output(output_type={"output": np.array(final)})
+    edges.append((previous, "output"))
+    graph = nir.NIRGraph(nodes=nodes, edges=edges,
+                         metadata={METADATA_KEY: json.dumps({"dt": dt})})
+    if losses:
+        warnings.warn(NIRLossWarning(
+            "NIR 1.0 cannot express these settings; they are kept in the nodes' metadata for "
+            "exodus_lightning.nir.from_nir, and other NIR readers run without them:\n  "
+            + "\n  ".join(losses)), stacklevel=2)
+    return graph
+
+
+# --- walking the model -----------------------------------------------------------------------
+
+def _chain(module: nn.Module, path: str) -> Iterator[tuple[str, nn.Module]]:
+    """(path, module) of every layer in the order the network applies them."""
+    if isinstance(module, nn.Sequential):
+        for name, child in module.named_children():
+            yield from _chain(child, f"{path}.{name}" if path else name)
+    elif isinstance(module, _CHAINS):
+        yield from _chain(module.layers, f"{path}.layers" if path else "layers")
+    elif not isinstance(module, _SKIPPED):
+        yield path, module
+
+
+def _measure(model: nn.Module, paths: list[str], sample_input: Tensor
+             ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(input features, output features) of each layer on sample_input, from an eval copy."""
+    network = copy.deepcopy(model).eval()
+    enn.reset_states(network)
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    handles = []
+    for path in paths:
+        def record(module: nn.Module, inputs: tuple, output: Tensor, path: str = path) -> None:
+            shapes[path] = (tuple(inputs[0].shape[2:]), tuple(output.shape[2:]))
+        handles.append(network.get_submodule(path).register_forward_hook(record))
+    with torch.no_grad():
+        network(sample_input)
+    for handle in handles:
+        handle.remove()
+    missing = [path for path in paths if path not in shapes]
+    if missing:
+        raise NIRExportError(f"layers {missing} did not run on sample_input: to_nir follows "
+                             f"nn.Sequential chains, so every layer must be applied in order")
+    return shapes
+
+
+def _set_types(name: str, node: nir.NIRNode, in_shape: tuple[int, ...],
+               out_shape: tuple[int, ...]) -> None:
+    """Write the measured shapes on the node, after checking the output shape the node derived
+    itself (a mapping error would show there; nir derives a grouped conv's input channels as
+    weight.shape[1], so the input shape is not compared)."""
+    derived = (getattr(node, "output_type", None) or {}).get("output")
+    if derived is not None and not np.array_equal(np.asarray(derived), np.array(out_shape)):
+        raise NIRExportError(f"{name}: the NIR node's output shape {tuple(derived)} differs "
+                             f"from the layer's {out_shape} on sample_input")
+    node.input_type = {"input": np.array(in_shape)}
+    node.output_type = {"output": np.array(out_shape)}
+
+
+def _fold_batch_norms(chain: list[tuple[str, nn.Module]],
+                      shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]
+                      ) -> list[tuple[str, nn.Module]]:
+    """The chain with every batch norm right after a conv or linear layer folded into it (its
+    eval-mode affine map, with the running statistics); the pair keeps the first name."""
+    folded: list[tuple[str, nn.Module]] = []
+    for path, module in chain:
+        layer = module.layer if isinstance(module, TimeFolded) else module
+        if isinstance(layer, _BATCH_NORMS) and folded:
+            previous_path, previous = folded[-1]
+            inner = previous.layer if isinstance(previous, TimeFolded) else previous
+            if isinstance(inner, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                folded[-1] = (previous_path, _folded(inner, layer, path))
+                shapes[previous_path] = (shapes[previous_path][0], shapes[path][1])
+                continue
+        folded.append((path, module))
+    return folded
+
+
+def _folded(layer: nn.Module, norm: nn.Module, name: str) -> nn.Module:
+    """A copy of layer computing norm(layer(x)) in eval mode:
+    W' = W · γ/√(σ² + ε) per output channel, b' = (b − μ) · γ/√(σ² + ε) + β."""
+    if norm.running_mean is None:
+        raise NIRExportError(f"{name}: batch norm without running statistics "
+                             f"(track_running_stats=False) has no fixed eval-mode map to fold")
+    scale = (norm.running_var.double() + norm.eps).rsqrt()
+    if norm.affine:
+        scale = scale * norm.weight.detach().double()
+    shift = -norm.running_mean.double() * scale
+    if norm.affine:
+        shift = shift + norm.bias.detach().double()
+    weight = layer.weight.detach().double()
+    bias = torch.zeros(weight.shape[0], dtype=torch.float64) if layer.bias is None \
+        else layer.bias.detach().double()
+    # A new plain layer: removing a parametrisation (weight_norm) from a deep copy would
+    # remove it from the original's class too.
+    if isinstance(layer, nn.Linear):
+        plain = nn.Linear(layer.in_features, layer.out_features)
+    else:
+        kind = nn.Conv1d if isinstance(layer, nn.Conv1d) else nn.Conv2d
+        plain = kind(layer.in_channels, layer.out_channels, layer.kernel_size,
+                     stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+                     groups=layer.groups, padding_mode=layer.padding_mode)
+    view = (-1,) + (1,) * (weight.dim() - 1)
+    with torch.no_grad():
+        plain.weight.copy_(weight * scale.view(view))
+        plain.bias.copy_(bias * scale + shift)
+    return plain
+
+
+# --- one node per layer ----------------------------------------------------------------------
+
+def _node(name: str, module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+          dt: float) -> tuple[nir.NIRNode, nir.NIRNode | None, list[str]]:
+    """(node, recurrent node or None, what NIR loses) for one layer."""
+    layer = module.layer if isinstance(module, TimeFolded) else module
+    if isinstance(layer, SqueezeMixin):
+        raise NIRExportError(f"{name}: {type(layer).__name__} takes (batch*time, ...) input; "
+                             f"export the network built with the non-Squeeze layer")
+    if isinstance(layer, (enn.ALIF, enn.ALIFRecurrent)):
+        raise NIRExportError(f"{name}: ALIF has no NIR node (NIR 1.0 has no adaptive "
+                             f"threshold); use LIF or IAF neurons to export the network")
+    if isinstance(layer, enn.DelayedLinear):
+        raise NIRExportError(f"{name}: DelayedLinear (a learned delay per synapse) has no NIR "
+                             f"node (nir.Delay delays whole signals, not synapses)")
+    if isinstance(layer, _BATCH_NORMS):
+        raise NIRExportError(f"{name}: batch norm has no NIR node; it is folded into a conv or "
+                             f"linear layer right before it, and this one follows none")
+    if isinstance(layer, (enn.LIF, enn.IAF)):
+        return _spiking_node(name, layer, out_shape, dt)
+    if isinstance(layer, enn.ExpLeak):
+        node, lost = _leak_node(name, layer, out_shape, dt)
+        return node, None, lost
+    if isinstance(layer, nn.Linear):
+        if len(in_shape) != 1:
+            raise NIRExportError(f"{name}: nn.Linear on features {in_shape}: NIR's Affine maps "
+                                 f"vectors; flatten the features first (nn.Flatten(start_dim=2))")
+        return _linear_node(layer), None, []
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+        return _conv_node(name, layer, in_shape), None, []
+    if isinstance(layer, (nn.AvgPool2d, nn.LPPool2d)):
+        return _pool_node(name, layer), None, []
+    if isinstance(layer, nn.Flatten):
+        return _flatten_node(name, layer, in_shape), None, []
+    if isinstance(layer, Scale):
+        return nir.Scale(scale=_full(layer.scale, in_shape)), None, []
+    raise NIRExportError(f"{name}: {type(layer).__name__} has no NIR mapping; supported: "
+                         f"LIF, IAF, ExpLeak, LIFRecurrent/IAFRecurrent with an nn.Linear "
+                         f"rec_connect, nn.Linear, Conv1d/Conv2d, AvgPool2d, sum pooling "
+                         f"(LPPool2d with norm_type=1), Flatten, Dropout and Identity")
+
+
+def _full(value: Tensor | float, shape: tuple[int, ...]) -> np.ndarray:
+    """A parameter broadcast to the feature shape as float64 (NIR wants one value per neuron)."""
+    array = value.detach().cpu().double().numpy() if isinstance(value, Tensor) else value
+    return np.broadcast_to(np.asarray(array, dtype=np.float64), shape).copy()
+
+
+def _tau(layer: nn.Module, tau_name: str, alpha_name: str, shape: tuple[int, ...],
+         dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """(NIR τ = τ_steps·dt, α) per neuron, from τ or (train_alphas) from α."""
+    if layer.train_alphas:
+        alpha = _full(getattr(layer, alpha_name), shape)
+        return -dt / np.log(alpha), alpha
+    tau_steps = _full(getattr(layer, tau_name), shape)
+    return tau_steps * dt, cv.decay(tau_steps, 1.0)
+
+
+def _spiking_node(name: str, layer: enn.LIF, shape: tuple[int, ...], dt: float
+                  ) -> tuple[nir.NIRNode, nir.NIRNode | None, list[str]]:
+    threshold = _full(layer.spike_threshold, shape)
+    zeros = np.zeros(shape)
+    has_syn = layer.alpha_syn_calculated is not None
+    if isinstance(layer, enn.IAF):
+        if has_syn:
+            raise NIRExportError(f"{name}: IAF with tau_syn has no NIR node (CubaLIF needs a "
+                                 f"finite tau_mem); use LIF, or IAF without tau_syn")
+        node = nir.IF(r=np.full(shape, 1.0 / dt), v_threshold=threshold)
+    else:
+        tau_mem, alpha = _tau(layer, "tau_mem", "alpha_mem", shape, dt)
+        r = cv.membrane_gain(alpha, layer.norm_input)
+        if has_syn:
+            tau_syn, beta = _tau(layer, "tau_syn", "alpha_syn", shape, dt)
+            node = nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=r, v_leak=zeros,
+                               v_threshold=threshold,
+                               w_in=cv.synapse_gain(beta, layer.decay_early))
+        else:
+            node = nir.LIF(tau=tau_mem, r=r, v_leak=zeros, v_threshold=threshold)
+    extras, lost = _spiking_extras(layer)
+    node.metadata = {METADATA_KEY: json.dumps(extras)}
+    rec_node = None
+    if isinstance(layer, (enn.LIFRecurrent, enn.IAFRecurrent)):
+        rec = layer.rec_connect
+        if not isinstance(rec, nn.Linear) or len(shape) != 1:
+            raise NIRExportError(f"{name}: a recurrent layer exports with rec_connect an "
+                                 f"nn.Linear over 1-d features, got {type(rec).__name__} on "
+                                 f"features {shape}")
+        rec_node = _linear_node(rec)
+    return node, rec_node, lost
+
+
+def _spiking_extras(layer: enn.LIF) -> tuple[dict, list[str]]:
+    """Our settings beyond NIR's neuron (for from_nir), and those that change the outputs."""
+    lost = []
+    limit = layer.max_spikes_per_step
+    if limit != 1:
+        lost.append(f"max_spikes_per_step={limit} (NIR neurons spike at most once per step)")
+    if layer.reset == "zero":
+        lost.append("reset='zero' (NIR neurons subtract v_threshold at a spike)")
+    subtract = layer.subtract_value
+    if subtract is not None:
+        lost.append("subtract_value (NIR neurons subtract v_threshold at a spike)")
+    if layer.min_v_mem is not None:
+        lost.append("min_v_mem (NIR membranes have no lower bound)")
+    surrogate = layer.surrogate_grad_fn
+    stored = None
+    if isinstance(surrogate, sg.BuiltinSurrogate):
+        stored = {"name": type(surrogate).__name__, "fields": dataclasses.asdict(surrogate)}
+    else:
+        lost.append(f"surrogate_grad_fn={surrogate!r} (only the built-in surrogates are "
+                    f"stored; from_nir uses the default)")
+    extras = {
+        "max_spikes_per_step": limit,
+        "reset": layer.reset,
+        "subtract_value": None if subtract is None else torch.as_tensor(subtract).tolist(),
+        "min_v_mem": None if layer.min_v_mem is None else layer.min_v_mem.tolist(),
+        "surrogate": stored,
+        "gradient": layer.gradient,
+        "train_alphas": layer.train_alphas,
+        "train_threshold": layer.spike_threshold.requires_grad,
+    }
+    return extras, lost
+
+
+def _leak_node(name: str, layer: enn.ExpLeak, shape: tuple[int, ...], dt: float
+               ) -> tuple[nir.NIRNode, list[str]]:
+    tau_mem, alpha = _tau(layer, "tau_mem", "alpha_mem", shape, dt)
+    if np.isinf(tau_mem).all() and not layer.norm_input and not layer.decay_early:
+        node = nir.I(r=np.full(shape, 1.0 / dt))
+    elif np.isinf(tau_mem).any():
+        raise NIRExportError(f"{name}: ExpLeak with tau_mem=inf exports as nir.I only for "
+                             f"every neuron at once and with norm_input=False, "
+                             f"decay_early=False")
+    else:
+        node = nir.LI(tau=tau_mem, r=cv.leak_gain(alpha, layer.norm_input, layer.decay_early),
+                      v_leak=np.zeros(shape))
+    lost = [] if layer.min_v_mem is None else ["min_v_mem (NIR membranes have no lower bound)"]
+    node.metadata = {METADATA_KEY: json.dumps({
+        "min_v_mem": None if layer.min_v_mem is None else layer.min_v_mem.tolist(),
+        "train_alphas": layer.train_alphas})}
+    return node, lost
+
+
+def _linear_node(layer: nn.Linear) -> nir.NIRNode:
+    weight = layer.weight.detach().cpu().numpy().copy()
+    if layer.bias is None:
+        return nir.Linear(weight=weight)
+    return nir.Affine(weight=weight, bias=layer.bias.detach().cpu().numpy().copy())
+
+
+def _conv_node(name: str, layer: nn.Conv1d | nn.Conv2d, in_shape: tuple[int, ...]
+               ) -> nir.NIRNode:
+    if layer.padding_mode != "zeros":
+        raise NIRExportError(f"{name}: padding_mode={layer.padding_mode!r}; NIR convolutions "
+                             f"pad with zeros")
+    weight = layer.weight.detach().cpu().numpy().copy()
+    bias = (np.zeros(weight.shape[0], dtype=weight.dtype) if layer.bias is None
+            else layer.bias.detach().cpu().numpy().copy())
+    if isinstance(layer, nn.Conv1d):
+        padding = layer.padding if isinstance(layer.padding, str) else layer.padding[0]
+        return nir.Conv1d(input_shape=in_shape[1], weight=weight, stride=layer.stride[0],
+                          padding=padding, dilation=layer.dilation[0], groups=layer.groups,
+                          bias=bias)
+    return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=weight, stride=layer.stride,
+                      padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
+                      bias=bias)
+
+
+def _pair(value: int | tuple[int, ...]) -> np.ndarray:
+    return np.array((value, value) if isinstance(value, int) else tuple(value))
+
+
+def _pool_node(name: str, layer: nn.AvgPool2d | nn.LPPool2d) -> nir.NIRNode:
+    if layer.ceil_mode:
+        raise NIRExportError(f"{name}: ceil_mode=True; NIR pooling rounds the output size down")
+    kernel = _pair(layer.kernel_size)
+    stride = kernel if layer.stride is None else _pair(layer.stride)
+    if isinstance(layer, nn.LPPool2d):
+        if layer.norm_type != 1:
+            raise NIRExportError(f"{name}: LPPool2d with norm_type={layer.norm_type}; only "
+                                 f"norm_type=1 (sum pooling, nir.SumPool2d) has a NIR node")
+        return nir.SumPool2d(kernel_size=kernel, stride=stride, padding=np.array((0, 0)))
+    padding = _pair(layer.padding)
+    if layer.divisor_override is not None or (padding.any() and not layer.count_include_pad):
+        raise NIRExportError(f"{name}: AvgPool2d with divisor_override or "
+                             f"count_include_pad=False; NIR averages over the whole kernel")
+    return nir.AvgPool2d(kernel_size=kernel, stride=stride, padding=padding)
+
+
+def _flatten_node(name: str, layer: nn.Flatten, in_shape: tuple[int, ...]) -> nir.NIRNode:
+    # Our tensors are (batch, time, *features); NIR's dims count the features only.
+    dims = []
+    for dim in (layer.start_dim, layer.end_dim):
+        if 0 <= dim < 2:
+            raise NIRExportError(f"{name}: nn.Flatten(start_dim={layer.start_dim}, "
+                                 f"end_dim={layer.end_dim}) flattens batch or time; use "
+                                 f"start_dim=2 to flatten the features of (batch, time, ...)")
+        dims.append(dim - 2 if dim >= 0 else dim)
+    return nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=dims[0],
+                       end_dim=dims[1])

@@ -1,0 +1,89 @@
+"""`exodus-lightning export`: a checkpoint written by `fit` becomes a .nir file whose network,
+read back, computes what the trained network computes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from exodus_lightning import nn as enn
+from exodus_lightning.callbacks import NIRExport
+from exodus_lightning.cli import build_cli
+from exodus_lightning.cli import main as cli_main
+from exodus_lightning.tasks import SpikingClassifier
+from tests.test_cli import SMALL_RANDMAN, run_script
+
+nir = pytest.importorskip("nir")
+from exodus_lightning.nir import NIRLossWarning, from_nir  # noqa: E402
+
+
+@pytest.fixture
+def checkpoint(workdir) -> Path:
+    cli = build_cli(["fit", *SMALL_RANDMAN, "--trainer.max_epochs=1", "--trainer.logger=false",
+                     "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"])
+    return Path(cli.trainer.checkpoint_callback.last_model_path)
+
+
+def test_export_writes_a_graph_that_computes_what_the_checkpoint_does(checkpoint, workdir,
+                                                                       monkeypatch, capsys):
+    output = workdir / "deploy" / "model.nir"
+    monkeypatch.setattr(sys, "argv", ["exodus-lightning", "export", "--ckpt_path",
+                                      str(checkpoint), "--output", str(output)])
+    # The default network is multi-spike, which NIR neurons are not: the warning says so.
+    with pytest.warns(NIRLossWarning, match="max_spikes_per_step=None"):
+        cli_main()
+    assert f"Wrote {output}" in capsys.readouterr().err
+    network = SpikingClassifier.load_from_checkpoint(checkpoint, map_location="cpu").network
+    loaded = from_nir(output)
+    x = (torch.rand(4, 50, *network.input_shape) < 0.2).float()
+    enn.reset_states(network)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), network.eval()(x), rtol=0, atol=0)
+
+
+def test_export_of_an_unusable_file_ends_with_one_line(workdir, monkeypatch, capsys):
+    bad = workdir / "empty.ckpt"
+    bad.write_bytes(b"")
+    monkeypatch.setattr(sys, "argv", ["exodus-lightning", "export", "--ckpt_path", str(bad)])
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("exodus-lightning export: error:") and "empty.ckpt" in err
+
+
+@pytest.mark.slow
+def test_export_runs_as_a_command(checkpoint, workdir):
+    result = run_script(["export", "--ckpt_path", str(checkpoint), "--output", "model.nir",
+                         "--dt", "0.001"], cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    graph = nir.read(workdir / "model.nir")
+    network = SpikingClassifier.load_from_checkpoint(checkpoint, map_location="cpu").network
+    steps = [float(m.tau_mem) for m in network.modules() if isinstance(m, enn.LIF)]
+    # dt = 1 ms: a τ_mem of n steps is n / 1000 in the graph.
+    taus = [float(node.tau.flat[0]) for node in graph.nodes.values()
+            if isinstance(node, nir.LIF)]
+    assert len(taus) == len(steps) > 0
+    assert taus == pytest.approx([n * 1e-3 for n in steps], rel=1e-9)
+
+
+@pytest.mark.parametrize("logger", ["false", "default"], ids=["no_logger", "wandb_offline"])
+def test_callback_writes_model_nir_beside_the_best_checkpoint(logger, workdir):
+    args = ["fit", *SMALL_RANDMAN, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=1", "--model.network.init_args.max_spikes_per_step=1",
+            "--trainer.callbacks+=exodus_lightning.callbacks.NIRExport"]
+    if logger == "false":
+        args.append("--trainer.logger=false")
+    cli = build_cli(args)
+    (callback,) = [c for c in cli.trainer.callbacks if isinstance(c, NIRExport)]
+    best = Path(cli.trainer.checkpoint_callback.best_model_path)
+    assert callback.path == best.with_name("model.nir") and callback.path.exists()
+    network = SpikingClassifier.load_from_checkpoint(best, map_location="cpu").network.eval()
+    loaded = from_nir(callback.path)
+    x = (torch.rand(2, 30, *network.input_shape) < 0.2).float()
+    enn.reset_states(network)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), network(x), rtol=0, atol=0)

@@ -1,0 +1,396 @@
+"""to_nir / from_nir: round trips through a .nir file give the same spikes and states; the
+parameters follow the zero-order-hold convention; what NIR cannot express warns or raises."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from exodus_lightning import nn as enn
+from exodus_lightning.models import ConvSNN, FeedForwardSNN, TimeFolded
+
+nir = pytest.importorskip("nir")
+from exodus_lightning.nir import (  # noqa: E402  (needs nir)
+    NIRExportError,
+    NIRImportError,
+    NIRLossWarning,
+    NIRNetwork,
+    from_nir,
+    to_nir,
+)
+
+
+def spikes(*shape: int, p: float = 0.3, scale: float = 1.5) -> torch.Tensor:
+    """Random spike input (batch, time, *features): 0 or `scale`."""
+    return (torch.rand(shape) < p).float() * scale
+
+
+def round_trip(model: nn.Module, x: torch.Tensor, tmp_path, dt: float = 1.0) -> NIRNetwork:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NIRLossWarning)
+        graph = to_nir(model, x, dt=dt)
+    path = tmp_path / "model.nir"
+    nir.write(path, graph)
+    return from_nir(path)
+
+
+def states(model: nn.Module) -> list[torch.Tensor]:
+    return [getattr(layer, name) for layer in model.modules()
+            if isinstance(layer, enn.StatefulLayer) for name in layer.state_names]
+
+
+def assert_same_run(model: nn.Module, loaded: nn.Module, x: torch.Tensor) -> None:
+    """Two consecutive calls (the states carry over) give identical outputs and states."""
+    enn.reset_states(model)
+    enn.reset_states(loaded)
+    with torch.no_grad():
+        for chunk in (x, x.flip(1)):
+            expected, got = model(chunk), loaded(chunk)
+            assert expected.abs().sum() > 0  # the neurons fire: the test can see a difference
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+            ours, theirs = states(model), states(loaded)
+            assert len(ours) == len(theirs) > 0
+            for a, b in zip(theirs, ours, strict=True):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def chain(layer: nn.Module, features: int = 6) -> nn.Sequential:
+    """A linear layer feeding `layer`, so the spiking layer sees varied currents, large
+    enough that every neuron kind fires."""
+    linear = nn.Linear(4, features)
+    with torch.no_grad():
+        linear.weight.mul_(6)
+    return nn.Sequential(linear, layer)
+
+
+LAYERS = {
+    "lif": lambda: enn.LIF(tau_mem=8.0),
+    "lif_raw_single": lambda: enn.LIF(tau_mem=5.0, norm_input=False, max_spikes_per_step=1),
+    "lif_per_neuron": lambda: enn.LIF(tau_mem=torch.linspace(3, 30, 6), norm_input=False,
+                                      spike_threshold=torch.linspace(0.5, 1.5, 6)),
+    "lif_syn": lambda: enn.LIF(tau_mem=10.0, tau_syn=4.0, norm_input=False),
+    "lif_syn_late": lambda: enn.LIF(tau_mem=10.0, tau_syn=torch.linspace(2, 9, 6),
+                                    decay_early=False),
+    "lif_train_alphas": lambda: enn.LIF(tau_mem=7.0, tau_syn=3.0, train_alphas=True,
+                                        norm_input=False),
+    "lif_zero_reset": lambda: enn.LIF(tau_mem=6.0, norm_input=False, reset="zero"),
+    "lif_subtract_value_bound": lambda: enn.LIF(tau_mem=6.0, norm_input=False,
+                                                subtract_value=0.5, min_v_mem=-0.3,
+                                                max_spikes_per_step=2),
+    "iaf": lambda: enn.IAF(spike_threshold=0.8),
+    "iaf_single_bound": lambda: enn.IAF(max_spikes_per_step=1, min_v_mem=-1.0),
+    "exp_leak": lambda: enn.ExpLeak(tau_mem=6.0),
+    "exp_leak_norm": lambda: enn.ExpLeak(tau_mem=torch.linspace(2, 12, 6), norm_input=True),
+    "exp_leak_early": lambda: enn.ExpLeak(tau_mem=6.0, decay_early=True, train_alphas=True),
+    "exp_leak_bound": lambda: enn.ExpLeak(tau_mem=6.0, min_v_mem=-0.2),
+    "integrator": lambda: enn.ExpLeak(tau_mem=math.inf),
+    "lif_recurrent": lambda: enn.LIFRecurrent(8.0, nn.Linear(6, 6, bias=False),
+                                              tau_syn=3.0, norm_input=False),
+    "iaf_recurrent": lambda: enn.IAFRecurrent(nn.Linear(6, 6), max_spikes_per_step=1),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_every_spiking_layer_round_trips_exactly(name, tmp_path):
+    model = chain(LAYERS[name]())
+    x = spikes(3, 20, 4)
+    assert_same_run(model, round_trip(model, x, tmp_path), x)
+
+
+@pytest.mark.parametrize("dt", [1.0, 1e-3, 0.37])
+def test_round_trip_is_exact_for_any_step_length(dt, tmp_path):
+    model = chain(enn.LIF(tau_mem=torch.linspace(2, 40, 6), tau_syn=3.3, norm_input=False,
+                          max_spikes_per_step=1))
+    x = spikes(2, 15, 4)
+    graph = to_nir(model, x, dt=dt)
+    np.testing.assert_allclose(graph.nodes["1"].tau_mem, np.linspace(2, 40, 6) * dt, rtol=1e-6)
+    nir.write(tmp_path / "m.nir", graph)
+    assert_same_run(model, from_nir(tmp_path / "m.nir"), x)
+
+
+STATELESS = {
+    "linear_no_bias": (lambda: nn.Sequential(nn.Flatten(2), nn.Linear(12, 5, bias=False)),
+                       (3, 4)),
+    "conv1d": (lambda: nn.Sequential(TimeFolded(nn.Conv1d(3, 4, 3, stride=2, padding=1,
+                                                          dilation=1)),
+                                     nn.Flatten(2)), (3, 9)),
+    "conv2d": (lambda: nn.Sequential(TimeFolded(nn.Conv2d(2, 4, 3, stride=(1, 2), padding=2,
+                                                          dilation=2, groups=2, bias=False)),
+                                     TimeFolded(nn.AvgPool2d(2)), nn.Flatten(2, 3)),
+               (2, 8, 9)),
+    "sum_pool": (lambda: nn.Sequential(TimeFolded(nn.LPPool2d(1, 2, stride=2)),
+                                       nn.Flatten(start_dim=2)), (2, 6, 6)),
+}
+
+
+@pytest.mark.parametrize("name", list(STATELESS))
+def test_stateless_layers_round_trip_with_their_shapes(name, tmp_path):
+    build, features = STATELESS[name]
+    model = build()
+    x = torch.randn(2, 3, *features)
+    graph = to_nir(model, x)
+    # Every node carries its input and output shape (what the layer saw on sample_input).
+    for node_name, node in graph.nodes.items():
+        assert node.input_type is not None and node.output_type is not None, node_name
+        assert all(v is not None for v in (*node.input_type.values(),
+                                           *node.output_type.values())), node_name
+    nir.write(tmp_path / "m.nir", graph)
+    loaded = from_nir(tmp_path / "m.nir")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"neuron": "iaf", "readout": "lif", "max_spikes_per_step": 1},
+    {"tau_syn": 5.0, "recurrent": True, "norm_input": True, "readout": "linear"},
+], ids=["default", "iaf_lif_readout", "recurrent_syn"])
+def test_feed_forward_snn_round_trips(kwargs, tmp_path):
+    model = FeedForwardSNN((2, 5), 3, hidden_sizes=(12, 8), dropout=0.2, **kwargs).eval()
+    with torch.no_grad():  # larger weights, so that the neurons fire
+        for p in model.parameters():
+            p.mul_(3)
+    x = spikes(2, 25, 2, 5)
+    loaded = round_trip(model, x, tmp_path)
+    assert_same_run(model, loaded, x)
+    assert sum(1 for _ in loaded.parameters()) > 0
+
+
+def test_conv_snn_round_trips(tmp_path):
+    model = ConvSNN((2, 8, 8), 3, channels=(4, 6), tau_syn=3.0, weight_norm=True).eval()
+    x = spikes(2, 6, 2, 8, 8, scale=3.0)
+    assert_same_run(model, round_trip(model, x, tmp_path), x)
+
+
+# --- the convention, against written-out formulas ---------------------------------------------
+
+def test_parameters_follow_the_zero_order_hold_convention():
+    model = nn.Sequential(
+        nn.Linear(4, 3),
+        enn.LIF(tau_mem=10.0, tau_syn=4.0, norm_input=False, max_spikes_per_step=1),
+        nn.Linear(3, 3),
+        enn.LIF(tau_mem=10.0, max_spikes_per_step=1),
+        nn.Linear(3, 2),
+        enn.IAF(max_spikes_per_step=1),
+        nn.Linear(2, 2),
+        enn.ExpLeak(tau_mem=5.0, decay_early=True))
+    dt = 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # single spike, subtract, built-in surrogate: no loss
+        graph = to_nir(model, torch.zeros(1, 2, 4), dt=dt)
+    alpha, beta = math.exp(-1 / 10), math.exp(-1 / 4)
+    cuba, lif, iaf, leak = (graph.nodes[k] for k in ("1", "3", "5", "7"))
+    assert isinstance(cuba, nir.CubaLIF) and isinstance(lif, nir.LIF)
+    assert isinstance(iaf, nir.IF) and isinstance(leak, nir.LI)
+    np.testing.assert_allclose(cuba.tau_mem, [10 * dt] * 3)
+    np.testing.assert_allclose(cuba.tau_syn, [4 * dt] * 3)
+    np.testing.assert_allclose(cuba.r, [1 / (1 - alpha)] * 3)          # norm_input=False
+    np.testing.assert_allclose(cuba.w_in, [beta / (1 - beta)] * 3)     # decay_early
+    np.testing.assert_allclose(cuba.v_leak, 0)
+    np.testing.assert_allclose(lif.r, 1)                               # norm_input=True
+    np.testing.assert_allclose(iaf.r, [1 / dt] * 2)
+    np.testing.assert_allclose(leak.r, [math.exp(-1 / 5) / (1 - math.exp(-1 / 5))] * 2)
+    assert isinstance(graph.nodes["0"], nir.Affine)
+
+
+def nir_reference(x: np.ndarray, dt: float, w_in, tau_syn, r, tau_mem, threshold):
+    """A NIR CubaLIF stepped by the convention, written out: held input, exact decay,
+    one spike at most, reset by subtracting the threshold."""
+    alpha, beta = np.exp(-dt / tau_mem), np.exp(-dt / tau_syn)
+    i = v = np.zeros(x.shape[:1] + x.shape[2:])
+    out = []
+    for t in range(x.shape[1]):
+        i = beta * i + (1 - beta) * w_in * x[:, t]
+        v = alpha * v + (1 - alpha) * r * i
+        s = (v >= threshold).astype(float)
+        v = v - threshold * s
+        out.append(s)
+    return np.stack(out, 1)
+
+
+def test_a_foreign_cuba_lif_runs_as_nir_says():
+    """A graph that is not ours (no metadata, gains not in our table): single spike, reset by
+    subtraction, and the input scaled by the gains the node holds."""
+    n, dt = 5, 1e-3
+    tau_mem, tau_syn = np.linspace(5e-3, 2e-2, n), np.full(n, 4e-3)
+    r, w_in = np.linspace(0.5, 3.0, n), np.full(n, 2.5)
+    threshold = np.linspace(0.2, 0.6, n)
+    node = nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=r, v_leak=np.zeros(n),
+                       v_threshold=threshold, w_in=w_in)
+    graph = nir.NIRGraph.from_list(node)
+    loaded = from_nir(graph, dt=dt, backend="reference").double()
+    x = spikes(3, 40, n, p=0.5, scale=2.0).double()
+    with torch.no_grad():
+        got = loaded(x).numpy()
+    expected = nir_reference(x.numpy(), dt, w_in, tau_syn, r, tau_mem, threshold)
+    assert expected.sum() > 10
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_foreign_if_and_li_run_as_nir_says():
+    graph = nir.NIRGraph.from_list(
+        nir.IF(r=np.full(3, 2.0), v_threshold=np.full(3, 1.0)),
+        nir.LI(tau=np.full(3, 4.0), r=np.full(3, 0.5), v_leak=np.zeros(3)))
+    loaded = from_nir(graph)
+    x = spikes(2, 12, 3, p=0.4, scale=0.7)
+    v, y, out = torch.zeros(2, 3), torch.zeros(2, 3), []
+    a = math.exp(-1 / 4)
+    for t in range(12):
+        v = v + 2.0 * x[:, t]
+        s = (v >= 1.0).float()
+        v = v - s
+        y = a * y + (1 - a) * 0.5 * s
+        out.append(y)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), torch.stack(out, 1), rtol=1e-6, atol=1e-6)
+
+
+# --- what NIR cannot express ------------------------------------------------------------------
+
+def test_settings_nir_cannot_express_warn_and_name_what_is_lost():
+    model = nn.Sequential(
+        enn.LIF(tau_mem=5.0, reset="zero", min_v_mem=-1.0),
+        enn.ExpLeak(tau_mem=4.0, min_v_mem=-0.5),
+        enn.IAF(max_spikes_per_step=1, surrogate_grad_fn=lambda v, t: torch.ones_like(v)))
+    with pytest.warns(NIRLossWarning) as record:
+        to_nir(model, torch.zeros(1, 2, 3))
+    assert len(record) == 1
+    text = str(record[0].message)
+    for expected in ("0: max_spikes_per_step=None", "0: reset='zero'", "0: min_v_mem",
+                     "1: min_v_mem", "2: surrogate_grad_fn"):
+        assert expected in text
+
+
+@pytest.mark.parametrize(("model", "match"), [
+    (lambda: nn.Sequential(enn.ALIF(tau_mem=5.0, tau_adapt=20.0)), "ALIF has no NIR node"),
+    (lambda: FeedForwardSNN((4,), 2, neuron="alif"), "ALIF has no NIR node"),
+    (lambda: nn.Sequential(enn.IAF(tau_syn=3.0)), "IAF with tau_syn"),
+    (lambda: nn.Sequential(enn.DelayedLinear(4, 3, 5)), "DelayedLinear"),
+    (lambda: nn.Sequential(nn.Linear(4, 4), nn.ReLU()), "ReLU has no NIR mapping"),
+    (lambda: nn.Sequential(enn.LIFSqueeze(tau_mem=4.0, batch_size=1)), "non-Squeeze"),
+    (lambda: nn.Sequential(nn.Flatten()), "flattens batch or time"),
+], ids=["alif", "alif_model", "iaf_syn", "delays", "relu", "squeeze", "flatten_time"])
+def test_layers_without_a_nir_node_raise(model, match):
+    with pytest.raises(NIRExportError, match=match):
+        to_nir(model(), torch.zeros(1, 3, 4))
+
+
+def test_batch_norm_is_folded_into_the_conv_before_it(tmp_path):
+    model = ConvSNN((2, 8, 8), 3, channels=(4, 6), batch_norm=True, weight_norm=True,
+                    max_spikes_per_step=1, readout="linear")
+    x = spikes(4, 6, 2, 8, 8, scale=3.0)
+    with torch.no_grad():
+        for _ in range(3):  # running statistics away from (0, 1)
+            enn.reset_states(model)
+            model(x * 2 + 0.5)
+    model.eval()
+    enn.reset_states(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        graph = to_nir(model, x)
+    assert not any("BatchNorm" in type(node).__name__ for node in graph.nodes.values())
+    nir.write(tmp_path / "m.nir", graph)
+    loaded = from_nir(tmp_path / "m.nir")
+    enn.reset_states(model)
+    with torch.no_grad():
+        expected, got = model(x), loaded(x)
+    # The folded weights round differently; the spikes (readout inputs) agree up to that.
+    assert expected.abs().sum() > 0
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_batch_norm_after_no_conv_or_linear_raises():
+    with pytest.raises(NIRExportError, match="batch norm"):
+        to_nir(nn.Sequential(TimeFolded(nn.BatchNorm1d(4))), torch.zeros(2, 2, 4))
+
+
+def test_export_leaves_the_model_untouched():
+    model = chain(enn.LIF(tau_mem=5.0)).train()
+    x = spikes(2, 4, 4)
+    model(x)
+    before = [s.clone() for s in states(model)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NIRLossWarning)
+        to_nir(model, torch.zeros(5, 3, 4))
+    assert model.training
+    for a, b in zip(states(model), before, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_bad_arguments_raise_clear_errors(tmp_path):
+    model = chain(enn.LIF(tau_mem=5.0))
+    with pytest.raises(ValueError, match="dt must be a positive number"):
+        to_nir(model, torch.zeros(1, 2, 4), dt=0.0)
+    with pytest.raises(ValueError, match=r"sample_input must be a tensor \(batch, time"):
+        to_nir(model, torch.zeros(2, 4))
+    with pytest.raises(TypeError, match="graph_or_path must be a nir.NIRGraph"):
+        from_nir(model)
+
+
+def test_graphs_outside_what_we_read_raise():
+    lif = nir.LIF(tau=np.ones(2), r=np.ones(2), v_leak=np.ones(2), v_threshold=np.ones(2))
+    with pytest.raises(NIRImportError, match="v_leak must be 0"):
+        from_nir(nir.NIRGraph.from_list(lif))
+    branching = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([2])}),
+               "a": nir.Scale(scale=np.ones(2)), "b": nir.Scale(scale=np.ones(2)),
+               "output": nir.Output(output_type={"output": np.array([2])})},
+        edges=[("input", "a"), ("input", "b"), ("a", "output"), ("b", "output")])
+    with pytest.raises(NIRImportError, match="reads chains"):
+        from_nir(branching)
+    with pytest.raises(NIRImportError, match="nir.Threshold has no layer"):
+        from_nir(nir.NIRGraph.from_list(nir.Threshold(threshold=np.ones(2))))
+
+
+def test_a_recurrent_layer_written_as_a_nested_subgraph_reads_the_same(tmp_path):
+    """snnTorch writes a recurrent layer as a subgraph {input, neuron, recurrent weights,
+    output}; spliced in, it is the same cycle as ours."""
+    model = chain(enn.LIFRecurrent(6.0, nn.Linear(6, 6), norm_input=False,
+                                   max_spikes_per_step=1))
+    x = spikes(2, 20, 4)
+    flat = to_nir(model, x)
+    inner = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([6])}),
+               "lif": flat.nodes["1"], "w_rec": flat.nodes["1.rec_connect"],
+               "output": nir.Output(output_type={"output": np.array([6])})},
+        edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")])
+    nested = nir.NIRGraph(
+        nodes={"input": flat.nodes["input"], "fc": flat.nodes["0"], "rlif": inner,
+               "output": flat.nodes["output"]},
+        edges=[("input", "fc"), ("fc", "rlif"), ("rlif", "output")])
+    nir.write(tmp_path / "nested.nir", nested)
+    loaded = from_nir(tmp_path / "nested.nir")
+    assert isinstance(loaded.layers[1], enn.LIFRecurrent)
+    assert_same_run(model, loaded, x)
+
+
+def test_training_settings_come_back_without_a_warning(tmp_path):
+    """Surrogate, gradient mode and trainable threshold are kept (they do not change what a
+    deployed network computes, so no warning), and the read network trains the same."""
+    model = chain(enn.LIF(tau_mem=5.0, norm_input=False, max_spikes_per_step=1,
+                          surrogate_grad_fn=enn.surrogate.ArcTan(alpha=3.0),
+                          gradient="slayer", train_threshold=True))
+    x = spikes(2, 12, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        graph = to_nir(model, x)
+    nir.write(tmp_path / "m.nir", graph)
+    loaded = from_nir(tmp_path / "m.nir")
+    ours, theirs = model[1], loaded.layers[1]
+    assert theirs.surrogate_grad_fn == enn.surrogate.ArcTan(alpha=3.0)
+    assert theirs.gradient == "slayer" and theirs.spike_threshold.requires_grad
+    grads = []
+    for network in (model, loaded):
+        enn.reset_states(network)
+        x_grad = x.clone().requires_grad_()
+        network(x_grad).sum().backward()
+        grads.append(x_grad.grad)
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)
+    torch.testing.assert_close(theirs.spike_threshold.grad, ours.spike_threshold.grad,
+                               rtol=0, atol=0)
