@@ -254,7 +254,7 @@ def test_counts_too_large_to_store_are_refused() -> None:
         encode_frames(np.full((2, 2), 70000.0))
 
 
-@pytest.mark.slow  # building the command line's parser takes ~15-30 s on 2 busy cores
+@pytest.mark.slow  # building the command line's parser: ~3 s, up to 30 s on 2 busy cores
 def test_the_prepare_command_uses_the_fit_configs(
     shd_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
