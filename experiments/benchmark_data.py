@@ -180,7 +180,8 @@ def snn_samples_per_second(
     return batch_size / min(timings)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict[str, str]]:
+    """Run the benchmark (options: see --help); returns the table's rows."""
     parser = arguments.parser("python experiments/benchmark_data.py", __doc__)
     parser.add_argument("--quick", action="store_true", help="300 samples per dataset")
     parser.add_argument("--num-samples", type=int, default=2000)
@@ -191,7 +192,7 @@ def main() -> None:
         "--datasets", nargs="+", default=["NMNIST", "DVSGesture", "SHD", "SSC", "Randman"]
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a temp folder")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     num_samples = 300 if args.quick else args.num_samples
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="exodus-data-bench-"))
     root = work_dir / "data"
@@ -248,6 +249,7 @@ def main() -> None:
     print(report.markdown_table(rows), end="")
     if args.work_dir is None:
         remove(work_dir)
+    return rows
 
 
 if __name__ == "__main__":
