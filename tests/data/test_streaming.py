@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from exodus_lightning.data import EventDataModule, NMNISTDataModule, SHDDataModule, SSCDataModule
+from exodus_lightning.data import (
+    DVSGestureDataModule,
+    EventDataModule,
+    NMNISTDataModule,
+    SHDDataModule,
+    SSCDataModule,
+)
 from exodus_lightning.data.collate import pad_time_collate
 from exodus_lightning.data.errors import InvalidDataError, PreparedDataError
 from exodus_lightning.data.stored_samples import StoredFrames, decode_frames, encode_frames
@@ -26,7 +32,11 @@ NMNIST_SETTINGS = {"num_time_steps": 10, "bin_width_ms": 30.0}
 CASES = {
     "shd": (SHDDataModule, "shd_root", SHD_SETTINGS),
     "nmnist": (NMNISTDataModule, "nmnist_root", NMNIST_SETTINGS),
-}
+    "ssc": (SSCDataModule, "ssc_root",
+            {"num_time_steps": 20, "duration_ms": 1000.0, "val_fraction": None}),
+    "dvs_gesture": (DVSGestureDataModule, "dvs_gesture_root",
+                    {"num_time_steps": 15, "bin_width_ms": 100.0, "downsample_factor": 8}),
+}  # fmt: skip
 
 
 def make(module: type[EventDataModule], root: Path, **settings) -> EventDataModule:
@@ -59,8 +69,10 @@ def assert_same_batches(expected, actual) -> None:
         assert torch.equal(targets, streamed_targets)
 
 
-@pytest.mark.parametrize("name", list(CASES))
-@pytest.mark.parametrize("writers", [0, 2])
+@pytest.mark.parametrize(
+    ("name", "writers"),
+    [("shd", 0), ("shd", 2), ("nmnist", 0), ("nmnist", 2), ("ssc", 0), ("dvs_gesture", 0)],
+)
 def test_streamed_batches_equal_the_tonic_paths(
     name: str, writers: int, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -179,14 +191,22 @@ def test_a_frames_copy_is_refused_when_augmenting(shd_root: Path, tmp_path: Path
         reader.setup("fit")
 
 
-def test_an_events_copy_serves_any_binning(shd_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "other_binning"),
+    [
+        ("shd", {"num_time_steps": 10, "bin_width_ms": 100.0, "num_channels": 20}),
+        ("nmnist", {"num_time_steps": 5, "bin_width_ms": 60.0}),
+    ],
+)
+def test_an_events_copy_serves_any_binning(
+    name: str, other_binning: dict, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    module, root_fixture, settings = CASES[name]
+    root = request.getfixturevalue(root_fixture)
     output = tmp_path / "events"
-    prepare_copy(
-        make(SHDDataModule, shd_root, **SHD_SETTINGS), str(output), store="events", progress=False
-    )
-    other_binning = {"num_time_steps": 10, "bin_width_ms": 100.0, "num_channels": 20}
-    tonic_path = make(SHDDataModule, shd_root, **other_binning)
-    streamed = make(SHDDataModule, shd_root, **other_binning, streaming=output)
+    prepare_copy(make(module, root, **settings), str(output), store="events", progress=False)
+    tonic_path = make(module, root, **other_binning)
+    streamed = make(module, root, **other_binning, streaming=output)
     for datamodule in (tonic_path, streamed):
         datamodule.setup("test")
     assert_same_batches(batches(tonic_path.test_dataloader()), batches(streamed.test_dataloader()))
