@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -40,13 +41,15 @@ def sample_ids(loader) -> list[str]:
 def read_as_rank(rank: int, port: int, root: str, copy: str, results: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE
-    )
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE,
+        timeout=timedelta(seconds=60),  # a rank that never comes fails the test, not hangs it
+    )  # fmt: skip
     try:
         datamodule = SHDDataModule(data_dir=root, download=False, streaming=copy, **SETTINGS)
         datamodule.setup("fit")
         datamodule.setup("test")
-        seen = {"train": sample_ids(datamodule.train_dataloader())}
+        train_loader = datamodule.train_dataloader()
+        seen = {"train": sample_ids(train_loader), "train, next epoch": sample_ids(train_loader)}
         for part in ("val", "test"):
             # What Lightning does to evaluation loaders under DDP.
             loader = getattr(datamodule, f"{part}_dataloader")()
@@ -99,8 +102,10 @@ def test_each_sample_is_read_once_per_epoch_across_ranks(tmp_path: Path) -> None
         assert len(ranks[0][part]) == len(ranks[1][part]) == -(-len(everything[part]) // 2)
     # Training: no sample twice in an epoch, and both ranks run as many steps (else DDP's
     # gradient all-reduce would wait forever); litdata drops the remainder to get there.
-    train = ranks[0]["train"] + ranks[1]["train"]
-    assert len(set(train)) == len(train)
-    assert set(train) <= set(everything["train"])
-    assert len(ranks[0]["train"]) == len(ranks[1]["train"])
-    assert len(everything["train"]) - len(train) < WORLD_SIZE * SETTINGS["batch_size"]
+    for epoch in ("train", "train, next epoch"):
+        train = ranks[0][epoch] + ranks[1][epoch]
+        assert len(set(train)) == len(train)
+        assert set(train) <= set(everything["train"])
+        assert len(ranks[0][epoch]) == len(ranks[1][epoch])
+        assert len(everything["train"]) - len(train) < WORLD_SIZE * SETTINGS["batch_size"]
+    assert ranks[0]["train"] != ranks[0]["train, next epoch"]  # reshuffled
