@@ -36,6 +36,11 @@ def encode_frames(frames: np.ndarray) -> dict:
             f"({np.iinfo(COUNT_DTYPE).max}); use narrower bins (bin_width_ms)"
         )
     counts = frames.astype(COUNT_DTYPE)
+    if not np.array_equal(counts, frames):
+        raise InvalidDataError(
+            "frames hold values that are not event counts (negative or fractional); a "
+            "prepared copy stores counts: prepare with --store events instead"
+        )
     positions = np.flatnonzero(counts).astype(POSITION_DTYPE)
     sparse_bytes = positions.nbytes + len(positions) * counts.itemsize
     if sparse_bytes < counts.nbytes:

@@ -269,9 +269,12 @@ def test_a_batch_of_stored_frames_collates_as_the_decoded_frames() -> None:
     assert torch.equal(inputs, expected) and targets.tolist() == [0, 1, 2]
 
 
-def test_counts_too_large_to_store_are_refused() -> None:
+def test_counts_too_large_to_store_or_not_counts_are_refused() -> None:
     with pytest.raises(InvalidDataError, match="narrower bins"):
         encode_frames(np.full((2, 2), 70000.0))
+    for not_counts in (np.full((2, 2), 0.5), np.full((2, 2), -1.0)):
+        with pytest.raises(InvalidDataError, match="not event counts"):
+            encode_frames(not_counts)
 
 
 @pytest.mark.slow  # building the command line's parser: ~3 s, up to 30 s on 2 busy cores
