@@ -222,25 +222,28 @@ class EventDataModule(SpikeDataModule):
             self.dataset_name, split, val_fraction, seed, stored, self.stored_transforms(stored)
         )
 
-    def open_prepared(self, part: str, augment: bool = False):
-        """Loader `part` of the prepared copy `streaming`, checked against this DataModule's
-        settings: frames as stored, or stored events run through augmentation (if `augment`)
-        and this DataModule's binning."""
+    def prepared_entry(self, part: str, augment: bool = False) -> dict[str, Any]:
+        """The manifest entry of loader `part` in the prepared copy `streaming`, checked against
+        this DataModule's settings (a PreparedDataError names the ones that differ)."""
         manifest = read_manifest(self.streaming)
-        random_steps = self.augmentation() if augment else []
-        if random_steps:
+        if augment and self.augmentation_names:
             # Augmentation runs on events, so only a copy of events will do.
-            entry = check_part(self.streaming, manifest, part, self.part_entry(part, "events"))
-        else:
-            entry = check_part(
-                self.streaming,
-                manifest,
-                part,
-                self.part_entry(part, "frames"),
-                accept_events=self.part_entry(part, "events"),
-            )
+            return check_part(self.streaming, manifest, part, self.part_entry(part, "events"))
+        return check_part(
+            self.streaming,
+            manifest,
+            part,
+            self.part_entry(part, "frames"),
+            accept_events=self.part_entry(part, "events"),
+        )
+
+    def open_prepared(self, part: str, augment: bool = False):
+        """Loader `part` of the prepared copy `streaming`: frames as stored, or stored events
+        run through augmentation (if `augment`) and this DataModule's binning."""
+        entry = self.prepared_entry(part, augment)
         shape = (self.num_time_steps, *self.input_shape)
         if entry["stored"] == "events":
+            random_steps = self.augmentation() if augment else []
             decoder = SampleDecoder(
                 shape, dtype_from_json(entry["events_dtype"]), [*random_steps, self.to_frames]
             )
@@ -274,7 +277,10 @@ class EventDataModule(SpikeDataModule):
         stage = getattr(fn, "value", fn)  # TrainerFn is a str enum
         if self.streaming is not None:
             require_litdata(f"streaming='{self.streaming}'")
-            read_manifest(self.streaming)
+            parts = {"train", "val"} if stage in (None, "fit", "validate") else set()
+            parts |= {"test"} if stage in (None, "test", "predict") else set()
+            for part in sorted(parts):
+                self.prepared_entry(part, augment=part == "train")
             return
         for split in self.splits_for(stage):
             if split not in self._opened:

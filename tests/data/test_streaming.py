@@ -125,6 +125,10 @@ def test_a_copy_made_with_other_settings_is_refused(
 ) -> None:
     output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
     reader = make(SHDDataModule, shd_root, **{**SHD_SETTINGS, **setting}, streaming=output)
+    # In prepare_data, which Lightning runs before it starts the loggers (no W&B run is
+    # created for a run that cannot read its data), and in setup.
+    with pytest.raises(PreparedDataError, match=f"other settings.*{named}: prepared"):
+        reader.prepare_data()
     with pytest.raises(PreparedDataError, match=f"other settings.*{named}: prepared"):
         reader.setup("fit")
 
