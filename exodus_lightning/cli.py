@@ -4,6 +4,10 @@
     exodus-lightning fit --config configs/shd.yaml        # an experiment
     exodus-lightning fit --config configs/shd.yaml --print_config   # the resolved config
     exodus-lightning test --config configs/shd.yaml --ckpt_path best.ckpt
+    exodus-lightning prepare --config configs/shd.yaml --output data/shd-prepared  # streamable
+
+`prepare` and `export` are not Trainer subcommands: main() dispatches them to
+exodus_lightning.prepare and exodus_lightning.export.
 
 The data's `num_classes` and `input_shape` are linked to the model and to the network (when its
 constructor takes arguments of those names), so configs never repeat them.
@@ -62,7 +66,8 @@ DESCRIPTION = (
     "Train and evaluate spiking neural networks with exact EXODUS gradients. With no --config, "
     "`fit` trains on the built-in Randman task (no download). Every setting is a --key value "
     "option or a YAML --config; `<subcommand> --help` lists them. `export --ckpt_path FILE "
-    "--output model.nir` writes a trained network as NIR, for hardware and other simulators."
+    "--output model.nir` writes a trained network as NIR, for hardware and other simulators. "
+    "`prepare --help`: write a recorded dataset once as chunks that every run streams."
 )
 USAGE = "%(prog)s [--config FILE] [--KEY VALUE ...]"
 SUBCOMMANDS = {
@@ -445,7 +450,9 @@ def quiet_library_noise() -> None:
         warnings.formatwarning = _format_our_warnings(warnings.formatwarning)
 
 
-def build_cli(args: list[str] | None = None, run: bool = True) -> ExodusCLI:
+def build_cli(
+    args: list[str] | None = None, run: bool = True, cli_class: type[ExodusCLI] = ExodusCLI
+) -> ExodusCLI:
     """Parse `args` (default: sys.argv), instantiate, and run the subcommand if `run`."""
     trainer_defaults: dict[str, Any] = {"callbacks": [RunSummary()]}
     defaults = {"default_config_files": [str(DEFAULT_CONFIG_FILE)]}
@@ -453,7 +460,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> ExodusCLI:
         # The CLI logs the whole nested config itself; Lightning would add the module's and the
         # DataModule's flat hyperparameters (alpha, _instantiator, ...) beside it.
         trainer_defaults["enable_autolog_hparams"] = False
-    return ExodusCLI(
+    return cli_class(
         SpikingClassifier,
         L.LightningDataModule,
         subclass_mode_data=True,
@@ -502,6 +509,12 @@ def main() -> None:
     Mistakes in the data or settings end with one message and exit status 1, no traceback.
     """
     put_working_directory_on_path()
+    if sys.argv[1:2] == ["prepare"]:
+        # Not a Trainer subcommand: it only builds the DataModule and writes its samples.
+        from exodus_lightning.prepare import main as prepare_main
+
+        prepare_main(sys.argv[2:])
+        return
     if sys.argv[1:2] == ["export"]:
         # Not a Trainer subcommand: it only reads a checkpoint and writes a file.
         from exodus_lightning.export import main as export_main

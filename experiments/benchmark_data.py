@@ -1,18 +1,24 @@
-"""Train-loader throughput of each DataModule, cold and cached, vs. a matching SNN on CPU.
+"""Train-loader throughput of each DataModule, by path, vs. a matching SNN on CPU.
 
 Writes fabricated datasets of realistic per-sample size (exodus_lightning.data.fabricate),
-then for every DataModule times one epoch of its train loader:
-  cold    no cache: tonic parses every file, events are binned every time
-  cached  second epoch with `cache_dir` set (the first epoch, which fills the cache, is untimed)
-with 0 and 2 workers, and times forward + backward of a plain-PyTorch
-(features -> 128 LIF -> classes, mean-over-time readout) network on one batch of that shape.
-Prints a Markdown table of samples per second (best of a few runs: the machine may be shared).
+then for every DataModule times one epoch of its train loader on each path:
+  tonic     no cache: tonic parses every file, events are binned every time
+  cache     tonic's disk cache (`cache_dir`), second epoch (the first, filling it, is untimed)
+  stream    a copy made once by `exodus-lightning prepare` (litdata chunks), read with
+            `streaming` (preparing it is untimed; its time is printed)
+with 0 and 2 workers: samples per second over the epoch and the latency of the first batch
+(which includes starting the workers). It also times forward + backward of a plain-PyTorch
+(features -> 128 LIF -> classes, mean-over-time readout) network on one batch of that shape, so
+the table says whether loading or training is the bottleneck. Best of a few runs (the machine
+may be shared). Prints a Markdown table.
 
     python experiments/benchmark_data.py --quick
 """
 
 from __future__ import annotations
 
+import gc
+import importlib.util
 import shutil
 import sys
 import tempfile
@@ -57,8 +63,17 @@ def fabricate(root: Path, num_samples: int, quick: bool) -> None:
     write_ssc(root, num_train=num_samples, num_valid=10, num_test=10, spikes_per_sample=5000)
 
 
+PATHS = ("tonic", "cache", "stream")
+
+
 def make_module(
-    name: str, root: Path, cache_dir: Path | None, workers: int, batch_size: int, num_samples: int
+    name: str,
+    root: Path,
+    cache_dir: Path | None,
+    workers: int,
+    batch_size: int,
+    num_samples: int,
+    streaming: Path | None = None,
 ):
     common = {
         "data_dir": root,
@@ -68,6 +83,8 @@ def make_module(
         "cache_dir": cache_dir,
         "pin_memory": False,
     }
+    if streaming is not None:
+        common["streaming"] = str(streaming)
     if name == "NMNIST":
         return NMNISTDataModule(**common)
     if name == "DVSGesture":
@@ -78,19 +95,44 @@ def make_module(
         return SSCDataModule(**common)
     common.pop("cache_dir")
     common.pop("data_dir")
+    common.pop("streaming", None)
     return RandmanDataModule(**common, num_train_samples=num_samples)
 
 
-def epoch_samples_per_second(module, repeats: int) -> float:
-    """Best of `repeats` epochs of the train loader (the machine may be shared: best = least
-    disturbed); each epoch includes starting its workers."""
-    best = 0.0
+def time_epochs(module, repeats: int) -> tuple[float, float]:
+    """(samples/s, first-batch latency in s) of the train loader, each the best of `repeats`
+    epochs (the machine may be shared: best = least disturbed); each epoch includes starting
+    its workers."""
+    best_rate, best_latency = 0.0, float("inf")
     for _ in range(repeats):
         loader = module.train_dataloader()
         start = time.perf_counter()
-        count = sum(len(targets) for _, targets in loader)
-        best = max(best, count / (time.perf_counter() - start))
-    return best
+        batches = iter(loader)
+        _, targets = next(batches)
+        best_latency = min(best_latency, time.perf_counter() - start)
+        count = len(targets) + sum(len(targets) for _, targets in batches)
+        best_rate = max(best_rate, count / (time.perf_counter() - start))
+        del batches, loader
+        # Stops this epoch's workers now: workers forked later would otherwise inherit the
+        # iterator and fail to shut it down ("can only test a child process").
+        gc.collect()
+    return best_rate, best_latency
+
+
+def remove(folder: Path) -> None:
+    """Delete a benchmark's folder if it is there (a path that made none leaves nothing)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+
+
+def prepare(name: str, root: Path, output: Path, batch_size: int, num_samples: int) -> float:
+    """Write the prepared copy of `name` with its default settings; seconds taken."""
+    from exodus_lightning.data.prepare_copy import prepare_copy
+
+    start = time.perf_counter()
+    module = make_module(name, root, None, 0, batch_size, num_samples)
+    prepare_copy(module, str(output), num_workers=0, progress=False)
+    return time.perf_counter() - start
 
 
 class Spike(torch.autograd.Function):
@@ -138,7 +180,8 @@ def snn_samples_per_second(
     return batch_size / min(timings)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict[str, str]]:
+    """Run the benchmark (options: see --help); returns the table's rows."""
     parser = arguments.parser("python experiments/benchmark_data.py", __doc__)
     parser.add_argument("--quick", action="store_true", help="300 samples per dataset")
     parser.add_argument("--num-samples", type=int, default=2000)
@@ -149,7 +192,7 @@ def main() -> None:
         "--datasets", nargs="+", default=["NMNIST", "DVSGesture", "SHD", "SSC", "Randman"]
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a temp folder")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     num_samples = 300 if args.quick else args.num_samples
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="exodus-data-bench-"))
     root = work_dir / "data"
@@ -163,40 +206,50 @@ def main() -> None:
 
     rows = []
     for name in args.datasets:
-        results = {}
-        for mode in ("cold", "cached"):
+        paths = ("tonic",) if name == "Randman" else PATHS  # generated in memory
+        if "stream" in paths and importlib.util.find_spec("litdata") is None:
+            print("litdata is not installed: no stream rows (pip install litdata)", file=sys.stderr)
+            paths = paths[:2]
+        stream_dir = work_dir / f"stream-{name}"
+        if "stream" in paths:
+            seconds = prepare(name, root, stream_dir, args.batch_size, num_samples)
+            print(f"{name}: prepared in {seconds:.1f} s", file=sys.stderr)
+        best = 0.0
+        for path in paths:
+            row = {"dataset": name, "path": path}
             for workers in args.workers:
-                if name == "Randman" and mode == "cached":
-                    results[(mode, workers)] = float("nan")  # generated in memory: nothing to cache
-                    continue
-                cache_dir = work_dir / f"cache-{name}-{workers}" if mode == "cached" else None
-                module = make_module(name, root, cache_dir, workers, args.batch_size, num_samples)
+                cache_dir = work_dir / f"cache-{name}-{workers}" if path == "cache" else None
+                module = make_module(
+                    name, root, cache_dir, workers, args.batch_size, num_samples,
+                    streaming=stream_dir if path == "stream" else None,
+                )  # fmt: skip
                 module.setup("fit")
-                if mode == "cached":
-                    epoch_samples_per_second(module, repeats=1)  # fills the cache
-                results[(mode, workers)] = epoch_samples_per_second(module, args.repeats)
+                if path == "cache":
+                    time_epochs(module, repeats=1)  # fills the cache
+                rate, latency = time_epochs(module, args.repeats)
+                best = max(best, rate)
+                row[f"w={workers} samples/s"] = f"{rate:.0f}"
+                row[f"w={workers} first batch ms"] = f"{1000 * latency:.0f}"
+                del module
                 if cache_dir is not None:
-                    shutil.rmtree(cache_dir)
+                    remove(cache_dir)
+            rows.append(row)
+        remove(stream_dir)
+        module = make_module(name, root, None, 0, args.batch_size, num_samples)
         snn = snn_samples_per_second(
             module.input_shape, module.num_time_steps, module.num_classes, args.batch_size
         )
-        best = np.nanmax(list(results.values()))
-        row = {
-            "dataset": name,
-            "sample shape (T, features)": (
-                f"({module.num_time_steps}, {', '.join(map(str, module.input_shape))})"
-            ),
-        }
-        for (mode, workers), samples_per_second in results.items():
-            cell = "-" if np.isnan(samples_per_second) else f"{samples_per_second:.0f}"
-            row[f"{mode} w={workers}"] = cell
-        row["SNN fwd+bwd"] = f"{snn:.0f}"
-        row["loader / SNN (best)"] = f"{best / snn:.1f}x"
-        rows.append(row)
+        for row in rows:
+            if row["dataset"] == name:
+                row["sample (T, features)"] = (
+                    f"({module.num_time_steps}, {', '.join(map(str, module.input_shape))})"
+                )
+                row["SNN fwd+bwd samples/s"] = f"{snn:.0f}"
         print(f"{name}: best loader {best:.0f} samples/s, SNN {snn:.0f}", file=sys.stderr)
     print(report.markdown_table(rows), end="")
     if args.work_dir is None:
-        shutil.rmtree(work_dir)
+        remove(work_dir)
+    return rows
 
 
 if __name__ == "__main__":

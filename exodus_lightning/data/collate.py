@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from exodus_lightning.data.stored_samples import StoredFrames, collate_stored_frames
+
 
 def pad_time_collate(samples: Sequence[tuple[Any, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack samples of shape (T_i, *features) into inputs (batch, max_i T_i, *features).
@@ -17,6 +19,13 @@ def pad_time_collate(samples: Sequence[tuple[Any, Any]]) -> tuple[torch.Tensor, 
     """
     if len(samples) == 0:
         raise ValueError("pad_time_collate got an empty batch; check the dataset is not empty")
+    if all(isinstance(frame, StoredFrames) for frame, _ in samples) and (
+        len({frame.shape for frame, _ in samples}) == 1
+    ):
+        # A prepared copy's frames: decoded straight into the batch.
+        inputs = torch.from_numpy(collate_stored_frames([frame for frame, _ in samples]))
+        targets = torch.as_tensor([int(target) for _, target in samples], dtype=torch.long)
+        return inputs, targets
     frames = [torch.as_tensor(np.asarray(frame), dtype=torch.float32) for frame, _ in samples]
     feature_shape = frames[0].shape[1:]
     for frame in frames:

@@ -44,3 +44,8 @@ def unreadable_file_error(
     return UnreadableFileError(
         f"Could not read {part}'{path}' ({error!r}): the file is truncated or corrupt; {fix}."
     )
+
+
+class PreparedDataError(DataError, ValueError):
+    """A prepared (streamed) copy that this DataModule cannot use: not a prepared copy, made
+    from another dataset or with other settings, or litdata (which reads it) missing."""

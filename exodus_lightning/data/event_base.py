@@ -3,7 +3,9 @@
 Per sample: tonic parses the file -> preprocessing (deterministic) -> augmentation (random,
 train only) -> binning into T fixed-width bins. With `cache_dir`, everything up to the first
 random step is cached on disk (frames as compact integer counts, or preprocessed events when
-augmenting); the rest runs on every access.
+augmenting); the rest runs on every access. With `streaming`, the samples come instead from a
+copy prepared once by `exodus-lightning prepare` (frames, or preprocessed events when augmenting)
+and are streamed by litdata; augmentation and binning of events still run per access.
 """
 
 from __future__ import annotations
@@ -13,10 +15,21 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from exodus_lightning.data.base import SpikeDataModule, check_val_fraction, split_indices
 from exodus_lightning.data.cache import cache_folder, disk_cached
+from exodus_lightning.data.collate import pad_time_collate
+from exodus_lightning.data.stored_samples import SampleDecoder, dtype_from_json
+from exodus_lightning.data.streaming import (
+    InOrder,
+    check_part,
+    open_part,
+    part_entry,
+    read_manifest,
+    require_litdata,
+    streaming_loader,
+)
 from exodus_lightning.data.tonic_loading import CheckedSamples, open_tonic_dataset
 from exodus_lightning.data.transforms import (
     MICROSECONDS_PER_MS,
@@ -74,6 +87,7 @@ class EventDataModule(SpikeDataModule):
         val_fraction: float = 0.1,
         duration_ms: float | None = None,
         augmentations: Sequence[str] = (),
+        streaming: str | Path | None = None,
         **loader_settings: Any,
     ) -> None:
         """Check and store a recorded dataset's settings; `loader_settings` go to SpikeDataModule.
@@ -90,6 +104,9 @@ class EventDataModule(SpikeDataModule):
                 bin_width_ms.
             augmentations: names from the dataset's `augmentation_choices`, applied to training
                 samples only.
+            streaming: folder or URL (s3://..., any store litdata supports) of a copy made by
+                `exodus-lightning prepare` with the same data settings; batches are then
+                streamed from it by litdata (data_dir, download and cache_dir are unused).
         """
         super().__init__(**loader_settings)
         if val_fraction is None:
@@ -108,6 +125,7 @@ class EventDataModule(SpikeDataModule):
         self.download = bool(download)
         self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
         self.val_fraction = val_fraction
+        self.streaming = None if streaming is None else str(streaming)
         self._opened: dict[str, CheckedSamples] = {}
 
     @property
@@ -170,6 +188,71 @@ class EventDataModule(SpikeDataModule):
         )
         return disk_cached(samples, folder, Pipeline(after_cache))
 
+    def part_source(self, part: str) -> tuple[str, float | None, int | None]:
+        """Where loader `part` ("train", "val", "test") takes its samples: (official split,
+        val_fraction, seed); the last two are None when it takes the whole split, and otherwise
+        select its side of split_indices(len(split), val_fraction, seed)."""
+        if part == "test":
+            return "test", None, None
+        if self.val_fraction is None:
+            return ("train" if part == "train" else "valid"), None, None
+        return "train", self.val_fraction, self.seed
+
+    def part_indices(self, part: str) -> list[int]:
+        """The indices into part_source(part)'s official split that loader `part` reads."""
+        split, val_fraction, seed = self.part_source(part)
+        if split not in self._opened:
+            self._opened[split] = self.open_split(split)
+        num_samples = len(self._opened[split])
+        if val_fraction is None:
+            return list(range(num_samples))
+        train_indices, val_indices = split_indices(num_samples, val_fraction, seed)
+        return train_indices if part == "train" else val_indices
+
+    def stored_transforms(self, stored: str) -> list[Callable]:
+        """What a prepared copy applied before storing "frames" or (preprocessed) "events"."""
+        if stored == "events":
+            return self.preprocessing()
+        return [*self.preprocessing(), self.to_frames]
+
+    def part_entry(self, part: str, stored: str) -> dict[str, Any]:
+        """The manifest entry this DataModule needs for `part` stored as `stored`."""
+        split, val_fraction, seed = self.part_source(part)
+        return part_entry(
+            self.dataset_name, split, val_fraction, seed, stored, self.stored_transforms(stored)
+        )
+
+    def prepared_entry(self, part: str, augment: bool = False) -> dict[str, Any]:
+        """The manifest entry of loader `part` in the prepared copy `streaming`, checked against
+        this DataModule's settings (a PreparedDataError names the ones that differ)."""
+        manifest = read_manifest(self.streaming)
+        if augment and self.augmentation_names:
+            # Augmentation runs on events, so only a copy of events will do.
+            return check_part(self.streaming, manifest, part, self.part_entry(part, "events"))
+        return check_part(
+            self.streaming,
+            manifest,
+            part,
+            self.part_entry(part, "frames"),
+            accept_events=self.part_entry(part, "events"),
+        )
+
+    def open_prepared(self, part: str, augment: bool = False):
+        """Loader `part` of the prepared copy `streaming`: frames as stored, or stored events
+        run through augmentation (if `augment`) and this DataModule's binning."""
+        entry = self.prepared_entry(part, augment)
+        shape = (self.num_time_steps, *self.input_shape)
+        if entry["stored"] == "events":
+            random_steps = self.augmentation() if augment else []
+            decoder = SampleDecoder(
+                shape, dtype_from_json(entry["events_dtype"]), [*random_steps, self.to_frames]
+            )
+        else:
+            decoder = SampleDecoder(shape)
+        stream = open_part(self.streaming, part, decoder, shuffle=part == "train", seed=self.seed)
+        # Training streams; evaluation reads by index in order (see InOrder).
+        return stream if part == "train" else InOrder(stream, entry["num_samples"])
+
     def splits_for(self, stage: str | None) -> list[str]:
         """The official splits that `stage` ("fit", "validate", "test", "predict"; None: all)
         reads."""
@@ -192,11 +275,25 @@ class EventDataModule(SpikeDataModule):
         trainer = getattr(self, "trainer", None)
         fn = None if trainer is None else trainer.state.fn
         stage = getattr(fn, "value", fn)  # TrainerFn is a str enum
+        if self.streaming is not None:
+            require_litdata(f"streaming='{self.streaming}'")
+            parts = {"train", "val"} if stage in (None, "fit", "validate") else set()
+            parts |= {"test"} if stage in (None, "test", "predict") else set()
+            for part in sorted(parts):
+                self.prepared_entry(part, augment=part == "train")
+            return
         for split in self.splits_for(stage):
             if split not in self._opened:
                 self._opened[split] = self.open_split(split)
 
     def setup(self, stage: str | None = None) -> None:
+        if self.streaming is not None:
+            if stage in (None, "fit", "validate"):
+                self.train_dataset = self.open_prepared("train", augment=True)
+                self.val_dataset = self.open_prepared("val")
+            if stage in (None, "test", "predict"):
+                self.test_dataset = self.open_prepared("test")
+            return
         if stage in (None, "fit", "validate"):
             if self.val_fraction is None:
                 self.train_dataset = self.make_dataset("train", augment=True)
@@ -209,3 +306,16 @@ class EventDataModule(SpikeDataModule):
                 self.val_dataset = Subset(plain, val_indices)
         if stage in (None, "test", "predict"):
             self.test_dataset = self.make_dataset("test")
+
+    def _loader(self, dataset: Dataset | None, name: str, shuffle: bool) -> DataLoader:
+        if self.streaming is None or dataset is None or isinstance(dataset, InOrder):
+            return super()._loader(dataset, name, shuffle)
+        # Shuffling (from seed and epoch) and the split between ranks and workers are litdata's.
+        return streaming_loader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=pad_time_collate,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )

@@ -38,6 +38,7 @@ RECORDED = {
     "val_fraction": (float, 0.1),
     "duration_ms": (float | None, None),
     "augmentations": (Sequence[str], ()),
+    "streaming": (str | Path | None, None),
 }
 CAMERA = {**RECORDED, "denoise_ms": (float | None, None)}
 # The public constructor arguments: (type, default) by name.
@@ -45,7 +46,7 @@ PUBLIC_ARGUMENTS = {
     NMNISTDataModule: {
         **CAMERA,
         "num_time_steps": (int, 100),
-        "bin_width_ms": (float, 3.0),
+        "bin_width_ms": (float, 3.5),
         "first_saccade_only": (bool, False),
     },
     DVSGestureDataModule: {
@@ -99,6 +100,7 @@ GIVEN = {
     "val_fraction": 0.25,
     "duration_ms": 120.0,
     "augmentations": ["drop_event"],
+    "streaming": "prepared-copy",
     "denoise_ms": 7.0,
     "num_time_steps": 12,
     "bin_width_ms": 9.0,
@@ -164,6 +166,7 @@ def test_every_init_args_option_reaches_its_own_attribute(module_class) -> None:
         assert module.cache_dir == Path("cache-here") and module.val_fraction == 0.25
         assert module.bin_width_us == 120.0 / 12 * 1000  # duration_ms wins over bin_width_ms
         assert module.augmentation_names == ("drop_event",)
+        assert module.streaming == "prepared-copy"
 
 
 @pytest.mark.parametrize("module_class", list(PUBLIC_ARGUMENTS), ids=lambda c: c.__name__)

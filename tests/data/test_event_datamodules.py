@@ -116,13 +116,30 @@ def test_labels_follow_the_files(case_and_root: tuple[Case, Path]) -> None:
 
 
 def test_nmnist_frames_count_every_event_in_the_window(nmnist_root: Path) -> None:
-    # Fabricated recordings last 300 ms; 100 bins of 3 ms cover them entirely.
+    # Fabricated recordings last 300 ms; the default 100 bins of 3.5 ms cover them entirely.
     test_set = NMNISTDataModule(data_dir=nmnist_root, download=False).make_dataset("test")
     files = sorted((nmnist_root / "NMNIST" / "Test").glob("*/*.bin"))
     for index in (0, len(files) - 1):
         frames, _ = test_set[index]
         assert frames.shape == (100, 2, 34, 34)
         assert frames.sum() == files[index].stat().st_size // 5
+
+
+def test_nmnist_defaults_cover_recordings_longer_than_300_ms(tmp_path: Path) -> None:
+    # One of tonic's own N-MNIST test recordings runs to 311 ms; 100 bins of 3 ms would drop
+    # its last events. Here: events spread over 0 .. 340 ms, the last one at 340 ms exactly.
+    times = np.linspace(0, 340_000, 500).astype(np.int64)
+    coordinates = np.arange(500) % 34
+    digit_dir = tmp_path / "NMNIST" / "Test" / "7"
+    digit_dir.mkdir(parents=True)
+    (digit_dir / "00000.bin").write_bytes(
+        encode_nmnist_events(coordinates, coordinates, times, np.arange(500) % 2)
+    )
+    module = NMNISTDataModule(data_dir=tmp_path, download=False)
+    frames, label = module.make_dataset("test")[0]
+    assert label == 7 and frames.shape == (100, 2, 34, 34)
+    assert frames.sum() == 500
+    assert module.num_time_steps * module.bin_width_us > 340_000
 
 
 def test_shd_frames_count_the_spikes_before_the_window_end(shd_root: Path) -> None:

@@ -1,0 +1,273 @@
+"""Prepared copies of recorded datasets as litdata chunks: writing, the manifest, and reading.
+
+A prepared copy is a folder (or an object-store URL litdata supports, e.g. s3://bucket/shd):
+
+    <copy>/manifest.json       what the copy holds and how it was made (written last)
+    <copy>/<part>/             litdata chunks of one loader's samples, part = train, val, test
+
+Each part is described by an entry that must match the reading DataModule's own (see
+`part_entry`); a copy made with other settings is refused, naming the settings that differ.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import multiprocessing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from exodus_lightning.data.errors import PreparedDataError
+from exodus_lightning.data.stored_samples import SampleDecoder, SampleEncoder
+
+MANIFEST_NAME = "manifest.json"
+FORMAT = "exodus-lightning prepared dataset"
+FORMAT_VERSION = 1
+INSTALL_HINT = "pip install 'exodus-lightning[streaming]' (or: pip install litdata)"
+# Chunk size: big enough that object-store reads are efficient, small enough that a rank's
+# first batch arrives quickly (litdata's own default is 64 MB).
+CHUNK_BYTES = "32MB"
+# Entry fields that say which samples a part holds and what was done to them.
+# (The number of samples is not among them: a reading DataModule may not have the raw data.)
+IDENTITY_FIELDS = ("dataset", "split", "val_fraction", "seed", "stored", "transforms")
+VERSIONED_PACKAGES = ("exodus-lightning", "tonic", "litdata", "numpy", "torch")
+
+
+def require_litdata(purpose: str):
+    """The litdata module, or a PreparedDataError saying how to install it."""
+    try:
+        import litdata
+    except ImportError as error:
+        raise PreparedDataError(
+            f"{purpose} needs the litdata package, which is not installed: {INSTALL_HINT}"
+        ) from error
+    return litdata
+
+
+def is_url(location: str | Path) -> bool:
+    return "://" in str(location)
+
+
+def join(location: str | Path, name: str) -> str:
+    return f"{str(location).rstrip('/')}/{name}"
+
+
+def library_versions() -> dict[str, str | None]:
+    versions = {}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def part_entry(
+    dataset: str,
+    split: str,
+    val_fraction: float | None,
+    seed: int | None,
+    stored: str,
+    transforms: Sequence[Any],
+) -> dict[str, Any]:
+    """What a part holds: the official `split`'s samples (all; or with val_fraction and seed,
+    the seeded training or validation selection of split_indices), stored as "frames" or
+    "events" after `transforms` (their reprs, i.e. all their parameters)."""
+    return {
+        "dataset": dataset,
+        "split": split,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "stored": stored,
+        "transforms": [repr(transform) for transform in transforms],
+    }
+
+
+def write_part(
+    samples: Dataset,
+    indices: Sequence[int],
+    output: str,
+    events: bool,
+    num_workers: int,
+    progress: bool = True,
+) -> None:
+    """Write samples[i] for i in `indices`, in that order, as litdata chunks into `output`.
+
+    num_workers > 0: litdata.optimize with that many processes (local or object-store output);
+    0: one in-process writer (no process start-up: quicker for small data; local output only).
+    """
+    litdata = require_litdata("Preparing a dataset")
+    encoder = SampleEncoder(samples, events)
+    if num_workers > 0:
+        litdata.optimize(
+            fn=encoder,
+            inputs=list(indices),
+            output_dir=output,
+            chunk_bytes=CHUNK_BYTES,
+            num_workers=num_workers,
+            keep_data_ordered=True,
+            mode="overwrite",
+            verbose=progress,
+            # Forked workers inherit the opened dataset; spawned ones import torch, lightning
+            # and tonic again (~10 s each here, for every part).
+            start_method="fork" if "fork" in multiprocessing.get_all_start_methods() else None,
+        )
+        return
+    if is_url(output):
+        raise PreparedDataError(
+            f"writing to '{output}' needs litdata's workers: pass a number of workers >= 1"
+        )
+    from litdata.streaming.writer import BinaryWriter
+    from tqdm import tqdm
+
+    Path(output).mkdir(parents=True, exist_ok=True)
+    writer = BinaryWriter(output, chunk_bytes=CHUNK_BYTES)
+    for position, index in enumerate(tqdm(indices, desc=output, disable=not progress)):
+        writer[position] = encoder(index)
+    writer.done()
+    writer.merge()
+
+
+def write_manifest(location: str, manifest: dict[str, Any]) -> None:
+    """Write the manifest last: a copy whose preparation stopped midway has none."""
+    text = json.dumps(manifest, indent=2, sort_keys=True, default=str)
+    if is_url(location):
+        import fsspec
+
+        with fsspec.open(join(location, MANIFEST_NAME), "w") as file:
+            file.write(text)
+    else:
+        (Path(location) / MANIFEST_NAME).write_text(text)
+
+
+def read_manifest(location: str | Path) -> dict[str, Any]:
+    """The manifest of the prepared copy at `location`, or a PreparedDataError saying why not."""
+    path = join(location, MANIFEST_NAME)
+    fix = (
+        "prepare it with `exodus-lightning prepare --config <your config> --output "
+        f"{location}`, or point streaming at a prepared copy"
+    )
+    try:
+        if is_url(location):
+            import fsspec
+
+            with fsspec.open(path, "r") as file:
+                text = file.read()
+        else:
+            text = Path(path).read_text()
+    except FileNotFoundError as error:
+        raise PreparedDataError(
+            f"streaming='{location}' is not a prepared dataset (no {MANIFEST_NAME}; a "
+            f"preparation that stopped midway leaves none): {fix}"
+        ) from error
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise PreparedDataError(f"'{path}' is not valid JSON ({error}): {fix}") from error
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise PreparedDataError(
+            f"'{path}' is not a manifest of format {FORMAT!r} version {FORMAT_VERSION} "
+            f"(found {manifest.get('format')!r} version {manifest.get('format_version')}): {fix}"
+        )
+    return manifest
+
+
+def check_part(
+    location: str, manifest: dict[str, Any], part: str, wanted: dict[str, Any],
+    accept_events: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The manifest's entry for `part` if it matches `wanted` (or, for a copy that stores
+    events, `accept_events`: events can be binned as this DataModule bins them); otherwise a
+    PreparedDataError naming the settings that differ."""
+    parts = manifest.get("parts", {})
+    if part not in parts:
+        raise PreparedDataError(
+            f"the prepared copy '{location}' has no {part!r} part (it has {sorted(parts)}); "
+            "prepare it again with this config"
+        )
+    entry = parts[part]
+    candidates = [wanted] if accept_events is None else [wanted, accept_events]
+    for candidate in candidates:
+        if all(entry.get(name) == candidate[name] for name in IDENTITY_FIELDS):
+            return entry
+    differences = "; ".join(
+        f"{name}: prepared {entry.get(name)!r}, this DataModule {wanted[name]!r}"
+        for name in IDENTITY_FIELDS
+        if entry.get(name) != wanted[name]
+    )
+    raise PreparedDataError(
+        f"the prepared copy '{location}' was made with other settings than this DataModule's "
+        f"for its {part!r} part ({differences}). Prepare it again with the same data settings "
+        f"(`exodus-lightning prepare --config <your config> --output <new folder>`), or use "
+        "the settings it was prepared with."
+    )
+
+
+def open_part(
+    location: str,
+    part: str,
+    decoder: SampleDecoder,
+    shuffle: bool,
+    seed: int,
+    cache_dir: str | None = None,
+):
+    """A litdata StreamingDataset over `location/part` whose items are decoder(stored sample).
+
+    Streamed by litdata, which shuffles from (seed, epoch) and splits the chunks between DDP
+    ranks and DataLoader workers; under DDP it drops the remainder (fewer than
+    world_size * batch_size samples, others each epoch) so that every rank runs as many steps.
+    """
+    litdata = require_litdata("Reading a prepared dataset (streaming=...)")
+    return litdata.StreamingDataset(
+        join(location, part), cache_dir=cache_dir, shuffle=shuffle, seed=seed, transform=decoder
+    )
+
+
+class InOrder(Dataset):
+    """Sample i of a StreamingDataset by index, for evaluation: read in order like the tonic
+    path, so that under DDP Lightning's DistributedSampler gives every rank as many batches, as
+    it does there. (litdata's own split can leave a rank without any batch of a small part.)"""
+
+    def __init__(self, stream: Dataset, num_samples: int) -> None:
+        self.stream = stream
+        # Not len(stream): under DDP that is one rank's share.
+        self.num_samples = int(num_samples)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __getitem__(self, index: int):
+        return self.stream[index]
+
+
+def events_dtype(samples: Dataset) -> np.dtype:
+    """The structured dtype of the events in `samples` (read from its first sample)."""
+    events, _ = samples[0]
+    return np.asarray(events).dtype
+
+
+
+def streaming_loader(dataset: Dataset, **loader_settings: Any):
+    """litdata's StreamingDataLoader over `dataset`, for training: shuffled by litdata from
+    (seed, epoch), split between ranks and workers, its position saved in Lightning checkpoints
+    and restored on resume (see ResumingStreamingLoader)."""
+    litdata = require_litdata("Reading a prepared dataset (streaming=...)")
+
+    class ResumingStreamingLoader(litdata.StreamingDataLoader):
+        """After a resume, litdata replays the restored epoch's remainder until one pass runs
+        to its end; Lightning stops pulling batches at the epoch's known length, so every later
+        epoch would replay it again. Here the restored state serves the first pass only."""
+
+        _served_restored_pass = False
+
+        def __iter__(self):
+            if self.restore and self._served_restored_pass:
+                self.restore = False
+            self._served_restored_pass = self.restore
+            return super().__iter__()
+
+    return ResumingStreamingLoader(dataset, **loader_settings)

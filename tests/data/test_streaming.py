@@ -1,0 +1,375 @@
+"""Prepared copies (litdata chunks): the same batches as the tonic path, and refused when they
+were made with other settings."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from exodus_lightning.data import (
+    DVSGestureDataModule,
+    EventDataModule,
+    NMNISTDataModule,
+    SHDDataModule,
+    SSCDataModule,
+)
+from exodus_lightning.data.collate import pad_time_collate
+from exodus_lightning.data.errors import InvalidDataError, PreparedDataError
+from exodus_lightning.data.stored_samples import StoredFrames, decode_frames, encode_frames
+
+litdata = pytest.importorskip("litdata")
+
+from exodus_lightning.data.prepare_copy import prepare_copy  # noqa: E402
+
+SHD_SETTINGS = {"num_time_steps": 25, "bin_width_ms": 40.0, "num_channels": 50}
+NMNIST_SETTINGS = {"num_time_steps": 10, "bin_width_ms": 30.0}
+CASES = {
+    "shd": (SHDDataModule, "shd_root", SHD_SETTINGS),
+    "nmnist": (NMNISTDataModule, "nmnist_root", NMNIST_SETTINGS),
+    "ssc": (SSCDataModule, "ssc_root",
+            {"num_time_steps": 20, "duration_ms": 1000.0, "val_fraction": None}),
+    "dvs_gesture": (DVSGestureDataModule, "dvs_gesture_root",
+                    {"num_time_steps": 15, "bin_width_ms": 100.0, "downsample_factor": 8}),
+}  # fmt: skip
+
+
+def make(module: type[EventDataModule], root: Path, **settings) -> EventDataModule:
+    return module(data_dir=root, download=False, batch_size=4, **settings)
+
+
+def prepared(module: type[EventDataModule], root: Path, output: Path, **settings) -> Path:
+    prepare_copy(make(module, root, **settings), str(output), progress=False)
+    return output
+
+
+def batches(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(inputs.clone(), targets.clone()) for inputs, targets in loader]
+
+
+def samples_of(loader) -> list[tuple[int, bytes]]:
+    """Every sample of one pass as (label, frame bytes), sorted: the pass's multiset."""
+    return sorted(
+        (int(target), frame.numpy().tobytes())
+        for inputs, targets in loader
+        for frame, target in zip(inputs, targets)
+    )
+
+
+def assert_same_batches(expected, actual) -> None:
+    assert len(expected) == len(actual)
+    for (inputs, targets), (streamed_inputs, streamed_targets) in zip(expected, actual):
+        assert streamed_inputs.dtype == torch.float32 and streamed_targets.dtype == torch.int64
+        assert torch.equal(inputs, streamed_inputs)
+        assert torch.equal(targets, streamed_targets)
+
+
+@pytest.mark.parametrize(
+    ("name", "writers"),
+    [("shd", 0), ("shd", 2), ("nmnist", 0), ("nmnist", 2), ("ssc", 0), ("dvs_gesture", 0)],
+)
+def test_streamed_batches_equal_the_tonic_paths(
+    name: str, writers: int, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    module, root_fixture, settings = CASES[name]
+    root = request.getfixturevalue(root_fixture)
+    output = tmp_path / "prepared"
+    prepare_copy(make(module, root, **settings), str(output), writers, progress=False)
+    tonic_path = make(module, root, **settings)
+    streamed = make(module, root, **settings, streaming=output)
+    for datamodule in (tonic_path, streamed):
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        datamodule.setup("test")
+    # Evaluation loaders: the same batches in the same order.
+    assert_same_batches(batches(tonic_path.val_dataloader()), batches(streamed.val_dataloader()))
+    assert_same_batches(batches(tonic_path.test_dataloader()), batches(streamed.test_dataloader()))
+    # Training: the same samples each epoch, shuffled by litdata instead of our sampler.
+    train = samples_of(tonic_path.train_dataloader())
+    assert len(train) == len(tonic_path.train_dataset) > 0
+    assert samples_of(streamed.train_dataloader()) == train
+
+
+def test_the_manifest_records_what_the_copy_holds(shd_root: Path, tmp_path: Path) -> None:
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert manifest["dataset"] == "SHD"
+    assert manifest["datamodule"] == "exodus_lightning.data.audio_spikes.SHDDataModule"
+    assert manifest["settings"]["num_channels"] == 50
+    assert manifest["versions"]["litdata"] == litdata.__version__
+    parts = manifest["parts"]
+    assert {part: parts[part]["num_samples"] for part in parts} == {
+        "train": 36, "val": 4, "test": 20
+    }  # fmt: skip
+    assert parts["val"]["split"] == "train" and parts["val"]["seed"] == 0
+    assert parts["test"]["stored"] == "frames"
+    assert "SpikesToChannels(" in parts["test"]["transforms"][0]
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ({"num_time_steps": 30}, "transforms"),
+        ({"num_channels": 25}, "transforms"),
+        ({"seed": 1}, "seed"),
+        ({"val_fraction": 0.2}, "val_fraction"),
+    ],
+)
+def test_a_copy_made_with_other_settings_is_refused(
+    setting: dict, named: str, shd_root: Path, tmp_path: Path
+) -> None:
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    reader = make(SHDDataModule, shd_root, **{**SHD_SETTINGS, **setting}, streaming=output)
+    # In prepare_data, which Lightning runs before it starts the loggers (no W&B run is
+    # created for a run that cannot read its data), and in setup.
+    with pytest.raises(PreparedDataError, match=f"other settings.*{named}: prepared"):
+        reader.prepare_data()
+    with pytest.raises(PreparedDataError, match=f"other settings.*{named}: prepared"):
+        reader.setup("fit")
+
+
+def test_a_copy_of_another_dataset_is_refused(shd_root: Path, tmp_path: Path) -> None:
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    reader = make(NMNISTDataModule, shd_root, **NMNIST_SETTINGS, streaming=output)
+    with pytest.raises(PreparedDataError, match="dataset: prepared 'SHD', this DataModule 'NMNI"):
+        reader.setup("test")
+
+
+def test_a_folder_without_manifest_is_refused_before_training(tmp_path: Path) -> None:
+    reader = make(SHDDataModule, tmp_path, streaming=tmp_path / "half-written")
+    with pytest.raises(PreparedDataError, match="not a prepared dataset.*exodus-lightning prepare"):
+        reader.prepare_data()
+
+
+def test_preparing_over_a_prepared_copy_is_refused(shd_root: Path, tmp_path: Path) -> None:
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    with pytest.raises(PreparedDataError, match="already holds a prepared copy"):
+        prepared(SHDDataModule, shd_root, output, **SHD_SETTINGS)
+
+
+def test_without_litdata_the_error_says_how_to_install_it(
+    shd_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    monkeypatch.setitem(sys.modules, "litdata", None)  # import litdata now fails
+    reader = make(SHDDataModule, shd_root, **SHD_SETTINGS, streaming=output)
+    with pytest.raises(PreparedDataError, match=r"pip install 'exodus-lightning\[streaming\]'"):
+        reader.prepare_data()
+    with pytest.raises(PreparedDataError, match="litdata package, which is not installed"):
+        prepared(SHDDataModule, shd_root, tmp_path / "again", **SHD_SETTINGS)
+
+
+def test_augmenting_copies_store_events_and_augment_every_access(
+    shd_root: Path, tmp_path: Path
+) -> None:
+    settings = {**SHD_SETTINGS, "augmentations": ["drop_event"]}
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **settings)
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert [manifest["parts"][part]["stored"] for part in ("train", "val", "test")] == [
+        "events", "frames", "frames"
+    ]  # fmt: skip
+    streamed = make(SHDDataModule, shd_root, **settings, streaming=output)
+    streamed.setup("fit")
+    first, second = streamed.train_dataset[0], streamed.train_dataset[0]
+    assert first[1] == second[1] and first[0].shape == (25, 50)
+    assert not np.array_equal(first[0], second[0])  # 10 % of ~300 spikes dropped at random
+    # The events are those of the tonic path: without dropping, the frames are the same.
+    plain = make(SHDDataModule, shd_root, **SHD_SETTINGS)
+    plain.setup("fit")
+    unaugmented = make(SHDDataModule, shd_root, **SHD_SETTINGS, streaming=output)
+    unaugmented.setup("fit")
+    assert samples_of(unaugmented.train_dataloader()) == samples_of(plain.train_dataloader())
+
+
+def test_a_frames_copy_is_refused_when_augmenting(shd_root: Path, tmp_path: Path) -> None:
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    reader = make(
+        SHDDataModule, shd_root, **SHD_SETTINGS, augmentations=["drop_event"], streaming=output
+    )
+    with pytest.raises(PreparedDataError, match="stored: prepared 'frames', this DataModule 'ev"):
+        reader.setup("fit")
+
+
+@pytest.mark.parametrize(
+    ("name", "other_binning"),
+    [
+        ("shd", {"num_time_steps": 10, "bin_width_ms": 100.0, "num_channels": 20}),
+        ("nmnist", {"num_time_steps": 5, "bin_width_ms": 60.0}),
+    ],
+)
+def test_an_events_copy_serves_any_binning(
+    name: str, other_binning: dict, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    module, root_fixture, settings = CASES[name]
+    root = request.getfixturevalue(root_fixture)
+    output = tmp_path / "events"
+    prepare_copy(make(module, root, **settings), str(output), store="events", progress=False)
+    tonic_path = make(module, root, **other_binning)
+    streamed = make(module, root, **other_binning, streaming=output)
+    for datamodule in (tonic_path, streamed):
+        datamodule.setup("test")
+    assert_same_batches(batches(tonic_path.test_dataloader()), batches(streamed.test_dataloader()))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_shuffling_is_seeded_and_changes_every_epoch(
+    num_workers: int, ssc_root: Path, tmp_path: Path
+) -> None:
+    # SSC validates on its own file, so its train part is the whole training file for any seed
+    # (SHD's is drawn with the seed, and a copy made with another seed is refused).
+    settings = {"num_time_steps": 20, "duration_ms": 1000.0, "val_fraction": None}
+    output = prepared(SSCDataModule, ssc_root, tmp_path / "ssc", **settings)
+
+    def epochs(seed: int) -> list[list[int]]:
+        streamed = make(
+            SSCDataModule, ssc_root, **settings, streaming=output, num_workers=num_workers,
+            seed=seed,
+        )  # fmt: skip
+        streamed.setup("fit")
+        loader = streamed.train_dataloader()
+        return [[int(x) for x in torch.cat([t for _, t in loader])] for _ in range(2)] + [
+            samples_of(loader)
+        ]
+
+    first, second, other_seed = epochs(0), epochs(0), epochs(1)
+    assert first[:2] == second[:2]  # the same seed gives the same order, epoch by epoch
+    assert first[0] != first[1]  # labels in another order: the next epoch is shuffled anew
+    assert other_seed[0] != first[0]
+    assert len(first[2]) == 70 and len(set(first[2])) == 70  # each sample once per epoch
+
+
+def test_frames_are_stored_dense_or_sparse_whichever_is_smaller() -> None:
+    rng = np.random.default_rng(0)
+    busy = rng.integers(0, 4, (25, 50)).astype(np.float32)
+    empty_mostly = np.zeros((10, 2, 34, 34), dtype=np.float32)
+    empty_mostly[3, 1, 5, 7] = 2.0
+    empty_mostly[9, 0, 33, 33] = 300.0  # above uint8
+    for frames, sparse in ((busy, False), (empty_mostly, True), (np.zeros((3, 4)), True)):
+        stored = encode_frames(frames)
+        assert (len(stored["positions"]) > 0 or frames.sum() == 0) == sparse
+        decoded = decode_frames(stored, frames.shape)
+        assert decoded.dtype == np.float32 and np.array_equal(decoded, frames)
+
+
+def test_a_batch_of_stored_frames_collates_as_the_decoded_frames() -> None:
+    rng = np.random.default_rng(1)
+    shape = (4, 2, 3, 3)
+    dense = rng.integers(0, 3, shape).astype(np.float32)
+    sparse = np.zeros(shape, dtype=np.float32)
+    sparse[1, 0, 2, 1] = 5.0
+    samples = [
+        (StoredFrames(**encode_frames(frames), shape=shape), label)
+        for label, frames in enumerate((dense, sparse, np.zeros(shape)))
+    ]
+    assert np.array_equal(np.asarray(samples[1][0]), sparse)
+    inputs, targets = pad_time_collate(samples)
+    expected, _ = pad_time_collate([(np.asarray(frames), label) for frames, label in samples])
+    assert inputs.dtype == torch.float32 and inputs.shape == (3, *shape)
+    assert torch.equal(inputs, expected) and targets.tolist() == [0, 1, 2]
+
+
+def test_counts_too_large_to_store_or_not_counts_are_refused() -> None:
+    with pytest.raises(InvalidDataError, match="narrower bins"):
+        encode_frames(np.full((2, 2), 70000.0))
+    for not_counts in (np.full((2, 2), 0.5), np.full((2, 2), -1.0)):
+        with pytest.raises(InvalidDataError, match="not event counts"):
+            encode_frames(not_counts)
+
+
+@pytest.mark.slow  # building the command line's parser: ~3 s, up to 30 s on 2 busy cores
+def test_the_prepare_command_uses_the_fit_configs(
+    shd_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from exodus_lightning.prepare import main
+
+    monkeypatch.setattr(sys, "argv", ["exodus-lightning"])
+    repo = Path(__file__).resolve().parents[2]
+    output = tmp_path / "shd"
+    manifest = main([
+        "--config", str(repo / "configs" / "shd.yaml"), "--output", str(output),
+        "--num_workers", "0", "--data.init_args.data_dir", str(shd_root),
+        "--data.init_args.download", "false", "--data.init_args.num_time_steps", "20",
+    ])  # fmt: skip
+    assert manifest["dataset"] == "SHD" and manifest["num_time_steps"] == 20
+    assert manifest["settings"]["num_channels"] == 100  # configs/shd.yaml's
+    reader = SHDDataModule(
+        data_dir=tmp_path / "absent", num_time_steps=20, streaming=output, batch_size=8
+    )
+    reader.setup("test")
+    inputs, targets = next(iter(reader.test_dataloader()))
+    assert inputs.shape == (8, 20, 100) and targets.shape == (8,)
+    assert f"--data.init_args.streaming {output}" in capsys.readouterr().out
+    # Data that is generated, not recorded, ends in one line naming the problem.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--output", str(tmp_path / "randman"), "--num_workers", "0"])
+    assert exit_info.value.code == 1
+    message = capsys.readouterr().err
+    assert message.startswith("exodus-lightning prepare: error: RandmanDataModule is not a")
+    assert len(message.strip().splitlines()) == 1
+
+
+def test_lightning_trains_and_validates_on_a_prepared_copy(shd_root: Path, tmp_path: Path) -> None:
+    import lightning as L
+
+    from tests.data.test_event_datamodules import _TinyClassifier
+
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    datamodule = make(SHDDataModule, tmp_path / "no raw data here", **SHD_SETTINGS,
+                      streaming=str(output))  # fmt: skip
+    model = _TinyClassifier(int(np.prod(datamodule.input_shape)), datamodule.num_classes)
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=datamodule)
+    assert trainer.state.finished and trainer.global_step == 2 * 9  # 36 samples, batches of 4
+    assert "val_loss" in trainer.callback_metrics
+    # ddp_spawn and spawned workers pickle the datasets.
+    for dataset in (datamodule.train_dataset, datamodule.val_dataset):
+        restored = pickle.loads(pickle.dumps(dataset))
+        assert np.array_equal(np.asarray(restored[0][0]), np.asarray(dataset[0][0]))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resuming_mid_epoch_continues_exactly(
+    num_workers: int, shd_root: Path, tmp_path: Path
+) -> None:
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from tests.data.test_event_datamodules import _TinyClassifier
+
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+
+    class Recorder(_TinyClassifier):
+        def on_train_batch_start(self, batch, batch_index) -> None:
+            self.seen.append(batch[1].tolist())
+
+    def fit(checkpoint: str | None = None) -> list[list[int]]:
+        # Paths as strings: the checkpoint holds the DataModule's arguments, and
+        # Lightning's weights_only loading refuses Path objects.
+        datamodule = make(SHDDataModule, str(shd_root), **SHD_SETTINGS, streaming=str(output),
+                          num_workers=num_workers)  # fmt: skip
+        model = Recorder(int(np.prod(datamodule.input_shape)), datamodule.num_classes)
+        model.seen = []
+        # Saves at step 13: 9 batches per epoch, so 4 batches into the second epoch.
+        saver = ModelCheckpoint(dirpath=tmp_path / "checkpoints", filename="{step}",
+                                every_n_train_steps=13, save_top_k=-1)  # fmt: skip
+        trainer = L.Trainer(
+            max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False,
+            enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0,
+            num_sanity_val_steps=0, callbacks=[saver] if checkpoint is None else [],
+            enable_checkpointing=checkpoint is None,
+        )  # fmt: skip
+        trainer.fit(model, datamodule=datamodule, ckpt_path=checkpoint)
+        return model.seen
+
+    straight = fit()
+    assert len(straight) == 27 and straight[:9] != straight[9:18]  # epochs are reshuffled
+    resumed = fit(str(tmp_path / "checkpoints" / "step=13.ckpt"))
+    assert resumed == straight[13:]  # the rest of the second epoch, then the third
