@@ -6,7 +6,7 @@ and exposes `num_classes`, `input_shape` and `num_time_steps` right after constr
 """
 
 from exodus_lightning.data.audio_spikes import SHDDataModule, SSCDataModule
-from exodus_lightning.data.base import SpikeDataModule, split_indices
+from exodus_lightning.data.base import GeneratedDataModule, SpikeDataModule, split_indices
 from exodus_lightning.data.collate import pad_time_collate
 from exodus_lightning.data.delayed_xor import DelayedXorDataModule
 from exodus_lightning.data.dvs_gesture import DVSGestureDataModule
@@ -26,6 +26,7 @@ __all__ = [
     "DatasetDownloadError",
     "DatasetNotFoundError",
     "EventDataModule",
+    "GeneratedDataModule",
     "InvalidDataError",
     "NMNISTDataModule",
     "RandmanDataModule",

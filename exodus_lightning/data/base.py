@@ -116,3 +116,22 @@ class SpikeDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         """The test split, in order (setup('predict') loads it)."""
         return self._loader(self.test_dataset, "test", shuffle=False)
+
+
+class GeneratedDataModule(SpikeDataModule):
+    """A built-in task generated in memory (Randman, Delayed XOR): subclasses give
+    make_dataset(split) for split 'train', 'val' or 'test'; each split is generated once, in
+    setup(), and kept."""
+
+    def make_dataset(self, split: str) -> Dataset:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        # Generated once per DataModule: a second setup() (e.g. fit then test) reuses the data.
+        if stage in (None, "fit", "validate"):
+            if self.train_dataset is None:
+                self.train_dataset = self.make_dataset("train")
+            if self.val_dataset is None:
+                self.val_dataset = self.make_dataset("val")
+        if stage in (None, "test", "predict") and self.test_dataset is None:
+            self.test_dataset = self.make_dataset("test")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from exodus_lightning.data.base import SpikeDataModule
+from exodus_lightning.data.base import GeneratedDataModule
 
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
 
@@ -60,7 +60,7 @@ def delayed_xor_samples(patterns: np.ndarray, num_samples: int, cue_steps: int, 
     return torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64))
 
 
-class DelayedXorDataModule(SpikeDataModule):
+class DelayedXorDataModule(GeneratedDataModule):
     """Delayed XOR batches (see the module docstring): inputs (batch, T, N), no download needed.
 
     Defaults (K = 2 patterns, 40 channels, cue windows of 10 steps, a gap of 80, T = 110) give a
@@ -142,13 +142,3 @@ class DelayedXorDataModule(SpikeDataModule):
                                    self.gap, self.tail, self.cue_rate, self.noise_rate, self.seed,
                                    SPLIT_STREAMS[split])
         return TensorDataset(x, y)
-
-    def setup(self, stage: str | None = None) -> None:
-        # Generated once per DataModule: a second setup() (e.g. fit then test) reuses the data.
-        if stage in (None, "fit", "validate"):
-            if self.train_dataset is None:
-                self.train_dataset = self.make_dataset("train")
-            if self.val_dataset is None:
-                self.val_dataset = self.make_dataset("val")
-        if stage in (None, "test", "predict") and self.test_dataset is None:
-            self.test_dataset = self.make_dataset("test")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from exodus_lightning.data.base import SpikeDataModule
+from exodus_lightning.data.base import GeneratedDataModule
 
 NUM_REFERENCE_POINTS = 4096
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
@@ -100,7 +100,7 @@ def spike_steps_to_tensor(steps: np.ndarray, num_time_steps: int) -> torch.Tenso
     return one_hot.transpose(1, 2).to(torch.float32).contiguous()
 
 
-class RandmanDataModule(SpikeDataModule):
+class RandmanDataModule(GeneratedDataModule):
     """Randman batches: inputs (batch, T, N) with one spike per channel, no download needed.
 
     Maps are drawn from `manifold_seed`, samples from `seed` (a different stream per split), so
@@ -187,13 +187,3 @@ class RandmanDataModule(SpikeDataModule):
         return TensorDataset(
             spike_steps_to_tensor(steps, self.num_time_steps), torch.as_tensor(labels)
         )
-
-    def setup(self, stage: str | None = None) -> None:
-        # Generated once per DataModule: a second setup() (e.g. fit then test) reuses the data.
-        if stage in (None, "fit", "validate"):
-            if self.train_dataset is None:
-                self.train_dataset = self.make_dataset("train")
-            if self.val_dataset is None:
-                self.val_dataset = self.make_dataset("val")
-        if stage in (None, "test", "predict") and self.test_dataset is None:
-            self.test_dataset = self.make_dataset("test")
