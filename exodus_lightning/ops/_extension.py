@@ -242,7 +242,8 @@ def _build(kind: str, verbose: bool) -> Path:
     src = sources_dir()
     if kind == "cpu":
         key = _build_key("cpu")
-        sources = [str(src / "exodus_cpu.cpp")]
+        # One translation unit per neuron model (exodus_cpu*.cpp): built in parallel.
+        sources = [str(path) for path in sorted(src.glob("exodus_cpu*.cpp"))]
         extra = {
             "extra_cflags": _CPU_CFLAGS + cpu_isa_flags(),
             "extra_ldflags": _CPU_LDFLAGS,

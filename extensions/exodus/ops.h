@@ -238,18 +238,34 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> adlif
   return c.result();
 }
 
-// Registers the ops of a library (`exodus_lightning` for CPU and CUDA, the emulation's own
-// namespace for CPU tensors) with this runner.
+// Register the ops of a library (`exodus_lightning` for CPU and CUDA, the emulation's own
+// namespace for CPU tensors) with this runner, one neuron model at a time: the CPU library builds
+// each model in its own translation unit, so the compiler runs them in parallel.
 template <typename Runner>
-void register_ops(torch::Library& m) {
+void register_lif_ops(torch::Library& m) {
   m.impl("lif_forward", &lif_forward<Runner>);
   m.impl("lif_backward", &lif_backward<Runner>);
   m.impl("leaky_forward", &leaky_forward<Runner>);
   m.impl("leaky_backward", &leaky_backward<Runner>);
+}
+
+template <typename Runner>
+void register_alif_ops(torch::Library& m) {
   m.impl("alif_forward", &alif_forward<Runner>);
   m.impl("alif_backward", &alif_backward<Runner>);
+}
+
+template <typename Runner>
+void register_adlif_ops(torch::Library& m) {
   m.impl("adlif_forward", &adlif_forward<Runner>);
   m.impl("adlif_backward", &adlif_backward<Runner>);
+}
+
+template <typename Runner>
+void register_ops(torch::Library& m) {
+  register_lif_ops<Runner>(m);
+  register_alif_ops<Runner>(m);
+  register_adlif_ops<Runner>(m);
 }
 
 }  // namespace exodus

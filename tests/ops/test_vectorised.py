@@ -28,7 +28,7 @@ UNIT = """
 #include "cpu_scan.h"
 #include "adlif_step.h"
 namespace exodus {
-// The CPU runner's call (exodus_cpu.cpp): the loop is inlined into the parallel lambda, where
+// The CPU runner's call (cpu_runner.h): the loop is inlined into the parallel lambda, where
 // vectorisation can differ from a bare scan_block instantiation.
 template <typename P>
 void run(const typename P::Args& a) {
