@@ -66,6 +66,25 @@ def adlif(
         (batch, *features), all but the spikes in the state dtype.
     """
     args.check_input(x)
+    tensors, u0, w0, surrogate = checked_arguments(x, alpha, beta, a, b, threshold, u_init,
+                                                   w_init, surrogate, gradient)
+
+    if args.resolve_backend(backend, x) == "reference":
+        return adlif_reference(x, *tensors.values(), u0, w0, surrogate, gradient)
+
+    flat = [args.flat(t, x) for t in tensors.values()]
+    x = x.contiguous()
+    if is_fused_surrogate(surrogate):
+        return ops.adlif_forward(x, u0, w0, *flat, GRADIENTS[gradient], surrogate.kernel_code,
+                                 list(surrogate.kernel_params))
+    return AdLIFWithCustomSurrogate.apply(x, u0, w0, *flat, GRADIENTS[gradient], surrogate)
+
+
+def checked_arguments(x: Tensor, alpha, beta, a, b, threshold, u_init: Tensor | None,
+                      w_init: Tensor | None, surrogate, gradient: str
+                      ) -> tuple[dict[str, Tensor], Tensor, Tensor, Callable]:
+    """The adLIF ops' arguments checked (errors name them) and as tensors: the parameters
+    (alpha, beta, a, b, threshold) by name, the initial states and the surrogate."""
     given = (("alpha", alpha), ("beta", beta), ("a", a), ("b", b), ("threshold", threshold))
     tensors = {name: args.parameter(name, value, x) for name, value in given}
     args.check_alpha(alpha)
@@ -78,15 +97,5 @@ def adlif(
         raise TypeError(f"surrogate must be a callable (u_mem, threshold) -> dS/du, "
                         f"got {type(surrogate).__name__}")
     args.check_choice("gradient", gradient, GRADIENTS)
-    u0 = args.initial_state("u_init", u_init, x)
-    w0 = args.initial_state("w_init", w_init, x)
-
-    if args.resolve_backend(backend, x) == "reference":
-        return adlif_reference(x, *tensors.values(), u0, w0, surrogate, gradient)
-
-    flat = [args.flat(t, x) for t in tensors.values()]
-    x = x.contiguous()
-    if is_fused_surrogate(surrogate):
-        return ops.adlif_forward(x, u0, w0, *flat, GRADIENTS[gradient], surrogate.kernel_code,
-                                 list(surrogate.kernel_params))
-    return AdLIFWithCustomSurrogate.apply(x, u0, w0, *flat, GRADIENTS[gradient], surrogate)
+    return (tensors, args.initial_state("u_init", u_init, x),
+            args.initial_state("w_init", w_init, x), surrogate)

@@ -26,7 +26,7 @@ from torch import Tensor
 from . import _arguments as args
 from ._codes import GRADIENTS, SURROGATE_GIVEN
 from ._library import ADLIF_PARAM_GRAD_BITS, ops
-from .adlif import AUTHORS_SURROGATE
+from .adlif import checked_arguments
 from .lif import is_fused_surrogate
 from .recurrent import RecurrentNeuron, recurrent_scan
 from .recurrent_lif import _check_linear
@@ -169,20 +169,8 @@ def adlif_recurrent(
     batch, time, features = x.shape[0], x.shape[1], x.shape[2:]
     n = features.numel()
     _check_linear(weight, bias, n, x)
-    given = (("alpha", alpha), ("beta", beta), ("a", a), ("b", b), ("threshold", threshold))
-    tensors = {name: args.parameter(name, value, x) for name, value in given}
-    args.check_alpha(alpha)
-    args.check_alpha(beta, "beta")
-    args.check_finite(a, "a")
-    args.check_finite(b, "b")
-    args.check_threshold(threshold, None)
-    surrogate = AUTHORS_SURROGATE if surrogate is None else surrogate
-    if not callable(surrogate):
-        raise TypeError(f"surrogate must be a callable (u_mem, threshold) -> dS/du, "
-                        f"got {type(surrogate).__name__}")
-    args.check_choice("gradient", gradient, GRADIENTS)
-    u0 = args.initial_state("u_init", u_init, x)
-    w0 = args.initial_state("w_init", w_init, x)
+    tensors, u0, w0, surrogate = checked_arguments(x, alpha, beta, a, b, threshold, u_init,
+                                                   w_init, surrogate, gradient)
 
     if args.resolve_backend(backend, x) == "reference":
         return adlif_recurrent_reference(x, weight, bias, *tensors.values(), u0, w0, surrogate,
