@@ -165,6 +165,18 @@ def check_max_spikes(max_spikes: int | None) -> int:
     return max_spikes
 
 
+def surrogate_or(default, surrogate, state: str = "v_mem"):
+    """The surrogate to use: ``default`` for None, else the callable (state, threshold) -> dS/d
+    state itself; anything else is a TypeError naming the argument."""
+    if surrogate is None:
+        return default
+    if not callable(surrogate):
+        derivative = "dS/dV" if state == "v_mem" else "dS/du"
+        raise TypeError(f"surrogate must be a callable ({state}, threshold) -> {derivative}, "
+                        f"got {type(surrogate).__name__}")
+    return surrogate
+
+
 def check_choice(name: str, value: str, allowed) -> None:
     """value must be one of allowed (a tuple or the keys of a dict); the error lists them."""
     if value not in allowed:

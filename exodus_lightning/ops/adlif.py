@@ -92,10 +92,7 @@ def checked_arguments(x: Tensor, alpha, beta, a, b, threshold, u_init: Tensor | 
     args.check_finite(a, "a")
     args.check_finite(b, "b")
     args.check_threshold(threshold, None)
-    surrogate = AUTHORS_SURROGATE if surrogate is None else surrogate
-    if not callable(surrogate):
-        raise TypeError(f"surrogate must be a callable (u_mem, threshold) -> dS/du, "
-                        f"got {type(surrogate).__name__}")
+    surrogate = args.surrogate_or(AUTHORS_SURROGATE, surrogate, "u_mem")
     args.check_choice("gradient", gradient, GRADIENTS)
     return (tensors, args.initial_state("u_init", u_init, x),
             args.initial_state("w_init", w_init, x), surrogate)

@@ -290,10 +290,7 @@ def lif_recurrent(
         beta_t = args.parameter("beta", beta, x)
         args.check_alpha(beta, "beta")
     max_code = args.check_max_spikes(max_spikes)
-    surrogate = SingleExponential() if surrogate is None else surrogate
-    if not callable(surrogate):
-        raise TypeError(f"surrogate must be a callable (v_mem, threshold) -> dS/dV, "
-                        f"got {type(surrogate).__name__}")
+    surrogate = args.surrogate_or(SingleExponential(), surrogate)
     args.check_choice("reset", reset, RESETS)
     args.check_choice("gradient", gradient, GRADIENTS)
     v0 = args.initial_state("v_init", v_init, x)
