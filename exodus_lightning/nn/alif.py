@@ -153,15 +153,6 @@ class ALIF(SpikingLayer):
             p.check_decay(layer, name, getattr(self, name, None), self.train_alphas)
         p.check_threshold(layer, self.b0, self.min_v_mem)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(batch, time, *features) input current -> spikes of the same shape and dtype."""
-        p.check_input(type(self).__name__, x)
-        self._check_parameters(x)
-        self.prepare_states(x)
-        spikes, self.recordings = self._run(x)
-        self._last_output = spikes
-        return spikes
-
     def _run(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Synaptic current, membrane and adaptation over x, from and to the states; returns
         the spikes and the recordings (empty without record_states)."""

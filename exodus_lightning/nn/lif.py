@@ -162,15 +162,6 @@ class LIF(SpikingLayer):
             p.check_decay(layer, name, getattr(self, name, None), self.train_alphas)
         p.check_threshold(layer, self.spike_threshold, self.min_v_mem)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(batch, time, *features) input current -> spikes of the same shape and dtype."""
-        p.check_input(type(self).__name__, x)
-        self._check_parameters(x)
-        self.prepare_states(x)
-        spikes, self.recordings = self._run(x)
-        self._last_output = spikes
-        return spikes
-
     def _run(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Synaptic current and membrane over x (batch, time, *features), from and to the
         states; returns the spikes and the recordings (empty without record_states)."""

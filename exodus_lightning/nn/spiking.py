@@ -26,6 +26,19 @@ class SpikingLayer(StatefulLayer):
 
     train_alphas: bool
 
+    def forward(self, x: Tensor) -> Tensor:
+        """(batch, time, *features) input current -> spikes of the same shape and dtype.
+
+        Subclasses give ``_check_parameters(x)`` (shapes and trained values) and ``_run(x)`` ->
+        (spikes, recordings), which runs the dynamics from and to the states.
+        """
+        p.check_input(type(self).__name__, x)
+        self._check_parameters(x)
+        self.prepare_states(x)
+        spikes, self.recordings = self._run(x)
+        self._last_output = spikes
+        return spikes
+
     # --- settings with one source of truth --------------------------------------------------
 
     @property
