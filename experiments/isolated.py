@@ -32,8 +32,17 @@ def run(
     threads: torch CPU threads in the child (0: torch's default); keep_freed_memory: call
     ops.keep_freed_memory() first (the "reuse" allocator mode of the tables).
     """
+    module = function.__module__
+    if module == "__main__":  # a script run with python -m: import it by its real name
+        spec = sys.modules["__main__"].__spec__
+        if spec is None:
+            raise ValueError(
+                f"isolated.run({function.__qualname__}): run the script with python -m "
+                "experiments.<name>, so the child process can import the function"
+            )
+        module = spec.name
     job = {
-        "module": function.__module__,
+        "module": module,
         "name": function.__qualname__,
         "threads": threads,
         "keep_freed_memory": keep_freed_memory,

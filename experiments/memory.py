@@ -10,11 +10,11 @@ Peak memory is read the way the kernel and the CUDA caching allocator count it, 
 
 VmHWM misses no short-lived peak: Linux updates it before any unmapping, and reading it
 reports at least the current size. It is exact up to the kernel's batching of resident-page
-counts (each thread's last ≤ 64 pages may reach the total late: < 1 MB). Without the trim, memory freed by an earlier
-step and kept by glibc would serve this step without new page faults, and the step would read
-~0 (what sampling an RSS from outside also gets wrong). Measure in a fresh process (see
-isolated.py), after a warm-up on a tiny input that loads the code (libraries, kernels), so the
-figure is this step's alone.
+counts (each thread's last ≤ 64 pages may reach the total late: < 1 MB). Without the trim,
+memory freed by an earlier step and kept by glibc would serve this step without new page
+faults, and the step would read ~0 (what sampling an RSS from outside also gets wrong).
+Measure in a fresh process (see isolated.py), after a warm-up on a tiny input that loads the
+code (libraries, kernels), so the figure is this step's alone.
 """
 
 from __future__ import annotations
