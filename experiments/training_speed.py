@@ -229,6 +229,7 @@ def plot(rows: list[dict], column: str, ylabel: str, path: Path) -> Path:
         "sinabs": "C2-^",
         "snntorch": "C1-v",
         "spikingjelly": "C4-d",
+        "norse": "C5-x",
     }
     for axis, (network, device) in zip(axes[0], panels):
         positive = True
