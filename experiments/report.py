@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,54 @@ def format_value(value: Any) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
+def markdown_cell(value: Any) -> str:
+    """format_value, with "|" escaped as "\\|" so it does not split the cell."""
+    return format_value(value).replace("|", "\\|")
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
     """A GitHub Markdown table of rows (dicts), columns in the given or first-row order."""
     columns = list(columns or (rows[0].keys() if rows else []))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(format_value(row.get(c)) for c in columns) + " |" for row in rows]
+    lines = ["| " + " | ".join(map(markdown_cell, columns)) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(markdown_cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def table_header(markdown: str) -> tuple[str, ...]:
+    """The column names of the first table row in markdown text ("\\|" read back as "|")."""
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            cells = re.split(r"(?<!\\)\|", line.strip())[1:-1]
+            return tuple(cell.strip().replace("\\|", "|") for cell in cells)
+    raise ValueError("no Markdown table (a line starting with '|') in the text")
+
+
+def write_readme_table(
+    rows: Sequence[Mapping[str, Any]],
+    out: Path,
+    stem: str,
+    columns: Sequence[str],
+    device: str = "cpu",
+) -> str:
+    """Write out/stem.md: a table for the README (experiments/tables.py copies it there), a
+    blank line, then the provenance line of this process on device; return the text.
+
+    Every row must have exactly ``columns``, in that order (the script's README_TABLES[stem]),
+    so the README's header cannot drift from what the script computes.
+    """
+    from experiments import provenance
+
+    for index, row in enumerate(rows):
+        if tuple(row.keys()) != tuple(columns):
+            raise ValueError(
+                f"README table {stem!r}: row {index} has columns {list(row.keys())}, expected "
+                f"{list(columns)} (the script's README_TABLES[{stem!r}]): build each row with "
+                f"exactly these keys, in this order"
+            )
+    text = markdown_table(rows, columns) + "\n" + provenance.line(provenance.collect(device))
+    text += "\n"
+    (out / f"{stem}.md").write_text(text)
+    return text
 
 
 def write_table(
