@@ -314,6 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
     if options.out:
         options.out.mkdir(parents=True, exist_ok=True)
         line = provenance.line(provenance.collect(device))
+        line = f"{report.SMOKE_TABLE_MARK} {line}" if options.tiny else line
         for stem, rows, columns in (("ops", op, op_columns), ("network", net, NETWORK_COLUMNS)):
             if rows:
                 text = report.markdown_table(rows, columns) + "\n" + line + "\n"

@@ -234,7 +234,8 @@ def run(options: Any) -> dict:
             scatter_grads.append((case.name, grads))
     errors_md = report.write_table(rows, out / "errors")
     summary_md = report.write_table(summaries, out / "summary")
-    report.write_readme_table(readme_rows(summaries), out, "cases", README_TABLES["cases"])
+    report.write_readme_table(readme_rows(summaries), out, "cases", README_TABLES["cases"],
+                              tiny=options.tiny)
     figure = scatter(scatter_grads, out / "scatter.png")
     verdict = all(s["exodus_equals_bptt"] for s in summaries)
     settings = (

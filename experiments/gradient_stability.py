@@ -283,7 +283,7 @@ def run(options: Any) -> dict:
     time_md = report.write_table(time_summary, out / "time")
     for key, summary in (("depth", depth_summary), ("time", time_summary)):
         report.write_readme_table(readme_rows(summary, key), out, f"{key}_sweep",
-                                  README_TABLES[f"{key}_sweep"])
+                                  README_TABLES[f"{key}_sweep"], tiny=options.tiny)
     figures = [
         plot_sweep(
             depth_summary, "depth", f"spiking layers (T = {settings.fixed_time})", out / "depth.png"

@@ -223,7 +223,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for case in report.progress(cases(options.tiny), "cases"):
         rows += run_case(case, 1 if options.tiny else options.repeats, options.seed)
     table = report.write_table(rows, out / "memory")
-    report.write_readme_table(readme_rows(rows), out, "variants", README_TABLES["variants"])
+    report.write_readme_table(readme_rows(rows), out, "variants", README_TABLES["variants"],
+                              tiny=options.tiny)
     threads = torch.get_num_threads()
     report.report(
         EXPERIMENT,

@@ -21,6 +21,9 @@ SMOKE_NOTE = (
     "end. Accuracies near chance (0.1 for 10 classes), nan ratios and noisy timings are "
     "expected here; the numbers say nothing about the methods. Run without --tiny for results."
 )
+# Starts the provenance line of a README table from a --tiny run: experiments/tables.py refuses
+# to copy such a table into the README.
+SMOKE_TABLE_MARK = "**Smoke run (--tiny), not a result.**"
 
 
 def progress(items: Iterable, desc: str, total: int | None = None) -> Iterable:
@@ -78,9 +81,11 @@ def write_readme_table(
     stem: str,
     columns: Sequence[str],
     device: str = "cpu",
+    tiny: bool = False,
 ) -> str:
     """Write out/stem.md: a table for the README (experiments/tables.py copies it there), a
-    blank line, then the provenance line of this process on device; return the text.
+    blank line, then the provenance line of this process on device (after SMOKE_TABLE_MARK
+    when tiny); return the text.
 
     Every row must have exactly ``columns``, in that order (the script's README_TABLES[stem]),
     so the README's header cannot drift from what the script computes.
@@ -94,7 +99,8 @@ def write_readme_table(
                 f"{list(columns)} (the script's README_TABLES[{stem!r}]): build each row with "
                 f"exactly these keys, in this order"
             )
-    text = markdown_table(rows, columns) + "\n" + provenance.line(provenance.collect(device))
+    line = provenance.line(provenance.collect(device))
+    text = markdown_table(rows, columns) + "\n" + (f"{SMOKE_TABLE_MARK} " if tiny else "") + line
     text += "\n"
     (out / f"{stem}.md").write_text(text)
     return text

@@ -8,7 +8,7 @@ SingleExponential surrogate, norm_input=True, trainable tau_mem). Each allocator
 default, and reuse: ops.keep_freed_memory()) runs in a fresh process of its own. Writes
 speed.csv/.md (every case and mode) and the README's table layers.md ("default / reuse" cells).
 
-    python -m experiments.sinabs_speed                      # (32, 300, 2048) and friends, ~15 min
+    python -m experiments.sinabs_speed                      # (32, 300, 2048) and friends, ~12 min
     python -m experiments.sinabs_speed --tiny               # seconds, tiny shapes (tests)
     python -m experiments.sinabs_speed --keep-freed-memory  # the reuse mode alone
 """
@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "reuse (keep_freed_memory)" if mode == "reuse" else mode for mode in allocators)
         + ", a fresh process each")
     report.write_readme_table(readme_rows(rows, allocators), out, "layers",
-                              README_TABLES["layers"])
+                              README_TABLES["layers"], tiny=options.tiny)
     threads = options.threads or torch.get_num_threads()
     report.report(
         EXPERIMENT,

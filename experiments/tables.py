@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file, too
 
-from experiments import arguments  # noqa: E402
+from experiments import arguments, report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -53,7 +53,7 @@ class Experiment:
 REGISTRY: list[Experiment] = [
     Experiment("benchmark_ops", ("--repeats", "7"), "~10 min (estimate: each cell a process)"),
     Experiment("temporal_memory", (), "~10 min"),
-    Experiment("sinabs_speed", (), "~15 min (estimate: two allocator modes, sinabs ~20 s/pass)"),
+    Experiment("sinabs_speed", (), "~12 min (estimate from the README's times: 2 modes)"),
     Experiment("recurrent_memory", ("--threads", "1", "--repeats", "5"), "~3 min (estimate)"),
     Experiment("benchmark_data", ("--quick",), "~5 min (estimate)"),
     Experiment("gradient_equivalence", (), "~1 min"),
@@ -133,7 +133,11 @@ def copy_into_readme(experiments: list[Experiment], results: Path, readme: Path)
             if not path.is_file():
                 raise SystemExit(f"{path} is missing: run python -m experiments.tables --only "
                                  f"{experiment.name} first (or leave out --no-run)")
-            text = replace_block(text, experiment.name, stem, path.read_text())
+            table = path.read_text()
+            if report.SMOKE_TABLE_MARK in table:
+                raise SystemExit(f"{path} is from a --tiny smoke run, not a result: run "
+                                 f"python -m experiments.tables --only {experiment.name}")
+            text = replace_block(text, experiment.name, stem, table)
             updated.append(f"{experiment.name}/{stem}")
     readme.write_text(text)
     return updated

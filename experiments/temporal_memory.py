@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         [dict(zip(columns, (README_NAMES[row["variant"]].format(span=span),
                             row["final val acc"], row["best val acc"],
                             report.format_value(row["seconds per run"])))) for row in rows],
-        out, "network", columns)
+        out, "network", columns, tiny=options.tiny)
 
     figure = report.figure(figsize=(6, 4))
     axes = figure.add_subplot()

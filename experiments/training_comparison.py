@@ -282,7 +282,8 @@ def run(options: Any) -> dict:
     run_rows, summary = summarise(curves, variants)
     report.write_table(run_rows, out / "runs")
     summary_md = report.write_table(summary, out / "summary")
-    report.write_readme_table(readme_rows(summary), out, "gradients", README_TABLES["gradients"])
+    report.write_readme_table(readme_rows(summary), out, "gradients", README_TABLES["gradients"],
+                              tiny=options.tiny)
     figures = [
         plot_curves(curves, variants, out / "curves.png"),
         plot_time(summary, out / "time.png"),

@@ -35,12 +35,16 @@ def assert_table(
     return rows
 
 
-def assert_readme_table(folder: Path, module: Any, stem: str) -> list[str]:
+def assert_readme_table(folder: Path, module: Any, stem: str, smoke: bool = True) -> list[str]:
     """folder/stem.md is a README table: its header is module.README_TABLES[stem], its rows
-    follow, then a blank line and the provenance line. Returns the table's row lines."""
+    follow, then a blank line and the provenance line, which (for the tests' --tiny runs)
+    starts by saying it is a smoke run. Returns the table's row lines."""
     text = (folder / f"{stem}.md").read_text()
     assert report.table_header(text) == tuple(module.README_TABLES[stem]), (stem, text)
     table, provenance_line = text.rstrip("\n").rsplit("\n\n", 1)
+    mark = report.SMOKE_TABLE_MARK + " "
+    assert provenance_line.startswith(mark) == smoke, text
+    provenance_line = provenance_line.removeprefix(mark)
     assert provenance_line.startswith("_Measured ") and "commit " in provenance_line, text
     lines = table.splitlines()
     assert all(line.startswith("|") for line in lines) and len(lines) >= 3, text

@@ -123,6 +123,11 @@ def test_readme_no_run_copies_results_into_the_readme(tmp_path, monkeypatch):
                         "--results", str(tmp_path / "results")]) == 0
     assert dict(((n, s), b) for n, s, b in tables.blocks(readme.read_text()))[
         ("gradient_equivalence", "cases")] == (results / "cases.md").read_text()
+    report.write_readme_table(rows, results, "cases", gradient_equivalence.README_TABLES["cases"],
+                              tiny=True)
+    with pytest.raises(SystemExit, match="smoke run"):
+        tables.main(["--only", "gradient_equivalence", "--readme", "--no-run",
+                     "--results", str(tmp_path / "results")])
     (results / "cases.md").unlink()
     with pytest.raises(SystemExit, match="is missing"):
         tables.main(["--only", "gradient_equivalence", "--readme", "--no-run",
