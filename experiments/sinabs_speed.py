@@ -167,7 +167,7 @@ def run_case(case: Case, repeats: int, seed: int) -> dict[str, Any]:
 
 def measure(options: Any, allocator: str) -> list[dict[str, Any]]:
     """Every case's row with one allocator mode, each mode in a fresh process (glibc's mode
-    cannot be switched back once set, and a fresh heap treats both modes alike)."""
+    cannot be switched back once set; a fresh process starts each mode from the same heap)."""
     command = [sys.executable, "-m", f"experiments.{EXPERIMENT}", "--allocator-run", allocator,
                "--out", str(options.out), "--repeats", str(options.repeats),
                "--seed", str(options.seed), "--threads", str(options.threads)]
@@ -179,10 +179,12 @@ def measure(options: Any, allocator: str) -> list[dict[str, Any]]:
 
 
 def duration(ms: float) -> str:
+    """A time cell: "21.4 s" from a second up, "289 ms" below."""
     return f"{ms / 1e3:.1f} s" if ms >= 1e3 else f"{ms:.3g} ms"
 
 
 def times(ratio: float) -> str:
+    """A speed-up cell: "74×" from 10 up, "4.6×" below."""
     return f"{ratio:.0f}×" if ratio >= 10 else f"{ratio:.2g}×"
 
 
@@ -192,18 +194,19 @@ def readme_rows(rows: list[dict[str, Any]], allocators: Sequence[str]) -> list[d
     for case in dict.fromkeys(row["case"] for row in rows):
         mine = {row["allocator"]: row for row in rows if row["case"] == case}
         by_mode = [mine[allocator] for allocator in allocators]
-
-        def cell(column: str, show: Callable[[float], str], by_mode=by_mode) -> str:
-            return " / ".join(show(row[column]) for row in by_mode)
-
         table.append(dict(zip(README_TABLES["layers"], (
             f"{case}, {by_mode[0]['(B, T, F)']}",
-            cell("sinabs fwd+bwd ms", duration),
-            cell("ours fwd+bwd ms", duration),
-            cell("fwd+bwd speed-up", times),
-            cell("fwd speed-up", times),
+            joined(by_mode, "sinabs fwd+bwd ms", duration),
+            joined(by_mode, "ours fwd+bwd ms", duration),
+            joined(by_mode, "fwd+bwd speed-up", times),
+            joined(by_mode, "fwd speed-up", times),
         ))))
     return table
+
+
+def joined(rows: list[dict[str, Any]], column: str, show: Callable[[float], str]) -> str:
+    """One cell from several rows' values of column, e.g. "289 ms / 159 ms"."""
+    return " / ".join(show(row[column]) for row in rows)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
