@@ -83,22 +83,27 @@ def write_readme_table(
     device: str = "cpu",
     tiny: bool = False,
 ) -> str:
-    """Write out/stem.md: a table for the README (experiments/tables.py copies it there), a
-    blank line, then the provenance line of this process on device (after SMOKE_TABLE_MARK
-    when tiny); return the text.
+    """Write out/stem.md: a table for the README (experiments/tables.py copies it there) with
+    exactly ``columns`` (the script's README_TABLES[stem]), a blank line, then the provenance
+    line of this process on device (after SMOKE_TABLE_MARK when tiny); and every key of the
+    rows to out/stem.csv. Return the Markdown text.
 
-    Every row must have exactly ``columns``, in that order (the script's README_TABLES[stem]),
-    so the README's header cannot drift from what the script computes.
+    Every row must hold every column (rows may hold more keys: they go to the CSV only), so a
+    README column the script stopped computing is an error, not an empty cell.
     """
     from experiments import provenance
 
     for index, row in enumerate(rows):
-        if tuple(row.keys()) != tuple(columns):
+        missing = [column for column in columns if column not in row]
+        if missing:
             raise ValueError(
-                f"README table {stem!r}: row {index} has columns {list(row.keys())}, expected "
-                f"{list(columns)} (the script's README_TABLES[{stem!r}]): build each row with "
-                f"exactly these keys, in this order"
+                f"README table {stem!r}: row {index} lacks the columns {missing} of the "
+                f"script's README_TABLES[{stem!r}] = {list(columns)}: compute them in every row"
             )
+    with open(out / f"{stem}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
     line = provenance.line(provenance.collect(device))
     text = markdown_table(rows, columns) + "\n" + (f"{SMOKE_TABLE_MARK} " if tiny else "") + line
     text += "\n"
@@ -220,27 +225,3 @@ def _log_to_wandb(
             run.log({f"{experiment}/{path.stem}": wandb.Image(str(path))})
     finally:
         run.finish()
-
-
-def write_readme_table(
-    rows: Sequence[Mapping[str, Any]],
-    out: Path,
-    stem: str,
-    columns: Sequence[str],
-    device: str = "cpu",
-) -> str:
-    """Write out/stem.md: the README's table (exactly these columns), then its provenance line;
-    return the text. Rows may hold more keys (they go to stem.csv only)."""
-    from experiments import provenance
-
-    missing = [c for c in columns if any(c not in row for row in rows)]
-    if missing:
-        raise ValueError(f"{stem}: rows lack the README columns {missing}")
-    with open((out / stem).with_suffix(".csv"), "w", newline="") as handle:
-        keys = list(dict.fromkeys(k for row in rows for k in row))
-        writer = csv.DictWriter(handle, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    text = markdown_table(rows, columns) + "\n" + provenance.line(provenance.collect(device)) + "\n"
-    (out / stem).with_suffix(".md").write_text(text)
-    return text

@@ -97,11 +97,15 @@ def test_replace_block_refuses_missing_duplicate_and_unclosed_blocks():
 
 
 def test_write_readme_table_checks_columns(tmp_path):
-    with pytest.raises(ValueError, match="row 0 has columns"):
-        report.write_readme_table([{"b": 1, "a": 2}], tmp_path, "t", ("a", "b"))
-    text = report.write_readme_table([{"a": 1, "b": "x"}], tmp_path, "t", ("a", "b"))
+    with pytest.raises(ValueError, match=r"row 1 lacks the columns \['b'\]"):
+        report.write_readme_table([{"a": 1, "b": 2}, {"a": 2}], tmp_path, "t", ("a", "b"))
+    # Columns in the given order; extra keys go to the CSV only.
+    text = report.write_readme_table([{"b": "x", "a": 1, "extra": 0.5}], tmp_path, "t", ("a", "b"))
     assert text == (tmp_path / "t.md").read_text()
     assert text.startswith("| a | b |\n|---|---|\n| 1 | x |\n\n_Measured ")
+    assert report.read_csv(tmp_path / "t.csv") == [{"b": "x", "a": "1", "extra": "0.5"}]
+    smoke = report.write_readme_table([{"a": 1, "b": 2}], tmp_path, "t", ("a", "b"), tiny=True)
+    assert smoke.splitlines()[-1].startswith(report.SMOKE_TABLE_MARK + " _Measured ")
 
 
 def test_only_refuses_an_unknown_name():
