@@ -33,14 +33,13 @@ def run(
     ops.keep_freed_memory() first (the "reuse" allocator mode of the tables).
     """
     module = function.__module__
-    if module == "__main__":  # a script run with python -m: import it by its real name
-        spec = sys.modules["__main__"].__spec__
-        if spec is None:
-            raise ValueError(
-                f"isolated.run({function.__qualname__}): run the script with python -m "
-                "experiments.<name>, so the child process can import the function"
-            )
-        module = spec.name
+    if module == "__main__":  # a script run directly: the child imports it by its real name
+        main = sys.modules["__main__"]
+        if main.__spec__ is not None:  # python -m experiments.<name>
+            module = main.__spec__.name
+        else:  # python experiments/<name>.py
+            path = Path(main.__file__).resolve().relative_to(ROOT).with_suffix("")
+            module = ".".join(path.parts)
     job = {
         "module": module,
         "name": function.__qualname__,

@@ -11,6 +11,9 @@ Benchmarks compare only like with like, so every peer runs the same dynamics as 
                   spk − reset carries the spike's surrogate gradient; strict v > θ
     SpikingJelly  LIFNode(tau=1/(1−α), decay_input=False, v_reset=None, detach_reset=False):
                   its leak v − v/τ is α·v for τ = 1/(1−α); time-first layout
+    Norse         LIFBoxCell with reset_method=reset_subtract, dt·τ_mem⁻¹ = 1 − α, stepped over
+                  time: its Euler step v + (1−α)(x' − v) is α·v + x for x' = x / (1 − α);
+                  strict v > θ
 
 Each library keeps its own default surrogate (its fast path); the float64 reference a peer is
 checked against (ours, backend="reference") uses the same surrogate formula, so a row's
@@ -44,6 +47,11 @@ def _atan(v: Tensor, threshold: Tensor, alpha: float = 2.0) -> Tensor:
     return (alpha / 2) / (1 + (math.pi / 2 * alpha * (v - threshold)) ** 2)
 
 
+def _superspike(v: Tensor, threshold: Tensor) -> Tensor:
+    """Norse's SuperSpike as it computes it: 1 / (|v − θ| + 1)² (its alpha is not used)."""
+    return 1 / ((v - threshold).abs() + 1) ** 2
+
+
 def _sigmoid(v: Tensor, threshold: Tensor, alpha: float = 4.0) -> Tensor:
     """SpikingJelly's default Sigmoid: α · σ(α(v − θ)) · (1 − σ(α(v − θ)))."""
     s = torch.sigmoid(alpha * (v - threshold))
@@ -66,9 +74,10 @@ IMPLEMENTATIONS = {
     "sinabs": Implementation("sinabs", "sinabs", _single_exponential, "SingleExponential"),
     "snntorch": Implementation("snntorch", "snntorch", _atan, "ATan(2)"),
     "spikingjelly": Implementation("spikingjelly", "spikingjelly", _sigmoid, "Sigmoid(4)"),
+    "norse": Implementation("norse", "norse", _superspike, "SuperSpike"),
 }
 OURS = ("exodus", "bptt")
-PEERS = ("sinabs", "snntorch", "spikingjelly")
+PEERS = ("sinabs", "snntorch", "spikingjelly", "norse")
 
 
 def unavailable(name: str) -> str | None:
@@ -124,6 +133,38 @@ class SpikingJellyLIF(nn.Module):
         return self.neuron(x.transpose(0, 1)).transpose(0, 1)
 
 
+class NorseLIF(nn.Module):
+    """Norse's LIFBoxCell (subtractive reset) stepped over x.unbind(1), on (B, T, ...)."""
+
+    DT = 1e-3  # Norse's default time step; τ_mem⁻¹ is set so that dt · τ_mem⁻¹ = 1 − α
+
+    def __init__(self, alpha: float) -> None:
+        super().__init__()
+        from norse.torch import LIFBoxCell, LIFBoxParameters
+        from norse.torch.functional.reset import reset_subtract
+
+        self.leak = 1.0 - alpha
+        parameters = LIFBoxParameters(
+            tau_mem_inv=torch.tensor(self.leak / self.DT),
+            v_th=torch.tensor(1.0),
+            v_reset=torch.tensor(0.0),
+            method="super",
+            reset_method=reset_subtract,
+        )
+        self.cell = LIFBoxCell(p=parameters, dt=self.DT)
+
+    def forward(self, x: Tensor) -> Tensor:
+        state = None
+        spikes = []
+        for x_t in (x / self.leak).unbind(1):
+            spike, state = self.cell(x_t, state)
+            spikes.append(spike)
+        return torch.stack(spikes, 1)
+
+
+PEER_LAYERS = {"snntorch": SnnTorchLIF, "spikingjelly": SpikingJellyLIF, "norse": NorseLIF}
+
+
 class LeakyIntegratorLoop(nn.Module):
     """Non-spiking readout y_t = α · y_{t−1} + x_t as a Python loop (the peers' readout)."""
 
@@ -158,10 +199,8 @@ def lif_layer(name: str, alpha: float) -> Callable[[Tensor], Tensor]:
             return layer(x)
 
         return forward
-    if name == "snntorch":
-        return SnnTorchLIF(alpha)
-    if name == "spikingjelly":
-        return SpikingJellyLIF(alpha)
+    if name in PEER_LAYERS:
+        return PEER_LAYERS[name](alpha)
     raise ValueError(f"implementation={name!r}: choose from {', '.join(IMPLEMENTATIONS)}")
 
 
@@ -195,9 +234,7 @@ def swap_neurons(model: nn.Module, name: str) -> nn.Module:
     for parent in clone.modules():
         for child_name, child in parent.named_children():
             if isinstance(child, enn.LIF):
-                alpha = _scalar_alpha(child)
-                swapped = SnnTorchLIF(alpha) if name == "snntorch" else SpikingJellyLIF(alpha)
-                setattr(parent, child_name, swapped)
+                setattr(parent, child_name, PEER_LAYERS[name](_scalar_alpha(child)))
             elif isinstance(child, enn.ExpLeak):
                 setattr(parent, child_name, LeakyIntegratorLoop(_scalar_alpha(child)))
     return clone
