@@ -51,7 +51,7 @@ class Experiment:
 # In the README's order. Durations: the scripts' docstrings and the README's notes (2 shared
 # CPU cores), or an estimate where marked.
 REGISTRY: list[Experiment] = [
-    Experiment("benchmark_ops", ("--repeats", "7"), "~10 min (estimate: each cell a process)"),
+    Experiment("benchmark_ops", (), "~10 min"),
     Experiment("benchmark_peers", (), "~2 min"),
     Experiment("temporal_memory", (), "~10 min"),
     Experiment("sinabs_speed", (), "~12 min (estimate from the README's times: 2 modes)"),
@@ -60,7 +60,7 @@ REGISTRY: list[Experiment] = [
     Experiment("gradient_equivalence", (), "~1 min"),
     Experiment("gradient_stability", (), "~0.5-4 min"),
     Experiment("training_comparison", ("--epochs", "6"), "~5-10 min"),
-    Experiment("training_speed", ("--threads", "1"), "~2 min (before peers were added)"),
+    Experiment("training_speed", (), "~15 min"),
     Experiment("benchmark_gpu", (), "~1-2 min", gpu=True),
 ]
 
