@@ -10,7 +10,8 @@ with 0 and 2 workers: samples per second over the epoch and the latency of the f
 (which includes starting the workers). It also times forward + backward of a plain-PyTorch
 (features -> 128 LIF -> classes, mean-over-time readout) network on one batch of that shape, so
 the table says whether loading or training is the bottleneck. Best of a few runs (the machine
-may be shared). Prints a Markdown table.
+may be shared). Prints a Markdown table; writes the README's table (samples per second with
+the first --workers value) as <--out>/loaders.md.
 
     python experiments/benchmark_data.py --quick
 """
@@ -64,6 +65,30 @@ def fabricate(root: Path, num_samples: int, quick: bool) -> None:
 
 
 PATHS = ("tonic", "cache", "stream")
+# The README's table (experiments/tables.py copies <out>/loaders.md into it).
+README_TABLES: dict[str, tuple[str, ...]] = {
+    "loaders": ("dataset", "tonic", "tonic disk cache", "prepared stream"),
+}
+README_NAMES = {"SHD": "SHD", "SSC": "SSC", "NMNIST": "N-MNIST", "DVSGesture": "DVS Gesture"}
+
+
+def readme_rows(rows: list[dict[str, str]], workers: int, quick: bool) -> list[dict[str, str]]:
+    """Samples per second by path (rounded to 100), one row per recorded dataset."""
+    table = []
+    for name, label in README_NAMES.items():
+        mine = {row["path"]: row for row in rows if row["dataset"] == name}
+        if not mine:
+            continue
+        shape = next(iter(mine.values()))["sample (T, features)"].strip("()").split(", ")
+        size = f"{shape[1]} channels" if len(shape) == 2 else " × ".join(shape[1:])
+        events = ""
+        if name == "DVSGesture":  # events per recording: see fabricate()
+            events = f"; {'10⁴' if quick else '5 × 10⁴'} events per recording"
+        cells = [f"{round(float(mine[path][f'w={workers} samples/s']), -2):,.0f}"
+                 if path in mine else "" for path in PATHS]
+        table.append(dict(zip(README_TABLES["loaders"],
+                              (f"{label} (T = {shape[0]}, {size}{events})", *cells))))
+    return table
 
 
 def make_module(
@@ -192,6 +217,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
         "--datasets", nargs="+", default=["NMNIST", "DVSGesture", "SHD", "SSC", "Randman"]
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a temp folder")
+    parser.add_argument("--out", type=Path, default=Path("results") / "benchmark_data",
+                        help="folder of the README's table loaders.md")
     args = parser.parse_args(argv)
     num_samples = 300 if args.quick else args.num_samples
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="exodus-data-bench-"))
@@ -247,6 +274,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
                 row["SNN fwd+bwd samples/s"] = f"{snn:.0f}"
         print(f"{name}: best loader {best:.0f} samples/s, SNN {snn:.0f}", file=sys.stderr)
     print(report.markdown_table(rows), end="")
+    args.out.mkdir(parents=True, exist_ok=True)
+    report.write_readme_table(readme_rows(rows, args.workers[0], args.quick), args.out, "loaders",
+                              README_TABLES["loaders"])
     if args.work_dir is None:
         remove(work_dir)
     return rows

@@ -29,6 +29,13 @@ def note_keep_freed_memory() -> None:
     _allocator_override = ALLOCATOR_REUSE_CALLED
 
 
+def note_allocator(description: str) -> None:
+    """Record the allocator mode(s) a table was measured with, where this process's own mode
+    is not it (e.g. "default / reuse (keep_freed_memory), one process each")."""
+    global _allocator_override
+    _allocator_override = description
+
+
 def allocator_mode() -> str:
     """glibc allocator mode of this process: default, or reuse (freed memory kept resident)."""
     if _allocator_override is not None:
