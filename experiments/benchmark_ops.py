@@ -227,7 +227,7 @@ def run(options: Any) -> dict:
             })
         if rows:
             tables["lif" + suffix] = report.write_readme_table(rows, out, "lif" + suffix,
-                                                               LIF_COLUMNS, device)
+                                                               LIF_COLUMNS, device, options.tiny)
 
         adaptive = [case(*shapes[0], neuron=n, trainable=t) for n, t in
                     (("alif", ""), ("alif", "alpha+rho+beta+b0"),
@@ -249,7 +249,7 @@ def run(options: Any) -> dict:
             })
         if rows:
             tables["alif_adlif" + suffix] = report.write_readme_table(
-                rows, out, "alif_adlif" + suffix, ALIF_ADLIF_COLUMNS, device)
+                rows, out, "alif_adlif" + suffix, ALIF_ADLIF_COLUMNS, device, options.tiny)
         if "custom_surrogate" not in wanted:
             continue
         result = measure(case(*shapes[0]), ["extension", "custom"], allocators, rounds,
@@ -264,7 +264,7 @@ def run(options: Any) -> dict:
                 f"{result['peak']['extension']:.0f} / {result['peak']['custom']:.0f}",
         } for allocator in allocators]
         tables["custom_surrogate" + suffix] = report.write_readme_table(
-            rows, out, "custom_surrogate" + suffix, CUSTOM_SURROGATE_COLUMNS, device)
+            rows, out, "custom_surrogate" + suffix, CUSTOM_SURROGATE_COLUMNS, device, options.tiny)
 
     body = "\n".join(f"### {name}\n\n{text}" for name, text in tables.items())
     report.report("benchmark_ops", options, "One layer: fused op vs autograd loop",

@@ -119,7 +119,8 @@ def run(options: Any) -> dict:
         )
     title = (f"One LIF layer {tuple(shape)}, single spike, α = e^(−1/20), forward + backward, "
              f"float32; {rounds} interleaved rounds")
-    table = report.write_readme_table(rows, out, "lif_layer", COLUMNS, device="cpu")
+    table = report.write_readme_table(rows, out, "lif_layer", COLUMNS, device="cpu",
+                                       tiny=options.tiny)
     body = f"{title}\n\n{table}" + ("\n" + "\n".join(notes) + "\n" if notes else "")
     report.report(EXPERIMENT, options, "One LIF layer: ours vs peers", [("Table", body)], body)
     return {"rows": rows, "notes": notes}

@@ -341,7 +341,8 @@ def run(options: Any) -> dict:
         ]
         stem = "speed_readme" if device == "cpu" else f"speed_readme_{device}"
         readme_tables.append(
-            report.write_readme_table(readme_rows, out, stem, README_COLUMNS, device=device)
+            report.write_readme_table(readme_rows, out, stem, README_COLUMNS, device=device,
+                                      tiny=options.tiny)
         )
     figures = [
         plot(rows, "ms_per_step", "ms per training step", out / "speed.png"),
