@@ -75,13 +75,22 @@ class PeakRSS:
 TRAINABLE = {"": "", "alpha": " trainable α", "alpha+threshold": " trainable α, θ"}
 
 
+def custom_single_exponential(v_mem, threshold):
+    """SingleExponential's formula as a plain function: a custom (not fused) surrogate."""
+    import torch
+
+    width = threshold * 0.5
+    return 1.0 / width * torch.exp(-(v_mem - threshold).abs() / width)
+
+
 def measure(backend: str, device: str, batch: int, time: int, features: int, repeats: int,
-            trainable: str = "") -> dict:
+            trainable: str = "", custom_surrogate: bool = False) -> dict:
     """Median forward+backward seconds and peak extra memory (MB) of one LIF layer.
 
     α = 0.9 and θ = 1, fixed (the backward then needs no parameter gradients) or, as named in
     ``trainable`` ("alpha", "alpha+threshold"), per-neuron parameters that get gradients:
-    "alpha" is nn.LIF's default (τ trains, θ does not).
+    "alpha" is nn.LIF's default (τ trains, θ does not). ``custom_surrogate``: the built-in
+    SingleExponential's formula as a plain function (compiled once, in a warm-up step).
 
     Peak extra memory: the highest memory during the first full-size step minus what was there
     before it (inputs, interpreter, libraries): resident memory on CPU, allocated memory on CUDA.
@@ -100,9 +109,10 @@ def measure(backend: str, device: str, batch: int, time: int, features: int, rep
     trained = trainable.split("+") if trainable else []
     alpha = torch.full((features,), 0.9, device=device, requires_grad="alpha" in trained)
     threshold = torch.ones(features, device=device, requires_grad="threshold" in trained)
+    surrogate = custom_single_exponential if custom_surrogate else None
 
     def step():
-        spikes, _, _ = ops.lif(x, alpha, threshold, backend=backend)
+        spikes, _, _ = ops.lif(x, alpha, threshold, surrogate=surrogate, backend=backend)
         spikes.backward(upstream)
         x.grad = alpha.grad = threshold.grad = None
         if device == "cuda":
@@ -112,6 +122,8 @@ def measure(backend: str, device: str, batch: int, time: int, features: int, rep
     # kept by the allocator cannot hide the peak; the first full-size step is measured, not timed.
     tiny = x.detach()[:1, :2].requires_grad_()
     ops.lif(tiny, 0.9, 1.0, backend=backend)[0].sum().backward()
+    if custom_surrogate:  # the compile, and what it allocates and keeps, before the peak
+        step()
     # Peak memory over the first full-size step, time over the following ones: the sampling
     # thread would otherwise take CPU time from the kernels on a machine with few cores.
     if device == "cuda":
@@ -148,10 +160,11 @@ def _child(spec: str) -> None:
 
 
 def run(backend, device, batch, time, features, repeats, threads, trainable="",
-        keep_freed_memory=False) -> dict:
+        keep_freed_memory=False, custom_surrogate=False) -> dict:
     spec = json.dumps(dict(backend=backend, device=device, batch=batch, time=time,
                            features=features, repeats=repeats, threads=threads,
-                           trainable=trainable, keep_freed_memory=keep_freed_memory))
+                           trainable=trainable, keep_freed_memory=keep_freed_memory,
+                           custom_surrogate=custom_surrogate))
     out = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True,
                          text=True, check=True, env=os.environ.copy())
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -225,6 +238,31 @@ def main(argv: list[str] | None = None) -> None:
             f"T {t} → {sweep[-1]}: × {last / results[(1, t, bf, '')]['seconds']:.1f} "
             f"(linear × {sweep[-1] / t:.0f})" for t in sweep[:-1])
         print(f"\nTime at B·F = {bf}, {ratios}\n")
+        print(custom_surrogate_table(device, shapes[0], options))
+
+def custom_surrogate_table(device: str, shape: tuple[int, int, int], options) -> str:
+    """The extension with SingleExponential fused vs the same formula as a custom callable.
+
+    Both allocators (glibc's default, keep_freed_memory), each measurement in its own process.
+    """
+    rows = []
+    for keep in (False, True):
+        fused, custom = (run("extension", device, *shape, options.repeats, options.threads,
+                             keep_freed_memory=keep, custom_surrogate=is_custom)
+                         for is_custom in (False, True))
+        rows.append([
+            "keep_freed_memory" if keep else "default",
+            f"{fused['seconds'] * 1e3:.1f}",
+            f"{custom['seconds'] * 1e3:.1f}",
+            f"{custom['seconds'] / fused['seconds']:.2f}×",
+            f"{fused['peak_mb']:.0f}",
+            f"{custom['peak_mb']:.0f}",
+        ])
+    return (f"### {device}: custom surrogate at {shape}, forward + backward "
+            f"(median of {options.repeats})\n\n"
+            + table(rows, ["glibc allocator", "fused SingleExponential ms", "custom callable ms",
+                           "ratio", "fused peak MB", "custom peak MB"]) + "\n")
+
 
 if __name__ == "__main__":
     main()
