@@ -180,16 +180,21 @@ _LIF_INPUTS = ("x", "v_init", "alpha", "threshold", "subtract", "min_v_mem", "ma
                "reset", "gradient", "surrogate", "surrogate_params")
 
 
+def _wanted_param_grads(ctx) -> tuple[dict[str, bool], int]:
+    """Which parameter gradients the backward computes, by name, and their param_grads mask."""
+    needs = dict(zip(_LIF_INPUTS, ctx.needs_input_grad))
+    wanted = {name: needs[name] for name in PARAM_GRAD_BITS}
+    if ctx.tied and wanted["threshold"]:
+        wanted["subtract"] = True  # subtract is the threshold: its gradient is part of θ's
+    return wanted, sum(PARAM_GRAD_BITS[name] for name, want in wanted.items() if want)
+
+
 def _lif_scan(ctx, grad_spikes, grad_v_mem, grad_v_last, sigma, surrogate, params):
     """Run the backward op and reduce the per-(batch, feature) parameter gradients."""
     v_mem, v_init, alpha, threshold, subtract, min_v_mem = ctx.saved_tensors
     if grad_v_last is None:
         grad_v_last = torch.zeros_like(v_init)
-    needs = dict(zip(_LIF_INPUTS, ctx.needs_input_grad))
-    wanted = {name: needs[name] for name in PARAM_GRAD_BITS}
-    if ctx.tied and wanted["threshold"]:
-        wanted["subtract"] = True  # subtract is the threshold: its gradient is part of θ's
-    mask = sum(PARAM_GRAD_BITS[name] for name, want in wanted.items() if want)
+    wanted, mask = _wanted_param_grads(ctx)
     grad_x, grad_v0, *param_grads = ops.lif_backward(
         grad_spikes, grad_v_mem, grad_v_last, v_mem, sigma, v_init, alpha, threshold, subtract,
         min_v_mem, ctx.max_spikes, ctx.reset, ctx.gradient, surrogate, params, mask,
@@ -231,45 +236,6 @@ def _lif_backward(ctx, grad_spikes, grad_v_mem, grad_v_last):
 torch.library.register_autograd(
     "exodus_lightning::lif_forward", _lif_backward, setup_context=_lif_setup_context
 )
-
-
-class LIFWithCustomSurrogate(torch.autograd.Function):
-    """lif_forward for a surrogate that is an arbitrary callable (v_mem, threshold) -> dS/dV.
-
-    The callable runs once in backward, on the saved membrane (viewed as (B, T, N) against the
-    (N,) threshold), and its result feeds the same reverse-scan op as the built-in surrogates.
-    """
-
-    @staticmethod
-    def forward(x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes, reset, gradient,
-                surrogate_fn):
-        subtract = threshold if subtract is None else subtract
-        return ops.lif_forward(x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes,
-                               reset, gradient, SURROGATE_GIVEN, [])
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes, reset, gradient, fn = inputs
-        _spikes, v_mem, _v_last = output
-        # subtract=None means "the threshold": passing one tensor twice breaks torch.compile.
-        tied = subtract is None
-        subtract = threshold if subtract is None else subtract
-        _save_lif_context(ctx, x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes,
-                          reset, gradient, v_mem, tied)
-        ctx.surrogate_fn = fn
-
-    @staticmethod
-    def backward(ctx, grad_spikes, grad_v_mem, grad_v_last):
-        v_mem, _v_init, _alpha, threshold, _subtract, _min_v_mem = ctx.saved_tensors
-        flat = v_mem.reshape(v_mem.shape[0], v_mem.shape[1], -1)
-        sigma = ctx.surrogate_fn(flat, threshold)
-        sigma = sigma.to(v_mem.dtype).expand(flat.shape).reshape(v_mem.shape).contiguous()
-        grad_x, grad_v0, g_alpha, g_threshold, g_subtract, g_min = _lif_scan(
-            ctx, grad_spikes, grad_v_mem, grad_v_last, sigma, SURROGATE_GIVEN, []
-        )
-        if ctx.tied and g_threshold is not None:
-            g_threshold, g_subtract = g_threshold + g_subtract, None
-        return grad_x, grad_v0, g_alpha, g_threshold, g_subtract, g_min, None, None, None, None
 
 
 def _leaky_setup_context(ctx, inputs, output):

@@ -8,7 +8,8 @@ from torch import Tensor
 
 from . import _arguments as args
 from ._codes import GRADIENTS, RESETS
-from ._library import LIFWithCustomSurrogate, ops
+from ._library import ops
+from .custom_surrogate import LIFWithCustomSurrogate
 from .reference import lif_reference
 from .surrogate import (
     ArcTan,
@@ -65,7 +66,12 @@ def lif(
         subtract: amount removed per spike (default: threshold).
         min_v_mem: lower bound of the post-reset state v⁺ (None: unbounded).
         max_spikes: spikes per step at most; None = unbounded multi-spike, 1 = single spike.
-        surrogate: callable (v_mem, threshold) -> dS/dV; default SingleExponential().
+        surrogate: callable (v_mem, threshold) -> dS/dV; default SingleExponential(). The
+            built-in ones are fused into the kernels. Any other must be elementwise in v_mem:
+            it gets v_mem as (b, T, N) (all batch rows or a block of them, N = prod(features))
+            with threshold as (N,), and returns a tensor broadcastable to (b, T, N). On large
+            inputs it runs compiled with torch.compile (once per callable; may differ from
+            the eager formula in the last bit), falling back to the plain call.
         reset: "subtract" or "zero".
         gradient: "exodus" (exact) or "slayer" (reset ignored backward).
         backend: "auto" (extension, else reference), "extension" or "reference" (BPTT loop).
