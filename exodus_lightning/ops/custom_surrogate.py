@@ -1,45 +1,113 @@
-"""lif_forward with a surrogate that is any callable (v_mem, threshold) -> dS/dV.
+"""Custom surrogates (any callable (v_mem, threshold) -> dS/dV) in the backward pass of the ops.
 
-The built-in surrogates are evaluated inside the backward kernel. A custom one runs in Python on
-the saved membrane, and its values (sigma) feed the same reverse-scan op. Evaluated as it is on
-the whole (B, T, N) membrane, every operation of the formula makes a full-size temporary: one
-pass over memory each, and with glibc's default allocator fresh pages to fault in. So:
+The built-in surrogates are evaluated inside the backward kernels. A custom one runs in PyTorch on
+the saved membrane, and its values σ feed the same reverse-scan op. Called on the whole (B, T, N)
+membrane, every operation of the formula would make a full-size temporary: one pass over memory
+each and, with glibc's default allocator, fresh pages to fault in. So:
 
-- large backward passes evaluate the callable compiled with torch.compile (once per callable),
-  as one fused loop that writes sigma straight into one huge-page buffer;
-- the others, and callables that do not compile, evaluate it on blocks of batch rows small
-  enough to stay in cache, each block going through the scan before the next is evaluated.
-  Batch rows are independent neurons, so for an elementwise callable the results equal those
-  on the whole membrane to the last bit. (The compiled formula may differ in the last bit:
-  the compiler fuses and reorders the operations.)
+- by default the callable runs as it is on blocks of batch rows small enough to stay in cache,
+  each block going through the scan before the next one is evaluated. Batch rows are
+  independent neurons, so for a callable that is elementwise in v_mem the values are those of
+  one call on the whole membrane, bit for bit;
+- ``compiled_surrogate(fn)`` opts in to torch.compile: fn is compiled once (seconds, on the first
+  backward pass) into one fused loop that writes σ for the whole membrane, about as fast as a
+  built-in surrogate on large layers; it may round differently in the last bit, and a callable
+  that does not compile runs in blocks, as it is, with a warning.
+
+The contract: the callable must be elementwise in v_mem. It gets the membrane as (b, T, N) (all
+batch rows or a block of them, N = prod(features)) with the threshold ((N,), or for ALIF the
+(b, T, N) trace), and returns dS/dV as anything that broadcasts to (b, T, N).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
-import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from ._codes import SURROGATE_GIVEN
-from ._library import _lif_scan, _save_lif_context, _wanted_param_grads, ops
 from .cpu_memory import empty_huge_pages
 
 Surrogate = Callable[[Tensor, Tensor], Tensor]
 
-# Backward passes over at least this many membrane elements compile the callable: the first
-# compile takes seconds, which only pays off on large layers (and keeps small tests fast).
-COMPILE_MIN_ELEMENTS = 1 << 21
-# Membrane elements per block of batch rows (at least one row) for an uncompiled callable: 1 MB
-# of float32, so a block's membrane, the callable's temporaries and sigma stay in the L2/L3 cache
-# between the callable and the scan.
+# Membrane elements per block of batch rows (at least one row): 1 MB of float32, so a block's
+# membrane, the callable's temporaries and σ stay in cache between the callable and the scan.
 BLOCK_ELEMENTS = 1 << 18
+# Blocks hold a multiple of this many elements. PyTorch's CPU loops run vectorised (two vectors
+# at a time: 32 float32, 16 float64, 64 float16 elements with AVX-512) and finish the last few
+# elements with a scalar loop that may round differently (sigmoid, tanh, ...). With blocks
+# aligned, the same elements end up in a scalar tail as in one call on the whole membrane.
+ALIGN_ELEMENTS = 64
+
+
+def rows_per_block(batch: int, row: int) -> int:
+    """Batch rows per block for rows of ``row`` elements: about BLOCK_ELEMENTS, aligned.
+
+    The smallest multiple of the rows that make a multiple of ALIGN_ELEMENTS elements, at least
+    BLOCK_ELEMENTS' worth; the whole batch when that is more (and for empty rows).
+    """
+    if row == 0:
+        return max(batch, 1)
+    step = ALIGN_ELEMENTS // math.gcd(row, ALIGN_ELEMENTS)
+    wanted = max(1, BLOCK_ELEMENTS // row)
+    return min(max(batch, 1), -(-wanted // step) * step)
+
+
+def evaluate(fn: Surrogate, v_mem: Tensor, threshold: Tensor) -> Tensor:
+    """fn(v_mem, threshold) for v_mem (b, T, N), as a contiguous (b, T, N) tensor of its dtype."""
+    return fn(v_mem, threshold).to(v_mem.dtype).expand(v_mem.shape).contiguous()
 
 
 class CompiledSurrogate:
-    """A surrogate compiled with torch.compile into ``out[...] = fn(v_mem, threshold)``."""
+    """A custom surrogate that the ops' backward pass evaluates compiled with torch.compile.
+
+    Made by ``compiled_surrogate(fn)``. Called, it is fn itself (the reference backend and the
+    recurrent ops call it so). The compiled formula is made on the first backward pass and kept
+    here; copies and pickles hold fn only, and compile again when used.
+    """
+
+    def __init__(self, fn: Surrogate) -> None:
+        self.fn = fn
+        self._compiled: _Compiled | None = None
+
+    def __call__(self, v_mem: Tensor, threshold: Tensor) -> Tensor:
+        return self.fn(v_mem, threshold)
+
+    def __repr__(self) -> str:
+        return f"compiled_surrogate({self.fn!r})"
+
+    def __getstate__(self) -> dict:
+        return {"fn": self.fn}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["fn"])
+
+    def sigma(self, v_mem: Tensor, threshold: Tensor) -> Tensor | None:
+        """fn(v_mem, threshold) compiled, in one tensor like v_mem; None if fn does not compile."""
+        if self._compiled is None:
+            self._compiled = _Compiled(self.fn)
+        return self._compiled.sigma(v_mem, threshold)
+
+
+def compiled_surrogate(fn: Surrogate) -> CompiledSurrogate:
+    """``fn`` marked to be compiled (once, with torch.compile) in the backward pass of the ops.
+
+    fn must be elementwise in v_mem (see this module). The first backward pass compiles it
+    (seconds); the compiled formula may round differently from fn in the last bit. If it does
+    not compile, fn runs as it is (in blocks of batch rows), with one warning.
+    """
+    if isinstance(fn, CompiledSurrogate):
+        return fn
+    if not callable(fn):
+        raise TypeError(f"compiled_surrogate needs a callable (v_mem, threshold) -> dS/dV, got "
+                        f"{type(fn).__name__}")
+    return CompiledSurrogate(fn)
+
+
+class _Compiled:
+    """fn compiled into ``out[...] = fn(v_mem, threshold)``; write is None once that failed."""
 
     def __init__(self, fn: Surrogate) -> None:
         self.fn = fn
@@ -47,180 +115,70 @@ class CompiledSurrogate:
         def write(out: Tensor, v_mem: Tensor, threshold: Tensor) -> None:
             out.copy_(fn(v_mem, threshold))
 
-        self.compiled: Callable | None = torch.compile(write, fullgraph=True)
+        self.write: Callable | None = torch.compile(write, fullgraph=True)
 
-    def write(self, out: Tensor, v_mem: Tensor, threshold: Tensor) -> bool:
-        """Fill out (shaped like v_mem) with fn(v_mem, threshold); False if fn does not compile."""
-        if self.compiled is None:
-            return False
+    def sigma(self, v_mem: Tensor, threshold: Tensor) -> Tensor | None:
+        if self.write is None:
+            return None
+        out = empty_huge_pages(v_mem.shape, v_mem.dtype, v_mem.device)
         try:
-            self.compiled(out, v_mem, threshold)
-        except Exception as error:  # noqa: BLE001 (whatever fails, the plain callable runs)
+            self.write(out, v_mem, threshold)
+        except Exception as error:  # noqa: BLE001 (whatever fails, fn runs as it is)
             warnings.warn(
                 f"exodus_lightning: the custom surrogate {self.fn!r} does not compile "
-                f"({type(error).__name__}: {error}); it runs uncompiled",
-                stacklevel=2,
+                f"({type(error).__name__}: {error}); it runs uncompiled, in blocks",
+                stacklevel=4,
             )
-            self.compiled = None
-            return False
-        return True
+            self.write = None
+            return None
+        return out
 
 
-# One CompiledSurrogate per callable, for as long as the callable lives.
-_compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+def as_btn(v: Tensor, features: int) -> Tensor:
+    """v (b, T, *F) as (b, T, N), N = prod(F) = features (given: -1 is ambiguous if b or T is 0)."""
+    return v.reshape(v.shape[0], v.shape[1], features)
 
 
-def compiled_surrogate(fn: Surrogate, v_mem: Tensor) -> CompiledSurrogate | None:
-    """fn compiled, if compiling pays for a backward pass over v_mem; else None."""
-    if v_mem.numel() < COMPILE_MIN_ELEMENTS or torch.compiler.is_compiling():
-        return None
-    try:
-        compiled = _compiled.get(fn)
-        if compiled is None:
-            compiled = _compiled[fn] = CompiledSurrogate(fn)
-    except TypeError:  # not hashable or not weakly referenceable: nowhere to keep it
-        return None
-    return compiled if compiled.compiled is not None else None
+def batch_rows(t: Tensor | None, rows: slice | None) -> Tensor | None:
+    """t's batch rows ``rows`` (None: all of them, t itself)."""
+    return t if t is None or rows is None else t[rows]
 
 
-def surrogate_sigma(fn: Surrogate, v_mem: Tensor, threshold: Tensor) -> Tensor:
-    """fn(v_mem, threshold) on v_mem viewed as (B, T, N), as a contiguous tensor like v_mem."""
-    flat = _flat(v_mem, threshold)
-    sigma = fn(flat, threshold)
-    return sigma.to(v_mem.dtype).expand(flat.shape).reshape(v_mem.shape).contiguous()
+def scan_with_surrogate(
+    fn: Surrogate,
+    v_mem: Tensor,
+    surrogate_inputs: Callable[[slice | None], tuple[Tensor, Tensor]],
+    scan: Callable[[slice | None, Tensor], Sequence[Tensor]],
+) -> list[Tensor]:
+    """The outputs of a backward op run with σ = fn(v, threshold), whole or block by block.
 
-
-def _flat(v_mem: Tensor, threshold: Tensor) -> Tensor:
-    """v_mem (B, T, *F) as (B, T, N), N = prod(F) (given: -1 is ambiguous when B or T is 0)."""
-    return v_mem.reshape(v_mem.shape[0], v_mem.shape[1], threshold.shape[0])
-
-
-def rows_per_block(v_mem: Tensor) -> int:
-    """Batch rows of v_mem (B, T, *F) per block: BLOCK_ELEMENTS' worth, at least 1."""
-    row = v_mem[0].numel() if v_mem.shape[0] else 0
-    return max(1, BLOCK_ELEMENTS // row) if row else max(1, v_mem.shape[0])
-
-
-def _rows(t: Tensor | None, rows: slice) -> Tensor | None:
-    return None if t is None else t[rows]
-
-
-class LIFWithCustomSurrogate(torch.autograd.Function):
-    """lif_forward for a surrogate that is an arbitrary callable (v_mem, threshold) -> dS/dV.
-
-    The callable must be elementwise in v_mem: it gets the membrane, or blocks of its batch rows,
-    as (b, T, N) with the (N,) threshold, and returns anything that broadcasts to (b, T, N).
+    surrogate_inputs(rows): (v, threshold) for those batch rows (None: all), v as (b, T, N).
+    scan(rows, sigma): the op's outputs for those rows, each batch-major ((b, ...)) or an empty
+    (0,) placeholder for a gradient not computed. The per-block outputs are copied into outputs
+    allocated once, so only cache-sized tensors are made per block (the allocator reuses them).
     """
-
-    @staticmethod
-    def forward(
-        x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes, reset, gradient, surrogate_fn
-    ):
-        subtract = threshold if subtract is None else subtract
-        return ops.lif_forward(
-            x,
-            v_init,
-            alpha,
-            threshold,
-            subtract,
-            min_v_mem,
-            max_spikes,
-            reset,
-            gradient,
-            SURROGATE_GIVEN,
-            [],
-        )
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, v_init, alpha, threshold, subtract, min_v_mem, max_spikes, reset, gradient, fn = inputs
-        _spikes, v_mem, _v_last = output
-        # subtract=None means "the threshold": passing one tensor twice breaks torch.compile.
-        tied = subtract is None
-        subtract = threshold if subtract is None else subtract
-        _save_lif_context(
-            ctx,
-            x,
-            v_init,
-            alpha,
-            threshold,
-            subtract,
-            min_v_mem,
-            max_spikes,
-            reset,
-            gradient,
-            v_mem,
-            tied,
-        )
-        ctx.surrogate_fn = fn
-
-    @staticmethod
-    def backward(ctx, grad_spikes, grad_v_mem, grad_v_last):
-        v_mem, _v_init, _alpha, threshold, _subtract, _min_v_mem = ctx.saved_tensors
-        fn = ctx.surrogate_fn
-        compiled = compiled_surrogate(fn, v_mem)
-        sigma = None
-        if compiled is not None:
-            sigma = empty_huge_pages(v_mem.shape, v_mem.dtype, v_mem.device)
-            flat = _flat(v_mem, threshold)
-            if not compiled.write(sigma.view(flat.shape), flat, threshold):
-                sigma = None
-        rows = rows_per_block(v_mem)
-        # Inside torch.compile, the compiler fuses the formula itself, and one call keeps the
-        # graph small.
-        if sigma is None and (rows >= v_mem.shape[0] or torch.compiler.is_compiling()):
-            sigma = surrogate_sigma(fn, v_mem, threshold)
-        if sigma is not None:
-            grads = _lif_scan(ctx, grad_spikes, grad_v_mem, grad_v_last, sigma, SURROGATE_GIVEN, [])
-        else:
-            grads = _lif_scan_in_blocks(ctx, fn, grad_spikes, grad_v_mem, grad_v_last, rows)
-        grad_x, grad_v0, g_alpha, g_threshold, g_subtract, g_min = grads
-        if ctx.tied and g_threshold is not None:
-            g_threshold, g_subtract = g_threshold + g_subtract, None
-        return grad_x, grad_v0, g_alpha, g_threshold, g_subtract, g_min, None, None, None, None
-
-
-def _lif_scan_in_blocks(ctx, fn: Surrogate, grad_spikes, grad_v_mem, grad_v_last, rows: int):
-    """_lif_scan with sigma = fn(v_mem, threshold), one block of ``rows`` batch rows at a time.
-
-    Each block's outputs are copied into full-size ones allocated once, so per block only
-    cache-sized tensors are made (and the allocator reuses them from block to block).
-    """
-    v_mem, v_init, alpha, threshold, subtract, min_v_mem = ctx.saved_tensors
-    if grad_v_last is None:
-        grad_v_last = torch.zeros_like(v_init)
-    wanted, mask = _wanted_param_grads(ctx)
-    batch, features = v_mem.shape[0], alpha.shape[0]
-    like = v_mem if grad_spikes is None else grad_spikes
-    grad_x = empty_huge_pages(v_mem.shape, like.dtype, v_mem.device)
-    grad_v0 = torch.empty_like(v_init)
-    sums = [v_mem.new_empty((batch, features)) if want else None for want in wanted.values()]
+    if isinstance(fn, CompiledSurrogate):
+        if not torch.compiler.is_compiling():
+            sigma = fn.sigma(*surrogate_inputs(None))
+            if sigma is not None:
+                return list(scan(None, sigma.view(v_mem.shape)))
+        fn = fn.fn
+    batch = v_mem.shape[0]
+    rows = rows_per_block(batch, v_mem[0].numel() if batch else 0)
+    # Inside torch.compile the compiler fuses the formula itself, and one call keeps the graph
+    # small.
+    if rows >= batch or torch.compiler.is_compiling():
+        return list(scan(None, evaluate(fn, *surrogate_inputs(None)).view(v_mem.shape)))
+    outputs: list[Tensor] = []
     for start in range(0, batch, rows):
         block = slice(start, start + rows)
-        sigma = surrogate_sigma(fn, v_mem[block], threshold)
-        block_x, block_v0, *block_sums = ops.lif_backward(
-            _rows(grad_spikes, block),
-            _rows(grad_v_mem, block),
-            grad_v_last[block],
-            v_mem[block],
-            sigma,
-            v_init[block],
-            alpha,
-            threshold,
-            subtract,
-            min_v_mem,
-            ctx.max_spikes,
-            ctx.reset,
-            ctx.gradient,
-            SURROGATE_GIVEN,
-            [],
-            mask,
-        )
-        grad_x[block] = block_x
-        grad_v0[block] = block_v0
-        for total, part in zip(sums, block_sums):
-            if total is not None:
+        sigma = evaluate(fn, *surrogate_inputs(block)).view(v_mem[block].shape)
+        parts = scan(block, sigma)
+        if not outputs:
+            outputs = [part if part.shape == (0,)
+                       else empty_huge_pages((batch, *part.shape[1:]), part.dtype, part.device)
+                       for part in parts]
+        for total, part in zip(outputs, parts):
+            if total.shape != (0,):
                 total[block] = part
-    if grad_spikes is None:  # then grad_x is in the state dtype; half inputs want their own
-        grad_x = grad_x.to(ctx.x_dtype)
-    return (grad_x, grad_v0, *(None if total is None else total.sum(0) for total in sums))
+    return outputs

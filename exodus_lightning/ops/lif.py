@@ -8,8 +8,7 @@ from torch import Tensor
 
 from . import _arguments as args
 from ._codes import GRADIENTS, RESETS
-from ._library import ops
-from .custom_surrogate import LIFWithCustomSurrogate
+from ._library import LIFWithCustomSurrogate, ops
 from .reference import lif_reference
 from .surrogate import (
     ArcTan,
@@ -69,9 +68,10 @@ def lif(
         surrogate: callable (v_mem, threshold) -> dS/dV; default SingleExponential(). The
             built-in ones are fused into the kernels. Any other must be elementwise in v_mem:
             it gets v_mem as (b, T, N) (all batch rows or a block of them, N = prod(features))
-            with threshold as (N,), and returns a tensor broadcastable to (b, T, N). On large
-            inputs it runs compiled with torch.compile (once per callable; may differ from
-            the eager formula in the last bit), falling back to the plain call.
+            with threshold as (N,), and returns a tensor broadcastable to (b, T, N); it runs as it
+            is, on blocks of batch rows (the same values as one call on the whole membrane).
+            ``ops.compiled_surrogate(fn)`` opts in to torch.compile (faster on large layers;
+            may round differently in the last bit).
         reset: "subtract" or "zero".
         gradient: "exodus" (exact) or "slayer" (reset ignored backward).
         backend: "auto" (extension, else reference), "extension" or "reference" (BPTT loop).
