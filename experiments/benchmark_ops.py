@@ -10,9 +10,16 @@ implementation's alone.
     python experiments/benchmark_ops.py --quick         # small shapes, seconds
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 python experiments/benchmark_ops.py
     python experiments/benchmark_ops.py --keep-freed-memory   # the same, set from Python
+    python experiments/benchmark_ops.py --surrogates-only    # only the custom-surrogate table
 
 The last two let glibc reuse freed memory instead of returning it to the OS after every call;
 on CPU, page faults on fresh 80 MB tensors otherwise dominate (see the README).
+
+After each device's table comes the custom-surrogate table: SingleExponential fused into the
+kernels against the same formula as a plain Python function (evaluated in blocks) and the same
+function wrapped by ops.compiled_surrogate, with both glibc allocator modes. The three run
+interleaved, step after step, in one process per allocator mode, so that load from other
+processes on a shared machine hits them alike; the ratios are per pair of neighbouring steps.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ from experiments import arguments, report  # noqa: E402
 SHAPES = [(32, 300, 2048), (32, 100, 8192), (32, 1000, 512)]
 SWEEP_T = [100, 300, 1000, 3000]
 SWEEP_BF = 32 * 512
+# The custom-surrogate table's variants: the fused built-in, the plain function (in blocks), and
+# the plain function compiled (ops.compiled_surrogate).
+SURROGATES = ("fused", "custom", "compiled")
 
 
 # Run by PeakRSS in a helper process: samples the measured process's resident memory every
@@ -87,6 +97,22 @@ TRAINABLE = {"": "", "alpha": " trainable α", "alpha+threshold": " trainable α
              "alpha+beta+a+b": " trainable α, β, a, b"}
 
 
+def custom_single_exponential(v_mem, threshold):
+    """SingleExponential's formula as a plain function: a custom (not fused) surrogate."""
+    import torch
+
+    width = threshold * 0.5
+    return 1.0 / width * torch.exp(-(v_mem - threshold).abs() / width)
+
+
+def surrogate_for(name: str):
+    """The surrogate of a SURROGATES variant (None: the op's fused default)."""
+    from exodus_lightning import ops
+
+    return {"fused": None, "custom": custom_single_exponential,
+            "compiled": ops.compiled_surrogate(custom_single_exponential)}[name]
+
+
 def measure(
     backend: str,
     device: str,
@@ -96,6 +122,7 @@ def measure(
     repeats: int,
     trainable: str = "",
     neuron: str = "lif",
+    surrogate: str = "fused",
 ) -> dict:
     """Median forward+backward seconds and peak extra memory (MB) of one LIF, ALIF or adLIF
     layer.
@@ -106,6 +133,7 @@ def measure(
     β = 1.8 (sinabs' default), b0 = θ; "alpha+rho+beta+b0" trains all four. adLIF
     (``neuron="adlif"``): β = 0.99, a = 60, b = 120 (mid-range of SE-adLIF's q·a, q·b), a
     stronger drive for a similar spike rate; "alpha+beta+a+b" trains all four (as SE-adLIF).
+    ``surrogate``: one of SURROGATES (LIF only); "compiled" compiles in a warm-up step.
 
     Peak extra memory: the highest memory during the first full-size step minus what was there
     before it (inputs, interpreter, libraries): resident memory on CPU, allocated memory on CUDA.
@@ -139,7 +167,9 @@ def measure(
             return ops.alif(x, alpha, rho, beta, threshold, max_spikes=None, backend=backend)[0]
         if neuron == "adlif":
             return ops.adlif(x, alpha, beta, a, b, threshold, backend=backend)[0]
-        return ops.lif(x, alpha, threshold, backend=backend)[0]
+        return ops.lif(x, alpha, threshold, surrogate=surrogate_fn, backend=backend)[0]
+
+    surrogate_fn = surrogate_for(surrogate)
 
     def step():
         layer(x, alpha, threshold).backward(upstream)
@@ -151,6 +181,8 @@ def measure(
     # kept by the allocator cannot hide the peak; the first full-size step is measured, not timed.
     tiny = x.detach()[:1, :2].requires_grad_()
     layer(tiny, alpha, threshold).sum().backward()
+    if surrogate == "compiled":  # the compile, and what it allocates and keeps, before the peak
+        step()
     # Peak memory over the first full-size step, time over the following ones: the sampling
     # thread would otherwise take CPU time from the kernels on a machine with few cores.
     if device == "cuda":
@@ -174,6 +206,51 @@ def measure(
     return {"seconds": statistics.median(times), "peak_mb": peak / 2**20, "rate": rate}
 
 
+def measure_surrogates(device: str, batch: int, time: int, features: int, repeats: int) -> dict:
+    """Forward+backward seconds of one LIF layer with each of SURROGATES, run interleaved.
+
+    Per variant: the median, min and max over ``repeats`` steps, and the median, min and max of
+    its ratio to the fused step run just before it (load from other processes hits the pair
+    alike). Each variant runs once first (the compiled one compiles then).
+    """
+    import statistics
+    import time as clock
+
+    import torch
+
+    from exodus_lightning import ops
+
+    torch.manual_seed(0)
+    x = (torch.randn(batch, time, features, device=device) * 0.6 + 0.25).requires_grad_()
+    upstream = torch.randn(batch, time, features, device=device)
+    alpha = torch.full((features,), 0.9, device=device)
+    threshold = torch.ones(features, device=device)
+    surrogates = {name: surrogate_for(name) for name in SURROGATES}
+
+    def step(name):
+        start = clock.perf_counter()
+        ops.lif(x, alpha, threshold, surrogate=surrogates[name], backend="extension")[0].backward(
+            upstream)
+        x.grad = None
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return clock.perf_counter() - start
+
+    for name in SURROGATES:
+        step(name)
+    times = {name: [] for name in SURROGATES}
+    for _ in range(repeats):
+        for name in SURROGATES:
+            times[name].append(step(name))
+    result = {}
+    for name, seconds in times.items():
+        ratios = [t / fused for t, fused in zip(seconds, times["fused"])]
+        result[name] = {"median": statistics.median(seconds), "min": min(seconds),
+                        "max": max(seconds), "ratio": statistics.median(ratios),
+                        "ratio_min": min(ratios), "ratio_max": max(ratios)}
+    return result
+
+
 def _child(spec: str) -> None:
     import torch
 
@@ -183,6 +260,9 @@ def _child(spec: str) -> None:
         from exodus_lightning import ops
 
         ops.keep_freed_memory()
+    if args.pop("interleaved", False):
+        print(json.dumps(measure_surrogates(**args)))
+        return
     print(json.dumps(measure(**args)))
 
 
@@ -210,6 +290,8 @@ def main(argv: list[str] | None = None) -> None:
         help="call exodus_lightning.ops.keep_freed_memory() (as the CLI does on "
         "CPU); same effect as the MALLOC_* variables",
     )
+    parser.add_argument("--surrogates-only", action="store_true",
+                        help="only the custom-surrogate table (both allocator modes)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.child:
@@ -236,6 +318,9 @@ def main(argv: list[str] | None = None) -> None:
         f"glibc allocator: {allocator}\n"
     )
     for device in devices:
+        if options.surrogates_only:
+            print(custom_surrogate_table(device, shapes[0], options))
+            continue
         settings = dict(
             device=device,
             repeats=options.repeats,
@@ -285,6 +370,38 @@ def main(argv: list[str] | None = None) -> None:
             for t in sweep[:-1]
         )
         print(f"\nTime at B·F = {bf}, {ratios}\n")
+        print(custom_surrogate_table(device, shapes[0], options))
+
+
+def custom_surrogate_table(device: str, shape: tuple[int, int, int], options) -> str:
+    """SingleExponential fused vs the same formula as a custom callable, plain and compiled.
+
+    Both glibc allocator modes, each in its own process; times from measure_surrogates (one
+    interleaved run), peak memory from measure (each variant in its own process).
+    """
+    rows = []
+    for keep in (False, True):
+        common = dict(device=device, batch=shape[0], time=shape[1], features=shape[2],
+                      repeats=options.repeats, threads=options.threads, keep_freed_memory=keep)
+        times = run(dict(common, interleaved=True))
+        for name in SURROGATES:
+            peak = run(dict(common, backend="extension", surrogate=name))["peak_mb"]
+            t = times[name]
+            rows.append({
+                "glibc allocator": "keep_freed_memory" if keep else "default",
+                "surrogate": {"fused": "SingleExponential() (fused)",
+                              "custom": "the same formula, a plain function",
+                              "compiled": "the same, ops.compiled_surrogate(fn)"}[name],
+                "ms, median (min–max)": f"{t['median'] * 1e3:.1f} "
+                                        f"({t['min'] * 1e3:.1f}–{t['max'] * 1e3:.1f})",
+                "× fused, median (min–max)": f"{t['ratio']:.2f} "
+                                             f"({t['ratio_min']:.2f}–{t['ratio_max']:.2f})",
+                "peak MB": f"{peak:.0f}",
+            })
+        print(f"  {device} custom surrogates, keep_freed_memory={keep}: "
+              + ", ".join(f"{n} {times[n]['ratio']:.2f}×" for n in SURROGATES), file=sys.stderr)
+    return (f"### {device}: custom surrogate at {shape}, forward + backward, "
+            f"{options.repeats} interleaved steps each\n\n" + report.markdown_table(rows))
 
 
 if __name__ == "__main__":

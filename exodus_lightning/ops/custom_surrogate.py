@@ -5,10 +5,13 @@ the saved membrane, and its values σ feed the same reverse-scan op. Called on t
 membrane, every operation of the formula would make a full-size temporary: one pass over memory
 each and, with glibc's default allocator, fresh pages to fault in. So:
 
-- by default the callable runs as it is on blocks of batch rows small enough to stay in cache,
-  each block going through the scan before the next one is evaluated. Batch rows are
-  independent neurons, so for a callable that is elementwise in v_mem the values are those of
-  one call on the whole membrane, bit for bit;
+- by default the callable runs as it is on blocks of batch rows small enough to stay in cache
+  (on CPU; elsewhere on the whole membrane), each block going through the scan before the next
+  one is evaluated. Batch rows are independent neurons, so for a callable that is elementwise
+  in v_mem the values are those of one call on the whole membrane, bit for bit (blocks are
+  aligned to PyTorch's vector loops, ALIGN_ELEMENTS; with several threads PyTorch's own loops
+  may still round an element at the edge of a thread's chunk differently, as they do for the
+  whole membrane between thread counts);
 - ``compiled_surrogate(fn)`` opts in to torch.compile: fn is compiled once (seconds, on the first
   backward pass) into one fused loop that writes σ for the whole membrane, about as fast as a
   built-in surrogate on large layers; it may round differently in the last bit, and a callable
@@ -166,8 +169,9 @@ def scan_with_surrogate(
     batch = v_mem.shape[0]
     rows = rows_per_block(batch, v_mem[0].numel() if batch else 0)
     # Inside torch.compile the compiler fuses the formula itself, and one call keeps the graph
-    # small.
-    if rows >= batch or torch.compiler.is_compiling():
+    # small. On GPUs the caching allocator reuses memory without page faults, and blocks would
+    # only add kernel launches.
+    if rows >= batch or torch.compiler.is_compiling() or v_mem.device.type != "cpu":
         return list(scan(None, evaluate(fn, *surrogate_inputs(None)).view(v_mem.shape)))
     outputs: list[Tensor] = []
     for start in range(0, batch, rows):
