@@ -1,100 +1,82 @@
 """Speed and memory of one LIF (ALIF, adLIF) layer: the EXODUS extension vs the BPTT reference
-loop.
+loop, with glibc's default allocator and with freed memory kept for reuse.
 
-Prints a Markdown table of forward+backward median time and peak extra memory for each
-(batch, time, features) shape, on CPU and (when present) CUDA, plus a sweep over T at fixed
-batch·features. Each measurement runs in its own process so peak memory is that
-implementation's alone.
+Per case (shape, trained parameters, neuron model) and allocator mode, one fresh process times
+forward + backward of the variants in interleaved rounds (timing.py: median, min–max); the
+peak memory of one step (memory.step_peak_mb) is read for each variant in a fresh process of
+its own with the default allocator. Writes three README tables into --out:
 
-    python experiments/benchmark_ops.py                 # the full table (a few minutes on 2 cores)
-    python experiments/benchmark_ops.py --quick         # small shapes, seconds
-    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 python experiments/benchmark_ops.py
-    python experiments/benchmark_ops.py --keep-freed-memory   # the same, set from Python
-    python experiments/benchmark_ops.py --surrogates-only    # only the custom-surrogate table
+    lif                LIF: extension vs reference, both allocators, plus a sweep over T
+    alif_adlif         ALIF and adLIF: fused op vs autograd loop
+    custom_surrogate   the built-in SingleExponential (fused in the kernel) vs the same
+                       formula as a custom callable, run as it is (in blocks) and wrapped by
+                       ops.compiled_surrogate, both allocators
 
-The last two let glibc reuse freed memory instead of returning it to the OS after every call;
-on CPU, page faults on fresh 80 MB tensors otherwise dominate (see the README).
+    python -m experiments.benchmark_ops            # the full tables (~10 minutes on 2 cores)
+    python -m experiments.benchmark_ops --tiny     # small shapes, seconds
 
-After each device's table comes the custom-surrogate table: SingleExponential fused into the
-kernels against the same formula as a plain Python function (evaluated in blocks) and the same
-function wrapped by ops.compiled_surrogate, with both glibc allocator modes. The three run
-interleaved, step after step, in one process per allocator mode, so that load from other
-processes on a shared machine hits them alike; the ratios are per pair of neighbouring steps.
+"Reuse" is ops.keep_freed_memory() (what the CLI does on CPU; the same as
+MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<large>): on CPU, page faults on fresh 80 MB tensors
+otherwise dominate (see the README).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import subprocess
+import functools
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file, too
 
-from experiments import arguments, report  # noqa: E402
+from experiments import arguments, isolated, memory, report, timing  # noqa: E402
 
 SHAPES = [(32, 300, 2048), (32, 100, 8192), (32, 1000, 512)]
 SWEEP_T = [100, 300, 1000, 3000]
 SWEEP_BF = 32 * 512
-# The custom-surrogate table's variants: the fused built-in, the plain function (in blocks), and
-# the plain function compiled (ops.compiled_surrogate).
-SURROGATES = ("fused", "custom", "compiled")
+TINY_SHAPE = (4, 50, 256)
+TINY_SWEEP_T = [50, 150]
+TINY_BF = 4 * 256
+ALLOCATORS = ("default", "reuse")
 
+# Which parameters get gradients in a case, and how its row is labelled.
+TRAINABLE = {"": "fixed", "alpha": "α trained", "alpha+threshold": "α, θ trained",
+             "alpha+rho+beta+b0": "α, ρ, β, b0 trained", "alpha+beta+a+b": "α, β, a, b trained"}
+NEURON_NAMES = {"lif": "LIF", "alif": "ALIF", "adlif": "adLIF"}
 
-# Run by PeakRSS in a helper process: samples the measured process's resident memory every
-# 0.2 ms until its stdin closes, then prints the highest value in bytes.
-_SAMPLER = """
-import os, select, sys
-path, page, peak = f"/proc/{sys.argv[1]}/statm", os.sysconf("SC_PAGE_SIZE"), 0
-print("ready", flush=True)
-while not select.select([sys.stdin], [], [], 0.0002)[0]:
-    with open(path) as statm:
-        peak = max(peak, int(statm.read().split()[1]) * page)
-print(peak, flush=True)
-"""
-
-
-class PeakRSS:
-    """Highest resident memory (bytes) of this process while the ``with`` block runs.
-
-    The kernel's own peak (VmHWM) is updated lazily, only when memory is unmapped, so it misses
-    peaks served from the heap. A sampling thread in this process would need the GIL, which a
-    Python loop (the reference) holds for milliseconds at a time; a helper process samples
-    every 0.2 ms regardless.
-    """
-
-    def __init__(self) -> None:
-        self.page = os.sysconf("SC_PAGE_SIZE")
-        self.peak = self.current()
-
-    def current(self) -> int:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * self.page
-
-    def __enter__(self) -> PeakRSS:
-        self._sampler = subprocess.Popen(
-            [sys.executable, "-c", _SAMPLER, str(os.getpid())],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self._sampler.stdout.readline()  # "ready"
-        self.peak = self.current()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._sampler.stdin.close()
-        sampled = int(self._sampler.stdout.readline())
-        self._sampler.wait()
-        self.peak = max(self.peak, sampled, self.current())
-
-
-# Which LIF parameters get gradients in a benchmark case, and how its row is labelled.
-TRAINABLE = {"": "", "alpha": " trainable α", "alpha+threshold": " trainable α, θ",
-             "alpha+rho+beta+b0": " trainable α, ρ, β, b0",
-             "alpha+beta+a+b": " trainable α, β, a, b"}
+LIF_COLUMNS = (
+    "(B, T, F)",
+    "parameters",
+    "default: extension ms",
+    "default: reference ms",
+    "speed-up",
+    "reuse: extension ms",
+    "reuse: reference ms",
+    "speed-up (reuse)",
+    "peak MB, extension / reference",
+)
+ALIF_ADLIF_COLUMNS = (
+    "neuron",
+    "parameters",
+    "fused op, ms (min–max)",
+    "autograd loop, ms (min–max)",
+    "speed-up",
+    "peak MB, op / loop",
+)
+CUSTOM_SURROGATE_COLUMNS = (
+    "glibc allocator",
+    "fused SingleExponential, ms (min–max)",
+    "custom callable, ms (min–max)",
+    "custom / fused",
+    "compiled_surrogate(custom), ms (min–max)",
+    "compiled / fused",
+    "peak MB, fused / custom / compiled",
+)
+README_TABLES = {
+    "lif": LIF_COLUMNS,
+    "alif_adlif": ALIF_ADLIF_COLUMNS,
+    "custom_surrogate": CUSTOM_SURROGATE_COLUMNS,
+}
 
 
 def custom_single_exponential(v_mem, threshold):
@@ -105,303 +87,221 @@ def custom_single_exponential(v_mem, threshold):
     return 1.0 / width * torch.exp(-(v_mem - threshold).abs() / width)
 
 
-def surrogate_for(name: str):
-    """The surrogate of a SURROGATES variant (None: the op's fused default)."""
+@functools.cache
+def compiled_custom_single_exponential():
+    """custom_single_exponential wrapped by ops.compiled_surrogate, one per process (compiled
+    once, on its first backward pass)."""
     from exodus_lightning import ops
 
-    return {"fused": None, "custom": custom_single_exponential,
-            "compiled": ops.compiled_surrogate(custom_single_exponential)}[name]
+    return ops.compiled_surrogate(custom_single_exponential)
 
 
-def measure(
-    backend: str,
-    device: str,
-    batch: int,
-    time: int,
-    features: int,
-    repeats: int,
-    trainable: str = "",
-    neuron: str = "lif",
-    surrogate: str = "fused",
-) -> dict:
-    """Median forward+backward seconds and peak extra memory (MB) of one LIF, ALIF or adLIF
-    layer.
+def make_step(variant: str, device: str, batch: int, time: int, features: int,
+              trainable: str = "", neuron: str = "lif"):
+    """(step, rate) for one layer: step() runs forward + backward, rate() the spike rate.
 
+    variant: "extension", "reference" (the BPTT loop), "custom" (the extension with
+    custom_single_exponential, evaluated in blocks) or "compiled" (the same, compiled).
     α = 0.9 and θ = 1, fixed (the backward then needs no parameter gradients) or, as named in
-    ``trainable`` ("alpha", "alpha+threshold"), per-neuron parameters that get gradients:
-    "alpha" is nn.LIF's default (τ trains, θ does not). ALIF (``neuron="alif"``): ρ = 0.95,
-    β = 1.8 (sinabs' default), b0 = θ; "alpha+rho+beta+b0" trains all four. adLIF
-    (``neuron="adlif"``): β = 0.99, a = 60, b = 120 (mid-range of SE-adLIF's q·a, q·b), a
-    stronger drive for a similar spike rate; "alpha+beta+a+b" trains all four (as SE-adLIF).
-    ``surrogate``: one of SURROGATES (LIF only); "compiled" compiles in a warm-up step.
-
-    Peak extra memory: the highest memory during the first full-size step minus what was there
-    before it (inputs, interpreter, libraries): resident memory on CPU, allocated memory on CUDA.
+    ``trainable``, per-neuron parameters that get gradients ("alpha" is nn.LIF's default).
+    ALIF: ρ = 0.95, β = 1.8 (sinabs' default), b0 = θ. adLIF: β = 0.99, a = 60, b = 120
+    (mid-range of SE-adLIF's q·a, q·b), a stronger drive for a
+    similar spike rate. ~10 % spike rate, like PEERS.md's measurements.
     """
-    import statistics
-    import time as clock
-
     import torch
 
     from exodus_lightning import ops
 
-    torch.manual_seed(0)
-    # ~10 % spike rate, like PEERS.md's measurements.
-    drive = torch.randn(batch, time, features, device=device) * 0.6 + 0.25
+    backend = "reference" if variant == "reference" else "extension"
+    surrogate = {"custom": custom_single_exponential,
+                 "compiled": compiled_custom_single_exponential()}.get(variant)
+    generator = torch.Generator().manual_seed(0)
+    drive = torch.randn(batch, time, features, generator=generator) * 0.6 + 0.25
     if neuron == "adlif":  # the input enters scaled by 1 − α, and adaptation pulls u down
         drive = drive * 8 + 3
-    x = drive.requires_grad_()
-    upstream = torch.randn(batch, time, features, device=device)
+    x = drive.to(device).requires_grad_()
+    upstream = torch.randn(batch, time, features, generator=generator).to(device)
     trained = trainable.split("+") if trainable else []
-    alpha = torch.full((features,), 0.9, device=device, requires_grad="alpha" in trained)
+
+    def parameter(value: float, name: str) -> torch.Tensor:
+        return torch.full((features,), value, device=device, requires_grad=name in trained)
+
+    alpha, rho, a, b = parameter(0.9, "alpha"), parameter(0.95, "rho"), parameter(60.0, "a"), \
+        parameter(120.0, "b")
+    beta = parameter(0.99 if neuron == "adlif" else 1.8, "beta")
     threshold = torch.ones(features, device=device,
                            requires_grad="threshold" in trained or "b0" in trained)
-    rho = torch.full((features,), 0.95, device=device, requires_grad="rho" in trained)
-    beta = torch.full((features,), 0.99 if neuron == "adlif" else 1.8, device=device,
-                      requires_grad="beta" in trained)
-    a = torch.full((features,), 60.0, device=device, requires_grad="a" in trained)
-    b = torch.full((features,), 120.0, device=device, requires_grad="b" in trained)
+    parameters = (x, alpha, threshold, rho, beta, a, b)
 
-    def layer(x, alpha, threshold):
+    def layer() -> torch.Tensor:
         if neuron == "alif":
-            return ops.alif(x, alpha, rho, beta, threshold, max_spikes=None, backend=backend)[0]
+            return ops.alif(x, alpha, rho, beta, threshold, max_spikes=None,
+                            surrogate=surrogate, backend=backend)[0]
         if neuron == "adlif":
-            return ops.adlif(x, alpha, beta, a, b, threshold, backend=backend)[0]
-        return ops.lif(x, alpha, threshold, surrogate=surrogate_fn, backend=backend)[0]
+            return ops.adlif(x, alpha, beta, a, b, threshold, surrogate=surrogate,
+                             backend=backend)[0]
+        return ops.lif(x, alpha, threshold, surrogate=surrogate, backend=backend)[0]
 
-    surrogate_fn = surrogate_for(surrogate)
-
-    def step():
-        layer(x, alpha, threshold).backward(upstream)
-        x.grad = alpha.grad = threshold.grad = rho.grad = beta.grad = a.grad = b.grad = None
+    def step() -> None:
+        layer().backward(upstream)
+        for tensor in parameters:
+            tensor.grad = None
         if device == "cuda":
             torch.cuda.synchronize()
 
-    # Load the extension on a tiny input, so that memory freed by a full-size warm-up step and
-    # kept by the allocator cannot hide the peak; the first full-size step is measured, not timed.
-    tiny = x.detach()[:1, :2].requires_grad_()
-    layer(tiny, alpha, threshold).sum().backward()
-    if surrogate == "compiled":  # the compile, and what it allocates and keeps, before the peak
+    def rate() -> float:
+        with torch.no_grad():
+            return layer().float().mean().item()
+
+    return step, rate
+
+
+def time_case(variants: list[str], rounds: int, **case: Any) -> dict:
+    """Interleaved timings (seconds) of the variants on one case, and the spike rate."""
+    steps = {variant: make_step(variant, **case)[0] for variant in variants}
+    times = timing.interleaved(steps, rounds)
+    return {"samples": {v: list(t.samples) for v, t in times.items()},
+            "rate": make_step(variants[0], **case)[1]()}
+
+
+def peak_case(variant: str, **case: Any) -> float:
+    """memory.step_peak_mb of one step, after loading the code on a tiny input."""
+    tiny = dict(case, batch=1, time=2)
+    make_step(variant, **tiny)[0]()
+    step = make_step(variant, **case)[0]
+    if variant == "compiled":  # compiling for this shape (what the compiler keeps) comes first
         step()
-    # Peak memory over the first full-size step, time over the following ones: the sampling
-    # thread would otherwise take CPU time from the kernels on a machine with few cores.
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        step()
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        with PeakRSS() as rss:
-            base = rss.peak
-            step()
-        peak = rss.peak - base
-    times = []
-    for _ in range(repeats):
-        start = clock.perf_counter()
-        step()
-        times.append(clock.perf_counter() - start)
-    with torch.no_grad():
-        rate = layer(x, alpha, threshold).mean().item()
-    return {"seconds": statistics.median(times), "peak_mb": peak / 2**20, "rate": rate}
+    return memory.step_peak_mb(step, case["device"])
 
 
-def measure_surrogates(device: str, batch: int, time: int, features: int, repeats: int) -> dict:
-    """Forward+backward seconds of one LIF layer with each of SURROGATES, run interleaved.
-
-    Per variant: the median, min and max over ``repeats`` steps, and the median, min and max of
-    its ratio to the fused step run just before it (load from other processes hits the pair
-    alike). Each variant runs once first (the compiled one compiles then).
-    """
-    import statistics
-    import time as clock
-
-    import torch
-
-    from exodus_lightning import ops
-
-    torch.manual_seed(0)
-    x = (torch.randn(batch, time, features, device=device) * 0.6 + 0.25).requires_grad_()
-    upstream = torch.randn(batch, time, features, device=device)
-    alpha = torch.full((features,), 0.9, device=device)
-    threshold = torch.ones(features, device=device)
-    surrogates = {name: surrogate_for(name) for name in SURROGATES}
-
-    def step(name):
-        start = clock.perf_counter()
-        ops.lif(x, alpha, threshold, surrogate=surrogates[name], backend="extension")[0].backward(
-            upstream)
-        x.grad = None
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return clock.perf_counter() - start
-
-    for name in SURROGATES:
-        step(name)
-    times = {name: [] for name in SURROGATES}
-    for _ in range(repeats):
-        for name in SURROGATES:
-            times[name].append(step(name))
-    result = {}
-    for name, seconds in times.items():
-        ratios = [t / fused for t, fused in zip(seconds, times["fused"])]
-        result[name] = {"median": statistics.median(seconds), "min": min(seconds),
-                        "max": max(seconds), "ratio": statistics.median(ratios),
-                        "ratio_min": min(ratios), "ratio_max": max(ratios)}
+def measure(case: dict, variants: list[str], allocators: tuple[str, ...], rounds: int,
+            threads: int) -> dict:
+    """{allocator: Timing per variant}, default-allocator peaks and the rate of one case."""
+    result: dict[str, Any] = {"peak": {}}
+    for allocator in allocators:
+        timed = isolated.run(time_case, variants=variants, rounds=rounds, threads=threads,
+                             keep_freed_memory=allocator == "reuse", **case)
+        result[allocator] = {v: timing.Timing(tuple(s)) for v, s in timed["samples"].items()}
+        result["rate"] = timed["rate"]
+    for variant in variants:
+        result["peak"][variant] = isolated.run(peak_case, variant=variant, threads=threads,
+                                               **case)
     return result
 
 
-def _child(spec: str) -> None:
+def _ratio(slow: timing.Timing, fast: timing.Timing, digits: int = 1) -> str:
+    return f"{slow.median / fast.median:.{digits}f}×"
+
+
+def run(options: Any) -> dict:
     import torch
 
-    args = json.loads(spec)
-    torch.set_num_threads(args.pop("threads") or torch.get_num_threads())
-    if args.pop("keep_freed_memory"):
-        from exodus_lightning import ops
-
-        ops.keep_freed_memory()
-    if args.pop("interleaved", False):
-        print(json.dumps(measure_surrogates(**args)))
-        return
-    print(json.dumps(measure(**args)))
-
-
-def run(spec: dict) -> dict:
-    """measure(**spec) in a fresh process; spec also holds "threads" and "keep_freed_memory"."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=os.environ.copy(),
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = arguments.parser("python experiments/benchmark_ops.py", __doc__)
-    parser.add_argument("--quick", action="store_true", help="small shapes (a smoke test)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
-    parser.add_argument("--devices", default="auto", help="cpu, cuda, or auto (both if present)")
-    parser.add_argument(
-        "--keep-freed-memory",
-        action="store_true",
-        help="call exodus_lightning.ops.keep_freed_memory() (as the CLI does on "
-        "CPU); same effect as the MALLOC_* variables",
-    )
-    parser.add_argument("--surrogates-only", action="store_true",
-                        help="only the custom-surrogate table (both allocator modes)")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    options = parser.parse_args(argv)
-    if options.child:
-        _child(options.child)
-        return
-
-    import torch
-
+    out = arguments.setup(options)
     devices = (
         options.devices.split(",")
         if options.devices != "auto"
         else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     )
-    shapes = [(4, 50, 256)] if options.quick else SHAPES
-    sweep = [50, 150] if options.quick else SWEEP_T
-    bf = 4 * 256 if options.quick else SWEEP_BF
-    allocator = "default"
-    if options.keep_freed_memory:
-        allocator = "reuse (keep_freed_memory)"
-    elif os.environ.get("MALLOC_MMAP_MAX_") == "0":
-        allocator = "reuse (MALLOC_* variables)"
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-        f"glibc allocator: {allocator}\n"
-    )
+    shapes = [TINY_SHAPE] if options.tiny else SHAPES
+    sweep = TINY_SWEEP_T if options.tiny else SWEEP_T
+    bf = TINY_BF if options.tiny else SWEEP_BF
+    rounds = options.repeats or (2 if options.tiny else 7)
+    wanted = options.tables.split(",")
+    unknown = sorted(set(wanted) - set(README_TABLES))
+    if unknown:
+        raise SystemExit(f"--tables {','.join(unknown)}: choose from {', '.join(README_TABLES)}")
+    tables = {}
     for device in devices:
-        if options.surrogates_only:
-            print(custom_surrogate_table(device, shapes[0], options))
-            continue
-        settings = dict(
-            device=device,
-            repeats=options.repeats,
-            threads=options.threads,
-            keep_freed_memory=options.keep_freed_memory,
-        )
+        allocators = ALLOCATORS if device == "cpu" else ("default",)
+        suffix = "" if device == "cpu" else f"_{device}"
+
+        def case(batch, time, features, trainable="", neuron="lif", device=device):
+            return dict(device=device, batch=batch, time=time, features=features,
+                        trainable=trainable, neuron=neuron)
+
+        lif_cases = [case(*shape) for shape in shapes] if "lif" in wanted else []
+        if lif_cases:
+            lif_cases += [case(*shapes[0], trainable=t) for t in ("alpha", "alpha+threshold")]
+            lif_cases += [case(1, t, bf) for t in sweep]
         rows = []
-        results = {}
-        # (B, T, F, trainable): every shape, the first again with trainable parameters, then
-        # the sweep over T.
-        cases = [(b, t, f, "", "lif") for b, t, f in shapes]
-        cases += [(*shapes[0], "alpha", "lif"), (*shapes[0], "alpha+threshold", "lif")]
-        cases += [(1, t, bf, "", "lif") for t in sweep]
-        cases += [(*shapes[0], "", "alif"), (*shapes[0], "alpha+rho+beta+b0", "alif")]
-        cases += [(*shapes[0], "", "adlif"), (*shapes[0], "alpha+beta+a+b", "adlif")]
-        for batch, time, features, trainable, neuron in cases:
-            case = dict(settings, batch=batch, time=time, features=features, trainable=trainable,
-                        neuron=neuron)
-            ext, ref = (run(dict(case, backend=b)) for b in ("extension", "reference"))
-            if neuron == "lif":
-                results[(batch, time, features, trainable)] = ext
-            label = {"lif": "", "alif": "ALIF ", "adlif": "adLIF "}[neuron] + (
-                f"({batch}, {time}, {features})" + TRAINABLE[trainable])
-            rows.append(
-                {
-                    "(B, T, F)": label,
-                    "extension ms": f"{ext['seconds'] * 1e3:.1f}",
-                    "reference ms": f"{ref['seconds'] * 1e3:.1f}",
-                    "speed-up": f"{ref['seconds'] / ext['seconds']:.1f}×",
-                    "extension peak MB": f"{ext['peak_mb']:.0f}",
-                    "reference peak MB": f"{ref['peak_mb']:.0f}",
-                    "spike rate": f"{ext['rate']:.3f}",
-                }
-            )
-            print(
-                f"  {device} {label}: extension {ext['seconds'] * 1e3:.1f} ms, "
-                f"reference {ref['seconds'] * 1e3:.1f} ms",
-                file=sys.stderr,
-            )
-        print(f"### {device}: one LIF (ALIF, adLIF) layer, forward + backward (median of "
-              f"{options.repeats})\n")
-        print(report.markdown_table(rows), end="")
-        last = results[(1, sweep[-1], bf, "")]["seconds"]
-        ratios = ", ".join(
-            f"T {t} → {sweep[-1]}: × {last / results[(1, t, bf, '')]['seconds']:.1f} "
-            f"(linear × {sweep[-1] / t:.0f})"
-            for t in sweep[:-1]
-        )
-        print(f"\nTime at B·F = {bf}, {ratios}\n")
-        print(custom_surrogate_table(device, shapes[0], options))
-
-
-def custom_surrogate_table(device: str, shape: tuple[int, int, int], options) -> str:
-    """SingleExponential fused vs the same formula as a custom callable, plain and compiled.
-
-    Both glibc allocator modes, each in its own process; times from measure_surrogates (one
-    interleaved run), peak memory from measure (each variant in its own process).
-    """
-    rows = []
-    for keep in (False, True):
-        common = dict(device=device, batch=shape[0], time=shape[1], features=shape[2],
-                      repeats=options.repeats, threads=options.threads, keep_freed_memory=keep)
-        times = run(dict(common, interleaved=True))
-        for name in SURROGATES:
-            peak = run(dict(common, backend="extension", surrogate=name))["peak_mb"]
-            t = times[name]
+        for spec in report.progress(lif_cases, f"benchmark_ops {device} LIF"):
+            result = measure(spec, ["extension", "reference"], allocators, rounds,
+                             options.threads)
+            default = result["default"]
+            reuse = result.get("reuse", default)
             rows.append({
-                "glibc allocator": "keep_freed_memory" if keep else "default",
-                "surrogate": {"fused": "SingleExponential() (fused)",
-                              "custom": "the same formula, a plain function",
-                              "compiled": "the same, ops.compiled_surrogate(fn)"}[name],
-                "ms, median (min–max)": f"{t['median'] * 1e3:.1f} "
-                                        f"({t['min'] * 1e3:.1f}–{t['max'] * 1e3:.1f})",
-                "× fused, median (min–max)": f"{t['ratio']:.2f} "
-                                             f"({t['ratio_min']:.2f}–{t['ratio_max']:.2f})",
-                "peak MB": f"{peak:.0f}",
+                "(B, T, F)": f"({spec['batch']}, {spec['time']}, {spec['features']})",
+                "parameters": TRAINABLE[spec["trainable"]],
+                "default: extension ms": default["extension"].cell(),
+                "default: reference ms": default["reference"].cell(),
+                "speed-up": _ratio(default["reference"], default["extension"]),
+                "reuse: extension ms": reuse["extension"].cell() if "reuse" in result else "",
+                "reuse: reference ms": reuse["reference"].cell() if "reuse" in result else "",
+                "speed-up (reuse)": (_ratio(reuse["reference"], reuse["extension"])
+                                     if "reuse" in result else ""),
+                "peak MB, extension / reference":
+                    f"{result['peak']['extension']:.0f} / {result['peak']['reference']:.0f}",
+                "spike rate": result["rate"],
             })
-        print(f"  {device} custom surrogates, keep_freed_memory={keep}: "
-              + ", ".join(f"{n} {times[n]['ratio']:.2f}×" for n in SURROGATES), file=sys.stderr)
-    return (f"### {device}: custom surrogate at {shape}, forward + backward, "
-            f"{options.repeats} interleaved steps each\n\n" + report.markdown_table(rows))
+        if rows:
+            tables["lif" + suffix] = report.write_readme_table(rows, out, "lif" + suffix,
+                                                               LIF_COLUMNS, device)
+
+        adaptive = [case(*shapes[0], neuron=n, trainable=t) for n, t in
+                    (("alif", ""), ("alif", "alpha+rho+beta+b0"),
+                     ("adlif", ""), ("adlif", "alpha+beta+a+b"))] if "alif_adlif" in wanted else []
+        rows = []
+        for spec in report.progress(adaptive, f"benchmark_ops {device} ALIF/adLIF"):
+            result = measure(spec, ["extension", "reference"], ("default",), rounds,
+                             options.threads)
+            default = result["default"]
+            rows.append({
+                "neuron": NEURON_NAMES[spec["neuron"]],
+                "parameters": TRAINABLE[spec["trainable"]],
+                "fused op, ms (min–max)": default["extension"].cell(),
+                "autograd loop, ms (min–max)": default["reference"].cell(),
+                "speed-up": _ratio(default["reference"], default["extension"]),
+                "peak MB, op / loop":
+                    f"{result['peak']['extension']:.0f} / {result['peak']['reference']:.0f}",
+                "spike rate": result["rate"],
+            })
+        if rows:
+            tables["alif_adlif" + suffix] = report.write_readme_table(
+                rows, out, "alif_adlif" + suffix, ALIF_ADLIF_COLUMNS, device)
+        if "custom_surrogate" not in wanted:
+            continue
+        result = measure(case(*shapes[0]), ["extension", "custom", "compiled"], allocators,
+                         rounds, options.threads)
+        rows = [{
+            "glibc allocator": allocator,
+            "fused SingleExponential, ms (min–max)": result[allocator]["extension"].cell(),
+            "custom callable, ms (min–max)": result[allocator]["custom"].cell(),
+            "custom / fused": _ratio(result[allocator]["custom"], result[allocator]["extension"],
+                                     digits=2),
+            "compiled_surrogate(custom), ms (min–max)": result[allocator]["compiled"].cell(),
+            "compiled / fused": _ratio(result[allocator]["compiled"],
+                                       result[allocator]["extension"], digits=2),
+            "peak MB, fused / custom / compiled": " / ".join(
+                f"{result['peak'][v]:.0f}" for v in ("extension", "custom", "compiled")),
+        } for allocator in allocators]
+        tables["custom_surrogate" + suffix] = report.write_readme_table(
+            rows, out, "custom_surrogate" + suffix, CUSTOM_SURROGATE_COLUMNS, device)
+
+    body = "\n".join(f"### {name}\n\n{text}" for name, text in tables.items())
+    report.report("benchmark_ops", options, "One layer: fused op vs autograd loop",
+                  [("Tables", body)], body)
+    return tables
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = arguments.experiment_parser("benchmark_ops", __doc__)
+    parser.add_argument("--quick", dest="tiny", action="store_true", help="the same as --tiny")
+    parser.add_argument("--repeats", type=int, default=0,
+                        help="timed rounds per case (0: 7, tiny: 2)")
+    parser.add_argument("--devices", default="auto", help="cpu, cuda, or auto (both if present)")
+    parser.add_argument("--tables", default=",".join(README_TABLES),
+                        help=f"tables to measure, of {', '.join(README_TABLES)} (default: all)")
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

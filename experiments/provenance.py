@@ -96,7 +96,7 @@ def collect(device: str = "cpu") -> dict[str, str]:
 def line(record: dict[str, str]) -> str:
     """One Markdown line for below a table: "Measured 2026-12-01 ..., commit ..., ..."."""
     parts = [f"Measured {record['date']}", f"commit {record['commit']}"]
-    parts.append(f"{record['cpu']}, {record['cores']} cores, {record['threads']} threads")
+    parts.append(f"{record['cpu']}, {record['cores']} cores, torch threads: {record['threads']}")
     parts.append(f"torch {record['torch']}")
     parts.append(f"glibc allocator: {record['allocator']}")
     if "gpu" in record:

@@ -171,3 +171,27 @@ def _log_to_wandb(
             run.log({f"{experiment}/{path.stem}": wandb.Image(str(path))})
     finally:
         run.finish()
+
+
+def write_readme_table(
+    rows: Sequence[Mapping[str, Any]],
+    out: Path,
+    stem: str,
+    columns: Sequence[str],
+    device: str = "cpu",
+) -> str:
+    """Write out/stem.md: the README's table (exactly these columns), then its provenance line;
+    return the text. Rows may hold more keys (they go to stem.csv only)."""
+    from experiments import provenance
+
+    missing = [c for c in columns if any(c not in row for row in rows)]
+    if missing:
+        raise ValueError(f"{stem}: rows lack the README columns {missing}")
+    with open((out / stem).with_suffix(".csv"), "w", newline="") as handle:
+        keys = list(dict.fromkeys(k for row in rows for k in row))
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    text = markdown_table(rows, columns) + "\n" + provenance.line(provenance.collect(device)) + "\n"
+    (out / stem).with_suffix(".md").write_text(text)
+    return text
