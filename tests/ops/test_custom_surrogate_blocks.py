@@ -6,6 +6,7 @@ blocks, with one warning."""
 import copy
 import itertools
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -272,3 +273,18 @@ def test_empty_huge_pages():
     assert t.shape == (3, 1 << 20) and t.dtype == torch.float32 and t.is_contiguous()
     t.fill_(2.0)  # writable
     assert t.sum().item() == 6 * (1 << 20)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16], ids=str)
+def test_compiled_surrogate_on_empty_shapes_and_dtypes(dtype, whole):
+    """Empty batch, time or features, float64 and half inputs: no error, the eager values."""
+    compiled = ops.compiled_surrogate(single_exponential)
+    for shape in [(0, 4, 3), (2, 0, 3), (3, 4, 0), (5, 7, 6)]:
+        old = whole(gradients, "lif", single_exponential, shape, LIF_PARAMS, dtype)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            new = gradients("lif", compiled, shape, LIF_PARAMS, dtype)
+        assert not [w for w in caught if "does not compile" in str(w.message)], shape
+        for a, b in zip(new, old, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
