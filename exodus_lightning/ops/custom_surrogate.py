@@ -99,9 +99,12 @@ def compiled_surrogate(fn: Surrogate) -> CompiledSurrogate:
 
     fn must be elementwise in v_mem (see this module). The first backward pass compiles it
     (seconds); the compiled formula may round differently from fn in the last bit. If it does
-    not compile, fn runs as it is (in blocks of batch rows), with one warning.
+    not compile, fn runs as it is (in blocks of batch rows), with one warning. A built-in
+    surrogate, already fused into the kernels, comes back as it is.
     """
-    if isinstance(fn, CompiledSurrogate):
+    from .lif import is_fused_surrogate  # lif imports this module through _library
+
+    if isinstance(fn, CompiledSurrogate) or is_fused_surrogate(fn):
         return fn
     if not callable(fn):
         raise TypeError(f"compiled_surrogate needs a callable (v_mem, threshold) -> dS/dV, got "

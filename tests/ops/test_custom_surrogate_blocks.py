@@ -262,6 +262,8 @@ def test_compiled_surrogate_is_the_callable():
     v, theta = torch.randn(2, 3, 4), torch.ones(4)
     assert torch.equal(compiled(v, theta), power_surrogate(v, theta))
     assert ops.compiled_surrogate(compiled) is compiled
+    fused = ops.surrogate.SingleExponential()
+    assert ops.compiled_surrogate(fused) is fused  # fused in the kernels already
     assert pickle.loads(pickle.dumps(compiled)).fn is power_surrogate
     assert copy.deepcopy(compiled)._compiled is None
     with pytest.raises(TypeError, match="compiled_surrogate needs a callable"):
