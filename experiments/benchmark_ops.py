@@ -9,7 +9,8 @@ its own with the default allocator. Writes three README tables into --out:
     lif                LIF: extension vs reference, both allocators, plus a sweep over T
     alif_adlif         ALIF and adLIF: fused op vs autograd loop
     custom_surrogate   the built-in SingleExponential (fused in the kernel) vs the same
-                       formula as a custom callable, both allocators
+                       formula as a custom callable, run as it is (in blocks) and wrapped by
+                       ops.compiled_surrogate, both allocators
 
     python -m experiments.benchmark_ops            # the full tables (~10 minutes on 2 cores)
     python -m experiments.benchmark_ops --tiny     # small shapes, seconds
@@ -21,6 +22,7 @@ otherwise dominate (see the README).
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,7 +68,9 @@ CUSTOM_SURROGATE_COLUMNS = (
     "fused SingleExponential, ms (min–max)",
     "custom callable, ms (min–max)",
     "custom / fused",
-    "peak MB, fused / custom",
+    "compiled_surrogate(custom), ms (min–max)",
+    "compiled / fused",
+    "peak MB, fused / custom / compiled",
 )
 README_TABLES = {
     "lif": LIF_COLUMNS,
@@ -83,15 +87,25 @@ def custom_single_exponential(v_mem, threshold):
     return 1.0 / width * torch.exp(-(v_mem - threshold).abs() / width)
 
 
+@functools.cache
+def compiled_custom_single_exponential():
+    """custom_single_exponential wrapped by ops.compiled_surrogate, one per process (compiled
+    once, on its first backward pass)."""
+    from exodus_lightning import ops
+
+    return ops.compiled_surrogate(custom_single_exponential)
+
+
 def make_step(variant: str, device: str, batch: int, time: int, features: int,
               trainable: str = "", neuron: str = "lif"):
     """(step, rate) for one layer: step() runs forward + backward, rate() the spike rate.
 
-    variant: "extension", "reference" (the BPTT loop) or "custom" (the extension with
-    custom_single_exponential). α = 0.9 and θ = 1, fixed (the backward then needs no parameter
-    gradients) or, as named in ``trainable``, per-neuron parameters that get gradients
-    ("alpha" is nn.LIF's default). ALIF: ρ = 0.95, β = 1.8 (sinabs' default), b0 = θ. adLIF:
-    β = 0.99, a = 60, b = 120 (mid-range of SE-adLIF's q·a, q·b), a stronger drive for a
+    variant: "extension", "reference" (the BPTT loop), "custom" (the extension with
+    custom_single_exponential, evaluated in blocks) or "compiled" (the same, compiled).
+    α = 0.9 and θ = 1, fixed (the backward then needs no parameter gradients) or, as named in
+    ``trainable``, per-neuron parameters that get gradients ("alpha" is nn.LIF's default).
+    ALIF: ρ = 0.95, β = 1.8 (sinabs' default), b0 = θ. adLIF: β = 0.99, a = 60, b = 120
+    (mid-range of SE-adLIF's q·a, q·b), a stronger drive for a
     similar spike rate. ~10 % spike rate, like PEERS.md's measurements.
     """
     import torch
@@ -99,7 +113,8 @@ def make_step(variant: str, device: str, batch: int, time: int, features: int,
     from exodus_lightning import ops
 
     backend = "reference" if variant == "reference" else "extension"
-    surrogate = custom_single_exponential if variant == "custom" else None
+    surrogate = {"custom": custom_single_exponential,
+                 "compiled": compiled_custom_single_exponential()}.get(variant)
     generator = torch.Generator().manual_seed(0)
     drive = torch.randn(batch, time, features, generator=generator) * 0.6 + 0.25
     if neuron == "adlif":  # the input enters scaled by 1 − α, and adaptation pulls u down
@@ -153,7 +168,10 @@ def peak_case(variant: str, **case: Any) -> float:
     """memory.step_peak_mb of one step, after loading the code on a tiny input."""
     tiny = dict(case, batch=1, time=2)
     make_step(variant, **tiny)[0]()
-    return memory.step_peak_mb(make_step(variant, **case)[0], case["device"])
+    step = make_step(variant, **case)[0]
+    if variant == "compiled":  # compiling for this shape (what the compiler keeps) comes first
+        step()
+    return memory.step_peak_mb(step, case["device"])
 
 
 def measure(case: dict, variants: list[str], allocators: tuple[str, ...], rounds: int,
@@ -252,16 +270,19 @@ def run(options: Any) -> dict:
                 rows, out, "alif_adlif" + suffix, ALIF_ADLIF_COLUMNS, device, options.tiny)
         if "custom_surrogate" not in wanted:
             continue
-        result = measure(case(*shapes[0]), ["extension", "custom"], allocators, rounds,
-                         options.threads)
+        result = measure(case(*shapes[0]), ["extension", "custom", "compiled"], allocators,
+                         rounds, options.threads)
         rows = [{
             "glibc allocator": allocator,
             "fused SingleExponential, ms (min–max)": result[allocator]["extension"].cell(),
             "custom callable, ms (min–max)": result[allocator]["custom"].cell(),
             "custom / fused": _ratio(result[allocator]["custom"], result[allocator]["extension"],
                                      digits=2),
-            "peak MB, fused / custom":
-                f"{result['peak']['extension']:.0f} / {result['peak']['custom']:.0f}",
+            "compiled_surrogate(custom), ms (min–max)": result[allocator]["compiled"].cell(),
+            "compiled / fused": _ratio(result[allocator]["compiled"],
+                                       result[allocator]["extension"], digits=2),
+            "peak MB, fused / custom / compiled": " / ".join(
+                f"{result['peak'][v]:.0f}" for v in ("extension", "custom", "compiled")),
         } for allocator in allocators]
         tables["custom_surrogate" + suffix] = report.write_readme_table(
             rows, out, "custom_surrogate" + suffix, CUSTOM_SURROGATE_COLUMNS, device, options.tiny)

@@ -12,6 +12,7 @@ from ._extension import load as load_extension
 from .adlif import adlif
 from .alif import alif
 from .cpu_memory import keep_freed_memory
+from .custom_surrogate import CompiledSurrogate, compiled_surrogate
 from .leaky import leaky_integrate
 from .lif import lif
 from .recurrent import RecurrentNeuron, recurrent_scan
@@ -41,6 +42,8 @@ __all__ = [
     "GRADIENTS",
     "RESETS",
     "check_choice",
+    "CompiledSurrogate",
+    "compiled_surrogate",
     "ExtensionBuildError",
     "is_available",
     "keep_freed_memory",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from ._codes import SURROGATE_GIVEN
+from .custom_surrogate import as_btn, batch_rows, scan_with_surrogate
 
 # Bit of each parameter in lif_backward's param_grads mask, in input order (extensions/exodus/
 # lif_step.h has the same values).
@@ -180,20 +181,42 @@ _LIF_INPUTS = ("x", "v_init", "alpha", "threshold", "subtract", "min_v_mem", "ma
                "reset", "gradient", "surrogate", "surrogate_params")
 
 
-def _lif_scan(ctx, grad_spikes, grad_v_mem, grad_v_last, sigma, surrogate, params):
-    """Run the backward op and reduce the per-(batch, feature) parameter gradients."""
-    v_mem, v_init, alpha, threshold, subtract, min_v_mem = ctx.saved_tensors
-    if grad_v_last is None:
-        grad_v_last = torch.zeros_like(v_init)
+def _wanted_param_grads(ctx) -> tuple[dict[str, bool], int]:
+    """Which parameter gradients the backward computes, by name, and their param_grads mask."""
     needs = dict(zip(_LIF_INPUTS, ctx.needs_input_grad))
     wanted = {name: needs[name] for name in PARAM_GRAD_BITS}
     if ctx.tied and wanted["threshold"]:
         wanted["subtract"] = True  # subtract is the threshold: its gradient is part of θ's
-    mask = sum(PARAM_GRAD_BITS[name] for name, want in wanted.items() if want)
-    grad_x, grad_v0, *param_grads = ops.lif_backward(
-        grad_spikes, grad_v_mem, grad_v_last, v_mem, sigma, v_init, alpha, threshold, subtract,
-        min_v_mem, ctx.max_spikes, ctx.reset, ctx.gradient, surrogate, params, mask,
-    )
+    return wanted, sum(PARAM_GRAD_BITS[name] for name, want in wanted.items() if want)
+
+
+def _lif_scan(ctx, grad_spikes, grad_v_mem, grad_v_last, surrogate, params, surrogate_fn=None):
+    """Run the backward op and reduce the per-(batch, feature) parameter gradients.
+
+    surrogate_fn: a custom surrogate (surrogate is then SURROGATE_GIVEN), evaluated as
+    custom_surrogate.scan_with_surrogate does (in blocks of batch rows, or compiled).
+    """
+    v_mem, v_init, alpha, threshold, subtract, min_v_mem = ctx.saved_tensors
+    if grad_v_last is None:
+        grad_v_last = torch.zeros_like(v_init)
+    wanted, mask = _wanted_param_grads(ctx)
+
+    def scan(rows, sigma):
+        return ops.lif_backward(
+            batch_rows(grad_spikes, rows), batch_rows(grad_v_mem, rows),
+            batch_rows(grad_v_last, rows), batch_rows(v_mem, rows), sigma,
+            batch_rows(v_init, rows), alpha, threshold, subtract, min_v_mem, ctx.max_spikes,
+            ctx.reset, ctx.gradient, surrogate, params, mask,
+        )
+
+    if surrogate_fn is None:
+        outputs = scan(None, None)
+    else:
+        def surrogate_inputs(rows):
+            return as_btn(batch_rows(v_mem, rows), alpha.shape[0]), threshold
+
+        outputs = scan_with_surrogate(surrogate_fn, v_mem, surrogate_inputs, scan)
+    grad_x, grad_v0, *param_grads = outputs
     if grad_spikes is None:  # then grad_x is in the state dtype; half inputs want their own
         grad_x = grad_x.to(ctx.x_dtype)
     return (grad_x, grad_v0,
@@ -223,7 +246,7 @@ def _lif_backward(ctx, grad_spikes, grad_v_mem, grad_v_last):
             "exodus_lightning::lif_forward was called with surrogate=-1 (custom) and no way to "
             "evaluate it; use exodus_lightning.ops.lif, which handles custom surrogates"
         )
-    grads = _lif_scan(ctx, grad_spikes, grad_v_mem, grad_v_last, None, ctx.surrogate,
+    grads = _lif_scan(ctx, grad_spikes, grad_v_mem, grad_v_last, ctx.surrogate,
                       ctx.surrogate_params)
     return (*grads, None, None, None, None, None)
 
@@ -236,8 +259,9 @@ torch.library.register_autograd(
 class LIFWithCustomSurrogate(torch.autograd.Function):
     """lif_forward for a surrogate that is an arbitrary callable (v_mem, threshold) -> dS/dV.
 
-    The callable runs once in backward, on the saved membrane (viewed as (B, T, N) against the
-    (N,) threshold), and its result feeds the same reverse-scan op as the built-in surrogates.
+    In backward the callable runs on the saved membrane viewed as (B, T, N) (or blocks of its
+    batch rows: custom_surrogate.py) against the (N,) threshold, and its result feeds the same
+    reverse-scan op as the built-in surrogates.
     """
 
     @staticmethod
@@ -260,12 +284,8 @@ class LIFWithCustomSurrogate(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_v_mem, grad_v_last):
-        v_mem, _v_init, _alpha, threshold, _subtract, _min_v_mem = ctx.saved_tensors
-        flat = v_mem.reshape(v_mem.shape[0], v_mem.shape[1], -1)
-        sigma = ctx.surrogate_fn(flat, threshold)
-        sigma = sigma.to(v_mem.dtype).expand(flat.shape).reshape(v_mem.shape).contiguous()
         grad_x, grad_v0, g_alpha, g_threshold, g_subtract, g_min = _lif_scan(
-            ctx, grad_spikes, grad_v_mem, grad_v_last, sigma, SURROGATE_GIVEN, []
+            ctx, grad_spikes, grad_v_mem, grad_v_last, SURROGATE_GIVEN, [], ctx.surrogate_fn
         )
         if ctx.tied and g_threshold is not None:
             g_threshold, g_subtract = g_threshold + g_subtract, None
@@ -298,9 +318,14 @@ _ALIF_INPUTS = ("x", "v_init", "b_init", "alpha", "rho", "beta", "b0", "min_v_me
                 "reset", "gradient", "surrogate", "surrogate_params")
 
 
-def _alif_scan(ctx, grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last, sigma, surrogate,
-               params):
-    """Run alif_backward and reduce the per-(batch, feature) parameter gradients."""
+def _alif_scan(ctx, grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last, surrogate, params,
+               surrogate_fn=None):
+    """Run alif_backward and reduce the per-(batch, feature) parameter gradients.
+
+    surrogate_fn: a custom surrogate (surrogate is then SURROGATE_GIVEN), evaluated as
+    custom_surrogate.scan_with_surrogate does, against the threshold trace
+    θ_t = b0 + β · b_{t−1} (b_{−1} = b_init).
+    """
     v_mem, b, v_init, b_init, alpha, rho, beta, b0, min_v_mem = ctx.saved_tensors
     if grad_v_last is None:
         grad_v_last = torch.zeros_like(v_init)
@@ -309,11 +334,26 @@ def _alif_scan(ctx, grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last, s
     needs = dict(zip(_ALIF_INPUTS, ctx.needs_input_grad))
     wanted = {name: needs[name] for name in ALIF_PARAM_GRAD_BITS}
     mask = sum(ALIF_PARAM_GRAD_BITS[name] for name, want in wanted.items() if want)
-    grad_x, grad_v0, grad_b0_state, *param_grads = ops.alif_backward(
-        grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last, v_mem, b, sigma, v_init,
-        b_init, alpha, rho, beta, b0, min_v_mem, ctx.max_spikes, ctx.reset, ctx.gradient,
-        surrogate, params, mask,
-    )
+
+    def scan(rows, sigma):
+        return ops.alif_backward(
+            *(batch_rows(t, rows) for t in (grad_spikes, grad_v_mem, grad_b, grad_v_last,
+                                            grad_b_last, v_mem, b)),
+            sigma, batch_rows(v_init, rows), batch_rows(b_init, rows), alpha, rho, beta, b0,
+            min_v_mem, ctx.max_spikes, ctx.reset, ctx.gradient, surrogate, params, mask,
+        )
+
+    if surrogate_fn is None:
+        outputs = scan(None, None)
+    else:
+        def surrogate_inputs(rows):
+            v = as_btn(batch_rows(v_mem, rows), alpha.shape[0])
+            b_rows = batch_rows(b, rows).reshape(v.shape)
+            b_first = batch_rows(b_init, rows).reshape(v.shape[0], 1, v.shape[2])
+            return v, b0 + beta * torch.cat([b_first, b_rows[:, :-1]], 1)
+
+        outputs = scan_with_surrogate(surrogate_fn, v_mem, surrogate_inputs, scan)
+    grad_x, grad_v0, grad_b0_state, *param_grads = outputs
     if grad_spikes is None:  # then grad_x is in the state dtype; half inputs want their own
         grad_x = grad_x.to(ctx.x_dtype)
     return (grad_x, grad_v0, grad_b0_state,
@@ -341,7 +381,7 @@ def _alif_backward(ctx, grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_las
             "exodus_lightning::alif_forward was called with surrogate=-1 (custom) and no way to "
             "evaluate it; use exodus_lightning.ops.alif, which handles custom surrogates"
         )
-    grads = _alif_scan(ctx, grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last, None,
+    grads = _alif_scan(ctx, grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last,
                        ctx.surrogate, ctx.surrogate_params)
     return (*grads, None, None, None, None, None)
 
@@ -354,8 +394,9 @@ torch.library.register_autograd(
 class ALIFWithCustomSurrogate(torch.autograd.Function):
     """alif_forward for a surrogate that is an arbitrary callable (v_mem, threshold) -> dS/dV.
 
-    In backward the callable runs once on the saved membrane against the threshold trace
-    θ_t = b0 + β · b_{t−1} (both (B, T, N)), and its result feeds the reverse-scan op.
+    In backward the callable runs on the saved membrane against the threshold trace
+    θ_t = b0 + β · b_{t−1} (both (B, T, N), or blocks of their batch rows: custom_surrogate.py),
+    and its result feeds the reverse-scan op.
     """
 
     @staticmethod
@@ -372,15 +413,8 @@ class ALIFWithCustomSurrogate(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last):
-        v_mem, b, _v_init, b_init, _alpha, _rho, beta, b0, _min = ctx.saved_tensors
-        flat = v_mem.reshape(v_mem.shape[0], v_mem.shape[1], -1)
-        b_flat = b.reshape(flat.shape)
-        b_before = torch.cat([b_init.reshape(flat.shape[0], 1, -1), b_flat[:, :-1]], 1)
-        threshold = b0 + beta * b_before
-        sigma = ctx.surrogate_fn(flat, threshold)
-        sigma = sigma.to(v_mem.dtype).expand(flat.shape).reshape(v_mem.shape).contiguous()
-        grads = _alif_scan(ctx, grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last, sigma,
-                           SURROGATE_GIVEN, [])
+        grads = _alif_scan(ctx, grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last,
+                           SURROGATE_GIVEN, [], ctx.surrogate_fn)
         return (*grads, None, None, None, None)
 
 
@@ -389,9 +423,13 @@ _ADLIF_INPUTS = ("x", "u_init", "w_init", "alpha", "beta", "a", "b", "threshold"
                  "surrogate", "surrogate_params")
 
 
-def _adlif_scan(ctx, grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last, sigma,
-                surrogate, params):
-    """Run adlif_backward and reduce the per-(batch, feature) parameter gradients."""
+def _adlif_scan(ctx, grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last, surrogate,
+                params, surrogate_fn=None):
+    """Run adlif_backward and reduce the per-(batch, feature) parameter gradients.
+
+    surrogate_fn: a custom surrogate (surrogate is then SURROGATE_GIVEN), evaluated as
+    custom_surrogate.scan_with_surrogate does (in blocks of batch rows, or compiled).
+    """
     u_mem, w, x, u_init, w_init, alpha, beta, a, b, threshold = ctx.saved_tensors
     if grad_u_last is None:
         grad_u_last = torch.zeros_like(u_init)
@@ -402,10 +440,23 @@ def _adlif_scan(ctx, grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last, 
     elif grad_spikes is None and x.dtype != u_mem.dtype:
         x = x.to(u_mem.dtype)  # without grad_spikes the op works in the state dtype
     mask = sum(ADLIF_PARAM_GRAD_BITS[name] for name, want in ctx.wanted.items() if want)
-    grad_x, grad_u0, grad_w0, *param_grads = ops.adlif_backward(
-        grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last, u_mem, w, x, sigma, u_init,
-        w_init, alpha, beta, a, b, threshold, ctx.gradient, surrogate, params, mask,
-    )
+
+    def scan(rows, sigma):
+        return ops.adlif_backward(
+            *(batch_rows(t, rows) for t in (grad_spikes, grad_u_mem, grad_w, grad_u_last,
+                                            grad_w_last, u_mem, w, x)),
+            sigma, batch_rows(u_init, rows), batch_rows(w_init, rows), alpha, beta, a, b,
+            threshold, ctx.gradient, surrogate, params, mask,
+        )
+
+    if surrogate_fn is None:
+        outputs = scan(None, None)
+    else:
+        def surrogate_inputs(rows):
+            return as_btn(batch_rows(u_mem, rows), alpha.shape[0]), threshold
+
+        outputs = scan_with_surrogate(surrogate_fn, u_mem, surrogate_inputs, scan)
+    grad_x, grad_u0, grad_w0, *param_grads = outputs
     if grad_spikes is None:  # then grad_x is in the state dtype; half inputs want their own
         grad_x = grad_x.to(ctx.x_dtype)
     return (grad_x, grad_u0, grad_w0,
@@ -437,7 +488,7 @@ def _adlif_backward(ctx, grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_la
             "exodus_lightning::adlif_forward was called with surrogate=-1 (custom) and no way to "
             "evaluate it; use exodus_lightning.ops.adlif, which handles custom surrogates"
         )
-    grads = _adlif_scan(ctx, grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last, None,
+    grads = _adlif_scan(ctx, grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last,
                         ctx.surrogate, ctx.surrogate_params)
     return (*grads, None, None, None)
 
@@ -450,8 +501,9 @@ torch.library.register_autograd(
 class AdLIFWithCustomSurrogate(torch.autograd.Function):
     """adlif_forward for a surrogate that is an arbitrary callable (u_mem, threshold) -> dS/du.
 
-    The callable runs once in backward, on the saved membrane viewed as (B, T, N) against the
-    (N,) threshold, and its result feeds the same reverse-scan op as the built-in surrogates.
+    In backward the callable runs on the saved membrane viewed as (B, T, N) (or blocks of its
+    batch rows: custom_surrogate.py) against the (N,) threshold, and its result feeds the same
+    reverse-scan op as the built-in surrogates.
     """
 
     @staticmethod
@@ -467,10 +519,6 @@ class AdLIFWithCustomSurrogate(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last):
-        u_mem, *_, threshold = ctx.saved_tensors
-        flat = u_mem.reshape(u_mem.shape[0], u_mem.shape[1], -1)
-        sigma = ctx.surrogate_fn(flat, threshold)
-        sigma = sigma.to(u_mem.dtype).expand(flat.shape).reshape(u_mem.shape).contiguous()
-        grads = _adlif_scan(ctx, grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last, sigma,
-                            SURROGATE_GIVEN, [])
+        grads = _adlif_scan(ctx, grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last,
+                            SURROGATE_GIVEN, [], ctx.surrogate_fn)
         return (*grads, None, None)

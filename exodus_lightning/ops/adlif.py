@@ -56,7 +56,8 @@ def adlif(
         u_init, w_init: states before the first step, (batch, *features); zeros if None.
         surrogate: callable (u_mem, threshold) -> dS/du; default: the authors' SLAYER
             surrogate exp(−5·|u − 1|), i.e. SingleExponential(grad_width=0.2, grad_scale=0.2)
-            (its width is relative to θ, so it equals theirs at θ = 1).
+            (its width is relative to θ, so it equals theirs at θ = 1). A custom callable
+            must be elementwise in u_mem, as for lif (it gets (b, T, N) and the (N,) threshold).
         gradient: "slayer" (reset's spike detached, the authors') or "exodus".
         backend: "auto" (extension, else reference), "extension" or "reference" (BPTT loop).
 

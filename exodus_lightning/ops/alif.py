@@ -56,7 +56,9 @@ def alif(
         min_v_mem: lower bound of the post-reset state v⁺ (None: unbounded), below b0.
         max_spikes: spikes per step at most; 1 (sinabs' default SingleSpike), None = unbounded.
         surrogate: callable (v_mem, threshold) -> dS/dV; default SingleExponential(). A custom
-            callable gets the (batch, time, features) membrane and threshold trace.
+            callable must be elementwise: it gets the membrane and the threshold trace, both
+            (b, T, N) (all batch rows or a block of them, N = prod(features));
+            ``ops.compiled_surrogate(fn)`` compiles it (see lif).
         reset: "subtract" (the current threshold θ_t) or "zero".
         gradient: "exodus" (exact) or "slayer" (reset ignored backward).
         backend: "auto" (extension, else reference), "extension" or "reference" (BPTT loop).

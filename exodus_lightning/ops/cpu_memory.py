@@ -1,4 +1,4 @@
-"""Let glibc keep freed memory for reuse, so CPU steps stop paying page faults on fresh tensors.
+"""CPU memory that costs fewer page faults: glibc keeping freed memory, huge-page tensors.
 
 glibc serves large allocations (above ~32 MB) with mmap and returns them to the OS on free, so
 every forward/backward pass maps its full-size tensors anew and the kernel zeroes each page on
@@ -9,7 +9,11 @@ Keeping freed memory in the heap makes the next step reuse pages that are alread
 from __future__ import annotations
 
 import ctypes
+import functools
 import platform
+
+import torch
+from torch import Tensor
 
 # mallopt parameters, from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
@@ -35,3 +39,31 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(
         libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX)
     )
+
+
+# From the kernel's <sys/mman.h> (Linux).
+_MADV_HUGEPAGE = 14
+_HUGE_PAGE = 1 << 21
+
+
+def empty_huge_pages(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """torch.empty, with the 2 MB-aligned part of a CPU tensor backed by transparent huge pages.
+
+    The same as the extension's full-size outputs: where the allocator maps fresh memory, it is
+    faulted in 2 MB pages instead of 4 kB ones (512x fewer page faults). Elsewhere (other devices
+    or systems, huge pages off) a plain torch.empty.
+    """
+    out = torch.empty(shape, dtype=dtype, device=device)
+    if out.device.type != "cpu" or platform.system() != "Linux":
+        return out
+    begin = out.data_ptr()
+    first = (begin + _HUGE_PAGE - 1) & ~(_HUGE_PAGE - 1)
+    last = (begin + out.nbytes) & ~(_HUGE_PAGE - 1)
+    if last > first:  # advice only: a kernel without huge pages refuses it, and nothing changes
+        _libc().madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_HUGEPAGE)
+    return out
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None)

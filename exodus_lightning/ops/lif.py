@@ -65,7 +65,13 @@ def lif(
         subtract: amount removed per spike (default: threshold).
         min_v_mem: lower bound of the post-reset state v⁺ (None: unbounded).
         max_spikes: spikes per step at most; None = unbounded multi-spike, 1 = single spike.
-        surrogate: callable (v_mem, threshold) -> dS/dV; default SingleExponential().
+        surrogate: callable (v_mem, threshold) -> dS/dV; default SingleExponential(). The
+            built-in ones are fused into the kernels. Any other must be elementwise in v_mem:
+            it gets v_mem as (b, T, N) (all batch rows or a block of them, N = prod(features))
+            with threshold as (N,), and returns a tensor broadcastable to (b, T, N); it runs as it
+            is, on blocks of batch rows (the same values as one call on the whole membrane).
+            ``ops.compiled_surrogate(fn)`` opts in to torch.compile (faster on large layers;
+            may round differently in the last bit).
         reset: "subtract" or "zero".
         gradient: "exodus" (exact) or "slayer" (reset ignored backward).
         backend: "auto" (extension, else reference), "extension" or "reference" (BPTT loop).

@@ -3,8 +3,9 @@
 Each is a small frozen dataclass, callable as ``surrogate(v_mem, threshold) -> dS/dV`` on tensors
 (the readable definition, used by the reference backend and for custom surrogates), and carries a
 ``kernel_code``/``kernel_params`` pair so the extension evaluates the same formula fused inside
-its backward scan. Any other callable with that signature works too; the extension then evaluates
-it once on the saved membrane and passes the result in.
+its backward scan. Any other callable with that signature works too, if elementwise in v_mem; the
+extension then evaluates it on the saved membrane (in blocks of batch rows, or compiled when
+wrapped by ops.compiled_surrogate: see custom_surrogate.py) and passes the result in.
 
 Formulas (v = pre-reset membrane, θ = threshold). SingleExponential, PeriodicExponential,
 Heaviside and Gaussian (with sinabs' mu = 0) are sinabs' definitions, equal at every threshold.

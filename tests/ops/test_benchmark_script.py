@@ -16,8 +16,9 @@ SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "benchmark_ops.py
 @pytest.mark.parametrize("neuron", ["lif", "alif", "adlif"])
 def test_every_variant_of_a_case_is_timed_in_one_process(neuron):
     case = dict(device="cpu", batch=2, time=5, features=8, trainable="", neuron=neuron)
-    result = benchmark_ops.time_case(["extension", "reference", "custom"], rounds=2, **case)
-    assert set(result["samples"]) == {"extension", "reference", "custom"}
+    variants = ["extension", "reference", "custom", "compiled"]
+    result = benchmark_ops.time_case(variants, rounds=2, **case)
+    assert set(result["samples"]) == set(variants)
     assert all(len(s) == 2 and min(s) > 0 for s in result["samples"].values())
     assert 0 <= result["rate"] <= 1
 
@@ -37,6 +38,6 @@ def test_benchmark_ops_writes_the_readme_table(tmp_path):
     rows = report.read_csv(tmp_path / "custom_surrogate.csv")
     assert [r["glibc allocator"] for r in rows] == ["default", "reuse"]
     for row in rows:
-        fused, custom = (float(part) for part in row["peak MB, fused / custom"].split(" / "))
-        assert fused > 0 and custom > 0
-        assert row["custom / fused"].endswith("×")
+        peaks = [float(part) for part in row["peak MB, fused / custom / compiled"].split(" / ")]
+        assert len(peaks) == 3 and min(peaks) > 0
+        assert row["custom / fused"].endswith("×") and row["compiled / fused"].endswith("×")

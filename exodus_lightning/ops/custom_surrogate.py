@@ -1,0 +1,191 @@
+"""Custom surrogates (any callable (v_mem, threshold) -> dS/dV) in the backward pass of the ops.
+
+The built-in surrogates are evaluated inside the backward kernels. A custom one runs in PyTorch on
+the saved membrane, and its values σ feed the same reverse-scan op. Called on the whole (B, T, N)
+membrane, every operation of the formula would make a full-size temporary: one pass over memory
+each and, with glibc's default allocator, fresh pages to fault in. So:
+
+- by default the callable runs as it is on blocks of batch rows small enough to stay in cache
+  (on CPU; elsewhere on the whole membrane), each block going through the scan before the next
+  one is evaluated. Batch rows are independent neurons, so for a callable that is elementwise
+  in v_mem the values are those of one call on the whole membrane, bit for bit (blocks are
+  aligned to PyTorch's vector loops, ALIGN_ELEMENTS; with several threads PyTorch's own loops
+  may still round an element at the edge of a thread's chunk differently, as they do for the
+  whole membrane between thread counts);
+- ``compiled_surrogate(fn)`` opts in to torch.compile: fn is compiled once (seconds, on the first
+  backward pass) into one fused loop that writes σ for the whole membrane, about as fast as a
+  built-in surrogate on large layers; it may round differently in the last bit, and a callable
+  that does not compile runs in blocks, as it is, with a warning.
+
+The contract: the callable must be elementwise in v_mem. It gets the membrane as (b, T, N) (all
+batch rows or a block of them, N = prod(features)) with the threshold ((N,), or for ALIF the
+(b, T, N) trace), and returns dS/dV as anything that broadcasts to (b, T, N).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from .cpu_memory import empty_huge_pages
+
+Surrogate = Callable[[Tensor, Tensor], Tensor]
+
+# Membrane elements per block of batch rows (at least one row): 1 MB of float32, so a block's
+# membrane, the callable's temporaries and σ stay in cache between the callable and the scan.
+BLOCK_ELEMENTS = 1 << 18
+# Blocks hold a multiple of this many elements. PyTorch's CPU loops run vectorised (two vectors
+# at a time: 32 float32, 16 float64, 64 float16 elements with AVX-512) and finish the last few
+# elements with a scalar loop that may round differently (sigmoid, tanh, ...). With blocks
+# aligned, the same elements end up in a scalar tail as in one call on the whole membrane.
+ALIGN_ELEMENTS = 64
+
+
+def rows_per_block(batch: int, row: int) -> int:
+    """Batch rows per block for rows of ``row`` elements: about BLOCK_ELEMENTS, aligned.
+
+    The smallest multiple of the rows that make a multiple of ALIGN_ELEMENTS elements, at least
+    BLOCK_ELEMENTS' worth; the whole batch when that is more (and for empty rows).
+    """
+    if row == 0:
+        return max(batch, 1)
+    step = ALIGN_ELEMENTS // math.gcd(row, ALIGN_ELEMENTS)
+    wanted = max(1, BLOCK_ELEMENTS // row)
+    return min(max(batch, 1), -(-wanted // step) * step)
+
+
+def evaluate(fn: Surrogate, v_mem: Tensor, threshold: Tensor) -> Tensor:
+    """fn(v_mem, threshold) for v_mem (b, T, N), as a contiguous (b, T, N) tensor of its dtype."""
+    return fn(v_mem, threshold).to(v_mem.dtype).expand(v_mem.shape).contiguous()
+
+
+class CompiledSurrogate:
+    """A custom surrogate that the ops' backward pass evaluates compiled with torch.compile.
+
+    Made by ``compiled_surrogate(fn)``. Called, it is fn itself (the reference backend and the
+    recurrent ops call it so). The compiled formula is made on the first backward pass and kept
+    here; copies and pickles hold fn only, and compile again when used.
+    """
+
+    def __init__(self, fn: Surrogate) -> None:
+        self.fn = fn
+        self._compiled: _Compiled | None = None
+
+    def __call__(self, v_mem: Tensor, threshold: Tensor) -> Tensor:
+        return self.fn(v_mem, threshold)
+
+    def __repr__(self) -> str:
+        return f"compiled_surrogate({self.fn!r})"
+
+    def __getstate__(self) -> dict:
+        return {"fn": self.fn}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["fn"])
+
+    def sigma(self, v_mem: Tensor, threshold: Tensor) -> Tensor | None:
+        """fn(v_mem, threshold) compiled, in one tensor like v_mem; None if fn does not compile."""
+        if self._compiled is None:
+            self._compiled = _Compiled(self.fn)
+        return self._compiled.sigma(v_mem, threshold)
+
+
+def compiled_surrogate(fn: Surrogate) -> CompiledSurrogate:
+    """``fn`` marked to be compiled (once, with torch.compile) in the backward pass of the ops.
+
+    fn must be elementwise in v_mem (see this module). The first backward pass compiles it
+    (seconds); the compiled formula may round differently from fn in the last bit. If it does
+    not compile, fn runs as it is (in blocks of batch rows), with one warning. A built-in
+    surrogate, already fused into the kernels, comes back as it is.
+    """
+    from .lif import is_fused_surrogate  # lif imports this module through _library
+
+    if isinstance(fn, CompiledSurrogate) or is_fused_surrogate(fn):
+        return fn
+    if not callable(fn):
+        raise TypeError(f"compiled_surrogate needs a callable (v_mem, threshold) -> dS/dV, got "
+                        f"{type(fn).__name__}")
+    return CompiledSurrogate(fn)
+
+
+class _Compiled:
+    """fn compiled into ``out[...] = fn(v_mem, threshold)``; write is None once that failed."""
+
+    def __init__(self, fn: Surrogate) -> None:
+        self.fn = fn
+
+        def write(out: Tensor, v_mem: Tensor, threshold: Tensor) -> None:
+            out.copy_(fn(v_mem, threshold))
+
+        self.write: Callable | None = torch.compile(write, fullgraph=True)
+
+    def sigma(self, v_mem: Tensor, threshold: Tensor) -> Tensor | None:
+        if self.write is None:
+            return None
+        out = empty_huge_pages(v_mem.shape, v_mem.dtype, v_mem.device)
+        try:
+            self.write(out, v_mem, threshold)
+        except Exception as error:  # noqa: BLE001 (whatever fails, fn runs as it is)
+            warnings.warn(
+                f"exodus_lightning: the custom surrogate {self.fn!r} does not compile "
+                f"({type(error).__name__}: {error}); it runs uncompiled, in blocks",
+                stacklevel=4,
+            )
+            self.write = None
+            return None
+        return out
+
+
+def as_btn(v: Tensor, features: int) -> Tensor:
+    """v (b, T, *F) as (b, T, N), N = prod(F) = features (given: -1 is ambiguous if b or T is 0)."""
+    return v.reshape(v.shape[0], v.shape[1], features)
+
+
+def batch_rows(t: Tensor | None, rows: slice | None) -> Tensor | None:
+    """t's batch rows ``rows`` (None: all of them, t itself)."""
+    return t if t is None or rows is None else t[rows]
+
+
+def scan_with_surrogate(
+    fn: Surrogate,
+    v_mem: Tensor,
+    surrogate_inputs: Callable[[slice | None], tuple[Tensor, Tensor]],
+    scan: Callable[[slice | None, Tensor], Sequence[Tensor]],
+) -> list[Tensor]:
+    """The outputs of a backward op run with σ = fn(v, threshold), whole or block by block.
+
+    surrogate_inputs(rows): (v, threshold) for those batch rows (None: all), v as (b, T, N).
+    scan(rows, sigma): the op's outputs for those rows, each batch-major ((b, ...)) or an empty
+    (0,) placeholder for a gradient not computed. The per-block outputs are copied into outputs
+    allocated once, so only cache-sized tensors are made per block (the allocator reuses them).
+    """
+    if isinstance(fn, CompiledSurrogate):
+        if not torch.compiler.is_compiling():
+            sigma = fn.sigma(*surrogate_inputs(None))
+            if sigma is not None:
+                return list(scan(None, sigma.view(v_mem.shape)))
+        fn = fn.fn
+    batch = v_mem.shape[0]
+    rows = rows_per_block(batch, v_mem[0].numel() if batch else 0)
+    # Inside torch.compile the compiler fuses the formula itself, and one call keeps the graph
+    # small. On GPUs the caching allocator reuses memory without page faults, and blocks would
+    # only add kernel launches.
+    if rows >= batch or torch.compiler.is_compiling() or v_mem.device.type != "cpu":
+        return list(scan(None, evaluate(fn, *surrogate_inputs(None)).view(v_mem.shape)))
+    outputs: list[Tensor] = []
+    for start in range(0, batch, rows):
+        block = slice(start, start + rows)
+        sigma = evaluate(fn, *surrogate_inputs(block)).view(v_mem[block].shape)
+        parts = scan(block, sigma)
+        if not outputs:
+            outputs = [part if part.shape == (0,)
+                       else empty_huge_pages((batch, *part.shape[1:]), part.dtype, part.device)
+                       for part in parts]
+        for total, part in zip(outputs, parts):
+            if total.shape != (0,):
+                total[block] = part
+    return outputs

@@ -1,0 +1,292 @@
+"""Custom surrogates in the backward pass (ops/custom_surrogate.py): evaluated in blocks of batch
+rows, the same gradients as one call on the whole membrane, bit for bit, for LIF, ALIF and adLIF;
+opted in to torch.compile, the same up to rounding; a callable that does not compile runs in
+blocks, with one warning."""
+
+import copy
+import itertools
+import pickle
+import warnings
+
+import pytest
+import torch
+
+from exodus_lightning import ops
+from exodus_lightning.ops import cpu_memory
+from exodus_lightning.ops import custom_surrogate as cs
+
+from .raw_cases import custom_surrogate as power_surrogate
+
+
+def single_exponential(v_mem, threshold):
+    """SingleExponential's formula as a plain function."""
+    width = threshold * 0.5
+    return 1.0 / width * torch.exp(-(v_mem - threshold).abs() / width)
+
+
+def sigmoid_derivative(v_mem, threshold):
+    s = torch.sigmoid(4 * (v_mem - threshold))
+    return 4 * s * (1 - s)
+
+
+def per_feature_only(v_mem, threshold):
+    """Returns (N,) (or ALIF's trace): broadcast against the membrane."""
+    return 0.5 / threshold
+
+
+def with_graph_break(v_mem, threshold):
+    """Does not compile with fullgraph=True (as, e.g., a call into a C library would not)."""
+    torch._dynamo.graph_break()
+    return single_exponential(v_mem, threshold)
+
+
+CALLABLES = {"exp": single_exponential, "power": power_surrogate, "sigmoid": sigmoid_derivative,
+             "per_feature": per_feature_only}
+LIF_PARAMS = ("alpha", "threshold", "subtract", "min_v_mem")
+ALIF_PARAMS = ("alpha", "rho", "beta", "b0", "min_v_mem")
+ADLIF_PARAMS = ("alpha", "beta", "a", "b", "threshold")
+# (B, T, *F): B not a multiple of the 2-row blocks, T = 1, features of more than one dim, and
+# empty batch, time and features.
+SHAPES = [(5, 7, 6), (3, 1, 4), (3, 4, 2, 3), (0, 4, 3), (2, 0, 3), (3, 4, 0)]
+
+
+def subsets(names):
+    return [t for n in range(len(names) + 1) for t in itertools.combinations(names, n)]
+
+
+def lif_layer(x, state, values, surrogate, reset, backend):
+    spikes, v_mem, v_last = ops.lif(
+        x, values["alpha"], values["threshold"], state[0], subtract=values["subtract"],
+        min_v_mem=values["min_v_mem"], max_spikes=None, surrogate=surrogate, reset=reset,
+        backend=backend)
+    return spikes, v_mem, v_last
+
+
+def alif_layer(x, state, values, surrogate, reset, backend):
+    return ops.alif(x, values["alpha"], values["rho"], values["beta"], values["b0"], *state,
+                    min_v_mem=values["min_v_mem"], max_spikes=None, surrogate=surrogate,
+                    reset=reset, backend=backend)
+
+
+def adlif_layer(x, state, values, surrogate, reset, backend):
+    gradient = "exodus" if reset == "subtract" else "slayer"  # both variants of the backward
+    return ops.adlif(x, values["alpha"], values["beta"], values["a"], values["b"],
+                     values["threshold"], *state, surrogate=surrogate, gradient=gradient,
+                     backend=backend)
+
+
+def parameter_values(model, features, gen):
+    def uniform(low, high):
+        return torch.rand(features, generator=gen) * (high - low) + low
+
+    if model == "lif":
+        return {"alpha": uniform(0.6, 0.9), "threshold": uniform(0.5, 1.5),
+                "subtract": uniform(0.5, 1.5), "min_v_mem": -uniform(0, 1)}
+    if model == "alif":
+        return {"alpha": uniform(0.6, 0.9), "rho": uniform(0.8, 0.95),
+                "beta": uniform(0.5, 1.8), "b0": uniform(0.5, 1.5), "min_v_mem": -uniform(1, 2)}
+    return {"alpha": uniform(0.6, 0.9), "beta": uniform(0.8, 0.99), "a": uniform(-1, 2),
+            "b": uniform(0, 2), "threshold": uniform(0.5, 1.5)}
+
+
+MODELS = {"lif": (lif_layer, 1), "alif": (alif_layer, 2), "adlif": (adlif_layer, 2)}
+
+
+def gradients(model, surrogate, shape, trained, dtype=torch.float32, reset="subtract", seed=0,
+              backend="extension"):
+    """Outputs and gradients of the input, initial states and ``trained`` parameters, with a
+    loss on every output."""
+    layer, states = MODELS[model]
+    gen = torch.Generator().manual_seed(seed)
+    features = shape[2:]
+    x = (torch.randn(shape, generator=gen) * 0.8 + 0.6).to(dtype).requires_grad_()
+    state_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    state = [(torch.randn(shape[:1] + features, generator=gen) * 0.5).to(state_dtype)
+             .requires_grad_() for _ in range(states)]
+    values = parameter_values(model, features, gen)
+    params = {name: v.to(state_dtype).requires_grad_(name in trained)
+              for name, v in values.items()}
+    outputs = layer(x, state, params, surrogate, reset, backend)
+    loss = sum((out * torch.randn(out.shape, generator=gen).to(out.dtype)).sum()
+               for out in outputs)
+    leaves = [x, *state, *(params[name] for name in trained)]
+    return [*outputs, *torch.autograd.grad(loss, leaves, allow_unused=True)]
+
+
+def assert_same(new, old):
+    for a, b in zip(new, old, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert torch.equal(a, b), (a - b).abs().max()
+
+
+@pytest.fixture
+def whole(monkeypatch):
+    """Runs a function with the callable evaluated once on the whole membrane (the old path)."""
+
+    def run(fn, *args, **kwargs):
+        with monkeypatch.context() as m:
+            m.setattr(cs, "BLOCK_ELEMENTS", 1 << 62)
+            return fn(*args, **kwargs)
+
+    return run
+
+
+def two_row_blocks(monkeypatch, shape):
+    """Blocks of two batch rows, whatever the row size (no alignment)."""
+    row = 1
+    for size in shape[1:]:
+        row *= size
+    monkeypatch.setattr(cs, "BLOCK_ELEMENTS", 2 * row)
+    monkeypatch.setattr(cs, "ALIGN_ELEMENTS", 1)
+
+
+@pytest.mark.parametrize(("model", "trained"), [
+    *(("lif", t) for t in subsets(LIF_PARAMS)),
+    *(("alif", t) for t in subsets(ALIF_PARAMS)),
+    *(("adlif", t) for t in subsets(ADLIF_PARAMS)),
+], ids=lambda v: "-".join(v) if isinstance(v, tuple) else v)
+def test_blocks_match_whole_membrane_for_every_parameter_mask(model, trained, whole,
+                                                              monkeypatch):
+    shape = (5, 7, 6)
+    old = whole(gradients, model, single_exponential, shape, trained)
+    two_row_blocks(monkeypatch, shape)
+    assert_same(gradients(model, single_exponential, shape, trained), old)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("model", MODELS)
+def test_blocks_match_whole_membrane_for_shapes(model, shape, whole, monkeypatch):
+    trained = {"lif": LIF_PARAMS, "alif": ALIF_PARAMS, "adlif": ADLIF_PARAMS}[model]
+    old = whole(gradients, model, single_exponential, shape, trained)
+    two_row_blocks(monkeypatch, shape)
+    assert_same(gradients(model, single_exponential, shape, trained), old)
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize(
+    "dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64], ids=str
+)
+@pytest.mark.parametrize("name", ["exp", "power", "per_feature"])
+@pytest.mark.parametrize("model", MODELS)
+def test_blocks_match_for_callables_and_dtypes(model, name, dtype, reset, whole, monkeypatch):
+    shape, trained = (7, 9, 5), ("alpha", "beta") if model != "lif" else ("alpha", "threshold")
+    old = whole(gradients, model, CALLABLES[name], shape, trained, dtype, reset)
+    two_row_blocks(monkeypatch, shape)
+    assert_same(gradients(model, CALLABLES[name], shape, trained, dtype, reset), old)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_aligned_blocks_match_sigmoid_bit_for_bit(model, whole, monkeypatch):
+    """sigmoid rounds differently in PyTorch's scalar loop after a vectorised one: blocks of a
+    multiple of ALIGN_ELEMENTS elements leave the same elements to it as the whole membrane."""
+    shape, trained = (130, 9, 5), ("alpha",)  # odd rows of 45: 64 rows make whole vectors
+    old = whole(gradients, model, sigmoid_derivative, shape, trained)
+    monkeypatch.setattr(cs, "BLOCK_ELEMENTS", 2 * 45)
+    seen = []
+
+    def spy(v_mem, threshold):
+        seen.append(v_mem.shape[0])
+        return sigmoid_derivative(v_mem, threshold)
+
+    assert_same(gradients(model, spy, shape, trained), old)
+    assert seen == [64, 64, 2]
+    if torch.backends.cpu.get_cpu_capability() != "DEFAULT":  # vectorised: the control differs
+        monkeypatch.setattr(cs, "ALIGN_ELEMENTS", 1)
+        new = gradients(model, sigmoid_derivative, shape, trained)
+        assert not all(torch.equal(a, b) for a, b in zip(new, old) if a is not None)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_blocks_match_the_reference_backend(model, monkeypatch):
+    """In blocks (ALIF: with its threshold trace cut per block) against the BPTT loop."""
+    shape = (5, 7, 6)
+    trained = {"lif": LIF_PARAMS, "alif": ALIF_PARAMS, "adlif": ADLIF_PARAMS}[model]
+    reference = gradients(model, sigmoid_derivative, shape, trained, torch.float64,
+                          backend="reference")
+    two_row_blocks(monkeypatch, shape)
+    extension = gradients(model, sigmoid_derivative, shape, trained, torch.float64)
+    for a, b in zip(extension, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_blocks_are_used(model, monkeypatch):
+    """The callable sees blocks of 2 rows (the last one of 1); ALIF's trace comes with them."""
+    seen = []
+
+    def spy(v_mem, threshold):
+        seen.append((tuple(v_mem.shape), tuple(threshold.shape)))
+        return sigmoid_derivative(v_mem, threshold)
+
+    two_row_blocks(monkeypatch, (5, 7, 6))
+    gradients(model, spy, (5, 7, 6), ())
+    trace = model == "alif"
+    assert seen == [((b, 7, 6), (b, 7, 6) if trace else (6,)) for b in (2, 2, 1)]
+
+
+def test_rows_per_block():
+    assert cs.rows_per_block(32, 300 * 2048) == 1  # more than BLOCK_ELEMENTS a row: one row
+    assert cs.rows_per_block(32, 1 << 14) == 16  # BLOCK_ELEMENTS' worth
+    assert cs.rows_per_block(8, 1 << 14) == 8  # at most the batch
+    assert cs.rows_per_block(10**6, 3) == 87424  # 2¹⁸ / 3 rounded up to a multiple of 64
+    assert cs.rows_per_block(1000, 299 * 2047) == 64  # odd rows: 64 of them make whole vectors
+    assert cs.rows_per_block(7, 0) == 7 and cs.rows_per_block(0, 5) == 1
+
+
+def test_compiled_surrogate_matches_eager(whole):
+    shape, trained = (5, 7, 6), ("alpha", "threshold")
+    old = whole(gradients, "lif", single_exponential, shape, trained)
+    compiled = ops.compiled_surrogate(single_exponential)
+    new = gradients("lif", compiled, shape, trained)
+    assert compiled._compiled is not None and compiled._compiled.write is not None
+    for a, b in zip(new, old, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_surrogate_that_does_not_compile_runs_in_blocks(model, whole, monkeypatch):
+    shape, trained = (5, 7, 6), ("alpha",)
+    old = whole(gradients, model, with_graph_break, shape, trained)
+    two_row_blocks(monkeypatch, shape)
+    compiled = ops.compiled_surrogate(with_graph_break)
+    with pytest.warns(UserWarning, match="does not compile"):
+        new = gradients(model, compiled, shape, trained)
+    assert_same(new, old)
+    assert_same(gradients(model, compiled, shape, trained), old)  # no second warning or try
+
+
+def test_compiled_surrogate_is_the_callable():
+    compiled = ops.compiled_surrogate(power_surrogate)
+    v, theta = torch.randn(2, 3, 4), torch.ones(4)
+    assert torch.equal(compiled(v, theta), power_surrogate(v, theta))
+    assert ops.compiled_surrogate(compiled) is compiled
+    fused = ops.surrogate.SingleExponential()
+    assert ops.compiled_surrogate(fused) is fused  # fused in the kernels already
+    assert pickle.loads(pickle.dumps(compiled)).fn is power_surrogate
+    assert copy.deepcopy(compiled)._compiled is None
+    with pytest.raises(TypeError, match="compiled_surrogate needs a callable"):
+        ops.compiled_surrogate(1.0)
+
+
+def test_empty_huge_pages():
+    t = cpu_memory.empty_huge_pages((3, 1 << 20), torch.float32, torch.device("cpu"))
+    assert t.shape == (3, 1 << 20) and t.dtype == torch.float32 and t.is_contiguous()
+    t.fill_(2.0)  # writable
+    assert t.sum().item() == 6 * (1 << 20)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16], ids=str)
+def test_compiled_surrogate_on_empty_shapes_and_dtypes(dtype, whole):
+    """Empty batch, time or features, float64 and half inputs: no error, the eager values."""
+    compiled = ops.compiled_surrogate(single_exponential)
+    for shape in [(0, 4, 3), (2, 0, 3), (3, 4, 0), (5, 7, 6)]:
+        old = whole(gradients, "lif", single_exponential, shape, LIF_PARAMS, dtype)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            new = gradients("lif", compiled, shape, LIF_PARAMS, dtype)
+        assert not [w for w in caught if "does not compile" in str(w.message)], shape
+        for a, b in zip(new, old, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
