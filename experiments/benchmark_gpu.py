@@ -13,10 +13,13 @@ warm-up):
    effective bandwidth (the bytes each must move: forward reads x and writes spikes and v_mem,
    backward reads the spike gradient and v_mem and writes dL/dx) and percent of the copy ceiling.
 3. The open-neuromorphic benchmark network, Linear(16384 → 16384) + LIF, batch 16, T = 500,
-   float32, forward + backward: time and peak memory above the parameters and input, for
-   exodus-lightning, the plain BPTT loop (our reference) and every peer importable here
-   (SpikingJelly 2 with the CUDA kernel it selects, snnTorch, Norse with torch.compile).
-   A peer that fails gets a row saying why.
+   float32, forward + backward, the same network (weights, dynamics: experiments/peers.py) in
+   every implementation: exodus-lightning, the plain BPTT loop (our reference) and every peer
+   importable here (sinabs, SpikingJelly 2 with the CUDA kernel it selects, snnTorch, Norse,
+   and Norse under torch.compile). Each row first shows that it computes the same thing (spike
+   mismatch and input-gradient error against a float64 reference with its surrogate), then
+   time and the peak memory of one step (memory.step_peak_mb). A peer that fails gets a row
+   saying why.
 
 With --out, the tables (2 and 3) are also written there as ops.md and network.md, each with
 the provenance line (device, commit, versions) below it, and the figures as result.json.
@@ -24,7 +27,7 @@ the provenance line (device, commit, versions) below it, and the figures as resu
 
 from __future__ import annotations
 
-import functools
+import copy
 import json
 import math
 import statistics
@@ -37,10 +40,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exodus_lightning import ops  # noqa: E402
 from exodus_lightning.ops._extension import load  # noqa: E402
 from exodus_lightning.ops._library import ops as lib  # noqa: E402
-from experiments import arguments, provenance, report  # noqa: E402
+from experiments import arguments, memory, peers, provenance, report  # noqa: E402
 
 OP_SHAPES = [(32, 300, 2048), (16, 500, 16384), (1, 3000, 16384)]
 TINY_OP_SHAPES = [(2, 20, 64), (1, 40, 96)]
@@ -140,94 +142,95 @@ def _op_rows(device: str, timer: Timer, shape, dtype, ceiling: float) -> list[di
 # --- the open-neuromorphic benchmark network ------------------------------------------------
 
 
-def _ours(features: int, device: str, backend: str = "extension"):
-    """backend "extension": our kernels; "reference": the same op as a BPTT loop."""
-    linear = torch.nn.Linear(features, features, device=device)
-    alpha = math.exp(-1 / TAU_MEM)
-
-    def step(x):
-        return ops.lif(linear(x), alpha, 1.0, max_spikes=1, backend=backend)[0]
-
-    return linear, step, "btf"
-
-
-def _spikingjelly(features: int, device: str):
-    from spikingjelly.activation_based import functional, neuron
-
-    linear = torch.nn.Linear(features, features, device=device)
-    node = neuron.LIFNode(tau=TAU_MEM, v_reset=None, step_mode="m")
-
-    def step(x):  # (T, B, F): SpikingJelly's own layout
-        functional.reset_net(node)
-        return node(linear(x))
-
-    return torch.nn.ModuleList([linear, node]), step, "tbf"
-
-
-def _snntorch(features: int, device: str):
-    import snntorch
-
-    linear = torch.nn.Linear(features, features, device=device)
-    leaky = snntorch.Leaky(beta=math.exp(-1 / TAU_MEM))
-
-    def step(x):
-        current = linear(x)
-        membrane = leaky.init_leaky()
-        spikes = []
-        for current_t in current.unbind(1):
-            spike, membrane = leaky(current_t, membrane)
-            spikes.append(spike)
-        return torch.stack(spikes, 1)
-
-    return torch.nn.ModuleList([linear, leaky]), step, "btf"
-
-
-def _norse_compiled(features: int, device: str):
-    import norse.torch as norse
-
-    linear = torch.nn.Linear(features, features, device=device)
-    lif = norse.LIF()  # time-first input
-
-    @torch.compile
-    def step(x):
-        return lif(linear(x))[0]
-
-    return torch.nn.ModuleList([linear, lif]), step, "tbf"
-
-
-IMPLEMENTATIONS = {
-    "exodus-lightning": (None, _ours),
-    "BPTT loop (reference)": (None, functools.partial(_ours, backend="reference")),
+# Each row runs the same network: Linear(F → F) with the same seeded weights, then the LIF
+# dynamics of experiments/peers.py (single spike, subtractive reset, α = e^(−1/τ)) in that
+# implementation, on (B, T, F) input (SpikingJelly's wrapper transposes to its time-first layout).
+NETWORK_IMPLEMENTATIONS = {
+    "exodus-lightning": ("exodus", False),
+    "BPTT loop (reference)": ("bptt", False),
+    "sinabs": ("sinabs", False),
     # SpikingJelly 2 picks its CUDA kernel itself (native CUDA, else Triton, else torch); set
     # SJ_LIF_CUDA_IMPLEMENTATION=cuda|triton|torch before the run to choose.
-    "SpikingJelly": ("spikingjelly", _spikingjelly),
-    "snnTorch": ("snntorch", _snntorch),
-    "Norse + torch.compile": ("norse", _norse_compiled),
+    "SpikingJelly": ("spikingjelly", False),
+    "snnTorch": ("snntorch", False),
+    "Norse": ("norse", False),
+    "Norse + torch.compile": ("norse", True),
 }
 
 
-def network_rows(device: str, timer: Timer, net: dict, names: list[str] | None) -> list[dict]:
-    """Forward + backward time and peak memory of the benchmark network per implementation."""
-    import importlib.util
+def _network(implementation: str, features: int, device: str, compiled: bool = False):
+    """(linear, step): step(x) = spikes of the LIF dynamics on linear(x), x (B, T, F)."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(features, features, device=device)
+    layer = peers.lif_layer(implementation, math.exp(-1 / TAU_MEM), device)
 
+    def step(x: torch.Tensor) -> torch.Tensor:
+        return layer(linear(x))
+
+    return linear, (torch.compile(step) if compiled else step)
+
+
+def _equivalence(implementation: str, linear, step, spikes_in: torch.Tensor,
+                 references: dict) -> dict:
+    """Spike mismatch and input-gradient error against the float64 reference with the
+    implementation's surrogate (peers.reference_layer), on the benchmark's input; references
+    caches the reference per surrogate."""
+    upstream = torch.randn(spikes_in.shape, generator=torch.Generator().manual_seed(1)).to(
+        spikes_in.device
+    )
+    x = spikes_in.clone().requires_grad_()
+    spikes = step(x)
+    spikes.backward(upstream)
+    surrogate = peers.IMPLEMENTATIONS[implementation].surrogate_name
+    if surrogate not in references:
+        reference_linear = copy.deepcopy(linear).double()
+        reference = peers.reference_layer(implementation, math.exp(-1 / TAU_MEM))
+        x64 = spikes_in.double().requires_grad_()
+        spikes64 = reference(reference_linear(x64))
+        spikes64.backward(upstream.double())
+        references[surrogate] = (spikes64.detach(), x64.grad)
+    spikes64, grad64 = references[surrogate]
+    error = (x.grad.double() - grad64).norm() / grad64.norm().clamp_min(1e-300)
+    return {
+        "spike mismatch": (spikes.detach().double() != spikes64).double().mean().item(),
+        "input-grad error": error.item(),
+    }
+
+
+def network_rows(device: str, timer: Timer, net: dict, names: list[str] | None,
+                 budget_s: float = math.inf) -> list[dict]:
+    """Equivalence, forward + backward time and peak memory of the benchmark network, per
+    implementation; each row is printed as it is measured, and implementations not started
+    within budget_s seconds get a row saying so (a stage time limit then loses nothing)."""
+    start = time.perf_counter()
+    references: dict = {}
     rows = []
     batch, steps, features = net["batch"], net["time"], net["features"]
-    spikes_in = (torch.rand(batch, steps, features, device=device) < 0.05).float()
-    for name, (module, build) in IMPLEMENTATIONS.items():
+    generator = torch.Generator().manual_seed(0)
+    spikes_in = (torch.rand(batch, steps, features, generator=generator) < 0.05).float()
+    spikes_in = spikes_in.to(device)
+    for name, (implementation, compiled) in NETWORK_IMPLEMENTATIONS.items():
         if names and name not in names:
             continue
-        if module and importlib.util.find_spec(module) is None:
-            rows.append({"implementation": name, "note": f"not installed (pip install {module})"})
+        reason = peers.unavailable(implementation)
+        if reason is None and time.perf_counter() - start > budget_s:
+            reason = f"skipped: the run's --budget of {budget_s:.0f} s was spent"
+        if reason:
+            rows.append({"implementation": name, "note": reason})
             continue
         try:
-            rows.append(
-                {"implementation": name, **_time_network(build, spikes_in, features, device, timer)}
-            )
+            linear, step = _network(implementation, features, device, compiled)
+            row = {"implementation": name,
+                   **_equivalence(implementation, linear, step, spikes_in, references)}
+            row |= _time_network(linear, step, spikes_in, device, timer)
+            row["note"] = peers.IMPLEMENTATIONS[implementation].surrogate_name + " surrogate"
+            rows.append(row)
         except Exception as error:  # a peer's failure is a row, not the end of the run
             message = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
             rows.append(
                 {"implementation": name, "note": f"failed: {type(error).__name__}: {message}"}
             )
+        print(f"network row: {rows[-1]}", file=sys.stderr, flush=True)
         if device == "cuda":
             torch.cuda.empty_cache()
     ours = next((r for r in rows if r["implementation"] == "exodus-lightning" and "ms" in r), None)
@@ -237,30 +240,25 @@ def network_rows(device: str, timer: Timer, net: dict, names: list[str] | None) 
     return rows
 
 
-def _time_network(build, spikes_in, features: int, device: str, timer: Timer) -> dict:
+def _time_network(linear, step, spikes_in, device: str, timer: Timer) -> dict:
     """Median time and peak memory of one forward + backward of a built network."""
-    torch.manual_seed(0)
-    model, step, layout = build(features, device)
-    x = spikes_in if layout == "btf" else spikes_in.transpose(0, 1).contiguous()
 
     def train_step():
-        model.zero_grad(set_to_none=True)
-        step(x).sum().backward()
+        linear.zero_grad(set_to_none=True)
+        step(spikes_in).sum().backward()
 
     ms = timer(train_step)
     peak_mb = float("nan")
     if device == "cuda":
-        torch.cuda.synchronize()
-        model.zero_grad(set_to_none=True)
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        train_step()
-        torch.cuda.synchronize()
-        peak_mb = (torch.cuda.max_memory_allocated() - base) / 2**20
+        linear.zero_grad(set_to_none=True)
+        peak_mb = memory.step_peak_mb(train_step, device)
     return {"ms": ms, "peak MB": peak_mb}
 
 
-NETWORK_COLUMNS = ["implementation", "ms", "peak MB", "time vs ours", "note"]
+NETWORK_COLUMNS = ["implementation", "spike mismatch", "input-grad error", "ms", "peak MB",
+                   "time vs ours", "note"]
+OP_COLUMNS = ["shape", "dtype", "pass", "ms", "GB/s", "% of copy"]
+README_TABLES = {"ops": tuple(OP_COLUMNS), "network": tuple(NETWORK_COLUMNS)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -269,6 +267,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--tiny", action="store_true", help="small shapes: a smoke run")
     parser.add_argument("--skip-network", action="store_true")
+    parser.add_argument("--budget", type=float, default=math.inf,
+                        help="seconds after which no further network row is started")
     parser.add_argument("--only", nargs="*", help="network rows to run (names as printed)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--out", type=Path, help="also write the tables and figures here")
@@ -294,15 +294,14 @@ def main(argv: list[str] | None = None) -> dict:
     shapes = TINY_OP_SHAPES if options.tiny else OP_SHAPES
     op = op_rows(device, timer, shapes, [torch.float32, torch.bfloat16], ceiling)
     print("## One LIF layer, raw ops\n")
-    op_columns = ["shape", "dtype", "pass", "ms", "GB/s", "% of copy"]
-    print(report.markdown_table(op, op_columns))
+    print(report.markdown_table(op, OP_COLUMNS))
 
     net = []
     if not options.skip_network:
         spec = TINY_NETWORK if options.tiny else NETWORK
         # A network step takes 10-1000x longer than an op: fewer repeats keep the run short.
         net_timer = Timer(device, max(3, options.repeats // 3), warmup=2)
-        net = network_rows(device, net_timer, spec, options.only)
+        net = network_rows(device, net_timer, spec, options.only, options.budget)
         print(
             f"## Linear({spec['features']} → {spec['features']}) + LIF, batch "
             f"{spec['batch']}, T = {spec['time']}, float32, forward + backward\n"
@@ -315,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
         options.out.mkdir(parents=True, exist_ok=True)
         line = provenance.line(provenance.collect(device))
         line = f"{report.SMOKE_TABLE_MARK} {line}" if options.tiny else line
-        for stem, rows, columns in (("ops", op, op_columns), ("network", net, NETWORK_COLUMNS)):
+        for stem, rows, columns in (("ops", op, OP_COLUMNS), ("network", net, NETWORK_COLUMNS)):
             if rows:
                 text = report.markdown_table(rows, columns) + "\n" + line + "\n"
                 (options.out / f"{stem}.md").write_text(text)

@@ -90,8 +90,8 @@ grep -E "^(FAILED|ERROR) " "$out/tests.log" | head -20 | tee -a "$summary"
 
 # 4. The benchmark (op bandwidth and the open-neuromorphic network, peers side by side).
 if [ "$gpu" = 1 ]; then
-  stage benchmark 170 "$python" experiments/benchmark_gpu.py --repeats 15 \
-    --json "$out/gpu_benchmark.json"
+  stage benchmark 170 "$python" experiments/benchmark_gpu.py --repeats 15 --budget 110 \
+    --json "$out/gpu_benchmark.json" --out "$out/tables"
   cp "$out/benchmark.log" "$out/gpu_benchmark.md"
 else
   say "benchmark: skipped, no GPU visible"

@@ -181,7 +181,7 @@ class LeakyIntegratorLoop(nn.Module):
         return torch.stack(outputs, 1)
 
 
-def lif_layer(name: str, alpha: float) -> Callable[[Tensor], Tensor]:
+def lif_layer(name: str, alpha: float, device: str = "cpu") -> Callable[[Tensor], Tensor]:
     """The LIF dynamics above in one implementation: x (B, T, ...) -> spikes (B, T, ...)."""
     if name in OURS:
         backend = "extension" if name == "exodus" else "reference"
@@ -193,6 +193,7 @@ def lif_layer(name: str, alpha: float) -> Callable[[Tensor], Tensor]:
             tau_mem=-1.0 / math.log(alpha), spike_fn=activation.SingleSpike, norm_input=False
         )
         layer.tau_mem.requires_grad_(False)  # α fixed, as in the other rows
+        layer.to(device)
 
         def forward(x: Tensor) -> Tensor:
             layer.reset_states()
@@ -200,7 +201,7 @@ def lif_layer(name: str, alpha: float) -> Callable[[Tensor], Tensor]:
 
         return forward
     if name in PEER_LAYERS:
-        return PEER_LAYERS[name](alpha)
+        return PEER_LAYERS[name](alpha).to(device)
     raise ValueError(f"implementation={name!r}: choose from {', '.join(IMPLEMENTATIONS)}")
 
 
