@@ -4,10 +4,15 @@ Writes fabricated datasets of realistic per-sample size (exodus_lightning.data.f
 then for every DataModule times one epoch of its train loader on each path:
   tonic     no cache: tonic parses every file, events are binned every time
   cache     tonic's disk cache (`cache_dir`), second epoch (the first, filling it, is untimed)
-  stream    a copy made once by `exodus-lightning prepare` (litdata chunks), read with
-            `streaming` (preparing it is untimed; its time is printed)
+  stream    a copy of frames made once by `exodus-lightning prepare` (litdata chunks), read
+            with `streaming` (preparing it is untimed; its time is printed)
+  events    a copy of events (`prepare --store events`): binned per sample in the workers
+  events+device  the same copy with `bin_on_device`: the workers send each event's bin and the
+            counting into frames runs on --device, on whole batches, after the transfer
 with 0 and 2 workers: samples per second over the epoch and the latency of the first batch
-(which includes starting the workers). It also times forward + backward of a plain-PyTorch
+(which includes starting the workers). Every batch is moved to --device (pinned when it is a
+GPU) and passed through the DataModule's on_after_batch_transfer, as Lightning does, so a row
+is what a model would receive. It also times forward + backward of a plain-PyTorch
 (features -> 128 LIF -> classes, mean-over-time readout) network on one batch of that shape, so
 the table says whether loading or training is the bottleneck. Best of a few runs (the machine
 may be shared). Prints a Markdown table.
@@ -27,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file, too
 
@@ -63,7 +69,8 @@ def fabricate(root: Path, num_samples: int, quick: bool) -> None:
     write_ssc(root, num_train=num_samples, num_valid=10, num_test=10, spikes_per_sample=5000)
 
 
-PATHS = ("tonic", "cache", "stream")
+PATHS = ("tonic", "cache", "stream", "events", "events+device")
+STREAM_PATHS = ("stream", "events", "events+device")
 
 
 def make_module(
@@ -74,6 +81,8 @@ def make_module(
     batch_size: int,
     num_samples: int,
     streaming: Path | None = None,
+    bin_on_device: bool = False,
+    pin_memory: bool = False,
 ):
     common = {
         "data_dir": root,
@@ -81,10 +90,14 @@ def make_module(
         "batch_size": batch_size,
         "num_workers": workers,
         "cache_dir": cache_dir,
-        "pin_memory": False,
+        "pin_memory": pin_memory,
     }
     if streaming is not None:
-        common["streaming"] = str(streaming)
+        # The number of workers asked for, whatever the copy stores (its default is 0 for
+        # frames), so that the table shows both.
+        common.update(streaming=str(streaming), streaming_workers=workers)
+    if bin_on_device:
+        common["bin_on_device"] = True
     if name == "NMNIST":
         return NMNISTDataModule(**common)
     if name == "DVSGesture":
@@ -93,24 +106,30 @@ def make_module(
         return SHDDataModule(**common)
     if name == "SSC":
         return SSCDataModule(**common)
-    common.pop("cache_dir")
-    common.pop("data_dir")
-    common.pop("streaming", None)
+    for name in ("cache_dir", "data_dir", "streaming", "streaming_workers", "bin_on_device"):
+        common.pop(name, None)
     return RandmanDataModule(**common, num_train_samples=num_samples)
 
 
-def time_epochs(module, repeats: int) -> tuple[float, float]:
+def time_epochs(module, repeats: int, device: torch.device) -> tuple[float, float]:
     """(samples/s, first-batch latency in s) of the train loader, each the best of `repeats`
     epochs (the machine may be shared: best = least disturbed); each epoch includes starting
-    its workers."""
+    its workers, and every batch is moved to `device` and made float32 frames there."""
     best_rate, best_latency = 0.0, float("inf")
+
+    def served(batch) -> int:
+        inputs, targets = module.on_after_batch_transfer(move_data_to_device(batch, device), 0)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return len(targets)
+
     for _ in range(repeats):
         loader = module.train_dataloader()
         start = time.perf_counter()
         batches = iter(loader)
-        _, targets = next(batches)
+        count = served(next(batches))
         best_latency = min(best_latency, time.perf_counter() - start)
-        count = len(targets) + sum(len(targets) for _, targets in batches)
+        count += sum(served(batch) for batch in batches)
         best_rate = max(best_rate, count / (time.perf_counter() - start))
         del batches, loader
         # Stops this epoch's workers now: workers forked later would otherwise inherit the
@@ -125,13 +144,16 @@ def remove(folder: Path) -> None:
         shutil.rmtree(folder)
 
 
-def prepare(name: str, root: Path, output: Path, batch_size: int, num_samples: int) -> float:
-    """Write the prepared copy of `name` with its default settings; seconds taken."""
+def prepare(
+    name: str, root: Path, output: Path, batch_size: int, num_samples: int, store: str = "auto"
+) -> float:
+    """Write the prepared copy of `name` with its default settings, storing `store` ("auto":
+    frames, as no augmentation is set; "events"); seconds taken."""
     from exodus_lightning.data.prepare_copy import prepare_copy
 
     start = time.perf_counter()
     module = make_module(name, root, None, 0, batch_size, num_samples)
-    prepare_copy(module, str(output), num_workers=0, progress=False)
+    prepare_copy(module, str(output), num_workers=0, store=store, progress=False)
     return time.perf_counter() - start
 
 
@@ -192,7 +214,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
         "--datasets", nargs="+", default=["NMNIST", "DVSGesture", "SHD", "SSC", "Randman"]
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a temp folder")
+    parser.add_argument(
+        "--device", default=None, help="where batches go (default: cuda if available, else cpu)"
+    )
     args = parser.parse_args(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     num_samples = 300 if args.quick else args.num_samples
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="exodus-data-bench-"))
     root = work_dir / "data"
@@ -201,7 +227,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     fabricate(root, num_samples, args.quick)
     print(
         f"fabricated {num_samples} samples per dataset in {time.perf_counter() - start:.0f} s "
-        f"under {work_dir}; torch threads: {torch.get_num_threads()}\n"
+        f"under {work_dir}; torch threads: {torch.get_num_threads()}; batches to {device}\n"
     )
 
     rows = []
@@ -210,10 +236,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
         if "stream" in paths and importlib.util.find_spec("litdata") is None:
             print("litdata is not installed: no stream rows (pip install litdata)", file=sys.stderr)
             paths = paths[:2]
-        stream_dir = work_dir / f"stream-{name}"
+        copies = {"stream": work_dir / f"stream-{name}", "events": work_dir / f"events-{name}"}
+        copies["events+device"] = copies["events"]
         if "stream" in paths:
-            seconds = prepare(name, root, stream_dir, args.batch_size, num_samples)
-            print(f"{name}: prepared in {seconds:.1f} s", file=sys.stderr)
+            for store, folder in (("auto", copies["stream"]), ("events", copies["events"])):
+                seconds = prepare(name, root, folder, args.batch_size, num_samples, store)
+                print(f"{name}: {folder.name} prepared in {seconds:.1f} s", file=sys.stderr)
         best = 0.0
         for path in paths:
             row = {"dataset": name, "path": path}
@@ -221,12 +249,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
                 cache_dir = work_dir / f"cache-{name}-{workers}" if path == "cache" else None
                 module = make_module(
                     name, root, cache_dir, workers, args.batch_size, num_samples,
-                    streaming=stream_dir if path == "stream" else None,
+                    streaming=copies.get(path), bin_on_device=path == "events+device",
+                    pin_memory=device.type == "cuda",
                 )  # fmt: skip
                 module.setup("fit")
                 if path == "cache":
-                    time_epochs(module, repeats=1)  # fills the cache
-                rate, latency = time_epochs(module, args.repeats)
+                    time_epochs(module, 1, device)  # fills the cache
+                rate, latency = time_epochs(module, args.repeats, device)
                 best = max(best, rate)
                 row[f"w={workers} samples/s"] = f"{rate:.0f}"
                 row[f"w={workers} first batch ms"] = f"{1000 * latency:.0f}"
@@ -234,7 +263,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
                 if cache_dir is not None:
                     remove(cache_dir)
             rows.append(row)
-        remove(stream_dir)
+        for folder in set(copies.values()):
+            remove(folder)
         module = make_module(name, root, None, 0, args.batch_size, num_samples)
         snn = snn_samples_per_second(
             module.input_shape, module.num_time_steps, module.num_classes, args.batch_size

@@ -17,9 +17,9 @@ def test_every_path_is_timed_and_the_work_folder_is_cleaned(tmp_path, capsys):
         "--num-samples", "20", "--datasets", "SHD", "NMNIST", "--workers", "0",
         "--repeats", "1", "--work-dir", str(work_dir),
     ])  # fmt: skip
-    paths = ["tonic", "cache", "stream"]
+    paths = ["tonic", "cache", "stream", "events", "events+device"]
     if importlib.util.find_spec("litdata") is None:
-        paths.remove("stream")
+        paths = ["tonic", "cache"]
     assert [(row["dataset"], row["path"]) for row in rows] == [
         (name, path) for name in ("SHD", "NMNIST") for path in paths
     ]
