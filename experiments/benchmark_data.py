@@ -1,7 +1,7 @@
 """Train-loader throughput of each DataModule, by path, vs. a matching SNN on CPU.
 
 Writes fabricated datasets of realistic per-sample size (exodus_lightning.data.fabricate),
-then for every DataModule times one epoch of its train loader on each path:
+then for every DataModule times epochs of its train loader on each path:
   tonic     no cache: tonic parses every file, events are binned every time
   cache     tonic's disk cache (`cache_dir`), second epoch (the first, filling it, is untimed)
   stream    a copy of frames made once by `exodus-lightning prepare` (litdata chunks), read
@@ -9,13 +9,13 @@ then for every DataModule times one epoch of its train loader on each path:
   events    a copy of events (`prepare --store events`): binned per sample in the workers
   events+device  the same copy with `bin_on_device`: the workers send each event's bin and the
             counting into frames runs on --device, on whole batches, after the transfer
-with 0 and 2 workers: samples per second over the epoch and the latency of the first batch
-(which includes starting the workers). Every batch is moved to --device (pinned when it is a
-GPU) and passed through the DataModule's on_after_batch_transfer, as Lightning does, so a row
-is what a model would receive. It also times forward + backward of a plain-PyTorch
+with 0 and 2 workers: samples per second over an epoch (the best after the first: workers
+persist between epochs, as in training) and the latency of the first batch (which includes
+starting the workers). Every batch is moved to --device (pinned when it is a GPU) and passed
+through the DataModule's on_after_batch_transfer, as Lightning does: a row times the batches a
+model would receive. It also times forward + backward of a plain-PyTorch
 (features -> 128 LIF -> classes, mean-over-time readout) network on one batch of that shape, so
-the table says whether loading or training is the bottleneck. Best of a few runs (the machine
-may be shared). Prints a Markdown table.
+the table says whether loading or training is the bottleneck. Prints a Markdown table.
 
     python experiments/benchmark_data.py --quick
 """
@@ -112,10 +112,11 @@ def make_module(
 
 
 def time_epochs(module, repeats: int, device: torch.device) -> tuple[float, float]:
-    """(samples/s, first-batch latency in s) of the train loader, each the best of `repeats`
-    epochs (the machine may be shared: best = least disturbed); each epoch includes starting
-    its workers, and every batch is moved to `device` and made float32 frames there."""
-    best_rate, best_latency = 0.0, float("inf")
+    """(samples/s, first-batch latency in s) of the train loader over `repeats` epochs of one
+    loader, whose workers persist between epochs as in training: the rate is the best epoch
+    after the first (the machine may be shared: best = least disturbed; with repeats=1, the
+    first), the latency that of the first batch of the first epoch, starting the workers
+    included. Every batch is moved to `device` and made float32 frames there."""
 
     def served(batch) -> int:
         inputs, targets = module.on_after_batch_transfer(move_data_to_device(batch, device), 0)
@@ -123,19 +124,20 @@ def time_epochs(module, repeats: int, device: torch.device) -> tuple[float, floa
             torch.cuda.synchronize(device)
         return len(targets)
 
+    loader = module.train_dataloader()
+    rates, latency = [], None
     for _ in range(repeats):
-        loader = module.train_dataloader()
         start = time.perf_counter()
         batches = iter(loader)
         count = served(next(batches))
-        best_latency = min(best_latency, time.perf_counter() - start)
+        latency = time.perf_counter() - start if latency is None else latency
         count += sum(served(batch) for batch in batches)
-        best_rate = max(best_rate, count / (time.perf_counter() - start))
-        del batches, loader
-        # Stops this epoch's workers now: workers forked later would otherwise inherit the
-        # iterator and fail to shut it down ("can only test a child process").
-        gc.collect()
-    return best_rate, best_latency
+        rates.append(count / (time.perf_counter() - start))
+    del batches, loader
+    # Stops the workers now: workers forked later would otherwise inherit the iterator and
+    # fail to shut it down ("can only test a child process").
+    gc.collect()
+    return max(rates[1:] or rates), latency
 
 
 def remove(folder: Path) -> None:
@@ -209,7 +211,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     parser.add_argument("--num-samples", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
-    parser.add_argument("--repeats", type=int, default=2, help="epochs timed; the best is shown")
+    parser.add_argument(
+        "--repeats", type=int, default=3,
+        help="epochs timed per loader; shown: the best after the first (which starts workers)",
+    )  # fmt: skip
     parser.add_argument(
         "--datasets", nargs="+", default=["NMNIST", "DVSGesture", "SHD", "SSC", "Randman"]
     )
