@@ -15,7 +15,9 @@ starting the workers). Every batch is moved to --device (pinned when it is a GPU
 through the DataModule's on_after_batch_transfer, as Lightning does: a row times the batches a
 model would receive. It also times forward + backward of a plain-PyTorch
 (features -> 128 LIF -> classes, mean-over-time readout) network on one batch of that shape, so
-the table says whether loading or training is the bottleneck. Prints a Markdown table.
+the table says whether loading or training is the bottleneck. Prints a Markdown table; writes
+the README's table (samples per second of each path, one cell per --workers value) as
+<--out>/loaders.md.
 
     python experiments/benchmark_data.py --quick
 """
@@ -71,6 +73,50 @@ def fabricate(root: Path, num_samples: int, quick: bool) -> None:
 
 PATHS = ("tonic", "cache", "stream", "events", "events+device")
 STREAM_PATHS = ("stream", "events", "events+device")
+# The README's table (experiments/tables.py copies <out>/loaders.md into it): its column of
+# each path.
+README_COLUMNS = {
+    "tonic": "tonic",
+    "cache": "tonic disk cache",
+    "stream": "stream: frames",
+    "events": "stream: events, binned in workers",
+    "events+device": "stream: events, bin_on_device",
+}
+README_TABLES: dict[str, tuple[str, ...]] = {
+    "loaders": ("dataset", "workers", *README_COLUMNS.values(), "SNN fwd+bwd (CPU)"),
+}
+README_NAMES = {"SHD": "SHD", "SSC": "SSC", "NMNIST": "N-MNIST", "DVSGesture": "DVS Gesture"}
+
+
+def significant(value: str) -> str:
+    """A rate rounded to 3 significant digits, with thousands separators: 40327 -> 40,300."""
+    return f"{float(f'{float(value):.3g}'):,.0f}"
+
+
+def readme_rows(
+    rows: list[dict[str, str]], workers: list[int], quick: bool
+) -> list[dict[str, str]]:
+    """Samples per second by path (3 significant digits), one row per recorded dataset, one
+    value per number of workers in each cell ("w0 / w2")."""
+    table = []
+    for name, label in README_NAMES.items():
+        mine = {row["path"]: row for row in rows if row["dataset"] == name}
+        if not mine:
+            continue
+        first = next(iter(mine.values()))
+        shape = first["sample (T, features)"].strip("()").split(", ")
+        size = f"{shape[1]} channels" if len(shape) == 2 else " × ".join(shape[1:])
+        events = ""
+        if name == "DVSGesture":  # events per recording: see fabricate()
+            events = f"; {'10⁴' if quick else '5 × 10⁴'} events per recording"
+        row = {"dataset": f"{label} (T = {shape[0]}, {size}{events})",
+               "workers": " / ".join(map(str, workers)),
+               "SNN fwd+bwd (CPU)": f"{float(first['SNN fwd+bwd samples/s']):,.0f}"}  # fmt: skip
+        for path, column in README_COLUMNS.items():
+            rates = [significant(mine[path][f"w={w} samples/s"]) for w in workers if path in mine]
+            row[column] = " / ".join(rates)
+        table.append(row)
+    return table
 
 
 def make_module(
@@ -222,6 +268,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     parser.add_argument(
         "--device", default=None, help="where batches go (default: cuda if available, else cpu)"
     )
+    parser.add_argument("--out", type=Path, default=Path("results") / "benchmark_data",
+                        help="folder of the README's table loaders.md")
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     num_samples = 300 if args.quick else args.num_samples
@@ -282,6 +330,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
                 row["SNN fwd+bwd samples/s"] = f"{snn:.0f}"
         print(f"{name}: best loader {best:.0f} samples/s, SNN {snn:.0f}", file=sys.stderr)
     print(report.markdown_table(rows), end="")
+    args.out.mkdir(parents=True, exist_ok=True)
+    report.write_readme_table(readme_rows(rows, args.workers, args.quick), args.out, "loaders",
+                              README_TABLES["loaders"], device=device.type)
     if args.work_dir is None:
         remove(work_dir)
     return rows

@@ -17,6 +17,9 @@ warm-up):
    exodus-lightning, the plain BPTT loop (our reference) and every peer importable here
    (SpikingJelly 2 with the CUDA kernel it selects, snnTorch, Norse with torch.compile).
    A peer that fails gets a row saying why.
+
+With --out, the tables (2 and 3) are also written there as ops.md and network.md, each with
+the provenance line (device, commit, versions) below it, and the figures as result.json.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from exodus_lightning import ops  # noqa: E402
 from exodus_lightning.ops._extension import load  # noqa: E402
 from exodus_lightning.ops._library import ops as lib  # noqa: E402
-from experiments import arguments, report  # noqa: E402
+from experiments import arguments, provenance, report  # noqa: E402
 
 OP_SHAPES = [(32, 300, 2048), (16, 500, 16384), (1, 3000, 16384)]
 TINY_OP_SHAPES = [(2, 20, 64), (1, 40, 96)]
@@ -257,6 +260,9 @@ def _time_network(build, spikes_in, features: int, device: str, timer: Timer) ->
     return {"ms": ms, "peak MB": peak_mb}
 
 
+NETWORK_COLUMNS = ["implementation", "ms", "peak MB", "time vs ours", "note"]
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = arguments.parser("python experiments/benchmark_gpu.py", __doc__)
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -265,6 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--skip-network", action="store_true")
     parser.add_argument("--only", nargs="*", help="network rows to run (names as printed)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--out", type=Path, help="also write the tables and figures here")
     options = parser.parse_args(argv)
 
     device = options.device
@@ -287,7 +294,8 @@ def main(argv: list[str] | None = None) -> dict:
     shapes = TINY_OP_SHAPES if options.tiny else OP_SHAPES
     op = op_rows(device, timer, shapes, [torch.float32, torch.bfloat16], ceiling)
     print("## One LIF layer, raw ops\n")
-    print(report.markdown_table(op, ["shape", "dtype", "pass", "ms", "GB/s", "% of copy"]))
+    op_columns = ["shape", "dtype", "pass", "ms", "GB/s", "% of copy"]
+    print(report.markdown_table(op, op_columns))
 
     net = []
     if not options.skip_network:
@@ -299,12 +307,19 @@ def main(argv: list[str] | None = None) -> dict:
             f"## Linear({spec['features']} → {spec['features']}) + LIF, batch "
             f"{spec['batch']}, T = {spec['time']}, float32, forward + backward\n"
         )
-        print(
-            report.markdown_table(net, ["implementation", "ms", "peak MB", "time vs ours", "note"])
-        )
+        print(report.markdown_table(net, NETWORK_COLUMNS))
     result = {"device": header, "copy GB/s": ceiling, "ops": op, "network": net}
     if options.json:
         options.json.write_text(json.dumps(result, indent=1, default=str))
+    if options.out:
+        options.out.mkdir(parents=True, exist_ok=True)
+        line = provenance.line(provenance.collect(device))
+        line = f"{report.SMOKE_TABLE_MARK} {line}" if options.tiny else line
+        for stem, rows, columns in (("ops", op, op_columns), ("network", net, NETWORK_COLUMNS)):
+            if rows:
+                text = report.markdown_table(rows, columns) + "\n" + line + "\n"
+                (options.out / f"{stem}.md").write_text(text)
+        (options.out / "result.json").write_text(json.dumps(result, indent=1, default=str))
     return result
 
 

@@ -1,290 +1,286 @@
 """Speed and memory of one LIF (ALIF, adLIF) layer: the EXODUS extension vs the BPTT reference
-loop.
+loop, with glibc's default allocator and with freed memory kept for reuse.
 
-Prints a Markdown table of forward+backward median time and peak extra memory for each
-(batch, time, features) shape, on CPU and (when present) CUDA, plus a sweep over T at fixed
-batch·features. Each measurement runs in its own process so peak memory is that
-implementation's alone.
+Per case (shape, trained parameters, neuron model) and allocator mode, one fresh process times
+forward + backward of the variants in interleaved rounds (timing.py: median, min–max); the
+peak memory of one step (memory.step_peak_mb) is read for each variant in a fresh process of
+its own with the default allocator. Writes three README tables into --out:
 
-    python experiments/benchmark_ops.py                 # the full table (a few minutes on 2 cores)
-    python experiments/benchmark_ops.py --quick         # small shapes, seconds
-    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 python experiments/benchmark_ops.py
-    python experiments/benchmark_ops.py --keep-freed-memory   # the same, set from Python
+    lif                LIF: extension vs reference, both allocators, plus a sweep over T
+    alif_adlif         ALIF and adLIF: fused op vs autograd loop
+    custom_surrogate   the built-in SingleExponential (fused in the kernel) vs the same
+                       formula as a custom callable, both allocators
 
-The last two let glibc reuse freed memory instead of returning it to the OS after every call;
-on CPU, page faults on fresh 80 MB tensors otherwise dominate (see the README).
+    python -m experiments.benchmark_ops            # the full tables (~10 minutes on 2 cores)
+    python -m experiments.benchmark_ops --tiny     # small shapes, seconds
+
+"Reuse" is ops.keep_freed_memory() (what the CLI does on CPU; the same as
+MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<large>): on CPU, page faults on fresh 80 MB tensors
+otherwise dominate (see the README).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file, too
 
-from experiments import arguments, report  # noqa: E402
+from experiments import arguments, isolated, memory, report, timing  # noqa: E402
 
 SHAPES = [(32, 300, 2048), (32, 100, 8192), (32, 1000, 512)]
 SWEEP_T = [100, 300, 1000, 3000]
 SWEEP_BF = 32 * 512
+TINY_SHAPE = (4, 50, 256)
+TINY_SWEEP_T = [50, 150]
+TINY_BF = 4 * 256
+ALLOCATORS = ("default", "reuse")
+
+# Which parameters get gradients in a case, and how its row is labelled.
+TRAINABLE = {"": "fixed", "alpha": "α trained", "alpha+threshold": "α, θ trained",
+             "alpha+rho+beta+b0": "α, ρ, β, b0 trained", "alpha+beta+a+b": "α, β, a, b trained"}
+NEURON_NAMES = {"lif": "LIF", "alif": "ALIF", "adlif": "adLIF"}
+
+LIF_COLUMNS = (
+    "(B, T, F)",
+    "parameters",
+    "default: extension ms",
+    "default: reference ms",
+    "speed-up",
+    "reuse: extension ms",
+    "reuse: reference ms",
+    "speed-up (reuse)",
+    "peak MB, extension / reference",
+)
+ALIF_ADLIF_COLUMNS = (
+    "neuron",
+    "parameters",
+    "fused op, ms (min–max)",
+    "autograd loop, ms (min–max)",
+    "speed-up",
+    "peak MB, op / loop",
+)
+CUSTOM_SURROGATE_COLUMNS = (
+    "glibc allocator",
+    "fused SingleExponential, ms (min–max)",
+    "custom callable, ms (min–max)",
+    "custom / fused",
+    "peak MB, fused / custom",
+)
+README_TABLES = {
+    "lif": LIF_COLUMNS,
+    "alif_adlif": ALIF_ADLIF_COLUMNS,
+    "custom_surrogate": CUSTOM_SURROGATE_COLUMNS,
+}
 
 
-# Run by PeakRSS in a helper process: samples the measured process's resident memory every
-# 0.2 ms until its stdin closes, then prints the highest value in bytes.
-_SAMPLER = """
-import os, select, sys
-path, page, peak = f"/proc/{sys.argv[1]}/statm", os.sysconf("SC_PAGE_SIZE"), 0
-print("ready", flush=True)
-while not select.select([sys.stdin], [], [], 0.0002)[0]:
-    with open(path) as statm:
-        peak = max(peak, int(statm.read().split()[1]) * page)
-print(peak, flush=True)
-"""
+def custom_single_exponential(v_mem, threshold):
+    """SingleExponential's formula as a plain function: a custom (not fused) surrogate."""
+    import torch
+
+    width = threshold * 0.5
+    return 1.0 / width * torch.exp(-(v_mem - threshold).abs() / width)
 
 
-class PeakRSS:
-    """Highest resident memory (bytes) of this process while the ``with`` block runs.
+def make_step(variant: str, device: str, batch: int, time: int, features: int,
+              trainable: str = "", neuron: str = "lif"):
+    """(step, rate) for one layer: step() runs forward + backward, rate() the spike rate.
 
-    The kernel's own peak (VmHWM) is updated lazily, only when memory is unmapped, so it misses
-    peaks served from the heap. A sampling thread in this process would need the GIL, which a
-    Python loop (the reference) holds for milliseconds at a time; a helper process samples
-    every 0.2 ms regardless.
+    variant: "extension", "reference" (the BPTT loop) or "custom" (the extension with
+    custom_single_exponential). α = 0.9 and θ = 1, fixed (the backward then needs no parameter
+    gradients) or, as named in ``trainable``, per-neuron parameters that get gradients
+    ("alpha" is nn.LIF's default). ALIF: ρ = 0.95, β = 1.8 (sinabs' default), b0 = θ. adLIF:
+    β = 0.99, a = 60, b = 120 (mid-range of SE-adLIF's q·a, q·b), a stronger drive for a
+    similar spike rate. ~10 % spike rate, like PEERS.md's measurements.
     """
-
-    def __init__(self) -> None:
-        self.page = os.sysconf("SC_PAGE_SIZE")
-        self.peak = self.current()
-
-    def current(self) -> int:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * self.page
-
-    def __enter__(self) -> PeakRSS:
-        self._sampler = subprocess.Popen(
-            [sys.executable, "-c", _SAMPLER, str(os.getpid())],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self._sampler.stdout.readline()  # "ready"
-        self.peak = self.current()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._sampler.stdin.close()
-        sampled = int(self._sampler.stdout.readline())
-        self._sampler.wait()
-        self.peak = max(self.peak, sampled, self.current())
-
-
-# Which LIF parameters get gradients in a benchmark case, and how its row is labelled.
-TRAINABLE = {"": "", "alpha": " trainable α", "alpha+threshold": " trainable α, θ",
-             "alpha+rho+beta+b0": " trainable α, ρ, β, b0",
-             "alpha+beta+a+b": " trainable α, β, a, b"}
-
-
-def measure(
-    backend: str,
-    device: str,
-    batch: int,
-    time: int,
-    features: int,
-    repeats: int,
-    trainable: str = "",
-    neuron: str = "lif",
-) -> dict:
-    """Median forward+backward seconds and peak extra memory (MB) of one LIF, ALIF or adLIF
-    layer.
-
-    α = 0.9 and θ = 1, fixed (the backward then needs no parameter gradients) or, as named in
-    ``trainable`` ("alpha", "alpha+threshold"), per-neuron parameters that get gradients:
-    "alpha" is nn.LIF's default (τ trains, θ does not). ALIF (``neuron="alif"``): ρ = 0.95,
-    β = 1.8 (sinabs' default), b0 = θ; "alpha+rho+beta+b0" trains all four. adLIF
-    (``neuron="adlif"``): β = 0.99, a = 60, b = 120 (mid-range of SE-adLIF's q·a, q·b), a
-    stronger drive for a similar spike rate; "alpha+beta+a+b" trains all four (as SE-adLIF).
-
-    Peak extra memory: the highest memory during the first full-size step minus what was there
-    before it (inputs, interpreter, libraries): resident memory on CPU, allocated memory on CUDA.
-    """
-    import statistics
-    import time as clock
-
     import torch
 
     from exodus_lightning import ops
 
-    torch.manual_seed(0)
-    # ~10 % spike rate, like PEERS.md's measurements.
-    drive = torch.randn(batch, time, features, device=device) * 0.6 + 0.25
+    backend = "reference" if variant == "reference" else "extension"
+    surrogate = custom_single_exponential if variant == "custom" else None
+    generator = torch.Generator().manual_seed(0)
+    drive = torch.randn(batch, time, features, generator=generator) * 0.6 + 0.25
     if neuron == "adlif":  # the input enters scaled by 1 − α, and adaptation pulls u down
         drive = drive * 8 + 3
-    x = drive.requires_grad_()
-    upstream = torch.randn(batch, time, features, device=device)
+    x = drive.to(device).requires_grad_()
+    upstream = torch.randn(batch, time, features, generator=generator).to(device)
     trained = trainable.split("+") if trainable else []
-    alpha = torch.full((features,), 0.9, device=device, requires_grad="alpha" in trained)
+
+    def parameter(value: float, name: str) -> torch.Tensor:
+        return torch.full((features,), value, device=device, requires_grad=name in trained)
+
+    alpha, rho, a, b = parameter(0.9, "alpha"), parameter(0.95, "rho"), parameter(60.0, "a"), \
+        parameter(120.0, "b")
+    beta = parameter(0.99 if neuron == "adlif" else 1.8, "beta")
     threshold = torch.ones(features, device=device,
                            requires_grad="threshold" in trained or "b0" in trained)
-    rho = torch.full((features,), 0.95, device=device, requires_grad="rho" in trained)
-    beta = torch.full((features,), 0.99 if neuron == "adlif" else 1.8, device=device,
-                      requires_grad="beta" in trained)
-    a = torch.full((features,), 60.0, device=device, requires_grad="a" in trained)
-    b = torch.full((features,), 120.0, device=device, requires_grad="b" in trained)
+    parameters = (x, alpha, threshold, rho, beta, a, b)
 
-    def layer(x, alpha, threshold):
+    def layer() -> torch.Tensor:
         if neuron == "alif":
-            return ops.alif(x, alpha, rho, beta, threshold, max_spikes=None, backend=backend)[0]
+            return ops.alif(x, alpha, rho, beta, threshold, max_spikes=None,
+                            surrogate=surrogate, backend=backend)[0]
         if neuron == "adlif":
-            return ops.adlif(x, alpha, beta, a, b, threshold, backend=backend)[0]
-        return ops.lif(x, alpha, threshold, backend=backend)[0]
+            return ops.adlif(x, alpha, beta, a, b, threshold, surrogate=surrogate,
+                             backend=backend)[0]
+        return ops.lif(x, alpha, threshold, surrogate=surrogate, backend=backend)[0]
 
-    def step():
-        layer(x, alpha, threshold).backward(upstream)
-        x.grad = alpha.grad = threshold.grad = rho.grad = beta.grad = a.grad = b.grad = None
+    def step() -> None:
+        layer().backward(upstream)
+        for tensor in parameters:
+            tensor.grad = None
         if device == "cuda":
             torch.cuda.synchronize()
 
-    # Load the extension on a tiny input, so that memory freed by a full-size warm-up step and
-    # kept by the allocator cannot hide the peak; the first full-size step is measured, not timed.
-    tiny = x.detach()[:1, :2].requires_grad_()
-    layer(tiny, alpha, threshold).sum().backward()
-    # Peak memory over the first full-size step, time over the following ones: the sampling
-    # thread would otherwise take CPU time from the kernels on a machine with few cores.
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        step()
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        with PeakRSS() as rss:
-            base = rss.peak
-            step()
-        peak = rss.peak - base
-    times = []
-    for _ in range(repeats):
-        start = clock.perf_counter()
-        step()
-        times.append(clock.perf_counter() - start)
-    with torch.no_grad():
-        rate = layer(x, alpha, threshold).mean().item()
-    return {"seconds": statistics.median(times), "peak_mb": peak / 2**20, "rate": rate}
+    def rate() -> float:
+        with torch.no_grad():
+            return layer().float().mean().item()
+
+    return step, rate
 
 
-def _child(spec: str) -> None:
+def time_case(variants: list[str], rounds: int, **case: Any) -> dict:
+    """Interleaved timings (seconds) of the variants on one case, and the spike rate."""
+    steps = {variant: make_step(variant, **case)[0] for variant in variants}
+    times = timing.interleaved(steps, rounds)
+    return {"samples": {v: list(t.samples) for v, t in times.items()},
+            "rate": make_step(variants[0], **case)[1]()}
+
+
+def peak_case(variant: str, **case: Any) -> float:
+    """memory.step_peak_mb of one step, after loading the code on a tiny input."""
+    tiny = dict(case, batch=1, time=2)
+    make_step(variant, **tiny)[0]()
+    return memory.step_peak_mb(make_step(variant, **case)[0], case["device"])
+
+
+def measure(case: dict, variants: list[str], allocators: tuple[str, ...], rounds: int,
+            threads: int) -> dict:
+    """{allocator: Timing per variant}, default-allocator peaks and the rate of one case."""
+    result: dict[str, Any] = {"peak": {}}
+    for allocator in allocators:
+        timed = isolated.run(time_case, variants=variants, rounds=rounds, threads=threads,
+                             keep_freed_memory=allocator == "reuse", **case)
+        result[allocator] = {v: timing.Timing(tuple(s)) for v, s in timed["samples"].items()}
+        result["rate"] = timed["rate"]
+    for variant in variants:
+        result["peak"][variant] = isolated.run(peak_case, variant=variant, threads=threads,
+                                               **case)
+    return result
+
+
+def _ratio(slow: timing.Timing, fast: timing.Timing, digits: int = 1) -> str:
+    return f"{slow.median / fast.median:.{digits}f}×"
+
+
+def run(options: Any) -> dict:
     import torch
 
-    args = json.loads(spec)
-    torch.set_num_threads(args.pop("threads") or torch.get_num_threads())
-    if args.pop("keep_freed_memory"):
-        from exodus_lightning import ops
-
-        ops.keep_freed_memory()
-    print(json.dumps(measure(**args)))
-
-
-def run(spec: dict) -> dict:
-    """measure(**spec) in a fresh process; spec also holds "threads" and "keep_freed_memory"."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=os.environ.copy(),
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = arguments.parser("python experiments/benchmark_ops.py", __doc__)
-    parser.add_argument("--quick", action="store_true", help="small shapes (a smoke test)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
-    parser.add_argument("--devices", default="auto", help="cpu, cuda, or auto (both if present)")
-    parser.add_argument(
-        "--keep-freed-memory",
-        action="store_true",
-        help="call exodus_lightning.ops.keep_freed_memory() (as the CLI does on "
-        "CPU); same effect as the MALLOC_* variables",
-    )
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    options = parser.parse_args(argv)
-    if options.child:
-        _child(options.child)
-        return
-
-    import torch
-
+    out = arguments.setup(options)
     devices = (
         options.devices.split(",")
         if options.devices != "auto"
         else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     )
-    shapes = [(4, 50, 256)] if options.quick else SHAPES
-    sweep = [50, 150] if options.quick else SWEEP_T
-    bf = 4 * 256 if options.quick else SWEEP_BF
-    allocator = "default"
-    if options.keep_freed_memory:
-        allocator = "reuse (keep_freed_memory)"
-    elif os.environ.get("MALLOC_MMAP_MAX_") == "0":
-        allocator = "reuse (MALLOC_* variables)"
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-        f"glibc allocator: {allocator}\n"
-    )
+    shapes = [TINY_SHAPE] if options.tiny else SHAPES
+    sweep = TINY_SWEEP_T if options.tiny else SWEEP_T
+    bf = TINY_BF if options.tiny else SWEEP_BF
+    rounds = options.repeats or (2 if options.tiny else 7)
+    wanted = options.tables.split(",")
+    unknown = sorted(set(wanted) - set(README_TABLES))
+    if unknown:
+        raise SystemExit(f"--tables {','.join(unknown)}: choose from {', '.join(README_TABLES)}")
+    tables = {}
     for device in devices:
-        settings = dict(
-            device=device,
-            repeats=options.repeats,
-            threads=options.threads,
-            keep_freed_memory=options.keep_freed_memory,
-        )
+        allocators = ALLOCATORS if device == "cpu" else ("default",)
+        suffix = "" if device == "cpu" else f"_{device}"
+
+        def case(batch, time, features, trainable="", neuron="lif", device=device):
+            return dict(device=device, batch=batch, time=time, features=features,
+                        trainable=trainable, neuron=neuron)
+
+        lif_cases = [case(*shape) for shape in shapes] if "lif" in wanted else []
+        if lif_cases:
+            lif_cases += [case(*shapes[0], trainable=t) for t in ("alpha", "alpha+threshold")]
+            lif_cases += [case(1, t, bf) for t in sweep]
         rows = []
-        results = {}
-        # (B, T, F, trainable): every shape, the first again with trainable parameters, then
-        # the sweep over T.
-        cases = [(b, t, f, "", "lif") for b, t, f in shapes]
-        cases += [(*shapes[0], "alpha", "lif"), (*shapes[0], "alpha+threshold", "lif")]
-        cases += [(1, t, bf, "", "lif") for t in sweep]
-        cases += [(*shapes[0], "", "alif"), (*shapes[0], "alpha+rho+beta+b0", "alif")]
-        cases += [(*shapes[0], "", "adlif"), (*shapes[0], "alpha+beta+a+b", "adlif")]
-        for batch, time, features, trainable, neuron in cases:
-            case = dict(settings, batch=batch, time=time, features=features, trainable=trainable,
-                        neuron=neuron)
-            ext, ref = (run(dict(case, backend=b)) for b in ("extension", "reference"))
-            if neuron == "lif":
-                results[(batch, time, features, trainable)] = ext
-            label = {"lif": "", "alif": "ALIF ", "adlif": "adLIF "}[neuron] + (
-                f"({batch}, {time}, {features})" + TRAINABLE[trainable])
-            rows.append(
-                {
-                    "(B, T, F)": label,
-                    "extension ms": f"{ext['seconds'] * 1e3:.1f}",
-                    "reference ms": f"{ref['seconds'] * 1e3:.1f}",
-                    "speed-up": f"{ref['seconds'] / ext['seconds']:.1f}×",
-                    "extension peak MB": f"{ext['peak_mb']:.0f}",
-                    "reference peak MB": f"{ref['peak_mb']:.0f}",
-                    "spike rate": f"{ext['rate']:.3f}",
-                }
-            )
-            print(
-                f"  {device} {label}: extension {ext['seconds'] * 1e3:.1f} ms, "
-                f"reference {ref['seconds'] * 1e3:.1f} ms",
-                file=sys.stderr,
-            )
-        print(f"### {device}: one LIF (ALIF, adLIF) layer, forward + backward (median of "
-              f"{options.repeats})\n")
-        print(report.markdown_table(rows), end="")
-        last = results[(1, sweep[-1], bf, "")]["seconds"]
-        ratios = ", ".join(
-            f"T {t} → {sweep[-1]}: × {last / results[(1, t, bf, '')]['seconds']:.1f} "
-            f"(linear × {sweep[-1] / t:.0f})"
-            for t in sweep[:-1]
-        )
-        print(f"\nTime at B·F = {bf}, {ratios}\n")
+        for spec in report.progress(lif_cases, f"benchmark_ops {device} LIF"):
+            result = measure(spec, ["extension", "reference"], allocators, rounds,
+                             options.threads)
+            default = result["default"]
+            reuse = result.get("reuse", default)
+            rows.append({
+                "(B, T, F)": f"({spec['batch']}, {spec['time']}, {spec['features']})",
+                "parameters": TRAINABLE[spec["trainable"]],
+                "default: extension ms": default["extension"].cell(),
+                "default: reference ms": default["reference"].cell(),
+                "speed-up": _ratio(default["reference"], default["extension"]),
+                "reuse: extension ms": reuse["extension"].cell() if "reuse" in result else "",
+                "reuse: reference ms": reuse["reference"].cell() if "reuse" in result else "",
+                "speed-up (reuse)": (_ratio(reuse["reference"], reuse["extension"])
+                                     if "reuse" in result else ""),
+                "peak MB, extension / reference":
+                    f"{result['peak']['extension']:.0f} / {result['peak']['reference']:.0f}",
+                "spike rate": result["rate"],
+            })
+        if rows:
+            tables["lif" + suffix] = report.write_readme_table(rows, out, "lif" + suffix,
+                                                               LIF_COLUMNS, device, options.tiny)
+
+        adaptive = [case(*shapes[0], neuron=n, trainable=t) for n, t in
+                    (("alif", ""), ("alif", "alpha+rho+beta+b0"),
+                     ("adlif", ""), ("adlif", "alpha+beta+a+b"))] if "alif_adlif" in wanted else []
+        rows = []
+        for spec in report.progress(adaptive, f"benchmark_ops {device} ALIF/adLIF"):
+            result = measure(spec, ["extension", "reference"], ("default",), rounds,
+                             options.threads)
+            default = result["default"]
+            rows.append({
+                "neuron": NEURON_NAMES[spec["neuron"]],
+                "parameters": TRAINABLE[spec["trainable"]],
+                "fused op, ms (min–max)": default["extension"].cell(),
+                "autograd loop, ms (min–max)": default["reference"].cell(),
+                "speed-up": _ratio(default["reference"], default["extension"]),
+                "peak MB, op / loop":
+                    f"{result['peak']['extension']:.0f} / {result['peak']['reference']:.0f}",
+                "spike rate": result["rate"],
+            })
+        if rows:
+            tables["alif_adlif" + suffix] = report.write_readme_table(
+                rows, out, "alif_adlif" + suffix, ALIF_ADLIF_COLUMNS, device, options.tiny)
+        if "custom_surrogate" not in wanted:
+            continue
+        result = measure(case(*shapes[0]), ["extension", "custom"], allocators, rounds,
+                         options.threads)
+        rows = [{
+            "glibc allocator": allocator,
+            "fused SingleExponential, ms (min–max)": result[allocator]["extension"].cell(),
+            "custom callable, ms (min–max)": result[allocator]["custom"].cell(),
+            "custom / fused": _ratio(result[allocator]["custom"], result[allocator]["extension"],
+                                     digits=2),
+            "peak MB, fused / custom":
+                f"{result['peak']['extension']:.0f} / {result['peak']['custom']:.0f}",
+        } for allocator in allocators]
+        tables["custom_surrogate" + suffix] = report.write_readme_table(
+            rows, out, "custom_surrogate" + suffix, CUSTOM_SURROGATE_COLUMNS, device, options.tiny)
+
+    body = "\n".join(f"### {name}\n\n{text}" for name, text in tables.items())
+    report.report("benchmark_ops", options, "One layer: fused op vs autograd loop",
+                  [("Tables", body)], body)
+    return tables
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = arguments.experiment_parser("benchmark_ops", __doc__)
+    parser.add_argument("--quick", dest="tiny", action="store_true", help="the same as --tiny")
+    parser.add_argument("--repeats", type=int, default=0,
+                        help="timed rounds per case (0: 7, tiny: 2)")
+    parser.add_argument("--devices", default="auto", help="cpu, cuda, or auto (both if present)")
+    parser.add_argument("--tables", default=",".join(README_TABLES),
+                        help=f"tables to measure, of {', '.join(README_TABLES)} (default: all)")
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ for EXODUS and for SLAYER, in float32 and float64. BPTT is the same network with
 backend="reference" (autograd through the Python loop, reset included); EXODUS and SLAYER run the
 fused kernels. Weights are scaled layer by layer so every spiking layer fires (common.calibrate_),
 inputs are Bernoulli spike trains, the loss is cross-entropy of the output spike rates against
-random labels. Writes errors.csv/.md (per parameter), summary.csv/.md (per case) and scatter.png.
+random labels. Writes errors.csv/.md (per parameter), summary.csv/.md (per case and dtype), the
+README's table cases.md (per case, both dtypes) and scatter.png.
 
     python -m experiments.gradient_equivalence            # ~1 minute on 2 CPU cores
     python -m experiments.gradient_equivalence --tiny     # seconds
@@ -30,6 +31,16 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Acceptance thresholds of the claim: EXODUS within rounding of BPTT; SLAYER visibly off.
 TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
 SLAYER_DIFFERS = 1e-2
+# The README's table (experiments/tables.py copies <out>/cases.md into it).
+README_TABLES: dict[str, tuple[str, ...]] = {
+    "cases": (
+        "case",
+        "spike rates per layer",
+        "EXODUS max rel. error, float32",
+        "float64",
+        "SLAYER rel. error (min – max over parameters)",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -190,6 +201,25 @@ def scatter(all_grads: list[tuple[str, dict]], path: Path) -> Path:
     return report.save_figure(figure, path)
 
 
+def readme_rows(summaries: list[dict]) -> list[dict]:
+    """One row per case: EXODUS's largest error in each dtype; spike rates and SLAYER's range
+    from the float32 network (what training uses)."""
+    by_case: dict[str, dict[str, dict]] = {}
+    for summary in summaries:
+        by_case.setdefault(summary["case"], {})[summary["dtype"]] = summary
+    rows = []
+    for case, runs in by_case.items():
+        single, double = runs["float32"], runs["float64"]
+        rows.append(dict(zip(README_TABLES["cases"], (
+            case,
+            single["spike_rates"],
+            f"{single['exodus_max_rel_error']:.1e}",
+            f"{double['exodus_max_rel_error']:.1e}",
+            f"{single['slayer_min_rel_error']:.2g} – {single['slayer_max_rel_error']:.2g}",
+        ))))
+    return rows
+
+
 def run(options: Any) -> dict:
     """Run every case in both dtypes; write the tables, the plot and a README."""
     out = arguments.setup(options)
@@ -204,6 +234,8 @@ def run(options: Any) -> dict:
             scatter_grads.append((case.name, grads))
     errors_md = report.write_table(rows, out / "errors")
     summary_md = report.write_table(summaries, out / "summary")
+    report.write_readme_table(readme_rows(summaries), out, "cases", README_TABLES["cases"],
+                              tiny=options.tiny)
     figure = scatter(scatter_grads, out / "scatter.png")
     verdict = all(s["exodus_equals_bptt"] for s in summaries)
     settings = (

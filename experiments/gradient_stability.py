@@ -7,7 +7,8 @@ initialised layer by layer so that every layer fires ~0.1 spikes per step (commo
 so deep networks neither go silent nor saturate; inputs are Bernoulli spike trains, the loss is
 cross-entropy of the last layer's spike rates against random labels. Several seeds; tables give
 the median over seeds of the norms and of the ratios SLAYER/BPTT and EXODUS/BPTT.
-Writes norms.csv (every measurement), depth.csv/.md and time.csv/.md (summaries), and plots:
+Writes norms.csv (every measurement), depth.csv/.md and time.csv/.md (summaries), the README's
+tables depth_sweep.md and time_sweep.md, and plots:
 depth.png (first-layer norm and ratio vs depth), layers.png (norm per layer, deepest network),
 time.png (first-layer norm and ratio vs T).
 
@@ -29,6 +30,14 @@ import torch.nn.functional as F
 
 from exodus_lightning import nn as enn
 from experiments import arguments, common, report
+
+# The README's tables (experiments/tables.py copies <out>/<stem>.md into it).
+RATIOS = ("SLAYER/BPTT, first layer", "SLAYER/BPTT, last layer", "max |EXODUS/BPTT − 1|")
+README_TABLES: dict[str, tuple[str, ...]] = {
+    "depth_sweep": ("neuron", "spiking layers", "BPTT ‖∂L/∂W₁‖", "EXODUS ‖∂L/∂W₁‖",
+                    "SLAYER ‖∂L/∂W₁‖", *RATIOS),
+    "time_sweep": ("neuron", "T", *RATIOS),
+}
 
 EXPERIMENT = "gradient_stability"
 VARIANTS = tuple(common.VARIANTS)  # bptt, exodus, slayer
@@ -139,6 +148,21 @@ def summarise(rows: list[dict], key: str) -> list[dict]:
         out["max |exodus/bptt - 1|"] = max(abs(r["exodus/bptt"] - 1) for r in group)
         summary.append(out)
     return summary
+
+
+def readme_rows(summary: list[dict], key: str) -> list[dict]:
+    """The README's rows of a sweep summary (key "depth" or "time"): 3 significant digits,
+    EXODUS's deviation from BPTT in scientific notation."""
+    stem = f"{key}_sweep"
+    rows = []
+    for s in summary:
+        values = [s["neuron"].upper(), s[key]]
+        if key == "depth":
+            values += [f"{s[f'{name}_norm (first)']:.3g}" for name in ("bptt", "exodus", "slayer")]
+        values += [f"{s['slayer/bptt (first)']:.3g}", f"{s['slayer/bptt (last)']:.3g}",
+                   f"{s['max |exodus/bptt - 1|']:.1e}"]
+        rows.append(dict(zip(README_TABLES[stem], values)))
+    return rows
 
 
 def describe(summary: list[dict], key: str) -> str:
@@ -257,6 +281,9 @@ def run(options: Any) -> dict:
     time_summary = summarise([r for r in rows if r["sweep"] == "time"], "time")
     depth_md = report.write_table(depth_summary, out / "depth")
     time_md = report.write_table(time_summary, out / "time")
+    for key, summary in (("depth", depth_summary), ("time", time_summary)):
+        report.write_readme_table(readme_rows(summary, key), out, f"{key}_sweep",
+                                  README_TABLES[f"{key}_sweep"], tiny=options.tiny)
     figures = [
         plot_sweep(
             depth_summary, "depth", f"spiking layers (T = {settings.fixed_time})", out / "depth.png"

@@ -12,7 +12,8 @@ Per variant: the bytes autograd keeps for backward (unique storages saved by the
 input and parameters left out), the peak resident memory of one forward + backward pass above
 the process's memory before it (each variant in a fresh process), the median time of forward +
 backward and of forward alone (no autograd), and the agreement with the first variant
-(spike mismatches, largest relative gradient difference).
+(spike mismatches, largest relative gradient difference): memory.csv/.md, and the README's
+table variants.md.
 
     python -m experiments.recurrent_memory             # (32, 300, 512)
     python -m experiments.recurrent_memory --tiny      # seconds, tiny shapes (tests)
@@ -38,6 +39,11 @@ from experiments.sinabs_speed import max_relative, median_times
 
 EXPERIMENT = "recurrent_memory"
 VARIANTS = ("fused", "loop", "sinabs")
+# The README's table (experiments/tables.py copies <out>/variants.md into it).
+README_TABLES: dict[str, tuple[str, ...]] = {
+    "variants": ("case, (B, T, F)", "variant", "kept for backward", "peak fwd+bwd", "fwd+bwd",
+                 "fwd"),
+}
 
 
 @dataclass
@@ -195,6 +201,14 @@ def run_case(case: Case, repeats: int, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
+def readme_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The README's rows: memory in whole MiB, times in whole ms."""
+    return [dict(zip(README_TABLES["variants"], (
+        f"{row['case']}, {row['(B, T, F)']}", row["variant"],
+        f"{row['saved for backward MiB']:.0f} MiB", f"{row['peak fwd+bwd MiB']:.0f} MiB",
+        f"{row['fwd+bwd ms']:.0f} ms", f"{row['fwd ms']:.0f} ms"))) for row in rows]
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = arguments.experiment_parser(EXPERIMENT, __doc__)
     parser.add_argument("--repeats", type=int, default=3)
@@ -209,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for case in report.progress(cases(options.tiny), "cases"):
         rows += run_case(case, 1 if options.tiny else options.repeats, options.seed)
     table = report.write_table(rows, out / "memory")
+    report.write_readme_table(readme_rows(rows), out, "variants", README_TABLES["variants"],
+                              tiny=options.tiny)
     threads = torch.get_num_threads()
     report.report(
         EXPERIMENT,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ SMOKE_NOTE = (
     "end. Accuracies near chance (0.1 for 10 classes), nan ratios and noisy timings are "
     "expected here; the numbers say nothing about the methods. Run without --tiny for results."
 )
+# Starts the provenance line of a README table from a --tiny run: experiments/tables.py refuses
+# to copy such a table into the README.
+SMOKE_TABLE_MARK = "**Smoke run (--tiny), not a result.**"
 
 
 def progress(items: Iterable, desc: str, total: int | None = None) -> Iterable:
@@ -49,12 +53,62 @@ def format_value(value: Any) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
+def markdown_cell(value: Any) -> str:
+    """format_value, with "|" escaped as "\\|" so it does not split the cell."""
+    return format_value(value).replace("|", "\\|")
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
     """A GitHub Markdown table of rows (dicts), columns in the given or first-row order."""
     columns = list(columns or (rows[0].keys() if rows else []))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(format_value(row.get(c)) for c in columns) + " |" for row in rows]
+    lines = ["| " + " | ".join(map(markdown_cell, columns)) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(markdown_cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def table_header(markdown: str) -> tuple[str, ...]:
+    """The column names of the first table row in markdown text ("\\|" read back as "|")."""
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            cells = re.split(r"(?<!\\)\|", line.strip())[1:-1]
+            return tuple(cell.strip().replace("\\|", "|") for cell in cells)
+    raise ValueError("no Markdown table (a line starting with '|') in the text")
+
+
+def write_readme_table(
+    rows: Sequence[Mapping[str, Any]],
+    out: Path,
+    stem: str,
+    columns: Sequence[str],
+    device: str = "cpu",
+    tiny: bool = False,
+) -> str:
+    """Write out/stem.md: a table for the README (experiments/tables.py copies it there) with
+    exactly ``columns`` (the script's README_TABLES[stem]), a blank line, then the provenance
+    line of this process on device (after SMOKE_TABLE_MARK when tiny); and every key of the
+    rows to out/stem.csv. Return the Markdown text.
+
+    Every row must hold every column (rows may hold more keys: they go to the CSV only), so a
+    README column the script stopped computing is an error, not an empty cell.
+    """
+    from experiments import provenance
+
+    for index, row in enumerate(rows):
+        missing = [column for column in columns if column not in row]
+        if missing:
+            raise ValueError(
+                f"README table {stem!r}: row {index} lacks the columns {missing} of the "
+                f"script's README_TABLES[{stem!r}] = {list(columns)}: compute them in every row"
+            )
+    with open(out / f"{stem}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+    line = provenance.line(provenance.collect(device))
+    text = markdown_table(rows, columns) + "\n" + (f"{SMOKE_TABLE_MARK} " if tiny else "") + line
+    text += "\n"
+    (out / f"{stem}.md").write_text(text)
+    return text
 
 
 def write_table(

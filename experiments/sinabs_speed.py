@@ -4,19 +4,25 @@ Each case builds a sinabs layer and ours from one set of keyword arguments (the 
 only difference), checks that spikes, final states and input/parameter gradients agree, then
 times forward + backward (and forward alone, without autograd) alternately in one process and
 reports medians and the speed-up. The defaults are sinabs' (multi-spike, subtracting reset,
-SingleExponential surrogate, norm_input=True, trainable tau_mem).
+SingleExponential surrogate, norm_input=True, trainable tau_mem). Each allocator mode (glibc's
+default, and reuse: ops.keep_freed_memory()) runs in a fresh process of its own. Writes
+speed.csv/.md (every case and mode) and the README's table layers.md ("default / reuse" cells).
 
-    python -m experiments.sinabs_speed                      # (32, 300, 2048) and friends
+    python -m experiments.sinabs_speed                      # (32, 300, 2048) and friends, ~12 min
     python -m experiments.sinabs_speed --tiny               # seconds, tiny shapes (tests)
-    python -m experiments.sinabs_speed --keep-freed-memory  # glibc keeps freed memory (README)
+    python -m experiments.sinabs_speed --keep-freed-memory  # the reuse mode alone
 """
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,10 +30,17 @@ from torch import Tensor, nn
 
 from exodus_lightning import nn as enn
 from exodus_lightning import ops
-from experiments import arguments, report
+from experiments import arguments, provenance, report
 
 EXPERIMENT = "sinabs_speed"
+ROOT = Path(__file__).resolve().parents[1]
 TAU_MEM = 20.0
+ALLOCATORS = ("default", "reuse")  # reuse: ops.keep_freed_memory()
+# The README's table (experiments/tables.py copies <out>/layers.md into it).
+README_TABLES: dict[str, tuple[str, ...]] = {
+    "layers": ("layer, (B, T, F)", "sinabs fwd+bwd", "ours fwd+bwd", "fwd+bwd speed-up",
+               "forward-only speed-up"),
+}
 
 
 @dataclass
@@ -44,7 +57,7 @@ class Case:
 def cases(tiny: bool) -> list[Case]:
     big, recurrent = ((2, 12, 16), (2, 12, 8)) if tiny else ((32, 300, 2048), (32, 300, 512))
     return [
-        Case("LIF (sinabs' defaults)", "LIF", big, {"tau_mem": TAU_MEM}, scale=14.0),
+        Case("LIF, sinabs' defaults", "LIF", big, {"tau_mem": TAU_MEM}, scale=14.0),
         Case(
             "LIF, tau_syn, min_v_mem=-1",
             "LIF",
@@ -52,9 +65,9 @@ def cases(tiny: bool) -> list[Case]:
             {"tau_mem": TAU_MEM, "tau_syn": 5.0, "min_v_mem": -1.0},
             scale=3.0,
         ),
-        Case("IAF, single spike", "IAF", big, {"spike_fn": "SingleSpike"}, scale=0.7),
+        Case("IAF, SingleSpike", "IAF", big, {"spike_fn": "SingleSpike"}, scale=0.7),
         Case(
-            "LIFRecurrent (Linear)",
+            "LIFRecurrent, nn.Linear connection",
             "LIFRecurrent",
             recurrent,
             {"tau_mem": TAU_MEM, "norm_input": False},
@@ -152,23 +165,89 @@ def run_case(case: Case, repeats: int, seed: int) -> dict[str, Any]:
     } | check
 
 
+def measure(options: Any, allocator: str) -> list[dict[str, Any]]:
+    """Every case's row with one allocator mode, each mode in a fresh process (glibc's mode
+    cannot be switched back once set; a fresh process starts each mode from the same heap)."""
+    command = [sys.executable, "-m", f"experiments.{EXPERIMENT}", "--allocator-run", allocator,
+               "--out", str(options.out), "--repeats", str(options.repeats),
+               "--seed", str(options.seed), "--threads", str(options.threads)]
+    command += ["--tiny"] if options.tiny else []
+    # stderr (the progress bar) passes through; stdout's last line is the rows as JSON.
+    result = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True)
+    return [{"allocator": allocator, **row}
+            for row in json.loads(result.stdout.strip().splitlines()[-1])]
+
+
+def duration(ms: float) -> str:
+    """A time cell: "21.4 s" from a second up, "289 ms" below."""
+    return f"{ms / 1e3:.1f} s" if ms >= 1e3 else f"{ms:.3g} ms"
+
+
+def times(ratio: float) -> str:
+    """A speed-up cell: "74×" from 10 up, "4.6×" below."""
+    return f"{ratio:.0f}×" if ratio >= 10 else f"{ratio:.2g}×"
+
+
+def readme_rows(rows: list[dict[str, Any]], allocators: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per case; each cell holds the allocator modes' values joined by " / "."""
+    table = []
+    for case in dict.fromkeys(row["case"] for row in rows):
+        mine = {row["allocator"]: row for row in rows if row["case"] == case}
+        by_mode = [mine[allocator] for allocator in allocators]
+        table.append(dict(zip(README_TABLES["layers"], (
+            f"{case}, {by_mode[0]['(B, T, F)']}",
+            joined(by_mode, "sinabs fwd+bwd ms", duration),
+            joined(by_mode, "ours fwd+bwd ms", duration),
+            joined(by_mode, "fwd+bwd speed-up", times),
+            joined(by_mode, "fwd speed-up", times),
+        ))))
+    return table
+
+
+def joined(rows: list[dict[str, Any]], column: str, show: Callable[[float], str]) -> str:
+    """One cell from several rows' values of column, e.g. "289 ms / 159 ms"."""
+    return " / ".join(show(row[column]) for row in rows)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = arguments.experiment_parser(EXPERIMENT, __doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
+        "--allocators",
+        default=",".join(ALLOCATORS),
+        help="comma list of glibc allocator modes, each run in a fresh process: default, "
+        "reuse (ops.keep_freed_memory())",
+    )
+    parser.add_argument(
         "--keep-freed-memory",
         action="store_true",
-        help="let glibc reuse freed memory (ops.keep_freed_memory())",
+        help="the reuse mode alone (same as --allocators reuse)",
     )
+    parser.add_argument("--allocator-run", type=str, default=None,
+                        help="internal: measure every case with this allocator mode in this "
+                        "process, print the rows as JSON")
     options = parser.parse_args(argv)
     out = arguments.setup(options)
-    if options.keep_freed_memory:
-        ops.keep_freed_memory()
-    rows = []
-    for case in report.progress(cases(options.tiny), "cases"):
-        rows.append(run_case(case, 1 if options.tiny else options.repeats, options.seed))
+    if options.allocator_run:
+        if options.allocator_run == "reuse":
+            ops.keep_freed_memory()
+        rows = [run_case(case, 1 if options.tiny else options.repeats, options.seed)
+                for case in report.progress(cases(options.tiny), options.allocator_run)]
+        print(json.dumps(rows))
+        return {"rows": rows}
+    allocators = ["reuse"] if options.keep_freed_memory else options.allocators.split(",")
+    unknown = set(allocators) - set(ALLOCATORS)
+    if unknown or not allocators:
+        raise SystemExit(f"--allocators: unknown modes {sorted(unknown)}; choose from "
+                         f"{', '.join(ALLOCATORS)}")
+    rows = [row for allocator in allocators for row in measure(options, allocator)]
     table = report.write_table(rows, out / "speed")
-    threads = torch.get_num_threads()
+    provenance.note_allocator(" / ".join(
+        "reuse (keep_freed_memory)" if mode == "reuse" else mode for mode in allocators)
+        + ", a fresh process each")
+    report.write_readme_table(readme_rows(rows, allocators), out, "layers",
+                              README_TABLES["layers"], tiny=options.tiny)
+    threads = options.threads or torch.get_num_threads()
     report.report(
         EXPERIMENT,
         options,
@@ -177,8 +256,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             (
                 "Setup",
                 f"torch {torch.__version__}, {threads} threads, float32, median of "
-                f"{options.repeats} alternating runs after a warm-up; keep_freed_memory="
-                f"{options.keep_freed_memory}.\n",
+                f"{options.repeats} alternating runs after a warm-up; allocator modes "
+                f"{', '.join(allocators)}, each in a fresh process.\n",
             ),
             ("Results", table),
         ],

@@ -12,10 +12,10 @@ cue must be held for the whole gap) on the CPU, in minutes:
                   can reach across the gap
 
 and writes a table of the final and best validation accuracy per variant (mean ± std over
-seeds), accuracy.csv (per epoch) and accuracy.png (validation accuracy per epoch) to the
-results folder.
+seeds: summary.csv/.md, and the README's table network.md), accuracy.csv (per epoch) and
+accuracy.png (validation accuracy per epoch) to the results folder.
 
-    python -m experiments.temporal_memory                  # gap 80, 3 seeds, ~2 minutes on 2 cores
+    python -m experiments.temporal_memory                  # gap 80, 3 seeds, ~10 minutes on 2 cores
     python -m experiments.temporal_memory --gap 150 --epochs 30
     python -m experiments.temporal_memory --tiny           # seconds (a smoke test)
 """
@@ -34,6 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file, t
 from experiments import arguments, report  # noqa: E402
 
 EXPERIMENT = "temporal_memory"
+# The README's table (experiments/tables.py copies <out>/network.md into it).
+README_TABLES: dict[str, tuple[str, ...]] = {
+    "network": ("network", "final val acc", "best val acc", "seconds per run"),
+}
 
 # Network settings shared by every variant, then each variant's network class and its own
 # arguments ("{gap}" stands for a delay span that reaches across the gap).
@@ -51,6 +55,21 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                                       reset="subtract", gradient="exodus", dropout=0.0,
                                       readout_tau_mem=20.0, extend_time=False)),
 }
+# How the README names each variant ("{span}": the delay span that reaches across the gap).
+README_NAMES = {
+    "LIF": "LIF (τ = 10 steps)",
+    "ALIF": "ALIF (τ_adapt = 200)",
+    "LIF recurrent": "LIF recurrent (single spike)",
+    "adLIF": "adLIF (SE-adLIF)",
+    "LIF + delays": "LIF + learned delays (span {span})",
+}
+
+
+def delay_span(gap: int) -> int:
+    """A delay span of gap + one cue window + 1 steps reaches from the first cue to the second."""
+    from exodus_lightning.data import DelayedXorDataModule
+
+    return gap + DelayedXorDataModule(gap=gap).cue_steps + 1
 
 
 def train(variant: str, seed: int, options: Any) -> dict[str, Any]:
@@ -68,8 +87,7 @@ def train(variant: str, seed: int, options: Any) -> dict[str, Any]:
                                 num_train_samples=options.train_samples,
                                 num_val_samples=options.val_samples, num_test_samples=64)
     name, settings = VARIANTS[variant]
-    # A delay span of gap + one cue window + 1 steps reaches from the first cue to the second.
-    span = options.gap + data.cue_steps + 1
+    span = delay_span(options.gap)
     settings = {key: span if value == "{gap}" else value for key, value in settings.items()}
     network = getattr(models, name)(data.input_shape, data.num_classes, **COMMON, **settings)
     module = SpikingClassifier(network, data.num_classes, readout_loss="mean_membrane",
@@ -127,6 +145,13 @@ def main(argv: list[str] | None = None) -> None:
             "seconds per run": statistics.median(run["seconds"] for run in mine),
         })
     table = report.write_table(rows, out / "summary")
+    span = delay_span(options.gap)
+    columns = README_TABLES["network"]
+    report.write_readme_table(
+        [dict(zip(columns, (README_NAMES[row["variant"]].format(span=span),
+                            row["final val acc"], row["best val acc"],
+                            report.format_value(row["seconds per run"])))) for row in rows],
+        out, "network", columns, tiny=options.tiny)
 
     figure = report.figure(figsize=(6, 4))
     axes = figure.add_subplot()

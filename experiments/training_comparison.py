@@ -12,7 +12,7 @@ in configs/) and run.yaml, written here, sets the variant
 a callback that logs the training time of every epoch. Learning curves and times are read back
 from each run's metrics.csv. Writes curves.csv (per epoch), runs.csv (per run), summary.csv/.md
 (per variant: final and best validation accuracy, mean ± std over seeds; median seconds per
-training epoch) and curves.png, time.png.
+training epoch), the README's table gradients.md and curves.png, time.png.
 
     python -m experiments.training_comparison                       # Randman, 3 seeds, CPU
     python -m experiments.training_comparison --config configs/shd.yaml
@@ -38,6 +38,11 @@ from experiments import arguments, common, report
 EXPERIMENT = "training_comparison"
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "experiments" / "randman.yaml"
+# The README's table (experiments/tables.py copies <out>/gradients.md into it).
+README_TABLES: dict[str, tuple[str, ...]] = {
+    "gradients": ("gradient", "final val. acc.", "best val. acc.", "s / epoch",
+                  "speed-up vs BPTT"),
+}
 TIME_METRIC = "time/train_epoch_s"
 
 
@@ -186,6 +191,19 @@ def summarise(curves: list[dict], variants: list[str]) -> tuple[list[dict], list
     return runs, summary
 
 
+def readme_rows(summary: list[dict]) -> list[dict]:
+    """The README's rows: accuracies in percent (mean ± std over seeds), seconds per epoch and
+    the speed-up over BPTT."""
+    rows = []
+    for row in summary:
+        accuracies = [f"{100 * row[column]:.1f} ± {100 * row[f'{column}_std']:.1f} %"
+                      for column in ("final_val_acc", "best_val_acc")]
+        rows.append(dict(zip(README_TABLES["gradients"], (
+            row["variant"].upper(), *accuracies, report.format_value(row["epoch_s"]),
+            f"{row['speed-up vs bptt']:.2f}×"))))
+    return rows
+
+
 def plot_curves(curves: list[dict], variants: list[str], path: Path) -> Path:
     """Validation accuracy and training loss per epoch: mean over seeds, band = min..max."""
     figure = report.figure(figsize=(10, 4))
@@ -264,6 +282,8 @@ def run(options: Any) -> dict:
     run_rows, summary = summarise(curves, variants)
     report.write_table(run_rows, out / "runs")
     summary_md = report.write_table(summary, out / "summary")
+    report.write_readme_table(readme_rows(summary), out, "gradients", README_TABLES["gradients"],
+                              tiny=options.tiny)
     figures = [
         plot_curves(curves, variants, out / "curves.png"),
         plot_time(summary, out / "time.png"),

@@ -1,34 +1,32 @@
-"""Claim 3 (speed): a full training step with EXODUS vs BPTT, and vs peer libraries if installed.
+"""Claim 3 (speed): a full training step with EXODUS vs BPTT and every installed peer.
 
-Measures the median wall-clock time and the memory of one training step (forward,
-cross-entropy on the time-averaged output, backward, Adam step) of the paper's two networks:
-the SHD MLP (700 inputs → 128 → 128 LIF → 20, exodus_lightning.models.FeedForwardSNN) and a DVS
-conv net ((2, 32, 32) input, conv/LIF/pool blocks, models.ConvSNN), over a sweep of T, for
-EXODUS (fused kernels) and BPTT (the same network with backend="reference"). Peers are timed
-in the same run when installed, and skipped with a note otherwise: sinabs runs both networks
-with its layers in place of ours (exodus_lightning.convert.to_sinabs: same parameters and
-dynamics); snnTorch and SpikingJelly run their own SHD MLPs (their neuron conventions differ,
-see PEERS.md: timings only). CPU always; CUDA too when present. Memory is reported twice: the
-tensors autograd saves for the backward pass (exact, via saved_tensors_hooks) and the peak
-growth during the timed steps (CPU: peak RSS; CUDA: max_memory_allocated), each measurement in
-its own process.
-Writes speed.csv/.md, speed.png (time vs T) and memory.png (saved-for-backward MB vs T).
+One training step (forward, cross-entropy on the time-averaged output, backward, Adam step) of
+the paper's two networks, the SHD MLP (700 inputs → 128 → 128 LIF → 20,
+models.FeedForwardSNN) and a DVS conv net ((2, 32, 32) input, conv/LIF/pool blocks,
+models.ConvSNN), over a sweep of T, one spike per step at most. Each implementation runs
+the same network with the same weights: EXODUS (fused kernels), BPTT (backend="reference",
+autograd through a Python loop), and, when installed, sinabs, snnTorch and SpikingJelly with
+their LIF layers in place of ours, configured to the same dynamics (experiments/peers.py).
 
-    python -m experiments.training_speed                   # CPU sweep: ~5 minutes on 2 cores
+Per cell (network, T, implementation), equivalence first, then speed and memory:
+    spike mismatch     fraction of spikes (all LIF layers) differing from a float64 reference
+    input-grad error   relative error of ∂loss/∂input against that reference (the reference
+                       is our autograd loop with the implementation's own surrogate)
+    ms/step            median (min–max) over rounds interleaved across implementations
+                       (timing.py), all in one process per cell
+    peak MB            memory one step needs (memory.step_peak_mb), each in a fresh process
+    saved MB           tensors autograd keeps for backward (exact, allocator-independent)
+CPU always; CUDA too when present. Writes speed.csv/.md, speed_readme.md (the README's
+table), speed.png (time vs T) and memory.png (saved-for-backward MB vs T).
+
+    python -m experiments.training_speed                   # CPU sweep: ~15 minutes on 2 cores
     python -m experiments.training_speed --devices cuda    # GPU sweep (larger batches)
     python -m experiments.training_speed --tiny            # seconds
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
-import statistics
-import subprocess
-import sys
-import time as clock
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,13 +34,27 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from experiments import arguments, report
+from experiments import arguments, isolated, memory, peers, report, timing
+from experiments.common import relative_error
 
 EXPERIMENT = "training_speed"
-OURS = ("exodus", "bptt")
-PEERS = ("sinabs", "snntorch", "spikingjelly")
-PEER_MODULES = {"sinabs": "sinabs", "snntorch": "snntorch", "spikingjelly": "spikingjelly"}
+OURS = peers.OURS
+PEERS = peers.PEERS
 TAU_MEM = 20.0
+README_COLUMNS = (
+    "network",
+    "batch",
+    "T",
+    "implementation",
+    "spike mismatch",
+    "input-grad error",
+    "ms/step, median (min–max)",
+    "speed-up vs BPTT",
+    "peak MB",
+    "saved for backward MB",
+)
+README_TABLES = {"speed_readme": README_COLUMNS}
+NETWORK_NAMES = {"shd_mlp": "SHD MLP 700→128→128→20", "dvs_conv": "DVS conv (2,32,32)"}
 
 
 @dataclass(frozen=True)
@@ -66,205 +78,140 @@ CLASSES = {"shd_mlp": 20, "dvs_conv": 11}
 
 
 # ---------------------------------------------------------------------------------------------
-# Networks
+# Networks and inputs
+
+
+def base_model(network: str, input_shape: tuple[int, ...]) -> torch.nn.Module:
+    """Our network (seeded weights, one spike per step at most), before any swap."""
+    from exodus_lightning import models
+
+    torch.manual_seed(0)
+    common = dict(
+        tau_mem=TAU_MEM, readout="exp_leak", readout_tau_mem=TAU_MEM, max_spikes_per_step=1
+    )
+    if network == "shd_mlp":
+        return models.FeedForwardSNN(input_shape, CLASSES[network], hidden_sizes=(128, 128),
+                                     **common)
+    return models.ConvSNN(input_shape, CLASSES[network], channels=(16, 32, 32), **common)
 
 
 def build(network: str, implementation: str, input_shape: tuple[int, ...]):
-    """(model, forward, reset) for a network in one implementation.
+    """(model, forward, reset): the network in one implementation (peers.swap_neurons).
 
     forward: (batch, time, *input_shape) -> (batch, time, classes); reset: zero neuron states.
-    sinabs runs our network with its layers in place of ours (convert.to_sinabs: same
-    architecture, parameters and dynamics); snnTorch and SpikingJelly have their own MLPs.
     """
-    classes = CLASSES[network]
-    if implementation in (*OURS, "sinabs"):
-        from exodus_lightning import models
-        from exodus_lightning import nn as enn
+    from exodus_lightning import nn as enn
 
-        backend = "reference" if implementation == "bptt" else "extension"
-        if network == "shd_mlp":
-            model = models.FeedForwardSNN(
-                input_shape,
-                classes,
-                hidden_sizes=(128, 128),
-                tau_mem=TAU_MEM,
-                readout="exp_leak",
-                readout_tau_mem=TAU_MEM,
-                backend=backend,
-            )
-        else:
-            model = models.ConvSNN(
-                input_shape,
-                classes,
-                channels=(16, 32, 32),
-                tau_mem=TAU_MEM,
-                readout="exp_leak",
-                readout_tau_mem=TAU_MEM,
-                backend=backend,
-            )
-        if implementation != "sinabs":
-            return model, model, lambda: enn.reset_states(model)
-        import sinabs
+    model = peers.swap_neurons(base_model(network, input_shape), implementation)
 
-        from exodus_lightning.convert import to_sinabs
+    def reset() -> None:
+        enn.reset_states(model)
+        if implementation == "sinabs":
+            import sinabs
 
-        theirs = to_sinabs(model)
-        return theirs, theirs, lambda: sinabs.reset_states(theirs)
-    if network != "shd_mlp":
-        raise NotImplementedError(f"{implementation}: only the SHD MLP is implemented")
-    if implementation == "snntorch":
-        return _snntorch_mlp(input_shape[0], classes)
-    return _spikingjelly_mlp(input_shape[0], classes)
+            sinabs.reset_states(model)
+
+    return model, model, reset
 
 
-def _snntorch_mlp(inputs: int, classes: int):
-    """snnTorch Leaky neurons stepped in a Python loop over time (its usual pattern)."""
-    import snntorch
-
-    beta = math.exp(-1.0 / TAU_MEM)
-    linears = torch.nn.ModuleList(
-        [torch.nn.Linear(inputs, 128), torch.nn.Linear(128, 128), torch.nn.Linear(128, classes)]
-    )
-    neurons = torch.nn.ModuleList([snntorch.Leaky(beta=beta) for _ in linears])
-    model = torch.nn.ModuleList([linears, neurons])
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        membranes = [neuron.init_leaky() for neuron in neurons]
-        outputs = []
-        for x_t in x.unbind(1):
-            for index, (linear, neuron) in enumerate(zip(linears, neurons)):
-                x_t, membranes[index] = neuron(linear(x_t), membranes[index])
-            outputs.append(x_t)
-        return torch.stack(outputs, 1)
-
-    return model, forward, lambda: None
+def inputs(network: str, batch: int, time: int, input_shape: tuple[int, ...], device: str,
+           dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded event-like input (5 % ones) and labels."""
+    generator = torch.Generator().manual_seed(1)
+    x = (torch.rand(batch, time, *input_shape, generator=generator) < 0.05).to(dtype)
+    labels = torch.randint(0, CLASSES[network], (batch,), generator=generator)
+    return x.to(device), labels.to(device)
 
 
-def _spikingjelly_mlp(inputs: int, classes: int):
-    """SpikingJelly multi-step LIF nodes (subtractive reset, reset not detached), (T, B, F)."""
-    from spikingjelly.activation_based import functional, neuron
+def _training_step(network, implementation, device, batch, time, input_shape):
+    model, forward, reset = build(network, implementation, input_shape)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, labels = inputs(network, batch, time, input_shape, device)
 
-    layers = []
-    for fan_in, fan_out in ((inputs, 128), (128, 128), (128, classes)):
-        layers += [
-            torch.nn.Linear(fan_in, fan_out),
-            neuron.LIFNode(tau=TAU_MEM, v_reset=None, step_mode="m"),
-        ]
-    model = torch.nn.Sequential(*layers)
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        reset()
+        F.cross_entropy(forward(x).mean(1), labels).backward()
+        optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        return model(x.transpose(0, 1)).transpose(0, 1)
+    def forward_only() -> None:
+        reset()
+        F.cross_entropy(forward(x).mean(1), labels)
 
-    return model, forward, lambda: functional.reset_net(model)
-
-
-def available(implementation: str) -> str | None:
-    """None if the implementation can run here, else why not."""
-    if implementation in OURS:
-        return None
-    import importlib.util
-
-    if importlib.util.find_spec(PEER_MODULES[implementation]) is None:
-        return f"{implementation} is not installed (pip install {implementation})"
-    return None
+    return step, forward_only
 
 
 # ---------------------------------------------------------------------------------------------
 # Measurement
 
 
-def _rss_kb(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
+def equivalence(
+    network: str, implementation: str, device: str, batch: int, time: int,
+    input_shape: tuple[int, ...], reference: dict | None = None,
+) -> tuple[dict[str, float], dict]:
+    """Spike mismatch and input-gradient error of one implementation against the float64
+    reference with its surrogate; returns (figures, reference) so references can be reused."""
+    base = base_model(network, input_shape)
+    names = peers.spiking_layer_names(base)
+
+    def run(model: torch.nn.Module, dtype: torch.dtype, reset) -> tuple[list, torch.Tensor]:
+        x, labels = inputs(network, batch, time, input_shape, device, dtype)
+        x.requires_grad_()
+        spikes, remove = peers.record_spikes(model, names)
+        try:
+            reset()
+            F.cross_entropy(model(x).mean(1), labels).backward()
+        finally:
+            remove()
+        return [s.double().cpu() for s in spikes], x.grad.double().cpu()
+
+    if reference is None:
+        from exodus_lightning import nn as enn
+
+        ref_model = peers.reference_network(base, implementation).to(device)
+        reference = dict(zip(("spikes", "grad"),
+                             run(ref_model, torch.float64, lambda: enn.reset_states(ref_model))))
+    model, _, reset = build(network, implementation, input_shape)
+    spikes, grad = run(model.to(device), torch.float32, reset)
+    differing = sum((s != r).sum().item() for s, r in zip(spikes, reference["spikes"]))
+    total = sum(r.numel() for r in reference["spikes"])
+    error = relative_error(grad, reference["grad"])
+    return {"spike mismatch": differing / total, "input-grad error": error}, reference
 
 
-def _reset_peak_rss() -> int:
-    """Reset the peak RSS of this process (Linux clear_refs 5); return the current RSS, bytes."""
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")
-    return _rss_kb("VmRSS") * 1024
-
-
-def saved_for_backward_mb(forward, reset, x: torch.Tensor, labels: torch.Tensor) -> float:
-    """MB of the distinct tensors autograd keeps for the backward pass of one forward.
-
-    Exact and allocator-independent (peak RSS is neither: glibc keeps freed blocks resident):
-    this is the memory a BPTT graph over time steps costs and EXODUS's saved membrane avoids.
-    """
-    storages: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        reset()
-        F.cross_entropy(forward(x).mean(1), labels)
-    return sum(storages.values()) / 2**20
-
-
-def measure(
-    network: str, implementation: str, device: str, batch: int, time: int, repeats: int, tiny: bool
-) -> dict:
-    """Median seconds and peak extra MB of one full training step; see the module docstring."""
-    torch.manual_seed(0)
+def measure_cell(network: str, implementations: list[str], device: str, batch: int, time: int,
+                 rounds: int, tiny: bool) -> dict[str, dict]:
+    """Equivalence, interleaved step times and saved-for-backward MB of every implementation
+    in one cell, in this process."""
     input_shape = TINY_SHAPES[network] if tiny else SHAPES[network]
-    model, forward, reset = build(network, implementation, input_shape)
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = (torch.rand(batch, time, *input_shape, device=device) < 0.05).float()
-    labels = torch.randint(0, CLASSES[network], (batch,), device=device)
-
-    def step() -> float:
-        optimizer.zero_grad(set_to_none=True)
-        reset()
-        loss = F.cross_entropy(forward(x).mean(1), labels)
-        loss.backward()
-        optimizer.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return loss.item()
-
-    step()  # warm-up: kernel build/load, allocator, Adam state
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = _reset_peak_rss()
-    seconds = []
-    for _ in range(repeats):
-        start = clock.perf_counter()
-        step()
-        seconds.append(clock.perf_counter() - start)
-    peak = (
-        torch.cuda.max_memory_allocated() if device == "cuda" else _rss_kb("VmHWM") * 1024
-    ) - base
-    return {
-        "seconds": statistics.median(seconds),
-        "peak_mb": max(peak, 0) / 2**20,
-        "saved_mb": saved_for_backward_mb(forward, reset, x, labels),
-    }
+    results: dict[str, dict] = {}
+    references: dict[str, dict] = {}
+    steps = {}
+    for name in implementations:
+        surrogate = peers.IMPLEMENTATIONS[name].surrogate_name
+        figures, references[surrogate] = equivalence(
+            network, name, device, batch, time, input_shape, references.get(surrogate)
+        )
+        step, forward_only = _training_step(network, name, device, batch, time, input_shape)
+        results[name] = figures | {"saved_mb": memory.saved_for_backward_mb(forward_only)}
+        steps[name] = step
+    synchronize = torch.cuda.synchronize if device == "cuda" else None
+    for name, times in timing.interleaved(steps, rounds, synchronize=synchronize).items():
+        results[name]["samples"] = list(times.samples)
+    return results
 
 
-def measure_isolated(spec: dict, threads: int) -> dict:
-    """measure(**spec) in a fresh Python process, so peak memory is this measurement's alone."""
-    env = dict(os.environ)
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-    result = subprocess.run(
-        [sys.executable, "-m", f"experiments.{EXPERIMENT}", "--child", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"measurement {spec} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def peak_mb(network: str, implementation: str, device: str, batch: int, time: int,
+            tiny: bool) -> float:
+    """memory.step_peak_mb of one training step, after a warm-up step on a tiny batch."""
+    input_shape = TINY_SHAPES[network] if tiny else SHAPES[network]
+    warm, _ = _training_step(network, implementation, device, 1, 2, input_shape)
+    warm()
+    step, _ = _training_step(network, implementation, device, batch, time, input_shape)
+    return memory.step_peak_mb(step, device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,6 +229,7 @@ def plot(rows: list[dict], column: str, ylabel: str, path: Path) -> Path:
         "sinabs": "C2-^",
         "snntorch": "C1-v",
         "spikingjelly": "C4-d",
+        "norse": "C5-x",
     }
     for axis, (network, device) in zip(axes[0], panels):
         positive = True
@@ -331,7 +279,7 @@ def check_devices(devices: list[str]) -> None:
 
 
 def run(options: Any) -> dict:
-    """Sweep T for each (device, network, implementation); write the table and plots."""
+    """Sweep T for each (device, network); write the tables and plots."""
     devices = (
         (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
         if options.devices == "auto"
@@ -340,53 +288,39 @@ def run(options: Any) -> dict:
     check_devices(devices)
     out = arguments.setup(options)
     networks = options.networks.split(",")
-    implementations = [*OURS, *PEERS] if options.peers else list(OURS)
-    repeats = options.repeats or (2 if options.tiny else 5)
-    notes = []
-    runnable = []
-    for implementation in implementations:
-        reason = available(implementation)
-        if reason is None:
-            runnable.append(implementation)
-        else:
-            notes.append(f"- skipped {implementation}: {reason}")
-    for implementation in ("snntorch", "spikingjelly"):
-        if implementation in runnable and "dvs_conv" in networks:
-            notes.append(f"- {implementation}: only the SHD MLP is implemented here")
-    jobs = []
+    candidates = [*OURS, *PEERS] if options.peers else list(OURS)
+    rounds = options.repeats or (2 if options.tiny else 5)
+    notes = [f"- skipped {reason}" for name in candidates if (reason := peers.unavailable(name))]
+    runnable = [name for name in candidates if peers.unavailable(name) is None]
+    cells = []
     for device in devices:
         for network in networks:
             sweep = TINY[network] if options.tiny else SWEEPS[(device, network)]
-            for time in sweep.times:
-                for implementation in runnable:
-                    if network == "dvs_conv" and implementation in ("snntorch", "spikingjelly"):
-                        continue
-                    jobs.append(
-                        {
-                            "network": network,
-                            "implementation": implementation,
-                            "device": device,
-                            "batch": sweep.batch,
-                            "time": time,
-                            "repeats": repeats,
-                            "tiny": options.tiny,
-                        }
-                    )
+            cells += [(device, network, sweep.batch, time) for time in sweep.times]
     rows = []
-    for spec in report.progress(jobs, EXPERIMENT):
-        result = measure(**spec) if options.in_process else measure_isolated(spec, options.threads)
-        rows.append(
-            {key: spec[key] for key in ("network", "device", "batch", "time", "implementation")}
-            | {
-                "ms_per_step": result["seconds"] * 1e3,
-                "saved_mb": result["saved_mb"],
-                "peak_mb": result["peak_mb"],
-            }
-        )
+    for device, network, batch, time in report.progress(cells, EXPERIMENT):
+        cell = dict(network=network, device=device, batch=batch, time=time, tiny=options.tiny)
+        if options.in_process:
+            results = measure_cell(implementations=runnable, rounds=rounds, **cell)
+        else:
+            results = isolated.run(measure_cell, implementations=runnable, rounds=rounds,
+                                   threads=options.threads, **cell)
+        for name in runnable:
+            peak = (peak_mb(implementation=name, **cell) if options.in_process else
+                    isolated.run(peak_mb, implementation=name, threads=options.threads, **cell))
+            times = timing.Timing(tuple(results[name]["samples"]))
+            rows.append(
+                {"network": network, "device": device, "batch": batch, "time": time,
+                 "implementation": name,
+                 "spike mismatch": results[name]["spike mismatch"],
+                 "input-grad error": results[name]["input-grad error"],
+                 "ms_per_step": times.median * 1e3, "ms_min": times.low * 1e3,
+                 "ms_max": times.high * 1e3, "timing": times.cell(),
+                 "peak_mb": peak, "saved_mb": results[name]["saved_mb"]}
+            )
     for row in rows:
         bptt = next(
-            r
-            for r in rows
+            r for r in rows
             if r["implementation"] == "bptt"
             and all(r[k] == row[k] for k in ("network", "device", "batch", "time"))
         )
@@ -394,6 +328,22 @@ def run(options: Any) -> dict:
         row["saved vs bptt"] = row["saved_mb"] / bptt["saved_mb"]
         row["peak vs bptt"] = row["peak_mb"] / bptt["peak_mb"] if bptt["peak_mb"] > 0 else math.nan
     table = report.write_table(rows, out / "speed")
+    readme_tables = []
+    for device in devices:
+        readme_rows = [
+            {"network": NETWORK_NAMES[r["network"]], "batch": r["batch"], "T": r["time"],
+             "implementation": r["implementation"], "spike mismatch": r["spike mismatch"],
+             "input-grad error": r["input-grad error"],
+             "ms/step, median (min–max)": r["timing"],
+             "speed-up vs BPTT": f"{r['speed-up vs bptt']:.2f}×",
+             "peak MB": r["peak_mb"], "saved for backward MB": r["saved_mb"]}
+            for r in rows if r["device"] == device
+        ]
+        stem = "speed_readme" if device == "cpu" else f"speed_readme_{device}"
+        readme_tables.append(
+            report.write_readme_table(readme_rows, out, stem, README_COLUMNS, device=device,
+                                      tiny=options.tiny)
+        )
     figures = [
         plot(rows, "ms_per_step", "ms per training step", out / "speed.png"),
         plot(rows, "saved_mb", "MB saved for backward", out / "memory.png"),
@@ -402,37 +352,39 @@ def run(options: Any) -> dict:
         sweeps = {n: asdict(TINY[n]) for n in networks}
     else:
         sweeps = {f"{d}/{n}": asdict(SWEEPS[(d, n)]) for d in devices for n in networks}
-    gpu = f", {torch.cuda.get_device_name(0)}" if "cuda" in devices else ""
-    where = "in one process" if options.in_process else "one process per measurement"
+    where = "in one process" if options.in_process else "a fresh process per cell and per peak"
     settings = (
-        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads{gpu}; "
-        f"median of {repeats} steps after one warm-up step; {where}; sweeps {sweeps}.\n"
+        f"{rounds} timed rounds interleaved across implementations after one warm-up round; "
+        f"{where}; sweeps {sweeps}.\n"
     )
     legend = (
-        "saved_mb: tensors autograd keeps for the backward pass (exact); peak_mb: peak "
-        "memory growth during the timed steps (CPU: resident set size, which depends on "
-        "what the allocator kept from the warm-up step; CUDA: max_memory_allocated).\n"
+        "spike mismatch / input-grad error: against a float64 autograd reference with the "
+        "implementation's own surrogate (experiments/peers.py); peak MB: memory one step needs "
+        "(memory.py: VmHWM after malloc_trim and clear_refs on CPU, max_memory_allocated on "
+        "CUDA); saved for backward MB: tensors autograd keeps (exact).\n"
     )
-    sections = [("Settings", settings), ("Results", table + "\n" + legend)]
+    readme_text = "\n".join(readme_tables)
+    sections = [("Settings", settings), ("Results", readme_text + "\n" + legend)]
     if notes:
         sections.append(("Notes", "\n".join(notes) + "\n"))
     report.report(
         EXPERIMENT,
         options,
-        "Training speed and memory: EXODUS vs BPTT (and peers)",
+        "Training speed and memory: EXODUS vs BPTT and peers",
         sections,
-        table + "\n" + "\n".join(notes),
+        readme_text + "\n" + "\n".join(notes),
         figures=figures,
         tables={"steps": rows},
     )
-    return {"rows": rows, "figures": figures, "notes": notes}
+    return {"rows": rows, "figures": figures, "notes": notes, "table": table}
 
 
-def main(argv: list[str] | None = None) -> dict | None:
+def main(argv: list[str] | None = None) -> dict:
     parser = arguments.experiment_parser(EXPERIMENT, __doc__)
     parser.add_argument("--devices", default="auto", help="cpu, cuda, cpu,cuda or auto")
     parser.add_argument("--networks", default="shd_mlp,dvs_conv")
-    parser.add_argument("--repeats", type=int, default=0, help="timed steps (0: 5, tiny: 2)")
+    parser.add_argument("--repeats", type=int, default=0,
+                        help="timed rounds per implementation (0: 5, tiny: 2)")
     parser.add_argument(
         "--no-peers",
         dest="peers",
@@ -442,16 +394,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument(
         "--in-process",
         action="store_true",
-        help="measure in this process (faster; peak memory less accurate)",
+        help="measure everything in this process (faster; peak memory less isolated)",
     )
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    options = parser.parse_args(argv)
-    if options.child:
-        if options.threads:
-            torch.set_num_threads(options.threads)
-        print(json.dumps(measure(**json.loads(options.child))))
-        return None
-    return run(options)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from experiments import report
 
@@ -18,7 +19,7 @@ def assert_table(
     rows = report.read_csv(stem.with_suffix(".csv"))
     assert len(rows) >= min_rows, f"{stem}.csv has {len(rows)} rows"
     markdown = stem.with_suffix(".md").read_text().strip().splitlines()
-    assert markdown[0] == "| " + " | ".join(rows[0].keys()) + " |"
+    assert markdown[0] == "| " + " | ".join(map(report.markdown_cell, rows[0].keys())) + " |"
     assert len(markdown) == len(rows) + 2
     for row in rows:
         for key, value in row.items():
@@ -32,6 +33,22 @@ def assert_table(
                 value,
             )
     return rows
+
+
+def assert_readme_table(folder: Path, module: Any, stem: str, smoke: bool = True) -> list[str]:
+    """folder/stem.md is a README table: its header is module.README_TABLES[stem], its rows
+    follow, then a blank line and the provenance line, which (for the tests' --tiny runs)
+    starts by saying it is a smoke run. Returns the table's row lines."""
+    text = (folder / f"{stem}.md").read_text()
+    assert report.table_header(text) == tuple(module.README_TABLES[stem]), (stem, text)
+    table, provenance_line = text.rstrip("\n").rsplit("\n\n", 1)
+    mark = report.SMOKE_TABLE_MARK + " "
+    assert provenance_line.startswith(mark) == smoke, text
+    provenance_line = provenance_line.removeprefix(mark)
+    assert provenance_line.startswith("_Measured ") and "commit " in provenance_line, text
+    lines = table.splitlines()
+    assert all(line.startswith("|") for line in lines) and len(lines) >= 3, text
+    return lines[2:]
 
 
 def assert_png(path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from exodus_lightning.ops._extension import cache_root
-from experiments import benchmark_gpu
+from experiments import benchmark_gpu, report
 from tests.helpers import run_if
 from tests.ops.test_build import CI_CUDA_ARCHS
 
@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_benchmark_gpu_smoke_run_on_cpu(tmp_path):
     result = benchmark_gpu.main(
-        ["--device", "cpu", "--tiny", "--repeats", "1", "--json", str(tmp_path / "out.json")]
+        ["--device", "cpu", "--tiny", "--repeats", "1", "--json", str(tmp_path / "out.json"),
+         "--out", str(tmp_path / "results")]
     )
     assert result["copy GB/s"] > 0
     passes = {(row["shape"], row["dtype"], row["pass"]) for row in result["ops"]}
@@ -33,6 +34,11 @@ def test_benchmark_gpu_smoke_run_on_cpu(tmp_path):
     for row in rows.values():  # each peer: a time, or a note saying why not
         assert "ms" in row or row["note"].startswith(("not installed", "failed"))
     assert (tmp_path / "out.json").is_file()
+    # --out: the tables with the provenance line below, and the figures.
+    for stem in ("ops", "network"):
+        table, line = (tmp_path / "results" / f"{stem}.md").read_text().rstrip().rsplit("\n\n", 1)
+        assert table.startswith("| ") and line.startswith(report.SMOKE_TABLE_MARK), stem
+    assert json.loads((tmp_path / "results" / "result.json").read_text())["ops"]
 
 
 def test_benchmark_gpu_says_so_without_a_gpu(capsys):

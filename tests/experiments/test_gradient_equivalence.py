@@ -6,7 +6,7 @@ import pytest
 
 from experiments import gradient_equivalence as ge
 
-from .conftest import assert_png, assert_report, assert_table
+from .conftest import assert_png, assert_readme_table, assert_report, assert_table
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,9 @@ def test_outputs_are_written_and_well_formed(result):
     assert len(assert_table(out / "summary")) == len(ge.CASES) * 2
     assert_png(out / "scatter.png")
     assert_report(out)
+    # The README's table: one row per case, both dtypes side by side, provenance below.
+    lines = assert_readme_table(out, ge, "cases")
+    assert [line.split(" | ")[0] for line in lines] == [f"| {case.name}" for case in ge.CASES]
 
 
 def cases():

@@ -6,7 +6,7 @@ import pytest
 
 from experiments import gradient_stability as gs
 
-from .conftest import assert_png, assert_report, assert_table
+from .conftest import assert_png, assert_readme_table, assert_report, assert_table
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,9 @@ def test_outputs_are_written_and_well_formed(result):
     for name in ("depth", "layers", "time"):
         assert_png(out / f"{name}.png")
     assert_report(out)
+    # The README's tables: one row per (neuron, depth) and per (neuron, T).
+    assert len(assert_readme_table(out, gs, "depth_sweep")) == 2 * len(settings.depths)
+    assert len(assert_readme_table(out, gs, "time_sweep")) == 2 * len(settings.times)
 
 
 def test_exodus_norms_equal_bptt_in_every_layer(result):

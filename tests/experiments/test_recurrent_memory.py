@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import assert_report, assert_table
+from .conftest import assert_readme_table, assert_report, assert_table
 
 
 @pytest.mark.slow
@@ -23,3 +23,6 @@ def test_every_variant_agrees_and_is_measured(tmp_path):
                for r in rows)
     assert len(summary["rows"]) == len(rows)
     assert_report(tmp_path)
+    lines = assert_readme_table(tmp_path, recurrent_memory, "variants")
+    assert len(lines) == len(rows)
+    assert lines[0].startswith(f"| {cases[0].name}, {cases[0].shape} | fused | ")

@@ -6,6 +6,8 @@ import pytest
 
 from experiments import temporal_memory
 
+from .conftest import assert_readme_table
+
 
 @pytest.mark.slow
 def test_tiny_run_writes_table_curves_and_plot(tmp_path):
@@ -16,3 +18,8 @@ def test_tiny_run_writes_table_curves_and_plot(tmp_path):
     assert (tmp_path / "accuracy.csv").read_text().count("\n") == 1 + 2 * len(
         temporal_memory.VARIANTS)  # header + 2 epochs per variant
     assert (tmp_path / "accuracy.png").stat().st_size > 0
+    lines = assert_readme_table(tmp_path, temporal_memory, "network")
+    span = temporal_memory.delay_span(10)  # --tiny's gap
+    assert [line.split(" | ")[0] for line in lines] == [
+        "| " + temporal_memory.README_NAMES[variant].format(span=span)
+        for variant in temporal_memory.VARIANTS]

@@ -10,7 +10,7 @@ import pytest
 
 from experiments import training_comparison as tc
 
-from .conftest import assert_png, assert_report, assert_table
+from .conftest import assert_png, assert_readme_table, assert_report, assert_table
 
 pytestmark = [
     pytest.mark.slow,
@@ -42,6 +42,9 @@ def test_outputs_are_written_and_well_formed(result):
     assert_png(out / "curves.png")
     assert_png(out / "time.png")
     assert_report(out)
+    lines = assert_readme_table(out, tc, "gradients")
+    assert [line.split(" | ")[0] for line in lines] == ["| BPTT", "| EXODUS", "| SLAYER"]
+    assert lines[0].endswith(" | 1.00× |")
 
 
 def _losses(summary: dict, variant: str) -> list[float]:
