@@ -1,17 +1,23 @@
 """Train-loader throughput of each DataModule, by path, vs. a matching SNN on CPU.
 
 Writes fabricated datasets of realistic per-sample size (exodus_lightning.data.fabricate),
-then for every DataModule times one epoch of its train loader on each path:
+then for every DataModule times epochs of its train loader on each path:
   tonic     no cache: tonic parses every file, events are binned every time
   cache     tonic's disk cache (`cache_dir`), second epoch (the first, filling it, is untimed)
-  stream    a copy made once by `exodus-lightning prepare` (litdata chunks), read with
-            `streaming` (preparing it is untimed; its time is printed)
-with 0 and 2 workers: samples per second over the epoch and the latency of the first batch
-(which includes starting the workers). It also times forward + backward of a plain-PyTorch
+  stream    a copy of frames made once by `exodus-lightning prepare` (litdata chunks), read
+            with `streaming` (preparing it is untimed; its time is printed)
+  events    a copy of events (`prepare --store events`): binned per sample in the workers
+  events+device  the same copy with `bin_on_device`: the workers send each event's bin and the
+            counting into frames runs on --device, on whole batches, after the transfer
+with 0 and 2 workers: samples per second over an epoch (the best after the first: workers
+persist between epochs, as in training) and the latency of the first batch (which includes
+starting the workers). Every batch is moved to --device (pinned when it is a GPU) and passed
+through the DataModule's on_after_batch_transfer, as Lightning does: a row times the batches a
+model would receive. It also times forward + backward of a plain-PyTorch
 (features -> 128 LIF -> classes, mean-over-time readout) network on one batch of that shape, so
-the table says whether loading or training is the bottleneck. Best of a few runs (the machine
-may be shared). Prints a Markdown table; writes the README's table (samples per second with
-the first --workers value) as <--out>/loaders.md.
+the table says whether loading or training is the bottleneck. Prints a Markdown table; writes
+the README's table (samples per second of each path, one cell per --workers value) as
+<--out>/loaders.md.
 
     python experiments/benchmark_data.py --quick
 """
@@ -28,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file, too
 
@@ -64,30 +71,51 @@ def fabricate(root: Path, num_samples: int, quick: bool) -> None:
     write_ssc(root, num_train=num_samples, num_valid=10, num_test=10, spikes_per_sample=5000)
 
 
-PATHS = ("tonic", "cache", "stream")
-# The README's table (experiments/tables.py copies <out>/loaders.md into it).
+PATHS = ("tonic", "cache", "stream", "events", "events+device")
+STREAM_PATHS = ("stream", "events", "events+device")
+# The README's table (experiments/tables.py copies <out>/loaders.md into it): its column of
+# each path.
+README_COLUMNS = {
+    "tonic": "tonic",
+    "cache": "tonic disk cache",
+    "stream": "stream: frames",
+    "events": "stream: events, binned in workers",
+    "events+device": "stream: events, bin_on_device",
+}
 README_TABLES: dict[str, tuple[str, ...]] = {
-    "loaders": ("dataset", "tonic", "tonic disk cache", "prepared stream"),
+    "loaders": ("dataset", "workers", *README_COLUMNS.values(), "SNN fwd+bwd (CPU)"),
 }
 README_NAMES = {"SHD": "SHD", "SSC": "SSC", "NMNIST": "N-MNIST", "DVSGesture": "DVS Gesture"}
 
 
-def readme_rows(rows: list[dict[str, str]], workers: int, quick: bool) -> list[dict[str, str]]:
-    """Samples per second by path (rounded to 100), one row per recorded dataset."""
+def significant(value: str) -> str:
+    """A rate rounded to 3 significant digits, with thousands separators: 40327 -> 40,300."""
+    return f"{float(f'{float(value):.3g}'):,.0f}"
+
+
+def readme_rows(
+    rows: list[dict[str, str]], workers: list[int], quick: bool
+) -> list[dict[str, str]]:
+    """Samples per second by path (3 significant digits), one row per recorded dataset, one
+    value per number of workers in each cell ("w0 / w2")."""
     table = []
     for name, label in README_NAMES.items():
         mine = {row["path"]: row for row in rows if row["dataset"] == name}
         if not mine:
             continue
-        shape = next(iter(mine.values()))["sample (T, features)"].strip("()").split(", ")
+        first = next(iter(mine.values()))
+        shape = first["sample (T, features)"].strip("()").split(", ")
         size = f"{shape[1]} channels" if len(shape) == 2 else " × ".join(shape[1:])
         events = ""
         if name == "DVSGesture":  # events per recording: see fabricate()
             events = f"; {'10⁴' if quick else '5 × 10⁴'} events per recording"
-        cells = [f"{round(float(mine[path][f'w={workers} samples/s']), -2):,.0f}"
-                 if path in mine else "" for path in PATHS]
-        table.append(dict(zip(README_TABLES["loaders"],
-                              (f"{label} (T = {shape[0]}, {size}{events})", *cells))))
+        row = {"dataset": f"{label} (T = {shape[0]}, {size}{events})",
+               "workers": " / ".join(map(str, workers)),
+               "SNN fwd+bwd (CPU)": f"{float(first['SNN fwd+bwd samples/s']):,.0f}"}  # fmt: skip
+        for path, column in README_COLUMNS.items():
+            rates = [significant(mine[path][f"w={w} samples/s"]) for w in workers if path in mine]
+            row[column] = " / ".join(rates)
+        table.append(row)
     return table
 
 
@@ -99,6 +127,8 @@ def make_module(
     batch_size: int,
     num_samples: int,
     streaming: Path | None = None,
+    bin_on_device: bool = False,
+    pin_memory: bool = False,
 ):
     common = {
         "data_dir": root,
@@ -106,10 +136,14 @@ def make_module(
         "batch_size": batch_size,
         "num_workers": workers,
         "cache_dir": cache_dir,
-        "pin_memory": False,
+        "pin_memory": pin_memory,
     }
     if streaming is not None:
-        common["streaming"] = str(streaming)
+        # The number of workers asked for, whatever the copy stores (its default is 0 for
+        # frames), so that the table shows both.
+        common.update(streaming=str(streaming), streaming_workers=workers)
+    if bin_on_device:
+        common["bin_on_device"] = True
     if name == "NMNIST":
         return NMNISTDataModule(**common)
     if name == "DVSGesture":
@@ -118,30 +152,38 @@ def make_module(
         return SHDDataModule(**common)
     if name == "SSC":
         return SSCDataModule(**common)
-    common.pop("cache_dir")
-    common.pop("data_dir")
-    common.pop("streaming", None)
+    for name in ("cache_dir", "data_dir", "streaming", "streaming_workers", "bin_on_device"):
+        common.pop(name, None)
     return RandmanDataModule(**common, num_train_samples=num_samples)
 
 
-def time_epochs(module, repeats: int) -> tuple[float, float]:
-    """(samples/s, first-batch latency in s) of the train loader, each the best of `repeats`
-    epochs (the machine may be shared: best = least disturbed); each epoch includes starting
-    its workers."""
-    best_rate, best_latency = 0.0, float("inf")
+def time_epochs(module, repeats: int, device: torch.device) -> tuple[float, float]:
+    """(samples/s, first-batch latency in s) of the train loader over `repeats` epochs of one
+    loader, whose workers persist between epochs as in training: the rate is the best epoch
+    after the first (the machine may be shared: best = least disturbed; with repeats=1, the
+    first), the latency that of the first batch of the first epoch, starting the workers
+    included. Every batch is moved to `device` and made float32 frames there."""
+
+    def served(batch) -> int:
+        inputs, targets = module.on_after_batch_transfer(move_data_to_device(batch, device), 0)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return len(targets)
+
+    loader = module.train_dataloader()
+    rates, latency = [], None
     for _ in range(repeats):
-        loader = module.train_dataloader()
         start = time.perf_counter()
         batches = iter(loader)
-        _, targets = next(batches)
-        best_latency = min(best_latency, time.perf_counter() - start)
-        count = len(targets) + sum(len(targets) for _, targets in batches)
-        best_rate = max(best_rate, count / (time.perf_counter() - start))
-        del batches, loader
-        # Stops this epoch's workers now: workers forked later would otherwise inherit the
-        # iterator and fail to shut it down ("can only test a child process").
-        gc.collect()
-    return best_rate, best_latency
+        count = served(next(batches))
+        latency = time.perf_counter() - start if latency is None else latency
+        count += sum(served(batch) for batch in batches)
+        rates.append(count / (time.perf_counter() - start))
+    del batches, loader
+    # Stops the workers now: workers forked later would otherwise inherit the iterator and
+    # fail to shut it down ("can only test a child process").
+    gc.collect()
+    return max(rates[1:] or rates), latency
 
 
 def remove(folder: Path) -> None:
@@ -150,13 +192,16 @@ def remove(folder: Path) -> None:
         shutil.rmtree(folder)
 
 
-def prepare(name: str, root: Path, output: Path, batch_size: int, num_samples: int) -> float:
-    """Write the prepared copy of `name` with its default settings; seconds taken."""
+def prepare(
+    name: str, root: Path, output: Path, batch_size: int, num_samples: int, store: str = "auto"
+) -> float:
+    """Write the prepared copy of `name` with its default settings, storing `store` ("auto":
+    frames, as no augmentation is set; "events"); seconds taken."""
     from exodus_lightning.data.prepare_copy import prepare_copy
 
     start = time.perf_counter()
     module = make_module(name, root, None, 0, batch_size, num_samples)
-    prepare_copy(module, str(output), num_workers=0, progress=False)
+    prepare_copy(module, str(output), num_workers=0, store=store, progress=False)
     return time.perf_counter() - start
 
 
@@ -212,14 +257,21 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     parser.add_argument("--num-samples", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
-    parser.add_argument("--repeats", type=int, default=2, help="epochs timed; the best is shown")
+    parser.add_argument(
+        "--repeats", type=int, default=3,
+        help="epochs timed per loader; shown: the best after the first (which starts workers)",
+    )  # fmt: skip
     parser.add_argument(
         "--datasets", nargs="+", default=["NMNIST", "DVSGesture", "SHD", "SSC", "Randman"]
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a temp folder")
+    parser.add_argument(
+        "--device", default=None, help="where batches go (default: cuda if available, else cpu)"
+    )
     parser.add_argument("--out", type=Path, default=Path("results") / "benchmark_data",
                         help="folder of the README's table loaders.md")
     args = parser.parse_args(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     num_samples = 300 if args.quick else args.num_samples
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="exodus-data-bench-"))
     root = work_dir / "data"
@@ -228,7 +280,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     fabricate(root, num_samples, args.quick)
     print(
         f"fabricated {num_samples} samples per dataset in {time.perf_counter() - start:.0f} s "
-        f"under {work_dir}; torch threads: {torch.get_num_threads()}\n"
+        f"under {work_dir}; torch threads: {torch.get_num_threads()}; batches to {device}\n"
     )
 
     rows = []
@@ -237,10 +289,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
         if "stream" in paths and importlib.util.find_spec("litdata") is None:
             print("litdata is not installed: no stream rows (pip install litdata)", file=sys.stderr)
             paths = paths[:2]
-        stream_dir = work_dir / f"stream-{name}"
+        copies = {"stream": work_dir / f"stream-{name}", "events": work_dir / f"events-{name}"}
+        copies["events+device"] = copies["events"]
         if "stream" in paths:
-            seconds = prepare(name, root, stream_dir, args.batch_size, num_samples)
-            print(f"{name}: prepared in {seconds:.1f} s", file=sys.stderr)
+            for store, folder in (("auto", copies["stream"]), ("events", copies["events"])):
+                seconds = prepare(name, root, folder, args.batch_size, num_samples, store)
+                print(f"{name}: {folder.name} prepared in {seconds:.1f} s", file=sys.stderr)
         best = 0.0
         for path in paths:
             row = {"dataset": name, "path": path}
@@ -248,12 +302,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
                 cache_dir = work_dir / f"cache-{name}-{workers}" if path == "cache" else None
                 module = make_module(
                     name, root, cache_dir, workers, args.batch_size, num_samples,
-                    streaming=stream_dir if path == "stream" else None,
+                    streaming=copies.get(path), bin_on_device=path == "events+device",
+                    pin_memory=device.type == "cuda",
                 )  # fmt: skip
                 module.setup("fit")
                 if path == "cache":
-                    time_epochs(module, repeats=1)  # fills the cache
-                rate, latency = time_epochs(module, args.repeats)
+                    time_epochs(module, 1, device)  # fills the cache
+                rate, latency = time_epochs(module, args.repeats, device)
                 best = max(best, rate)
                 row[f"w={workers} samples/s"] = f"{rate:.0f}"
                 row[f"w={workers} first batch ms"] = f"{1000 * latency:.0f}"
@@ -261,7 +316,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
                 if cache_dir is not None:
                     remove(cache_dir)
             rows.append(row)
-        remove(stream_dir)
+        for folder in set(copies.values()):
+            remove(folder)
         module = make_module(name, root, None, 0, args.batch_size, num_samples)
         snn = snn_samples_per_second(
             module.input_shape, module.num_time_steps, module.num_classes, args.batch_size
@@ -275,8 +331,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
         print(f"{name}: best loader {best:.0f} samples/s, SNN {snn:.0f}", file=sys.stderr)
     print(report.markdown_table(rows), end="")
     args.out.mkdir(parents=True, exist_ok=True)
-    report.write_readme_table(readme_rows(rows, args.workers[0], args.quick), args.out, "loaders",
-                              README_TABLES["loaders"])
+    report.write_readme_table(readme_rows(rows, args.workers, args.quick), args.out, "loaders",
+                              README_TABLES["loaders"], device=device.type)
     if args.work_dir is None:
         remove(work_dir)
     return rows

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from exodus_lightning.data.collate import pad_time_collate
+from exodus_lightning.data.device_binning import EventPositionsBatch
 from exodus_lightning.data.sampler import EpochSeededSampler
 
 
@@ -35,6 +38,12 @@ def check_val_fraction(val_fraction: float) -> None:
 
 class SpikeDataModule(L.LightningDataModule):
     """Serves (inputs, targets) batches: inputs float32 (batch, time, *input_shape), targets int64.
+
+    Loaders may yield integer inputs (event counts, to carry fewer bytes from worker processes
+    and to the GPU) or events still to be counted into frames (EventPositionsBatch, with
+    bin_on_device): `on_after_batch_transfer`, which Lightning calls on the device, turns them
+    into float32 frames, so a model always receives float32. Code iterating a loader itself
+    calls it too.
 
     Subclasses set `num_classes`, `input_shape` and `num_time_steps` in __init__ (so a CLI can
     link them to model arguments before setup) and fill `train_dataset`, `val_dataset` and
@@ -86,7 +95,11 @@ class SpikeDataModule(L.LightningDataModule):
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
 
-    def _loader(self, dataset: Dataset | None, name: str, shuffle: bool) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset | None, name: str, shuffle: bool, num_workers: int | None = None
+    ) -> DataLoader:
+        """A DataLoader of `dataset` with this module's settings (num_workers: None, its own)."""
+        workers = self.num_workers if num_workers is None else num_workers
         if dataset is None:
             raise RuntimeError(
                 f"the {name} dataset is not set up; call setup('fit') (or 'test' for the test "
@@ -98,11 +111,21 @@ class SpikeDataModule(L.LightningDataModule):
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
-            num_workers=self.num_workers,
+            num_workers=workers,
             collate_fn=pad_time_collate,
             pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
+            persistent_workers=self.persistent_workers and workers > 0,
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """float32 inputs, made on the device the batch was moved to: integer counts cast, and
+        events of an EventPositionsBatch (bin_on_device) counted into frames."""
+        inputs, *rest = batch
+        if isinstance(inputs, EventPositionsBatch):
+            return (inputs.frames(), *rest)
+        if torch.is_floating_point(inputs):
+            return batch
+        return (inputs.to(torch.float32), *rest)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset, "train", shuffle=True)

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from exodus_lightning.data.base import SpikeDataModule, check_val_fraction, split_indices
 from exodus_lightning.data.cache import cache_folder, disk_cached
 from exodus_lightning.data.collate import pad_time_collate
+from exodus_lightning.data.device_binning import ToEventPositions
 from exodus_lightning.data.stored_samples import SampleDecoder, dtype_from_json
 from exodus_lightning.data.streaming import (
     InOrder,
@@ -88,6 +89,8 @@ class EventDataModule(SpikeDataModule):
         duration_ms: float | None = None,
         augmentations: Sequence[str] = (),
         streaming: str | Path | None = None,
+        streaming_workers: int | None = None,
+        bin_on_device: bool = False,
         **loader_settings: Any,
     ) -> None:
         """Check and store a recorded dataset's settings; `loader_settings` go to SpikeDataModule.
@@ -107,6 +110,13 @@ class EventDataModule(SpikeDataModule):
             streaming: folder or URL (s3://..., any store litdata supports) of a copy made by
                 `exodus-lightning prepare` with the same data settings; batches are then
                 streamed from it by litdata (data_dir, download and cache_dir are unused).
+            streaming_workers: DataLoader workers for a prepared copy; None: 0 for parts stored
+                as frames (decoding them costs less than passing the batches from worker
+                processes: README, "Large datasets and clusters"), num_workers for parts
+                stored as events (augmented and binned per sample).
+            bin_on_device: where events are binned per access (no cache, augmentation, a copy
+                of events), count them into frames on the device, on whole batches, after the
+                transfer (see device_binning); the workers then only compute each event's bin.
         """
         super().__init__(**loader_settings)
         if val_fraction is None:
@@ -126,6 +136,17 @@ class EventDataModule(SpikeDataModule):
         self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
         self.val_fraction = val_fraction
         self.streaming = None if streaming is None else str(streaming)
+        if streaming_workers is not None and (
+            int(streaming_workers) != streaming_workers or streaming_workers < 0
+        ):
+            raise ValueError(
+                f"streaming_workers={streaming_workers} must be 0 (load in the main process), "
+                "more, or None (chosen by what the prepared copy stores)"
+            )
+        self.streaming_workers = streaming_workers
+        self.bin_on_device = bool(bin_on_device)
+        # Loader part -> "frames" or "events", for the prepared copy's parts set up.
+        self._stored: dict[str, str] = {}
         self._opened: dict[str, CheckedSamples] = {}
 
     @property
@@ -149,6 +170,10 @@ class EventDataModule(SpikeDataModule):
             source=self.source,
             **tonic_kwargs,
         )
+
+    def binning(self) -> Callable:
+        """The binning run per access: `to_frames`, or with bin_on_device its positions only."""
+        return ToEventPositions(self.to_frames) if self.bin_on_device else self.to_frames
 
     def preprocessing(self) -> list[Callable]:
         """Deterministic event -> event transforms applied to every split (e.g. denoising)."""
@@ -174,11 +199,11 @@ class EventDataModule(SpikeDataModule):
         deterministic = self.preprocessing()
         random_steps = self.augmentation() if augment else []
         if self.cache_dir is None:
-            samples.transform = Pipeline([*deterministic, *random_steps, self.to_frames])
+            samples.transform = Pipeline([*deterministic, *random_steps, self.binning()])
             return samples
         if random_steps:
             # Random steps must run on every access, so the cache stops at preprocessed events.
-            cached, after_cache = deterministic, [*random_steps, self.to_frames]
+            cached, after_cache = deterministic, [*random_steps, self.binning()]
         else:
             # Frames are cached as small integer counts: ~4x less to decompress than float32.
             cached, after_cache = [*deterministic, self.to_frames, CompactCounts()], [ToFloat32()]
@@ -245,10 +270,11 @@ class EventDataModule(SpikeDataModule):
         if entry["stored"] == "events":
             random_steps = self.augmentation() if augment else []
             decoder = SampleDecoder(
-                shape, dtype_from_json(entry["events_dtype"]), [*random_steps, self.to_frames]
+                shape, dtype_from_json(entry["events_dtype"]), [*random_steps, self.binning()]
             )
         else:
             decoder = SampleDecoder(shape)
+        self._stored[part] = entry["stored"]
         stream = open_part(self.streaming, part, decoder, shuffle=part == "train", seed=self.seed)
         # Training streams; evaluation reads by index in order (see InOrder).
         return stream if part == "train" else InOrder(stream, entry["num_samples"])
@@ -307,15 +333,29 @@ class EventDataModule(SpikeDataModule):
         if stage in (None, "test", "predict"):
             self.test_dataset = self.make_dataset("test")
 
-    def _loader(self, dataset: Dataset | None, name: str, shuffle: bool) -> DataLoader:
+    def loader_workers(self, part: str) -> int:
+        """DataLoader workers for loader `part`: num_workers, or with streaming, as
+        streaming_workers says."""
+        if self.streaming is None:
+            return self.num_workers
+        if self.streaming_workers is not None:
+            return int(self.streaming_workers)
+        return self.num_workers if self._stored.get(part) == "events" else 0
+
+    def _loader(
+        self, dataset: Dataset | None, name: str, shuffle: bool, num_workers: int | None = None
+    ) -> DataLoader:
+        if num_workers is None:
+            num_workers = self.loader_workers({"validation": "val"}.get(name, name))
+        workers = num_workers
         if self.streaming is None or dataset is None or isinstance(dataset, InOrder):
-            return super()._loader(dataset, name, shuffle)
+            return super()._loader(dataset, name, shuffle, workers)
         # Shuffling (from seed and epoch) and the split between ranks and workers are litdata's.
         return streaming_loader(
             dataset,
             batch_size=self.batch_size,
-            num_workers=self.num_workers,
+            num_workers=workers,
             collate_fn=pad_time_collate,
             pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
+            persistent_workers=self.persistent_workers and workers > 0,
         )

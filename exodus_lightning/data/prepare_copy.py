@@ -28,7 +28,7 @@ PARTS = ("train", "val", "test")
 STORE_CHOICES = ("auto", "frames", "events")
 # DataModule settings that only change how batches are served, not the samples.
 LOADER_SETTINGS = ("batch_size", "num_workers", "pin_memory", "persistent_workers", "streaming",
-                   "cache_dir", "download")  # fmt: skip
+                   "streaming_workers", "bin_on_device", "cache_dir", "download")  # fmt: skip
 
 
 def prepare_copy(

@@ -51,7 +51,7 @@ def encode_frames(frames: np.ndarray) -> dict:
 class StoredFrames:
     """One sample's frames as stored (dense or sparse counts), decoded when needed:
     np.asarray(frames) gives float32 frames of `shape` (T, *input_shape), and pad_time_collate
-    decodes a batch of them straight into the batch array (no per-sample float32 copy)."""
+    decodes a batch of them straight into the batch array (no per-sample copy)."""
 
     __slots__ = ("counts", "positions", "shape")
 
@@ -64,8 +64,12 @@ class StoredFrames:
         frames = decode_frames({"counts": self.counts, "positions": self.positions}, self.shape)
         return frames if dtype is None else frames.astype(dtype)
 
+    def largest(self) -> int:
+        """The largest count of any bin (0 for an empty sample)."""
+        return int(self.counts.max(initial=0))
+
     def fill(self, row: np.ndarray) -> None:
-        """Write the frames into `row`, a zeroed flat float32 array of prod(shape) values."""
+        """Write the counts into `row`, a zeroed flat array of prod(shape) values."""
         if self.counts.size == row.size:
             row[:] = self.counts
         else:
@@ -73,9 +77,19 @@ class StoredFrames:
 
 
 def collate_stored_frames(frames: Sequence[StoredFrames]) -> np.ndarray:
-    """float32 array (batch, *shape) of equally shaped StoredFrames."""
+    """Counts (batch, *shape) of equally shaped StoredFrames, as uint8 when every count is
+    below 256, else uint16.
+
+    Integers, not float32: a batch leaving a DataLoader worker is copied through shared memory
+    into the main process and then to the GPU, and uint8 carries 4x fewer bytes (one worker on
+    2 cores served SHD 1.6-2.5x and N-MNIST 1.8-3.8x more samples/s than with float32 batches;
+    README, "Large datasets and clusters"). SpikeDataModule.on_after_batch_transfer casts them to
+    float32 on the device.
+    """
     shape = frames[0].shape
-    batch = np.zeros((len(frames), int(np.prod(shape))), dtype=np.float32)
+    largest = max(sample.largest() for sample in frames)
+    dtype = np.uint8 if largest <= np.iinfo(np.uint8).max else COUNT_DTYPE
+    batch = np.zeros((len(frames), int(np.prod(shape))), dtype=dtype)
     for row, sample in zip(batch, frames):
         sample.fill(row)
     return batch.reshape(len(frames), *shape)

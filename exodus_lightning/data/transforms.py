@@ -71,6 +71,14 @@ def _time_bin_of_events(
     return bins.astype(np.int64), inside
 
 
+def count_positions(
+    positions: np.ndarray, num_time_steps: int, output_shape: Sequence[int]
+) -> np.ndarray:
+    """float32 frames (T, *output_shape): frames.flat[i] = #{events e : positions[e] = i}."""
+    counts = np.bincount(positions, minlength=num_time_steps * int(np.prod(output_shape)))
+    return counts.reshape(num_time_steps, *output_shape).astype(np.float32)
+
+
 class EventsToFrames:
     """Count camera events (x, y, t, p) in T fixed-width time bins on a downsampled pixel grid.
 
@@ -107,7 +115,8 @@ class EventsToFrames:
         """Features of one time step, (P, H', W')."""
         return (self.sensor_size[2], self.frame_size[1], self.frame_size[0])
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
+    def positions(self, events: np.ndarray) -> np.ndarray:
+        """Flat index into the frames (T, P, H', W') of every event kept, in event order."""
         polarities, out_height, out_width = self.output_shape
         width, height, _ = self.sensor_size
         bins, inside = _time_bin_of_events(
@@ -122,9 +131,10 @@ class EventsToFrames:
             p = np.zeros_like(x)
         inside &= (x >= 0) & (x < out_width) & (y >= 0) & (y < out_height)
         flat = ((bins * polarities + p) * out_height + y) * out_width + x
-        size = self.num_time_steps * polarities * out_height * out_width
-        counts = np.bincount(flat[inside], minlength=size)
-        return counts.reshape(self.num_time_steps, *self.output_shape).astype(np.float32)
+        return flat[inside]
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        return count_positions(self.positions(events), self.num_time_steps, self.output_shape)
 
     def __repr__(self) -> str:
         return (
@@ -166,15 +176,18 @@ class SpikesToChannels:
         """Features of one time step, (C,)."""
         return (self.num_channels,)
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
+    def positions(self, events: np.ndarray) -> np.ndarray:
+        """Flat index into the frames (T, C) of every spike kept, in spike order."""
         bins, inside = _time_bin_of_events(
             events["t"], self.num_time_steps, self.bin_width_us, self.relative_to_first_event
         )
         channel = events["x"].astype(np.int64) * self.num_channels // self.num_input_channels
         inside &= (channel >= 0) & (channel < self.num_channels)
         flat = bins * self.num_channels + channel
-        counts = np.bincount(flat[inside], minlength=self.num_time_steps * self.num_channels)
-        return counts.reshape(self.num_time_steps, self.num_channels).astype(np.float32)
+        return flat[inside]
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        return count_positions(self.positions(events), self.num_time_steps, self.output_shape)
 
     def __repr__(self) -> str:
         return (

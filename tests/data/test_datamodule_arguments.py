@@ -39,6 +39,8 @@ RECORDED = {
     "duration_ms": (float | None, None),
     "augmentations": (Sequence[str], ()),
     "streaming": (str | Path | None, None),
+    "streaming_workers": (int | None, None),
+    "bin_on_device": (bool, False),
 }
 CAMERA = {**RECORDED, "denoise_ms": (float | None, None)}
 # The public constructor arguments: (type, default) by name.
@@ -101,6 +103,8 @@ GIVEN = {
     "duration_ms": 120.0,
     "augmentations": ["drop_event"],
     "streaming": "prepared-copy",
+    "streaming_workers": 1,
+    "bin_on_device": True,
     "denoise_ms": 7.0,
     "num_time_steps": 12,
     "bin_width_ms": 9.0,
@@ -167,6 +171,7 @@ def test_every_init_args_option_reaches_its_own_attribute(module_class) -> None:
         assert module.bin_width_us == 120.0 / 12 * 1000  # duration_ms wins over bin_width_ms
         assert module.augmentation_names == ("drop_event",)
         assert module.streaming == "prepared-copy"
+        assert module.streaming_workers == 1 and module.bin_on_device is True
 
 
 @pytest.mark.parametrize("module_class", list(PUBLIC_ARGUMENTS), ids=lambda c: c.__name__)

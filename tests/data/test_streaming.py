@@ -48,15 +48,25 @@ def prepared(module: type[EventDataModule], root: Path, output: Path, **settings
     return output
 
 
-def batches(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(inputs.clone(), targets.clone()) for inputs, targets in loader]
+def served(datamodule: EventDataModule, loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches of one pass as a model receives them: after on_after_batch_transfer, which
+    Lightning calls once a batch is on the device (it makes integer counts float32)."""
+    return [
+        datamodule.on_after_batch_transfer((inputs.clone(), targets.clone()), 0)
+        for inputs, targets in loader
+    ]
 
 
-def samples_of(loader) -> list[tuple[int, bytes]]:
-    """Every sample of one pass as (label, frame bytes), sorted: the pass's multiset."""
+def batches(datamodule: EventDataModule, part: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return served(datamodule, getattr(datamodule, f"{part}_dataloader")())
+
+
+def samples_of(datamodule: EventDataModule, loader=None) -> list[tuple[int, bytes]]:
+    """Every sample of one training pass as (label, frame bytes), sorted: its multiset."""
+    loader = datamodule.train_dataloader() if loader is None else loader
     return sorted(
         (int(target), frame.numpy().tobytes())
-        for inputs, targets in loader
+        for inputs, targets in served(datamodule, loader)
         for frame, target in zip(inputs, targets)
     )
 
@@ -87,12 +97,18 @@ def test_streamed_batches_equal_the_tonic_paths(
         datamodule.setup("fit")
         datamodule.setup("test")
     # Evaluation loaders: the same batches in the same order.
-    assert_same_batches(batches(tonic_path.val_dataloader()), batches(streamed.val_dataloader()))
-    assert_same_batches(batches(tonic_path.test_dataloader()), batches(streamed.test_dataloader()))
+    assert_same_batches(batches(tonic_path, "val"), batches(streamed, "val"))
+    assert_same_batches(batches(tonic_path, "test"), batches(streamed, "test"))
     # Training: the same samples each epoch, shuffled by litdata instead of our sampler.
-    train = samples_of(tonic_path.train_dataloader())
+    train = samples_of(tonic_path)
     assert len(train) == len(tonic_path.train_dataset) > 0
-    assert samples_of(streamed.train_dataloader()) == train
+    assert samples_of(streamed) == train
+    # The loaders pass counts as uint8 (4x fewer bytes from workers and to the GPU);
+    # on_after_batch_transfer makes them float32 (above), the tonic path's are float32 already.
+    for part in ("train", "val", "test"):
+        streamed_inputs, _ = next(iter(getattr(streamed, f"{part}_dataloader")()))
+        tonic_inputs, _ = next(iter(getattr(tonic_path, f"{part}_dataloader")()))
+        assert streamed_inputs.dtype == torch.uint8 and tonic_inputs.dtype == torch.float32
 
 
 def test_the_manifest_records_what_the_copy_holds(shd_root: Path, tmp_path: Path) -> None:
@@ -183,7 +199,7 @@ def test_augmenting_copies_store_events_and_augment_every_access(
     plain.setup("fit")
     unaugmented = make(SHDDataModule, shd_root, **SHD_SETTINGS, streaming=output)
     unaugmented.setup("fit")
-    assert samples_of(unaugmented.train_dataloader()) == samples_of(plain.train_dataloader())
+    assert samples_of(unaugmented) == samples_of(plain)
 
 
 def test_a_frames_copy_is_refused_when_augmenting(shd_root: Path, tmp_path: Path) -> None:
@@ -213,7 +229,7 @@ def test_an_events_copy_serves_any_binning(
     streamed = make(module, root, **other_binning, streaming=output)
     for datamodule in (tonic_path, streamed):
         datamodule.setup("test")
-    assert_same_batches(batches(tonic_path.test_dataloader()), batches(streamed.test_dataloader()))
+    assert_same_batches(batches(tonic_path, "test"), batches(streamed, "test"))
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
@@ -228,12 +244,12 @@ def test_shuffling_is_seeded_and_changes_every_epoch(
     def epochs(seed: int) -> list[list[int]]:
         streamed = make(
             SSCDataModule, ssc_root, **settings, streaming=output, num_workers=num_workers,
-            seed=seed,
+            streaming_workers=num_workers, seed=seed,
         )  # fmt: skip
         streamed.setup("fit")
         loader = streamed.train_dataloader()
         return [[int(x) for x in torch.cat([t for _, t in loader])] for _ in range(2)] + [
-            samples_of(loader)
+            samples_of(streamed, loader)
         ]
 
     first, second, other_seed = epochs(0), epochs(0), epochs(1)
@@ -241,6 +257,37 @@ def test_shuffling_is_seeded_and_changes_every_epoch(
     assert first[0] != first[1]  # labels in another order: the next epoch is shuffled anew
     assert other_seed[0] != first[0]
     assert len(first[2]) == 70 and len(set(first[2])) == 70  # each sample once per epoch
+
+
+def test_frames_copies_load_in_the_main_process_unless_told(
+    shd_root: Path, tmp_path: Path
+) -> None:
+    frames = prepared(SHDDataModule, shd_root, tmp_path / "frames", **SHD_SETTINGS)
+    events = tmp_path / "events"
+    prepare_copy(make(SHDDataModule, shd_root, **SHD_SETTINGS), str(events), store="events",
+                 progress=False)  # fmt: skip
+
+    def workers(copy: Path, **settings) -> list[int]:
+        datamodule = make(SHDDataModule, shd_root, **SHD_SETTINGS, streaming=copy, **settings)
+        datamodule.setup("fit")
+        datamodule.setup("test")
+        return [
+            getattr(datamodule, f"{part}_dataloader")().num_workers
+            for part in ("train", "val", "test")
+        ]
+
+    # Frames: decoding costs less than passing batches from workers (see the README).
+    assert workers(frames, num_workers=2) == [0, 0, 0]
+    # Events are binned (and augmented) per sample: num_workers as given.
+    assert workers(events, num_workers=2) == [2, 2, 2]
+    assert workers(frames, num_workers=2, streaming_workers=1) == [1, 1, 1]
+    assert workers(events, num_workers=2, streaming_workers=0) == [0, 0, 0]
+    # Without streaming, streaming_workers does not apply.
+    tonic_path = make(SHDDataModule, shd_root, **SHD_SETTINGS, num_workers=1, streaming_workers=0)
+    tonic_path.setup("test")
+    assert tonic_path.test_dataloader().num_workers == 1
+    with pytest.raises(ValueError, match="streaming_workers=-1 must be 0"):
+        make(SHDDataModule, shd_root, streaming_workers=-1)
 
 
 def test_frames_are_stored_dense_or_sparse_whichever_is_smaller() -> None:
@@ -269,8 +316,15 @@ def test_a_batch_of_stored_frames_collates_as_the_decoded_frames() -> None:
     assert np.array_equal(np.asarray(samples[1][0]), sparse)
     inputs, targets = pad_time_collate(samples)
     expected, _ = pad_time_collate([(np.asarray(frames), label) for frames, label in samples])
-    assert inputs.dtype == torch.float32 and inputs.shape == (3, *shape)
-    assert torch.equal(inputs, expected) and targets.tolist() == [0, 1, 2]
+    # Counts below 256: uint8, 4x fewer bytes than float32 (cast after the transfer).
+    assert inputs.dtype == torch.uint8 and inputs.shape == (3, *shape)
+    assert torch.equal(inputs.float(), expected) and targets.tolist() == [0, 1, 2]
+    # One count above 255: the whole batch is uint16.
+    sparse[3, 1, 0, 0] = 300.0
+    samples[1] = (StoredFrames(**encode_frames(sparse), shape=shape), 1)
+    inputs, _ = pad_time_collate(samples)
+    expected, _ = pad_time_collate([(np.asarray(frames), label) for frames, label in samples])
+    assert inputs.dtype == torch.uint16 and torch.equal(inputs.float(), expected)
 
 
 def test_counts_too_large_to_store_or_not_counts_are_refused() -> None:
@@ -321,7 +375,14 @@ def test_lightning_trains_and_validates_on_a_prepared_copy(shd_root: Path, tmp_p
     output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
     datamodule = make(SHDDataModule, tmp_path / "no raw data here", **SHD_SETTINGS,
                       streaming=str(output))  # fmt: skip
-    model = _TinyClassifier(int(np.prod(datamodule.input_shape)), datamodule.num_classes)
+
+    class Recorder(_TinyClassifier):
+        def training_step(self, batch, batch_index):
+            self.dtypes.add(batch[0].dtype)
+            return super().training_step(batch, batch_index)
+
+    model = Recorder(int(np.prod(datamodule.input_shape)), datamodule.num_classes)
+    model.dtypes = set()
     trainer = L.Trainer(
         max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
@@ -329,6 +390,9 @@ def test_lightning_trains_and_validates_on_a_prepared_copy(shd_root: Path, tmp_p
     trainer.fit(model, datamodule=datamodule)
     assert trainer.state.finished and trainer.global_step == 2 * 9  # 36 samples, batches of 4
     assert "val_loss" in trainer.callback_metrics
+    # The loader passes uint8 counts; Lightning's on_after_batch_transfer hook made them float32.
+    assert next(iter(datamodule.train_dataloader()))[0].dtype == torch.uint8
+    assert model.dtypes == {torch.float32}
     # ddp_spawn and spawned workers pickle the datasets.
     for dataset in (datamodule.train_dataset, datamodule.val_dataset):
         restored = pickle.loads(pickle.dumps(dataset))
@@ -354,7 +418,7 @@ def test_resuming_mid_epoch_continues_exactly(
         # Paths as strings: the checkpoint holds the DataModule's arguments, and
         # Lightning's weights_only loading refuses Path objects.
         datamodule = make(SHDDataModule, str(shd_root), **SHD_SETTINGS, streaming=str(output),
-                          num_workers=num_workers)  # fmt: skip
+                          num_workers=num_workers, streaming_workers=num_workers)  # fmt: skip
         model = Recorder(int(np.prod(datamodule.input_shape)), datamodule.num_classes)
         model.seen = []
         # Saves at step 13: 9 batches per epoch, so 4 batches into the second epoch.

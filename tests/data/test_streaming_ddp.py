@@ -33,7 +33,8 @@ def sample_ids(loader) -> list[str]:
     ids = []
     for inputs, targets in loader:
         for frames, target in zip(inputs, targets):
-            digest = hashlib.sha256(frames.numpy().tobytes()).hexdigest()[:16]
+            # As the model gets them: a prepared copy's loaders pass uint8 counts.
+            digest = hashlib.sha256(frames.float().numpy().tobytes()).hexdigest()[:16]
             ids.append(f"{int(target)}-{digest}")
     return ids
 
