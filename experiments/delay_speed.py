@@ -14,8 +14,6 @@ layer's own result first, then timed (median of alternating runs after a warm-up
 
 from __future__ import annotations
 
-import statistics
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from exodus_lightning.nn.delay import delayed_linear, gaussian_delay_kernel
-from experiments import arguments, report
+from experiments import arguments, report, timing
 
 EXPERIMENT = "delay_speed"
 SIGMA = 3.0
@@ -96,16 +94,10 @@ def variants() -> list[tuple[str, bool, Callable[..., Tensor]]]:
 
 
 def median_times(functions: Sequence[Callable[[], Any]], repeats: int) -> list[float]:
-    """Median seconds of each function, run alternately after one warm-up each."""
-    for function in functions:
-        function()
-    samples: list[list[float]] = [[] for _ in functions]
-    for _ in range(repeats):
-        for index, function in enumerate(functions):
-            start = time.perf_counter()
-            function()
-            samples[index].append(time.perf_counter() - start)
-    return [statistics.median(s) for s in samples]
+    """Median seconds of each function, in interleaved rounds after one warm-up round
+    (timing.interleaved)."""
+    times = timing.interleaved(dict(enumerate(functions)), rounds=repeats)
+    return [times[index].median for index in range(len(functions))]
 
 
 def run(shape: tuple[int, int, int, int, int], repeats: int, seed: int) -> list[dict[str, Any]]:

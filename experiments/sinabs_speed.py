@@ -16,10 +16,8 @@ speed.csv/.md (every case and mode) and the README's table layers.md ("default /
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +28,7 @@ from torch import Tensor, nn
 
 from exodus_lightning import nn as enn
 from exodus_lightning import ops
-from experiments import arguments, provenance, report
+from experiments import arguments, provenance, report, timing
 
 EXPERIMENT = "sinabs_speed"
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,16 +121,10 @@ def compare(theirs: dict[str, Tensor], ours_: dict[str, Tensor]) -> dict[str, An
 
 
 def median_times(functions: Sequence[Callable[[], Any]], repeats: int) -> list[float]:
-    """Median seconds of each function, run alternately after one warm-up each."""
-    for function in functions:
-        function()
-    samples: list[list[float]] = [[] for _ in functions]
-    for _ in range(repeats):
-        for index, function in enumerate(functions):
-            start = time.perf_counter()
-            function()
-            samples[index].append(time.perf_counter() - start)
-    return [statistics.median(s) for s in samples]
+    """Median seconds of each function, in interleaved rounds after one warm-up round
+    (timing.interleaved)."""
+    times = timing.interleaved(dict(enumerate(functions)), rounds=repeats)
+    return [times[index].median for index in range(len(functions))]
 
 
 def run_case(case: Case, repeats: int, seed: int) -> dict[str, Any]:
