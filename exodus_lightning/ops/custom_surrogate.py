@@ -38,6 +38,8 @@ Surrogate = Callable[[Tensor, Tensor], Tensor]
 # Membrane elements per block of batch rows (at least one row): 1 MB of float32, so a block's
 # membrane, the callable's temporaries and σ stay in cache between the callable and the scan.
 BLOCK_ELEMENTS = 1 << 18
+# Blocks run only with at most this many intra-op threads (see scan_with_surrogate).
+BLOCKS_MAX_THREADS = 1
 # Blocks hold a multiple of this many elements. PyTorch's CPU loops run vectorised (two vectors
 # at a time: 32 float32, 16 float64, 64 float16 elements with AVX-512) and finish the last few
 # elements with a scalar loop that may round differently (sigmoid, tanh, ...). With blocks
@@ -173,8 +175,13 @@ def scan_with_surrogate(
     rows = rows_per_block(batch, v_mem[0].numel() if batch else 0)
     # Inside torch.compile the compiler fuses the formula itself, and one call keeps the graph
     # small. On GPUs the caching allocator reuses memory without page faults, and blocks would
-    # only add kernel launches.
-    if rows >= batch or torch.compiler.is_compiling() or v_mem.device.type != "cpu":
+    # only add kernel launches. With several intra-op threads, each of the hundreds of small
+    # per-block operations is a parallel region that waits for every thread: when other
+    # processes (DataLoader workers, other jobs) hold the cores, each wait is an OS time slice
+    # (measured: 2.5 s instead of 50 ms per backward at (32, 300, 2048), 2 threads, loaded
+    # 2-core machine); a few full-size operations wait a few times only.
+    if (rows >= batch or torch.compiler.is_compiling() or v_mem.device.type != "cpu"
+            or torch.get_num_threads() > BLOCKS_MAX_THREADS):
         return list(scan(None, evaluate(fn, *surrogate_inputs(None)).view(v_mem.shape)))
     outputs: list[Tensor] = []
     for start in range(0, batch, rows):

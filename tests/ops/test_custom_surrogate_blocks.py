@@ -121,6 +121,15 @@ def assert_same(new, old):
             assert torch.equal(a, b), (a - b).abs().max()
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Blocks run single-threaded only (custom_surrogate.BLOCKS_MAX_THREADS)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def whole(monkeypatch):
     """Runs a function with the callable evaluated once on the whole membrane (the old path)."""
@@ -209,6 +218,21 @@ def test_blocks_match_the_reference_backend(model, monkeypatch):
     extension = gradients(model, sigmoid_derivative, shape, trained, torch.float64)
     for a, b in zip(extension, reference, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_several_threads_evaluate_the_whole_membrane_at_once(model, monkeypatch):
+    """With 2 intra-op threads the callable runs once (blocks would wait on every thread)."""
+    seen = []
+
+    def spy(v_mem, threshold):
+        seen.append(tuple(v_mem.shape))
+        return sigmoid_derivative(v_mem, threshold)
+
+    two_row_blocks(monkeypatch, (5, 7, 6))
+    torch.set_num_threads(2)
+    gradients(model, spy, (5, 7, 6), ())
+    assert seen == [(5, 7, 6)]
 
 
 @pytest.mark.parametrize("model", MODELS)
