@@ -6,13 +6,15 @@ snnTorch, SpikingJelly; peers not installed are skipped with a note), on the sam
 
     spike mismatch     fraction of outputs that differ from the float64 reference's spikes
     input-grad error   ‖∂L/∂x − ∂L/∂x_ref‖ / ‖∂L/∂x_ref‖, L = Σ spikes · g for a fixed random g
-    ms fwd+bwd         median (min–max) over interleaved rounds (timing.py), one process
+    ms fwd+bwd         median (min–max) over interleaved rounds (timing.py), one fresh process
+                       per glibc allocator mode: default, and reuse (ops.keep_freed_memory(),
+                       what exodus-lightning's CLI does on CPU)
     peak MB            memory.step_peak_mb of one step, each implementation in a fresh process
 
 The reference is our autograd loop in float64 with the peer's own surrogate (peers.py), so a
 fast wrong answer shows as a mismatch, not as a win.
 
-    python -m experiments.benchmark_peers             # (32, 300, 2048): ~2 minutes on 2 cores
+    python -m experiments.benchmark_peers             # (32, 300, 2048): ~4 minutes on 2 cores
     python -m experiments.benchmark_peers --tiny      # seconds
 """
 
@@ -30,6 +32,7 @@ ALPHA = math.exp(-1 / 20)
 SHAPE = (32, 300, 2048)
 TINY_SHAPE = (2, 20, 16)
 COLUMNS = (
+    "glibc allocator",
     "implementation",
     "surrogate",
     "spike mismatch",
@@ -83,6 +86,13 @@ def _step(name: str, shape: tuple[int, ...]):
     return step
 
 
+def time_all(names: list[str], shape: list[int], rounds: int) -> dict[str, list[float]]:
+    """Seconds per forward + backward of each implementation, interleaved (timing.py); run in
+    a fresh process per allocator mode (isolated.run)."""
+    times = timing.interleaved({name: _step(name, tuple(shape)) for name in names}, rounds)
+    return {name: list(t.samples) for name, t in times.items()}
+
+
 def peak_mb(name: str, shape: list[int]) -> float:
     """Peak memory of one forward + backward (run in a fresh process: isolated.run)."""
     _step(name, (1, 2, *shape[2:]))()  # load the code (kernels, libraries) on a tiny input
@@ -100,23 +110,28 @@ def run(options: Any) -> dict:
             names.append(name)
         else:
             notes.append(f"- skipped {reason}")
-    times = timing.interleaved({name: _step(name, shape) for name in names}, rounds=rounds)
+    same = {name: equivalence(name, shape) for name in names}
+    peaks = {name: isolated.run(peak_mb, name=name, shape=list(shape), threads=options.threads)
+             for name in names}
     rows = []
-    for name in names:
-        same = equivalence(name, shape)
-        rows.append(
+    for allocator in ("default", "reuse"):
+        samples = isolated.run(time_all, names=names, shape=list(shape), rounds=rounds,
+                               threads=options.threads, keep_freed_memory=allocator == "reuse")
+        times = {name: timing.Timing(tuple(s)) for name, s in samples.items()}
+        rows += [
             {
+                "glibc allocator": allocator,
                 "implementation": name,
                 "surrogate": peers.IMPLEMENTATIONS[name].surrogate_name,
-                "spike mismatch": same["mismatch"],
-                "input-grad error": same["grad_error"],
+                "spike mismatch": same[name]["mismatch"],
+                "input-grad error": same[name]["grad_error"],
                 "ms fwd+bwd, median (min–max)": times[name].cell(),
                 "time vs exodus": f"{times[name].median / times['exodus'].median:.2f}×",
-                "peak MB": isolated.run(peak_mb, name=name, shape=list(shape),
-                                        threads=options.threads),
-                "spike rate": same["rate"],
+                "peak MB": peaks[name],
+                "spike rate": same[name]["rate"],
             }
-        )
+            for name in names
+        ]
     title = (f"One LIF layer {tuple(shape)}, single spike, α = e^(−1/20), forward + backward, "
              f"float32; {rounds} interleaved rounds")
     table = report.write_readme_table(rows, out, "lif_layer", COLUMNS, device="cpu",

@@ -52,7 +52,7 @@ class Experiment:
 # CPU cores), or an estimate where marked.
 REGISTRY: list[Experiment] = [
     Experiment("benchmark_ops", (), "~10 min"),
-    Experiment("benchmark_peers", (), "~2 min"),
+    Experiment("benchmark_peers", (), "~4 min"),
     Experiment("temporal_memory", (), "~10 min"),
     Experiment("sinabs_speed", (), "~12 min (estimate from the README's times: 2 modes)"),
     Experiment("recurrent_memory", ("--threads", "1", "--repeats", "5"), "~3 min (estimate)"),
