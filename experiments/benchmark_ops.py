@@ -12,7 +12,7 @@ its own with the default allocator. Writes three README tables into --out:
                        formula as a custom callable, run as it is (in blocks) and wrapped by
                        ops.compiled_surrogate, both allocators
 
-    python -m experiments.benchmark_ops            # the full tables (~10 minutes on 2 cores)
+    python -m experiments.benchmark_ops            # the full tables (~4 minutes on 2 cores)
     python -m experiments.benchmark_ops --tiny     # small shapes, seconds
 
 "Reuse" is ops.keep_freed_memory() (what the CLI does on CPU; the same as

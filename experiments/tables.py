@@ -48,19 +48,19 @@ class Experiment:
     gpu: bool = False  # runs only where torch.cuda.is_available()
 
 
-# In the README's order. Durations: the scripts' docstrings and the README's notes (2 shared
-# CPU cores), or an estimate where marked.
+# In the README's order. Durations: measured by this command on the 2-core CPU machine
+# (2026-12-01; temporal_memory while other jobs ran), or an estimate where marked.
 REGISTRY: list[Experiment] = [
-    Experiment("benchmark_ops", (), "~10 min"),
+    Experiment("benchmark_ops", (), "~4 min"),
     Experiment("benchmark_peers", (), "~4 min"),
-    Experiment("temporal_memory", (), "~10 min"),
+    Experiment("temporal_memory", (), "~10-18 min"),
     Experiment("sinabs_speed", (), "~12 min (estimate from the README's times: 2 modes)"),
-    Experiment("recurrent_memory", ("--threads", "1", "--repeats", "5"), "~3 min (estimate)"),
+    Experiment("recurrent_memory", ("--threads", "1", "--repeats", "5"), "~2 min"),
     Experiment("benchmark_data", ("--quick",), "~5 min (estimate)"),
     Experiment("gradient_equivalence", (), "~1 min"),
-    Experiment("gradient_stability", (), "~0.5-4 min"),
-    Experiment("training_comparison", ("--epochs", "6"), "~5-10 min"),
-    Experiment("training_speed", (), "~15 min"),
+    Experiment("gradient_stability", (), "~3 min"),
+    Experiment("training_comparison", ("--epochs", "6"), "~6 min"),
+    Experiment("training_speed", (), "~7 min"),
     Experiment("benchmark_gpu", (), "~1-2 min", gpu=True),
 ]
 

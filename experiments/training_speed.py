@@ -19,7 +19,7 @@ Per cell (network, T, implementation), equivalence first, then speed and memory:
 CPU always; CUDA too when present. Writes speed.csv/.md, speed_readme.md (the README's
 table), speed.png (time vs T) and memory.png (saved-for-backward MB vs T).
 
-    python -m experiments.training_speed                   # CPU sweep: ~15 minutes on 2 cores
+    python -m experiments.training_speed                   # CPU sweep: ~7 minutes on 2 cores
     python -m experiments.training_speed --devices cuda    # GPU sweep (larger batches)
     python -m experiments.training_speed --tiny            # seconds
 """
