@@ -54,7 +54,7 @@ REGISTRY: list[Experiment] = [
     Experiment("benchmark_ops", (), "~4 min"),
     Experiment("benchmark_peers", (), "~4 min"),
     Experiment("temporal_memory", (), "~10-18 min"),
-    Experiment("sinabs_speed", (), "~12 min (estimate from the README's times: 2 modes)"),
+    Experiment("sinabs_speed", (), "~2 min"),
     Experiment("recurrent_memory", ("--threads", "1", "--repeats", "5"), "~2 min"),
     Experiment("benchmark_data", ("--quick",), "~5 min (estimate)"),
     Experiment("gradient_equivalence", (), "~1 min"),
