@@ -9,9 +9,9 @@ memory and time per pass, on CPU.
   and has that layer; it has no adLIF).
 
 Per variant: the bytes autograd keeps for backward (unique storages saved by the graph, the
-input and parameters left out), the peak resident memory of one forward + backward pass above
-the process's memory before it (each variant in a fresh process), the median time of forward +
-backward and of forward alone (no autograd), and the agreement with the first variant
+input and parameters left out), the peak memory of one forward + backward pass
+(memory.step_peak_mb, each variant in a fresh process), the time of forward + backward and of
+forward alone (no autograd) as median (min–max) over interleaved rounds, and the agreement with the first variant
 (spike mismatches, largest relative gradient difference): memory.csv/.md, and the README's
 table variants.md.
 
@@ -22,20 +22,16 @@ table variants.md.
 from __future__ import annotations
 
 import importlib.util
-import json
-import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from exodus_lightning import nn as enn
-from experiments import arguments, report
-from experiments.sinabs_speed import max_relative, median_times
+from experiments import arguments, isolated, memory, report
+from experiments.sinabs_speed import max_relative, spread_ms, timings
 
 EXPERIMENT = "recurrent_memory"
 VARIANTS = ("fused", "loop", "sinabs")
@@ -139,36 +135,18 @@ def saved_bytes(layer: nn.Module, x: Tensor) -> int:
 
 
 def peak_rss_mib(variant: str, case: Case, seed: int) -> float:
-    """Peak resident memory of one forward + backward pass above the memory before it, in a
-    fresh process (freed memory that an allocator keeps would hide a later pass's peak)."""
-    command = [sys.executable, "-m", f"experiments.{EXPERIMENT}", "--measure-peak",
-               json.dumps({"variant": variant, "case": asdict(case), "seed": seed})]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return float(result.stdout.strip().splitlines()[-1])
+    """Peak memory of one forward + backward pass (memory.step_peak_mb), in a fresh process."""
+    return isolated.run(_peak_mib, variant=variant, case=asdict(case), seed=seed)
 
 
-def _status_kib(field_name: str) -> int:
-    """A memory field of /proc/self/status (VmRSS, VmHWM), in KiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field_name}")
-
-
-def measure_peak(spec: str) -> None:
-    """Child of peak_rss_mib: print the peak increase in MiB (Linux: the high-water mark
-    VmHWM, reset just before the pass through /proc/self/clear_refs)."""
-    config = json.loads(spec)
-    case = Case(**{**config["case"], "shape": tuple(config["case"]["shape"])})
-    layer = build(config["variant"], case, config["seed"])
-    x, weights = inputs(case, config["seed"])
-    # Load the kernels and let every library initialise at a tiny size first.
-    small = (1, 2, case.shape[2])
+def _peak_mib(variant: str, case: dict, seed: int) -> float:
+    """Child of peak_rss_mib: load the kernels on a tiny input, then measure one pass."""
+    case_ = Case(**{**case, "shape": tuple(case["shape"])})
+    layer = build(variant, case_, seed)
+    x, weights = inputs(case_, seed)
+    small = (1, 2, case_.shape[2])
     step(layer, torch.rand(small), torch.rand(small), True)
-    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
-    before = _status_kib("VmRSS")
-    step(layer, x, weights, True)
-    print((_status_kib("VmHWM") - before) / 1024)
+    return memory.step_peak_mb(lambda: step(layer, x, weights, True))
 
 
 def run_case(case: Case, repeats: int, seed: int) -> list[dict[str, Any]]:
@@ -176,10 +154,10 @@ def run_case(case: Case, repeats: int, seed: int) -> list[dict[str, Any]]:
     layers = {name: build(name, case, seed) for name in names}
     x, weights = inputs(case, seed)
     results = {name: step(layer, x, weights, True) for name, layer in layers.items()}
-    full = median_times([lambda layer=layer: step(layer, x, weights, True)
-                         for layer in layers.values()], repeats)
-    forward = median_times([lambda layer=layer: step(layer, x, weights, False)
-                            for layer in layers.values()], repeats)
+    full = timings([lambda layer=layer: step(layer, x, weights, True)
+                    for layer in layers.values()], repeats)
+    forward = timings([lambda layer=layer: step(layer, x, weights, False)
+                       for layer in layers.values()], repeats)
     first = results[names[0]]
     rows = []
     for index, name in enumerate(names):
@@ -192,8 +170,8 @@ def run_case(case: Case, repeats: int, seed: int) -> list[dict[str, Any]]:
             "variant": name,
             "saved for backward MiB": saved_bytes(layers[name], x) / 2**20,
             "peak fwd+bwd MiB": peak_rss_mib(name, case, seed),
-            "fwd+bwd ms": 1e3 * full[index],
-            "fwd ms": 1e3 * forward[index],
+            **{"fwd+bwd ms" + k: v for k, v in spread_ms(full[index]).items()},
+            **{"fwd ms" + k: v for k, v in spread_ms(forward[index]).items()},
             f"spike mismatches vs {names[0]}": mismatches,
             f"max grad diff vs {names[0]} (rel.)": grad_diff,
             "spike rate": float(first["spikes"].mean().item()),
@@ -206,18 +184,18 @@ def readme_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [dict(zip(README_TABLES["variants"], (
         f"{row['case']}, {row['(B, T, F)']}", row["variant"],
         f"{row['saved for backward MiB']:.0f} MiB", f"{row['peak fwd+bwd MiB']:.0f} MiB",
-        f"{row['fwd+bwd ms']:.0f} ms", f"{row['fwd ms']:.0f} ms"))) for row in rows]
+        _ms(row, "fwd+bwd ms"), _ms(row, "fwd ms")))) for row in rows]
+
+
+def _ms(row: dict[str, Any], column: str) -> str:
+    """"median (min–max) ms" of a time column, whole ms."""
+    return f"{row[column]:.0f} ({row[column + ' min']:.0f}–{row[column + ' max']:.0f}) ms"
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = arguments.experiment_parser(EXPERIMENT, __doc__)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--measure-peak", type=str, default=None,
-                        help="internal: measure one variant's peak memory (JSON spec)")
     options = parser.parse_args(argv)
-    if options.measure_peak:
-        measure_peak(options.measure_peak)
-        return {}
     out = arguments.setup(options)
     rows = []
     for case in report.progress(cases(options.tiny), "cases"):

@@ -120,11 +120,16 @@ def compare(theirs: dict[str, Tensor], ours_: dict[str, Tensor]) -> dict[str, An
     }
 
 
-def median_times(functions: Sequence[Callable[[], Any]], repeats: int) -> list[float]:
-    """Median seconds of each function, in interleaved rounds after one warm-up round
+def timings(functions: Sequence[Callable[[], Any]], repeats: int) -> list[timing.Timing]:
+    """Seconds of each function over interleaved rounds after one warm-up round
     (timing.interleaved)."""
     times = timing.interleaved(dict(enumerate(functions)), rounds=repeats)
-    return [times[index].median for index in range(len(functions))]
+    return [times[index] for index in range(len(functions))]
+
+
+def spread_ms(times: timing.Timing) -> dict[str, float]:
+    """median, min and max of times in ms, as row entries "" / " min" / " max" suffixes."""
+    return {"": 1e3 * times.median, " min": 1e3 * times.low, " max": 1e3 * times.high}
 
 
 def run_case(case: Case, repeats: int, seed: int) -> dict[str, Any]:
@@ -139,22 +144,19 @@ def run_case(case: Case, repeats: int, seed: int) -> dict[str, Any]:
     x = (torch.rand(case.shape, generator=generator) - 0.2) * case.scale
     weights = torch.randn(case.shape, generator=generator)
     check = compare(step(theirs, x, weights, True), step(ours_, x, weights, True))
-    full = median_times(
+    full = timings(
         [lambda: step(theirs, x, weights, True), lambda: step(ours_, x, weights, True)], repeats
     )
-    forward = median_times(
+    forward = timings(
         [lambda: step(theirs, x, weights, False), lambda: step(ours_, x, weights, False)], repeats
     )
-    return {
-        "case": case.name,
-        "(B, T, F)": str(case.shape),
-        "sinabs fwd+bwd ms": 1e3 * full[0],
-        "ours fwd+bwd ms": 1e3 * full[1],
-        "fwd+bwd speed-up": full[0] / full[1],
-        "sinabs fwd ms": 1e3 * forward[0],
-        "ours fwd ms": 1e3 * forward[1],
-        "fwd speed-up": forward[0] / forward[1],
-    } | check
+    row: dict[str, Any] = {"case": case.name, "(B, T, F)": str(case.shape)}
+    for name, times in (("sinabs fwd+bwd ms", full[0]), ("ours fwd+bwd ms", full[1]),
+                        ("sinabs fwd ms", forward[0]), ("ours fwd ms", forward[1])):
+        row |= {name + suffix: value for suffix, value in spread_ms(times).items()}
+    row["fwd+bwd speed-up"] = full[0].median / full[1].median
+    row["fwd speed-up"] = forward[0].median / forward[1].median
+    return row | check
 
 
 def measure(options: Any, allocator: str) -> list[dict[str, Any]]:
@@ -175,6 +177,12 @@ def duration(ms: float) -> str:
     return f"{ms / 1e3:.1f} s" if ms >= 1e3 else f"{ms:.3g} ms"
 
 
+def with_spread(row: dict[str, Any], column: str) -> str:
+    """"median (min–max)" of a time column, e.g. "289 ms (280 ms–301 ms)"."""
+    low, high = duration(row[column + " min"]), duration(row[column + " max"])
+    return f"{duration(row[column])} ({low}–{high})"
+
+
 def times(ratio: float) -> str:
     """A speed-up cell: "74×" from 10 up, "4.6×" below."""
     return f"{ratio:.0f}×" if ratio >= 10 else f"{ratio:.2g}×"
@@ -188,8 +196,8 @@ def readme_rows(rows: list[dict[str, Any]], allocators: Sequence[str]) -> list[d
         by_mode = [mine[allocator] for allocator in allocators]
         table.append(dict(zip(README_TABLES["layers"], (
             f"{case}, {by_mode[0]['(B, T, F)']}",
-            joined(by_mode, "sinabs fwd+bwd ms", duration),
-            joined(by_mode, "ours fwd+bwd ms", duration),
+            " / ".join(with_spread(row, "sinabs fwd+bwd ms") for row in by_mode),
+            " / ".join(with_spread(row, "ours fwd+bwd ms") for row in by_mode),
             joined(by_mode, "fwd+bwd speed-up", times),
             joined(by_mode, "fwd speed-up", times),
         ))))
