@@ -11,9 +11,9 @@ memory and time per pass, on CPU.
 Per variant: the bytes autograd keeps for backward (unique storages saved by the graph, the
 input and parameters left out), the peak memory of one forward + backward pass
 (memory.step_peak_mb, each variant in a fresh process), the time of forward + backward and of
-forward alone (no autograd) as median (min–max) over interleaved rounds, and the agreement with the first variant
-(spike mismatches, largest relative gradient difference): memory.csv/.md, and the README's
-table variants.md.
+forward alone (no autograd) as median (min–max) over interleaved rounds, and the agreement
+with the first variant (spike mismatches, largest relative gradient difference):
+memory.csv/.md, and the README's table variants.md.
 
     python -m experiments.recurrent_memory             # (32, 300, 512)
     python -m experiments.recurrent_memory --tiny      # seconds, tiny shapes (tests)
