@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from exodus_lightning.ops._extension import load  # noqa: E402
 from exodus_lightning.ops._library import ops as lib  # noqa: E402
 from experiments import arguments, memory, peers, provenance, report  # noqa: E402
+from experiments.common import relative_error  # noqa: E402
 
 OP_SHAPES = [(32, 300, 2048), (16, 500, 16384), (1, 3000, 16384)]
 TINY_OP_SHAPES = [(2, 20, 64), (1, 40, 96)]
@@ -190,10 +191,9 @@ def _equivalence(implementation: str, linear, step, spikes_in: torch.Tensor,
         spikes64.backward(upstream.double())
         references[surrogate] = (spikes64.detach(), x64.grad)
     spikes64, grad64 = references[surrogate]
-    error = (x.grad.double() - grad64).norm() / grad64.norm().clamp_min(1e-300)
     return {
         "spike mismatch": (spikes.detach().double() != spikes64).double().mean().item(),
-        "input-grad error": error.item(),
+        "input-grad error": relative_error(x.grad, grad64),
     }
 
 

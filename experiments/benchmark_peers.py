@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from experiments import arguments, isolated, memory, peers, report, timing
+from experiments.common import relative_error
 
 EXPERIMENT = "benchmark_peers"
 ALPHA = math.exp(-1 / 20)
@@ -65,8 +66,6 @@ def equivalence(name: str, shape: tuple[int, ...]) -> dict[str, float]:
         spikes.backward(upstream)
         results[label] = (spikes.detach().double(), x.grad.double())
     (spikes, grad), (ref_spikes, ref_grad) = results["run"], results["reference"]
-    from experiments.common import relative_error
-
     return {
         "mismatch": (spikes != ref_spikes).double().mean().item(),
         "grad_error": relative_error(grad, ref_grad),

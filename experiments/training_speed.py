@@ -290,8 +290,9 @@ def run(options: Any) -> dict:
     networks = options.networks.split(",")
     candidates = [*OURS, *PEERS] if options.peers else list(OURS)
     rounds = options.repeats or (2 if options.tiny else 5)
-    notes = [f"- skipped {reason}" for name in candidates if (reason := peers.unavailable(name))]
-    runnable = [name for name in candidates if peers.unavailable(name) is None]
+    reasons = {name: peers.unavailable(name) for name in candidates}
+    notes = [f"- skipped {reason}" for reason in reasons.values() if reason]
+    runnable = [name for name, reason in reasons.items() if reason is None]
     cells = []
     for device in devices:
         for network in networks:

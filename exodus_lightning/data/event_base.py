@@ -345,9 +345,8 @@ class EventDataModule(SpikeDataModule):
     def _loader(
         self, dataset: Dataset | None, name: str, shuffle: bool, num_workers: int | None = None
     ) -> DataLoader:
-        if num_workers is None:
-            num_workers = self.loader_workers({"validation": "val"}.get(name, name))
-        workers = num_workers
+        workers = (self.loader_workers({"validation": "val"}.get(name, name))
+                   if num_workers is None else num_workers)
         if self.streaming is None or dataset is None or isinstance(dataset, InOrder):
             return super()._loader(dataset, name, shuffle, workers)
         # Shuffling (from seed and epoch) and the split between ranks and workers are litdata's.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ._codes import SURROGATE_GIVEN
-from .custom_surrogate import as_btn, batch_rows, scan_with_surrogate
+from .custom_surrogate import as_btn, batch_rows, fixed_threshold_inputs, scan_with_surrogate
 
 # Bit of each parameter in lif_backward's param_grads mask, in input order (extensions/exodus/
 # lif_step.h has the same values).
@@ -209,14 +209,8 @@ def _lif_scan(ctx, grad_spikes, grad_v_mem, grad_v_last, surrogate, params, surr
             ctx.reset, ctx.gradient, surrogate, params, mask,
         )
 
-    if surrogate_fn is None:
-        outputs = scan(None, None)
-    else:
-        def surrogate_inputs(rows):
-            return as_btn(batch_rows(v_mem, rows), alpha.shape[0]), threshold
-
-        outputs = scan_with_surrogate(surrogate_fn, v_mem, surrogate_inputs, scan)
-    grad_x, grad_v0, *param_grads = outputs
+    inputs = fixed_threshold_inputs(v_mem, threshold, alpha.shape[0])
+    grad_x, grad_v0, *param_grads = scan_with_surrogate(surrogate_fn, v_mem, inputs, scan)
     if grad_spikes is None:  # then grad_x is in the state dtype; half inputs want their own
         grad_x = grad_x.to(ctx.x_dtype)
     return (grad_x, grad_v0,
@@ -343,16 +337,13 @@ def _alif_scan(ctx, grad_spikes, grad_v_mem, grad_b, grad_v_last, grad_b_last, s
             min_v_mem, ctx.max_spikes, ctx.reset, ctx.gradient, surrogate, params, mask,
         )
 
-    if surrogate_fn is None:
-        outputs = scan(None, None)
-    else:
-        def surrogate_inputs(rows):
-            v = as_btn(batch_rows(v_mem, rows), alpha.shape[0])
-            b_rows = batch_rows(b, rows).reshape(v.shape)
-            b_first = batch_rows(b_init, rows).reshape(v.shape[0], 1, v.shape[2])
-            return v, b0 + beta * torch.cat([b_first, b_rows[:, :-1]], 1)
+    def surrogate_inputs(rows):  # the threshold trace θ_t = b0 + β · b_{t−1}
+        v = as_btn(batch_rows(v_mem, rows), alpha.shape[0])
+        b_rows = batch_rows(b, rows).reshape(v.shape)
+        b_first = batch_rows(b_init, rows).reshape(v.shape[0], 1, v.shape[2])
+        return v, b0 + beta * torch.cat([b_first, b_rows[:, :-1]], 1)
 
-        outputs = scan_with_surrogate(surrogate_fn, v_mem, surrogate_inputs, scan)
+    outputs = scan_with_surrogate(surrogate_fn, v_mem, surrogate_inputs, scan)
     grad_x, grad_v0, grad_b0_state, *param_grads = outputs
     if grad_spikes is None:  # then grad_x is in the state dtype; half inputs want their own
         grad_x = grad_x.to(ctx.x_dtype)
@@ -449,14 +440,9 @@ def _adlif_scan(ctx, grad_spikes, grad_u_mem, grad_w, grad_u_last, grad_w_last, 
             threshold, ctx.gradient, surrogate, params, mask,
         )
 
-    if surrogate_fn is None:
-        outputs = scan(None, None)
-    else:
-        def surrogate_inputs(rows):
-            return as_btn(batch_rows(u_mem, rows), alpha.shape[0]), threshold
-
-        outputs = scan_with_surrogate(surrogate_fn, u_mem, surrogate_inputs, scan)
-    grad_x, grad_u0, grad_w0, *param_grads = outputs
+    inputs = fixed_threshold_inputs(u_mem, threshold, alpha.shape[0])
+    grad_x, grad_u0, grad_w0, *param_grads = scan_with_surrogate(surrogate_fn, u_mem, inputs,
+                                                                  scan)
     if grad_spikes is None:  # then grad_x is in the state dtype; half inputs want their own
         grad_x = grad_x.to(ctx.x_dtype)
     return (grad_x, grad_u0, grad_w0,

@@ -152,19 +152,30 @@ def batch_rows(t: Tensor | None, rows: slice | None) -> Tensor | None:
     return t if t is None or rows is None else t[rows]
 
 
+def fixed_threshold_inputs(
+    v_mem: Tensor, threshold: Tensor, features: int
+) -> Callable[[slice | None], tuple[Tensor, Tensor]]:
+    """surrogate_inputs for scan_with_surrogate with one (N,) threshold: rows -> (v_mem's
+    rows as (b, T, N), threshold)."""
+    return lambda rows: (as_btn(batch_rows(v_mem, rows), features), threshold)
+
+
 def scan_with_surrogate(
-    fn: Surrogate,
+    fn: Surrogate | None,
     v_mem: Tensor,
     surrogate_inputs: Callable[[slice | None], tuple[Tensor, Tensor]],
     scan: Callable[[slice | None, Tensor], Sequence[Tensor]],
 ) -> list[Tensor]:
-    """The outputs of a backward op run with σ = fn(v, threshold), whole or block by block.
+    """The outputs of a backward op run with σ = fn(v, threshold), whole or block by block
+    (fn None: the op's built-in surrogate, one call).
 
     surrogate_inputs(rows): (v, threshold) for those batch rows (None: all), v as (b, T, N).
     scan(rows, sigma): the op's outputs for those rows, each batch-major ((b, ...)) or an empty
     (0,) placeholder for a gradient not computed. The per-block outputs are copied into outputs
     allocated once, so only cache-sized tensors are made per block (the allocator reuses them).
     """
+    if fn is None:
+        return list(scan(None, None))
     if isinstance(fn, CompiledSurrogate):
         if not torch.compiler.is_compiling():
             sigma = fn.sigma(*surrogate_inputs(None))
