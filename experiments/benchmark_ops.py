@@ -9,8 +9,9 @@ its own with the default allocator. Writes three README tables into --out:
     lif                LIF: extension vs reference, both allocators, plus a sweep over T
     alif_adlif         ALIF and adLIF: fused op vs autograd loop
     custom_surrogate   the built-in SingleExponential (fused in the kernel) vs the same
-                       formula as a custom callable, run as it is (in blocks) and wrapped by
-                       ops.compiled_surrogate, both allocators
+                       formula as a custom callable (compiled automatically after its first
+                       backward passes) and wrapped by ops.uncompiled_surrogate (run as it is),
+                       both allocators, 1 and 2 torch threads
 
     python -m experiments.benchmark_ops            # the full tables (~4 minutes on 2 cores)
     python -m experiments.benchmark_ops --tiny     # small shapes, seconds
@@ -65,12 +66,13 @@ ALIF_ADLIF_COLUMNS = (
 )
 CUSTOM_SURROGATE_COLUMNS = (
     "glibc allocator",
+    "torch threads",
     "fused SingleExponential, ms (min–max)",
     "custom callable, ms (min–max)",
     "custom / fused",
-    "compiled_surrogate(custom), ms (min–max)",
-    "compiled / fused",
-    "peak MB, fused / custom / compiled",
+    "uncompiled_surrogate(custom), ms (min–max)",
+    "uncompiled / fused",
+    "peak MB, fused / custom / uncompiled",
 )
 README_TABLES = {
     "lif": LIF_COLUMNS,
@@ -88,12 +90,11 @@ def custom_single_exponential(v_mem, threshold):
 
 
 @functools.cache
-def compiled_custom_single_exponential():
-    """custom_single_exponential wrapped by ops.compiled_surrogate, one per process (compiled
-    once, on its first backward pass)."""
+def uncompiled_custom_single_exponential():
+    """custom_single_exponential wrapped by ops.uncompiled_surrogate: never compiled."""
     from exodus_lightning import ops
 
-    return ops.compiled_surrogate(custom_single_exponential)
+    return ops.uncompiled_surrogate(custom_single_exponential)
 
 
 def make_step(variant: str, device: str, batch: int, time: int, features: int,
@@ -101,7 +102,8 @@ def make_step(variant: str, device: str, batch: int, time: int, features: int,
     """(step, rate) for one layer: step() runs forward + backward, rate() the spike rate.
 
     variant: "extension", "reference" (the BPTT loop), "custom" (the extension with
-    custom_single_exponential, evaluated in blocks) or "compiled" (the same, compiled).
+    custom_single_exponential: compiled once it has served AUTO_COMPILE_AFTER backward passes,
+    see warm_up) or "uncompiled" (the same, run as it is).
     α = 0.9 and θ = 1, fixed (the backward then needs no parameter gradients) or, as named in
     ``trainable``, per-neuron parameters that get gradients ("alpha" is nn.LIF's default).
     ALIF: ρ = 0.95, β = 1.8 (sinabs' default), b0 = θ. adLIF: β = 0.99, a = 60, b = 120
@@ -114,7 +116,7 @@ def make_step(variant: str, device: str, batch: int, time: int, features: int,
 
     backend = "reference" if variant == "reference" else "extension"
     surrogate = {"custom": custom_single_exponential,
-                 "compiled": compiled_custom_single_exponential()}.get(variant)
+                 "uncompiled": uncompiled_custom_single_exponential()}.get(variant)
     generator = torch.Generator().manual_seed(0)
     drive = torch.randn(batch, time, features, generator=generator) * 0.6 + 0.25
     if neuron == "adlif":  # the input enters scaled by 1 − α, and adaptation pulls u down
@@ -156,9 +158,21 @@ def make_step(variant: str, device: str, batch: int, time: int, features: int,
     return step, rate
 
 
+def warm_up(variant: str, step) -> None:
+    """Run "custom" past the backward passes after which its callable is compiled (timing and
+    memory then see the compiled formula, as a training run does after its first steps)."""
+    if variant == "custom":
+        from exodus_lightning.ops import custom_surrogate
+
+        for _ in range(custom_surrogate.AUTO_COMPILE_AFTER + 1):
+            step()
+
+
 def time_case(variants: list[str], rounds: int, **case: Any) -> dict:
     """Interleaved timings (seconds) of the variants on one case, and the spike rate."""
     steps = {variant: make_step(variant, **case)[0] for variant in variants}
+    for variant, step in steps.items():
+        warm_up(variant, step)
     times = timing.interleaved(steps, rounds)
     return {"samples": {v: list(t.samples) for v, t in times.items()},
             "rate": make_step(variants[0], **case)[1]()}
@@ -169,8 +183,7 @@ def peak_case(variant: str, **case: Any) -> float:
     tiny = dict(case, batch=1, time=2)
     make_step(variant, **tiny)[0]()
     step = make_step(variant, **case)[0]
-    if variant == "compiled":  # compiling for this shape (what the compiler keeps) comes first
-        step()
+    warm_up(variant, step)  # compiling for this shape (what the compiler keeps) comes first
     return memory.step_peak_mb(step, case["device"])
 
 
@@ -270,20 +283,24 @@ def run(options: Any) -> dict:
                 rows, out, "alif_adlif" + suffix, ALIF_ADLIF_COLUMNS, device, options.tiny)
         if "custom_surrogate" not in wanted:
             continue
-        result = measure(case(*shapes[0]), ["extension", "custom", "compiled"], allocators,
-                         rounds, options.threads)
-        rows = [{
-            "glibc allocator": allocator,
-            "fused SingleExponential, ms (min–max)": result[allocator]["extension"].cell(),
-            "custom callable, ms (min–max)": result[allocator]["custom"].cell(),
-            "custom / fused": _ratio(result[allocator]["custom"], result[allocator]["extension"],
-                                     digits=2),
-            "compiled_surrogate(custom), ms (min–max)": result[allocator]["compiled"].cell(),
-            "compiled / fused": _ratio(result[allocator]["compiled"],
-                                       result[allocator]["extension"], digits=2),
-            "peak MB, fused / custom / compiled": " / ".join(
-                f"{result['peak'][v]:.0f}" for v in ("extension", "custom", "compiled")),
-        } for allocator in allocators]
+        variants = ["extension", "custom", "uncompiled"]
+        rows = []
+        for threads in sorted({1, options.threads or torch.get_num_threads()}):
+            result = measure(case(*shapes[0]), variants, allocators, rounds, threads)
+            rows += [{
+                "glibc allocator": allocator,
+                "torch threads": threads,
+                "fused SingleExponential, ms (min–max)": result[allocator]["extension"].cell(),
+                "custom callable, ms (min–max)": result[allocator]["custom"].cell(),
+                "custom / fused": _ratio(result[allocator]["custom"],
+                                         result[allocator]["extension"], digits=2),
+                "uncompiled_surrogate(custom), ms (min–max)":
+                    result[allocator]["uncompiled"].cell(),
+                "uncompiled / fused": _ratio(result[allocator]["uncompiled"],
+                                             result[allocator]["extension"], digits=2),
+                "peak MB, fused / custom / uncompiled": " / ".join(
+                    f"{result['peak'][v]:.0f}" for v in variants),
+            } for allocator in allocators]
         tables["custom_surrogate" + suffix] = report.write_readme_table(
             rows, out, "custom_surrogate" + suffix, CUSTOM_SURROGATE_COLUMNS, device, options.tiny)
 

@@ -79,8 +79,8 @@ class LIF(SpikingLayer):
         reset_fn: MembraneSubtract(subtract_value) or MembraneReset() (sinabs' or ours); None:
             from ``reset`` and ``subtract_value``.
         surrogate_grad_fn: callable (v_mem, threshold) -> dS/dV; see ``nn.surrogate``. A custom
-            one must be elementwise in v_mem; ``ops.compiled_surrogate(fn)`` compiles it (see
-            ``ops.lif``).
+            one must be elementwise in v_mem; it is compiled once it has served a few large
+            backward passes (see ``ops.lif``).
         min_v_mem: lower bound of the post-reset state (None: unbounded); < spike_threshold.
         train_alphas: train α = exp(−1/τ) (parameters alpha_mem, alpha_syn) instead of τ
             (tau_mem, tau_syn).

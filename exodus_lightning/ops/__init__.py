@@ -12,7 +12,12 @@ from ._extension import load as load_extension
 from .adlif import adlif
 from .alif import alif
 from .cpu_memory import keep_freed_memory
-from .custom_surrogate import CompiledSurrogate, compiled_surrogate
+from .custom_surrogate import (
+    CompiledSurrogate,
+    UncompiledSurrogate,
+    compiled_surrogate,
+    uncompiled_surrogate,
+)
 from .leaky import leaky_integrate
 from .lif import lif
 from .recurrent import RecurrentNeuron, recurrent_scan
@@ -57,6 +62,8 @@ __all__ = [
     "RecurrentNeuron",
     "state_dtype",
     "try_build_and_load",
+    "UncompiledSurrogate",
+    "uncompiled_surrogate",
     "load_extension",
     "surrogate",
 ]

@@ -58,7 +58,7 @@ def alif(
         surrogate: callable (v_mem, threshold) -> dS/dV; default SingleExponential(). A custom
             callable must be elementwise: it gets the membrane and the threshold trace, both
             (b, T, N) (all batch rows or a block of them, N = prod(features));
-            ``ops.compiled_surrogate(fn)`` compiles it (see lif).
+            compiled after AUTO_COMPILE_AFTER large backward passes (see lif).
         reset: "subtract" (the current threshold θ_t) or "zero".
         gradient: "exodus" (exact) or "slayer" (reset ignored backward).
         backend: "auto" (extension, else reference), "extension" or "reference" (BPTT loop).

@@ -5,17 +5,20 @@ the saved membrane, and its values σ feed the same reverse-scan op. Called on t
 membrane, every operation of the formula would make a full-size temporary: one pass over memory
 each and, with glibc's default allocator, fresh pages to fault in. So:
 
-- by default the callable runs as it is on blocks of batch rows small enough to stay in cache
-  (on CPU; elsewhere on the whole membrane), each block going through the scan before the next
-  one is evaluated. Batch rows are independent neurons, so for a callable that is elementwise
-  in v_mem the values are those of one call on the whole membrane, bit for bit (blocks are
-  aligned to PyTorch's vector loops, ALIGN_ELEMENTS; with several threads PyTorch's own loops
-  may still round an element at the edge of a thread's chunk differently, as they do for the
-  whole membrane between thread counts);
-- ``compiled_surrogate(fn)`` opts in to torch.compile: fn is compiled once (seconds, on the first
-  backward pass) into one fused loop that writes σ for the whole membrane, about as fast as a
-  built-in surrogate on large layers; it may round differently in the last bit, and a callable
-  that does not compile runs in blocks, as it is, with a warning.
+- a callable used again and again on large membranes is compiled with torch.compile into one
+  fused loop that writes σ for the whole membrane, about as fast as a built-in surrogate: from
+  its AUTO_COMPILE_AFTER + 1-th backward pass on a membrane of at least AUTO_COMPILE_ELEMENTS
+  elements (CPU or CUDA), so smoke tests and one-off gradients never pay the compile (seconds).
+  The compiled formula may round differently in the last bit; a callable that does not compile
+  runs as it is, with one warning. ``compiled_surrogate(fn)`` compiles from the first backward
+  pass on any size, ``uncompiled_surrogate(fn)`` never;
+- otherwise the callable runs as it is: with one intra-op thread on CPU, on blocks of batch rows
+  small enough to stay in cache, each block going through the scan before the next one is
+  evaluated (elsewhere on the whole membrane). Batch rows are independent neurons, so for a
+  callable that is elementwise in v_mem the values are those of one call on the whole membrane,
+  bit for bit (blocks are aligned to PyTorch's vector loops, ALIGN_ELEMENTS; with several
+  threads PyTorch's own loops may still round an element at the edge of a thread's chunk
+  differently, as they do for the whole membrane between thread counts).
 
 The contract: the callable must be elementwise in v_mem. It gets the membrane as (b, T, N) (all
 batch rows or a block of them, N = prod(features)) with the threshold ((N,), or for ALIF the
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 
 import torch
@@ -45,6 +49,12 @@ BLOCKS_MAX_THREADS = 1
 # elements with a scalar loop that may round differently (sigmoid, tanh, ...). With blocks
 # aligned, the same elements end up in a scalar tail as in one call on the whole membrane.
 ALIGN_ELEMENTS = 64
+# A plain callable is compiled from its (AUTO_COMPILE_AFTER + 1)-th backward pass on a membrane
+# of at least AUTO_COMPILE_ELEMENTS elements. Measured at (32, 300, 2048) on 2 cores: the compile
+# takes ~10-30 s once (less with inductor's disk cache warm) and then saves 20-130 ms per backward
+# pass, so a run of a few dozen steps breaks even; fast_dev_run and one-off gradients never compile.
+AUTO_COMPILE_ELEMENTS = 1 << 20
+AUTO_COMPILE_AFTER = 10
 
 
 def rows_per_block(batch: int, row: int) -> int:
@@ -96,22 +106,56 @@ class CompiledSurrogate:
         return self._compiled.sigma(v_mem, threshold)
 
 
-def compiled_surrogate(fn: Surrogate) -> CompiledSurrogate:
-    """``fn`` marked to be compiled (once, with torch.compile) in the backward pass of the ops.
+class UncompiledSurrogate:
+    """A custom surrogate that the ops' backward pass runs as it is, never compiled.
 
-    fn must be elementwise in v_mem (see this module). The first backward pass compiles it
-    (seconds); the compiled formula may round differently from fn in the last bit. If it does
-    not compile, fn runs as it is (in blocks of batch rows), with one warning. A built-in
-    surrogate, already fused into the kernels, comes back as it is.
+    Made by ``uncompiled_surrogate(fn)``; called, it is fn itself.
     """
+
+    def __init__(self, fn: Surrogate) -> None:
+        self.fn = fn
+
+    def __call__(self, v_mem: Tensor, threshold: Tensor) -> Tensor:
+        return self.fn(v_mem, threshold)
+
+    def __repr__(self) -> str:
+        return f"uncompiled_surrogate({self.fn!r})"
+
+
+def _wrap(fn: Surrogate, wrapper: type, name: str) -> Surrogate:
     from .lif import is_fused_surrogate  # lif imports this module through _library
 
-    if isinstance(fn, CompiledSurrogate) or is_fused_surrogate(fn):
+    if isinstance(fn, wrapper):
+        return fn
+    if isinstance(fn, (CompiledSurrogate, UncompiledSurrogate)):
+        fn = fn.fn
+    if is_fused_surrogate(fn):
         return fn
     if not callable(fn):
-        raise TypeError(f"compiled_surrogate needs a callable (v_mem, threshold) -> dS/dV, got "
+        raise TypeError(f"{name} needs a callable (v_mem, threshold) -> dS/dV, got "
                         f"{type(fn).__name__}")
-    return CompiledSurrogate(fn)
+    return wrapper(fn)
+
+
+def compiled_surrogate(fn: Surrogate) -> CompiledSurrogate:
+    """``fn`` marked to be compiled (once, with torch.compile) from its first backward pass.
+
+    fn must be elementwise in v_mem (see this module). A plain callable is compiled anyway once
+    it has run in AUTO_COMPILE_AFTER backward passes on large membranes; this compiles it from the
+    first, on any size. The compile takes seconds; the compiled formula may round differently
+    from fn in the last bit. If it does not compile, fn runs as it is (in blocks of batch rows),
+    with one warning. A built-in surrogate, already fused into the kernels, comes back as it is.
+    """
+    return _wrap(fn, CompiledSurrogate, "compiled_surrogate")
+
+
+def uncompiled_surrogate(fn: Surrogate) -> UncompiledSurrogate:
+    """``fn`` marked to run as it is in every backward pass, never compiled (see this module).
+
+    For σ bit for bit as fn computes it, or where torch.compile is unwanted; slower than the
+    compiled formula on large layers. A built-in surrogate comes back as it is.
+    """
+    return _wrap(fn, UncompiledSurrogate, "uncompiled_surrogate")
 
 
 class _Compiled:
@@ -123,7 +167,23 @@ class _Compiled:
         def write(out: Tensor, v_mem: Tensor, threshold: Tensor) -> None:
             out.copy_(fn(v_mem, threshold))
 
-        self.write: Callable | None = torch.compile(write, fullgraph=True)
+        # torch.compile keeps a function's compiled graphs on its code object, at most
+        # recompile_limit (8) of them, and with fullgraph=True fails beyond: a code object of
+        # its own per callable, so that callables compiled in one process do not add up.
+        write.__code__ = write.__code__.replace()
+        try:
+            self.write: Callable | None = torch.compile(write, fullgraph=True)
+        except Exception as error:  # noqa: BLE001 (torch.compile unsupported here)
+            self._give_up(error)
+
+    def _give_up(self, error: Exception) -> None:
+        warnings.warn(
+            f"exodus_lightning: the custom surrogate {self.fn!r} does not compile "
+            f"({type(error).__name__}: {error}); it runs uncompiled, in blocks "
+            f"(ops.uncompiled_surrogate(fn) runs it so without trying)",
+            stacklevel=5,
+        )
+        self.write = None
 
     def sigma(self, v_mem: Tensor, threshold: Tensor) -> Tensor | None:
         if self.write is None:
@@ -132,14 +192,45 @@ class _Compiled:
         try:
             self.write(out, v_mem, threshold)
         except Exception as error:  # noqa: BLE001 (whatever fails, fn runs as it is)
-            warnings.warn(
-                f"exodus_lightning: the custom surrogate {self.fn!r} does not compile "
-                f"({type(error).__name__}: {error}); it runs uncompiled, in blocks",
-                stacklevel=4,
-            )
-            self.write = None
+            self._give_up(error)
             return None
         return out
+
+
+class _AutoCompile:
+    """A plain callable's count of large backward passes, and its compiled form once made."""
+
+    def __init__(self) -> None:
+        self.large_calls = 0
+        self.compiled: _Compiled | None = None
+
+
+# Per plain callable, weakly: a callable made anew for every step (a lambda in forward) is
+# forgotten with it (and never reaches AUTO_COMPILE_AFTER). Once compiled, _Compiled holds the
+# callable, which then lives as long as the process, like torch.compile's own cache of it.
+_AUTO_COMPILE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _compiled_sigma(fn: Surrogate, v_mem: Tensor,
+                    surrogate_inputs: Callable[[slice | None], tuple[Tensor, Tensor]]
+                    ) -> Tensor | None:
+    """σ for the whole membrane from fn compiled, or None where fn runs as it is."""
+    if isinstance(fn, UncompiledSurrogate) or torch.compiler.is_compiling():
+        return None
+    if isinstance(fn, CompiledSurrogate):
+        return fn.sigma(*surrogate_inputs(None))
+    if v_mem.numel() < AUTO_COMPILE_ELEMENTS or v_mem.device.type not in ("cpu", "cuda"):
+        return None
+    try:
+        state = _AUTO_COMPILE.setdefault(fn, _AutoCompile())
+    except TypeError:  # not weakly referable, or unhashable: not kept, so never compiled
+        return None
+    state.large_calls += 1
+    if state.large_calls <= AUTO_COMPILE_AFTER:
+        return None
+    if state.compiled is None:
+        state.compiled = _Compiled(fn)
+    return state.compiled.sigma(*surrogate_inputs(None))
 
 
 def as_btn(v: Tensor, features: int) -> Tensor:
@@ -176,11 +267,10 @@ def scan_with_surrogate(
     """
     if fn is None:
         return list(scan(None, None))
-    if isinstance(fn, CompiledSurrogate):
-        if not torch.compiler.is_compiling():
-            sigma = fn.sigma(*surrogate_inputs(None))
-            if sigma is not None:
-                return list(scan(None, sigma.view(v_mem.shape)))
+    sigma = _compiled_sigma(fn, v_mem, surrogate_inputs)
+    if sigma is not None:
+        return list(scan(None, sigma.view(v_mem.shape)))
+    if isinstance(fn, (CompiledSurrogate, UncompiledSurrogate)):
         fn = fn.fn
     batch = v_mem.shape[0]
     rows = rows_per_block(batch, v_mem[0].numel() if batch else 0)

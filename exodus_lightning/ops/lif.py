@@ -68,10 +68,11 @@ def lif(
         surrogate: callable (v_mem, threshold) -> dS/dV; default SingleExponential(). The
             built-in ones are fused into the kernels. Any other must be elementwise in v_mem:
             it gets v_mem as (b, T, N) (all batch rows or a block of them, N = prod(features))
-            with threshold as (N,), and returns a tensor broadcastable to (b, T, N); it runs as it
-            is, on blocks of batch rows (the same values as one call on the whole membrane).
-            ``ops.compiled_surrogate(fn)`` opts in to torch.compile (faster on large layers;
-            may round differently in the last bit).
+            with threshold as (N,), and returns a tensor broadcastable to (b, T, N). It runs as
+            it is (on blocks of batch rows: the same values as one call on the whole membrane)
+            until it has served AUTO_COMPILE_AFTER large backward passes, then compiled with
+            torch.compile (faster; may round differently in the last bit). See
+            ops/custom_surrogate.py, ``ops.compiled_surrogate`` and ``ops.uncompiled_surrogate``.
         reset: "subtract" or "zero".
         gradient: "exodus" (exact) or "slayer" (reset ignored backward).
         backend: "auto" (extension, else reference), "extension" or "reference" (BPTT loop).

@@ -235,3 +235,30 @@ def test_cuda_indices_past_two_to_the_31():
     torch.testing.assert_close(v_mem[1:, :, tail].cpu(), v_ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(v_last[1:, tail].cpu(), last_ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad_x[1:, :, tail].float().cpu(), g_ref, rtol=1e-2, atol=1e-2)
+
+
+def _custom_exponential(v_mem, threshold):
+    width = threshold * 0.5
+    return 1.0 / width * torch.exp(-(v_mem - threshold).abs() / width)
+
+
+@run_if(gpu=True)
+@pytest.mark.parametrize("how", ["uncompiled", "compiled"])
+def test_cuda_custom_surrogate_matches_the_cpu(how):
+    """A custom callable on CUDA: run as it is (whole membrane) and compiled (Triton), against
+    the same callable on the CPU extension."""
+    wrap = {"uncompiled": ops.uncompiled_surrogate, "compiled": ops.compiled_surrogate}[how]
+    surrogate = wrap(_custom_exponential)
+    grads, given = {}, cpu_inputs(torch.float32)
+    for device in ("cpu", "cuda"):
+        inputs = {k: v.to(device).requires_grad_(k in ("x", "alpha")) for k, v in given.items()}
+        spikes, v_mem, _ = ops.lif(inputs["x"], inputs["alpha"], inputs["threshold"],
+                                   inputs["v_init"], surrogate=surrogate, max_spikes=None,
+                                   backend="extension")
+        weights = torch.linspace(-1, 1, spikes.numel(), device=device).view_as(spikes)
+        grads[device] = torch.autograd.grad((spikes * weights).sum() + v_mem.sum(),
+                                            [inputs["x"], inputs["alpha"]])
+    for cuda, cpu in zip(grads["cuda"], grads["cpu"], strict=True):
+        torch.testing.assert_close(cuda.cpu(), cpu, rtol=1e-4, atol=1e-4)
+    if how == "compiled":
+        assert surrogate._compiled is not None and surrogate._compiled.write is not None

@@ -314,3 +314,95 @@ def test_compiled_surrogate_on_empty_shapes_and_dtypes(dtype, whole):
         assert not [w for w in caught if "does not compile" in str(w.message)], shape
         for a, b in zip(new, old, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture
+def auto_compile_small(monkeypatch):
+    """Plain callables compiled from their third backward pass on a (5, 7, 6) membrane."""
+    monkeypatch.setattr(cs, "AUTO_COMPILE_ELEMENTS", 5 * 7 * 6)
+    monkeypatch.setattr(cs, "AUTO_COMPILE_AFTER", 2)
+
+
+def test_plain_callable_is_compiled_after_large_backward_passes(auto_compile_small):
+    def surrogate(v_mem, threshold):  # a callable of this test's own
+        return single_exponential(v_mem, threshold)
+
+    shape, trained = (5, 7, 6), ("alpha", "threshold")
+    exact = gradients("lif", ops.uncompiled_surrogate(surrogate), shape, trained)
+    assert surrogate not in cs._AUTO_COMPILE  # uncompiled_surrogate: never counted
+    gradients("lif", surrogate, (4, 7, 6), trained)  # under AUTO_COMPILE_ELEMENTS: not counted
+    assert surrogate not in cs._AUTO_COMPILE
+    for calls in (1, 2):
+        assert_same(gradients("lif", surrogate, shape, trained), exact)  # runs as it is
+        assert cs._AUTO_COMPILE[surrogate].large_calls == calls
+        assert cs._AUTO_COMPILE[surrogate].compiled is None
+    for _ in range(2):
+        compiled = gradients("lif", surrogate, shape, trained)
+        state = cs._AUTO_COMPILE[surrogate]
+        assert state.compiled is not None and state.compiled.write is not None
+        for a, b in zip(compiled, exact, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_auto_compile_of_a_callable_that_does_not_compile(model, auto_compile_small, whole):
+    def surrogate(v_mem, threshold):
+        return with_graph_break(v_mem, threshold)
+
+    shape, trained = (5, 7, 6), ("alpha",)
+    old = whole(gradients, model, ops.uncompiled_surrogate(surrogate), shape, trained)
+    for _ in range(2):
+        assert_same(gradients(model, surrogate, shape, trained), old)
+    with pytest.warns(UserWarning, match="does not compile"):
+        assert_same(gradients(model, surrogate, shape, trained), old)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning or try
+        assert_same(gradients(model, surrogate, shape, trained), old)
+
+
+class UnhashableSurrogate:
+    """A callable with value equality and no hash (like a dataclass with eq=True)."""
+
+    __hash__ = None
+
+    def __eq__(self, other):
+        return isinstance(other, UnhashableSurrogate)
+
+    def __call__(self, v_mem, threshold):
+        return single_exponential(v_mem, threshold)
+
+
+def test_callables_that_cannot_be_kept_run_as_they_are(auto_compile_small):
+    """Unhashable callables are never compiled; a lambda made per step is not kept."""
+    shape, trained = (5, 7, 6), ("alpha",)
+    exact = gradients("lif", ops.uncompiled_surrogate(single_exponential), shape, trained)
+    for _ in range(4):
+        assert_same(gradients("lif", UnhashableSurrogate(), shape, trained), exact)
+    kept = len(cs._AUTO_COMPILE)
+    for _ in range(4):
+        assert_same(gradients("lif", lambda v, t: single_exponential(v, t), shape, trained),
+                    exact)
+    assert len(cs._AUTO_COMPILE) == kept  # each lambda forgotten with it
+
+
+def test_uncompiled_surrogate_is_the_callable():
+    uncompiled = ops.uncompiled_surrogate(power_surrogate)
+    v, theta = torch.randn(2, 3, 4), torch.ones(4)
+    assert torch.equal(uncompiled(v, theta), power_surrogate(v, theta))
+    assert ops.uncompiled_surrogate(uncompiled) is uncompiled
+    assert ops.compiled_surrogate(uncompiled).fn is power_surrogate  # the last word counts
+    assert ops.uncompiled_surrogate(ops.compiled_surrogate(power_surrogate)).fn is power_surrogate
+    fused = ops.surrogate.SingleExponential()
+    assert ops.uncompiled_surrogate(fused) is fused
+    assert pickle.loads(pickle.dumps(uncompiled)).fn is power_surrogate
+    with pytest.raises(TypeError, match="uncompiled_surrogate needs a callable"):
+        ops.uncompiled_surrogate("exp")
+
+
+def test_many_callables_compile_in_one_process():
+    """torch.compile's per-function limit of compiled graphs (8) is not shared between them."""
+    for index in range(10):  # ten functions, each with code of its own
+        surrogate = eval(f"lambda v, t: {index + 1} * single_exponential(v, t)")  # noqa: S307
+        compiled = ops.compiled_surrogate(surrogate)
+        gradients("lif", compiled, (3, 4, 5), ("alpha",))
+        assert compiled._compiled.write is not None, index
