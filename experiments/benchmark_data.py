@@ -6,6 +6,9 @@ then for every DataModule times epochs of its train loader on each path:
   cache     tonic's disk cache (`cache_dir`), second epoch (the first, filling it, is untimed)
   stream    a copy of frames made once by `exodus-lightning prepare` (litdata chunks), read
             with `streaming` (preparing it is untimed; its time is printed)
+  stream, as loaded  the same, without the cast of the integer counts to float32 frames that
+            on_after_batch_transfer does on the device: what the CPU has to deliver when
+            the device is a GPU (on a CPU device the cast is the CPU's work, in "stream")
   events    a copy of events (`prepare --store events`): binned per sample in the workers
   events+device  the same copy with `bin_on_device`: the workers send each event's bin and the
             counting into frames runs on --device, on whole batches, after the transfer
@@ -13,7 +16,8 @@ with 0 and 2 workers: samples per second over an epoch (the best after the first
 persist between epochs, as in training) and the latency of the first batch (which includes
 starting the workers). Every batch is moved to --device (pinned when it is a GPU) and passed
 through the DataModule's on_after_batch_transfer, as Lightning does: a row times the batches a
-model would receive. It also times forward + backward of a plain-PyTorch
+model would receive. On a CPU device freed memory is kept for reuse (ops.keep_freed_memory), as
+the CLI does for CPU runs. It also times forward + backward of a plain-PyTorch
 (features -> 128 LIF -> classes, mean-over-time readout) network on one batch of that shape, so
 the table says whether loading or training is the bottleneck. Prints a Markdown table; writes
 the README's table (samples per second of each path, one cell per --workers value) as
@@ -71,14 +75,14 @@ def fabricate(root: Path, num_samples: int, quick: bool) -> None:
     write_ssc(root, num_train=num_samples, num_valid=10, num_test=10, spikes_per_sample=5000)
 
 
-PATHS = ("tonic", "cache", "stream", "events", "events+device")
-STREAM_PATHS = ("stream", "events", "events+device")
+PATHS = ("tonic", "cache", "stream", "stream, as loaded", "events", "events+device")
 # The README's table (experiments/tables.py copies <out>/loaders.md into it): its column of
 # each path.
 README_COLUMNS = {
     "tonic": "tonic",
     "cache": "tonic disk cache",
     "stream": "stream: frames",
+    "stream, as loaded": "stream: frames as loaded (no cast)",
     "events": "stream: events, binned in workers",
     "events+device": "stream: events, bin_on_device",
 }
@@ -157,15 +161,18 @@ def make_module(
     return RandmanDataModule(**common, num_train_samples=num_samples)
 
 
-def time_epochs(module, repeats: int, device: torch.device) -> tuple[float, float]:
+def time_epochs(
+    module, repeats: int, device: torch.device, cast: bool = True
+) -> tuple[float, float]:
     """(samples/s, first-batch latency in s) of the train loader over `repeats` epochs of one
     loader, whose workers persist between epochs as in training: the rate is the best epoch
     after the first (the machine may be shared: best = least disturbed; with repeats=1, the
     first), the latency that of the first batch of the first epoch, starting the workers
-    included. Every batch is moved to `device` and made float32 frames there."""
+    included. Every batch is moved to `device` and (with `cast`) made float32 frames there."""
 
     def served(batch) -> int:
-        inputs, targets = module.on_after_batch_transfer(move_data_to_device(batch, device), 0)
+        batch = move_data_to_device(batch, device)
+        inputs, targets = module.on_after_batch_transfer(batch, 0) if cast else batch
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return len(targets)
@@ -276,6 +283,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="exodus-data-bench-"))
     root = work_dir / "data"
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if device.type == "cpu":
+        from exodus_lightning.ops import keep_freed_memory
+
+        keep_freed_memory()
     start = time.perf_counter()
     fabricate(root, num_samples, args.quick)
     print(
@@ -290,6 +301,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
             print("litdata is not installed: no stream rows (pip install litdata)", file=sys.stderr)
             paths = paths[:2]
         copies = {"stream": work_dir / f"stream-{name}", "events": work_dir / f"events-{name}"}
+        copies["stream, as loaded"] = copies["stream"]
         copies["events+device"] = copies["events"]
         if "stream" in paths:
             for store, folder in (("auto", copies["stream"]), ("events", copies["events"])):
@@ -308,7 +320,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
                 module.setup("fit")
                 if path == "cache":
                     time_epochs(module, 1, device)  # fills the cache
-                rate, latency = time_epochs(module, args.repeats, device)
+                rate, latency = time_epochs(module, args.repeats, device,
+                                            cast=path != "stream, as loaded")
                 best = max(best, rate)
                 row[f"w={workers} samples/s"] = f"{rate:.0f}"
                 row[f"w={workers} first batch ms"] = f"{1000 * latency:.0f}"

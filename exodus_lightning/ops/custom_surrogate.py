@@ -28,6 +28,7 @@ batch rows or a block of them, N = prod(features)) with the threshold ((N,), or 
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
@@ -99,11 +100,11 @@ class CompiledSurrogate:
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["fn"])
 
-    def sigma(self, v_mem: Tensor, threshold: Tensor) -> Tensor | None:
-        """fn(v_mem, threshold) compiled, in one tensor like v_mem; None if fn does not compile."""
+    def compiled(self) -> _Compiled | None:
+        """fn's compiled formula (made on first use), None once fn failed to compile."""
         if self._compiled is None:
             self._compiled = _Compiled(self.fn)
-        return self._compiled.sigma(v_mem, threshold)
+        return self._compiled if self._compiled.write is not None else None
 
 
 class UncompiledSurrogate:
@@ -163,6 +164,8 @@ class _Compiled:
 
     def __init__(self, fn: Surrogate) -> None:
         self.fn = fn
+        self._spare: Tensor | None = None
+        self._lock = threading.Lock()
 
         def write(out: Tensor, v_mem: Tensor, threshold: Tensor) -> None:
             out.copy_(fn(v_mem, threshold))
@@ -186,15 +189,40 @@ class _Compiled:
         self.write = None
 
     def sigma(self, v_mem: Tensor, threshold: Tensor) -> Tensor | None:
+        """fn(v_mem, threshold) in one tensor like v_mem (None once fn failed to compile)."""
         if self.write is None:
             return None
-        out = empty_huge_pages(v_mem.shape, v_mem.dtype, v_mem.device)
+        out = self._buffer(v_mem)
         try:
             self.write(out, v_mem, threshold)
         except Exception as error:  # noqa: BLE001 (whatever fails, fn runs as it is)
             self._give_up(error)
             return None
         return out
+
+    def _buffer(self, like: Tensor) -> Tensor:
+        """An uninitialised tensor like ``like``: on CPU a view of the spare (given back by the
+        last backward pass, taken so that two at once never share it) when it is large enough.
+
+        With glibc's default allocator a fresh full-size σ costs its page faults on every
+        backward pass (~5-10 ms at (32, 300, 2048), a quarter of the fused backward); the spare,
+        as large as the largest σ of this callable, stays mapped between steps instead.
+        """
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if (like.device.type == "cpu" and spare is not None and spare.dtype == like.dtype
+                and spare.numel() >= like.numel()):
+            return spare[: like.numel()].view(like.shape)
+        return empty_huge_pages(like.shape, like.dtype, like.device)
+
+    def give_back(self, sigma: Tensor) -> None:
+        """Keep σ's memory (CPU) for the next backward pass; σ is not used after this."""
+        if sigma.device.type != "cpu":
+            return
+        base = sigma if sigma._base is None else sigma._base
+        with self._lock:
+            if self._spare is None or base.numel() > self._spare.numel():
+                self._spare = base.view(-1)
 
 
 class _AutoCompile:
@@ -211,14 +239,12 @@ class _AutoCompile:
 _AUTO_COMPILE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _compiled_sigma(fn: Surrogate, v_mem: Tensor,
-                    surrogate_inputs: Callable[[slice | None], tuple[Tensor, Tensor]]
-                    ) -> Tensor | None:
-    """σ for the whole membrane from fn compiled, or None where fn runs as it is."""
+def _compiled_for(fn: Surrogate, v_mem: Tensor) -> _Compiled | None:
+    """fn's compiled formula to evaluate σ with, or None where fn runs as it is."""
     if isinstance(fn, UncompiledSurrogate) or torch.compiler.is_compiling():
         return None
     if isinstance(fn, CompiledSurrogate):
-        return fn.sigma(*surrogate_inputs(None))
+        return fn.compiled()
     if v_mem.numel() < AUTO_COMPILE_ELEMENTS or v_mem.device.type not in ("cpu", "cuda"):
         return None
     try:
@@ -230,7 +256,7 @@ def _compiled_sigma(fn: Surrogate, v_mem: Tensor,
         return None
     if state.compiled is None:
         state.compiled = _Compiled(fn)
-    return state.compiled.sigma(*surrogate_inputs(None))
+    return state.compiled if state.compiled.write is not None else None
 
 
 def as_btn(v: Tensor, features: int) -> Tensor:
@@ -267,9 +293,13 @@ def scan_with_surrogate(
     """
     if fn is None:
         return list(scan(None, None))
-    sigma = _compiled_sigma(fn, v_mem, surrogate_inputs)
-    if sigma is not None:
-        return list(scan(None, sigma.view(v_mem.shape)))
+    compiled = _compiled_for(fn, v_mem)
+    if compiled is not None:
+        sigma = compiled.sigma(*surrogate_inputs(None))
+        if sigma is not None:
+            outputs = list(scan(None, sigma.view(v_mem.shape)))
+            compiled.give_back(sigma)
+            return outputs
     if isinstance(fn, (CompiledSurrogate, UncompiledSurrogate)):
         fn = fn.fn
     batch = v_mem.shape[0]
@@ -280,7 +310,9 @@ def scan_with_surrogate(
     # per-block operations is a parallel region that waits for every thread: when other
     # processes (DataLoader workers, other jobs) hold the cores, each wait is an OS time slice
     # (measured: 2.5 s instead of 50 ms per backward at (32, 300, 2048), 2 threads, loaded
-    # 2-core machine); a few full-size operations wait a few times only.
+    # 2-core machine); a few full-size operations wait a few times only. (The compiled formula
+    # runs on the whole membrane: in blocks it measured 1.0-1.2x slower, as the scan's outputs
+    # per block are then copied into full-size ones.)
     if (rows >= batch or torch.compiler.is_compiling() or v_mem.device.type != "cpu"
             or torch.get_num_threads() > BLOCKS_MAX_THREADS):
         return list(scan(None, evaluate(fn, *surrogate_inputs(None)).view(v_mem.shape)))

@@ -19,7 +19,7 @@ def test_every_path_is_timed_and_the_work_folder_is_cleaned(tmp_path, capsys):
         "--num-samples", "20", "--datasets", "SHD", "NMNIST", "--workers", "0",
         "--repeats", "1", "--work-dir", str(work_dir), "--out", str(tmp_path / "out"),
     ])  # fmt: skip
-    paths = ["tonic", "cache", "stream", "events", "events+device"]
+    paths = ["tonic", "cache", "stream", "stream, as loaded", "events", "events+device"]
     if importlib.util.find_spec("litdata") is None:
         paths = ["tonic", "cache"]
     assert [(row["dataset"], row["path"]) for row in rows] == [

@@ -406,3 +406,22 @@ def test_many_callables_compile_in_one_process():
         compiled = ops.compiled_surrogate(surrogate)
         gradients("lif", compiled, (3, 4, 5), ("alpha",))
         assert compiled._compiled.write is not None, index
+
+
+def test_compiled_sigma_reuses_its_memory_across_layers_and_steps():
+    """On CPU σ's memory is kept between backward passes (no page faults for a fresh one):
+    layers of other sizes share it, and every gradient stays what the callable gives."""
+    compiled = ops.compiled_surrogate(single_exponential)
+    exact = ops.uncompiled_surrogate(single_exponential)
+    trained = ("alpha", "threshold")
+    for shape in [(5, 7, 6), (3, 7, 6), (5, 9, 6), (5, 7, 6)]:  # smaller, then larger, σ
+        new = gradients("lif", compiled, shape, trained, seed=sum(shape))
+        old = gradients("lif", exact, shape, trained, seed=sum(shape))
+        for a, b in zip(new, old, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    spare = compiled._compiled._spare
+    assert spare is not None and spare.numel() == 5 * 9 * 6  # the largest σ
+    taken = compiled._compiled._buffer(torch.empty(3, 7, 6))
+    assert taken.data_ptr() == spare.data_ptr() and compiled._compiled._spare is None
+    fresh = compiled._compiled._buffer(torch.empty(3, 7, 6))  # while taken: never shared
+    assert fresh.data_ptr() != taken.data_ptr()
