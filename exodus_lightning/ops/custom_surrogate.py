@@ -104,6 +104,7 @@ class CompiledSurrogate:
         """fn's compiled formula (made on first use), None once fn failed to compile."""
         if self._compiled is None:
             self._compiled = _Compiled(self.fn)
+            _COMPILED_WRAPPERS.add(self)
         return self._compiled if self._compiled.write is not None else None
 
 
@@ -237,6 +238,18 @@ class _AutoCompile:
 # forgotten with it (and never reaches AUTO_COMPILE_AFTER). Once compiled, _Compiled holds the
 # callable, which then lives as long as the process, like torch.compile's own cache of it.
 _AUTO_COMPILE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# The compiled_surrogate wrappers that compiled, for release_kept_memory.
+_COMPILED_WRAPPERS: weakref.WeakSet = weakref.WeakSet()
+
+
+def release_kept_memory() -> None:
+    """Drop the σ memory that compiled custom surrogates keep between backward passes (CPU):
+    the next backward pass allocates it anew (e.g. to measure a step's whole peak)."""
+    states = [state.compiled for state in list(_AUTO_COMPILE.values())]
+    for compiled in states + [wrapper._compiled for wrapper in list(_COMPILED_WRAPPERS)]:
+        if compiled is not None:
+            with compiled._lock:
+                compiled._spare = None
 
 
 def _compiled_for(fn: Surrogate, v_mem: Tensor) -> _Compiled | None:

@@ -425,3 +425,13 @@ def test_compiled_sigma_reuses_its_memory_across_layers_and_steps():
     assert taken.data_ptr() == spare.data_ptr() and compiled._compiled._spare is None
     fresh = compiled._compiled._buffer(torch.empty(3, 7, 6))  # while taken: never shared
     assert fresh.data_ptr() != taken.data_ptr()
+
+
+def test_release_kept_memory():
+    compiled = ops.compiled_surrogate(single_exponential)
+    gradients("lif", compiled, (5, 7, 6), ("alpha",))
+    assert compiled._compiled._spare is not None
+    cs.release_kept_memory()
+    assert compiled._compiled._spare is None
+    gradients("lif", compiled, (5, 7, 6), ("alpha",))  # allocates and keeps it again
+    assert compiled._compiled._spare is not None
