@@ -285,8 +285,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if device.type == "cpu":
         from exodus_lightning.ops import keep_freed_memory
+        from experiments import provenance
 
-        keep_freed_memory()
+        if keep_freed_memory():
+            provenance.note_keep_freed_memory()
     start = time.perf_counter()
     fabricate(root, num_samples, args.quick)
     print(
