@@ -13,7 +13,7 @@ its own with the default allocator. Writes three README tables into --out:
                        backward passes) and wrapped by ops.uncompiled_surrogate (run as it is),
                        both allocators, 1 and 2 torch threads
 
-    python -m experiments.benchmark_ops            # the full tables (~4 minutes on 2 cores)
+    python -m experiments.benchmark_ops            # the full tables (~8 minutes on 2 cores)
     python -m experiments.benchmark_ops --tiny     # small shapes, seconds
 
 "Reuse" is ops.keep_freed_memory() (what the CLI does on CPU; the same as

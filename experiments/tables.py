@@ -51,12 +51,12 @@ class Experiment:
 # In the README's order. Durations: measured by this command on the 2-core CPU machine
 # (2026-12-01; temporal_memory while other jobs ran), or an estimate where marked.
 REGISTRY: list[Experiment] = [
-    Experiment("benchmark_ops", (), "~4 min"),
+    Experiment("benchmark_ops", (), "~8 min"),
     Experiment("benchmark_peers", (), "~4 min"),
     Experiment("temporal_memory", (), "~10-18 min"),
     Experiment("sinabs_speed", (), "~2 min"),
     Experiment("recurrent_memory", ("--threads", "1", "--repeats", "5"), "~2 min"),
-    Experiment("benchmark_data", ("--quick",), "~5 min (estimate)"),
+    Experiment("benchmark_data", ("--quick", "--repeats", "6"), "~6 min"),
     Experiment("gradient_equivalence", (), "~1 min"),
     Experiment("gradient_stability", (), "~3 min"),
     Experiment("training_comparison", ("--epochs", "6"), "~6 min"),
