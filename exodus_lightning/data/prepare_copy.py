@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 from typing import Any
 
 from exodus_lightning.data.errors import PreparedDataError
@@ -15,7 +14,7 @@ from exodus_lightning.data.streaming import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     events_dtype,
-    is_url,
+    has_manifest,
     join,
     library_versions,
     require_litdata,
@@ -56,7 +55,7 @@ def prepare_copy(
         raise ValueError(f"store={store!r}: choose from {list(STORE_CHOICES)}")
     if int(num_workers) != num_workers or num_workers < 0:
         raise ValueError(f"num_workers={num_workers} must be 0 (write in this process) or more")
-    if not is_url(output) and (Path(output) / MANIFEST_NAME).exists():
+    if has_manifest(output):
         raise PreparedDataError(
             f"'{output}' already holds a prepared copy ({MANIFEST_NAME}): delete the folder "
             "or choose another output"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import multiprocessing
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -132,14 +133,36 @@ def write_part(
     writer.merge()
 
 
+def object_store(location: str):
+    """litdata's client for the object store of the URL `location` (s3://, gs://, r2://): the
+    one that moves the chunks, with the same credentials and endpoint settings."""
+    require_litdata("A prepared dataset in object storage")
+    from litdata.streaming.fs_provider import _get_fs_provider
+
+    try:
+        return _get_fs_provider(location)
+    except ValueError as error:  # a scheme litdata does not write or read
+        raise PreparedDataError(
+            f"'{location}': litdata stores prepared datasets in s3://, gs:// or r2:// object "
+            "storage, or in a local folder"
+        ) from error
+
+
+def has_manifest(location: str | Path) -> bool:
+    """Whether `location` (a folder or an object-store URL) holds a manifest."""
+    if is_url(location):
+        return object_store(str(location)).exists(join(location, MANIFEST_NAME))
+    return (Path(location) / MANIFEST_NAME).exists()
+
+
 def write_manifest(location: str, manifest: dict[str, Any]) -> None:
     """Write the manifest last: a copy whose preparation stopped midway has none."""
     text = json.dumps(manifest, indent=2, sort_keys=True, default=str)
     if is_url(location):
-        import fsspec
-
-        with fsspec.open(join(location, MANIFEST_NAME), "w") as file:
-            file.write(text)
+        with tempfile.TemporaryDirectory() as folder:
+            local = Path(folder) / MANIFEST_NAME
+            local.write_text(text)
+            object_store(location).upload_file(str(local), join(location, MANIFEST_NAME))
     else:
         (Path(location) / MANIFEST_NAME).write_text(text)
 
@@ -151,19 +174,22 @@ def read_manifest(location: str | Path) -> dict[str, Any]:
         "prepare it with `exodus-lightning prepare --config <your config> --output "
         f"{location}`, or point streaming at a prepared copy"
     )
-    try:
-        if is_url(location):
-            import fsspec
-
-            with fsspec.open(path, "r") as file:
-                text = file.read()
-        else:
+    missing = PreparedDataError(
+        f"streaming='{location}' is not a prepared dataset (no {MANIFEST_NAME}; a "
+        f"preparation that stopped midway leaves none): {fix}"
+    )
+    if is_url(location):
+        if not has_manifest(location):
+            raise missing
+        with tempfile.TemporaryDirectory() as folder:
+            local = Path(folder) / MANIFEST_NAME
+            object_store(str(location)).download_file(path, str(local))
+            text = local.read_text()
+    else:
+        try:
             text = Path(path).read_text()
-    except FileNotFoundError as error:
-        raise PreparedDataError(
-            f"streaming='{location}' is not a prepared dataset (no {MANIFEST_NAME}; a "
-            f"preparation that stopped midway leaves none): {fix}"
-        ) from error
+        except FileNotFoundError as error:
+            raise missing from error
     try:
         manifest = json.loads(text)
     except json.JSONDecodeError as error:
