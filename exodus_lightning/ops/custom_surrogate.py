@@ -234,10 +234,29 @@ class _AutoCompile:
         self.compiled: _Compiled | None = None
 
 
-# Per plain callable, weakly: a callable made anew for every step (a lambda in forward) is
-# forgotten with it (and never reaches AUTO_COMPILE_AFTER). Once compiled, _Compiled holds the
-# callable, which then lives as long as the process, like torch.compile's own cache of it.
-_AUTO_COMPILE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Per plain callable, by identity (sinabs' surrogates are dataclasses: equal by value and
+# unhashable), weakly: a callable made anew for every step (a lambda in forward) is forgotten
+# with it (and never reaches AUTO_COMPILE_AFTER). Once compiled, _Compiled holds the callable,
+# which then lives as long as the process, like torch.compile's own cache of it.
+_AUTO_COMPILE: dict[int, tuple[weakref.ref, _AutoCompile]] = {}
+
+
+def _auto_compile_state(fn: Surrogate) -> _AutoCompile | None:
+    """fn's _AutoCompile, made on first use; None for a callable that cannot be referred to
+    weakly (then it is never compiled automatically)."""
+    key = id(fn)
+    entry = _AUTO_COMPILE.get(key)
+    if entry is not None and entry[0]() is fn:
+        return entry[1]
+    try:
+        ref = weakref.ref(fn, lambda _, key=key: _AUTO_COMPILE.pop(key, None))
+    except TypeError:
+        return None
+    state = _AutoCompile()
+    _AUTO_COMPILE[key] = (ref, state)
+    return state
+
+
 # The compiled_surrogate wrappers that compiled, for release_kept_memory.
 _COMPILED_WRAPPERS: weakref.WeakSet = weakref.WeakSet()
 
@@ -245,7 +264,7 @@ _COMPILED_WRAPPERS: weakref.WeakSet = weakref.WeakSet()
 def release_kept_memory() -> None:
     """Drop the σ memory that compiled custom surrogates keep between backward passes (CPU):
     the next backward pass allocates it anew (e.g. to measure a step's whole peak)."""
-    states = [state.compiled for state in list(_AUTO_COMPILE.values())]
+    states = [state.compiled for _, state in list(_AUTO_COMPILE.values())]
     for compiled in states + [wrapper._compiled for wrapper in list(_COMPILED_WRAPPERS)]:
         if compiled is not None:
             with compiled._lock:
@@ -260,9 +279,8 @@ def _compiled_for(fn: Surrogate, v_mem: Tensor) -> _Compiled | None:
         return fn.compiled()
     if v_mem.numel() < AUTO_COMPILE_ELEMENTS or v_mem.device.type not in ("cpu", "cuda"):
         return None
-    try:
-        state = _AUTO_COMPILE.setdefault(fn, _AutoCompile())
-    except TypeError:  # not weakly referable, or unhashable: not kept, so never compiled
+    state = _auto_compile_state(fn)
+    if state is None:
         return None
     state.large_calls += 1
     if state.large_calls <= AUTO_COMPILE_AFTER:

@@ -329,16 +329,16 @@ def test_plain_callable_is_compiled_after_large_backward_passes(auto_compile_sma
 
     shape, trained = (5, 7, 6), ("alpha", "threshold")
     exact = gradients("lif", ops.uncompiled_surrogate(surrogate), shape, trained)
-    assert surrogate not in cs._AUTO_COMPILE  # uncompiled_surrogate: never counted
+    assert auto_state(surrogate) is None  # uncompiled_surrogate: never counted
     gradients("lif", surrogate, (4, 7, 6), trained)  # under AUTO_COMPILE_ELEMENTS: not counted
-    assert surrogate not in cs._AUTO_COMPILE
+    assert auto_state(surrogate) is None
     for calls in (1, 2):
         assert_same(gradients("lif", surrogate, shape, trained), exact)  # runs as it is
-        assert cs._AUTO_COMPILE[surrogate].large_calls == calls
-        assert cs._AUTO_COMPILE[surrogate].compiled is None
+        assert auto_state(surrogate).large_calls == calls
+        assert auto_state(surrogate).compiled is None
     for _ in range(2):
         compiled = gradients("lif", surrogate, shape, trained)
-        state = cs._AUTO_COMPILE[surrogate]
+        state = auto_state(surrogate)
         assert state.compiled is not None and state.compiled.write is not None
         for a, b in zip(compiled, exact, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
@@ -360,8 +360,14 @@ def test_auto_compile_of_a_callable_that_does_not_compile(model, auto_compile_sm
         assert_same(gradients(model, surrogate, shape, trained), old)
 
 
+def auto_state(fn):
+    """fn's record of large backward passes (and compiled formula), None if it has none."""
+    ref, state = cs._AUTO_COMPILE.get(id(fn), (None, None))
+    return state if ref is not None and ref() is fn else None
+
+
 class UnhashableSurrogate:
-    """A callable with value equality and no hash (like a dataclass with eq=True)."""
+    """A callable with value equality and no hash, like sinabs' surrogates (dataclasses)."""
 
     __hash__ = None
 
@@ -372,12 +378,28 @@ class UnhashableSurrogate:
         return single_exponential(v_mem, threshold)
 
 
-def test_callables_that_cannot_be_kept_run_as_they_are(auto_compile_small):
-    """Unhashable callables are never compiled; a lambda made per step is not kept."""
+class NoWeakReferences:
+    """A callable that cannot be referred to weakly (__slots__ without __weakref__)."""
+
+    __slots__ = ()
+
+    def __call__(self, v_mem, threshold):
+        return single_exponential(v_mem, threshold)
+
+
+def test_callables_are_kept_by_identity(auto_compile_small):
+    """An unhashable callable is compiled too (kept by identity); one that cannot be referred
+    to weakly runs as it is; a lambda made per step is forgotten with it."""
     shape, trained = (5, 7, 6), ("alpha",)
     exact = gradients("lif", ops.uncompiled_surrogate(single_exponential), shape, trained)
-    for _ in range(4):
-        assert_same(gradients("lif", UnhashableSurrogate(), shape, trained), exact)
+    unhashable, equal_one = UnhashableSurrogate(), UnhashableSurrogate()
+    for _ in range(3):
+        new = gradients("lif", unhashable, shape, trained)
+    assert auto_state(unhashable).compiled is not None and auto_state(equal_one) is None
+    for a, b in zip(new, exact, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for _ in range(3):
+        assert_same(gradients("lif", NoWeakReferences(), shape, trained), exact)
     kept = len(cs._AUTO_COMPILE)
     for _ in range(4):
         assert_same(gradients("lif", lambda v, t: single_exponential(v, t), shape, trained),
