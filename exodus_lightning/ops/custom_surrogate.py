@@ -195,7 +195,9 @@ class _Compiled:
             return None
         out = self._buffer(v_mem)
         try:
-            self.write(out, v_mem, threshold)
+            # Detached: a threshold computed from a parameter is a non-leaf tensor, whose .grad
+            # torch.compile reads (with a UserWarning: an error where warnings are errors).
+            self.write(out, v_mem.detach(), threshold.detach())
         except Exception as error:  # noqa: BLE001 (whatever fails, fn runs as it is)
             self._give_up(error)
             return None

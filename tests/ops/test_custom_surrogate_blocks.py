@@ -457,3 +457,17 @@ def test_release_kept_memory():
     assert compiled._compiled._spare is None
     gradients("lif", compiled, (5, 7, 6), ("alpha",))  # allocates and keeps it again
     assert compiled._compiled._spare is not None
+
+
+def test_compiles_with_a_computed_threshold_where_warnings_are_errors():
+    """A threshold computed from a parameter (a non-leaf tensor, as nn layers pass it) does not
+    make torch.compile warn (under pytest -W error, or warnings.simplefilter("error"))."""
+    compiled = ops.compiled_surrogate(sigmoid_derivative)
+    log_threshold = torch.zeros(6, requires_grad=True)
+    x = torch.randn(5, 7, 6, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spikes, _, _ = ops.lif(x, 0.9, log_threshold.exp(), surrogate=compiled)
+        spikes.sum().backward()
+    assert compiled._compiled.write is not None
+    assert log_threshold.grad is not None and torch.isfinite(log_threshold.grad).all()
