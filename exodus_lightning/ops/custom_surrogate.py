@@ -51,9 +51,10 @@ BLOCKS_MAX_THREADS = 1
 # aligned, the same elements end up in a scalar tail as in one call on the whole membrane.
 ALIGN_ELEMENTS = 64
 # A plain callable is compiled from its (AUTO_COMPILE_AFTER + 1)-th backward pass on a membrane
-# of at least AUTO_COMPILE_ELEMENTS elements. Measured at (32, 300, 2048) on 2 cores: the compile
-# takes ~10-30 s once (less with inductor's disk cache warm) and then saves 20-130 ms per backward
-# pass, so a run of a few dozen steps breaks even; fast_dev_run and one-off gradients never compile.
+# of at least AUTO_COMPILE_ELEMENTS elements. Measured on 2 cores: the compile takes ~13 s the
+# first time (~4 s with inductor's disk cache warm) and then saves 20-130 ms per backward pass
+# at (32, 300, 2048), so a run of a few hundred steps breaks even; fast_dev_run and one-off
+# gradients never compile.
 AUTO_COMPILE_ELEMENTS = 1 << 20
 AUTO_COMPILE_AFTER = 10
 
