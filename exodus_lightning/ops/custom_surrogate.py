@@ -282,6 +282,8 @@ def _compiled_for(fn: Surrogate, v_mem: Tensor) -> _Compiled | None:
         return fn.compiled()
     if v_mem.numel() < AUTO_COMPILE_ELEMENTS or v_mem.device.type not in ("cpu", "cuda"):
         return None
+    if v_mem.is_cuda and torch.cuda.is_current_stream_capturing():
+        return None  # compiling is no work for a CUDA graph capture (compile before capturing)
     state = _auto_compile_state(fn)
     if state is None:
         return None
