@@ -184,7 +184,7 @@ class _Compiled:
     def _give_up(self, error: Exception) -> None:
         warnings.warn(
             f"exodus_lightning: the custom surrogate {self.fn!r} does not compile "
-            f"({type(error).__name__}: {error}); it runs uncompiled, in blocks "
+            f"({type(error).__name__}: {error}); it runs as it is, uncompiled "
             f"(ops.uncompiled_surrogate(fn) runs it so without trying)",
             stacklevel=5,
         )
@@ -213,10 +213,11 @@ class _Compiled:
         as large as the largest σ of this callable, stays mapped between steps instead.
         """
         with self._lock:
-            spare, self._spare = self._spare, None
-        if (like.device.type == "cpu" and spare is not None and spare.dtype == like.dtype
-                and spare.numel() >= like.numel()):
-            return spare[: like.numel()].view(like.shape)
+            spare = self._spare
+            if (like.device.type == "cpu" and spare is not None and spare.dtype == like.dtype
+                    and spare.numel() >= like.numel()):
+                self._spare = None
+                return spare[: like.numel()].view(like.shape)
         return empty_huge_pages(like.shape, like.dtype, like.device)
 
     def give_back(self, sigma: Tensor) -> None:

@@ -1,7 +1,8 @@
 """Custom surrogates in the backward pass (ops/custom_surrogate.py): evaluated in blocks of batch
 rows, the same gradients as one call on the whole membrane, bit for bit, for LIF, ALIF and adLIF;
-opted in to torch.compile, the same up to rounding; a callable that does not compile runs in
-blocks, with one warning."""
+compiled with torch.compile (automatically after some large backward passes, or from the first
+with compiled_surrogate), the same up to rounding; a callable that does not compile runs as it
+is, with one warning."""
 
 import copy
 import itertools
@@ -443,6 +444,8 @@ def test_compiled_sigma_reuses_its_memory_across_layers_and_steps():
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     spare = compiled._compiled._spare
     assert spare is not None and spare.numel() == 5 * 9 * 6  # the largest σ
+    other_dtype = compiled._compiled._buffer(torch.empty(3, 7, 6, dtype=torch.float64))
+    assert other_dtype.dtype == torch.float64 and compiled._compiled._spare is spare  # kept
     taken = compiled._compiled._buffer(torch.empty(3, 7, 6))
     assert taken.data_ptr() == spare.data_ptr() and compiled._compiled._spare is None
     fresh = compiled._compiled._buffer(torch.empty(3, 7, 6))  # while taken: never shared
