@@ -54,6 +54,14 @@ from exodus_lightning.checkpoint_file import (
     load_checkpoint_file,
 )
 from exodus_lightning.cli_parser import PROG, ExodusArgumentParser, wrap_class_help
+from exodus_lightning.data import (  # noqa: F401 (imported: --data takes their short names)
+    DelayedXorDataModule,
+    DVSGestureDataModule,
+    NMNISTDataModule,
+    RandmanDataModule,
+    SHDDataModule,
+    SSCDataModule,
+)
 from exodus_lightning.data.errors import DataError
 from exodus_lightning.nn import ParameterRangeError
 from exodus_lightning.ops import ExtensionBuildError

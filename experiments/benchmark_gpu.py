@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -255,10 +256,67 @@ def _time_network(linear, step, spikes_in, device: str, timer: Timer) -> dict:
     return {"ms": ms, "peak MB": peak_mb}
 
 
+# Event batches counted into frames, per dataset: frame shape (T, *input shape) and events per
+# sample of experiments/benchmark_data.py's fabricated data (its full run), batch 32.
+BINNING_CASES = {
+    "SHD": ((250, 100), 5_000),
+    "N-MNIST": ((100, 2, 34, 34), 4_000),
+    "DVS Gesture": ((300, 2, 32, 32), 50_000),
+}
+TINY_BINNING_CASES = {"tiny": ((10, 2, 4, 4), 100)}
+BINNING_BATCH = 32
+BINNING_COLUMNS = ["dataset", "events per batch", "workers: count on CPU, ms",
+                   "workers: float32 frames to device, ms", "bin_on_device: positions to device "
+                   "+ count there, ms", "bin_on_device / workers (device side)"]
+
+
+def event_positions(shape: tuple[int, ...], events: int, generator: torch.Generator):
+    """One sample's events as flat frame indices, in time order: uniform over the frame's
+    channels or pixels, their times uniform over the T bins."""
+    per_bin = math.prod(shape[1:])
+    bins = torch.sort(torch.randint(shape[0], (events,), generator=generator)).values
+    return (bins * per_bin + torch.randint(per_bin, (events,), generator=generator)).numpy()
+
+
+def binning_rows(device: str, timer: Timer, cases: dict) -> list[dict]:
+    """Where a batch's events are counted into frames (data/device_binning.py): in the workers
+    (count_positions per sample on one CPU core, then the dense float32 batch to the device,
+    from pinned memory) or on the device (the int32 positions to it, then
+    EventPositionsBatch.frames() there). The workers' counting runs in parallel with training
+    on other cores; the device side is what a training step waits for."""
+    from exodus_lightning.data.device_binning import EventPositions, collate_event_positions
+
+    cpu_timer = Timer("cpu", timer.repeats, timer.warmup)
+    rows = []
+    for name, (shape, events) in cases.items():
+        generator = torch.Generator().manual_seed(0)
+        samples = [EventPositions(event_positions(shape, events, generator), shape)
+                   for _ in range(BINNING_BATCH)]
+        # np.asarray(EventPositions): the binning transform's counting (count_positions).
+        count = cpu_timer(lambda samples=samples: [np.asarray(sample) for sample in samples])
+        frames = torch.from_numpy(np.stack([np.asarray(sample) for sample in samples]))
+        batch = collate_event_positions(samples)
+        if device == "cuda":
+            frames, batch = frames.pin_memory(), batch.pin_memory()
+        dense_ms = timer(lambda frames=frames: frames.to(device, non_blocking=True))
+        device_ms = timer(lambda batch=batch: type(batch)(
+            batch.positions.to(device, non_blocking=True), batch.shape).frames())
+        rows.append({
+            "dataset": name,
+            "events per batch": f"{BINNING_BATCH * events:,}",
+            "workers: count on CPU, ms": f"{count:.2f}",
+            "workers: float32 frames to device, ms": f"{dense_ms:.3f}",
+            "bin_on_device: positions to device + count there, ms": f"{device_ms:.3f}",
+            "bin_on_device / workers (device side)": f"{device_ms / dense_ms:.2f}×",
+        })
+    return rows
+
+
 NETWORK_COLUMNS = ["implementation", "spike mismatch", "input-grad error", "ms", "peak MB",
                    "time vs ours", "note"]
 OP_COLUMNS = ["shape", "dtype", "pass", "ms", "GB/s", "% of copy"]
-README_TABLES = {"ops": tuple(OP_COLUMNS), "network": tuple(NETWORK_COLUMNS)}
+README_TABLES = {"ops": tuple(OP_COLUMNS), "binning": tuple(BINNING_COLUMNS),
+                 "network": tuple(NETWORK_COLUMNS)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -296,6 +354,10 @@ def main(argv: list[str] | None = None) -> dict:
     print("## One LIF layer, raw ops\n")
     print(report.markdown_table(op, OP_COLUMNS))
 
+    binning = binning_rows(device, timer, TINY_BINNING_CASES if options.tiny else BINNING_CASES)
+    print(f"## Events counted into frames, batch {BINNING_BATCH}\n")
+    print(report.markdown_table(binning, BINNING_COLUMNS))
+
     net = []
     if not options.skip_network:
         spec = TINY_NETWORK if options.tiny else NETWORK
@@ -307,14 +369,17 @@ def main(argv: list[str] | None = None) -> dict:
             f"{spec['batch']}, T = {spec['time']}, float32, forward + backward\n"
         )
         print(report.markdown_table(net, NETWORK_COLUMNS))
-    result = {"device": header, "copy GB/s": ceiling, "ops": op, "network": net}
+    result = {"device": header, "copy GB/s": ceiling, "ops": op, "binning": binning,
+              "network": net}
     if options.json:
         options.json.write_text(json.dumps(result, indent=1, default=str))
     if options.out:
         options.out.mkdir(parents=True, exist_ok=True)
         line = provenance.line(provenance.collect(device))
         line = f"{report.SMOKE_TABLE_MARK} {line}" if options.tiny else line
-        for stem, rows, columns in (("ops", op, OP_COLUMNS), ("network", net, NETWORK_COLUMNS)):
+        for stem, rows, columns in (("ops", op, OP_COLUMNS),
+                                    ("binning", binning, BINNING_COLUMNS),
+                                    ("network", net, NETWORK_COLUMNS)):
             if rows:
                 text = report.markdown_table(rows, columns) + "\n" + line + "\n"
                 (options.out / f"{stem}.md").write_text(text)

@@ -1002,3 +1002,15 @@ def test_ckpt_path_best_in_a_new_run_fails(workdir, monkeypatch, capsys):
         ["test", *SMALL_RANDMAN, "--trainer.logger=false", "--ckpt_path=best"], monkeypatch, capsys
     )
     assert "--ckpt_path best: a new run has no best checkpoint" in error
+
+
+@pytest.mark.parametrize("name", ["SSCDataModule", "DelayedXorDataModule"])
+def test_data_takes_short_class_names_in_a_fresh_process(name, tmp_path):
+    """`--data SSCDataModule`: the CLI imports every DataModule (the data package loads its
+    modules lazily, so nothing else would)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "exodus_lightning", "fit", "--data", name, "--print_config"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "class_path: exodus_lightning.data." in proc.stdout and name in proc.stdout

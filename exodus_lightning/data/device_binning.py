@@ -7,7 +7,9 @@ instead of the dense frames, and the counting runs on the device after the trans
     frames[b].flat[i] = #{events e of sample b : positions[e] = i}
     global index of event e of sample b = b * T * prod(input_shape) + positions[e]
 
-the same counts as the binning transform's own np.bincount, so the frames are equal.
+the same counts as the binning transform's own np.bincount (count_positions), so the frames are
+equal. This module needs numpy and torch only (no tonic, no Lightning): the GPU benchmark times it
+on a bare GPU machine.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from exodus_lightning.data.transforms import count_positions
+
+def count_positions(
+    positions: np.ndarray, num_time_steps: int, output_shape: Sequence[int]
+) -> np.ndarray:
+    """float32 frames (T, *output_shape): frames.flat[i] = #{events e : positions[e] = i} (the
+    binning transforms' counting, in the worker)."""
+    counts = np.bincount(positions, minlength=num_time_steps * int(np.prod(output_shape)))
+    return counts.reshape(num_time_steps, *output_shape).astype(np.float32)
 
 
 class EventPositions:

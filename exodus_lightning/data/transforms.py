@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import tonic.transforms as tonic_transforms
 
+from exodus_lightning.data.device_binning import count_positions
+
 MICROSECONDS_PER_MS = 1000.0
 
 
@@ -69,14 +71,6 @@ def _time_bin_of_events(
     bins = np.floor((times - start) / bin_width_us)
     inside = (bins >= 0) & (bins < num_time_steps)
     return bins.astype(np.int64), inside
-
-
-def count_positions(
-    positions: np.ndarray, num_time_steps: int, output_shape: Sequence[int]
-) -> np.ndarray:
-    """float32 frames (T, *output_shape): frames.flat[i] = #{events e : positions[e] = i}."""
-    counts = np.bincount(positions, minlength=num_time_steps * int(np.prod(output_shape)))
-    return counts.reshape(num_time_steps, *output_shape).astype(np.float32)
 
 
 class EventsToFrames:

@@ -3,6 +3,8 @@ binning gives, on the tonic path and from a prepared copy of events."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +138,12 @@ def test_a_batch_of_positions_is_pinned_and_counted_on_the_gpu() -> None:
     on_gpu = EventPositionsBatch(pinned.positions.cuda(), batch.shape).frames()
     assert torch.equal(on_gpu.cpu(), batch.frames())
     assert batch.frames().flatten().tolist() == [1, 0, 0, 2, 0, 0, 0, 1]
+
+
+def test_device_binning_imports_without_tonic_or_lightning():
+    """The GPU benchmark times it on a bare GPU machine (no tonic, no Lightning)."""
+    code = ("import sys, exodus_lightning.data.device_binning; "
+            "print(sorted({'tonic', 'lightning'} & set(sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert proc.stdout.strip() == "[]"

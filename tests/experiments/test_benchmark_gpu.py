@@ -33,9 +33,12 @@ def test_benchmark_gpu_smoke_run_on_cpu(tmp_path):
     assert rows["BPTT loop (reference)"]["ms"] > 0
     for row in rows.values():  # each peer: a time, or a note saying why not
         assert "ms" in row or row["note"].startswith(("not installed", "failed"))
+    (binning,) = result["binning"]  # the tiny case: counted in workers and on the device
+    assert float(binning["workers: count on CPU, ms"]) > 0
+    assert binning["bin_on_device / workers (device side)"].endswith("×")
     assert (tmp_path / "out.json").is_file()
     # --out: the tables with the provenance line below, and the figures.
-    for stem in ("ops", "network"):
+    for stem in ("ops", "binning", "network"):
         table, line = (tmp_path / "results" / f"{stem}.md").read_text().rstrip().rsplit("\n\n", 1)
         assert table.startswith("| ") and line.startswith(report.SMOKE_TABLE_MARK), stem
     assert json.loads((tmp_path / "results" / "result.json").read_text())["ops"]
@@ -113,6 +116,7 @@ def test_benchmark_gpu_runs_without_jsonargparse_tonic_or_wandb(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "## One LIF layer, raw ops" in proc.stdout
+    assert "## Events counted into frames" in proc.stdout  # data.device_binning without tonic
     assert "| exodus-lightning |" in proc.stdout
     assert json.loads(out.read_text())["network"][0]["time vs ours"] == 1
     # The fallback is argparse's parser: a bad value is still an error naming the flag.
