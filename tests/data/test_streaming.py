@@ -79,6 +79,21 @@ def assert_same_batches(expected, actual) -> None:
         assert torch.equal(targets, streamed_targets)
 
 
+def set_up(*datamodules: EventDataModule) -> None:
+    for datamodule in datamodules:
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        datamodule.setup("test")
+
+
+def assert_same_data(expected: EventDataModule, actual: EventDataModule) -> None:
+    """Evaluation loaders: the same batches in the same order; training: the same samples each
+    epoch (shuffled by litdata on a prepared copy, by our sampler on the tonic path)."""
+    assert_same_batches(batches(expected, "val"), batches(actual, "val"))
+    assert_same_batches(batches(expected, "test"), batches(actual, "test"))
+    assert samples_of(actual) == samples_of(expected)
+
+
 @pytest.mark.parametrize(
     ("name", "writers"),
     [("shd", 0), ("shd", 2), ("nmnist", 0), ("nmnist", 2), ("ssc", 0), ("dvs_gesture", 0)],
@@ -92,17 +107,9 @@ def test_streamed_batches_equal_the_tonic_paths(
     prepare_copy(make(module, root, **settings), str(output), writers, progress=False)
     tonic_path = make(module, root, **settings)
     streamed = make(module, root, **settings, streaming=output)
-    for datamodule in (tonic_path, streamed):
-        datamodule.prepare_data()
-        datamodule.setup("fit")
-        datamodule.setup("test")
-    # Evaluation loaders: the same batches in the same order.
-    assert_same_batches(batches(tonic_path, "val"), batches(streamed, "val"))
-    assert_same_batches(batches(tonic_path, "test"), batches(streamed, "test"))
-    # Training: the same samples each epoch, shuffled by litdata instead of our sampler.
-    train = samples_of(tonic_path)
-    assert len(train) == len(tonic_path.train_dataset) > 0
-    assert samples_of(streamed) == train
+    set_up(tonic_path, streamed)
+    assert_same_data(tonic_path, streamed)
+    assert len(samples_of(tonic_path)) == len(tonic_path.train_dataset) > 0
     # The loaders pass counts as uint8 (4x fewer bytes from workers and to the GPU);
     # on_after_batch_transfer makes them float32 (above), the tonic path's are float32 already.
     for part in ("train", "val", "test"):

@@ -16,7 +16,7 @@ boto3 = pytest.importorskip("boto3")
 
 from exodus_lightning.data.prepare_copy import prepare_copy  # noqa: E402
 
-from .test_streaming import SHD_SETTINGS, assert_same_batches, batches, make, samples_of  # noqa: E402
+from .test_streaming import SHD_SETTINGS, assert_same_data, make, set_up  # noqa: E402
 
 BUCKET = "exodus-test"
 
@@ -60,13 +60,8 @@ def test_a_copy_in_object_storage_serves_the_batches_of_a_local_one(
     assert {f"shd/{part}/index.json" for part in ("train", "val", "test")} <= keys
     remote = make(SHDDataModule, shd_root, **SHD_SETTINGS, streaming=url)
     local_copy = make(SHDDataModule, shd_root, **SHD_SETTINGS, streaming=local)
-    for datamodule in (remote, local_copy):
-        datamodule.prepare_data()
-        datamodule.setup("fit")
-        datamodule.setup("test")
-    assert_same_batches(batches(local_copy, "val"), batches(remote, "val"))
-    assert_same_batches(batches(local_copy, "test"), batches(remote, "test"))
-    assert samples_of(remote) == samples_of(local_copy)
+    set_up(remote, local_copy)
+    assert_same_data(local_copy, remote)
     with pytest.raises(PreparedDataError, match="already holds a prepared copy"):
         prepare_copy(make(SHDDataModule, shd_root, **SHD_SETTINGS), url, num_workers=1,
                      progress=False)
