@@ -299,8 +299,7 @@ def binning_rows(device: str, timer: Timer, cases: dict) -> list[dict]:
         if device == "cuda":
             frames, batch = frames.pin_memory(), batch.pin_memory()
         dense_ms = timer(lambda frames=frames: frames.to(device, non_blocking=True))
-        device_ms = timer(lambda batch=batch: type(batch)(
-            batch.positions.to(device, non_blocking=True), batch.shape).frames())
+        device_ms = timer(lambda batch=batch: batch.to(device).frames())
         rows.append({
             "dataset": name,
             "events per batch": f"{BINNING_BATCH * events:,}",

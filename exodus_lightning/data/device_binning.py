@@ -63,8 +63,8 @@ class ToEventPositions:
 @dataclass
 class EventPositionsBatch:
     """A batch of EventPositions: every event's global flat index (module doc), int32 when it
-    fits, and the batch's frame shape (batch, T, *input_shape). Lightning moves `positions` to
-    the device like any tensor in a batch; `frames()` counts them there."""
+    fits, and the batch's frame shape (batch, T, *input_shape). Lightning moves it to the
+    device with `to()`; `frames()` counts the positions there."""
 
     positions: torch.Tensor
     shape: tuple[int, ...]
@@ -72,6 +72,18 @@ class EventPositionsBatch:
     def pin_memory(self) -> EventPositionsBatch:
         """The same batch in page-locked memory (DataLoader's pin_memory calls this)."""
         return EventPositionsBatch(self.positions.pin_memory(), self.shape)
+
+    def to(self, device: torch.device | str) -> EventPositionsBatch:
+        """The same batch with positions on ``device``: what Lightning's batch transfer calls.
+
+        Non-blocking to a GPU (from pinned memory the copy overlaps the host's work; the
+        counting that follows runs in stream order after it), blocking to the CPU, as
+        Lightning moves tensors.
+        """
+        device = torch.device(device)
+        non_blocking = device.type not in ("cpu", "mps")
+        return EventPositionsBatch(self.positions.to(device, non_blocking=non_blocking),
+                                   self.shape)
 
     def frames(self) -> torch.Tensor:
         """float32 frames of `shape`, counted on positions' device."""

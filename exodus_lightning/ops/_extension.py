@@ -41,7 +41,9 @@ _CPU_CFLAGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math"]  # 
 _CPU_LDFLAGS = ["-fopenmp"]  # without it at::parallel_for silently runs on one thread
 # --fmad=false: no fused multiply-add contraction, so the GPU rounds exactly like the CPU code
 # and the reference (a contracted α·v + x can flip a spike that sits on the threshold).
-_CUDA_FLAGS = ["-O3", "--fmad=false"]
+# --threads=0: the device code of several architectures (TORCH_CUDA_ARCH_LIST) compiled in
+# parallel, one thread per CPU (2 architectures on 2 cores: 152 s -> 124 s).
+_CUDA_FLAGS = ["-O3", "--fmad=false", "--threads=0"]
 # The emulation only runs small test problems: a quick build matters more than fast code.
 _EMULATION_CFLAGS = ["-O1", "-ffp-contract=off"]
 

@@ -101,12 +101,11 @@ class CompiledSurrogate:
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["fn"])
 
-    def compiled(self) -> _Compiled | None:
-        """fn's compiled formula (made on first use), None once fn failed to compile."""
+    def compiled(self) -> _Compiled:
+        """fn's compiled formula, made on first use."""
         if self._compiled is None:
             self._compiled = _Compiled(self.fn)
-            _COMPILED_WRAPPERS.add(self)
-        return self._compiled if self._compiled.write is not None else None
+        return self._compiled
 
 
 class UncompiledSurrogate:
@@ -168,6 +167,7 @@ class _Compiled:
         self.fn = fn
         self._spare: Tensor | None = None
         self._lock = threading.Lock()
+        _KEEPING_MEMORY.add(self)
 
         def write(out: Tensor, v_mem: Tensor, threshold: Tensor) -> None:
             out.copy_(fn(v_mem, threshold))
@@ -220,6 +220,11 @@ class _Compiled:
                 return spare[: like.numel()].view(like.shape)
         return empty_huge_pages(like.shape, like.dtype, like.device)
 
+    def release(self) -> None:
+        """Drop the spare: the next backward pass allocates σ anew."""
+        with self._lock:
+            self._spare = None
+
     def give_back(self, sigma: Tensor) -> None:
         """Keep σ's memory (CPU) for the next backward pass; σ is not used after this."""
         if sigma.device.type != "cpu":
@@ -228,6 +233,11 @@ class _Compiled:
         with self._lock:
             if self._spare is None or base.numel() > self._spare.numel():
                 self._spare = base.view(-1)
+
+
+# Every compiled formula (weakly: a compiled_surrogate wrapper's goes with it), for
+# release_kept_memory.
+_KEEPING_MEMORY: weakref.WeakSet[_Compiled] = weakref.WeakSet()
 
 
 class _AutoCompile:
@@ -261,22 +271,16 @@ def _auto_compile_state(fn: Surrogate) -> _AutoCompile | None:
     return state
 
 
-# The compiled_surrogate wrappers that compiled, for release_kept_memory.
-_COMPILED_WRAPPERS: weakref.WeakSet = weakref.WeakSet()
-
-
 def release_kept_memory() -> None:
     """Drop the σ memory that compiled custom surrogates keep between backward passes (CPU):
     the next backward pass allocates it anew (e.g. to measure a step's whole peak)."""
-    states = [state.compiled for _, state in list(_AUTO_COMPILE.values())]
-    for compiled in states + [wrapper._compiled for wrapper in list(_COMPILED_WRAPPERS)]:
-        if compiled is not None:
-            with compiled._lock:
-                compiled._spare = None
+    for compiled in list(_KEEPING_MEMORY):
+        compiled.release()
 
 
 def _compiled_for(fn: Surrogate, v_mem: Tensor) -> _Compiled | None:
-    """fn's compiled formula to evaluate σ with, or None where fn runs as it is."""
+    """fn's compiled formula to evaluate σ with, or None where fn runs as it is (also when
+    the formula's sigma answers None: fn failed to compile)."""
     if isinstance(fn, UncompiledSurrogate) or torch.compiler.is_compiling():
         return None
     if isinstance(fn, CompiledSurrogate):
@@ -293,7 +297,7 @@ def _compiled_for(fn: Surrogate, v_mem: Tensor) -> _Compiled | None:
         return None
     if state.compiled is None:
         state.compiled = _Compiled(fn)
-    return state.compiled if state.compiled.write is not None else None
+    return state.compiled
 
 
 def as_btn(v: Tensor, features: int) -> Tensor:

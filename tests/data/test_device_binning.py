@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lightning.fabric.utilities import move_data_to_device
 
 from exodus_lightning.data import NMNISTDataModule, SHDDataModule
 from exodus_lightning.data.collate import pad_time_collate
@@ -135,9 +136,26 @@ def test_a_batch_of_positions_is_pinned_and_counted_on_the_gpu() -> None:
     batch = EventPositionsBatch(torch.tensor([0, 3, 3, 7], dtype=torch.int32), (2, 2, 2))
     pinned = batch.pin_memory()
     assert pinned.positions.is_pinned() and pinned.shape == batch.shape
-    on_gpu = EventPositionsBatch(pinned.positions.cuda(), batch.shape).frames()
-    assert torch.equal(on_gpu.cpu(), batch.frames())
+    moved = move_data_to_device(pinned, "cuda")  # as Lightning moves a training batch
+    assert moved.positions.is_cuda and moved.shape == batch.shape
+    assert torch.equal(moved.frames().cpu(), batch.frames())
     assert batch.frames().flatten().tolist() == [1, 0, 0, 2, 0, 0, 0, 1]
+
+
+def test_lightning_moves_the_batch_with_its_own_to(monkeypatch) -> None:
+    """Lightning calls the batch's to() (one way of moving it, shared with the GPU benchmark)."""
+    batch = EventPositionsBatch(torch.tensor([0, 3, 3, 7], dtype=torch.int32), (2, 2, 2))
+    calls = []
+    original = EventPositionsBatch.to
+
+    def recording(self, device):
+        calls.append(torch.device(device))
+        return original(self, device)
+
+    monkeypatch.setattr(EventPositionsBatch, "to", recording)
+    moved = move_data_to_device(batch, torch.device("cpu"))
+    assert calls == [torch.device("cpu")] and isinstance(moved, EventPositionsBatch)
+    assert torch.equal(moved.frames(), batch.frames()) and moved.shape == batch.shape
 
 
 def test_device_binning_imports_without_tonic_or_lightning():

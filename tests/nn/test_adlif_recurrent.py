@@ -14,7 +14,7 @@ from exodus_lightning import ops
 from exodus_lightning.nn.surrogate import ArcTan
 from tests.nn.test_recurrent import uses_scan
 from tests.se_adlif import authors_layer
-from tests.tolerances import tolerance
+from tests.tolerances import tolerance_of_sums
 
 F64 = dict(dtype=torch.float64)
 EXACT = dict(rtol=1e-10, atol=1e-10)
@@ -109,7 +109,8 @@ def compare(case: str = "authors", features: tuple[int, ...] = (6,), bias: bool 
     assert trained <= got.keys(), sorted(got)
     for name, value in want.items():
         if name.startswith("grad_"):
-            torch.testing.assert_close(got[name], value, **(tolerances or tolerance(dtype)),
+            tol = tolerances or tolerance_of_sums(value, dtype)
+            torch.testing.assert_close(got[name], value, **tol,
                                        msg=lambda m, n=name: f"{n}: {m}")
             if name in trained:
                 assert value.abs().max() > 0, name

@@ -14,7 +14,7 @@ from exodus_lightning import ops
 from exodus_lightning.nn import activation as act
 from exodus_lightning.nn.recurrent import linear_connection
 from exodus_lightning.nn.surrogate import PeriodicExponential, SingleExponential
-from tests.tolerances import tolerance
+from tests.tolerances import tolerance_of_sums
 
 FEATURES = (2, 3)
 N = 6
@@ -135,7 +135,7 @@ def compare(kind: str, case: str, bias: bool, dtype: torch.dtype, **run_args) ->
     assert "grad_rec_connect.1.weight" in got and "grad_spike_threshold" in got
     for name, value in want.items():
         if name.startswith("grad_"):
-            torch.testing.assert_close(got[name], value, **tolerance(dtype),
+            torch.testing.assert_close(got[name], value, **tolerance_of_sums(value, dtype),
                                        msg=lambda m, n=name: f"{n}: {m}")
         else:  # the same floating-point operations in the same order
             assert torch.equal(got[name], value), name
@@ -435,7 +435,8 @@ def compare_alif(case: str, bias: bool, dtype: torch.dtype, x: torch.Tensor | No
     assert all(name in got for name in trained), sorted(got)
     for name, value in want.items():
         if name.startswith("grad_"):
-            torch.testing.assert_close(got[name], value, **(tolerances or tolerance(dtype)),
+            tol = tolerances or tolerance_of_sums(value, dtype)
+            torch.testing.assert_close(got[name], value, **tol,
                                        msg=lambda m, n=name: f"{n}: {m}")
         else:  # the same floating-point operations in the same order
             assert torch.equal(got[name], value), name

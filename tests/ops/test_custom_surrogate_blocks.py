@@ -452,12 +452,19 @@ def test_compiled_sigma_reuses_its_memory_across_layers_and_steps():
     assert fresh.data_ptr() != taken.data_ptr()
 
 
-def test_release_kept_memory():
+def test_release_kept_memory(auto_compile_small):
+    """Both the compiled_surrogate wrappers' and the automatically compiled callables' σ."""
+    def surrogate(v_mem, threshold):  # compiled automatically from its third backward pass
+        return single_exponential(v_mem, threshold)
+
     compiled = ops.compiled_surrogate(single_exponential)
     gradients("lif", compiled, (5, 7, 6), ("alpha",))
-    assert compiled._compiled._spare is not None
+    for _ in range(3):
+        gradients("lif", surrogate, (5, 7, 6), ("alpha",))
+    kept = [compiled._compiled, auto_state(surrogate).compiled]
+    assert all(formula._spare is not None for formula in kept)
     cs.release_kept_memory()
-    assert compiled._compiled._spare is None
+    assert all(formula._spare is None for formula in kept)
     gradients("lif", compiled, (5, 7, 6), ("alpha",))  # allocates and keeps it again
     assert compiled._compiled._spare is not None
 
