@@ -19,6 +19,7 @@ saved the old one still works.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -136,6 +137,7 @@ class StatefulLayer(nn.Module):
         """
         batch, features = x.shape[0], tuple(x.shape[2:])
         dtype = state_dtype(x)
+        self._warn_if_the_states_graph_was_freed()
         if (not self.is_state_initialised() or not self.has_trailing_dimension(features)
                 or (self.batch_change == "zeros" and not self.state_has_shape((batch,
                                                                                *features)))):
@@ -147,6 +149,29 @@ class StatefulLayer(nn.Module):
         for name, state in zip(self.state_names, self._states()):
             if state.dtype != dtype or state.device != x.device:
                 setattr(self, name, state.to(device=x.device, dtype=dtype))
+
+    def _warn_if_the_states_graph_was_freed(self) -> None:
+        """Warn (once per layer) when a state carries the graph of an earlier call that a
+        backward pass has already gone through and freed: a backward pass through this call
+        would then fail with PyTorch's "Trying to backward through the graph a second time"."""
+        if (self.__dict__.get("_warned_freed_graph") or not torch.is_grad_enabled()
+                or torch.compiler.is_compiling()):
+            return
+        node = self._states()[0].grad_fn
+        if node is None or not _saved_values_freed(node):
+            return
+        self._warned_freed_graph = True
+        warnings.warn(
+            f"{type(self).__name__}: its state {self.state_names[0]} still carries the autograd "
+            "graph of an earlier forward call, which a backward pass has already gone through "
+            "and freed, so a backward pass through this call will fail ('Trying to backward "
+            "through the graph a second time'). Cut the states' graph between training steps "
+            "with exodus_lightning.nn.reset_states(model), detach_states(model) (keeps the "
+            "values: truncated BPTT) or zero_grad(model) (optimizer.zero_grad() and a "
+            "container's own zero_grad() leave the states of the layers inside as they are); "
+            "or call backward(retain_graph=True) to go through both calls.",
+            stacklevel=3,
+        )
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
@@ -179,6 +204,25 @@ class StatefulLayer(nn.Module):
         attributes.pop("_last_output", None)
         new.__setstate__(copy.deepcopy(attributes, memo))
         return new
+
+
+def _saved_values_freed(node: torch.autograd.graph.Node) -> bool:
+    """Whether a backward pass has released what the graph node saved (retain_graph=False).
+
+    PyTorch answers reading a released saved tensor with the error backward would raise; a node
+    that saved no tensor cannot tell, and counts as not freed.
+    """
+    # A custom op's node has saved_tensors; PyTorch's own nodes one _saved_<name> per value
+    # (sizes and scalars stay readable after the release, tensors do not).
+    names = ["saved_tensors"] if hasattr(type(node), "saved_tensors") else [
+        name for name in dir(node) if name.startswith("_saved_")]
+    for name in names:
+        try:
+            getattr(node, name)
+        except RuntimeError as error:
+            if "backward through the graph a second time" in str(error):
+                return True
+    return False
 
 
 def reset_states(module: nn.Module) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -207,3 +208,66 @@ def test_reset_states_randomize_and_zero_grad():
     assert layer.v_mem.grad_fn is not None
     layer.zero_grad()
     assert layer.v_mem.grad_fn is None and layer.i_syn.grad_fn is None
+
+
+def _train_steps(model: torch.nn.Module, steps: int, between=None):
+    """SGD steps on fresh inputs, the states carried from step to step; between(model) runs
+    after each optimizer step."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    for step in range(steps):
+        optimizer.zero_grad()
+        x = torch.rand(2, 6, 4, generator=torch.Generator().manual_seed(step)) * 3
+        model(x).sum().backward()
+        optimizer.step()
+        if between is not None:
+            between(model)
+
+
+def _two_lif_layers() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(4, 8), enn.LIF(10.0, tau_syn=5.0),
+                               torch.nn.Linear(8, 3), enn.ALIF(10.0, 40.0))
+
+
+def test_a_state_whose_graph_was_freed_is_named_before_backward_fails():
+    """optimizer.zero_grad() leaves the states (and the graph behind them): the next call warns
+    with the fix, before PyTorch's generic error in backward."""
+    model = _two_lif_layers()
+    with pytest.warns(UserWarning, match=r"LIF: its state v_mem still carries .*nn\."
+                      r"reset_states\(model\), detach_states\(model\) .* zero_grad\(model\)"):
+        with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+            _train_steps(model, 2)
+
+
+@pytest.mark.parametrize("between", ["zero_grad", "detach_states", "reset_states"])
+def test_no_warning_when_the_graph_is_cut(between):
+    model = _two_lif_layers()
+    cut = {"zero_grad": enn.zero_grad, "detach_states": enn.detach_states,
+           "reset_states": enn.reset_states}[between]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _train_steps(model, 3, cut)
+        with torch.no_grad():  # inference after training, the old graph still attached
+            model(torch.rand(2, 6, 4))
+
+
+def test_no_warning_when_the_graph_is_kept():
+    """backward(retain_graph=True), then a second call: backward goes through both calls."""
+    model = _two_lif_layers()
+    x = torch.rand(2, 6, 4, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(x[:, :3]).sum().backward(retain_graph=True)
+        model(x[:, 3:]).sum().backward()
+    assert x.grad[:, :3].abs().sum() > 0
+
+
+def test_the_warning_comes_once_per_layer():
+    layer = enn.LIF(10.0)
+    x = torch.rand(2, 5, 3, requires_grad=True)
+    layer(x).sum().backward()
+    with pytest.warns(UserWarning, match="its state v_mem") as first:
+        layer(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer(x)
+    assert len(first) == 1
