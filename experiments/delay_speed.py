@@ -26,6 +26,10 @@ from exodus_lightning.nn.delay import delayed_linear, gaussian_delay_kernel
 from experiments import arguments, report, timing
 
 EXPERIMENT = "delay_speed"
+# The table of docs/delays.md (experiments/tables.py copies it there).
+README_TABLES: dict[str, tuple[str, ...]] = {
+    "speed": ("delays", "method", "fwd ms", "fwd+bwd ms"),
+}
 SIGMA = 3.0
 GATHER_CHUNK = 8  # outputs per gather: (batch, time, 8, in) floats at a time
 
@@ -133,7 +137,7 @@ def run(shape: tuple[int, int, int, int, int], repeats: int, seed: int) -> list[
             reference = references[rounded]
             error = (forward(function)() - reference).abs().max() / reference.abs().max()
             rows.append({
-                "delays": "rounded" if rounded else f"Gaussian, sigma {SIGMA:g}",
+                "delays": "rounded" if rounded else f"Gaussian, σ = {SIGMA:g}",
                 "method": name,
                 "max diff (rel.)": float(error),
                 "fwd ms": 1e3 * seconds,
@@ -149,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = arguments.setup(options)
     shape = (2, 12, 9, 5, 4) if options.tiny else (32, 250, 700, 256, 25)
     rows = run(shape, 1 if options.tiny else options.repeats, options.seed)
-    table = report.write_table(rows, out / "speed")
+    table = report.write_readme_table(rows, out, "speed", README_TABLES["speed"],
+                                      tiny=options.tiny)
     report.report(
         EXPERIMENT,
         options,

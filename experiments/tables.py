@@ -11,8 +11,9 @@ each as ``<out>/<stem>.md``: the Markdown table, a blank line, the provenance li
     <!-- end table -->
 
 (HTML comments: invisible on GitHub) whose content ``--readme`` replaces with that file, so the
-README's tables are the scripts' output. tests/experiments/test_tables.py checks that every block
-names a registered table and that its header row is the script's README_TABLES entry.
+README's tables are the scripts' output. (An experiment's ``document`` may name another file of
+the repository for its blocks, e.g. docs/delays.md.) tests/experiments/test_tables.py checks that
+every block names a registered table and that its header row is the script's README_TABLES entry.
 
     python -m experiments.tables --list                       # the registry, rough durations
     python -m experiments.tables                              # run everything into results/
@@ -46,6 +47,7 @@ class Experiment:
     args: tuple[str, ...] = ()  # command-line arguments of the full run (--out is added)
     duration: str = ""  # rough duration of the full run on the 2-core CPU machine
     gpu: bool = False  # runs only where torch.cuda.is_available()
+    document: str = "README.md"  # the file (from the repository root) holding its table blocks
 
 
 # In the README's order. Durations: measured by this command on the 2-core CPU machine
@@ -62,6 +64,7 @@ REGISTRY: list[Experiment] = [
     Experiment("training_comparison", ("--epochs", "6"), "~6 min"),
     Experiment("training_speed", (), "~7 min"),
     Experiment("benchmark_gpu", (), "~1-2 min", gpu=True),
+    Experiment("delay_speed", ("--threads", "1"), "~3 min", document="docs/delays.md"),
 ]
 
 BLOCK = re.compile(
@@ -123,9 +126,23 @@ def run(experiment: Experiment, results: Path) -> tuple[bool, float]:
     return code == 0, time.perf_counter() - start
 
 
-def copy_into_readme(experiments: list[Experiment], results: Path, readme: Path) -> list[str]:
-    """Copy every <results>/<name>/<stem>.md of experiments into its README block; return the
-    blocks updated."""
+def document(experiment: Experiment) -> Path:
+    """The file that holds experiment's table blocks (README.md unless it says otherwise)."""
+    return README if experiment.document == "README.md" else ROOT / experiment.document
+
+
+def copy_into_documents(experiments: list[Experiment], results: Path) -> list[tuple[Path, str]]:
+    """Copy every <results>/<name>/<stem>.md of experiments into its block (in the README or
+    the experiment's document); return (file, "<name>/<stem>") of the blocks updated."""
+    updated = []
+    for path in dict.fromkeys(document(e) for e in experiments):
+        chosen = [e for e in experiments if document(e) == path]
+        updated += [(path, block) for block in _copy_into(chosen, results, path)]
+    return updated
+
+
+def _copy_into(experiments: list[Experiment], results: Path, readme: Path) -> list[str]:
+    """copy_into_documents for the experiments whose blocks are in the file readme."""
     text = readme.read_text()
     updated = []
     for experiment in experiments:
@@ -179,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(experiment.name)
     if options.readme:
         done = [e for e in chosen if e.name not in failed]
-        for block in copy_into_readme(done, options.results, README):
-            print(f"README: {block} updated")
+        for path, block in copy_into_documents(done, options.results):
+            print(f"{path.name}: {block} updated")
     if failed:
         print(f"failed: {', '.join(failed)} (their README blocks were left alone)")
         return 1

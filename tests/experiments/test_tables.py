@@ -11,7 +11,10 @@ import pytest
 from experiments import gradient_equivalence, report, tables
 
 README_TEXT = tables.README.read_text()
-BLOCKS = tables.blocks(README_TEXT)
+# (file, experiment, stem, body) of every table block in the README and the other documents.
+BLOCKS = [(path.name, *block)
+          for path in dict.fromkeys(tables.document(e) for e in tables.REGISTRY)
+          for block in tables.blocks(path.read_text())]
 REGISTERED = {
     (experiment.name, stem): columns
     for experiment in tables.REGISTRY
@@ -34,16 +37,18 @@ def test_every_cpu_script_declares_its_readme_tables(name):
         assert isinstance(columns, tuple) and len(columns) == len(set(columns)) > 1, stem
 
 
-@pytest.mark.parametrize(("name", "stem", "body"), BLOCKS, ids=[f"{n}/{s}" for n, s, _ in BLOCKS])
-def test_every_readme_block_has_its_scripts_header(name, stem, body):
-    assert (name, stem) in REGISTERED, f"README block {name}/{stem}: no such registered table"
+@pytest.mark.parametrize(("path", "name", "stem", "body"), BLOCKS,
+                         ids=[f"{n}/{s}" for _, n, s, _ in BLOCKS])
+def test_every_readme_block_has_its_scripts_header(path, name, stem, body):
+    assert (name, stem) in REGISTERED, f"{path} block {name}/{stem}: no such registered table"
+    assert path == tables.document(tables.registered(name)).name, f"{name}/{stem} is in {path}"
     assert report.table_header(body) == REGISTERED[(name, stem)]
     lines = body.strip().splitlines()
     assert lines[1].startswith("|---") and len(lines) >= 3, body
 
 
-def test_every_registered_table_is_in_the_readme_once():
-    in_readme = [(name, stem) for name, stem, _ in BLOCKS]
+def test_every_registered_table_is_in_its_document_once():
+    in_readme = [(name, stem) for _, name, stem, _ in BLOCKS]
     for key in REGISTERED:
         count = in_readme.count(key)
         assert count == 1, f"{key[0]}/{key[1]} is in the README {count} times"
