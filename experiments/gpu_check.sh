@@ -88,7 +88,8 @@ grep -hE "^(cpu|cuda): " "$out/build_cpu.log" "$out/build_cuda.log" | tee -a "$s
 #    kernels' host emulation.
 tests=(tests/ops/test_cuda.py tests/ops/test_raw_ops.py tests/ops/test_opcheck.py
        tests/ops/test_lif_parity.py tests/ops/test_leaky_parity.py tests/nn/test_devices.py)
-stage tests 170 "$python" -m pytest -p no:cacheprovider -q -rfEs "${tests[@]}"
+# -o addopts=: one process, whether or not pytest-xdist (the suite's addopts) is installed there.
+stage tests 170 "$python" -m pytest -o addopts= -p no:cacheprovider -q -rfEs "${tests[@]}"
 say "tests: $(grep -E "(passed|failed|error)" "$out/tests.log" | tail -1)"
 grep -E "^(FAILED|ERROR) " "$out/tests.log" | head -20 | tee -a "$summary"
 

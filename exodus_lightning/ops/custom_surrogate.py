@@ -263,7 +263,9 @@ def _auto_compile_state(fn: Surrogate) -> _AutoCompile | None:
     if entry is not None and entry[0]() is fn:
         return entry[1]
     try:
-        ref = weakref.ref(fn, lambda _, key=key: _AUTO_COMPILE.pop(key, None))
+        # The registry bound now: at interpreter exit the module's globals may already be None
+        # when the last callables are collected.
+        ref = weakref.ref(fn, lambda _, key=key, registry=_AUTO_COMPILE: registry.pop(key, None))
     except TypeError:
         return None
     state = _AutoCompile()
