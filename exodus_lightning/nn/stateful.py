@@ -19,8 +19,10 @@ saved the old one still works.
 from __future__ import annotations
 
 import copy
+import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -170,7 +172,7 @@ class StatefulLayer(nn.Module):
             "values: truncated BPTT) or zero_grad(model) (optimizer.zero_grad() and a "
             "container's own zero_grad() leave the states of the layers inside as they are); "
             "or call backward(retain_graph=True) to go through both calls.",
-            stacklevel=3,
+            stacklevel=_caller_outside_the_libraries(),
         )
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
@@ -204,6 +206,19 @@ class StatefulLayer(nn.Module):
         attributes.pop("_last_output", None)
         new.__setstate__(copy.deepcopy(attributes, memo))
         return new
+
+
+# Frames of these folders are skipped when a warning names the line that caused it.
+_LIBRARY_FOLDERS = (str(Path(__file__).resolve().parents[1]), str(Path(torch.__file__).parent))
+
+
+def _caller_outside_the_libraries() -> int:
+    """warnings.warn's stacklevel for the caller's first frame outside exodus_lightning and
+    torch: the user's line that called the model, not a module's forward."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_LIBRARY_FOLDERS):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _saved_values_freed(node: torch.autograd.graph.Node) -> bool:

@@ -266,8 +266,9 @@ def test_the_warning_comes_once_per_layer():
     x = torch.rand(2, 5, 3, requires_grad=True)
     layer(x).sum().backward()
     with pytest.warns(UserWarning, match="its state v_mem") as first:
-        layer(x)
+        torch.nn.Sequential(layer)(x)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         layer(x)
     assert len(first) == 1
+    assert first[0].filename == __file__  # the line that called the model, not a forward
