@@ -44,6 +44,7 @@ _CPU_LDFLAGS = ["-fopenmp"]  # without it at::parallel_for silently runs on one 
 # --threads=0: the device code of several architectures (TORCH_CUDA_ARCH_LIST) compiled in
 # parallel, one thread per CPU (2 architectures on 2 cores: 152 s -> 124 s).
 _CUDA_FLAGS = ["-O3", "--fmad=false", "--threads=0"]
+_CUDA_HOST_CFLAGS = ["-O3"]  # the host code of the CUDA part (g++)
 # The emulation only runs small test problems: a quick build matters more than fast code.
 _EMULATION_CFLAGS = ["-O1", "-ffp-contract=off"]
 
@@ -144,6 +145,15 @@ def cpu_isa_flags() -> list[str]:
     return []
 
 
+def _build_flags(kind: str) -> list[str]:
+    """The compiler flags of one part of the extension (its key changes with them only)."""
+    if kind == "cpu":
+        return _CPU_CFLAGS + _CPU_LDFLAGS + cpu_isa_flags()
+    if kind == "cuda_emulation":
+        return list(_EMULATION_CFLAGS)
+    return _CUDA_HOST_CFLAGS + _CUDA_FLAGS
+
+
 def _build_key(kind: str, arch: str = "") -> str:
     digest = hashlib.sha256()
     src = sources_dir()
@@ -158,7 +168,7 @@ def _build_key(kind: str, arch: str = "") -> str:
         torch.__version__,
         str(torch.version.cuda),
         arch,
-        " ".join(_CPU_CFLAGS + _CPU_LDFLAGS + _CUDA_FLAGS + _EMULATION_CFLAGS + cpu_isa_flags()),
+        " ".join(_build_flags(kind)),
         f"py{sys.version_info[0]}.{sys.version_info[1]}",
         torch._C._GLIBCXX_USE_CXX11_ABI and "cxx11abi" or "oldabi",
     ]
@@ -271,7 +281,7 @@ def _build(kind: str, verbose: bool) -> Path:
         key = _build_key("cuda", arch)
         sources = [str(src / "exodus_cuda.cu")]
         extra = {
-            "extra_cflags": ["-O3"],
+            "extra_cflags": _CUDA_HOST_CFLAGS,
             "extra_cuda_cflags": _CUDA_FLAGS,
             "with_cuda": True,
         }

@@ -32,6 +32,18 @@ def test_build_key_tracks_sources(tmp_path, monkeypatch):
     assert _extension._build_key("cpu") != before
 
 
+def test_build_key_follows_only_its_own_flags(monkeypatch):
+    """A change to the CUDA flags rebuilds the CUDA part, not the CPU part, and the reverse."""
+    keys = {kind: _extension._build_key(kind) for kind in _extension.KINDS}
+    monkeypatch.setattr(_extension, "_CUDA_FLAGS", [*_extension._CUDA_FLAGS, "-lineinfo"])
+    changed = {kind: _extension._build_key(kind) for kind in _extension.KINDS}
+    assert changed["cuda"] != keys["cuda"]
+    assert changed["cpu"] == keys["cpu"] and changed["cuda_emulation"] == keys["cuda_emulation"]
+    monkeypatch.setattr(_extension, "_CPU_CFLAGS", [*_extension._CPU_CFLAGS, "-g"])
+    assert _extension._build_key("cpu") != keys["cpu"]
+    assert _extension._build_key("cuda") == changed["cuda"]
+
+
 def test_two_checkouts_of_the_same_sources_build_into_separate_folders(tmp_path, monkeypatch):
     """The build file names the sources by path: a shared folder would make two checkouts
     rebuild each other's library at every load."""
