@@ -136,10 +136,7 @@ def run_adlif_case(ops, device: str, case: AdlifCase) -> None:
         threshold, GRADIENTS[case.gradient], *kernel, case.mask)
     assert grad_x.is_contiguous() and grad_x.dtype == (case.dtype if case.upstream[0] else state)
     for name, g, want in zip(("x", "u_init", "w_init"), (grad_x, grad_u0, grad_w0), ref_grads):
-        # Below float64, through the chain over time: relative to the largest value (see
-        # tolerance_of_sums).
-        grad_tol = tol if case.dtype == torch.float64 else tolerance_of_sums(want, case.dtype)
-        torch.testing.assert_close(g.cpu().double(), want, **grad_tol,
+        torch.testing.assert_close(g.cpu().double(), want, **tolerance_of_sums(want, case.dtype),
                                    msg=lambda m, n=name: f"grad {n}: {m}")
     # Sums of B·T terms below float64: tolerance grows with sqrt(B·T) (raw_cases.py says why),
     # relative to the largest sum (the terms of dL/dβ are large: w_{t−1} − a·u⁺_t − b·s_t).

@@ -134,10 +134,7 @@ def run_alif_case(ops, device: str, case: AlifCase) -> None:
     assert grad_x.is_contiguous() and grad_x.dtype == (case.dtype if case.upstream[0] else state)
     for name, g, want in zip(("x", "v_init", "b_init"), (grad_x, grad_v0, grad_b0s), ref_grads):
         want = torch.zeros_like(g.double().cpu()) if want is None else want
-        # Below float64, through the chain over time: relative to the largest value (see
-        # tolerance_of_sums).
-        grad_tol = tol if case.dtype == torch.float64 else tolerance_of_sums(want, case.dtype)
-        torch.testing.assert_close(g.cpu().double(), want, **grad_tol,
+        torch.testing.assert_close(g.cpu().double(), want, **tolerance_of_sums(want, case.dtype),
                                    msg=lambda m, n=name: f"grad {n}: {m}")
     # Sums of B·T terms below float64: tolerance grows with sqrt(B·T) (raw_cases.py says why).
     terms = math.sqrt(case.shape[0] * case.shape[1])

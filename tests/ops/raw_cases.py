@@ -159,11 +159,8 @@ def run_lif_case(ops, device: str, case: Case) -> None:
         sigma, on(v_init), on(alpha), on(threshold), on(subtract), on(min_v), *codes, *kernel,
         case.mask)
     assert grad_x.is_contiguous() and grad_x.dtype == (case.dtype if use_g else state)
-    # Below float64, through the chain over time: relative to the largest value (see
-    # tolerance_of_sums).
     for got, want in zip((grad_x, grad_v0), ref_grads[:2]):
-        grad_tol = tol if case.dtype == torch.float64 else tolerance_of_sums(want, case.dtype)
-        torch.testing.assert_close(got.cpu().double(), want, **grad_tol)
+        torch.testing.assert_close(got.cpu().double(), want, **tolerance_of_sums(want, case.dtype))
     # A parameter gradient sums B·T terms of either sign: below float64 its rounding error grows
     # with the number of terms (about sqrt(B·T) roundings of their size), not with the sum, which
     # cancellation can make small (seen: 4e-5 on a sum of 70 float32 terms).
