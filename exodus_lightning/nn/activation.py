@@ -21,6 +21,7 @@ sinabs' own layers accept them too.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -200,11 +201,14 @@ def max_spikes_of(spike_fn: Any) -> int | None:
         limit = getattr(spike_fn, "max_num_spikes_per_bin", None)
         if limit is None:
             return None
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        # sinabs clamps the spike count with it, so a whole float (MaxSpike(2.0)) works there.
+        whole = (isinstance(limit, numbers.Integral)
+                 or (isinstance(limit, numbers.Real) and float(limit).is_integer()))
+        if isinstance(limit, bool) or not whole or limit < 1:
             raise UnsupportedActivationError(
                 f"spike_fn=MaxSpike({limit!r}) is not supported: max_num_spikes_per_bin must be "
-                f"None or an int >= 1")
-        return limit
+                f"None or a whole number >= 1")
+        return int(limit)
     if kind in ("MultiSpike", "SingleSpike"):
         raise UnsupportedActivationError(
             f"spike_fn: pass the class {kind} itself, not an instance (as in sinabs)")

@@ -38,8 +38,11 @@ class ALIF(SpikingLayer):
 
     States (sinabs' names and order): ``v_mem`` (v⁺), ``i_syn`` (with tau_syn), ``b`` and
     ``spike_threshold`` (b0 + β · b after the last step, as sinabs keeps it). The base threshold
-    is the parameter ``b0`` (sinabs: a plain attribute), trainable with train_threshold=True; the
-    adaptation scale is the parameter ``adapt_scale``, trainable with train_adapt_scale=True.
+    ``b0``, the adaptation scale ``adapt_scale`` and ``min_v_mem`` are, as sinabs' plain
+    attributes, left out of the state_dict (buffers that follow ``.to()``; a number may be
+    assigned); ``b0`` with train_threshold=True and ``adapt_scale`` with train_adapt_scale=True
+    are parameters instead, in the state_dict. A new batch size restarts the states from zeros
+    (sinabs' ALIF; its LIF resamples them).
 
     With tau_syn and norm_input the synaptic state decays by α_syn · (1 − α) per step: sinabs'
     ALIF stores the normalised current as its state (its LIF does not), and this layer follows it.
@@ -73,6 +76,10 @@ class ALIF(SpikingLayer):
     """
 
     _state_order = ("v_mem", "i_syn", "b", "spike_threshold")
+    _SETTINGS = ("b0", "adapt_scale")
+    # As sinabs' ALIF: a new batch size restarts the states from zeros, and float64 τ stays.
+    batch_change = "zeros"
+    _decay_dtype = None
 
     def __init__(
         self,
@@ -110,13 +117,17 @@ class ALIF(SpikingLayer):
         self._register_decay("tau_mem", "alpha_mem", tau_mem)
         self._register_decay("tau_adapt", "alpha_adapt", tau_adapt)
         self._register_decay("tau_syn", "alpha_syn", tau_syn)
-        self.b0, min_t = p.threshold_parameter(spike_threshold, min_v_mem, train_threshold)
-        self.register_buffer("min_v_mem", min_t)
+        b0, min_t = p.threshold_parameter(spike_threshold, min_v_mem, train_threshold)
         scale = p.as_tensor("adapt_scale", adapt_scale)
         if torch.isnan(scale).any() or not bool((scale >= 0).all()):
             raise ValueError(f"adapt_scale must be >= 0 (how far a spike raises the threshold), "
                              f"got {scale}")
-        self.adapt_scale = nn.Parameter(scale, requires_grad=train_adapt_scale)
+        # sinabs keeps b0, adapt_scale and min_v_mem as plain attributes, out of its
+        # state_dict: here they are buffers out of the state_dict too (following .to()), and
+        # parameters (in it) only where trained, which sinabs cannot do.
+        self._register_setting("b0", b0.detach(), train_threshold)
+        self._register_setting("adapt_scale", scale, train_adapt_scale)
+        self.register_buffer("min_v_mem", min_t, persistent=False)
         self.surrogate_grad_fn = surrogate_grad_fn
         self.norm_input = bool(norm_input)
         self.record_states = bool(record_states)
@@ -124,6 +135,45 @@ class ALIF(SpikingLayer):
         self.recordings: dict[str, Tensor] = {}
         if shape:
             self.init_state_with_shape(shape)
+
+    def _register_setting(self, name: str, value: Tensor, trainable: bool) -> None:
+        if trainable:
+            self.register_parameter(name, nn.Parameter(value))
+        else:
+            self.register_buffer(name, value, persistent=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # sinabs code sets `layer.adapt_scale = 0.5` (plain attributes there): a number is
+        # written into the tensor, in place where it is a parameter (the optimizer keeps it).
+        if name in self._SETTINGS and isinstance(value, (int, float)) and name in self.__dict__.get(
+                "_buffers", {}) | self.__dict__.get("_parameters", {}):
+            current = getattr(self, name)
+            number = p.as_tensor(name, value, current.dtype).to(current.device)
+            if isinstance(current, nn.Parameter):
+                with torch.no_grad():
+                    current.copy_(number.expand_as(current))
+                return
+            value = number
+        super().__setattr__(name, value)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # A sinabs state_dict lacks the settings (its plain attributes), which then keep the
+        # constructor's values; one that has them (a trained one, or saved before they left
+        # the state_dict) sets them.
+        for name in (*self._SETTINGS, "min_v_mem"):
+            key = prefix + name
+            if key in state_dict and name in self._buffers and name not in self._parameters:
+                value = state_dict.pop(key)
+                current = self._buffers[name]
+                self._buffers[name] = (None if value is None else value.detach().to(
+                    device=None if current is None else current.device,
+                    dtype=None if current is None else current.dtype).clone())
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+        for name in self._SETTINGS:
+            if prefix + name in missing_keys:
+                missing_keys.remove(prefix + name)
 
     def _set_reset_mode(self, reset: str, subtract_value: Tensor | None) -> None:
         if subtract_value is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from exodus_lightning import ops
@@ -63,7 +64,8 @@ class ExpLeak(StatefulLayer):
         self.train_alphas = bool(train_alphas)
         self.tau_mem = None
         self.alpha_mem = None
-        name, param = p.decay_parameter("tau_mem", "alpha_mem", tau_mem, self.train_alphas)
+        name, param = p.decay_parameter("tau_mem", "alpha_mem", tau_mem, self.train_alphas,
+                                        dtype=torch.float32)  # as sinabs
         setattr(self, name, param)
         self.register_buffer("min_v_mem", None if min_v_mem is None
                              else p.as_tensor("min_v_mem", min_v_mem))

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from exodus_lightning.ops import broadcasts_to_features
 from exodus_lightning.ops.value_checks import check_values, value_check
 
 Value = float | Tensor
@@ -27,21 +28,31 @@ class ParameterRangeError(ValueError):
     training diverged (or a loaded state_dict holds such a value)."""
 
 
-def as_tensor(name: str, value: Value) -> Tensor:
-    """A number or a tensor as a float32 tensor (float64 kept), detached from any graph.
+def as_tensor(name: str, value: Value, dtype: torch.dtype | None = None) -> Tensor:
+    """A number, tensor, list or NumPy value as a float32 tensor (float64 kept unless ``dtype``
+    says otherwise), detached from any graph.
 
-    Integer tensors are accepted as sinabs accepts them (``min_v_mem=torch.tensor(-1)``).
+    Anything ``torch.as_tensor`` reads is accepted, as sinabs accepts it (a list from a YAML
+    config, a NumPy array, ``np.float32(0.7)``); integer values too
+    (``min_v_mem=torch.tensor(-1)``).
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
+    if isinstance(value, (bool, str)) or value is None:
         raise TypeError(f"{name} must be a float or a floating tensor broadcastable to the "
                         f"feature shape, got {type(value).__name__}")
-    if isinstance(value, Tensor):
-        if value.dtype == torch.bool or value.is_complex():
-            raise TypeError(f"{name} must be a floating tensor, got {value.dtype}; "
-                            f"pass {name}.float()")
+    if isinstance(value, (int, float)):
+        return torch.tensor(float(value), dtype=dtype or torch.float32)
+    if not isinstance(value, Tensor):
+        try:
+            value = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TypeError(f"{name} must be a float or a floating tensor broadcastable to the "
+                            f"feature shape, got {type(value).__name__}") from error
+    if value.dtype == torch.bool or value.is_complex():
+        raise TypeError(f"{name} must be a floating tensor, got {value.dtype}; "
+                        f"pass {name}.float()")
+    if dtype is None:
         dtype = torch.float64 if value.dtype == torch.float64 else torch.float32
-        return value.detach().clone().to(dtype)
-    return torch.tensor(float(value), dtype=torch.float32)
+    return value.detach().clone().to(dtype)
 
 
 def _describe(t: Tensor) -> str:
@@ -49,13 +60,15 @@ def _describe(t: Tensor) -> str:
 
 
 def decay_parameter(tau_name: str, alpha_name: str, tau: Value, train_alphas: bool,
-                    trainable: bool = True) -> tuple[str, nn.Parameter]:
+                    trainable: bool = True, dtype: torch.dtype | None = None
+                    ) -> tuple[str, nn.Parameter]:
     """The trainable form of a time constant: (name, parameter).
 
     train_alphas=False: the parameter is τ > 0 (math.inf allowed: no leak) and α = exp(−1/τ).
     train_alphas=True:  the parameter is α = exp(−1/τ) itself, in (0, 1].
+    ``dtype``: as :func:`as_tensor` (sinabs' LIF family casts τ to float32, its ALIF does not).
     """
-    tau_t = as_tensor(tau_name, tau)
+    tau_t = as_tensor(tau_name, tau, dtype)
     if torch.isnan(tau_t).any() or not bool((tau_t > 0).all()):
         raise ValueError(f"{tau_name} must be > 0 (a time constant in time steps), got "
                          f"{_describe(tau_t)}")
@@ -140,15 +153,12 @@ def threshold_parameter(spike_threshold: Value, min_v_mem: Value | None,
 
 
 def check_broadcast(name: str, value: Tensor | None, x: Tensor) -> None:
-    """value must broadcast to the feature shape of x (batch, time, *features)."""
+    """value must broadcast to the feature shape of x (batch, time, *features), or to
+    (1, *features) as sinabs allows (a leading 1 for the batch, e.g. (1, C, 1, 1))."""
     if value is None or value.dim() == 0:
         return
     features = tuple(x.shape[2:])
-    try:
-        fits = torch.broadcast_shapes(value.shape, features) == features
-    except RuntimeError:
-        fits = False
-    if not fits:
+    if not broadcasts_to_features(value.shape, features):
         raise ShapeError(f"{name} of shape {tuple(value.shape)} does not broadcast to the feature "
                          f"shape {features} of the input {tuple(x.shape)}; use a scalar, one "
                          f"value per neuron {features}, or per channel (C, 1, 1) for conv "

@@ -84,14 +84,17 @@ def _sizes_repr(batch_size: int, num_timesteps: int) -> str:
 class SqueezeMixin:
     """Makes a spiking layer take (batch·time, *features): unfold, run, fold back.
 
-    Put it first in the bases, e.g. ``class LIFSqueeze(SqueezeMixin, LIF)``; the layer's own
-    constructor keywords pass through. As in sinabs, ``batch_size`` and ``num_timesteps`` are
-    ints with -1 for the one not given, and may be changed later (``set_batch_size``).
+    Put it first in the bases, e.g. ``class LIFSqueeze(SqueezeMixin, LIF)``. As in sinabs,
+    ``batch_size`` and ``num_timesteps`` are the only positional arguments (the layer's own
+    pass through as keywords), ints with -1 for the one not given, and may be changed later
+    (``set_batch_size``).
     """
 
-    def __init__(self, *args, batch_size: int | None = None, num_timesteps: int | None = None,
+    def __init__(self, batch_size: int | None = None, num_timesteps: int | None = None,
                  **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+        # sinabs' order: the two sizes are the only positional arguments, the layer's are
+        # keywords.
+        super().__init__(**kwargs)
         self.batch_size, self.num_timesteps = _check_sizes(type(self).__name__, batch_size,
                                                            num_timesteps)
 

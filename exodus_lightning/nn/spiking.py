@@ -3,8 +3,10 @@ and time constants given as τ or trained as α = exp(−1/τ)."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from exodus_lightning import ops
@@ -25,6 +27,9 @@ class SpikingLayer(StatefulLayer):
     """
 
     train_alphas: bool
+    # The dtype of τ (or α) parameters; None keeps float64 given. sinabs' LIF family casts
+    # them to float32, its ALIF does not.
+    _decay_dtype: ClassVar[torch.dtype | None] = torch.float32
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, *features) input current -> spikes of the same shape and dtype.
@@ -119,7 +124,8 @@ class SpikingLayer(StatefulLayer):
         setattr(self, tau_name, None)
         setattr(self, alpha_name, None)
         if tau is not None:
-            name, param = p.decay_parameter(tau_name, alpha_name, tau, self.train_alphas)
+            name, param = p.decay_parameter(tau_name, alpha_name, tau, self.train_alphas,
+                                            dtype=self._decay_dtype)
             setattr(self, name, param)
 
     def _alpha(self, tau_name: str, alpha_name: str) -> Tensor | None:
@@ -182,4 +188,8 @@ def reset_mode(reset_fn: Any, reset: str | None, subtract_value: float | Tensor 
     if reset == "zero":
         raise ValueError("subtract_value is for reset='subtract'; reset='zero' removes "
                          "everything")
-    return reset, p.as_tensor("subtract_value", subtract_value)
+    value = p.as_tensor("subtract_value", subtract_value)
+    if not bool(((value >= 0) & (value < math.inf)).all()):  # NaN fails too
+        raise ValueError(f"subtract_value must be finite and >= 0 (the amount a spike removes "
+                         f"from the membrane), got {value}")
+    return reset, value

@@ -118,8 +118,9 @@ class StatefulLayer(nn.Module):
         for name, state in zip(self.state_names, self._states()):
             setattr(self, name, state.detach())
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Zero the parameter gradients and detach the states, as sinabs does."""
+    def zero_grad(self, set_to_none: bool = False) -> None:
+        """Zero the parameter gradients (to zeros by default, as sinabs; None with
+        set_to_none=True) and detach the states, as sinabs does."""
         super().zero_grad(set_to_none)
         self.detach_states()
 

@@ -5,7 +5,7 @@ Lowest Python layer of exodus_lightning: imports nothing from nn/models/data.
 """
 
 from . import surrogate
-from ._arguments import check_choice, state_dtype
+from ._arguments import broadcasts_to_features, check_choice, state_dtype
 from ._codes import BACKENDS, GRADIENTS, RESETS
 from ._extension import ExtensionBuildError, is_available, try_build_and_load
 from ._extension import load as load_extension
@@ -46,6 +46,7 @@ __all__ = [
     "alif_reference",
     "GRADIENTS",
     "RESETS",
+    "broadcasts_to_features",
     "check_choice",
     "CompiledSurrogate",
     "compiled_surrogate",

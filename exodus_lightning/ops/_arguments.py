@@ -9,6 +9,7 @@ tensors are always checked, under torch.compile too (see value_checks.py).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -64,15 +65,23 @@ def parameter(name: str, value: float | Tensor, x: Tensor) -> Tensor:
     if value.device != x.device:
         raise ValueError(f"{name} is on {value.device} but x is on {x.device}; move it with "
                          f"{name}.to(x.device)")
-    try:
-        broadcasts = torch.broadcast_shapes(value.shape, features) == features
-    except RuntimeError:
-        broadcasts = False
-    if not broadcasts:
+    if not broadcasts_to_features(value.shape, features):
         raise ValueError(f"{name} of shape {tuple(value.shape)} does not broadcast to the feature "
                          f"shape {tuple(features)} of x {tuple(x.shape)}; per-channel values of "
                          f"conv features need shape (C, 1, 1)")
+    if value.dim() > len(features):
+        value = value.squeeze(0)  # the batch axis of (1, *features)
     return value.to(state_dtype(x))
+
+
+def broadcasts_to_features(shape: Sequence[int], features: Sequence[int]) -> bool:
+    """True if a parameter of this shape gives one value per feature: it broadcasts to
+    ``features``, or to ``(1, *features)`` (a size-1 batch axis, as sinabs' layers allow)."""
+    target = (1, *features)
+    try:
+        return tuple(torch.broadcast_shapes(tuple(shape), target)) == target
+    except RuntimeError:
+        return False
 
 
 @value_check()
@@ -120,6 +129,27 @@ def nonnegative_problem(name: str, value: Number | Tensor) -> str | None:
     if not (low >= 0 and high < math.inf):
         return f"{name} must be finite and >= 0, got values in [{low}, {high}]"
     return None
+
+
+@value_check()
+def first_threshold_problem(name: str, threshold: Tensor) -> str | None:
+    """ALIF's first adaptive threshold b0 + β·b_init must be > 0 (later ones lie between it
+    and above b0: b decays from b_init and spikes only add to it)."""
+    low, _ = _bounds(threshold)
+    if low <= 0:  # NaN compares False: a NaN state shows in the outputs instead
+        return (f"{name} gives a first adaptive threshold b0 + beta * b_init <= 0 (minimum "
+                f"{low}), so spike counts would be negative or infinite; b_init is a decaying "
+                f"spike trace, >= 0 in the dynamics")
+    return None
+
+
+def check_adaptation(b_init: Tensor | None, b0: Tensor, beta: Tensor,
+                     name: str = "b_init") -> None:
+    """ALIF's initial adaptation (None: zeros) keeps the threshold b0 + β·b_init > 0 (CPU
+    tensors; see value_checks.py)."""
+    if b_init is not None and b_init.device.type == "cpu":
+        with torch.no_grad():
+            check_values(first_threshold_problem, name, b0 + beta * b_init)
 
 
 def check_nonnegative(value: Number | Tensor, name: str) -> None:

@@ -176,6 +176,24 @@ _lib = define_library("exodus_lightning")
 ops = torch.ops.exodus_lightning
 
 
+def _no_double_backward(name: str):
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            f"exodus_lightning: second-order gradients (double backward, e.g. "
+            f"autograd.grad(..., create_graph=True) then backward through the result) do not "
+            f"go through the fused kernels ({name}); run that layer or op with "
+            f"backend='reference' (an autograd loop over time) for them")
+    return backward
+
+
+# The fused backward passes are first-order only: a graph recorded through them (create_graph)
+# raises when a second backward pass reaches it, instead of PyTorch's default for an op without
+# a formula, which would treat them as constants (silently zero second-order terms).
+for _name in ("lif_backward", "leaky_backward", "alif_backward", "adlif_backward"):
+    torch.library.register_autograd(f"exodus_lightning::{_name}", _no_double_backward(_name),
+                                    setup_context=lambda ctx, inputs, output: None)
+
+
 # The inputs of lif_forward, by name, in schema order.
 _LIF_INPUTS = ("x", "v_init", "alpha", "threshold", "subtract", "min_v_mem", "max_spikes",
                "reset", "gradient", "surrogate", "surrogate_params")

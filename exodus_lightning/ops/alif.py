@@ -82,6 +82,8 @@ def alif(
     args.check_choice("gradient", gradient, GRADIENTS)
     v0 = args.initial_state("v_init", v_init, x)
     b0_state = args.initial_state("b_init", b_init, x)
+    args.check_adaptation(b0_state if b_init is not None else None, tensors["b0"],
+                          tensors["beta"])
 
     if args.resolve_backend(backend, x) == "reference":
         return alif_reference(x, *tensors.values(), v0, b0_state, min_t, max_spikes, surrogate,

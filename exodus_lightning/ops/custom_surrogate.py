@@ -73,8 +73,10 @@ def rows_per_block(batch: int, row: int) -> int:
 
 
 def evaluate(fn: Surrogate, v_mem: Tensor, threshold: Tensor) -> Tensor:
-    """fn(v_mem, threshold) for v_mem (b, T, N), as a contiguous (b, T, N) tensor of its dtype."""
-    return fn(v_mem, threshold).to(v_mem.dtype).expand(v_mem.shape).contiguous()
+    """fn(v_mem, threshold) for v_mem (b, T, N), as a contiguous (b, T, N) tensor of its dtype
+    (fn may return anything that broadcasts, a Python number too: a straight-through 1.0)."""
+    sigma = torch.as_tensor(fn(v_mem, threshold), dtype=v_mem.dtype, device=v_mem.device)
+    return sigma.expand(v_mem.shape).contiguous()
 
 
 class CompiledSurrogate:
@@ -346,7 +348,6 @@ def scan_with_surrogate(
     if isinstance(fn, (CompiledSurrogate, UncompiledSurrogate)):
         fn = fn.fn
     batch = v_mem.shape[0]
-    rows = rows_per_block(batch, v_mem[0].numel() if batch else 0)
     # Inside torch.compile the compiler fuses the formula itself, and one call keeps the graph
     # small. On GPUs the caching allocator reuses memory without page faults, and blocks would
     # only add kernel launches. With several intra-op threads, each of the hundreds of small
@@ -356,8 +357,10 @@ def scan_with_surrogate(
     # 2-core machine); a few full-size operations wait a few times only. (The compiled formula
     # runs on the whole membrane: in blocks it measured 1.0-1.2x slower, as the scan's outputs
     # per block are then copied into full-size ones.)
-    if (rows >= batch or torch.compiler.is_compiling() or v_mem.device.type != "cpu"
-            or torch.get_num_threads() > BLOCKS_MAX_THREADS):
+    # (rows_per_block is plain integer arithmetic: not traced, so asked after is_compiling.)
+    if (torch.compiler.is_compiling() or v_mem.device.type != "cpu"
+            or torch.get_num_threads() > BLOCKS_MAX_THREADS
+            or (rows := rows_per_block(batch, v_mem[0].numel() if batch else 0)) >= batch):
         return list(scan(None, evaluate(fn, *surrogate_inputs(None)).view(v_mem.shape)))
     outputs: list[Tensor] = []
     for start in range(0, batch, rows):

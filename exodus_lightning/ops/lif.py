@@ -89,6 +89,8 @@ def lif(
     min_t = None if min_v_mem is None else args.parameter("min_v_mem", min_v_mem, x)
     args.check_threshold(threshold, min_v_mem)
     subtract_t = threshold_t if subtract is None else args.parameter("subtract", subtract, x)
+    if subtract is not None:
+        args.check_nonnegative(subtract, "subtract")
     max_code = args.check_max_spikes(max_spikes)
     surrogate = args.surrogate_or(SingleExponential(), surrogate)
     args.check_choice("reset", reset, RESETS)

@@ -27,6 +27,7 @@ from . import _arguments as args
 from ._codes import GRADIENTS, SURROGATE_GIVEN
 from ._library import ADLIF_PARAM_GRAD_BITS, ops
 from .adlif import checked_arguments
+from .custom_surrogate import evaluate
 from .lif import is_fused_surrogate
 from .recurrent import RecurrentNeuron, recurrent_scan
 from .recurrent_lif import _check_linear
@@ -79,8 +80,7 @@ class AdLIFNeuron(RecurrentNeuron):
         if self.settings.surrogate == SURROGATE_GIVEN:
             # The custom surrogate once over all steps, as the adLIF op's backward does.
             u = saved["u_mem"]
-            self.sigma = self.settings.surrogate_fn(u, self.params["threshold"]).to(
-                u.dtype).expand(u.shape).contiguous()
+            self.sigma = evaluate(self.settings.surrogate_fn, u, self.params["threshold"])
         self.sums: dict[str, Tensor | None] = {name: None for name in self.param_names}
 
     def _before(self, t: int) -> tuple[Tensor, Tensor]:

@@ -36,6 +36,7 @@ from torch import Tensor
 from . import _arguments as args
 from ._codes import GRADIENTS, RESETS, SURROGATE_GIVEN
 from ._library import ALIF_PARAM_GRAD_BITS, ops
+from .custom_surrogate import evaluate
 from .lif import is_fused_surrogate
 from .recurrent import RecurrentNeuron, recurrent_scan
 from .recurrent_lif import _check_linear
@@ -116,8 +117,7 @@ class ALIFNeuron(RecurrentNeuron):
             v, b = saved["v_mem"], saved["b"]
             b_before = torch.cat([self.b_init.unsqueeze(1), b[:, :-1]], 1)
             threshold = self.b0 + self.beta * b_before
-            self.sigma = self.settings.surrogate_fn(v, threshold).to(v.dtype).expand(
-                v.shape).contiguous()
+            self.sigma = evaluate(self.settings.surrogate_fn, v, threshold)
         self.sums: dict[str, Tensor | None] = {name: None for name in self.param_names}
 
     def _add(self, name: str, value: Tensor) -> None:
@@ -299,6 +299,8 @@ def alif_recurrent(
     args.check_choice("gradient", gradient, GRADIENTS)
     v0 = args.initial_state("v_init", v_init, x)
     b_state = args.initial_state("b_init", b_init, x)
+    args.check_adaptation(b_state if b_init is not None else None, tensors["b0"],
+                          tensors["beta"])
     i0 = None if syn_decay is None else args.initial_state("i_init", i_init, x)
 
     if args.resolve_backend(backend, x) == "reference":

@@ -30,6 +30,7 @@ from torch import Tensor
 from . import _arguments as args
 from ._codes import GRADIENTS, RESETS, SURROGATE_GIVEN
 from ._library import PARAM_GRAD_BITS, ops
+from .custom_surrogate import evaluate
 from .lif import _FUSED_SURROGATES
 from .recurrent import RecurrentNeuron, recurrent_scan
 from .reference import lif_recurrent_reference
@@ -111,8 +112,7 @@ class LIFNeuron(RecurrentNeuron):
         self.sigma = None
         if self.settings.surrogate == SURROGATE_GIVEN:
             # The custom surrogate, once over all steps (as the LIF op's backward does).
-            self.sigma = self.settings.surrogate_fn(v, self.threshold).to(v.dtype).expand(
-                v.shape).contiguous()
+            self.sigma = evaluate(self.settings.surrogate_fn, v, self.threshold)
         self.sums = {name: None for name in self.param_names}
 
     def _add(self, name: str, value: Tensor) -> None:
@@ -285,6 +285,8 @@ def lif_recurrent(
     min_t = None if min_v_mem is None else args.parameter("min_v_mem", min_v_mem, x)
     args.check_threshold(threshold, min_v_mem)
     subtract_t = None if subtract is None else args.parameter("subtract", subtract, x)
+    if subtract is not None:
+        args.check_nonnegative(subtract, "subtract")
     beta_t = None
     if beta is not None:
         beta_t = args.parameter("beta", beta, x)

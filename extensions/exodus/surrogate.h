@@ -124,7 +124,7 @@ EXODUS_HD T surrogate_grad(T v, T threshold, const SurrogateCoeffs<T>& c) {
     return c.c0 / (T(1) + d * d);
   } else {  // kTriangle: scale/w · max(0, 1 − |v − θ|/w)
     const T d = T(1) - std::fabs(v - threshold) * c.c1;
-    return d > T(0) ? c.c0 * d : T(0);
+    return d <= T(0) ? T(0) : c.c0 * d;  // a NaN membrane gives NaN (clamp(min=0) keeps it)
   }
 }
 

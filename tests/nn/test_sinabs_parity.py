@@ -241,7 +241,10 @@ def test_recurrent_restarts_from_zero_on_a_new_batch_size():
     lambda m: m.ExpLeak(4.0, min_v_mem=-0.1),
     lambda m: m.LIFRecurrent(6.0, torch.nn.Linear(3, 3)),
     lambda m: m.IAFSqueeze(batch_size=2),
-], ids=["lif", "lif_alphas", "iaf", "exp_leak", "lif_recurrent", "iaf_squeeze"])
+    lambda m: m.ALIF(torch.tensor([5.0, 9.0, 20.0]), 30.0, adapt_scale=0.5, min_v_mem=-1.0),
+    lambda m: m.ALIFRecurrent(6.0, 20.0, torch.nn.Linear(3, 3), spike_threshold=0.7),
+], ids=["lif", "lif_alphas", "iaf", "exp_leak", "lif_recurrent", "iaf_squeeze", "alif",
+        "alif_recurrent"])
 def test_state_dicts_load_both_ways_strictly(build):
     theirs, mine = build(sinabs_layers), build(enn)
     assert set(mine.state_dict()) == set(theirs.state_dict())  # same keys, even fresh
@@ -332,3 +335,145 @@ def test_surrogates_are_sinabs_at_every_threshold():
             for theirs, mine in pairs:
                 torch.testing.assert_close(mine(v, threshold), theirs(v, threshold),
                                            check_dtype=False, msg=repr(mine))
+
+
+def test_alif_restarts_from_zero_on_a_new_batch_size():
+    """sinabs' ALIF (unlike its LIF) starts a call with another batch size from zeros."""
+    theirs, mine = sinabs_layers.ALIF(10.0, 20.0), enn.ALIF(10.0, 20.0)
+    for batch in (3, 2, 2, 4):
+        x = torch.rand(batch, 10, 4) * 3
+        torch.manual_seed(batch)  # a resampling would draw: both would have to draw alike
+        expected = theirs(x)
+        torch.manual_seed(batch)
+        assert torch.equal(mine(x), expected)
+        assert torch.equal(mine.v_mem, theirs.v_mem) and torch.equal(mine.b, theirs.b)
+
+
+def test_alif_settings_are_assignable_numbers_and_checkpoints_of_both_load():
+    x = torch.rand(2, 12, 3) * 3
+    theirs, mine = sinabs_layers.ALIF(10.0, 20.0), enn.ALIF(10.0, 20.0)
+    for layer in (theirs, mine):  # plain attributes in sinabs
+        layer.adapt_scale, layer.b0 = 0.5, 1.5
+    assert torch.equal(mine(x), theirs(x))
+    assert "b0" not in mine.state_dict() and mine.b0.item() == 1.5
+    expected = theirs.reset_states() or theirs(x)
+
+    trained = enn.ALIF(10.0, 20.0, train_threshold=True, train_adapt_scale=True)
+    b0 = trained.b0
+    trained.b0, trained.adapt_scale = 1.5, 0.5  # written in place: the optimizer keeps it
+    assert trained.b0 is b0 and isinstance(b0, torch.nn.Parameter) and b0.item() == 1.5
+    assert {"b0", "adapt_scale"} <= set(trained.state_dict())
+    assert torch.equal(trained(x), expected)
+
+    # A state_dict that holds the settings (a trained layer's, or one saved before they left
+    # the state_dict) sets them; sinabs' (without them) keeps the constructor's.
+    saved = trained.state_dict() | {"min_v_mem": torch.tensor(-0.25)}
+    plain = enn.ALIF(10.0, 20.0, min_v_mem=-1.0)
+    plain.load_state_dict(saved, strict=True)
+    assert (plain.b0.item(), plain.adapt_scale.item(), plain.min_v_mem.item()) == (1.5, 0.5, -0.25)
+    fresh = enn.ALIF(10.0, 20.0, train_threshold=True)
+    fresh.load_state_dict(sinabs_layers.ALIF(10.0, 20.0).state_dict(), strict=True)
+    assert fresh.b0.item() == 1.0
+
+
+@pytest.mark.parametrize("name", ["IAFSqueeze", "LIFSqueeze", "ExpLeakSqueeze"])
+def test_squeeze_sizes_are_the_positional_arguments(name):
+    import inspect
+
+    theirs_class, mine_class = getattr(sinabs_layers, name), getattr(enn, name)
+    positional = [p.name for p in inspect.signature(theirs_class).parameters.values()
+                  if p.kind is p.POSITIONAL_OR_KEYWORD]
+    assert positional == ["batch_size", "num_timesteps"]
+    assert [p.name for p in inspect.signature(mine_class).parameters.values()
+            if p.kind is p.POSITIONAL_OR_KEYWORD] == positional
+    kwargs = {"IAFSqueeze": {}, "LIFSqueeze": dict(tau_mem=10.0),
+              "ExpLeakSqueeze": dict(tau_mem=10.0)}[name]
+    theirs, mine = theirs_class(3, **kwargs), mine_class(3, **kwargs)
+    assert (mine.batch_size, mine.num_timesteps) == (theirs.batch_size, theirs.num_timesteps)
+    x = torch.rand(3 * 7, 4) * 3
+    torch.testing.assert_close(mine(x), theirs(x))
+    with pytest.raises(TypeError):  # a layer argument by position is an error, as in sinabs
+        mine_class(3, None, 10.0)
+    assert enn.ALIFSqueeze(3, tau_mem=10.0, tau_adapt=20.0).batch_size == 3  # not in sinabs
+
+
+def test_zero_grad_zeroes_the_gradients_as_sinabs():
+    x = torch.rand(2, 5, 3) * 3
+    for module in (sinabs_layers, enn):
+        layer = module.LIF(10.0, tau_syn=5.0)
+        layer(x).sum().backward()
+        layer.zero_grad()
+        assert torch.equal(layer.tau_mem.grad, torch.zeros(())), module
+        assert layer.v_mem.grad_fn is None
+    layer(x).sum().backward()
+    layer.zero_grad(set_to_none=True)
+    assert layer.tau_mem.grad is None
+
+
+@pytest.mark.parametrize("case", ["per_channel", "per_neuron"])
+def test_parameters_with_a_batch_axis_as_sinabs(case):
+    """(1, C, 1, 1) and (1, F), as for BatchNorm: sinabs broadcasts them against the state
+    (batch, *features)."""
+    g = torch.Generator().manual_seed(3)
+    if case == "per_channel":
+        x = torch.randn(2, 8, 4, 3, 3, generator=g) * 3
+        shape = (1, 4, 1, 1)
+    else:
+        x = torch.randn(2, 8, 5, generator=g) * 3
+        shape = (1, 5)
+    n = shape[1]
+    kwargs = dict(tau_mem=torch.linspace(5.0, 20.0, n).reshape(shape),
+                  tau_syn=torch.linspace(2.0, 4.0, n).reshape(shape),
+                  spike_threshold=torch.linspace(0.5, 1.5, n).reshape(shape),
+                  min_v_mem=torch.full(shape, -0.5), record_states=True)
+    theirs = forward_backward(sinabs_layers.LIF(**kwargs), x)
+    mine = forward_backward(enn.LIF(**kwargs), x)
+    assert mine.keys() == theirs.keys()
+    assert torch.equal(mine["out"], theirs["out"])
+    for name in mine:
+        torch.testing.assert_close(mine[name], theirs[name], **GRAD_TOLERANCE)
+    alif = dict(tau_mem=kwargs["tau_mem"], tau_adapt=kwargs["tau_mem"] * 3,
+                spike_threshold=kwargs["spike_threshold"])
+    assert torch.equal(enn.ALIF(**alif)(x), sinabs_layers.ALIF(**alif)(x))
+    with pytest.raises(ValueError, match="does not broadcast"):  # a batch axis of 2 is not one
+        enn.LIF(torch.full((2, *shape[1:]), 5.0))(x)
+
+
+def test_lists_and_numpy_values_as_sinabs():
+    np = pytest.importorskip("numpy")
+    x = torch.rand(2, 6, 4) * 3
+    for kwargs in (dict(tau_mem=[5.0, 8.0, 10.0, 20.0], tau_syn=[2.0, 3.0, 4.0, 5.0]),
+                   dict(tau_mem=np.array([5.0, 8.0, 10.0, 20.0]), min_v_mem=np.float32(-0.5)),
+                   dict(tau_mem=5.0, spike_threshold=np.float32(0.7))):
+        assert torch.equal(enn.LIF(**kwargs)(x), sinabs_layers.LIF(**kwargs)(x)), kwargs
+    with pytest.raises(TypeError, match="tau_mem must be a float"):
+        enn.LIF("fast")
+
+
+@pytest.mark.parametrize("build", [
+    lambda m, tau: m.LIF(tau, tau_syn=tau / 3, record_states=True),
+    lambda m, tau: m.IAF(tau_syn=tau, record_states=True),
+    lambda m, tau: m.ExpLeak(tau, record_states=True),
+    lambda m, tau: m.LIF(tau, train_alphas=True, record_states=True),
+    lambda m, tau: m.ALIF(tau, tau * 2, record_states=True),
+], ids=["lif", "iaf", "exp_leak", "lif_alphas", "alif"])
+def test_float64_time_constants_as_sinabs(build):
+    """sinabs' LIF family casts τ to float32 (α computed in float32: the same membrane bit for
+    bit); its ALIF keeps float64."""
+    x = torch.randn(3, 40, 16, generator=torch.Generator().manual_seed(0)) * 4 + 1
+    tau = torch.linspace(3.0, 30.0, 16, dtype=torch.float64)
+    theirs, mine = build(sinabs_layers, tau), build(enn, tau)
+    assert ({n: p.dtype for n, p in mine.named_parameters()}
+            == {n: p.dtype for n, p in theirs.named_parameters()})
+    assert torch.equal(mine(x), theirs(x))
+    if isinstance(mine, enn.ALIF):
+        return  # sinabs' states then turn float64; ours keep the input's dtype (documented)
+    assert torch.equal(mine.recordings["v_mem"], theirs.recordings["v_mem"])
+
+
+def test_max_spike_with_a_whole_float_as_sinabs():
+    x = torch.rand(2, 10, 4) * 6
+    expected = sinabs_layers.LIF(5.0, spike_fn=sa.MaxSpike(2.0))(x)
+    assert torch.equal(enn.LIF(5.0, spike_fn=sa.MaxSpike(2.0))(x), expected)
+    with pytest.raises(ours.UnsupportedActivationError, match="whole number"):
+        enn.LIF(5.0, spike_fn=sa.MaxSpike(2.5))

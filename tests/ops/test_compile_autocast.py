@@ -35,7 +35,6 @@ def outputs_and_grads(model, x):
     return out.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
 
-@pytest.mark.slow
 class SmoothStep:
     """A user-defined surrogate: the generic (non-fused) path must compile too."""
 
@@ -44,6 +43,7 @@ class SmoothStep:
         return 4 * s * (1 - s)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("train_threshold", [True, False], ids=["trained", "fixed"])
 @pytest.mark.parametrize("surrogate", [None, sg.ArcTan(), SmoothStep()],
                          ids=["default", "arctan", "custom"])
@@ -57,6 +57,23 @@ def test_compile_fullgraph_matches_eager(surrogate, train_threshold):
     torch.testing.assert_close(out, eager_out)
     for a, b in zip(grads, eager_grads):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("surrogate", [sg.ArcTan(), SmoothStep()], ids=["arctan", "custom"])
+def test_compile_fullgraph_with_changing_shapes(surrogate):
+    """A smaller last batch or another sequence length recompiles with symbolic sizes: the
+    custom surrogate's path must trace with them too (it once called math.gcd on them)."""
+    torch._dynamo.reset()
+    model = TinySNN(surrogate)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    for shape in [(4, 20, 6), (3, 17, 6), (2, 11, 6)]:
+        x = torch.randn(*shape) * 2
+        eager_out, eager_grads = outputs_and_grads(model, x)
+        out, grads = outputs_and_grads(compiled, x)
+        torch.testing.assert_close(out, eager_out)
+        for a, b in zip(grads, eager_grads):
+            torch.testing.assert_close(a, b)
 
 
 @pytest.mark.slow

@@ -103,7 +103,10 @@ def gradients(model, surrogate, shape, trained, dtype=torch.float32, reset="subt
     x = (torch.randn(shape, generator=gen) * 0.8 + 0.6).to(dtype).requires_grad_()
     state_dtype = torch.float64 if dtype == torch.float64 else torch.float32
     state = [(torch.randn(shape[:1] + features, generator=gen) * 0.5).to(state_dtype)
-             .requires_grad_() for _ in range(states)]
+             for _ in range(states)]
+    if model == "alif":  # the adaptation is a spike trace: b0 + β·b_init > 0
+        state[1] = state[1].abs()
+    state = [s.requires_grad_() for s in state]
     values = parameter_values(model, features, gen)
     params = {name: v.to(state_dtype).requires_grad_(name in trained)
               for name, v in values.items()}
@@ -481,3 +484,31 @@ def test_compiles_with_a_computed_threshold_where_warnings_are_errors():
         spikes.sum().backward()
     assert compiled._compiled.write is not None
     assert log_threshold.grad is not None and torch.isfinite(log_threshold.grad).all()
+
+
+@pytest.mark.parametrize("op", ["lif", "alif", "adlif", "lif_recurrent", "alif_recurrent",
+                                "adlif_recurrent"])
+def test_a_surrogate_may_return_a_python_number(op):
+    """A straight-through estimator written as ``lambda v, threshold: 1.0``: anything that
+    broadcasts is allowed, a number too, on both backends."""
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(2, 6, 3, dtype=torch.float64, generator=g) + 0.8
+    weight = torch.randn(3, 3, dtype=torch.float64, generator=g) * 0.3
+    calls = {
+        "lif": lambda x, **k: ops.lif(x, 0.9, 1.0, **k),
+        "alif": lambda x, **k: ops.alif(x, 0.9, 0.9, 0.5, 1.0, **k),
+        "adlif": lambda x, **k: ops.adlif(x, 0.9, 0.9, 0.5, 0.5, 1.0, **k),
+        "lif_recurrent": lambda x, **k: ops.lif_recurrent(x, weight, None, 0.9, 1.0, **k),
+        "alif_recurrent": lambda x, **k: ops.alif_recurrent(x, weight, None, 0.9, 0.9, 0.5,
+                                                            1.0, **k),
+        "adlif_recurrent": lambda x, **k: ops.adlif_recurrent(x, weight, None, 0.9, 0.9, 0.5,
+                                                              0.5, 1.0, **k),
+    }
+    grads = []
+    for backend in ("extension", "reference"):
+        x = x0.clone().requires_grad_()
+        spikes = calls[op](x, surrogate=lambda v, threshold: 1.0, backend=backend)[0]
+        grads.append(torch.autograd.grad((spikes * torch.arange(6.0).view(1, 6, 1)).sum(),
+                                         x)[0])
+    assert grads[1].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1])

@@ -49,6 +49,30 @@ def test_validation_is_the_same_for_both_backends(backend):
         ops.lif(X, 0.9, -1.0, backend=backend)
 
 
+@pytest.mark.parametrize("op", ["lif", "alif", "lif_recurrent"])
+@pytest.mark.parametrize("backend", ["extension", "reference"])
+def test_a_parameter_with_a_batch_axis_of_one_is_per_feature(op, backend):
+    """(1, *features) (sinabs broadcasts parameters against (batch, *features)) acts as
+    (*features); a batch axis of 2 is an error."""
+    x = torch.randn(2, 6, 3, 2) * 2
+    per_feature = torch.tensor([[0.6], [0.9], [1.2]])
+
+    def run(threshold):
+        if op == "lif":
+            return ops.lif(x, 0.9, threshold, backend=backend)[0]
+        if op == "alif":
+            return ops.alif(x, 0.9, 0.95, 0.5, threshold, backend=backend)[0]
+        flat = x.flatten(2)
+        weight = torch.eye(6) * 0.1
+        lead = threshold.shape[:-2]  # the same thresholds, one per flat feature
+        flat_threshold = threshold.expand(*lead, 3, 2).reshape(*lead, 6)
+        return ops.lif_recurrent(flat, weight, None, 0.9, flat_threshold, backend=backend)[0]
+
+    assert torch.equal(run(per_feature.unsqueeze(0)), run(per_feature))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        run(torch.stack([per_feature, per_feature]))
+
+
 def test_parameter_on_another_device_is_named():
     meta_alpha = torch.tensor(0.9, device="meta")
     with pytest.raises(ValueError, match="alpha is on meta but x is on cpu"):
@@ -88,3 +112,28 @@ def test_value_checks_of_device_tensors_only_on_request(monkeypatch):
     assert checking(-1.0) and checking(torch.ones(3))
     monkeypatch.setenv("EXODUS_LIGHTNING_CHECK_VALUES", "1")
     assert checking(meta)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -0.5])
+def test_subtract_must_be_finite_and_nonnegative(value):
+    """inf or NaN would turn every later membrane NaN (v − subtract · 0)."""
+    with pytest.raises(ValueError, match="subtract must be finite and >= 0"):
+        ops.lif(X, 0.9, 1.0, subtract=value)
+    with pytest.raises(ValueError, match="subtract must be finite and >= 0"):
+        ops.lif_recurrent(X, torch.eye(3), None, 0.9, 1.0, subtract=value)
+    from exodus_lightning import nn as enn
+
+    with pytest.raises(ValueError, match="subtract_value must be finite and >= 0"):
+        enn.LIF(10.0, subtract_value=value)
+
+
+@pytest.mark.parametrize("op", ["alif", "alif_recurrent"])
+def test_alif_initial_adaptation_must_not_be_negative(op):
+    """b0 + β·b_init ≤ 0 would give negative or infinite spike counts (b0 = 1, β = 2)."""
+    b_init = torch.full((2, 3), -1.0)
+    call = (lambda b: ops.alif(X, 0.9, 0.9, 2.0, 1.0, b_init=b)) if op == "alif" else (
+        lambda b: ops.alif_recurrent(X, torch.eye(3), None, 0.9, 0.9, 2.0, 1.0, b_init=b))
+    with pytest.raises(ValueError, match=r"b_init gives a first adaptive threshold b0 \+ "
+                                         r"beta \* b_init <= 0 \(minimum -1"):
+        call(b_init)
+    call(b_init / 4)  # a negative start that keeps b0 + β·b_init > 0 is allowed

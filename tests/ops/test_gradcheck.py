@@ -40,3 +40,29 @@ def test_leaky_gradcheck():
     alpha = torch.tensor([0.3, 0.7, 0.95], dtype=torch.float64, requires_grad=True)
     v_init = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
     assert gradcheck(lambda *a: ops.leaky_integrate(*a, backend="extension"), (x, alpha, v_init))
+
+
+@pytest.mark.parametrize("op", ["leaky", "lif", "lif_custom_surrogate", "alif", "adlif"])
+def test_double_backward_is_an_error_not_zeros(op):
+    """The fused backward passes are first order: going through them a second time raises
+    (PyTorch would otherwise treat them as constants); the reference backend differentiates
+    twice."""
+    run = {
+        "leaky": lambda x, b: ops.leaky_integrate(x, 0.9, backend=b)[0],
+        "lif": lambda x, b: ops.lif(x, 0.9, 1.0, backend=b)[1],
+        "lif_custom_surrogate": lambda x, b: ops.lif(
+            x, 0.9, 1.0, surrogate=lambda v, t: torch.sigmoid(v - t), backend=b)[0],
+        "alif": lambda x, b: ops.alif(x, 0.9, 0.9, 0.5, 1.0, backend=b)[1],
+        "adlif": lambda x, b: ops.adlif(x, 0.9, 0.9, 0.5, 0.5, 1.0, backend=b)[1],
+    }[op]
+    x0 = torch.randn(2, 10, 4, dtype=torch.float64,
+                     generator=torch.Generator().manual_seed(0)) + 0.5
+    x = x0.clone().requires_grad_()
+    (expected,) = torch.autograd.grad(run(x, "reference").square().sum(), x, create_graph=True)
+    (second,) = torch.autograd.grad(expected.sum(), x)
+    assert second.abs().sum() > 0
+    x = x0.clone().requires_grad_()
+    (g,) = torch.autograd.grad(run(x, "extension").square().sum(), x, create_graph=True)
+    torch.testing.assert_close(g, expected.detach())  # the first order is as without the graph
+    with pytest.raises(RuntimeError, match="second-order gradients .* backend='reference'"):
+        torch.autograd.grad(g.sum(), x)

@@ -62,6 +62,16 @@ def test_nan_input_is_visible_and_agrees(mode, min_v_mem):
     assert torch.isnan(grad_x[0, :3, 0]).all()
 
 
+@pytest.mark.parametrize("surrogate", ["SingleExponential", "PeriodicExponential", "Heaviside",
+                                       "Gaussian", "FastSigmoid", "ArcTan", "Triangle"])
+@pytest.mark.parametrize("value", [math.nan, math.inf], ids=["nan", "inf"])
+def test_every_fused_surrogate_treats_non_finite_membranes_as_the_reference(surrogate, value):
+    """The kernels' formulas keep a NaN where the reference's do (Triangle's cut-off once
+    turned it into 0)."""
+    assert_same(series(0.5, 1.5, value, 0.4, 2.0),
+                surrogate=getattr(ops.surrogate, surrogate)())
+
+
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: f"{m['reset']}-{m['gradient']}")
 @pytest.mark.parametrize("value", [-math.inf, math.inf], ids=["-inf", "+inf"])
 @pytest.mark.parametrize("min_v_mem", [None, -1.0], ids=["noclip", "clip"])
