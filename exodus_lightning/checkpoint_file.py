@@ -74,6 +74,14 @@ def check_checkpoint_contents(
                 "use it",
             )
         )
+    mismatched = shape_mismatches(checkpoint["state_dict"], model)
+    if mismatched:
+        raise CheckpointError(
+            f"--ckpt_path {path}: its network was built for other shapes than this run's "
+            f"({_listed(mismatched)}): the data (input shape, classes) or the network settings "
+            "differ from the run that saved it; pass that run's --config (and any --data / "
+            "--model options it had) again"
+        )
     buffers = {name for name, _ in model.named_buffers()}
     bad = non_finite_tensors(checkpoint["state_dict"])
     bad_parameters = {name: what for name, what in bad.items() if name not in buffers}
@@ -93,6 +101,18 @@ def check_checkpoint_contents(
             CheckpointWarning,
             stacklevel=2,
         )
+
+
+def shape_mismatches(state_dict: Mapping[str, Any], model: nn.Module) -> dict[str, str]:
+    """{name: "(128, 100) in the checkpoint, (128, 20) here"} for each parameter of `model`
+    whose saved tensor has another shape (neuron states may have any: they load as they are)."""
+    found = {}
+    for name, parameter in model.named_parameters():
+        saved = state_dict.get(name)
+        if isinstance(saved, torch.Tensor) and saved.shape != parameter.shape:
+            found[name] = (f"{tuple(saved.shape)} in the checkpoint, {tuple(parameter.shape)} "
+                           "here")
+    return found
 
 
 def non_finite_tensors(state_dict: Mapping[str, Any]) -> dict[str, str]:

@@ -63,6 +63,7 @@ from exodus_lightning.data import (  # noqa: F401 (imported: --data takes their 
     SSCDataModule,
 )
 from exodus_lightning.data.errors import DataError
+from exodus_lightning.loggers import wandb_files_dir
 from exodus_lightning.nn import ParameterRangeError
 from exodus_lightning.ops import ExtensionBuildError
 from exodus_lightning.tasks import SpikingClassifier
@@ -123,7 +124,7 @@ class SaveAndLogConfig(SaveConfigCallback):
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                path = Path(logger.experiment.dir) / WANDB_CONFIG_FILE_NAME
+                path = wandb_files_dir(logger) / WANDB_CONFIG_FILE_NAME
             else:
                 path = Path(logger.log_dir or trainer.default_root_dir) / CONFIG_FILE_NAME
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,6 +176,13 @@ class ExodusCLI(LightningCLI):
             "of holding the peak resident memory",
         )
         wrap_class_help(parser)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        # Kept to tell whether the data was chosen on the command line (see
+        # _restore_data_from_checkpoint).
+        given = sys.argv[1:] if args is None else args
+        self._given_args = [str(a) for a in given] if isinstance(given, (list, tuple)) else []
+        super().parse_arguments(parser, args)
 
     def before_instantiate_classes(self) -> None:
         warm_up_extension()
@@ -249,6 +257,34 @@ class ExodusCLI(LightningCLI):
                 raise ConfigError(f"--ckpt_path: no checkpoint file at '{path}'")
             self._checkpoint = load_checkpoint_file(path, weights_only=True)
         super()._parse_ckpt_path()
+        if self._checkpoint is not None:
+            self._restore_data_from_checkpoint(subcommand)
+
+    def _restore_data_from_checkpoint(self, subcommand: str) -> None:
+        """With --ckpt_path and no data chosen (no --data option, no --config that sets it),
+        use the data the checkpoint was trained with, as LightningCLI does for the model's
+        settings: `test --ckpt_path` after `fit --config configs/shd.yaml` scores SHD."""
+        saved = dict(self._checkpoint.get("datamodule_hyper_parameters") or {})
+        class_path = saved.pop("_class_path", None)
+        saved.pop("_instantiator", None)
+        config = self.config[subcommand]
+        defaults = self._subcommand_parsers[subcommand].get_defaults()
+        chosen = any(arg.startswith("--data") for arg in getattr(self, "_given_args", []))
+        if class_path is None or chosen or config.data != defaults.data:
+            return
+        data = {"class_path": class_path, "init_args": saved}
+        if data["class_path"] == config.data.get("class_path") and all(
+                config.data.init_args.get(k) == v for k, v in saved.items()):
+            return  # the default data: nothing to say
+        try:
+            self.config = self.parser.parse_object({subcommand: {"data": data}}, self.config)
+        except (SystemExit, ValueError, TypeError) as error:
+            raise ConfigError(
+                f"--ckpt_path: the data it was trained with ({class_path}) cannot be set up "
+                f"here ({error}); pass the run's --config or --data again") from error
+        name = class_path.rpartition(".")[2]
+        print(f"{PROG} {subcommand}: data as in the checkpoint's run: {name} (pass --config or "
+              "--data to use other data)", file=sys.stderr)
 
     def _check_checkpoint(self, subcommand: str) -> None:
         """Fail now, in one line, if --ckpt_path is not a checkpoint this run can use."""
@@ -261,7 +297,7 @@ class ExodusCLI(LightningCLI):
             )
         checkpoint, self._checkpoint = self._checkpoint, None  # freed before the run
         if str(path) == "last":
-            path = last_checkpoint(self.trainer)
+            path = last_checkpoint(self.trainer, subcommand)
             checkpoint = load_checkpoint_file(path, self._get(self.config, "weights_only"))
         if checkpoint is not None:
             check_checkpoint_contents(path, checkpoint, self.model, resuming=subcommand == "fit")
@@ -295,7 +331,7 @@ def is_special_checkpoint_path(path: str | os.PathLike) -> bool:
     )
 
 
-def last_checkpoint(trainer: L.Trainer) -> str:
+def last_checkpoint(trainer: L.Trainer, subcommand: str = "fit") -> str:
     """The file `--ckpt_path last` resumes, found as Lightning finds it (the newest last*.ckpt in
     this run's checkpoint folder); a ConfigError saying where it looked if there is none.
 
@@ -317,7 +353,8 @@ def last_checkpoint(trainer: L.Trainer) -> str:
     raise ConfigError(
         f"--ckpt_path last: no last checkpoint (last*.ckpt) in {checkpoint_folder(trainer)}, "
         "this run's checkpoint folder, which is new for each run unless --checkpoint.dirpath "
-        f"fixes it; pass the checkpoint file to resume{example}"
+        f"fixes it; pass the checkpoint file to {'resume' if subcommand == 'fit' else 'use'}"
+        f"{example}"
     )
 
 
@@ -517,6 +554,11 @@ def main() -> None:
     Mistakes in the data or settings end with one message and exit status 1, no traceback.
     """
     put_working_directory_on_path()
+    if not sys.argv[1:]:
+        # jsonargparse's own message would list the Trainer subcommands only.
+        print(f"{PROG}: error: give a subcommand: {', '.join(SUBCOMMANDS)}, export or prepare "
+              f"(e.g. `{PROG} fit`; `{PROG} --help` says more)", file=sys.stderr)
+        sys.exit(2)
     if sys.argv[1:2] == ["prepare"]:
         # Not a Trainer subcommand: it only builds the DataModule and writes its samples.
         from exodus_lightning.prepare import main as prepare_main

@@ -50,8 +50,6 @@ def export_checkpoint(ckpt_path: str | os.PathLike, output: str | os.PathLike,
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of `exodus-lightning export`; user errors end with one line, exit status 1."""
-    from exodus_lightning.nir import NIRExportError
-
     parser = argparse.ArgumentParser(prog=f"{PROG} export", description=DESCRIPTION)
     parser.add_argument("--ckpt_path", required=True, help="a checkpoint written by `fit`")
     parser.add_argument("--output", default="model.nir", help="the .nir file to write")
@@ -61,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--input_shape", type=int, nargs="+", default=None,
                         help="input features, for a network without an input_shape attribute")
     args = parser.parse_args(argv)
+    try:
+        from exodus_lightning.nir import NIRExportError
+    except ImportError as error:  # its message says what to install
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
     try:
         path = export_checkpoint(args.ckpt_path, args.output, args.dt, args.input_shape)
     except (CheckpointError, NIRExportError, ValueError) as error:

@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 
 def wandb_credentials_found() -> bool:
@@ -51,6 +51,15 @@ class WandbLogger(LightningWandbLogger):
                     "W&B: no API key found (run `wandb login` or set WANDB_API_KEY), so this run "
                     f"is recorded offline under {save_dir}/wandb; upload it with `wandb sync`."
                 )
+        if offline and log_model:
+            # Lightning refuses the pair (offline runs upload nothing); an offline run chosen
+            # because no key was found must not fail over it.
+            rank_zero_warn(
+                f"W&B: log_model={log_model!r} is ignored: this run is recorded offline, so its "
+                "checkpoints are not uploaded as W&B artifacts (they stay in the run's "
+                "checkpoints folder)"
+            )
+            log_model = False
         super().__init__(
             name=name,
             save_dir=save_dir,
@@ -74,3 +83,15 @@ class WandbLogger(LightningWandbLogger):
         if self._experiment is None and self._save_dir:
             Path(self._save_dir).mkdir(parents=True, exist_ok=True)
         return super().experiment
+
+
+def wandb_files_dir(logger: LightningWandbLogger) -> Path:
+    """The folder for a W&B run's files: the run's own files folder (uploaded with it), or for
+    a run that W&B disabled (WANDB_MODE=disabled), whose folder would be under the system's
+    temporary folder, one under save_dir as offline runs have (wandb/disabled-run-<id>/files)."""
+    run = logger.experiment
+    if getattr(run, "disabled", False):
+        folder = Path(logger.save_dir or ".") / "wandb" / f"disabled-run-{run.id}" / "files"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    return Path(run.dir)

@@ -66,6 +66,16 @@ def test_logger_is_offline_without_credentials(no_wandb_credentials, tmp_path, m
     assert WandbLogger(save_dir=str(tmp_path))._offline is False
 
 
+@pytest.mark.parametrize("offline", [None, True], ids=["no_key", "offline"])
+def test_log_model_offline_warns_and_uploads_nothing(offline, no_wandb_credentials, tmp_path):
+    """configs/logger/wandb.yaml offers log_model: true; Lightning refuses it offline, which
+    without a key is the default, so it would end the run."""
+    with pytest.warns(UserWarning, match="log_model=True is ignored: this run is recorded "
+                                         "offline"):
+        logger = WandbLogger(save_dir=str(tmp_path), offline=offline, log_model=True)
+    assert logger._offline is True and logger._log_model is False
+
+
 def test_raster_shows_at_most_max_neurons():
     spikes = torch.zeros(10, 1000)
     spikes[3, 999] = 1.0

@@ -345,6 +345,24 @@ def test_wandb_offline_run_records_metrics_config_and_rasters(workdir):
     assert saved["model"]["optimizer"]["init_args"]["lr"] == 0.01
 
 
+def test_a_disabled_wandb_run_keeps_its_files_under_save_dir(workdir):
+    """WANDB_MODE=disabled: wandb's own folder for it is under the system's /tmp. A process of
+    its own: wandb keeps the mode of the first run of a process."""
+    result = subprocess.run(
+        [sys.executable, "-m", "exodus_lightning", "fit", *SMALL_RANDMAN,
+         "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
+         "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false"],
+        cwd=workdir, capture_output=True, text=True, timeout=300,
+        env=child_environment(WANDB_MODE="disabled",
+                              PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (files,) = (workdir / "logs" / "wandb").glob("disabled-run-*/files")
+    summary = json.loads((files / "summary.json").read_text())
+    assert "fit" in summary and (files / "lightning_config.yaml").is_file()
+    assert f"summary:     logs/wandb/{files.parent.name}/files/summary.json" in result.stdout
+
+
 def test_checkpoint_loads_without_passing_the_network(workdir):
     """The CLI saves the network and optimizer configs as hyperparameters, so
     load_from_checkpoint rebuilds the whole module from the file alone."""
@@ -966,7 +984,7 @@ def test_ckpt_path_last_without_a_last_checkpoint_fails_saying_where_it_looked(
         f"exodus-lightning {subcommand}: error: --ckpt_path last: no last checkpoint "
         f"(last*.ckpt) in {folder}, this run's checkpoint folder, which is new for "
         "each run unless --checkpoint.dirpath fixes it; pass the checkpoint file to "
-        "resume\n"
+        f"{'resume' if subcommand == 'fit' else 'use'}\n"
     )
     # A W&B run's folder is named after the run, which gets its id when it starts; an earlier
     # run's last checkpoint is offered instead.
@@ -976,7 +994,8 @@ def test_ckpt_path_last_without_a_last_checkpoint_fails_saying_where_it_looked(
     error = main_error([subcommand, *SMALL_RANDMAN, "--ckpt_path=last"], monkeypatch, capsys)
     assert "in logs/exodus-lightning/<this run's id>/checkpoints, this run's" in error
     assert error.endswith(
-        "resume, e.g. --ckpt_path logs/exodus-lightning/abc123/checkpoints/last.ckpt\n"
+        f"{'resume' if subcommand == 'fit' else 'use'}, e.g. --ckpt_path "
+        "logs/exodus-lightning/abc123/checkpoints/last.ckpt\n"
     )
 
 
@@ -1014,3 +1033,45 @@ def test_data_takes_short_class_names_in_a_fresh_process(name, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "class_path: exodus_lightning.data." in proc.stdout and name in proc.stdout
+
+
+def test_a_checkpoint_brings_its_data_unless_other_data_is_chosen(workdir, monkeypatch, capsys):
+    """`test --ckpt_path` after `fit --data X` scores X (the model's settings come from the
+    checkpoint, so must the data's); with other data chosen, one line names the shapes."""
+    from exodus_lightning.data import DelayedXorDataModule
+
+    monkeypatch.setattr(sys, "argv", ["exodus-lightning"])
+    small_xor = ["--data.init_args.num_train_samples=64", "--data.init_args.num_val_samples=32",
+                 "--data.init_args.num_test_samples=32", "--data.init_args.batch_size=32"]
+    cli = build_cli(["fit", "--data=DelayedXorDataModule", *small_xor, "--trainer.max_epochs=1",
+                     "--trainer.logger=false", "--trainer.limit_train_batches=1",
+                     "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",
+                     f"--trainer.default_root_dir={workdir}"])
+    checkpoint = cli.trainer.checkpoint_callback.last_model_path
+    capsys.readouterr()
+    for subcommand in ("test", "fit"):
+        cli = build_cli([subcommand, "--trainer.logger=false", f"--ckpt_path={checkpoint}",
+                         "--trainer.max_epochs=2", "--trainer.limit_train_batches=1",
+                         "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1",
+                         f"--trainer.default_root_dir={workdir}"])
+        assert isinstance(cli.datamodule, DelayedXorDataModule), subcommand
+        assert cli.datamodule.hparams.num_test_samples == 32  # its settings too
+        assert ("data as in the checkpoint's run: DelayedXorDataModule"
+                in capsys.readouterr().err)
+    error = main_error(["test", "--data=RandmanDataModule", *SMALL_RANDMAN,
+                        "--trainer.logger=false", f"--ckpt_path={checkpoint}"],
+                       monkeypatch, capsys)
+    assert "its network was built for other shapes than this run's" in error
+    assert "((2, 128) in the checkpoint, (10, 128) here)" in error
+    assert "pass that run's --config" in error and len(error.strip().splitlines()) == 1
+
+
+def test_no_subcommand_lists_every_subcommand_in_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["exodus-lightning"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main()
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error == ("exodus-lightning: error: give a subcommand: fit, validate, test, predict, "
+                     "export or prepare (e.g. `exodus-lightning fit`; `exodus-lightning --help` "
+                     "says more)")

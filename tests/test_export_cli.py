@@ -55,6 +55,20 @@ def test_export_of_an_unusable_file_ends_with_one_line(workdir, monkeypatch, cap
     assert err.startswith("exodus-lightning export: error:") and "empty.ckpt" in err
 
 
+def test_export_without_nir_ends_with_one_line_saying_what_to_install(workdir, monkeypatch,
+                                                                       capsys):
+    monkeypatch.setitem(sys.modules, "nir", None)  # as if not installed: importing it fails
+    for name in [m for m in sys.modules if m.startswith("exodus_lightning.nir")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "argv", ["exodus-lightning", "export", "--ckpt_path", "x.ckpt"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("exodus-lightning export: error:") and "Traceback" not in err
+    assert "pip install 'exodus-lightning[nir]'" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.slow
 def test_export_runs_as_a_command(checkpoint, workdir):
     result = run_script(["export", "--ckpt_path", str(checkpoint), "--output", "model.nir",
@@ -87,3 +101,18 @@ def test_callback_writes_model_nir_beside_the_best_checkpoint(logger, workdir):
     enn.reset_states(network)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), network(x), rtol=0, atol=0)
+
+
+def test_readme_nir_snippet_round_trips_a_checkpoint(checkpoint, workdir):
+    """The README's Python block, run as written on a real checkpoint: after its reset, the
+    loaded graph computes what the network computes."""
+    from tests.test_readme import readme_block
+
+    code = readme_block("import nir\n").replace("logs/.../best.ckpt", str(checkpoint))
+    namespace = {"sample_input": torch.zeros(1, 2, 20)}  # the built-in task: 20 channels
+    with pytest.warns(NIRLossWarning):
+        exec(compile(code, "README.md", "exec"), namespace)
+    network, loaded = namespace["network"], namespace["loaded"]
+    x = (torch.rand(4, 30, 20, generator=torch.Generator().manual_seed(0)) < 0.2).float()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), network.eval()(x), rtol=0, atol=0)

@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from exodus_lightning.callbacks.figures import confusion_matrix_figure, log_figure
+from exodus_lightning.loggers import wandb_files_dir
 
 SUMMARY_FILE_NAME = "summary.json"
 
@@ -23,7 +24,7 @@ def run_folder(trainer: L.Trainer) -> Path | None:
     else the first logger's log_dir; None without a logger (nothing to attach files to)."""
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            return Path(logger.experiment.dir)
+            return wandb_files_dir(logger)
     for logger in trainer.loggers:
         # Not trainer.log_dir: it broadcasts, and callers run on rank zero only.
         log_dir = getattr(logger, "log_dir", None)
@@ -94,7 +95,7 @@ class RunSummary(L.Callback):
             lines.append(f"  confusion matrix -> {', '.join(where)}")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                run_dir = logger.experiment.dir.removesuffix("/files")
+                run_dir = str(wandb_files_dir(logger)).removesuffix("/files")
                 lines.append(f"  W&B run:     {run_dir}")
             elif isinstance(logger, CSVLogger):
                 lines.append(f"  metrics CSV: {logger.log_dir}/metrics.csv")

@@ -28,19 +28,22 @@ from exodus_lightning.data.transforms import (
 
 HEIDELBERG_SOURCE = "https://zenkelab.org/datasets/ (Cramer et al. 2020)"
 HEIDELBERG_CHANNELS = 700
-HEIDELBERG_DATASETS = ("spikes/times", "spikes/units", "labels")
+HEIDELBERG_DATASETS = ("spikes/times", "spikes/units", "labels")  # one entry per sample
+HEIDELBERG_EXTRAS = ("extra/keys", "extra/speaker")  # class names, speakers: tonic reads both
 
 
 def check_heidelberg_file(path: Path, num_classes: int, dataset_name: str) -> None:
-    """Open an SHD/SSC HDF5 file and check it: spikes/times, spikes/units and labels present,
-    one label per sample (tonic's length is the number of labels), every label a class.
+    """Open an SHD/SSC HDF5 file and check it: spikes/times, spikes/units, labels and
+    extra/keys, extra/speaker present, one label per sample (tonic's length is the number of
+    labels), every label a class.
 
     Reads the labels only (SSC's training file: 75466 x 2 bytes), once per split.
     """
     fix = f"delete it and download {dataset_name} again"
     try:
         with h5py.File(path, "r") as file:
-            missing = [name for name in HEIDELBERG_DATASETS if name not in file]
+            missing = [name for name in (*HEIDELBERG_DATASETS, *HEIDELBERG_EXTRAS)
+                       if name not in file]
             counts = {name: len(file[name]) for name in HEIDELBERG_DATASETS if name in file}
             labels = file["labels"][()] if "labels" in file else []
     except OSError as error:
@@ -100,7 +103,7 @@ class HeidelbergDataModule(EventDataModule):
         """The expected files under data_dir, one line per official split."""
         return "\n".join(
             f"  {self.dataset_name}/{self.file_name(split)}   (HDF5: spikes/times, spikes/units, "
-            "labels)"
+            "labels, extra/keys, extra/speaker)"
             for split in self.official_splits
         )
 

@@ -11,6 +11,7 @@ and are streamed by litdata; augmentation and binning of events still run per ac
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,7 @@ class EventDataModule(SpikeDataModule):
             )
         self.streaming_workers = streaming_workers
         self.bin_on_device = bool(bin_on_device)
+        self._warned_binned_frames = False
         # Loader part -> "frames" or "events", for the prepared copy's parts set up.
         self._stored: dict[str, str] = {}
         self._opened: dict[str, CheckedSamples] = {}
@@ -174,6 +176,20 @@ class EventDataModule(SpikeDataModule):
     def binning(self) -> Callable:
         """The binning run per access: `to_frames`, or with bin_on_device its positions only."""
         return ToEventPositions(self.to_frames) if self.bin_on_device else self.to_frames
+
+    def _warn_frames_come_binned(self, source: str) -> None:
+        """bin_on_device=True, but no split bins per access (with augmentation the training
+        split does, so it takes effect there): say so once, not silently."""
+        if not self.bin_on_device or self.augmentation_names or self._warned_binned_frames:
+            return
+        self._warned_binned_frames = True
+        warnings.warn(
+            f"bin_on_device=True has no effect: the frames come binned from {source}; it applies "
+            "where events are binned per access (set --data.init_args.cache_dir null, use an "
+            "augmentation, or prepare the copy with --store events)",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def preprocessing(self) -> list[Callable]:
         """Deterministic event -> event transforms applied to every split (e.g. denoising)."""
@@ -207,6 +223,7 @@ class EventDataModule(SpikeDataModule):
         else:
             # Frames are cached as small integer counts: ~4x less to decompress than float32.
             cached, after_cache = [*deterministic, self.to_frames, CompactCounts()], [ToFloat32()]
+            self._warn_frames_come_binned(f"the disk cache (cache_dir={self.cache_dir})")
         samples.transform = Pipeline(cached)
         folder = cache_folder(
             self.cache_dir, self.dataset_name, split, self.data_dir, len(samples), cached
@@ -274,6 +291,7 @@ class EventDataModule(SpikeDataModule):
             )
         else:
             decoder = SampleDecoder(shape)
+            self._warn_frames_come_binned("the prepared copy, which stores frames")
         self._stored[part] = entry["stored"]
         stream = open_part(self.streaming, part, decoder, shuffle=part == "train", seed=self.seed)
         # Training streams; evaluation reads by index in order (see InOrder).

@@ -44,7 +44,7 @@ def open_tonic_dataset(
     # The layout's paths start with the dataset's folder name, so they are relative to data_dir.
     where = (
         f"Expected layout under data_dir '{folder.parent}':\n{layout}\n"
-        f"The data comes from {source} (tonic's {tonic_class.__name__} downloads it)."
+        f"The data comes from {source}; tonic's {tonic_class.__name__} downloads it."
     )
     present = next(folder.glob(required_pattern), None) is not None
     if present:
@@ -56,11 +56,14 @@ def open_tonic_dataset(
         dataset._check_exists = _extracted_files_are_present
         try:
             tonic_class.__init__(dataset, str(folder.parent), **tonic_kwargs)
-        except ValueError as error:
-            # tonic parses labels and ids from file and folder names while listing them.
+        except (ValueError, KeyError) as error:
+            # tonic parses labels and ids from file and folder names while listing them, and
+            # reads entries of HDF5 files (SHD, SSC): a name it does not parse, or an entry
+            # missing (h5py's KeyError does not name it; the DataModules check their files
+            # first, this is the net under that).
             raise InvalidDataError(
-                f"tonic could not list {tonic_class.__name__} in '{folder}' ({error!r}): a file "
-                f"or folder there does not follow the layout.\n{where}"
+                f"tonic could not list or open {tonic_class.__name__} in '{folder}' "
+                f"({error!r}): a file or folder there does not follow the layout.\n{where}"
             ) from error
         del dataset._check_exists
     elif download:

@@ -79,7 +79,8 @@ def decay_parameter(tau_name: str, alpha_name: str, tau: Value, train_alphas: bo
 
 # Appended to errors about values that were valid when the layer was built.
 _MOVED = ("; it was valid when the layer was built, so training (or a loaded state_dict) moved it "
-          "there: lower the learning rate, clip the gradients (Trainer(gradient_clip_val=...)) "
+          "there: lower the learning rate, clip the gradients (Trainer(gradient_clip_val=...); "
+          "--trainer.gradient_clip_val on the command line) "
           "or freeze it (layer.{parameter}.requires_grad_(False))")
 
 

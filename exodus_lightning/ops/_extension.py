@@ -291,7 +291,7 @@ def _build(kind: str, verbose: bool) -> Path:
     # A first build takes tens of seconds with no output from the compiler: say what happens.
     announce = not (build_dir / f"{name}.so").exists()
     if announce:
-        seconds = {"cpu": "~1 min", "cuda": "~1 min", "cuda_emulation": "~15 s"}[kind]
+        seconds = {"cpu": "1-3 min", "cuda": "1-3 min", "cuda_emulation": "~15 s"}[kind]
         print(f"Building the exodus_lightning {_LABELS[kind]} extension (once per version, "
               f"{seconds}) in {build_dir} ...", file=sys.stderr, flush=True)
     started = time.monotonic()

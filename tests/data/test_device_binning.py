@@ -108,6 +108,25 @@ def test_a_prepared_copy_of_events_gives_the_same_batches(shd_root: Path, tmp_pa
     )
 
 
+def test_bin_on_device_with_frames_binned_before_says_it_has_no_effect(
+    shd_root: Path, tmp_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    """Frames from the disk cache are binned before it: the option would do nothing, silently
+    (every shipped dataset config sets a cache); with an augmentation the training split bins
+    per access, so it takes effect there and nothing is said."""
+    cached = SHDDataModule(data_dir=shd_root, download=False, batch_size=4, **SHD_SETTINGS,
+                           cache_dir=tmp_path / "cache", bin_on_device=True)  # fmt: skip
+    with pytest.warns(UserWarning, match=r"bin_on_device=True has no effect: the frames come "
+                                         r"binned from the disk cache"):
+        cached.setup("fit")
+    cached.setup("test")  # once per DataModule
+    augmented = SHDDataModule(data_dir=shd_root, download=False, batch_size=4, **SHD_SETTINGS,
+                              cache_dir=tmp_path / "cache", bin_on_device=True,
+                              augmentations=["time_jitter"])  # fmt: skip
+    augmented.setup("fit")
+    assert not [w for w in recwarn if "bin_on_device" in str(w.message)]
+
+
 def test_lightning_hands_the_model_float32_frames(shd_root: Path, tmp_path: Path) -> None:
     import lightning as L
 

@@ -208,3 +208,19 @@ def test_prepare_data_checks_the_splits_the_stage_reads(stage, needed, shd_root:
     present.trainer = trainer
     present.prepare_data()
     assert sorted(present._opened) == needed
+
+
+@pytest.mark.parametrize("entry", ["extra/keys", "extra/speaker"])
+def test_shd_file_without_the_entries_tonic_reads_is_named(entry: str, tmp_path: Path) -> None:
+    """A hand-made subset with spikes and labels only: tonic's constructor also reads the class
+    names and speakers, and h5py's KeyError names neither the file nor the entry."""
+    import h5py
+
+    write_shd(tmp_path, num_train=4, num_test=4)
+    wrong = tmp_path / "SHD" / "shd_test.h5"
+    with h5py.File(wrong, "r+") as file:
+        del file[entry]
+    with pytest.raises(UnreadableFileError, match=rf"lacks the datasets \['{entry}'\]"):
+        SHDDataModule(data_dir=tmp_path, download=False).setup("test")
+    message = SHDDataModule(data_dir=tmp_path, download=False).layout
+    assert "extra/keys, extra/speaker" in message
