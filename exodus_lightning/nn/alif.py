@@ -145,9 +145,8 @@ class ALIF(SpikingLayer):
     def __setattr__(self, name: str, value: Any) -> None:
         # sinabs code sets `layer.adapt_scale = 0.5` (plain attributes there): a number is
         # written into the tensor, in place where it is a parameter (the optimizer keeps it).
-        if name in self._SETTINGS and isinstance(value, (int, float)) and name in self.__dict__.get(
-                "_buffers", {}) | self.__dict__.get("_parameters", {}):
-            current = getattr(self, name)
+        current = getattr(self, name, None) if name in self._SETTINGS else None
+        if isinstance(current, Tensor) and isinstance(value, (int, float)):
             number = p.as_tensor(name, value, current.dtype).to(current.device)
             if isinstance(current, nn.Parameter):
                 with torch.no_grad():

@@ -3,7 +3,6 @@ and time constants given as τ or trained as α = exp(−1/τ)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import torch
@@ -189,7 +188,5 @@ def reset_mode(reset_fn: Any, reset: str | None, subtract_value: float | Tensor 
         raise ValueError("subtract_value is for reset='subtract'; reset='zero' removes "
                          "everything")
     value = p.as_tensor("subtract_value", subtract_value)
-    if not bool(((value >= 0) & (value < math.inf)).all()):  # NaN fails too
-        raise ValueError(f"subtract_value must be finite and >= 0 (the amount a spike removes "
-                         f"from the membrane), got {value}")
+    ops.check_nonnegative(value, "subtract_value")  # inf or NaN would turn the membrane NaN
     return reset, value

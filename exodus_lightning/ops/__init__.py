@@ -5,7 +5,7 @@ Lowest Python layer of exodus_lightning: imports nothing from nn/models/data.
 """
 
 from . import surrogate
-from ._arguments import broadcasts_to_features, check_choice, state_dtype
+from ._arguments import broadcasts_to_features, check_choice, check_nonnegative, state_dtype
 from ._codes import BACKENDS, GRADIENTS, RESETS
 from ._extension import ExtensionBuildError, is_available, try_build_and_load
 from ._extension import load as load_extension
@@ -48,6 +48,7 @@ __all__ = [
     "RESETS",
     "broadcasts_to_features",
     "check_choice",
+    "check_nonnegative",
     "CompiledSurrogate",
     "compiled_surrogate",
     "ExtensionBuildError",

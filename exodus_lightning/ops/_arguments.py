@@ -133,8 +133,8 @@ def nonnegative_problem(name: str, value: Number | Tensor) -> str | None:
 
 @value_check()
 def first_threshold_problem(name: str, threshold: Tensor) -> str | None:
-    """ALIF's first adaptive threshold b0 + β·b_init must be > 0 (later ones lie between it
-    and above b0: b decays from b_init and spikes only add to it)."""
+    """ALIF's first adaptive threshold b0 + β·b_init must be > 0 (later ones are no lower:
+    b decays from b_init towards 0 and spikes only add to it)."""
     low, _ = _bounds(threshold)
     if low <= 0:  # NaN compares False: a NaN state shows in the outputs instead
         return (f"{name} gives a first adaptive threshold b0 + beta * b_init <= 0 (minimum "
