@@ -9,6 +9,7 @@ tensors are always checked, under torch.compile too (see value_checks.py).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -54,7 +55,8 @@ def state_dtype(x: Tensor) -> torch.dtype:
 def parameter(name: str, value: float | Tensor, x: Tensor) -> Tensor:
     """A scalar or a tensor broadcastable to x's feature shape, as a tensor in the state dtype."""
     features = x.shape[2:]
-    if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
+    # numbers.Real: Python's and NumPy's scalars (np.float32 is no float subclass).
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, Tensor)):
         raise TypeError(f"{name} must be a float or a tensor broadcastable to the feature shape "
                         f"{tuple(features)}, got {type(value).__name__}")
     if not isinstance(value, Tensor):
@@ -188,11 +190,11 @@ def check_max_spikes(max_spikes: int | None) -> int:
     """max_spikes as the kernels' code: 0 = unbounded."""
     if max_spikes is None:
         return 0
-    if (isinstance(max_spikes, bool) or not isinstance(max_spikes, int)
+    if (isinstance(max_spikes, bool) or not isinstance(max_spikes, numbers.Integral)
             or not 1 <= max_spikes <= MAX_SPIKES_LIMIT):
         raise ValueError(f"max_spikes must be None (unbounded multi-spike) or an int from 1 "
                          f"(single spike) to {MAX_SPIKES_LIMIT}, got {max_spikes!r}")
-    return max_spikes
+    return int(max_spikes)
 
 
 def surrogate_or(default, surrogate, state: str = "v_mem"):

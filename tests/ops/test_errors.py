@@ -137,3 +137,16 @@ def test_alif_initial_adaptation_must_not_be_negative(op):
                                          r"beta \* b_init <= 0 \(minimum -1"):
         call(b_init)
     call(b_init / 4)  # a negative start that keeps b0 + β·b_init > 0 is allowed
+
+
+def test_numpy_scalars_are_numbers():
+    """np.float32 is no float subclass (np.float64 is): both are numbers, as are NumPy ints
+    for max_spikes."""
+    np = pytest.importorskip("numpy")
+    expected = ops.lif(X * 3, 0.9, 0.8, max_spikes=2)[0]
+    for backend in ("extension", "reference"):
+        got = ops.lif(X * 3, np.float32(0.9), np.float32(0.8), max_spikes=np.int64(2),
+                      backend=backend)[0]
+        assert torch.equal(got, expected)
+    with pytest.raises(ValueError, match="max_spikes must be None"):
+        ops.lif(X, 0.9, 1.0, max_spikes=np.float64(2.0))
