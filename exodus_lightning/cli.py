@@ -36,6 +36,7 @@ from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 import exodus_lightning
 from exodus_lightning import ops
@@ -282,9 +283,10 @@ class ExodusCLI(LightningCLI):
             raise ConfigError(
                 f"--ckpt_path: the data it was trained with ({class_path}) cannot be set up "
                 f"here ({error}); pass the run's --config or --data again") from error
-        name = class_path.rpartition(".")[2]
-        print(f"{PROG} {subcommand}: data as in the checkpoint's run: {name} (pass --config or "
-              "--data to use other data)", file=sys.stderr)
+        if rank_zero_only.rank == 0:  # every DDP process parses the command line
+            name = class_path.rpartition(".")[2]
+            print(f"{PROG} {subcommand}: data as in the checkpoint's run: {name} (pass --config "
+                  "or --data to use other data)", file=sys.stderr)
 
     def _check_checkpoint(self, subcommand: str) -> None:
         """Fail now, in one line, if --ckpt_path is not a checkpoint this run can use."""
