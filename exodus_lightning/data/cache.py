@@ -7,8 +7,9 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tonic import DiskCachedDataset
@@ -27,12 +28,15 @@ def cache_folder(
     data_dir: str | Path,
     num_samples: int,
     cached_transforms: Sequence[Callable],
+    reading: Mapping[str, Any] | None = None,
 ) -> Path:
     """`cache_dir/<dataset_name>/<split>-<digest>`: digest = sha256 of the key below, 16 hex chars.
 
     tonic's DiskCachedDataset finds samples by index only, so anything that changes what index i
-    holds goes into the key: the source folder, its sample count, and the repr (all parameters)
-    of every transform applied before caching. A changed setting thus gets a fresh folder.
+    holds goes into the key: the source folder, its sample count, the settings with which the
+    dataset is read (`reading`, e.g. NMNIST's first_saccade_only; only when given, so the
+    default keeps its folder) and the repr (all parameters) of every transform applied before
+    caching. A changed setting thus gets a fresh folder.
     """
     key = {
         "dataset": dataset_name,
@@ -41,6 +45,8 @@ def cache_folder(
         "num_samples": num_samples,
         "transforms": [repr(transform) for transform in cached_transforms],
     }
+    if reading:
+        key["reading"] = dict(reading)
     text = json.dumps(key, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     folder = Path(cache_dir).expanduser() / dataset_name / f"{split}-{digest}"

@@ -191,6 +191,12 @@ class EventDataModule(SpikeDataModule):
             stacklevel=2,
         )
 
+    def reading(self) -> dict[str, Any]:
+        """The settings with which the dataset is read that change which events a sample holds
+        (e.g. NMNIST's first_saccade_only), where they differ from the defaults: part of the
+        disk cache's key and of a prepared copy's identity, as the transforms are."""
+        return {}
+
     def preprocessing(self) -> list[Callable]:
         """Deterministic event -> event transforms applied to every split (e.g. denoising)."""
         return []
@@ -226,7 +232,8 @@ class EventDataModule(SpikeDataModule):
             self._warn_frames_come_binned(f"the disk cache (cache_dir={self.cache_dir})")
         samples.transform = Pipeline(cached)
         folder = cache_folder(
-            self.cache_dir, self.dataset_name, split, self.data_dir, len(samples), cached
+            self.cache_dir, self.dataset_name, split, self.data_dir, len(samples), cached,
+            self.reading(),
         )
         return disk_cached(samples, folder, Pipeline(after_cache))
 
@@ -261,7 +268,8 @@ class EventDataModule(SpikeDataModule):
         """The manifest entry this DataModule needs for `part` stored as `stored`."""
         split, val_fraction, seed = self.part_source(part)
         return part_entry(
-            self.dataset_name, split, val_fraction, seed, stored, self.stored_transforms(stored)
+            self.dataset_name, split, val_fraction, seed, stored, self.stored_transforms(stored),
+            self.reading(),
         )
 
     def prepared_entry(self, part: str, augment: bool = False) -> dict[str, Any]:

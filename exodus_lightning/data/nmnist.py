@@ -107,6 +107,9 @@ class NMNISTDataModule(EventCameraDataModule):
         self.first_saccade_only = bool(first_saccade_only)
         self.to_frames = self.events_to_frames(frame_size=self.sensor_size[:2])
 
+    def reading(self) -> dict[str, Any]:
+        return {"first_saccade_only": True} if self.first_saccade_only else {}
+
     def open_split(self, split: str) -> CheckedSamples:
         folder = "Train" if split == "train" else "Test"
         split_folder = self.data_dir.resolve() / self.dataset_name / folder

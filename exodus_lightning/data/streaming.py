@@ -34,7 +34,8 @@ INSTALL_HINT = "pip install 'exodus-lightning[streaming]' (or: pip install litda
 CHUNK_BYTES = "32MB"
 # Entry fields that say which samples a part holds and what was done to them.
 # (The number of samples is not among them: a reading DataModule may not have the raw data.)
-IDENTITY_FIELDS = ("dataset", "split", "val_fraction", "seed", "stored", "transforms")
+IDENTITY_FIELDS = ("dataset", "reading", "split", "val_fraction", "seed", "stored",
+                   "transforms")
 VERSIONED_PACKAGES = ("exodus-lightning", "tonic", "litdata", "numpy", "torch")
 
 
@@ -74,12 +75,16 @@ def part_entry(
     seed: int | None,
     stored: str,
     transforms: Sequence[Any],
+    reading: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a part holds: the official `split`'s samples (all; or with val_fraction and seed,
-    the seeded training or validation selection of split_indices), stored as "frames" or
-    "events" after `transforms` (their reprs, i.e. all their parameters)."""
+    the seeded training or validation selection of split_indices), read from the dataset with
+    `reading` (settings that change a sample's events; None: tonic's defaults, as copies made
+    before this field have it), stored as "frames" or "events" after `transforms` (their reprs,
+    i.e. all their parameters)."""
     return {
         "dataset": dataset,
+        "reading": reading or None,
         "split": split,
         "val_fraction": val_fraction,
         "seed": seed,

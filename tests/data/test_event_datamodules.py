@@ -239,6 +239,27 @@ def test_cache_is_reused_and_a_changed_setting_gets_a_fresh_cache(
     assert len(folders) == 2 and all(folder.name.startswith("test-") for folder in folders)
 
 
+def test_first_saccade_only_gets_its_own_cache(nmnist_root: Path, tmp_path: Path) -> None:
+    """tonic reads the first saccade only inside its constructor, before any transform: the
+    setting must still key the cache, or a run with it gets the whole recordings' frames."""
+
+    def test_frames(first_saccade_only: bool, cache: bool) -> list[np.ndarray]:
+        module = NMNISTDataModule(data_dir=nmnist_root, download=False, num_time_steps=40,
+                                  bin_width_ms=5.0, first_saccade_only=first_saccade_only,
+                                  cache_dir=tmp_path / "cache" if cache else None)
+        module.setup("test")
+        return [np.asarray(module.test_dataset[i][0]) for i in range(len(module.test_dataset))]
+
+    whole = test_frames(False, cache=True)
+    first = test_frames(True, cache=True)
+    assert any(not np.array_equal(a, b) for a, b in zip(whole, first, strict=True))
+    for uncached, cached in zip(test_frames(True, cache=False), first, strict=True):
+        np.testing.assert_array_equal(uncached, cached)
+    assert sum(frames[20:].sum() for frames in first) == 0  # nothing after 100 ms
+    folders = {path.parent for path in (tmp_path / "cache").rglob("*.hdf5")}
+    assert len(folders) == 2
+
+
 def test_augmentation_varies_training_samples_only_even_with_a_cache(
     nmnist_root: Path, tmp_path: Path
 ) -> None:

@@ -156,6 +156,23 @@ def test_a_copy_made_with_other_settings_is_refused(
         reader.setup("fit")
 
 
+@pytest.mark.parametrize("prepared_with", [False, True], ids=["whole", "first_saccade"])
+def test_a_copy_read_with_other_tonic_settings_is_refused(
+    prepared_with: bool, nmnist_root: Path, tmp_path: Path
+) -> None:
+    """first_saccade_only acts inside tonic's reader, not as a transform: it is part of the
+    copy's identity all the same."""
+    output = prepared(NMNISTDataModule, nmnist_root, tmp_path / "nmnist", **NMNIST_SETTINGS,
+                      first_saccade_only=prepared_with)
+    reader = make(NMNISTDataModule, nmnist_root, **NMNIST_SETTINGS, streaming=output,
+                  first_saccade_only=not prepared_with)
+    with pytest.raises(PreparedDataError, match="other settings.*reading: prepared"):
+        reader.setup("test")
+    same = make(NMNISTDataModule, nmnist_root, **NMNIST_SETTINGS, streaming=output,
+                first_saccade_only=prepared_with)
+    same.setup("test")  # accepted
+
+
 def test_a_copy_of_another_dataset_is_refused(shd_root: Path, tmp_path: Path) -> None:
     output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
     reader = make(NMNISTDataModule, shd_root, **NMNIST_SETTINGS, streaming=output)
