@@ -38,6 +38,7 @@ class ConvSNN(nn.Module):
         backend: Literal["auto", "extension", "reference"] = "auto",
         readout: Literal["exp_leak", "lif", "linear"] = "exp_leak",
         readout_tau_mem: float = 10.0,
+        readout_norm_input: bool = False,
         dropout: float = 0.0,
         weight_norm: bool = False,
         batch_norm: bool = False,
@@ -90,7 +91,8 @@ class ConvSNN(nn.Module):
         features = in_channels * height * width
         layers.append(nn.Flatten(start_dim=2))
         layers.append(normed(nn.Linear(features, num_classes)))
-        layers.append(readout_layer(readout, readout_tau_mem, spike_threshold, gradient, backend))
+        layers.append(readout_layer(readout, readout_tau_mem, spike_threshold, gradient, backend,
+                                    readout_norm_input))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:

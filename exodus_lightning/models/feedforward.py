@@ -37,6 +37,7 @@ class FeedForwardSNN(nn.Module):
         backend: Literal["auto", "extension", "reference"] = "auto",
         readout: Literal["exp_leak", "lif", "linear"] = "exp_leak",
         readout_tau_mem: float = 20.0,
+        readout_norm_input: bool = False,
         dropout: float = 0.0,
         tau_adapt: float = 200.0,
         adapt_scale: float = 1.8,
@@ -47,6 +48,7 @@ class FeedForwardSNN(nn.Module):
         do not apply); max_spikes_per_step None (multi-spike) | 1 | K;
         gradient "exodus" | "slayer"; backend "extension" | "reference" (BPTT) | "auto";
         readout "exp_leak" | "lif" | "linear" (see models.neurons.readout_layer);
+        readout_norm_input: scale the readout's input by (1 − α) (a membrane 1/(1 − α) smaller);
         tau_adapt, adapt_scale: the ALIF neurons' adaptation; recurrent: every hidden layer
         feeds its spikes back to itself through a linear map at the next step.
         """
@@ -71,7 +73,8 @@ class FeedForwardSNN(nn.Module):
                 layers.append(nn.Dropout(dropout))
             width = size
         layers.append(nn.Linear(width, num_classes))
-        layers.append(readout_layer(readout, readout_tau_mem, spike_threshold, gradient, backend))
+        layers.append(readout_layer(readout, readout_tau_mem, spike_threshold, gradient, backend,
+                                    readout_norm_input))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -68,20 +68,26 @@ def readout_layer(
     spike_threshold: float,
     gradient: str,
     backend: str,
+    norm_input: bool = False,
 ) -> nn.Module:
     """Neurons after the last linear layer: the network output over time, (batch, time, classes).
 
     "exp_leak": non-spiking leaky membrane (for the *_membrane losses); "lif": spiking (for the
     spike_count loss); "linear": no neurons, the linear layer's output at every step.
+    norm_input scales the neurons' input by (1 − α): v_t = α·v_{t−1} + (1 − α)·x_t, a membrane
+    1/(1 − α) times smaller (the leaky integrator readout of SE-adLIF, for instance).
     """
     check_choice("readout", readout, READOUTS)
+    if norm_input and readout == "linear":
+        raise ValueError("readout_norm_input=True needs neurons in the readout: readout "
+                         "'exp_leak' or 'lif' (readout 'linear' has no decay to normalise by)")
     if readout == "exp_leak":
-        return enn.ExpLeak(tau_mem=tau_mem, backend=backend)
+        return enn.ExpLeak(tau_mem=tau_mem, norm_input=norm_input, backend=backend)
     if readout == "lif":
         return enn.LIF(
             tau_mem=tau_mem,
             spike_threshold=spike_threshold,
-            norm_input=False,
+            norm_input=norm_input,
             gradient=gradient,
             backend=backend,
         )

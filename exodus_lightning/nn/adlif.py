@@ -61,7 +61,8 @@ class adLIF(StatefulLayer):
     differentiates it); the default surrogate is theirs, exp(−5·|u − 1|) (SLAYER with α = 5,
     c = 0.4; ``SingleExponential(grad_width=0.2, grad_scale=0.2)`` at θ = 1).
 
-    States: ``u`` (the post-reset membrane u⁺) and ``w``, (batch, *features), zeros at first.
+    States: ``u`` (the post-reset membrane u⁺) and ``w``, (batch, *features), zeros at first
+    and again on a new batch size (as the authors' layer, which starts every sequence from rest).
 
     Args:
         num_neurons: the feature shape, an int or a tuple (the input is (batch, time, *shape)).
@@ -77,6 +78,8 @@ class adLIF(StatefulLayer):
             of w in ``self.recordings`` ("u_mem", "w").
         backend: "auto", "extension" or "reference" (the autograd loop).
     """
+
+    batch_change = "zeros"
 
     def __init__(
         self,

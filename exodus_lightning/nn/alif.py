@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -73,6 +74,10 @@ class ALIF(SpikingLayer):
         max_spikes_per_step, reset, gradient, backend: as :class:`LIF`.
         train_threshold: give b0 a gradient.
         train_adapt_scale: give adapt_scale a gradient.
+
+    The threshold θ_t = b0 + adapt_scale · b_t reaches the loss only through the subtracting
+    reset (the spike's surrogate passes no gradient to θ, as in sinabs): with MembraneReset(),
+    b0, adapt_scale and tau_adapt get zero gradients, and training them warns.
     """
 
     _state_order = ("v_mem", "i_syn", "b", "spike_threshold")
@@ -128,6 +133,14 @@ class ALIF(SpikingLayer):
         self._register_setting("b0", b0.detach(), train_threshold)
         self._register_setting("adapt_scale", scale, train_adapt_scale)
         self.register_buffer("min_v_mem", min_t, persistent=False)
+        trained = [name for name, on in (("train_threshold", train_threshold),
+                                         ("train_adapt_scale", train_adapt_scale)) if on]
+        if trained and self._reset == "zero":
+            verb = "trains" if len(trained) == 1 else "train"
+            warnings.warn(f"ALIF: {' and '.join(trained)} with a reset to zero {verb} nothing: the "
+                          f"threshold reaches the loss only through the subtracting reset, so "
+                          f"b0, adapt_scale and tau_adapt get zero gradients; use "
+                          f"reset_fn=MembraneSubtract() to train them", stacklevel=2)
         self.surrogate_grad_fn = surrogate_grad_fn
         self.norm_input = bool(norm_input)
         self.record_states = bool(record_states)

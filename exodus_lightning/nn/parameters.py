@@ -65,7 +65,7 @@ def decay_parameter(tau_name: str, alpha_name: str, tau: Value, train_alphas: bo
     """The trainable form of a time constant: (name, parameter).
 
     train_alphas=False: the parameter is τ > 0 (math.inf allowed: no leak) and α = exp(−1/τ).
-    train_alphas=True:  the parameter is α = exp(−1/τ) itself, in (0, 1].
+    train_alphas=True:  the parameter is α = exp(−1/τ) itself, in [0, 1].
     ``dtype``: as :func:`as_tensor` (sinabs' LIF family casts τ to float32, its ALIF does not).
     """
     tau_t = as_tensor(tau_name, tau, dtype)
@@ -99,10 +99,10 @@ def trained_tau_problem(name: str, tau: Tensor) -> str | None:
 
 @value_check(ParameterRangeError)
 def trained_alpha_problem(name: str, alpha: Tensor) -> str | None:
-    """A layer's decay after training (train_alphas): α in (0, 1]."""
-    if bool(((alpha > 0) & (alpha <= 1)).all()):
+    """A layer's decay after training (train_alphas): α in [0, 1]."""
+    if bool(((alpha >= 0) & (alpha <= 1)).all()):
         return None
-    return f"{name} must lie in (0, 1] (alpha = exp(-1/tau)), got {_describe(alpha)}" + _moved(
+    return f"{name} must lie in [0, 1] (alpha = exp(-1/tau)), got {_describe(alpha)}" + _moved(
         name)
 
 

@@ -88,10 +88,10 @@ def broadcasts_to_features(shape: Sequence[int], features: Sequence[int]) -> boo
 
 @value_check()
 def alpha_problem(name: str, alpha: Number | Tensor) -> str | None:
-    """α must lie in (0, 1]."""
+    """α must lie in [0, 1] (0: no memory, as exp(−1/τ) of a tiny τ rounds to; 1: no leak)."""
     low, high = _bounds(alpha)
-    if not (low > 0 and high <= 1):
-        return (f"{name} must lie in (0, 1] (alpha = exp(-1/tau) with tau > 0; 1 = no leak), "
+    if not (low >= 0 and high <= 1):
+        return (f"{name} must lie in [0, 1] (alpha = exp(-1/tau) with tau > 0; 1 = no leak), "
                 f"got values in [{low}, {high}]")
     return None
 
@@ -160,7 +160,7 @@ def check_nonnegative(value: Number | Tensor, name: str) -> None:
 
 
 def check_alpha(alpha: Number | Tensor, name: str = "alpha") -> None:
-    """α in (0, 1]; pass the user's number (checked while tracing) or the tensor."""
+    """α in [0, 1]; pass the user's number (checked while tracing) or the tensor."""
     check_values(alpha_problem, name, alpha)
 
 

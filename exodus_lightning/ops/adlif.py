@@ -48,8 +48,8 @@ def adlif(
 
     Args:
         x: input current, (batch, time, *features); float16/bfloat16 run with float32 state.
-        alpha: membrane decay exp(−1/τ_u) in (0, 1], float or tensor broadcastable to features.
-        beta: adaptation decay exp(−1/τ_w) in (0, 1].
+        alpha: membrane decay exp(−1/τ_u) in [0, 1], float or tensor broadcastable to features.
+        beta: adaptation decay exp(−1/τ_w) in [0, 1].
         a: coupling of the membrane into w (the authors' q·a, q = 120, a ∈ [0, 1]); finite.
         b: spike-triggered adaptation (the authors' q·b, b ∈ [0, 2]); finite.
         threshold: θ > 0 (the authors: 1).

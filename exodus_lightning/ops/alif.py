@@ -48,8 +48,8 @@ def alif(
 
     Args:
         x: input current, (batch, time, *features); float16/bfloat16 run with float32 state.
-        alpha: membrane decay exp(−1/τ_mem) in (0, 1].
-        rho: adaptation decay exp(−1/τ_adapt) in (0, 1].
+        alpha: membrane decay exp(−1/τ_mem) in [0, 1].
+        rho: adaptation decay exp(−1/τ_adapt) in [0, 1].
         beta: adaptation scale (sinabs' adapt_scale) ≥ 0.
         b0: base threshold (sinabs' spike_threshold) > 0.
         v_init, b_init: states before the first step, (batch, *features); zeros if None.

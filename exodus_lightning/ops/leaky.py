@@ -24,7 +24,7 @@ def leaky_integrate(
 
     Args:
         x: (batch, time, *features).
-        alpha: decay in (0, 1], float or tensor broadcastable to features.
+        alpha: decay in [0, 1], float or tensor broadcastable to features.
         v_init: (batch, *features) state before the first step.
         backend: "auto", "extension" or "reference".
 

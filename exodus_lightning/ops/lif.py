@@ -59,7 +59,7 @@ def lif(
 
     Args:
         x: input current, (batch, time, *features); float16/bfloat16 run with float32 state.
-        alpha: decay exp(−1/τ) in (0, 1] (1 = IAF), float or tensor broadcastable to features.
+        alpha: decay exp(−1/τ) in [0, 1] (1 = IAF), float or tensor broadcastable to features.
         threshold: spike threshold θ > 0, float or tensor broadcastable to features.
         v_init: post-reset membrane before the first step, (batch, *features); zeros if None.
         subtract: amount removed per spike (default: threshold).

@@ -265,7 +265,7 @@ def alif_recurrent(
         weight: recurrent weight (N, N), x's dtype and device; bias: (N,) or None.
         alpha, rho, beta, b0, v_init, b_init, min_v_mem, max_spikes, surrogate, reset,
             gradient, backend: as in :func:`alif`.
-        syn_decay: synaptic decay c in (0, 1] (None: no synaptic current); i_init: its state
+        syn_decay: synaptic decay c in [0, 1] (None: no synaptic current); i_init: its state
             (batch, *features), zeros if None. sinabs' ALIF with tau_syn and norm_input is
             c = α_syn · (1 − α) with norm_input=False.
         norm_input: scale the current by (1 − α).

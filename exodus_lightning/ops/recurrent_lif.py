@@ -263,7 +263,7 @@ def lif_recurrent(
         weight: recurrent weight (N, N), x's dtype and device; bias: (N,) or None.
         alpha, threshold, v_init, subtract, min_v_mem, max_spikes, surrogate, reset, gradient,
             backend: as in :func:`lif`.
-        beta: synaptic decay in (0, 1] (None: no synaptic current); i_init: its state
+        beta: synaptic decay in [0, 1] (None: no synaptic current); i_init: its state
             (batch, *features), zeros if None.
         decay_early: the synaptic current's form (see above; sinabs' is True).
         norm_input: scale the current by (1 − α).

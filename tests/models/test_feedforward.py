@@ -131,3 +131,43 @@ def test_adaptive_and_recurrent_hidden_layers(neuron, recurrent, layer_type):
     assert out.shape == (2, 15, 3)
     out.square().sum().backward()
     assert network.layers[1].weight.grad.abs().sum() > 0
+
+
+def _leaky_integrator_readout(currents: torch.Tensor, tau: float) -> torch.Tensor:
+    """SE-adLIF's readout (Baronig et al. 2025, its LI layer): u_t = α·u_{t−1} + (1 − α)·I_t."""
+    alpha = torch.exp(torch.tensor(-1.0 / tau))
+    u, out = torch.zeros_like(currents[:, 0]), []
+    for current in currents.unbind(1):
+        u = alpha * u + (1 - alpha) * current
+        out.append(u)
+    return torch.stack(out, 1)
+
+
+@pytest.mark.parametrize("config", ["shd_adlif", "ssc_adlif"])
+def test_se_adlif_configs_have_the_authors_normalised_readout(config):
+    yaml = pytest.importorskip("yaml")
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "configs" / f"{config}.yaml"
+    init_args = yaml.safe_load(path.read_text())["model"]["network"]["init_args"]
+    network = FeedForwardSNN((140,), 20, **init_args | {"hidden_sizes": [48]})
+    captured = {}
+    network.layers[-2].register_forward_hook(lambda module, args, out: captured.update(
+        spikes=args[0], currents=out))
+    x = torch.rand(3, 30, 140) * 6  # strong enough for the adLIF layers to spike
+    out = network(x)
+    assert captured["spikes"].sum() > 0  # the readout sees spikes, not only its bias
+    torch.testing.assert_close(
+        out, _leaky_integrator_readout(captured["currents"], init_args["readout_tau_mem"]))
+
+
+def test_readout_norm_input_needs_readout_neurons():
+    plain = FeedForwardSNN((4,), 3, hidden_sizes=(8,), readout_tau_mem=15.0)
+    normed = FeedForwardSNN((4,), 3, hidden_sizes=(8,), readout_tau_mem=15.0,
+                            readout_norm_input=True)
+    normed.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 10, 4) * 3
+    network_gain = 1 / (1 - torch.exp(torch.tensor(-1 / 15.0)))
+    torch.testing.assert_close(plain(x), normed(x) * network_gain)
+    with pytest.raises(ValueError, match="readout_norm_input=True needs neurons"):
+        FeedForwardSNN((4,), 3, readout="linear", readout_norm_input=True)

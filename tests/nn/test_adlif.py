@@ -167,8 +167,11 @@ def test_states_persist_reset_and_follow_a_new_batch_size():
     layer.reset_states()
     assert not layer.u.any() and not layer.w.any()
     assert not torch.equal(layer(x), second)  # the second call started from (u, w), not zeros
-    layer(x[:1])
+    layer(x)
+    on_new_batch_size = layer(x[:1])  # starts from rest, as the authors' layer (not resampled)
     assert layer.u.shape == (1, 10)
+    layer.reset_states()
+    assert torch.equal(on_new_batch_size, layer(x[:1]))
     state = layer.state_dict()
     fresh = _layer(seed=9)
     fresh.load_state_dict(state)

@@ -4,6 +4,7 @@ same inputs and settings, and on their own (errors, trainable parameters, state 
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import pytest
 import torch
@@ -169,3 +170,19 @@ def test_setting_a_fixed_subtract_value_later_is_refused():
         layer.subtract_value = 0.3
     layer.reset_fn = ours.MembraneReset()
     assert layer.reset == "zero"
+
+
+def test_training_the_threshold_with_a_reset_to_zero_warns_and_is_indeed_inert():
+    with pytest.warns(UserWarning, match="train_threshold and train_adapt_scale with a reset to "
+                                         "zero train nothing"):
+        layer = enn.ALIF(10.0, 50.0, train_threshold=True, train_adapt_scale=True,
+                         reset_fn=ours.MembraneReset())
+    x = torch.rand(2, 40, 6) * 3
+    spikes = layer(x)
+    assert spikes.sum() > 0
+    spikes.sum().backward()
+    for name in ("b0", "adapt_scale", "tau_adapt"):
+        assert torch.count_nonzero(getattr(layer, name).grad) == 0, name
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        enn.ALIF(10.0, 50.0, train_threshold=True)  # subtracting: they learn, no warning

@@ -477,3 +477,19 @@ def test_max_spike_with_a_whole_float_as_sinabs():
     assert torch.equal(enn.LIF(5.0, spike_fn=sa.MaxSpike(2.0))(x), expected)
     with pytest.raises(ours.UnsupportedActivationError, match="whole number"):
         enn.LIF(5.0, spike_fn=sa.MaxSpike(2.5))
+
+
+@pytest.mark.parametrize("build", [
+    lambda m, tau: m.LIF(tau, record_states=True),
+    lambda m, tau: m.LIF(tau, tau_syn=tau, record_states=True),
+    lambda m, tau: m.ExpLeak(tau, record_states=True),
+    lambda m, tau: m.ALIF(tau, tau, record_states=True),
+], ids=["lif", "lif_syn", "exp_leak", "alif"])
+def test_time_constants_so_small_that_alpha_rounds_to_zero_as_sinabs(build):
+    """exp(−1/τ) of τ < ~0.0096 is 0 in float32: a neuron without memory, which sinabs runs."""
+    x = torch.rand(2, 12, 5, generator=torch.Generator().manual_seed(1)) * 3
+    tau = torch.tensor([0.001, 0.005, 0.009, 0.5, 5.0])
+    theirs, mine = build(sinabs_layers, tau), build(enn, tau)
+    torch.testing.assert_close(mine(x), theirs(x), rtol=0, atol=0)
+    if not isinstance(mine, enn.ALIF):  # sinabs' ALIF records step t + 1's v_mem (documented)
+        torch.testing.assert_close(mine.recordings["v_mem"], theirs.recordings["v_mem"])

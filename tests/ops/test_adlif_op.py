@@ -182,7 +182,7 @@ def test_infinite_input_with_the_detached_reset_keeps_the_gradient_finite():
 
 @pytest.mark.parametrize("kwargs, error, pattern", [
     (dict(alpha=1.5), ValueError, "alpha must lie in"),
-    (dict(alpha=0.0), ValueError, "alpha must lie in"),
+    (dict(alpha=-0.1), ValueError, "alpha must lie in"),
     (dict(beta=-0.1), ValueError, "beta must lie in"),
     (dict(a=float("inf")), ValueError, "a must be finite"),
     (dict(b=torch.tensor([1.0, float("nan"), 1.0])), ValueError, "b must be finite"),

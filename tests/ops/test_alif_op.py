@@ -158,7 +158,7 @@ def test_nan_input_is_visible_in_the_spikes():
     (dict(beta=-0.1), ValueError, "beta must be finite and >= 0"),
     (dict(b0=0.0), ValueError, "b0 must be > 0"),
     (dict(b0=0.5, min_v_mem=0.6), ValueError, "b0 must be > min_v_mem"),
-    (dict(alpha=0.0), ValueError, "alpha must lie in"),
+    (dict(alpha=-0.1), ValueError, "alpha must lie in"),
     (dict(b_init=torch.zeros(3, 4)), ValueError, r"b_init must have shape \(batch, \*features\)"),
     (dict(max_spikes=0), ValueError, "max_spikes"),
     (dict(reset="hard"), ValueError, "reset must be one of"),

@@ -13,7 +13,7 @@ X = torch.full((2, 4, 3), 2.0)
 
 # (alpha, threshold) that must be refused, and the error's start.
 BAD = {
-    "alpha=1.5": (1.5, 1.0, "alpha must lie in (0, 1]"),
+    "alpha=1.5": (1.5, 1.0, "alpha must lie in [0, 1]"),
     "threshold=-1": (0.9, -1.0, "threshold must be > 0"),
     "threshold=0": (0.9, 0.0, "threshold must be > 0"),
 }

@@ -14,8 +14,8 @@ X = torch.randn(2, 5, 3)
     (dict(x=torch.randn(5)), ValueError, "x must have shape"),
     (dict(x=torch.ones(2, 5, 3, dtype=torch.int64)), TypeError, "x must be a floating"),
     (dict(x=[[1.0]]), TypeError, "x must be a torch.Tensor"),
-    (dict(alpha=0.0), ValueError, r"alpha must lie in \(0, 1\]"),
-    (dict(alpha=1.2), ValueError, r"alpha must lie in \(0, 1\]"),
+    (dict(alpha=-0.1), ValueError, r"alpha must lie in \[0, 1\]"),
+    (dict(alpha=1.2), ValueError, r"alpha must lie in \[0, 1\]"),
     (dict(alpha=torch.tensor([0.5, 0.9, 1.5])), ValueError, "alpha must lie"),
     (dict(alpha=torch.rand(4)), ValueError, "alpha of shape .* does not broadcast"),
     (dict(alpha=torch.tensor([1, 1, 1])), TypeError, "alpha must be a floating tensor"),
@@ -150,3 +150,30 @@ def test_numpy_scalars_are_numbers():
         assert torch.equal(got, expected)
     with pytest.raises(ValueError, match="max_spikes must be None"):
         ops.lif(X, 0.9, 1.0, max_spikes=np.float64(2.0))
+
+
+@pytest.mark.parametrize("op", ["lif", "leaky", "alif", "adlif"])
+@pytest.mark.parametrize("backend", ["extension", "reference"])
+def test_alpha_zero_is_a_neuron_without_memory(op, backend):
+    """α = 0 (what exp(−1/τ) of a tiny τ rounds to) is allowed: the state is this step's input
+    alone; the backends agree on values and gradients, which are finite."""
+    x = torch.randn(2, 6, 3, dtype=torch.float64, requires_grad=True)
+    alpha = torch.tensor([0.0, 0.5, 0.0], dtype=torch.float64, requires_grad=True)
+    calls = {
+        "lif": lambda b: ops.lif(x, alpha, 1.0, max_spikes=None, backend=b)[:2],
+        "leaky": lambda b: ops.leaky_integrate(x, alpha, backend=b)[:1],
+        "alif": lambda b: ops.alif(x, alpha, 0.9, 0.5, 1.0, backend=b)[:2],
+        "adlif": lambda b: ops.adlif(x, alpha, 0.9, 0.5, 0.5, backend=b)[:2],
+    }
+    outputs, reference = calls[op](backend), calls[op]("reference")
+    for got, expected in zip(outputs, reference):
+        torch.testing.assert_close(got, expected)
+    if op == "leaky":
+        torch.testing.assert_close(outputs[0][..., 0], x[..., 0])  # no memory at α = 0
+    weights = [torch.randn_like(o) for o in outputs]
+    grads, grads_reference = (
+        torch.autograd.grad(sum((o * w).sum() for o, w in zip(outs, weights)), (x, alpha))
+        for outs in (outputs, reference))
+    for got, expected in zip(grads, grads_reference):
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got, expected)
