@@ -53,6 +53,11 @@ class StatefulLayer(nn.Module):
         return self._states()[0].shape if self.is_state_initialised() else None
 
     @property
+    def does_spike(self) -> bool:
+        """Whether the layer emits spikes (sinabs' ``does_spike``); the spiking layers say True."""
+        return False
+
+    @property
     def firing_rate(self) -> Tensor:
         """Mean output of the last forward call (spikes per neuron and step for spiking
         layers; sinabs reports it for ExpLeak too), with its graph."""
