@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 
+from exodus_lightning import nn as enn
 from exodus_lightning.callbacks import (
     PredictionWriter,
     ProgressBar,
@@ -31,6 +32,7 @@ from exodus_lightning.callbacks.figures import (
     confusion_matrix_figure,
     figure_to_image,
 )
+from exodus_lightning.callbacks.spike_activity import saturated_layer_advice, silent_layer_advice
 from exodus_lightning.loggers import WandbLogger, wandb_credentials_found
 from exodus_lightning.models import FeedForwardSNN
 from exodus_lightning.tasks import SpikingClassifier
@@ -280,3 +282,11 @@ def test_importing_the_callbacks_leaves_the_matplotlib_backend_alone():
             "print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "svg"
+
+
+def test_activity_advice_names_the_threshold_argument_of_each_layer():
+    """ALIF's spike_threshold state is the adapted threshold; adLIF's argument is threshold."""
+    alif = enn.ALIF(tau_mem=5.0, tau_adapt=10.0, spike_threshold=0.5)
+    assert silent_layer_advice(alif).startswith("lower spike_threshold (now 0.5)")
+    adlif = enn.adLIF(4, threshold=2.0)
+    assert saturated_layer_advice(adlif).startswith("raise threshold (now 2), or scale down")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
 from torch.utils.data import DataLoader, TensorDataset
 
 from exodus_lightning import nn as enn
@@ -39,12 +40,30 @@ class Tiny(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def fit(model: L.LightningModule, guard: NonFiniteGuard | None, tmp_path) -> None:
+def fit(model: L.LightningModule, guard: NonFiniteGuard | None, tmp_path, plugins=None
+        ) -> L.Trainer:
     data = DataLoader(TensorDataset(torch.rand(40, 7, 4) * 2), batch_size=4)
     callbacks = [guard] if guard else []
-    L.Trainer(max_epochs=1, callbacks=callbacks, logger=False, enable_checkpointing=False,
-              enable_progress_bar=False, enable_model_summary=False,
-              default_root_dir=tmp_path).fit(model, data)
+    trainer = L.Trainer(max_epochs=1, callbacks=callbacks, logger=False, plugins=plugins,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, data)
+    return trainer
+
+
+def fp16_mixed_precision() -> MixedPrecision:
+    """precision="16-mixed" as on a GPU: Lightning's own plugin and gradient scaler (on the
+    CPU, where Lightning would pick bf16 without a scaler)."""
+    return MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
+
+
+class Overflowing(Tiny):
+    """Its scaled gradients overflow float16 until the scaler has lowered its scale (65536 at
+    first) below about 260; the unscaled ones are small."""
+
+    def training_step(self, batch, batch_idx):
+        (x,) = batch
+        return self.fc(x).float().mean() * 1000.0
 
 
 @pytest.mark.parametrize(("poison", "message"), [
@@ -62,6 +81,24 @@ def test_finite_training_is_untouched_and_the_guard_can_be_off(tmp_path):
     fit(Tiny("state"), NonFiniteGuard(every_n_steps=0), tmp_path)
     with pytest.raises(ValueError, match="every_n_steps"):
         NonFiniteGuard(every_n_steps=-1)
+
+
+def test_fp16_mixed_precision_overflow_steps_are_left_to_the_gradient_scaler(tmp_path):
+    """The scaler skips the steps whose scaled gradients overflow and lowers its scale; the
+    guard must not stop the run there (it did: 'non-finite gradient ... step 0')."""
+    model = Overflowing()
+    trainer = fit(model, NonFiniteGuard(), tmp_path, plugins=[fp16_mixed_precision()])
+    assert trainer.precision_plugin.scaler.get_scale() < 65536.0 / 2**7  # it did overflow
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+@pytest.mark.parametrize(("poison", "message"), [
+    ("input", r"non-finite training loss at epoch 0, step 3"),
+    ("parameter", r"non-finite parameter 'fc\.bias' at epoch 0, step 3"),
+])
+def test_fp16_mixed_precision_runs_still_stop_at_non_finite_values(poison, message, tmp_path):
+    with pytest.raises(NonFiniteError, match=message):
+        fit(Tiny(poison), NonFiniteGuard(), tmp_path, plugins=[fp16_mixed_precision()])
 
 
 def test_the_cli_guards_every_run_by_default(tmp_path, monkeypatch):

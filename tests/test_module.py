@@ -79,6 +79,58 @@ def test_firing_rate_regulariser_adds_its_penalty():
     assert penalty > 0
 
 
+@pytest.mark.parametrize("neuron", ["iaf", "alif", "adlif"])
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_every_kind_of_spiking_layer_is_recorded_and_penalised(neuron, recurrent):
+    """Not only LIF: ALIF and adLIF networks get the rate penalty and the spike records."""
+    torch.manual_seed(0)
+    network = FeedForwardSNN((6,), 3, hidden_sizes=(16,), neuron=neuron, recurrent=recurrent,
+                             spike_threshold=0.3)
+    plain = SpikingClassifier(network, num_classes=3)
+    regularised = SpikingClassifier(network, num_classes=3, firing_rate_weight=2.0)
+    assert regularised.spiking_layer_names == ["layers.2"]  # the readout is an ExpLeak
+    batch = ((torch.rand(4, 10, 6) < 0.6).float() * 3, torch.tensor([0, 1, 2, 0]))
+    for model in (plain, regularised):
+        model.log = lambda *args, **kwargs: None  # no Trainer attached
+    base = plain.training_step(batch, 0)
+    total = regularised.training_step(batch, 0)
+    rate = regularised.layer_spikes["layers.2"].mean()
+    assert regularised.layer_spikes["layers.2"].shape == (4, 10, 16)
+    assert rate > 0
+    torch.testing.assert_close(total, base + 2.0 * rate**2)
+
+
+def test_squeeze_layers_are_recorded_as_batch_time_features():
+    network = nn.Sequential(enn.FlattenTime(), nn.Linear(6, 5),
+                            enn.LIFSqueeze(num_timesteps=10, tau_mem=5.0),
+                            enn.UnflattenTime(num_timesteps=10), nn.Linear(5, 3))
+    model = SpikingClassifier(network, num_classes=3)
+    model(torch.rand(4, 10, 6))
+    assert model.layer_spikes["2"].shape == (4, 10, 5)
+
+
+def test_a_rate_penalty_without_spiking_layers_is_an_error():
+    network = nn.Sequential(nn.Linear(6, 3), enn.ExpLeak(tau_mem=5.0))
+    SpikingClassifier(network, num_classes=3)  # without the penalty: fine
+    with pytest.raises(ValueError, match="firing_rate_weight=0.5 but the network has no spiking "
+                                         "layer"):
+        SpikingClassifier(network, num_classes=3, firing_rate_weight=0.5)
+
+
+@pytest.mark.parametrize("outputs", [2, 4])
+def test_the_network_must_output_num_classes(outputs):
+    network = nn.Sequential(nn.Linear(6, outputs), enn.ExpLeak(tau_mem=5.0))
+    model = SpikingClassifier(network, num_classes=3)
+    model.log = lambda *args, **kwargs: None
+    batch = (torch.rand(4, 10, 6), torch.tensor([0, 1, 0, 1]))
+    message = (rf"the network returns {outputs} classes .* but num_classes=3: make the "
+               rf"network's last layer '0' \(Linear, {outputs} outputs\) output 3 features")
+    for step in (model.training_step, model.validation_step, model.test_step,
+                 model.predict_step):
+        with pytest.raises(ValueError, match=message):
+            step(batch, 0)
+
+
 def test_predict_step_returns_classes_confidences_and_targets():
     model = make_classifier(readout_loss="max_membrane")
     x = torch.rand(5, 8, 6)

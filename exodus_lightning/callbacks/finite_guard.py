@@ -38,9 +38,15 @@ class NonFiniteGuard(L.Callback):
     """Stop the run at the first NaN or ±inf in the training loss, a gradient, a parameter or a
     layer state, naming the tensor and the step, instead of training on with it.
 
-    Checks after each backward pass (loss and gradients) and after each optimiser step
-    (parameters and states), every ``every_n_steps`` steps (0: never). Each check reduces all
-    tensors on their device and reads one flag back: one host synchronisation per check.
+    Checks the gradients just before each optimiser step (after a gradient scaler has unscaled
+    them) and the loss, parameters and states after it, every ``every_n_steps`` steps (0:
+    never). Each check reduces all tensors on their device and reads one flag back: one host
+    synchronisation per check.
+
+    Under fp16 mixed precision (``precision="16-mixed"``) the gradient scaler owns the
+    gradients: an inf or NaN in them is its routine overflow signal, on which it skips the step
+    and lowers its scale, so the guard leaves them to it and checks the loss, parameters and
+    states only.
     """
 
     def __init__(self, every_n_steps: int = 1) -> None:
@@ -61,9 +67,11 @@ class NonFiniteGuard(L.Callback):
                 f"(--trainer.gradient_clip_val) or look for NaN/inf in the inputs; "
                 f"--non_finite_guard.every_n_steps sets how often this is checked")
 
-    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        step = trainer.global_step  # the optimiser step this backward pass is for
-        if self._due(step):
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                                 optimizer: torch.optim.Optimizer) -> None:
+        step = trainer.global_step  # the optimiser step about to be taken
+        # A scaler skips a step whose gradients overflowed; the parameters stay finite.
+        if self._due(step) and getattr(trainer.precision_plugin, "scaler", None) is None:
             self._check(trainer, step, ((f"gradient of {name!r}", p.grad)
                                         for name, p in pl_module.named_parameters()))
 

@@ -25,10 +25,20 @@ def _value(parameter: Tensor | float | None) -> str:
     return f"{parameter:g}"
 
 
+def _threshold(layer: nn.Module) -> tuple[str, str]:
+    """The argument that sets the layer's threshold, and its value: ALIF's base threshold b0
+    (its spike_threshold state is the adapted one), adLIF's threshold."""
+    if hasattr(layer, "b0"):
+        return "spike_threshold", _value(layer.b0)
+    if hasattr(layer, "spike_threshold"):
+        return "spike_threshold", _value(layer.spike_threshold)
+    return "threshold", _value(getattr(layer, "threshold", None))
+
+
 def silent_layer_advice(layer: nn.Module) -> str:
     """What to change so that `layer`'s membrane reaches its threshold."""
-    threshold = _value(getattr(layer, "spike_threshold", None))
-    advice = [f"lower spike_threshold (now {threshold})"]
+    name, threshold = _threshold(layer)
+    advice = [f"lower {name} (now {threshold})"]
     tau = getattr(layer, "tau_mem", None)
     if getattr(layer, "norm_input", False) and tau is not None:
         scale = 1 - math.exp(-1 / float(torch.as_tensor(tau).detach().float().mean()))
@@ -40,8 +50,8 @@ def silent_layer_advice(layer: nn.Module) -> str:
 
 def saturated_layer_advice(layer: nn.Module) -> str:
     """What to change so that `layer` stops firing at (nearly) every step."""
-    threshold = _value(getattr(layer, "spike_threshold", None))
-    advice = [f"raise spike_threshold (now {threshold})"]
+    name, threshold = _threshold(layer)
+    advice = [f"raise {name} (now {threshold})"]
     if getattr(layer, "max_spikes_per_step", 1) != 1:
         advice.append("set max_spikes_per_step=1 (one spike per step at most)")
     advice.append("or scale down the weights or inputs that feed it")

@@ -179,6 +179,11 @@ class adLIF(StatefulLayer):
         self.a.clamp_(*self.a_range)
         self.b.clamp_(*self.b_range)
 
+    @property
+    def does_spike(self) -> bool:
+        """True: the layer emits spikes (sinabs' ``does_spike``)."""
+        return True
+
     # --- forward --------------------------------------------------------------------------
 
     def forward(self, x: Tensor) -> Tensor:

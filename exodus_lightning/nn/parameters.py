@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from exodus_lightning.ops import broadcasts_to_features
+from exodus_lightning.ops._arguments import warn_if_channel_axis_ambiguous
 from exodus_lightning.ops.value_checks import check_values, value_check
 
 Value = float | Tensor
@@ -164,6 +165,8 @@ def check_broadcast(name: str, value: Tensor | None, x: Tensor) -> None:
                          f"shape {features} of the input {tuple(x.shape)}; use a scalar, one "
                          f"value per neuron {features}, or per channel (C, 1, 1) for conv "
                          f"features")
+    # The layer's own name for it (tau_mem, not the op's alpha); the op then stays quiet.
+    warn_if_channel_axis_ambiguous(name, value.shape, features)
 
 
 def check_max_spikes(max_spikes_per_step: int | None) -> None:

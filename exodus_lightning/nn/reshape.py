@@ -7,9 +7,13 @@ which unfold and refold around their own dynamics, or unfolds explicitly (``Unfl
 
 from __future__ import annotations
 
+import warnings
+
+import torch
 from torch import Tensor, nn
 
 from .parameters import ShapeError
+from .stateful import _caller_outside_the_libraries
 
 
 class SizeArgumentError(ValueError, TypeError):
@@ -54,6 +58,28 @@ def unflatten_time(owner: str, x: Tensor, batch_size: int, num_timesteps: int) -
     return x.unflatten(0, (batch_size, num_timesteps))
 
 
+def _warn_if_time_changed(module: nn.Module, owner: str, num_timesteps: int) -> None:
+    """With only batch_size given, warn (once per module) when a call infers another number of
+    time steps than the first call: most likely a batch of another size (an epoch's smaller
+    last batch) whose frames were read as batch_size samples of fewer steps, each from rest."""
+    if (module.num_timesteps > 0 or module.__dict__.get("_warned_time_change")
+            or torch.compiler.is_compiling()):
+        return
+    first = module.__dict__.setdefault("_first_num_timesteps", num_timesteps)
+    if num_timesteps == first:
+        return
+    module._warned_time_change = True
+    warnings.warn(
+        f"{owner}(batch_size={module.batch_size}) read its input of "
+        f"{module.batch_size * num_timesteps} frames as {module.batch_size} samples of "
+        f"{num_timesteps} steps, but its first input had {first} steps per sample: if this "
+        f"batch holds fewer samples (an epoch's last batch), its samples were cut into pieces "
+        f"that each start from rest. Give num_timesteps={first} instead of batch_size (it "
+        f"fits any batch size), or set the batch size before such a call "
+        f"(exodus_lightning.nn.set_batch_size). As sinabs, this is not an error.",
+        stacklevel=_caller_outside_the_libraries())
+
+
 class FlattenTime(nn.Flatten):
     """(batch, time, *features) -> (batch·time, *features)."""
 
@@ -62,7 +88,8 @@ class FlattenTime(nn.Flatten):
 
 
 class UnflattenTime(nn.Module):
-    """(batch·time, *features) -> (batch, time, *features); give batch_size or num_timesteps."""
+    """(batch·time, *features) -> (batch, time, *features); give batch_size or num_timesteps
+    (the robust choice, see SqueezeMixin)."""
 
     def __init__(self, batch_size: int | None = None, num_timesteps: int | None = None) -> None:
         super().__init__()
@@ -70,7 +97,9 @@ class UnflattenTime(nn.Module):
                                                            num_timesteps)
 
     def forward(self, x: Tensor) -> Tensor:
-        return unflatten_time("UnflattenTime", x, self.batch_size, self.num_timesteps)
+        unfolded = unflatten_time("UnflattenTime", x, self.batch_size, self.num_timesteps)
+        _warn_if_time_changed(self, "UnflattenTime", unfolded.shape[1])
+        return unfolded
 
     def extra_repr(self) -> str:
         return _sizes_repr(self.batch_size, self.num_timesteps)
@@ -88,6 +117,11 @@ class SqueezeMixin:
     ``batch_size`` and ``num_timesteps`` are the only positional arguments (the layer's own
     pass through as keywords), ints with -1 for the one not given, and may be changed later
     (``set_batch_size``).
+
+    ``num_timesteps`` is the robust choice: the batch size is then read from each input, so a
+    smaller last batch is unfolded right. With only ``batch_size`` an input of another batch
+    size whose frame count is still divisible by it is unfolded into the wrong samples (as in
+    sinabs); the layer warns (once) when the time steps it infers differ from its first call's.
     """
 
     def __init__(self, batch_size: int | None = None, num_timesteps: int | None = None,
@@ -100,6 +134,7 @@ class SqueezeMixin:
 
     def forward(self, x: Tensor) -> Tensor:
         unfolded = unflatten_time(type(self).__name__, x, self.batch_size, self.num_timesteps)
+        _warn_if_time_changed(self, type(self).__name__, unfolded.shape[1])
         return super().forward(unfolded).flatten(0, 1)
 
     @property

@@ -19,16 +19,17 @@ saved the old one still works.
 from __future__ import annotations
 
 import copy
-import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from exodus_lightning.ops import state_dtype
+from exodus_lightning.ops._arguments import (
+    caller_outside_the_libraries as _caller_outside_the_libraries,
+)
 
 _EMPTY = torch.Size([0])
 
@@ -51,6 +52,11 @@ class StatefulLayer(nn.Module):
     def shape(self) -> torch.Size | None:
         """Shape of the states (batch, *features), None before they exist."""
         return self._states()[0].shape if self.is_state_initialised() else None
+
+    @property
+    def does_spike(self) -> bool:
+        """Whether the layer emits spikes (sinabs' ``does_spike``); the spiking layers say True."""
+        return False
 
     @property
     def firing_rate(self) -> Tensor:
@@ -207,19 +213,6 @@ class StatefulLayer(nn.Module):
         attributes.pop("_last_output", None)
         new.__setstate__(copy.deepcopy(attributes, memo))
         return new
-
-
-# Frames of these folders are skipped when a warning names the line that caused it.
-_LIBRARY_FOLDERS = (str(Path(__file__).resolve().parents[1]), str(Path(torch.__file__).parent))
-
-
-def _caller_outside_the_libraries() -> int:
-    """warnings.warn's stacklevel for the caller's first frame outside exodus_lightning and
-    torch: the user's line that called the model, not a module's forward."""
-    frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(_LIBRARY_FOLDERS):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def _saved_values_freed(node: torch.autograd.graph.Node) -> bool:

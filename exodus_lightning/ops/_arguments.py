@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -22,6 +25,10 @@ from .value_checks import check_values, value_check
 # The kernels hold the spike cap in a 32-bit int.
 MAX_SPIKES_LIMIT = 2**31 - 1
 _warned_fallback: set[str] = set()
+# (file, line, shape, features) of the calls already warned about an ambiguous channel axis.
+_warned_channel_axis: set[tuple] = set()
+# Frames of these folders are skipped when a warning names the line that caused it.
+_LIBRARY_FOLDERS = (str(Path(__file__).resolve().parents[1]), str(Path(torch.__file__).parent))
 
 
 Number = int | float
@@ -71,6 +78,7 @@ def parameter(name: str, value: float | Tensor, x: Tensor) -> Tensor:
         raise ValueError(f"{name} of shape {tuple(value.shape)} does not broadcast to the feature "
                          f"shape {tuple(features)} of x {tuple(x.shape)}; per-channel values of "
                          f"conv features need shape (C, 1, 1)")
+    warn_if_channel_axis_ambiguous(name, value.shape, features)
     if value.dim() > len(features):
         value = value.squeeze(0)  # the batch axis of (1, *features)
     return value.to(state_dtype(x))
@@ -84,6 +92,59 @@ def broadcasts_to_features(shape: Sequence[int], features: Sequence[int]) -> boo
         return tuple(torch.broadcast_shapes(tuple(shape), target)) == target
     except RuntimeError:
         return False
+
+
+def channel_axis_ambiguity(name: str, shape: Sequence[int], features: Sequence[int]
+                           ) -> str | None:
+    """Why a parameter of this shape may not do what was meant on these features, or None.
+
+    A parameter with fewer axes than the features lines up with their last axes (broadcasting),
+    so (C,) on conv features (C, H, W) gives one value per column, not per channel. It is
+    accepted when W == C (an error otherwise), so a per-channel intent would silently be
+    per-column: the case flagged is a parameter with fewer axes than the features whose first
+    axis has the size C = features[0] > 1 of the channel axis but lines up with a later axis.
+    """
+    shape, features = tuple(shape), tuple(features)
+    if len(shape) > len(features):
+        shape = shape[1:]  # the batch axis of (1, *features)
+    axis = len(features) - len(shape)  # the feature axis that shape[0] lines up with
+    # An explicit leading 1, as in (1, 1, W), says which axis was meant.
+    if not shape or axis < 1 or shape[0] == 1 or shape[0] != features[0]:
+        return None
+    per_channel = (features[0],) + (1,) * (len(features) - 1)
+    as_given = (1,) * axis + shape
+    return (f"{name} of shape {shape} on features {features} broadcasts along feature axis "
+            f"{axis} (size {features[axis]}), not along the channels (axis 0, also of size "
+            f"{features[0]}); for one value per channel give it shape {per_channel}, for what "
+            f"it does now write shape {as_given} to silence this warning")
+
+
+def warn_if_channel_axis_ambiguous(name: str, shape: Sequence[int], features: Sequence[int]
+                                   ) -> None:
+    """Warn once per calling line of user code (and shape) when ``channel_axis_ambiguity``
+    finds the parameter's shape ambiguous."""
+    if torch.compiler.is_compiling():
+        return
+    message = channel_axis_ambiguity(name, shape, features)
+    if message is None:
+        return
+    level = caller_outside_the_libraries()
+    frame = sys._getframe(level - 1)
+    key = (frame.f_code.co_filename, frame.f_lineno, tuple(shape), tuple(features))
+    if key in _warned_channel_axis:
+        return  # a layer's own check and its op's see the same parameter
+    _warned_channel_axis.add(key)
+    warnings.warn(message, stacklevel=level)
+
+
+def caller_outside_the_libraries() -> int:
+    """warnings.warn's stacklevel, seen from the function that calls this one, for the first
+    frame outside exodus_lightning and torch: the user's line that called the model, not a
+    module's forward."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_LIBRARY_FOLDERS):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 @value_check()

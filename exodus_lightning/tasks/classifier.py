@@ -24,15 +24,32 @@ def default_optimizer(parameters: Iterable) -> torch.optim.Optimizer:
     return torch.optim.Adam(parameters, lr=1e-3)
 
 
+def _last_layer(network: nn.Module) -> str:
+    """Name and type of the last layer that sets a width (out_features / out_channels), else
+    of the last leaf module."""
+    leaves = [(name, m) for name, m in network.named_modules() if not list(m.children())]
+    sized = [(name, m) for name, m in leaves
+             if hasattr(m, "out_features") or hasattr(m, "out_channels")]
+    name, layer = (sized or leaves or [("", network)])[-1]
+    width = getattr(layer, "out_features", getattr(layer, "out_channels", None))
+    size = f", {width} outputs" if width is not None else ""
+    return f"'{name or type(network).__name__}' ({type(layer).__name__}{size})"
+
+
 class SpikingClassifier(L.LightningModule):
     """Classifies (batch, time, *input_shape) spike tensors with `network`.
 
     The network maps inputs to (batch, time, num_classes); `readout_loss` turns that into a loss
-    and class scores (see tasks.readout). Every spiking layer (nn.LIF, nn.IAF) inside the
-    network has its states reset before each batch and its spike rate (spikes per neuron per
-    step) logged as spike_rate/<layer name>. With firing_rate_weight w > 0 the training loss adds
+    and class scores (see tasks.readout); its last axis must have num_classes entries. Every
+    layer with states (exodus_lightning.nn) has them reset before each batch; every spiking one
+    (``does_spike``: LIF, IAF, ALIF, adLIF, their Squeeze and Recurrent variants; not ExpLeak)
+    has its spikes kept in ``layer_spikes`` (name -> (batch, time, *features)) for the
+    callbacks, and its spike rate (spikes per neuron per step) logged as
+    spike_rate/<layer name>. With firing_rate_weight w > 0 the training loss adds
 
         w · Σ_layers (mean spike rate of the layer − target_firing_rate)²
+
+    (an error at construction if the network has no spiking layer to penalise).
 
     Logged: train/loss, train/acc, val/loss, val/acc, test/loss, test/acc; after testing the
     confusion matrix is in `test_confusion_matrix` (rows: true class, columns: predicted).
@@ -91,15 +108,32 @@ class SpikingClassifier(L.LightningModule):
         self.layer_spikes: dict[str, Tensor] = {}
         self.spiking_layer_names = []
         for name, layer in self.network.named_modules():
-            if isinstance(layer, enn.LIF):
+            if isinstance(layer, enn.StatefulLayer) and layer.does_spike:
                 self.spiking_layer_names.append(name)
                 layer.register_forward_hook(self._record_spikes(name))
+        if self.firing_rate_weight > 0 and not self.spiking_layer_names:
+            raise ValueError(
+                f"firing_rate_weight={firing_rate_weight} but the network has no spiking layer "
+                "to penalise (an exodus_lightning.nn layer whose does_spike is True: LIF, IAF, "
+                "ALIF, adLIF or their variants); set firing_rate_weight=0 or use those layers")
 
     def _record_spikes(self, name: str) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: Tensor) -> None:
-            self.layer_spikes[name] = output
+            # The layer's (batch, time, *features) spikes: a Squeeze layer returns them folded
+            # to (batch·time, *features), which the callbacks would read as batch rows.
+            self.layer_spikes[name] = module.__dict__.get("_last_output", output)
 
         return hook
+
+    def _check_outputs(self, outputs: Tensor) -> None:
+        """The network's last axis must hold one entry per class."""
+        if outputs.dim() < 1 or outputs.shape[-1] == self.num_classes:
+            return
+        raise ValueError(
+            f"the network returns {outputs.shape[-1]} classes (output shape "
+            f"{tuple(outputs.shape)}) but num_classes={self.num_classes}: make the network's "
+            f"last layer {_last_layer(self.network)} output {self.num_classes} features, or "
+            f"set num_classes={outputs.shape[-1]}")
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, *input_shape) -> network output (batch, time, num_classes), from rest."""
@@ -111,9 +145,10 @@ class SpikingClassifier(L.LightningModule):
               ) -> Tensor:
         x, targets = batch
         outputs = self(x)
+        self._check_outputs(outputs)
         loss = readout_loss(outputs, targets, self.readout_loss)
         rates = {name: spikes.mean() for name, spikes in self.layer_spikes.items()}
-        if stage == "train" and self.firing_rate_weight > 0 and rates:
+        if stage == "train" and self.firing_rate_weight > 0:
             penalty = sum((rate - self.target_firing_rate) ** 2 for rate in rates.values())
             loss = loss + self.firing_rate_weight * penalty
         predictions = readout_logits(outputs, self.readout_loss).argmax(-1)
@@ -156,7 +191,9 @@ class SpikingClassifier(L.LightningModule):
         its softmax probability "confidence" (batch,), and "target" when the batch has one."""
         has_targets = isinstance(batch, (tuple, list)) and len(batch) > 1
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        logits = readout_logits(self(x), self.readout_loss)
+        outputs = self(x)
+        self._check_outputs(outputs)
+        logits = readout_logits(outputs, self.readout_loss)
         # The class as validation and test count it (argmax of the logits), its probability.
         predicted = logits.argmax(-1)
         confidence = logits.softmax(-1).gather(-1, predicted[:, None])[:, 0]

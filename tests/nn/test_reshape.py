@@ -85,3 +85,36 @@ def test_set_batch_size_and_sinabs_size_convention():
     # sinabs writes the size not given as -1; the constructor takes it back.
     copy = enn.IAFSqueeze(**net[0].arg_dict)
     assert (copy.batch_size, copy.num_timesteps) == (5, -1)
+
+
+@pytest.mark.parametrize("name", list(SQUEEZED))
+def test_a_smaller_last_batch_with_only_batch_size_warns_once(name):
+    """2 samples × 6 steps = 12 frames read by batch_size=4 as 4 × 3 (sinabs does the same):
+    a warning names num_timesteps= as the robust choice."""
+    plain_cls, squeeze_cls, kwargs = SQUEEZED[name]
+    layer = squeeze_cls(batch_size=4, **kwargs)
+    x = torch.rand(4, 6, 3) * 8
+    layer(x.flatten(0, 1))
+    with pytest.warns(UserWarning, match=rf"{name}Squeeze\(batch_size=4\) read its input of 12 "
+                                         r"frames as 4 samples of 3 steps, but its first input "
+                                         r"had 6 steps .* Give num_timesteps=6 instead of "
+                                         r"batch_size") as record:
+        layer(x[:2].flatten(0, 1))
+        layer(x[:2].flatten(0, 1))
+    ours = [w for w in record if "num_timesteps=6" in str(w.message)]
+    assert len(ours) == 1 and ours[0].filename == __file__  # at the caller's line
+
+
+def test_squeeze_sizes_that_keep_the_time_steps_do_not_warn(recwarn):
+    by_time = enn.LIFSqueeze(num_timesteps=6, tau_mem=5.0)
+    by_batch = enn.IAFSqueeze(batch_size=4)
+    unflatten = enn.UnflattenTime(batch_size=4)
+    for module in (by_time, by_batch, unflatten):
+        module(torch.rand(4 * 6, 3))
+    by_time(torch.rand(2 * 6, 3))  # a smaller last batch, unfolded right
+    enn.set_batch_size(by_batch, 2)
+    by_batch(torch.rand(2 * 6, 3))
+    unflatten(torch.rand(4 * 6, 3))
+    assert not [w for w in recwarn if "steps per sample" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"UnflattenTime\(batch_size=4\) .* of 3 steps"):
+        unflatten(torch.rand(2 * 6, 3))

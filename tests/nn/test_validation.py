@@ -9,6 +9,7 @@ import torch
 
 from exodus_lightning import nn as enn
 from exodus_lightning.nn import surrogate as sg
+from exodus_lightning.ops import _arguments
 
 
 @pytest.mark.parametrize(
@@ -166,3 +167,60 @@ def test_infinite_tau_with_input_normalisation_is_rejected():
         enn.LIF(tau_mem=float("inf"))
     assert enn.LIF(tau_mem=float("inf"), norm_input=False)(torch.ones(1, 3, 2)).sum() > 0
     assert enn.IAF()(torch.ones(1, 3, 2)).sum() > 0
+
+
+@pytest.fixture
+def fresh_channel_axis_warnings(monkeypatch):
+    """Each test sees the channel-axis warnings anew (they are given once per calling line)."""
+    monkeypatch.setattr(_arguments, "_warned_channel_axis", set())
+
+
+PER_CHANNEL = torch.tensor([2.0, 5.0, 10.0, 40.0])
+
+
+@pytest.mark.parametrize(("build", "name"), [
+    (lambda: enn.LIF(tau_mem=PER_CHANNEL), "tau_mem"),
+    (lambda: enn.IAF(spike_threshold=PER_CHANNEL / 10), "spike_threshold"),
+    (lambda: enn.ExpLeak(tau_mem=PER_CHANNEL), "tau_mem"),
+    (lambda: enn.ALIF(tau_mem=5.0, tau_adapt=PER_CHANNEL), "tau_adapt"),
+    (lambda: enn.LIFRecurrent(5.0, torch.nn.Flatten(), spike_threshold=PER_CHANNEL / 10,
+                              backend="reference"), "spike_threshold"),
+])
+def test_a_channel_sized_parameter_that_broadcasts_per_column_warns_once(
+        build, name, fresh_channel_axis_warnings):
+    """(C,) on (C, H, W) features with W == C: per column, not per channel (W != C: an error)."""
+    layer = build()
+    x = torch.rand(2, 3, 4, 5, 4)
+    with pytest.warns(UserWarning, match=rf"{name} of shape \(4,\) on features \(4, 5, 4\) "
+                                         r"broadcasts along feature axis 2 .* for one value per "
+                                         r"channel give it shape \(4, 1, 1\), for what it does "
+                                         r"now write shape \(1, 1, 4\)") as record:
+        for _ in range(2):
+            layer(x)
+    ours = [w for w in record if "broadcasts along feature axis" in str(w.message)]
+    assert len(ours) == 1 and ours[0].filename == __file__  # once, at the caller's line
+
+
+def test_the_functional_api_warns_about_a_channel_sized_parameter(fresh_channel_axis_warnings):
+    from exodus_lightning import ops
+
+    x = torch.rand(2, 3, 4, 5, 4)
+    with pytest.warns(UserWarning, match=r"alpha of shape \(4,\) on features \(4, 5, 4\)"):
+        ops.lif(x, torch.full((4,), 0.9), 1.0, backend="reference")
+
+
+@pytest.mark.parametrize(("shape", "features"), [
+    ((4, 1, 1), (4, 5, 4)),     # per channel, written out
+    ((1, 4, 1, 1), (4, 5, 4)),  # with sinabs' batch axis
+    ((1, 1, 4), (4, 5, 4)),     # per column, written out
+    ((4,), (4,)),               # 1-d features: one value per neuron
+    ((1, 4), (4,)),
+    ((4, 5, 4), (4, 5, 4)),     # one value per neuron
+    ((1,), (4, 5, 4)),          # one value for all
+    ((5,), (5, 3, 5)[1:]),      # (5,) on (3, 5): C = 3, not ambiguous
+])
+def test_explicit_or_unambiguous_parameter_shapes_do_not_warn(
+        shape, features, fresh_channel_axis_warnings, recwarn):
+    layer = enn.LIF(tau_mem=torch.full(shape, 5.0))
+    layer(torch.rand(2, 3, *features))
+    assert not [w for w in recwarn if "broadcasts along feature axis" in str(w.message)]
