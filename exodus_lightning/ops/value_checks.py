@@ -95,7 +95,9 @@ def _as_tensor(value: Value) -> Tensor | None:
     return torch.tensor(float(value), dtype=torch.float64)
 
 
-@torch.library.custom_op("exodus_lightning::check_values", mutates_args=())
+# Explicit schemas: torch 2.4-2.6 cannot infer one from postponed (string) annotations.
+@torch.library.custom_op("exodus_lightning::check_values", mutates_args=(),
+                         schema="(str key, str name, Tensor?[] values) -> ()")
 def _check_values_op(key: str, name: str, values: list[Tensor | None]) -> None:
     """Run the registered check ``key`` on the values; raise its error on a problem."""
     problem, _error = _PROBLEMS[key]
@@ -107,7 +109,8 @@ def _check_values_fake(key: str, name: str, values: list[Tensor | None]) -> None
     return None
 
 
-@torch.library.custom_op("exodus_lightning::raise_value_error", mutates_args=())
+@torch.library.custom_op("exodus_lightning::raise_value_error", mutates_args=(),
+                         schema="(str key, str message) -> ()")
 def _raise_value_error_op(key: str, message: str) -> None:
     """Raise check ``key``'s error when the compiled graph runs (it failed while tracing)."""
     _raise_if(key, message)
