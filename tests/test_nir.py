@@ -18,11 +18,30 @@ nir = pytest.importorskip("nir")
 from exodus_lightning.nir import (  # noqa: E402  (needs nir)
     NIRExportError,
     NIRImportError,
+    NIRImportWarning,
     NIRLossWarning,
     NIRNetwork,
     from_nir,
     to_nir,
 )
+from exodus_lightning.nir.export import HAS_V_RESET  # noqa: E402
+
+# The reset readers following the installed nir share: NIR >= 1.0.5 resets to v_reset (0).
+# (nir <= 1.0.4 subtracts, but newer readers read its files as v_reset = 0: both warn there.)
+EXACT_RESET = "zero" if HAS_V_RESET else "subtract"
+
+
+def lost_settings(record) -> list[str]:
+    """The settings the NIRLossWarnings in record name, one "layer: setting" each."""
+    return [line.strip() for warning in record if warning.category is NIRLossWarning
+            for line in str(warning.message).splitlines()[1:]]
+
+
+def assert_nothing_lost(record) -> None:
+    """No warning, but the reset with nir <= 1.0.4 (lossy for some reader either way)."""
+    lost = lost_settings(record)
+    assert all("reset=" in line for line in lost) and (not lost or not HAS_V_RESET), lost
+    assert len(record) == len([w for w in record if w.category is NIRLossWarning])
 
 
 def spikes(*shape: int, p: float = 0.3, scale: float = 1.5) -> torch.Tensor:
@@ -170,19 +189,21 @@ def test_conv_snn_round_trips(tmp_path):
 # --- the convention, against written-out formulas ---------------------------------------------
 
 def test_parameters_follow_the_zero_order_hold_convention():
+    single = {"max_spikes_per_step": 1, "reset": EXACT_RESET}
     model = nn.Sequential(
         nn.Linear(4, 3),
-        enn.LIF(tau_mem=10.0, tau_syn=4.0, norm_input=False, max_spikes_per_step=1),
+        enn.LIF(tau_mem=10.0, tau_syn=4.0, norm_input=False, **single),
         nn.Linear(3, 3),
-        enn.LIF(tau_mem=10.0, max_spikes_per_step=1),
+        enn.LIF(tau_mem=10.0, **single),
         nn.Linear(3, 2),
-        enn.IAF(max_spikes_per_step=1),
+        enn.IAF(**single),
         nn.Linear(2, 2),
         enn.ExpLeak(tau_mem=5.0, decay_early=True))
     dt = 0.5
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # single spike, subtract, built-in surrogate: no loss
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
         graph = to_nir(model, torch.zeros(1, 2, 4), dt=dt)
+    assert_nothing_lost(record)  # single spike, nir's reset, built-in surrogate
     alpha, beta = math.exp(-1 / 10), math.exp(-1 / 4)
     cuba, lif, iaf, leak = (graph.nodes[k] for k in ("1", "3", "5", "7"))
     assert isinstance(cuba, nir.CubaLIF) and isinstance(lif, nir.LIF)
@@ -198,9 +219,10 @@ def test_parameters_follow_the_zero_order_hold_convention():
     assert isinstance(graph.nodes["0"], nir.Affine)
 
 
-def nir_reference(x: np.ndarray, dt: float, w_in, tau_syn, r, tau_mem, threshold):
+def nir_reference(x: np.ndarray, dt: float, w_in, tau_syn, r, tau_mem, threshold, v_reset):
     """A NIR CubaLIF stepped by the convention, written out: held input, exact decay,
-    one spike at most, reset by subtracting the threshold."""
+    one spike at most, reset to v_reset (nir >= 1.0.5) or, without one (nir <= 1.0.4), by
+    subtracting the threshold."""
     alpha, beta = np.exp(-dt / tau_mem), np.exp(-dt / tau_syn)
     i = v = np.zeros(x.shape[:1] + x.shape[2:])
     out = []
@@ -208,14 +230,14 @@ def nir_reference(x: np.ndarray, dt: float, w_in, tau_syn, r, tau_mem, threshold
         i = beta * i + (1 - beta) * w_in * x[:, t]
         v = alpha * v + (1 - alpha) * r * i
         s = (v >= threshold).astype(float)
-        v = v - threshold * s
+        v = v - threshold * s if v_reset is None else np.where(s > 0, v_reset, v)
         out.append(s)
     return np.stack(out, 1)
 
 
 def test_a_foreign_cuba_lif_runs_as_nir_says():
-    """A graph that is not ours (no metadata, gains not in our table): single spike, reset by
-    subtraction, and the input scaled by the gains the node holds."""
+    """A graph that is not ours (no metadata, gains not in our table): single spike, the reset
+    of the installed nir's node, and the input scaled by the gains the node holds."""
     n, dt = 5, 1e-3
     tau_mem, tau_syn = np.linspace(5e-3, 2e-2, n), np.full(n, 4e-3)
     r, w_in = np.linspace(0.5, 3.0, n), np.full(n, 2.5)
@@ -227,7 +249,8 @@ def test_a_foreign_cuba_lif_runs_as_nir_says():
     x = spikes(3, 40, n, p=0.5, scale=2.0).double()
     with torch.no_grad():
         got = loaded(x).numpy()
-    expected = nir_reference(x.numpy(), dt, w_in, tau_syn, r, tau_mem, threshold)
+    expected = nir_reference(x.numpy(), dt, w_in, tau_syn, r, tau_mem, threshold,
+                             getattr(node, "v_reset", None))
     assert expected.sum() > 10
     np.testing.assert_array_equal(got, expected)
 
@@ -243,7 +266,7 @@ def test_a_foreign_if_and_li_run_as_nir_says():
     for t in range(12):
         v = v + 2.0 * x[:, t]
         s = (v >= 1.0).float()
-        v = v - s
+        v = v * (1 - s) if HAS_V_RESET else v - s  # reset to v_reset = 0, or subtract
         y = a * y + (1 - a) * 0.5 * s
         out.append(y)
     with torch.no_grad():
@@ -261,9 +284,12 @@ def test_settings_nir_cannot_express_warn_and_name_what_is_lost():
         to_nir(model, torch.zeros(1, 2, 3))
     assert len(record) == 1
     text = str(record[0].message)
-    for expected in ("0: max_spikes_per_step=None", "0: reset='zero'", "0: min_v_mem",
-                     "1: min_v_mem", "2: surrogate_grad_fn"):
+    for expected in ("0: max_spikes_per_step=None", "0: min_v_mem", "1: min_v_mem",
+                     "2: surrogate_grad_fn", "2: reset='subtract' (readers following NIR >= "
+                     "1.0.5, such as Norse and snnTorch, reset the membrane to v_reset = 0"):
         assert expected in text
+    # reset="zero" is NIR's v_reset = 0 from nir 1.0.5 on; nir 1.0.4's neurons subtract.
+    assert ("0: reset='zero'" in text) == (not HAS_V_RESET)
 
 
 @pytest.mark.parametrize(("model", "match"), [
@@ -290,9 +316,12 @@ def test_batch_norm_is_folded_into_the_conv_before_it(tmp_path):
             model(x * 2 + 0.5)
     model.eval()
     enn.reset_states(model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
         graph = to_nir(model, x)
+    # Nothing lost but ConvSNN's reset by subtraction (with nir >= 1.0.5).
+    assert all("reset='subtract'" in line for line in lost_settings(record))
+    assert len(record) == len([w for w in record if w.category is NIRLossWarning])
     assert not any("BatchNorm" in type(node).__name__ for node in graph.nodes.values())
     nir.write(tmp_path / "m.nir", graph)
     loaded = from_nir(tmp_path / "m.nir")
@@ -373,12 +402,13 @@ def test_training_settings_come_back_without_a_warning(tmp_path):
     """Surrogate, gradient mode and trainable threshold are kept (they do not change what a
     deployed network computes, so no warning), and the read network trains the same."""
     model = chain(enn.LIF(tau_mem=5.0, norm_input=False, max_spikes_per_step=1,
-                          surrogate_grad_fn=enn.surrogate.ArcTan(alpha=3.0),
+                          reset=EXACT_RESET, surrogate_grad_fn=enn.surrogate.ArcTan(alpha=3.0),
                           gradient="slayer", train_threshold=True))
     x = spikes(2, 12, 4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
         graph = to_nir(model, x)
+    assert_nothing_lost(record)
     nir.write(tmp_path / "m.nir", graph)
     loaded = from_nir(tmp_path / "m.nir")
     ours, theirs = model[1], loaded.layers[1]
@@ -394,3 +424,130 @@ def test_training_settings_come_back_without_a_warning(tmp_path):
     torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)
     torch.testing.assert_close(theirs.spike_threshold.grad, ours.spike_threshold.grad,
                                rtol=0, atol=0)
+
+
+# --- nir versions, foreign files and step lengths ---------------------------------------------
+
+@pytest.mark.skipif(not HAS_V_RESET, reason="nir <= 1.0.4 has no v_reset")
+def test_reset_zero_is_nir_v_reset_zero_and_other_v_resets_raise(tmp_path):
+    model = chain(enn.LIF(tau_mem=5.0, norm_input=False, max_spikes_per_step=1, reset="zero"))
+    x = spikes(2, 15, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exact for every reader following NIR >= 1.0.5
+        graph = to_nir(model, x)
+    np.testing.assert_array_equal(graph.nodes["1"].v_reset, np.zeros(6))
+    # Without our metadata, v_reset = 0 still reads as reset="zero" (NIR's own meaning).
+    graph.nodes["1"].metadata = {}
+    nir.write(tmp_path / "m.nir", graph)
+    loaded = from_nir(tmp_path / "m.nir")
+    assert loaded.layers[1].reset == "zero"
+    assert_same_run(model, loaded, x)
+    lif = nir.LIF(tau=np.ones(2), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2),
+                  v_reset=np.array([0.0, -0.5]))
+    with pytest.raises(NIRImportError, match="node 'lif': v_reset must be 0"):
+        from_nir(nir.NIRGraph.from_list(lif))
+
+
+def test_a_file_nir_cannot_parse_raises_naming_the_nir_it_needs(tmp_path):
+    import h5py
+
+    path = tmp_path / "future.nir"
+    nir.write(path, to_nir(chain(enn.IAF(max_spikes_per_step=1)), spikes(1, 2, 4)))
+    with h5py.File(path, "r+") as file:  # a node type from a nir to come
+        del file["version"]
+        file["version"] = "9.9.0"
+        del file["node/nodes/1/type"]
+        file["node/nodes/1/type"] = "FutureNeuron"
+    with pytest.raises(NIRImportError, match=r"written by nir 9\.9\.0.*nir>=9\.9\.0"):
+        from_nir(path)
+    (tmp_path / "junk.nir").write_text("not HDF5")
+    with pytest.raises(NIRImportError, match="unknown version.*nir>=1.0.5"):
+        from_nir(tmp_path / "junk.nir")
+    with pytest.raises(FileNotFoundError, match="no NIR file"):
+        from_nir(tmp_path / "missing.nir")
+
+
+def test_a_foreign_graph_in_seconds_without_dt_warns_or_raises():
+    def graph(tau: float) -> nir.NIRGraph:
+        return nir.NIRGraph.from_list(nir.LIF(tau=np.full(3, tau), r=np.ones(3),
+                                              v_leak=np.zeros(3), v_threshold=np.ones(3)))
+
+    with pytest.warns(NIRImportWarning, match=r"node 'lif': τ = 0.02 is below one step.*dt="):
+        from_nir(graph(0.02))  # Norse's 20 ms, read as 0.02 steps
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert from_nir(graph(0.02), dt=1e-3).layers[0].tau_mem.item() == pytest.approx(20)
+        from_nir(graph(0.5), dt=1.0)  # a dt passed is the user's choice
+    with pytest.raises(NIRImportError, match=r"exp\(−dt/τ\) of 0 in float32.*dt=<seconds"):
+        from_nir(graph(1e-3))
+    # Our own graph stores its dt: no warning.
+    model = chain(enn.LIF(tau_mem=0.5, max_spikes_per_step=1, reset=EXACT_RESET))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NIRLossWarning)
+        ours = to_nir(model, spikes(1, 2, 4), dt=1e-3)
+        warnings.simplefilter("error", NIRImportWarning)
+        from_nir(ours)
+
+
+@pytest.mark.parametrize(("input_shape", "flattens"), [((10,), False), ((2, 5), True)])
+def test_a_flatten_that_changes_nothing_is_left_out(input_shape, flattens, tmp_path):
+    """Norse and snnTorch apply Flatten's start_dim with a batch dimension, so a no-op Flatten
+    (FeedForwardSNN's first layer on 1-d input) would break the graph for them."""
+    model = FeedForwardSNN(input_shape, 3, hidden_sizes=(8,), max_spikes_per_step=1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3)
+    x = spikes(2, 20, *input_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NIRLossWarning)
+        graph = to_nir(model, x)
+    kinds = [type(node) for node in graph.nodes.values()]
+    assert (nir.Flatten in kinds) == flattens
+    nir.write(tmp_path / "m.nir", graph)
+    assert_same_run(model, from_nir(tmp_path / "m.nir"), x)
+
+
+@pytest.mark.parametrize("conv", [
+    lambda: TimeFolded(nn.Conv2d(2, 4, 3, padding="same")),
+    lambda: TimeFolded(nn.Conv2d(2, 4, 3, padding="same", dilation=(2, 1))),
+    lambda: TimeFolded(nn.Conv1d(2, 4, 5, padding="same", stride=1)),
+    lambda: TimeFolded(nn.Conv1d(2, 4, 3, padding="valid")),
+], ids=["conv2d", "conv2d_dilated", "conv1d", "conv1d_valid"])
+def test_string_padding_exports_as_numbers(conv, tmp_path):
+    model = nn.Sequential(conv(), nn.Flatten(2))
+    x = torch.randn(2, 3, 2, *((7, 6) if isinstance(model[0].layer, nn.Conv2d) else (9,)))
+    graph = to_nir(model, x)
+    assert not isinstance(graph.nodes["0"].padding, str)
+    nir.write(tmp_path / "m.nir", graph)
+    with torch.no_grad():
+        torch.testing.assert_close(from_nir(tmp_path / "m.nir")(x), model(x),
+                                   rtol=1e-6, atol=1e-6)
+
+
+def test_same_padding_of_an_even_kernel_raises():
+    model = nn.Sequential(TimeFolded(nn.Conv2d(2, 4, 2, padding="same")))
+    with pytest.raises(NIRExportError, match="0: padding='same' with kernel_size=.*odd kernel"):
+        to_nir(model, torch.zeros(1, 2, 2, 6, 6))
+
+
+@pytest.mark.parametrize("train_alphas", [False, True])
+def test_per_channel_parameters_keep_their_shape(train_alphas, tmp_path):
+    """A per-channel τ and threshold (C, 1, 1) come back as (C, 1, 1), not per pixel, so the
+    original state_dict loads into the read network's layers."""
+    conv = nn.Conv2d(2, 6, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.mul_(3)
+    model = nn.Sequential(
+        TimeFolded(conv),
+        enn.LIF(tau_mem=torch.linspace(2, 12, 6).view(6, 1, 1), tau_syn=3.0,
+                spike_threshold=torch.linspace(0.5, 1.5, 6).view(6, 1, 1),
+                train_alphas=train_alphas, norm_input=False),
+        enn.ExpLeak(tau_mem=torch.linspace(3, 8, 6).view(6, 1, 1), train_alphas=train_alphas))
+    x = spikes(2, 8, 2, 5, 5, scale=2.0)
+    loaded = round_trip(model, x, tmp_path)
+    for ours, theirs in zip(model[1:], list(loaded.layers)[1:], strict=True):
+        state = ours.state_dict()
+        assert {k: v.shape for k, v in theirs.state_dict().items()} == \
+            {k: v.shape for k, v in state.items()}
+        theirs.load_state_dict(state)
+    assert_same_run(model, loaded, x)

@@ -1,10 +1,12 @@
 """NIR across libraries: graphs we write, read by sinabs, and graphs sinabs writes, read by us,
 give the same output spikes as the network they came from.
 
-sinabs' ``to_nir`` / ``from_nir`` go through nirtorch's graph tracer, which in nirtorch 2.x
-calls ``nir.NIRGraph(..., type_check=False)``, an argument nir <= 1.0.4 lacks. Where that fails,
-these tests apply sinabs' own per-layer mapping (``sinabs.nir._extract_sinabs_module`` and
-``_import_sinabs_module``) along the chain, which is what sinabs' functions do per node.
+sinabs' ``to_nir`` / ``from_nir`` go through nirtorch, whose 2.x needs nir >= 1.0.6 (it calls
+``nir.NIRGraph(..., type_check=False)``); with an older nir these tests apply sinabs' own per-layer
+mapping (``sinabs.nir._extract_sinabs_module`` and ``_import_sinabs_module``) along the chain,
+which is what sinabs' functions do per node. sinabs ignores NIR's v_reset (nir >= 1.0.5) and
+writes none, so nir fills in 0: a sinabs network reads as NIR says only with
+``MembraneReset`` there, and sinabs reads our neurons as subtracting whatever v_reset says.
 
 Conventions (see exodus_lightning.nir.convention): sinabs writes τ in steps and r = 1, and
 reads an LIF as norm_input=False whatever its r, an IF with min_v_mem = −v_threshold, an LI only
@@ -32,6 +34,10 @@ sl = pytest.importorskip("sinabs.layers")
 sa = pytest.importorskip("sinabs.activation")
 
 from exodus_lightning.nir import NIRLossWarning, from_nir, to_nir  # noqa: E402
+from exodus_lightning.nir.export import HAS_V_RESET  # noqa: E402
+
+# nirtorch 2.x, which sinabs.to_nir / from_nir call, needs nir >= 1.0.6.
+NIRTORCH_WORKS = tuple(int(n) for n in nir.version.split(".")[:3]) >= (1, 0, 6)
 
 
 def chain_nodes(graph: nir.NIRGraph) -> list[nir.NIRNode]:
@@ -47,22 +53,19 @@ def chain_nodes(graph: nir.NIRGraph) -> list[nir.NIRNode]:
 
 
 def sinabs_import(graph: nir.NIRGraph, batch_size: int) -> nn.Module:
-    try:
-        return sinabs.from_nir(graph, batch_size=batch_size)
-    except TypeError as error:  # nirtorch 2.x with nir <= 1.0.4, see the module docstring
-        if "type_check" not in str(error):
-            raise
+    """sinabs' network for graph, (batch·time, *features) -> the same, output only."""
+    if NIRTORCH_WORKS:
+        network = sinabs.from_nir(graph, batch_size=batch_size)
+        return lambda x: network(x)[0]  # nirtorch 2.x returns (output, state)
     modules = [sinabs_nir._import_sinabs_module(node, batch_size=batch_size, num_timesteps=None)
                for node in chain_nodes(graph)]
     return nn.Sequential(*modules)
 
 
 def sinabs_export(model: nn.Sequential, sample: torch.Tensor) -> nir.NIRGraph:
-    try:
+    """sinabs' graph of model, a chain of its Squeeze layers on (batch·time, *features)."""
+    if NIRTORCH_WORKS:
         return sinabs.to_nir(model, sample)
-    except TypeError as error:
-        if "type_check" not in str(error):
-            raise
     return nir.NIRGraph.from_list(*[sinabs_nir._extract_sinabs_module(m) for m in model])
 
 
@@ -119,22 +122,28 @@ def test_sinabs_reads_our_conv_graph_with_the_same_spikes():
 
 def test_we_read_sinabs_graphs_with_the_same_spikes(tmp_path):
     torch.manual_seed(3)
+    batch, steps = 3, 25
+    # Per-neuron parameters: sinabs writes a scalar τ as a 0-d array, which nir 1.0.8 cannot
+    # write, and an LIF's scalar threshold beside a per-neuron τ, which nir rejects. The reset
+    # NIR's v_reset (or nir <= 1.0.4's subtraction) says; sinabs itself writes no v_reset.
+    reset = {"reset_fn": sa.MembraneReset() if HAS_V_RESET else sa.MembraneSubtract(),
+             "spike_fn": sa.SingleSpike, "batch_size": batch}
     theirs = nn.Sequential(
         positive_linear(5, 8),
-        sl.LIF(tau_mem=torch.tensor(6.0), spike_fn=sa.SingleSpike),
+        sl.LIFSqueeze(tau_mem=torch.full((8,), 6.0), spike_threshold=torch.ones(8), **reset),
         nn.Linear(8, 6),
-        sl.IAF(spike_threshold=torch.tensor(0.8), spike_fn=sa.SingleSpike),
+        sl.IAFSqueeze(spike_threshold=torch.full((6,), 0.8), **reset),
         nn.Linear(6, 3),
-        sl.ExpLeak(tau_mem=torch.tensor(4.0), norm_input=True))
-    batch, steps = 3, 25
+        sl.ExpLeakSqueeze(tau_mem=torch.full((3,), 4.0), norm_input=True, batch_size=batch))
     x = (torch.rand(batch, steps, 5) < 0.5).float() * 2
     fired = []
     for layer in (theirs[1], theirs[3]):
         layer.register_forward_hook(lambda m, i, out: fired.append(float(out.sum())))
     with torch.no_grad():
-        expected = theirs(x)  # also creates the states sinabs' exporter reads shapes from
+        # also creates the states sinabs' exporter reads shapes from
+        expected = theirs(x.flatten(0, 1)).unflatten(0, (batch, steps))
     assert min(fired) > 0  # both spiking layers fire
-    graph = sinabs_export(theirs, x)
+    graph = sinabs_export(theirs, x.flatten(0, 1))
     nir.write(tmp_path / "sinabs.nir", graph)
     ours = from_nir(tmp_path / "sinabs.nir")
     with torch.no_grad():

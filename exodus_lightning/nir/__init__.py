@@ -10,16 +10,17 @@ try:
     import nir  # noqa: F401
 except ImportError as error:  # an optional dependency
     raise ImportError("exodus_lightning.nir needs the nir package: pip install "
-                      "'exodus-lightning[nir]' (or pip install 'nir<=1.0.4')") from error
+                      "'exodus-lightning[nir]' (or pip install nir)") from error
 
 from .export import NIRExportError, NIRLossWarning, to_nir
-from .load import NIRImportError, from_nir
+from .load import NIRImportError, NIRImportWarning, from_nir
 from .network import NIRNetwork
 from .scale import Scale
 
 __all__ = [
     "NIRExportError",
     "NIRImportError",
+    "NIRImportWarning",
     "NIRLossWarning",
     "NIRNetwork",
     "Scale",

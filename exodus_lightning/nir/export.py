@@ -5,10 +5,21 @@ The network is walked as a chain: nn.Sequential, and the models whose forward is
 (the graph is the network in eval mode); TimeFolded layers are exported as the layer they wrap.
 A recurrent layer becomes a cycle: neuron -> its rec_connect (Affine/Linear) -> neuron.
 
-Settings NIR 1.0 cannot express but that change the outputs (multi-spike, reset to zero, a
-subtract_value other than the threshold, min_v_mem) are kept in the node's metadata under
-"exodus_lightning", so ``from_nir`` restores them, and one :class:`NIRLossWarning` names them:
-other readers run those neurons without them. Training-only settings (a built-in surrogate,
+Settings NIR cannot express but that change the outputs (multi-spike, a subtract_value,
+min_v_mem, and the reset, see below) are kept in the node's metadata under "exodus_lightning",
+so ``from_nir`` restores them, and one :class:`NIRLossWarning` names them: other readers run
+those neurons without them.
+
+The reset: from nir 1.0.5 on, LIF, CubaLIF and IF have a ``v_reset``, and readers following it
+(Norse, snnTorch) set the membrane to v_reset after a spike. With such a nir installed,
+``reset="zero"`` is written as v_reset = 0 and is exact for them, and ``reset="subtract"`` (the
+default) is the lossy setting. nir <= 1.0.4 has no v_reset and its neurons subtract v_threshold,
+while a newer nir reads the missing v_reset as 0: then both settings are lossy for some reader,
+and the warning says which. (sinabs ignores v_reset and always subtracts.)
+
+Parameters are also stored with their own shape (a per-channel τ of shape (C, 1, 1) is written
+per neuron, (C, H, W), as NIR requires), so ``from_nir`` gives back the same parameter shapes.
+Training-only settings (a built-in surrogate,
 gradient, train_alphas, train_threshold) are kept the same way, silently: they do not change
 what a deployed network computes. A surrogate that is not built in cannot be stored: the
 warning names it, and ``from_nir`` uses the default. Layers NIR has no node for (ALIF, learned
@@ -44,6 +55,8 @@ METADATA_KEY = "exodus_lightning"
 _SKIPPED = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, TimeSharedDropout, nn.Identity)
 _CHAINS = (FeedForwardSNN, ConvSNN, NIRNetwork)
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+# nir >= 1.0.5: neurons reset to v_reset after a spike (nir <= 1.0.4 has no such field).
+HAS_V_RESET = "v_reset" in {field.name for field in dataclasses.fields(nir.LIF)}
 
 
 class NIRExportError(ValueError):
@@ -78,6 +91,10 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1.0) -> nir.NIRGr
     for path, module in chain:
         name = path or type(module).__name__.lower()
         in_shape, out_shape = shapes[path]
+        if isinstance(module, nn.Flatten) and in_shape == out_shape:
+            # Nothing to flatten (1-d features). Left out: Norse and snnTorch apply a Flatten's
+            # start_dim to (batch, ...) tensors and would flatten the batch.
+            continue
         node, rec_node, lost = _node(name, module, in_shape, out_shape, dt)
         _set_types(name, node, in_shape, out_shape)
         nodes[name] = node
@@ -95,7 +112,7 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1.0) -> nir.NIRGr
                          metadata={METADATA_KEY: json.dumps({"dt": dt})})
     if losses:
         warnings.warn(NIRLossWarning(
-            "NIR 1.0 cannot express these settings; they are kept in the nodes' metadata for "
+            "NIR cannot express these settings; they are kept in the nodes' metadata for "
             "exodus_lightning.nir.from_nir, and other NIR readers run without them:\n  "
             + "\n  ".join(losses)), stacklevel=2)
     return graph
@@ -261,12 +278,14 @@ def _spiking_node(name: str, layer: enn.LIF, shape: tuple[int, ...], dt: float
                   ) -> tuple[nir.NIRNode, nir.NIRNode | None, list[str]]:
     threshold = _full(layer.spike_threshold, shape)
     zeros = np.zeros(shape)
+    # Our reset="zero" is NIR's v_reset = 0; "subtract" has no v_reset (kept in the metadata).
+    reset = {"v_reset": zeros} if HAS_V_RESET else {}
     has_syn = layer.alpha_syn_calculated is not None
     if isinstance(layer, enn.IAF):
         if has_syn:
             raise NIRExportError(f"{name}: IAF with tau_syn has no NIR node (CubaLIF needs a "
                                  f"finite tau_mem); use LIF, or IAF without tau_syn")
-        node = nir.IF(r=np.full(shape, 1.0 / dt), v_threshold=threshold)
+        node = nir.IF(r=np.full(shape, 1.0 / dt), v_threshold=threshold, **reset)
     else:
         tau_mem, alpha = _tau(layer, "tau_mem", "alpha_mem", shape, dt)
         r = cv.membrane_gain(alpha, layer.norm_input)
@@ -274,9 +293,9 @@ def _spiking_node(name: str, layer: enn.LIF, shape: tuple[int, ...], dt: float
             tau_syn, beta = _tau(layer, "tau_syn", "alpha_syn", shape, dt)
             node = nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=r, v_leak=zeros,
                                v_threshold=threshold,
-                               w_in=cv.synapse_gain(beta, layer.decay_early))
+                               w_in=cv.synapse_gain(beta, layer.decay_early), **reset)
         else:
-            node = nir.LIF(tau=tau_mem, r=r, v_leak=zeros, v_threshold=threshold)
+            node = nir.LIF(tau=tau_mem, r=r, v_leak=zeros, v_threshold=threshold, **reset)
     extras, lost = _spiking_extras(layer)
     node.metadata = {METADATA_KEY: json.dumps(extras)}
     rec_node = None
@@ -296,8 +315,13 @@ def _spiking_extras(layer: enn.LIF) -> tuple[dict, list[str]]:
     limit = layer.max_spikes_per_step
     if limit != 1:
         lost.append(f"max_spikes_per_step={limit} (NIR neurons spike at most once per step)")
-    if layer.reset == "zero":
-        lost.append("reset='zero' (NIR neurons subtract v_threshold at a spike)")
+    if layer.reset == "subtract":
+        lost.append("reset='subtract' (readers following NIR >= 1.0.5, such as Norse and "
+                    "snnTorch, reset the membrane to v_reset = 0 at a spike instead; "
+                    "reset='zero' is exact for them)")
+    elif not HAS_V_RESET:
+        lost.append("reset='zero' (written with nir <= 1.0.4, which has no v_reset: its "
+                    "readers, such as sinabs, subtract v_threshold at a spike)")
     subtract = layer.subtract_value
     if subtract is not None:
         lost.append("subtract_value (NIR neurons subtract v_threshold at a spike)")
@@ -319,8 +343,23 @@ def _spiking_extras(layer: enn.LIF) -> tuple[dict, list[str]]:
         "gradient": layer.gradient,
         "train_alphas": layer.train_alphas,
         "train_threshold": layer.spike_threshold.requires_grad,
+        "shapes": _shapes(layer, ("tau_mem", "tau_syn", "spike_threshold")),
     }
     return extras, lost
+
+
+def _shapes(layer: nn.Module, names: tuple[str, ...]) -> dict[str, list[int]]:
+    """The parameters' own shapes (NIR's arrays have one value per neuron; from_nir restores
+    a per-channel τ of shape (C, 1, 1) from them). With train_alphas, α's shape is τ's."""
+    shapes = {}
+    for name in names:
+        attribute = name
+        if layer.train_alphas and name.startswith("tau_"):
+            attribute = name.replace("tau_", "alpha_")
+        value = getattr(layer, attribute, None)
+        if isinstance(value, Tensor):
+            shapes[name] = list(value.shape)
+    return shapes
 
 
 def _leak_node(name: str, layer: enn.ExpLeak, shape: tuple[int, ...], dt: float
@@ -338,7 +377,8 @@ def _leak_node(name: str, layer: enn.ExpLeak, shape: tuple[int, ...], dt: float
     lost = [] if layer.min_v_mem is None else ["min_v_mem (NIR membranes have no lower bound)"]
     node.metadata = {METADATA_KEY: json.dumps({
         "min_v_mem": None if layer.min_v_mem is None else layer.min_v_mem.tolist(),
-        "train_alphas": layer.train_alphas})}
+        "train_alphas": layer.train_alphas,
+        "shapes": _shapes(layer, ("tau_mem",))})}
     return node, lost
 
 
@@ -357,14 +397,29 @@ def _conv_node(name: str, layer: nn.Conv1d | nn.Conv2d, in_shape: tuple[int, ...
     weight = layer.weight.detach().cpu().numpy().copy()
     bias = (np.zeros(weight.shape[0], dtype=weight.dtype) if layer.bias is None
             else layer.bias.detach().cpu().numpy().copy())
+    padding = _numeric_padding(name, layer)
     if isinstance(layer, nn.Conv1d):
-        padding = layer.padding if isinstance(layer.padding, str) else layer.padding[0]
-        return nir.Conv1d(input_shape=in_shape[1], weight=weight, stride=layer.stride[0],
-                          padding=padding, dilation=layer.dilation[0], groups=layer.groups,
-                          bias=bias)
+        return nir.Conv1d(input_shape=int(in_shape[1]), weight=weight,
+                          stride=layer.stride[0], padding=padding[0],
+                          dilation=layer.dilation[0], groups=layer.groups, bias=bias)
     return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=weight, stride=layer.stride,
-                      padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
-                      bias=bias)
+                      padding=padding, dilation=layer.dilation, groups=layer.groups, bias=bias)
+
+
+def _numeric_padding(name: str, layer: nn.Conv1d | nn.Conv2d) -> tuple[int, ...]:
+    """The padding per spatial dim as numbers: 'valid' is 0, 'same' is d·(k − 1)/2 per side
+    (PyTorch pads an odd total d·(k − 1) with one more on the right, which NIR cannot say)."""
+    if layer.padding == "valid":
+        return (0,) * len(layer.kernel_size)
+    if layer.padding != "same":
+        return tuple(layer.padding)
+    totals = [d * (k - 1) for d, k in zip(layer.dilation, layer.kernel_size, strict=True)]
+    if any(total % 2 for total in totals):
+        raise NIRExportError(f"{name}: padding='same' with kernel_size={layer.kernel_size} and "
+                             f"dilation={layer.dilation} pads one more on one side, which NIR's "
+                             f"symmetric padding cannot express; use an odd kernel size (or "
+                             f"dilation) or a numeric padding")
+    return tuple(total // 2 for total in totals)
 
 
 def _pair(value: int | tuple[int, ...]) -> np.ndarray:

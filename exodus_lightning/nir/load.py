@@ -6,14 +6,22 @@ subgraphs are spliced in first (snnTorch writes a recurrent layer as one). Each
 node becomes a layer on (batch, time, *features); parameters are read with the convention of
 :mod:`exodus_lightning.nir.convention`. A graph written by ``to_nir`` carries our settings
 beyond NIR in its nodes' metadata, and they are restored; any other graph's neurons follow
-NIR's own semantics: one spike per step at most, reset by subtracting v_threshold, no bound.
+NIR's own semantics: one spike per step at most, no bound, and the reset of the nir version
+that made the node: to v_reset (nir >= 1.0.5; we run v_reset = 0 as reset="zero" and raise for
+any other value), else by subtracting v_threshold (nir <= 1.0.4, no v_reset).
+
+A foreign graph has no stored dt, and dt defaults to 1 (τ in steps, as sinabs writes it). A
+graph whose τ are in seconds (Norse, snnTorch) needs ``dt=``: a τ below one step warns
+(:class:`NIRImportWarning`), and one whose decay exp(−dt/τ) is 0 in float32 raises.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -33,10 +41,17 @@ from .network import NIRNetwork
 from .scale import Scale
 
 _NEURONS = (nir.LIF, nir.CubaLIF, nir.IF)
+# nir >= 1.0.6 type-checks a graph it reads, and derives a grouped conv's input channels as
+# weight.shape[1] (in / groups), so it rejects a correct grouped conv; our layers check shapes.
+_READ_TYPE_CHECK = "type_check" in inspect.signature(nir.read).parameters
 
 
 class NIRImportError(ValueError):
     """A NIR graph or node that our layers cannot run; the message names the node."""
+
+
+class NIRImportWarning(UserWarning):
+    """A graph that reads, but probably not as meant (e.g. τ in seconds read with dt = 1)."""
 
 
 def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike, dt: float | None = None,
@@ -48,15 +63,18 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike, dt: float | None =
     """
     graph = graph_or_path
     if isinstance(graph_or_path, (str, os.PathLike)):
-        graph = nir.read(graph_or_path)
+        graph = _read(graph_or_path)
     if not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"graph_or_path must be a nir.NIRGraph or the path of a .nir file, got "
                         f"{type(graph_or_path).__name__}")
+    dt_known = dt is not None or "dt" in _extras(graph)
     if dt is None:
         dt = float(_extras(graph).get("dt", 1.0))
     if not 0 < dt < math.inf:
         raise ValueError(f"dt must be a positive number (the step length), got {dt!r}")
     chain, recurrent, nodes = _walk(graph)
+    for name in chain:
+        _check_time_constants(name, nodes[name], dt, dt_known)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     for name in chain:
         rec = recurrent.get(name)
@@ -66,6 +84,58 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike, dt: float | None =
     (input_node,) = graph.inputs.values()
     input_shape = np.asarray(input_node.input_type["input"]).tolist()
     return NIRNetwork(input_shape, nn.Sequential(layers))
+
+
+def _read(path: str | os.PathLike) -> nir.NIRGraph:
+    """nir.read, a file the installed nir cannot parse as an NIRImportError saying which nir
+    wrote it (a neuron with v_reset needs nir >= 1.0.5)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no NIR file at {os.fspath(path)!r}")
+    try:
+        return nir.read(path, type_check=False) if _READ_TYPE_CHECK else nir.read(path)
+    except Exception as error:  # nir raises TypeError, KeyError, ValueError, OSError, ...
+        written = _file_version(path)
+        raise NIRImportError(
+            f"nir {nir.version} cannot read {os.fspath(path)!r} (written by nir "
+            f"{written or 'of unknown version'}): {type(error).__name__}: {error}. Install the "
+            f"nir that wrote it or newer: pip install -U 'nir>={written or '1.0.5'}' (a "
+            f"neuron with v_reset, as Norse, snnTorch and sinabs write them today, needs nir "
+            f">= 1.0.5)") from error
+
+
+def _file_version(path: str | os.PathLike) -> str | None:
+    """The nir version stored in a .nir file (None when it has none or is not HDF5)."""
+    import h5py  # nir's own dependency
+
+    try:
+        with h5py.File(path, "r") as file:
+            version = file["version"][()]
+    except Exception:  # not HDF5, or no version: the caller says "unknown"
+        return None
+    return version.decode("utf8") if isinstance(version, bytes) else str(version)
+
+
+def _check_time_constants(name: str, node: nir.NIRNode, dt: float, dt_known: bool) -> None:
+    """A decay exp(−dt/τ) that is 0 in float32 raises; without a known dt (neither passed nor
+    stored), a τ below one step warns: the graph's τ are probably in another unit (seconds)."""
+    tau = getattr(node, "tau_mem", getattr(node, "tau", None))
+    if not isinstance(node, (nir.LIF, nir.CubaLIF, nir.LI)) or tau is None:
+        return
+    taus = [np.asarray(tau, dtype=np.float64)]
+    if isinstance(node, nir.CubaLIF):
+        taus.append(np.asarray(node.tau_syn, dtype=np.float64))
+    shortest = min(float(t.min()) for t in taus)
+    hint = ("pass the step length in the graph's time unit, from_nir(..., dt=<seconds per "
+            "step>) for a graph whose τ are in seconds (Norse's default step is 1e-3, "
+            "snnTorch's 1e-4)")
+    if (np.float32(cv.decay(shortest, dt)) == 0):
+        raise NIRImportError(f"node {name!r}: τ = {shortest:g} with dt = {dt:g} gives a decay "
+                             f"exp(−dt/τ) of 0 in float32 (the neuron forgets everything each "
+                             f"step); {hint}")
+    if not dt_known and shortest < dt:
+        warnings.warn(NIRImportWarning(
+            f"node {name!r}: τ = {shortest:g} is below one step (dt = {dt:g}, the default: the "
+            f"graph stores no dt); {hint}"), stacklevel=3)
 
 
 def _extras(node: nir.NIRNode) -> dict[str, Any]:
@@ -244,12 +314,45 @@ def _pool(name: str, node: nir.AvgPool2d | nir.SumPool2d) -> nn.Module:
     return nn.LPPool2d(1, kernel, stride)
 
 
-def _value(array: np.ndarray) -> float | Tensor:
-    """A per-neuron parameter: one float when all neurons share it, else a float32 tensor."""
+def _value(array: np.ndarray, shape: Sequence[int] | None = None) -> float | Tensor:
+    """A per-neuron parameter as the layer takes it: in its own shape where to_nir stored one
+    (e.g. a per-channel (C, 1, 1) that NIR holds as (C, H, W)), else one float when all neurons
+    share it, else a float32 tensor of the node's shape."""
     array = np.asarray(array, dtype=np.float64)
+    if shape is not None:
+        own = _own_shape(array, tuple(int(n) for n in shape))
+        if own is not None:
+            return _tensor(own)
     if array.size and (array == array.flat[0]).all():
         return float(array.flat[0])
     return _tensor(array)
+
+
+def _own_shape(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """array (the parameter broadcast to the features) back in the shape it was broadcast from,
+    or None if it is not such a broadcast (a graph edited since to_nir wrote it)."""
+    core = shape[max(len(shape) - array.ndim, 0):]  # sinabs-style leading 1s are re-added
+    if any(n != 1 for n in shape[:len(shape) - len(core)]):
+        return None
+    index = (0,) * (array.ndim - len(core)) + tuple(
+        slice(0, 1) if n == 1 else slice(None) for n in core)
+    small = array[index]
+    if small.shape != core or not np.array_equal(np.broadcast_to(small, array.shape), array):
+        return None
+    return small.reshape(shape)
+
+
+def _foreign_reset(name: str, node: nir.NIRNode) -> str:
+    """The reset a node without our metadata asks for: to v_reset (nir >= 1.0.5), which our
+    neurons can do for v_reset = 0 (reset="zero"); by subtraction without v_reset (nir 1.0.4)."""
+    v_reset = getattr(node, "v_reset", None)
+    if v_reset is None:
+        return "subtract"
+    if np.any(np.asarray(v_reset) != 0):
+        raise NIRImportError(f"node {name!r}: v_reset must be 0 (our neurons reset to 0 or by "
+                             f"subtracting the threshold), got values in "
+                             f"[{np.min(v_reset)}, {np.max(v_reset)}]")
+    return "zero"
 
 
 def _zero_leak(name: str, node: nir.NIRNode) -> None:
@@ -281,12 +384,13 @@ def _surrogate(extras: dict[str, Any]) -> dict[str, Any]:
 def _spiking(name: str, node: nir.NIRNode, dt: float, backend: str, rec: nir.NIRNode | None
              ) -> list[tuple[str, nn.Module]]:
     extras = _extras(node)
+    shapes = extras.get("shapes", {})
     threshold = np.asarray(node.v_threshold, dtype=np.float64)
     gain = np.ones_like(threshold)
     common: dict[str, Any] = dict(
-        spike_threshold=_value(threshold),
+        spike_threshold=_value(threshold, shapes.get("spike_threshold")),
         max_spikes_per_step=extras.get("max_spikes_per_step", 1),
-        reset=extras.get("reset", "subtract"),
+        reset=extras.get("reset") or _foreign_reset(name, node),
         backend=backend,
         **_surrogate(extras),
     )
@@ -310,7 +414,8 @@ def _spiking(name: str, node: nir.NIRNode, dt: float, backend: str, rec: nir.NIR
             name, node.r, [(True, cv.membrane_gain(alpha, True)),
                            (False, cv.membrane_gain(alpha, False))],
             False, (1 - alpha) * np.asarray(node.r, dtype=np.float64))
-        args = {"tau_mem": _value(tau_mem / dt), "norm_input": norm_input,
+        args = {"tau_mem": _value(tau_mem / dt, shapes.get("tau_mem")),
+                "norm_input": norm_input,
                 "train_alphas": bool(extras.get("train_alphas", False))}
         if isinstance(node, nir.CubaLIF):
             tau_syn = np.asarray(node.tau_syn, dtype=np.float64)
@@ -319,7 +424,8 @@ def _spiking(name: str, node: nir.NIRNode, dt: float, backend: str, rec: nir.NIR
                 name, node.w_in, [(True, cv.synapse_gain(beta, True)),
                                   (False, cv.synapse_gain(beta, False))],
                 False, (1 - beta) * np.asarray(node.w_in, dtype=np.float64))
-            args.update(tau_syn=_value(tau_syn / dt), decay_early=decay_early)
+            args.update(tau_syn=_value(tau_syn / dt, shapes.get("tau_syn")),
+                        decay_early=decay_early)
             gain = gain * syn_gain
         kind = enn.LIFRecurrent if rec is not None else enn.LIF
     if rec is not None:
@@ -339,11 +445,12 @@ def _exact_alphas(layer: nn.Module, node: nir.NIRNode, dt: float) -> None:
     """With train_alphas the parameters are α itself: exp(−dt/τ) in float64, rounded once."""
     taus = {"alpha_mem": getattr(node, "tau_mem", getattr(node, "tau", None)),
             "alpha_syn": getattr(node, "tau_syn", None)}
+    shapes = _extras(node).get("shapes", {})
     with torch.no_grad():
         for name, tau in taus.items():
             parameter = getattr(layer, name, None)
             if parameter is not None and tau is not None:
-                alpha = _value(cv.decay(tau, dt))
+                alpha = _value(cv.decay(tau, dt), shapes.get(name.replace("alpha_", "tau_")))
                 parameter.copy_(torch.as_tensor(alpha, dtype=parameter.dtype))
 
 
@@ -372,7 +479,8 @@ def _leak(name: str, node: nir.LI | nir.I, dt: float, backend: str
     (norm_input, decay_early), gain = _gain_choice(name, r, options, (False, False),
                                                    (1 - alpha) * r)
     train_alphas = bool(extras.get("train_alphas", False))
-    layer = enn.ExpLeak(tau_mem=_value(tau / dt), norm_input=norm_input,
+    layer = enn.ExpLeak(tau_mem=_value(tau / dt, extras.get("shapes", {}).get("tau_mem")),
+                        norm_input=norm_input,
                         decay_early=decay_early, train_alphas=train_alphas, **common)
     if train_alphas:
         _exact_alphas(layer, node, dt)
