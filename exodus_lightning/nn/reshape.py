@@ -12,8 +12,9 @@ import warnings
 import torch
 from torch import Tensor, nn
 
+from exodus_lightning.ops._arguments import caller_outside_the_libraries
+
 from .parameters import ShapeError
-from .stateful import _caller_outside_the_libraries
 
 
 class SizeArgumentError(ValueError, TypeError):
@@ -77,7 +78,7 @@ def _warn_if_time_changed(module: nn.Module, owner: str, num_timesteps: int) -> 
         f"that each start from rest. Give num_timesteps={first} instead of batch_size (it "
         f"fits any batch size), or set the batch size before such a call "
         f"(exodus_lightning.nn.set_batch_size). As sinabs, this is not an error.",
-        stacklevel=_caller_outside_the_libraries())
+        stacklevel=caller_outside_the_libraries())
 
 
 class FlattenTime(nn.Flatten):
