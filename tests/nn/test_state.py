@@ -166,7 +166,7 @@ def test_state_dict_round_trip(kind):
     trained = LAYERS[kind]()
     with torch.no_grad():
         for param in trained.parameters():
-            param.mul_(0.9)  # stays valid: tau > 0, alpha in (0, 1], threshold > min
+            param.mul_(0.9)  # stays valid: tau > 0, alpha in [0, 1], threshold > min
     trained(torch.rand(2, 3, 3, 2, 2) * 10)
     saved = trained.state_dict()
     assert set(trained.state_names) <= set(saved)  # states are saved, as in sinabs

@@ -81,7 +81,7 @@ MOVED = {
     "LIF.tau_mem": (lambda: enn.LIF(5.0), "tau_mem", -3.0, "LIF.tau_mem must be > 0"),
     "LIF.tau_syn": (lambda: enn.LIF(5.0, tau_syn=2.0), "tau_syn", 0.0, "LIF.tau_syn must be > 0"),
     "LIF.alpha_mem": (lambda: enn.LIF(5.0, train_alphas=True), "alpha_mem", 1.2,
-                      r"LIF.alpha_mem must lie in \(0, 1\]"),
+                      r"LIF.alpha_mem must lie in \[0, 1\]"),
     "LIF.spike_threshold": (lambda: enn.LIF(5.0, train_threshold=True), "spike_threshold", -0.5,
                             "LIF.spike_threshold must be > 0"),
     "IAF.spike_threshold": (lambda: enn.IAF(min_v_mem=-1.0, train_threshold=True),

@@ -59,7 +59,7 @@ def test_leaky_float32_and_closed_form():
 @pytest.mark.parametrize("alpha", [1.0, 0.0, 1.5, -0.2])
 def test_leaky_alpha_validation(alpha):
     x = torch.randn(1, 3, 2)
-    if 0 < alpha <= 1:
+    if 0 <= alpha <= 1:
         ops.leaky_integrate(x, alpha)
     else:
         with pytest.raises(ValueError, match="alpha must lie in"):
