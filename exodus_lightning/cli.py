@@ -26,6 +26,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import (
@@ -191,7 +192,8 @@ class ExodusCLI(LightningCLI):
         --data SHDDataModule, or a --config naming ConvSNN) starts from that class's own
         defaults, not from the values the default config holds for the default class."""
         given = sys.argv[1:] if args is None else args
-        # Kept to tell what the command line chose (see _restore_data_from_checkpoint).
+        # Kept to tell what the command line chose (see _restore_data_from_checkpoint and
+        # _apply_stated_model).
         self._given_args = [str(a) for a in given] if isinstance(given, (list, tuple)) else []
         # The values the command line states itself, without defaults (None for a dict of
         # settings, or arguments that do not parse alone).
@@ -286,7 +288,32 @@ class ExodusCLI(LightningCLI):
             self._checkpoint = load_checkpoint_file(path, weights_only=True)
         super()._parse_ckpt_path()
         if self._checkpoint is not None:
+            self._apply_stated_model(subcommand)
             self._restore_data_from_checkpoint(subcommand)
+
+    def _apply_stated_model(self, subcommand: str) -> None:
+        """Put back the model settings the command line states (--model.* options, a --config's
+        `model`), which LightningCLI replaced by the checkpoint's hyperparameters, and name in
+        one line those that differ from the checkpoint's: what the user typed is what runs."""
+        stated = self._stated.get("model") if self._stated is not None else None
+        if not self._checkpoint.get("hyper_parameters") or not stated:
+            return
+        from_checkpoint = self.config
+        try:
+            self.config = with_values(self.parser, from_checkpoint, f"{subcommand}.model", stated)
+        except (SystemExit, ValueError, TypeError) as error:
+            raise ConfigError(f"--ckpt_path: the model settings given here do not apply to the "
+                              f"checkpoint's model ({error})") from error
+        replaced = [
+            f"--model.{key} {format_value(self.config[subcommand].model.get(key))} (the "
+            f"checkpoint's: {format_value(from_checkpoint[subcommand].model.get(key))})"
+            for key in stated.keys()
+            if self.config[subcommand].model.get(key)
+            != from_checkpoint[subcommand].model.get(key)
+        ]
+        if replaced and rank_zero_only.rank == 0:  # every DDP process parses the command line
+            print(f"{PROG} {subcommand}: model settings given here replace the checkpoint's: "
+                  f"{'; '.join(replaced)}", file=sys.stderr)
 
     def _restore_data_from_checkpoint(self, subcommand: str) -> None:
         """With --ckpt_path and no data chosen (no --data option, no --config that sets it),
@@ -377,6 +404,14 @@ def with_values(parser: LightningArgumentParser, config: Namespace, key: str,
     for part in reversed(key.split(".")):
         value = {part: value}
     return parser.parse_object(value, config)
+
+
+def format_value(value: Any) -> str:
+    """A config value as typed on the command line (null, true, [1, 2], 0.5)."""
+    if isinstance(value, Namespace):
+        value = value.as_dict()
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix(
+        "\n...").strip()
 
 
 def is_special_checkpoint_path(path: str | os.PathLike) -> bool:

@@ -1115,3 +1115,55 @@ def test_a_class_switch_starts_from_the_new_class_defaults(how, workdir):
     expected_network = class_defaults(DelaySNN) | network
     assert {k: used[k] for k in expected_network} == expected_network
     assert cli.model.network.input_shape == (40,)
+
+
+@pytest.mark.parametrize("how", ["options", "config"])
+def test_model_options_given_with_a_checkpoint_replace_its_settings(
+    how, trained_checkpoint, workdir, capsys
+):
+    """`validate --ckpt_path X --model.readout_loss spike_count` scores with spike_count (the
+    checkpoint's is mean_membrane), as the same checkpoint does in Python, and says so."""
+    from lightning import Trainer
+
+    from exodus_lightning.data import RandmanDataModule
+
+    common = ["validate", f"--ckpt_path={trained_checkpoint}", "--trainer.logger=false",
+              "--trainer.enable_progress_bar=false"]
+    if how == "options":
+        given = ["--model.readout_loss=spike_count"]
+    else:
+        mine = workdir / "mine.yaml"
+        mine.write_text("model:\n  readout_loss: spike_count\n")
+        given = ["--config", str(mine)]
+    cli = build_cli([*common, *given])
+    assert cli.model.hparams.readout_loss == "spike_count"
+    assert capsys.readouterr().err.count("model settings given here replace the checkpoint's: "
+                                         "--model.readout_loss spike_count (the checkpoint's: "
+                                         "mean_membrane)\n") == 1
+
+    saved = torch.load(trained_checkpoint, weights_only=False)["datamodule_hyper_parameters"]
+    data = RandmanDataModule(**{k: v for k, v in saved.items() if not k.startswith("_")})
+    model = SpikingClassifier.load_from_checkpoint(trained_checkpoint, map_location="cpu",
+                                                   readout_loss="spike_count")
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                      accelerator="cpu")
+    trainer.validate(model, datamodule=data, verbose=False)
+    assert cli.trainer.callback_metrics["val/loss"] == pytest.approx(
+        trainer.callback_metrics["val/loss"].item(), rel=1e-6)
+
+    same = build_cli([*common, "--model.readout_loss=mean_membrane"])  # the checkpoint's own
+    assert same.model.hparams.readout_loss == "mean_membrane"
+    assert "replace the checkpoint's" not in capsys.readouterr().err
+
+
+def test_model_options_that_change_the_shapes_end_in_the_shape_error(
+    trained_checkpoint, workdir, monkeypatch, capsys
+):
+    error = main_error(["test", f"--ckpt_path={trained_checkpoint}", "--trainer.logger=false",
+                        "--model.network.init_args.hidden_sizes=[16]"], monkeypatch, capsys)
+    assert ("model settings given here replace the checkpoint's: --model.network.init_args."
+            "hidden_sizes [16] (the checkpoint's: [128])") in error
+    assert "its network was built for other shapes than this run's" in error
+    assert "((128, 20) in the checkpoint, (16, 20) here)" in error
+    assert sum(line.startswith("exodus-lightning test: error: --ckpt_path")
+               for line in error.splitlines()) == 1
