@@ -26,6 +26,8 @@ from typing import Any
 
 import lightning as L
 import torch
+import yaml
+from jsonargparse import Namespace
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import (
     BasePredictionWriter,
@@ -54,7 +56,14 @@ from exodus_lightning.checkpoint_file import (
     check_checkpoint_contents,
     load_checkpoint_file,
 )
-from exodus_lightning.cli_parser import PROG, ExodusArgumentParser, wrap_class_help
+from exodus_lightning.cli_parser import (
+    PROG,
+    ExodusArgumentParser,
+    class_settings,
+    class_switch_defaults,
+    stated_values,
+    wrap_class_help,
+)
 from exodus_lightning.data import (  # noqa: F401 (imported: --data takes their short names)
     DelayedXorDataModule,
     DVSGestureDataModule,
@@ -179,11 +188,31 @@ class ExodusCLI(LightningCLI):
         wrap_class_help(parser)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        # Kept to tell whether the data was chosen on the command line (see
-        # _restore_data_from_checkpoint).
+        """Parse as LightningCLI does, except that a setting switched to another class (e.g.
+        --data SHDDataModule, or a --config naming ConvSNN) starts from that class's own
+        defaults, not from the values the default config holds for the default class."""
         given = sys.argv[1:] if args is None else args
+        # Kept to tell what the command line chose (see _restore_data_from_checkpoint and
+        # _apply_stated_model).
         self._given_args = [str(a) for a in given] if isinstance(given, (list, tuple)) else []
-        super().parse_arguments(parser, args)
+        # The values the command line states itself, without defaults (None for a dict of
+        # settings, or arguments that do not parse alone).
+        self._stated = None
+        switches = {}
+        if isinstance(given, (list, tuple)):
+            subcommands = getattr(self, "_subcommand_parsers", {})  # empty when run=False
+            subcommand = next((a for a in self._given_args if a in subcommands), None)
+            defaults = subcommands.get(subcommand, parser).get_defaults()
+            stated = stated_values(parser, self._given_args, {subcommand or "": defaults})
+            if stated is not None:
+                self._stated = stated.get(subcommand) if subcommand else stated
+            if self._stated is not None:
+                # A class_path left in the stated values is another class than the default's.
+                switches = {key: self._stated[f"{key}.class_path"]
+                            for key in class_settings(defaults)
+                            if f"{key}.class_path" in self._stated}
+        with class_switch_defaults(switches):
+            super().parse_arguments(parser, args)
 
     def before_instantiate_classes(self) -> None:
         warm_up_extension()
@@ -259,7 +288,32 @@ class ExodusCLI(LightningCLI):
             self._checkpoint = load_checkpoint_file(path, weights_only=True)
         super()._parse_ckpt_path()
         if self._checkpoint is not None:
+            self._apply_stated_model(subcommand)
             self._restore_data_from_checkpoint(subcommand)
+
+    def _apply_stated_model(self, subcommand: str) -> None:
+        """Put back the model settings the command line states (--model.* options, a --config's
+        `model`), which LightningCLI replaced by the checkpoint's hyperparameters, and name in
+        one line those that differ from the checkpoint's: what the user typed is what runs."""
+        stated = self._stated.get("model") if self._stated is not None else None
+        if not self._checkpoint.get("hyper_parameters") or not stated:
+            return
+        from_checkpoint = self.config
+        try:
+            self.config = with_values(self.parser, from_checkpoint, f"{subcommand}.model", stated)
+        except (SystemExit, ValueError, TypeError) as error:
+            raise ConfigError(f"--ckpt_path: the model settings given here do not apply to the "
+                              f"checkpoint's model ({error})") from error
+        replaced = [
+            f"--model.{key} {format_value(self.config[subcommand].model.get(key))} (the "
+            f"checkpoint's: {format_value(from_checkpoint[subcommand].model.get(key))})"
+            for key in stated.keys()
+            if self.config[subcommand].model.get(key)
+            != from_checkpoint[subcommand].model.get(key)
+        ]
+        if replaced and rank_zero_only.rank == 0:  # every DDP process parses the command line
+            print(f"{PROG} {subcommand}: model settings given here replace the checkpoint's: "
+                  f"{'; '.join(replaced)}", file=sys.stderr)
 
     def _restore_data_from_checkpoint(self, subcommand: str) -> None:
         """With --ckpt_path and no data chosen (no --data option, no --config that sets it),
@@ -271,6 +325,7 @@ class ExodusCLI(LightningCLI):
         config = self.config[subcommand]
         defaults = self._subcommand_parsers[subcommand].get_defaults()
         chosen = any(arg.startswith("--data") for arg in getattr(self, "_given_args", []))
+        chosen = chosen or (self._stated is not None and "data" in self._stated)
         if class_path is None or chosen or config.data != defaults.data:
             return
         data = {"class_path": class_path, "init_args": saved}
@@ -278,7 +333,7 @@ class ExodusCLI(LightningCLI):
                 config.data.init_args.get(k) == v for k, v in saved.items()):
             return  # the default data: nothing to say
         try:
-            self.config = self.parser.parse_object({subcommand: {"data": data}}, self.config)
+            self.config = with_values(self.parser, self.config, f"{subcommand}.data", data)
         except (SystemExit, ValueError, TypeError) as error:
             raise ConfigError(
                 f"--ckpt_path: the data it was trained with ({class_path}) cannot be set up "
@@ -322,6 +377,41 @@ class ExodusCLI(LightningCLI):
             CLIWarning,
             stacklevel=2,
         )
+
+
+def with_values(parser: LightningArgumentParser, config: Namespace, key: str,
+                value: Namespace | dict[str, Any]) -> Namespace:
+    """`config` with `value` parsed over its setting `key` (e.g. "fit.model"): the arguments of
+    a class that `value` does not name are those of the class in `config`; a class that `value`
+    switches to starts from its own defaults (jsonargparse would keep the values both classes
+    share)."""
+    config = config.clone()
+    if isinstance(value, Namespace):
+        value = value.clone()
+        for inner, given in [("", value), *value.items(branches=True)]:
+            full_key = f"{key}.{inner}" if inner else key
+            current = config.get(full_key) if full_key in config else None
+            if not (isinstance(given, Namespace) and isinstance(current, Namespace)
+                    and isinstance(current.get("class_path"), str)):
+                continue
+            if given.get("class_path") is None:
+                given["class_path"] = current.class_path
+            elif given.class_path != current.class_path:
+                config[full_key] = None
+        value = value.as_dict()
+    elif value.get("class_path") != (config.get(key) or {}).get("class_path"):
+        config[key] = None
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return parser.parse_object(value, config)
+
+
+def format_value(value: Any) -> str:
+    """A config value as typed on the command line (null, true, [1, 2], 0.5)."""
+    if isinstance(value, Namespace):
+        value = value.as_dict()
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix(
+        "\n...").strip()
 
 
 def is_special_checkpoint_path(path: str | os.PathLike) -> bool:

@@ -7,15 +7,17 @@ as a nested, multi-line message; `condense_error` turns that message into one li
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import difflib
 import importlib
 import inspect
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, NoReturn
 
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser
 
 PROG = "exodus-lightning"
@@ -27,6 +29,17 @@ LONG_SUBCLASS_LISTS = {"torch.nn.Module": "any torch.nn.Module importable by cla
 # then the values the command would use, not the constructor's.
 _help_defaults: contextvars.ContextVar[tuple[str, Any] | None] = contextvars.ContextVar(
     "help_defaults", default=None)
+# {key: class_path} of the settings whose class the command line switches (see
+# `class_switch_defaults`).
+_class_switches: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "class_switches", default=None)
+# Set while parsing the stated values alone: a mistake raises StatedValuesError, unprinted
+# (the full parse reports it).
+_raise_errors: contextvars.ContextVar[bool] = contextvars.ContextVar("raise_errors", default=False)
+
+
+class StatedValuesError(Exception):
+    """The arguments could not be parsed without the defaults."""
 
 
 def _type_name(text: str) -> str:
@@ -146,6 +159,8 @@ class ExodusArgumentParser(LightningArgumentParser):
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         """Print `<prog>: error: <one line>` and exit 2 (raise, when not exiting on errors)."""
+        if _raise_errors.get():
+            raise StatedValuesError(message)
         if not self.exit_on_error:
             super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
@@ -153,6 +168,16 @@ class ExodusArgumentParser(LightningArgumentParser):
         line = condense_error(message, parser._option_string_actions)
         sys.stderr.write(f"{prog}: error: {line}\n")
         self.exit(2)
+
+    def get_defaults(self, skip_validation: bool = False, **kwargs: Any) -> Namespace:
+        """The defaults, where the command line switches a setting to another class: that class
+        alone (its own defaults), without the values written for the default class."""
+        defaults = super().get_defaults(skip_validation, **kwargs)
+        for key, class_path in (_class_switches.get() or {}).items():
+            current = defaults.get(key) if key in defaults else None
+            if _is_class_spec(current) and current.get("class_path") != class_path:
+                defaults[key] = Namespace(class_path=class_path)
+        return defaults
 
     def add_class_arguments(self, class_type: type, nested_key: str | None = None,
                             *args: Any, **kwargs: Any) -> list[str]:
@@ -167,6 +192,88 @@ class ExodusArgumentParser(LightningArgumentParser):
             _shorten_subclass_list(action)
             action.help = first_sentence(action.help)
         return super().format_help()
+
+
+def _is_class_spec(value: Any) -> bool:
+    return isinstance(value, Namespace) and isinstance(value.get("class_path"), str)
+
+
+def class_settings(defaults: Namespace) -> dict[str, str]:
+    """{key: class_path} of every setting of `defaults` that names a class (data,
+    model.network, model.optimizer, trainer.logger, ...), outermost only."""
+    found: dict[str, str] = {}
+    for key, value in defaults.items(branches=True):
+        if _is_class_spec(value) and not any(key.startswith(f"{k}.") for k in found):
+            found[key] = value.class_path
+    return found
+
+
+@contextlib.contextmanager
+def class_switch_defaults(switches: dict[str, str]) -> Iterator[None]:
+    """While parsing, a setting in `switches` ({key: class_path}) starts from that class's own
+    defaults instead of the default config's class and values.
+
+    jsonargparse keeps the values that a new class_path shares with the previous one: without
+    this, `--data SHDDataModule` would inherit the built-in Randman task's num_time_steps 50 and
+    num_channels 20, and `--model.network ConvSNN` the default network's spike_threshold 0.5.
+    """
+    token = _class_switches.set(dict(switches))
+    try:
+        yield
+    finally:
+        _class_switches.reset(token)
+
+
+def stated_values(parser: LightningArgumentParser, args: list[str],
+                  seeds: dict[str, Namespace]) -> Namespace | None:
+    """What `args` state themselves (their --config files and options, in order), without any
+    default; None where they cannot be parsed so (the full parse then says why).
+
+    `seeds` ({prefix: defaults}) name the default classes of the settings, so that an option
+    such as --model.network.init_args.tau_mem parses without its class_path. A class_path
+    equal to the default class is dropped from the result: it restates the default.
+    """
+    tokens = [arg.split("=", 1)[0] for arg in args]
+    if any(t in ("-h", "--help") or t.endswith(".help") for t in tokens):
+        return None  # help is printed by the full parse
+    try:  # --print_config prints during the full parse only
+        from jsonargparse._actions import _ActionPrintConfig
+        skip_print_config = _ActionPrintConfig.skip_print_config
+    except (ImportError, AttributeError):  # another jsonargparse version
+        if "--print_config" in tokens:
+            return None
+        skip_print_config = contextlib.nullcontext
+    start = Namespace()
+    classes: dict[str, str] = {}
+    for prefix, defaults in seeds.items():
+        for key, class_path in class_settings(defaults).items():
+            full_key = f"{prefix}.{key}" if prefix else key
+            start[full_key] = Namespace(class_path=class_path)
+            classes[full_key] = class_path
+    token = _raise_errors.set(True)
+    try:
+        with skip_print_config():
+            stated = parser.parse_args(args, namespace=start, defaults=False,
+                                       _skip_validation=True)
+    except (StatedValuesError, SystemExit, TypeError, ValueError, KeyError):
+        return None
+    finally:
+        _raise_errors.reset(token)
+    for full_key, class_path in classes.items():
+        spec = stated.get(full_key) if full_key in stated else None
+        if _is_class_spec(spec) and spec.class_path == class_path:
+            del spec["class_path"]
+    return _without_empty_branches(stated)
+
+
+def _without_empty_branches(namespace: Namespace) -> Namespace:
+    """`namespace` without the sections that hold no value (left by dropped class_paths)."""
+    for key, value in list(namespace.items(branches=True, nested=False)):
+        if isinstance(value, Namespace):
+            value = _without_empty_branches(value)
+            if next(iter(value.keys()), None) is None:
+                del namespace[key]
+    return namespace
 
 
 def _set_help_defaults(parser: LightningArgumentParser, class_type: type, key: str,

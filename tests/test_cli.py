@@ -7,6 +7,7 @@ file goes under tmp_path.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -202,19 +203,13 @@ CONFIG_FILES = sorted(CONFIGS.glob("*.yaml")) + sorted((CONFIGS / "experiments")
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=[p.stem for p in CONFIG_FILES])
 def test_configs_state_only_what_differs_from_the_defaults(path, workdir, capsys):
     """Each value of a config changes `fit --print_config`, except class paths (they name what
-    the experiment uses) and values marked `stated` (kept although a value that the previous
-    class_path shares with the new one would carry over, see the note in those configs)."""
-    text = path.read_text()
-    config = yaml.safe_load(text)
-    stated = {
-        line.split(":")[0].strip()
-        for line in text.splitlines()
-        if "# " in line and "stated" in line.split("# ", 1)[1]
-    }
+    the experiment uses): a class a config switches to starts from its own defaults, so none
+    needs restating."""
+    config = yaml.safe_load(path.read_text())
     reference = yaml.safe_load(printed_config(["fit", "--config", str(path)], capsys))
     trial = workdir / "trial.yaml"
     for key in leaves(config):
-        if key[-1] == "class_path" or key[-1] in stated:
+        if key[-1] == "class_path":
             continue
         trial.write_text(yaml.safe_dump(without(config, key)))
         assert yaml.safe_load(printed_config(["fit", "--config", str(trial)], capsys)) != (
@@ -1075,3 +1070,100 @@ def test_no_subcommand_lists_every_subcommand_in_one_line(monkeypatch, capsys):
     assert error == ("exodus-lightning: error: give a subcommand: fit, validate, test, predict, "
                      "export or prepare (e.g. `exodus-lightning fit`; `exodus-lightning --help` "
                      "says more)")
+
+
+def class_defaults(cls: type) -> dict[str, object]:
+    """The constructor's defaults, lists for tuples (as a parsed config holds them)."""
+    return {
+        name: list(p.default) if isinstance(p.default, tuple) else p.default
+        for name, p in inspect.signature(cls).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+@pytest.mark.parametrize("how", ["options", "config"])
+def test_a_class_switch_starts_from_the_new_class_defaults(how, workdir):
+    """`--data DelayedXorDataModule --model.network DelaySNN` (or a --config naming them) runs
+    those classes with their own defaults, not the built-in task's values for Randman and
+    FeedForwardSNN that they share (num_channels 20, hidden_sizes [128], tau_mem 10,
+    spike_threshold 0.5, ...); the values given still win."""
+    from exodus_lightning.data import DelayedXorDataModule
+    from exodus_lightning.models import DelaySNN
+
+    data = {"num_train_samples": 16, "num_val_samples": 16, "num_test_samples": 16,
+            "batch_size": 16}
+    network = {"tau_mem": 5.0}
+    if how == "options":
+        switch = ["--data=DelayedXorDataModule", "--model.network=DelaySNN",
+                  *[f"--data.init_args.{k}={v}" for k, v in data.items()],
+                  *[f"--model.network.init_args.{k}={v}" for k, v in network.items()]]
+    else:
+        mine = workdir / "mine.yaml"
+        mine.write_text(yaml.safe_dump({
+            "data": {"class_path": "exodus_lightning.data.DelayedXorDataModule",
+                     "init_args": data},
+            "model": {"network": {"class_path": "exodus_lightning.models.DelaySNN",
+                                  "init_args": network}},
+        }))
+        switch = ["--config", str(mine)]
+    cli = build_cli(["fit", *switch, "--trainer.fast_dev_run=1", "--trainer.accelerator=cpu"])
+    assert cli.trainer.state.finished
+    expected_data = class_defaults(DelayedXorDataModule) | data
+    assert {k: cli.datamodule.hparams[k] for k in expected_data} == expected_data
+    assert cli.datamodule.input_shape == (expected_data["num_channels"],)  # 40, not 20
+    used = cli.config.fit.model.network.init_args.as_dict()
+    expected_network = class_defaults(DelaySNN) | network
+    assert {k: used[k] for k in expected_network} == expected_network
+    assert cli.model.network.input_shape == (40,)
+
+
+@pytest.mark.parametrize("how", ["options", "config"])
+def test_model_options_given_with_a_checkpoint_replace_its_settings(
+    how, trained_checkpoint, workdir, capsys
+):
+    """`validate --ckpt_path X --model.readout_loss spike_count` scores with spike_count (the
+    checkpoint's is mean_membrane), as the same checkpoint does in Python, and says so."""
+    from lightning import Trainer
+
+    from exodus_lightning.data import RandmanDataModule
+
+    common = ["validate", f"--ckpt_path={trained_checkpoint}", "--trainer.logger=false",
+              "--trainer.enable_progress_bar=false"]
+    if how == "options":
+        given = ["--model.readout_loss=spike_count"]
+    else:
+        mine = workdir / "mine.yaml"
+        mine.write_text("model:\n  readout_loss: spike_count\n")
+        given = ["--config", str(mine)]
+    cli = build_cli([*common, *given])
+    assert cli.model.hparams.readout_loss == "spike_count"
+    assert capsys.readouterr().err.count("model settings given here replace the checkpoint's: "
+                                         "--model.readout_loss spike_count (the checkpoint's: "
+                                         "mean_membrane)\n") == 1
+
+    saved = torch.load(trained_checkpoint, weights_only=False)["datamodule_hyper_parameters"]
+    data = RandmanDataModule(**{k: v for k, v in saved.items() if not k.startswith("_")})
+    model = SpikingClassifier.load_from_checkpoint(trained_checkpoint, map_location="cpu",
+                                                   readout_loss="spike_count")
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                      accelerator="cpu")
+    trainer.validate(model, datamodule=data, verbose=False)
+    assert cli.trainer.callback_metrics["val/loss"] == pytest.approx(
+        trainer.callback_metrics["val/loss"].item(), rel=1e-6)
+
+    same = build_cli([*common, "--model.readout_loss=mean_membrane"])  # the checkpoint's own
+    assert same.model.hparams.readout_loss == "mean_membrane"
+    assert "replace the checkpoint's" not in capsys.readouterr().err
+
+
+def test_model_options_that_change_the_shapes_end_in_the_shape_error(
+    trained_checkpoint, workdir, monkeypatch, capsys
+):
+    error = main_error(["test", f"--ckpt_path={trained_checkpoint}", "--trainer.logger=false",
+                        "--model.network.init_args.hidden_sizes=[16]"], monkeypatch, capsys)
+    assert ("model settings given here replace the checkpoint's: --model.network.init_args."
+            "hidden_sizes [16] (the checkpoint's: [128])") in error
+    assert "its network was built for other shapes than this run's" in error
+    assert "((128, 20) in the checkpoint, (16, 20) here)" in error
+    assert sum(line.startswith("exodus-lightning test: error: --ckpt_path")
+               for line in error.splitlines()) == 1
