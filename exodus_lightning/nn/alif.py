@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from exodus_lightning import ops
+from exodus_lightning.ops._arguments import caller_outside_the_libraries
 
 from . import activation as act
 from . import parameters as p
@@ -137,10 +138,12 @@ class ALIF(SpikingLayer):
                                          ("train_adapt_scale", train_adapt_scale)) if on]
         if trained and self._reset == "zero":
             verb = "trains" if len(trained) == 1 else "train"
-            warnings.warn(f"ALIF: {' and '.join(trained)} with a reset to zero {verb} nothing: the "
-                          f"threshold reaches the loss only through the subtracting reset, so "
-                          f"b0, adapt_scale and tau_adapt get zero gradients; use "
-                          f"reset_fn=MembraneSubtract() to train them", stacklevel=2)
+            warnings.warn(f"{type(self).__name__}: {' and '.join(trained)} with a reset to "
+                          f"zero {verb} nothing: the threshold reaches the loss only through "
+                          f"the subtracting reset, so b0, adapt_scale and tau_adapt get zero "
+                          f"gradients; use "
+                          f"reset_fn=MembraneSubtract() to train them",
+                          stacklevel=caller_outside_the_libraries())
         self.surrogate_grad_fn = surrogate_grad_fn
         self.norm_input = bool(norm_input)
         self.record_states = bool(record_states)

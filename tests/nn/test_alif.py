@@ -173,8 +173,8 @@ def test_setting_a_fixed_subtract_value_later_is_refused():
 
 
 def test_training_the_threshold_with_a_reset_to_zero_warns_and_is_indeed_inert():
-    with pytest.warns(UserWarning, match="train_threshold and train_adapt_scale with a reset to "
-                                         "zero train nothing"):
+    with pytest.warns(UserWarning, match="ALIF: train_threshold and train_adapt_scale with a "
+                                         "reset to zero train nothing"):
         layer = enn.ALIF(10.0, 50.0, train_threshold=True, train_adapt_scale=True,
                          reset_fn=ours.MembraneReset())
     x = torch.rand(2, 40, 6) * 3
