@@ -14,6 +14,7 @@ import importlib
 import inspect
 import re
 import sys
+import typing
 from collections.abc import Iterable, Iterator
 from typing import Any, NoReturn
 
@@ -182,6 +183,8 @@ class ExodusArgumentParser(LightningArgumentParser):
     def add_class_arguments(self, class_type: type, nested_key: str | None = None,
                             *args: Any, **kwargs: Any) -> list[str]:
         added = super().add_class_arguments(class_type, nested_key, *args, **kwargs)
+        for action in self._actions:
+            _prefer_int_over_float(action)
         context = _help_defaults.get()
         if context is not None and nested_key == context[0]:
             _set_help_defaults(self, class_type, nested_key, context[1])
@@ -192,6 +195,24 @@ class ExodusArgumentParser(LightningArgumentParser):
             _shorten_subclass_list(action)
             action.help = first_sentence(action.help)
         return super().format_help()
+
+
+def _prefer_int_over_float(action: Any) -> None:
+    """Parse "1" as the int 1 where an option takes an int or a float: Trainer's
+    limit_*_batches say int = batches, float = fraction, so "1" read as 1.0 meant every batch.
+
+    Trainer annotates them Union[int, float], but typing caches equal unions, so the order of
+    one created earlier with float first (lightning does) is what jsonargparse tries (Lightning
+    issue #21259). ``int | float`` is not cached with them and keeps its order.
+    """
+    hint = getattr(action, "_typehint", None)
+    members = typing.get_args(hint) if typing.get_origin(hint) is typing.Union else ()
+    if int in members and float in members and members.index(float) < members.index(int):
+        ordered: Any = int | float
+        for member in members:
+            if member not in (int, float):
+                ordered = ordered | member
+        action._typehint = ordered
 
 
 def _is_class_spec(value: Any) -> bool:

@@ -1167,3 +1167,17 @@ def test_model_options_that_change_the_shapes_end_in_the_shape_error(
     assert "((128, 20) in the checkpoint, (16, 20) here)" in error
     assert sum(line.startswith("exodus-lightning test: error: --ckpt_path")
                for line in error.splitlines()) == 1
+
+
+@pytest.mark.parametrize("given, expected", [("1", 1), ("3", 3), ("1.0", 1.0), ("0.25", 0.25)])
+def test_batch_limits_keep_ints_as_batch_counts(given, expected, workdir):
+    """Lightning reads an int as a number of batches and a float as a fraction: "1" must stay
+    the int 1 (one batch), not 1.0 (every batch), from the command line and from a config."""
+    cli = build_cli(["--trainer.limit_val_batches", given, "--trainer.limit_train_batches", given],
+                    run=False)
+    for value in (cli.trainer.limit_val_batches, cli.trainer.limit_train_batches):
+        assert value == expected and type(value) is type(expected)
+    config = workdir / "limits.yaml"
+    config.write_text(f"trainer:\n  limit_val_batches: {given}\n")
+    value = build_cli(["--config", str(config)], run=False).trainer.limit_val_batches
+    assert value == expected and type(value) is type(expected)
