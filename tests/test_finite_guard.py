@@ -92,6 +92,27 @@ def test_fp16_mixed_precision_overflow_steps_are_left_to_the_gradient_scaler(tmp
     assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
+class NaNGradients(Tiny):
+    """A finite loss whose backward pass makes NaN gradients at any scale."""
+
+    def training_step(self, batch, batch_idx):
+        (x,) = batch
+        # sqrt at 0: a finite value (0), an infinite derivative, times the 0 of x · 0: NaN.
+        return (self.fc(x).float() * 0.0).abs().sqrt().mean()
+
+
+def test_fp16_mixed_precision_stops_when_the_scaler_skips_every_step(tmp_path):
+    """The scaler would skip every step forever (nothing trains, silently); the guard stops
+    the run once its scale has fallen below MIN_GRADIENT_SCALE."""
+    data = DataLoader(TensorDataset(torch.rand(200, 7, 4)), batch_size=4)
+    trainer = L.Trainer(max_epochs=1, callbacks=[NonFiniteGuard()], logger=False,
+                        plugins=[fp16_mixed_precision()], enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    with pytest.raises(NonFiniteError, match=r"the gradient scaler's scale fell to .* step 30:"):
+        trainer.fit(NaNGradients(), data)
+
+
 @pytest.mark.parametrize(("poison", "message"), [
     ("input", r"non-finite training loss at epoch 0, step 3"),
     ("parameter", r"non-finite parameter 'fc\.bias' at epoch 0, step 3"),

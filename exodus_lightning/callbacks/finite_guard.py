@@ -8,6 +8,12 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+# A gradient scaler halves its scale at every step it skips (non-finite gradients) and starts
+# at 2**16: below 2**-14 it has skipped at least 30 steps more than it grew, and unscaled
+# gradients would need a size past 1e9 to overflow float16. Gradients that are NaN or inf
+# whatever the scale (a NaN made in backward, with a finite loss) end up there.
+MIN_GRADIENT_SCALE = 2.0**-14
+
 
 class NonFiniteError(RuntimeError):
     """Training produced a NaN or an infinity; the message names the tensor and the step."""
@@ -46,7 +52,8 @@ class NonFiniteGuard(L.Callback):
     Under fp16 mixed precision (``precision="16-mixed"``) the gradient scaler owns the
     gradients: an inf or NaN in them is its routine overflow signal, on which it skips the step
     and lowers its scale, so the guard leaves them to it and checks the loss, parameters and
-    states only.
+    states, and stops the run when the scale has fallen below MIN_GRADIENT_SCALE (gradients
+    non-finite at every scale: the scaler would skip every step and train nothing).
     """
 
     def __init__(self, every_n_steps: int = 1) -> None:
@@ -85,3 +92,11 @@ class NonFiniteGuard(L.Callback):
         named += [(f"parameter {name!r}", p) for name, p in pl_module.named_parameters()]
         named += [(f"layer state {name!r}", t) for name, t in _states(pl_module)]
         self._check(trainer, step, named)
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        if scaler is not None and scaler.is_enabled() and scaler.get_scale() < MIN_GRADIENT_SCALE:
+            raise NonFiniteError(
+                f"the gradient scaler's scale fell to {scaler.get_scale():.3g} at epoch "
+                f"{trainer.current_epoch}, step {step}: the gradients were non-finite at every "
+                f"scale, so it skipped the optimizer steps and nothing trains. Look for NaN/inf "
+                f"made in the backward pass (a surrogate, a custom op) or run in float32/bf16 "
+                f"to see which gradient turns non-finite")
