@@ -480,6 +480,11 @@ def test_a_foreign_graph_in_seconds_without_dt_warns_or_raises():
         from_nir(graph(0.5), dt=1.0)  # a dt passed is the user's choice
     with pytest.raises(NIRImportError, match=r"exp\(−dt/τ\) of 0 in float32.*dt=<seconds"):
         from_nir(graph(1e-3))
+    with warnings.catch_warnings():  # with dt given, a neuron without memory (α = 0)
+        warnings.simplefilter("error")
+        network = from_nir(graph(1e-3), dt=1.0)
+        x = torch.rand(2, 5, 3) * 3
+        torch.testing.assert_close(network(x), (x > 1.0).float())  # v_t = x_t, no memory
     # Our own graph stores its dt: no warning.
     model = chain(enn.LIF(tau_mem=0.5, max_spikes_per_step=1, reset=EXACT_RESET))
     with warnings.catch_warnings():

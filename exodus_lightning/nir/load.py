@@ -11,8 +11,8 @@ that made the node: to v_reset (nir >= 1.0.5; we run v_reset = 0 as reset="zero"
 any other value), else by subtracting v_threshold (nir <= 1.0.4, no v_reset).
 
 A foreign graph has no stored dt, and dt defaults to 1 (τ in steps, as sinabs writes it). A
-graph whose τ are in seconds (Norse, snnTorch) needs ``dt=``: a τ below one step warns
-(:class:`NIRImportWarning`), and one whose decay exp(−dt/τ) is 0 in float32 raises.
+graph whose τ are in seconds (Norse, snnTorch) needs ``dt=``: without it, a τ below one step
+warns (:class:`NIRImportWarning`), and one whose decay exp(−dt/τ) is 0 in float32 raises.
 """
 
 from __future__ import annotations
@@ -116,8 +116,10 @@ def _file_version(path: str | os.PathLike) -> str | None:
 
 
 def _check_time_constants(name: str, node: nir.NIRNode, dt: float, dt_known: bool) -> None:
-    """A decay exp(−dt/τ) that is 0 in float32 raises; without a known dt (neither passed nor
-    stored), a τ below one step warns: the graph's τ are probably in another unit (seconds)."""
+    """Without a known dt (neither passed nor stored), a τ below one step warns and one whose
+    decay exp(−dt/τ) is 0 in float32 raises: the graph's τ are probably in another unit
+    (seconds). With a known dt such a decay is a neuron without memory (α = 0), as the layers
+    allow."""
     tau = getattr(node, "tau_mem", getattr(node, "tau", None))
     if not isinstance(node, (nir.LIF, nir.CubaLIF, nir.LI)) or tau is None:
         return
@@ -128,11 +130,13 @@ def _check_time_constants(name: str, node: nir.NIRNode, dt: float, dt_known: boo
     hint = ("pass the step length in the graph's time unit, from_nir(..., dt=<seconds per "
             "step>) for a graph whose τ are in seconds (Norse's default step is 1e-3, "
             "snnTorch's 1e-4)")
-    if (np.float32(cv.decay(shortest, dt)) == 0):
+    if dt_known:
+        return
+    if np.float32(cv.decay(shortest, dt)) == 0:
         raise NIRImportError(f"node {name!r}: τ = {shortest:g} with dt = {dt:g} gives a decay "
                              f"exp(−dt/τ) of 0 in float32 (the neuron forgets everything each "
                              f"step); {hint}")
-    if not dt_known and shortest < dt:
+    if shortest < dt:
         warnings.warn(NIRImportWarning(
             f"node {name!r}: τ = {shortest:g} is below one step (dt = {dt:g}, the default: the "
             f"graph stores no dt); {hint}"), stacklevel=3)
