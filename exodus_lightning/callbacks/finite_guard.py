@@ -40,6 +40,12 @@ def _states(module: nn.Module) -> Iterable[tuple[str, Tensor]]:
             if buffer.numel() > 0 and buffer.is_floating_point())
 
 
+def _scaler(trainer: L.Trainer) -> torch.amp.GradScaler | None:
+    """The precision plugin's enabled gradient scaler (fp16 mixed precision), or None."""
+    scaler = getattr(trainer.precision_plugin, "scaler", None)
+    return scaler if scaler is not None and scaler.is_enabled() else None
+
+
 class NonFiniteGuard(L.Callback):
     """Stop the run at the first NaN or ±inf in the training loss, a gradient, a parameter or a
     layer state, naming the tensor and the step, instead of training on with it.
@@ -78,7 +84,7 @@ class NonFiniteGuard(L.Callback):
                                  optimizer: torch.optim.Optimizer) -> None:
         step = trainer.global_step  # the optimiser step about to be taken
         # A scaler skips a step whose gradients overflowed; the parameters stay finite.
-        if self._due(step) and getattr(trainer.precision_plugin, "scaler", None) is None:
+        if self._due(step) and _scaler(trainer) is None:
             self._check(trainer, step, ((f"gradient of {name!r}", p.grad)
                                         for name, p in pl_module.named_parameters()))
 
@@ -92,8 +98,8 @@ class NonFiniteGuard(L.Callback):
         named += [(f"parameter {name!r}", p) for name, p in pl_module.named_parameters()]
         named += [(f"layer state {name!r}", t) for name, t in _states(pl_module)]
         self._check(trainer, step, named)
-        scaler = getattr(trainer.precision_plugin, "scaler", None)
-        if scaler is not None and scaler.is_enabled() and scaler.get_scale() < MIN_GRADIENT_SCALE:
+        scaler = _scaler(trainer)
+        if scaler is not None and scaler.get_scale() < MIN_GRADIENT_SCALE:
             raise NonFiniteError(
                 f"the gradient scaler's scale fell to {scaler.get_scale():.3g} at epoch "
                 f"{trainer.current_epoch}, step {step}: the gradients were non-finite at every "

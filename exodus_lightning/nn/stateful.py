@@ -27,9 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from exodus_lightning.ops import state_dtype
-from exodus_lightning.ops._arguments import (
-    caller_outside_the_libraries as _caller_outside_the_libraries,
-)
+from exodus_lightning.ops._arguments import caller_outside_the_libraries
 
 _EMPTY = torch.Size([0])
 
@@ -59,10 +57,16 @@ class StatefulLayer(nn.Module):
         return False
 
     @property
+    def last_output(self) -> Tensor | None:
+        """The last forward call's output as (batch, time, *features), with its graph (a
+        Squeeze layer's unfolded); None before the first call."""
+        return self.__dict__.get("_last_output")
+
+    @property
     def firing_rate(self) -> Tensor:
         """Mean output of the last forward call (spikes per neuron and step for spiking
         layers; sinabs reports it for ExpLeak too), with its graph."""
-        output = self.__dict__.get("_last_output")
+        output = self.last_output
         if output is None:
             raise AttributeError(f"{type(self).__name__}.firing_rate exists after a forward call")
         return output.mean()
@@ -179,7 +183,7 @@ class StatefulLayer(nn.Module):
             "values: truncated BPTT) or zero_grad(model) (optimizer.zero_grad() and a "
             "container's own zero_grad() leave the states of the layers inside as they are); "
             "or call backward(retain_graph=True) to go through both calls.",
-            stacklevel=_caller_outside_the_libraries(),
+            stacklevel=caller_outside_the_libraries(),
         )
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,

@@ -121,7 +121,7 @@ class SpikingClassifier(L.LightningModule):
         def hook(module: nn.Module, inputs: tuple, output: Tensor) -> None:
             # The layer's (batch, time, *features) spikes: a Squeeze layer returns them folded
             # to (batch·time, *features), which the callbacks would read as batch rows.
-            self.layer_spikes[name] = module.__dict__.get("_last_output", output)
+            self.layer_spikes[name] = module.last_output
 
         return hook
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -146,8 +148,6 @@ def _leaky_integrator_readout(currents: torch.Tensor, tau: float) -> torch.Tenso
 @pytest.mark.parametrize("config", ["shd_adlif", "ssc_adlif"])
 def test_se_adlif_configs_have_the_authors_normalised_readout(config):
     yaml = pytest.importorskip("yaml")
-    from pathlib import Path
-
     path = Path(__file__).resolve().parents[2] / "configs" / f"{config}.yaml"
     init_args = yaml.safe_load(path.read_text())["model"]["network"]["init_args"]
     network = FeedForwardSNN((140,), 20, **init_args | {"hidden_sizes": [48]})
