@@ -20,7 +20,7 @@ model would receive. On a CPU device freed memory is kept for reuse (ops.keep_fr
 the CLI does for CPU runs. It also times forward + backward of a plain-PyTorch
 (features -> 128 LIF -> classes, mean-over-time readout) network on one batch of that shape, so
 the table says whether loading or training is the bottleneck. Prints a Markdown table; writes
-the README's table (samples per second of each path, one cell per --workers value) as
+the docs' table (samples per second of each path, one cell per --workers value) as
 <--out>/loaders.md.
 
     python experiments/benchmark_data.py --quick
@@ -76,7 +76,7 @@ def fabricate(root: Path, num_samples: int, quick: bool) -> None:
 
 
 PATHS = ("tonic", "cache", "stream", "stream, as loaded", "events", "events+device")
-# The README's table (experiments/tables.py copies <out>/loaders.md into it): its column of
+# The docs' table (experiments/tables.py copies <out>/loaders.md into it): its column of
 # each path.
 README_COLUMNS = {
     "tonic": "tonic",
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
         "--device", default=None, help="where batches go (default: cuda if available, else cpu)"
     )
     parser.add_argument("--out", type=Path, default=Path("results") / "benchmark_data",
-                        help="folder of the README's table loaders.md")
+                        help="folder of the docs' table loaders.md")
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     num_samples = 300 if args.quick else args.num_samples

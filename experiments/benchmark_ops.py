@@ -18,7 +18,7 @@ its own with the default allocator. Writes three README tables into --out:
 
 "Reuse" is ops.keep_freed_memory() (what the CLI does on CPU; the same as
 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<large>): on CPU, page faults on fresh 80 MB tensors
-otherwise dominate (see the README).
+otherwise dominate (see docs/ops.md).
 """
 
 from __future__ import annotations

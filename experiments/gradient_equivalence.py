@@ -31,7 +31,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Acceptance thresholds of the claim: EXODUS within rounding of BPTT; SLAYER visibly off.
 TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
 SLAYER_DIFFERS = 1e-2
-# The README's table (experiments/tables.py copies <out>/cases.md into it).
+# The docs' table (experiments/tables.py copies <out>/cases.md into it).
 README_TABLES: dict[str, tuple[str, ...]] = {
     "cases": (
         "case",

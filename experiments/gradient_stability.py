@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from exodus_lightning import nn as enn
 from experiments import arguments, common, report
 
-# The README's tables (experiments/tables.py copies <out>/<stem>.md into it).
+# The docs' tables (experiments/tables.py copies <out>/<stem>.md into it).
 RATIOS = ("SLAYER/BPTT, first layer", "SLAYER/BPTT, last layer", "max |EXODUS/BPTT − 1|")
 README_TABLES: dict[str, tuple[str, ...]] = {
     "depth_sweep": ("neuron", "spiking layers", "BPTT ‖∂L/∂W₁‖", "EXODUS ‖∂L/∂W₁‖",
@@ -151,7 +151,7 @@ def summarise(rows: list[dict], key: str) -> list[dict]:
 
 
 def readme_rows(summary: list[dict], key: str) -> list[dict]:
-    """The README's rows of a sweep summary (key "depth" or "time"): 3 significant digits,
+    """The docs' rows of a sweep summary (key "depth" or "time"): 3 significant digits,
     EXODUS's deviation from BPTT in scientific notation."""
     stem = f"{key}_sweep"
     rows = []

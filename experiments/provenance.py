@@ -1,6 +1,6 @@
 """Where and how a table was measured: date, commit, CPU, threads, torch, allocator, GPU.
 
-Every table an experiment writes carries this line, so a figure copied into the README can be
+Every table an experiment writes carries this line, so a figure copied into the docs can be
 traced to the machine and the code that produced it. Only the standard library is imported at
 module level (torch when a function needs it), as in report.py.
 """

@@ -13,7 +13,7 @@ input and parameters left out), the peak memory of one forward + backward pass
 (memory.step_peak_mb, each variant in a fresh process), the time of forward + backward and of
 forward alone (no autograd) as median (min–max) over interleaved rounds, and the agreement
 with the first variant (spike mismatches, largest relative gradient difference):
-memory.csv/.md, and the README's table variants.md.
+memory.csv/.md, and the docs' table variants.md.
 
     python -m experiments.recurrent_memory             # (32, 300, 512)
     python -m experiments.recurrent_memory --tiny      # seconds, tiny shapes (tests)
@@ -35,7 +35,7 @@ from experiments.sinabs_speed import max_relative, spread_ms, timings
 
 EXPERIMENT = "recurrent_memory"
 VARIANTS = ("fused", "loop", "sinabs")
-# The README's table (experiments/tables.py copies <out>/variants.md into it).
+# The docs' table (experiments/tables.py copies <out>/variants.md into it).
 README_TABLES: dict[str, tuple[str, ...]] = {
     "variants": ("case, (B, T, F)", "variant", "kept for backward", "peak fwd+bwd", "fwd+bwd",
                  "fwd"),
@@ -180,7 +180,7 @@ def run_case(case: Case, repeats: int, seed: int) -> list[dict[str, Any]]:
 
 
 def readme_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The README's rows: memory in whole MiB, times in whole ms."""
+    """The docs' rows: memory in whole MiB, times in whole ms."""
     return [dict(zip(README_TABLES["variants"], (
         f"{row['case']}, {row['(B, T, F)']}", row["variant"],
         f"{row['saved for backward MiB']:.0f} MiB", f"{row['peak fwd+bwd MiB']:.0f} MiB",

@@ -22,7 +22,7 @@ SMOKE_NOTE = (
     "expected here; the numbers say nothing about the methods. Run without --tiny for results."
 )
 # Starts the provenance line of a README table from a --tiny run: experiments/tables.py refuses
-# to copy such a table into the README.
+# to copy such a table into the docs.
 SMOKE_TABLE_MARK = "**Smoke run (--tiny), not a result.**"
 
 
@@ -83,7 +83,7 @@ def write_readme_table(
     device: str = "cpu",
     tiny: bool = False,
 ) -> str:
-    """Write out/stem.md: a table for the README (experiments/tables.py copies it there) with
+    """Write out/stem.md: a table for the docs (experiments/tables.py copies it there) with
     exactly ``columns`` (the script's README_TABLES[stem]), a blank line, then the provenance
     line of this process on device (after SMOKE_TABLE_MARK when tiny); and every key of the
     rows to out/stem.csv. Return the Markdown text.

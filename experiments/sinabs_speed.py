@@ -6,7 +6,7 @@ times forward + backward (and forward alone, without autograd) alternately in on
 reports medians and the speed-up. The defaults are sinabs' (multi-spike, subtracting reset,
 SingleExponential surrogate, norm_input=True, trainable tau_mem). Each allocator mode (glibc's
 default, and reuse: ops.keep_freed_memory()) runs in a fresh process of its own. Writes
-speed.csv/.md (every case and mode) and the README's table layers.md ("default / reuse" cells).
+speed.csv/.md (every case and mode) and the docs' table layers.md ("default / reuse" cells).
 
     python -m experiments.sinabs_speed                      # (32, 300, 2048) and friends, ~12 min
     python -m experiments.sinabs_speed --tiny               # seconds, tiny shapes (tests)
@@ -34,7 +34,7 @@ EXPERIMENT = "sinabs_speed"
 ROOT = Path(__file__).resolve().parents[1]
 TAU_MEM = 20.0
 ALLOCATORS = ("default", "reuse")  # reuse: ops.keep_freed_memory()
-# The README's table (experiments/tables.py copies <out>/layers.md into it).
+# The docs' table (experiments/tables.py copies <out>/layers.md into it).
 README_TABLES: dict[str, tuple[str, ...]] = {
     "layers": ("layer, (B, T, F)", "sinabs fwd+bwd", "ours fwd+bwd", "fwd+bwd speed-up",
                "forward-only speed-up"),

@@ -1,24 +1,24 @@
-"""One command for every measured table in the README: run the scripts, then copy their tables in.
+"""One command for every measured table of the docs: run the scripts, then copy their tables in.
 
 Each experiment of REGISTRY runs at full size in a fresh Python process, writing into
 ``results/<experiment>/`` (the GPU ones only where torch sees a CUDA device). A script that makes
 README tables declares them as ``README_TABLES = {"<stem>": (<column headers>), ...}`` and writes
 each as ``<out>/<stem>.md``: the Markdown table, a blank line, the provenance line
-(experiments/provenance.py). In README.md each such table sits in a block
+(experiments/provenance.py). In its page (the experiment's ``document``: docs/ops.md,
+docs/results.md, ...) each such table sits in a block
 
     <!-- table: <experiment>/<stem> -->
     ...
     <!-- end table -->
 
 (HTML comments: invisible on GitHub) whose content ``--readme`` replaces with that file, so the
-README's tables are the scripts' output. (An experiment's ``document`` may name another file of
-the repository for its blocks, e.g. docs/delays.md.) tests/experiments/test_tables.py checks that
+pages' tables are the scripts' output. tests/experiments/test_tables.py checks that
 every block names a registered table and that its header row is the script's README_TABLES entry.
 
     python -m experiments.tables --list                       # the registry, rough durations
     python -m experiments.tables                              # run everything into results/
     python -m experiments.tables --only sinabs_speed,recurrent_memory --readme
-    python -m experiments.tables --readme --no-run            # copy results/ into the README
+    python -m experiments.tables --readme --no-run            # copy results/ into the pages
 """
 
 from __future__ import annotations
@@ -50,20 +50,22 @@ class Experiment:
     document: str = "README.md"  # the file (from the repository root) holding its table blocks
 
 
-# In the README's order. Durations: measured by this command on the 2-core CPU machine
+# In the docs' order. Durations: measured by this command on the 2-core CPU machine
 # (2026-12-01; temporal_memory while other jobs ran), or an estimate where marked.
 REGISTRY: list[Experiment] = [
-    Experiment("benchmark_ops", (), "~8 min"),
-    Experiment("benchmark_peers", (), "~4 min"),
-    Experiment("temporal_memory", (), "~10-18 min"),
-    Experiment("sinabs_speed", (), "~2 min"),
-    Experiment("recurrent_memory", ("--threads", "1", "--repeats", "5"), "~2 min"),
-    Experiment("benchmark_data", ("--quick", "--repeats", "6"), "~6 min"),
-    Experiment("gradient_equivalence", (), "~1 min"),
-    Experiment("gradient_stability", (), "~3 min"),
-    Experiment("training_comparison", ("--epochs", "6"), "~6 min"),
-    Experiment("training_speed", (), "~7 min"),
-    Experiment("benchmark_gpu", (), "~1-2 min", gpu=True),
+    Experiment("benchmark_ops", (), "~8 min", document="docs/ops.md"),
+    Experiment("benchmark_peers", (), "~4 min", document="docs/ops.md"),
+    Experiment("temporal_memory", (), "~10-18 min", document="docs/models.md"),
+    Experiment("sinabs_speed", (), "~2 min", document="docs/sinabs.md"),
+    Experiment("recurrent_memory", ("--threads", "1", "--repeats", "5"), "~2 min",
+               document="docs/sinabs.md"),
+    Experiment("benchmark_data", ("--quick", "--repeats", "6"), "~6 min",
+               document="docs/streaming.md"),
+    Experiment("gradient_equivalence", (), "~1 min", document="docs/results.md"),
+    Experiment("gradient_stability", (), "~3 min", document="docs/results.md"),
+    Experiment("training_comparison", ("--epochs", "6"), "~6 min", document="docs/results.md"),
+    Experiment("training_speed", (), "~7 min", document="docs/results.md"),
+    Experiment("benchmark_gpu", (), "~1-2 min", gpu=True, document="docs/gpu.md"),
     Experiment("delay_speed", ("--threads", "1"), "~3 min", document="docs/delays.md"),
 ]
 
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma list of experiments (default: all)")
     parser.add_argument("--list", action="store_true", help="print the registry and stop")
     parser.add_argument("--readme", action="store_true",
-                        help="copy each written <stem>.md into its README block")
+                        help="copy each written <stem>.md into its block (README.md or docs/)")
     parser.add_argument("--no-run", action="store_true",
                         help="run nothing (with --readme: copy what results/ holds)")
     parser.add_argument("--results", type=Path, default=ROOT / "results")

@@ -12,7 +12,7 @@ cue must be held for the whole gap) on the CPU, in minutes:
                   can reach across the gap
 
 and writes a table of the final and best validation accuracy per variant (mean ± std over
-seeds: summary.csv/.md, and the README's table network.md), accuracy.csv (per epoch) and
+seeds: summary.csv/.md, and the docs' table network.md), accuracy.csv (per epoch) and
 accuracy.png (validation accuracy per epoch) to the results folder.
 
     python -m experiments.temporal_memory                  # gap 80, 3 seeds, ~10 minutes on 2 cores
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file, t
 from experiments import arguments, report  # noqa: E402
 
 EXPERIMENT = "temporal_memory"
-# The README's table (experiments/tables.py copies <out>/network.md into it).
+# The docs' table (experiments/tables.py copies <out>/network.md into it).
 README_TABLES: dict[str, tuple[str, ...]] = {
     "network": ("network", "final val acc", "best val acc", "seconds per run"),
 }

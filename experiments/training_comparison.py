@@ -12,7 +12,7 @@ in configs/) and run.yaml, written here, sets the variant
 a callback that logs the training time of every epoch. Learning curves and times are read back
 from each run's metrics.csv. Writes curves.csv (per epoch), runs.csv (per run), summary.csv/.md
 (per variant: final and best validation accuracy, mean ± std over seeds; median seconds per
-training epoch), the README's table gradients.md and curves.png, time.png.
+training epoch), the docs' table gradients.md and curves.png, time.png.
 
     python -m experiments.training_comparison                       # Randman, 3 seeds, CPU
     python -m experiments.training_comparison --config configs/shd.yaml
@@ -38,7 +38,7 @@ from experiments import arguments, common, report
 EXPERIMENT = "training_comparison"
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "experiments" / "randman.yaml"
-# The README's table (experiments/tables.py copies <out>/gradients.md into it).
+# The docs' table (experiments/tables.py copies <out>/gradients.md into it).
 README_TABLES: dict[str, tuple[str, ...]] = {
     "gradients": ("gradient", "final val. acc.", "best val. acc.", "s / epoch",
                   "speed-up vs BPTT"),
@@ -192,7 +192,7 @@ def summarise(curves: list[dict], variants: list[str]) -> tuple[list[dict], list
 
 
 def readme_rows(summary: list[dict]) -> list[dict]:
-    """The README's rows: accuracies in percent (mean ± std over seeds), seconds per epoch and
+    """The docs' rows: accuracies in percent (mean ± std over seeds), seconds per epoch and
     the speed-up over BPTT."""
     rows = []
     for row in summary:

@@ -104,14 +104,15 @@ def test_callback_writes_model_nir_beside_the_best_checkpoint(logger, workdir):
 
 
 def test_readme_nir_snippet_round_trips_a_checkpoint(checkpoint, workdir):
-    """The README's Python block, run as written on a real checkpoint: after its reset, the
+    """docs/nir.md's Python block, run as written on a real checkpoint: after its reset, the
     loaded graph computes what the network computes."""
     from tests.test_readme import readme_block
 
-    code = readme_block("import nir\n").replace("logs/.../best.ckpt", str(checkpoint))
+    code = readme_block("import nir\n", "docs/nir.md")
+    code = code.replace("logs/.../best.ckpt", str(checkpoint))
     namespace = {}  # the block defines everything it uses
     with pytest.warns(NIRLossWarning):
-        exec(compile(code, "README.md", "exec"), namespace)
+        exec(compile(code, "docs/nir.md", "exec"), namespace)
     network, loaded = namespace["network"], namespace["loaded"]
     x = (torch.rand(4, 30, 20, generator=torch.Generator().manual_seed(0)) < 0.2).float()
     with torch.no_grad():

@@ -113,7 +113,7 @@ class EventDataModule(SpikeDataModule):
                 streamed from it by litdata (data_dir, download and cache_dir are unused).
             streaming_workers: DataLoader workers for a prepared copy; None: 0 for parts stored
                 as frames (decoding them costs less than passing the batches from worker
-                processes: README, "Large datasets and clusters"), num_workers for parts
+                processes: docs/streaming.md), num_workers for parts
                 stored as events (augmented and binned per sample).
             bin_on_device: where events are binned per access (no cache, augmentation, a copy
                 of events), count them into frames on the device, on whole batches, after the

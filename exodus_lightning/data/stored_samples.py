@@ -83,7 +83,7 @@ def collate_stored_frames(frames: Sequence[StoredFrames]) -> np.ndarray:
     Integers, not float32: a batch leaving a DataLoader worker is copied through shared memory
     into the main process and then to the GPU, and uint8 carries 4x fewer bytes (one worker on
     2 cores served SHD 1.6-2.5x and N-MNIST 1.8-3.8x more samples/s than with float32 batches;
-    README, "Large datasets and clusters"). SpikeDataModule.on_after_batch_transfer casts them to
+    docs/streaming.md). SpikeDataModule.on_after_batch_transfer casts them to
     float32 on the device.
     """
     shape = frames[0].shape

@@ -1,5 +1,6 @@
-"""The README's measured tables are the scripts' output: every table block names a registered
-script's README table, with that script's header; the one command replaces blocks exactly.
+"""The measured tables of the README and docs/ are the scripts' output: every table block names
+a registered script's README table, with that script's header; the one command
+replaces blocks exactly.
 
 No benchmark runs here: the scripts' own tests (test_gradient_equivalence.py and the others)
 run them with --tiny and check the README tables they write (conftest.assert_readme_table)."""
@@ -10,7 +11,6 @@ import pytest
 
 from experiments import gradient_equivalence, report, tables
 
-README_TEXT = tables.README.read_text()
 # (file, experiment, stem, body) of every table block in the README and the other documents.
 BLOCKS = [(path.name, *block)
           for path in dict.fromkeys(tables.document(e) for e in tables.REGISTRY)
@@ -118,16 +118,19 @@ def test_only_refuses_an_unknown_name():
         tables.main(["--only", "no_such_script", "--list"])
 
 
-def test_readme_no_run_copies_results_into_the_readme(tmp_path, monkeypatch):
+def test_readme_no_run_copies_results_into_their_page(tmp_path, monkeypatch):
     """--readme --no-run: every table of the chosen script, from results/, into its block."""
     results = tmp_path / "results" / "gradient_equivalence"
     results.mkdir(parents=True)
     rows = [dict(zip(gradient_equivalence.README_TABLES["cases"], ("c", "0.1", "1e-6", "1e-14",
                                                                   "1 – 2")))]
     report.write_readme_table(rows, results, "cases", gradient_equivalence.README_TABLES["cases"])
-    readme = tmp_path / "README.md"
-    readme.write_text(README_TEXT)
-    monkeypatch.setattr(tables, "README", readme)
+    page = tables.document(tables.registered("gradient_equivalence"))
+    readme = tmp_path / page.relative_to(tables.ROOT)
+    readme.parent.mkdir()
+    readme.write_text(page.read_text())
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    monkeypatch.setattr(tables, "README", tmp_path / "README.md")
     assert tables.main(["--only", "gradient_equivalence", "--readme", "--no-run",
                         "--results", str(tmp_path / "results")]) == 0
     assert dict(((n, s), b) for n, s, b in tables.blocks(readme.read_text()))[
