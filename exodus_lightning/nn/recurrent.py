@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from exodus_lightning import ops
+from exodus_lightning.ops._arguments import extension_available
 
 from . import activation as act
 from . import parameters as p
@@ -59,7 +60,9 @@ class _Recurrent:
         linear = linear_connection(self.rec_connect, x.shape[2:])
         if linear is None or linear.weight.dtype != x.dtype or linear.weight.device != x.device:
             return None
-        if self.backend == "auto" and not ops.try_build_and_load(x.device.type):
+        # The constant-result check, not ops.try_build_and_load: that takes a lock, which
+        # torch.compile(fullgraph=True) cannot trace.
+        if self.backend == "auto" and not extension_available(x.device.type):
             return None  # the loop's op calls fall back to the reference, with a warning
         return linear.weight, linear.bias
 

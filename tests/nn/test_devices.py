@@ -138,3 +138,29 @@ def test_state_follows_module_to_cuda():
     assert layer.v_mem.device.type == "cuda" and layer.i_syn.device.type == "cuda"
     assert layer(torch.rand(2, 3, 4, device="cuda")).device.type == "cuda"
 
+
+RECURRENT_LAYERS = {
+    "LIFRecurrent": lambda: enn.LIFRecurrent(10.0, torch.nn.Linear(6, 6), tau_syn=5.0),
+    "IAFRecurrent": lambda: enn.IAFRecurrent(torch.nn.Linear(6, 6, bias=False)),
+    "ALIFRecurrent": lambda: enn.ALIFRecurrent(10.0, 50.0, torch.nn.Linear(6, 6)),
+    "adLIFRecurrent": lambda: enn.adLIFRecurrent(6, torch.nn.Linear(6, 6)),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(RECURRENT_LAYERS))
+def test_recurrent_layers_compile_fullgraph_as_eager(name):
+    """A linear rec_connect's whole-sequence path traces as one graph (its extension check is a
+    constant result, not a lock) and gives eager's spikes and gradients."""
+    torch.manual_seed(0)
+    eager = RECURRENT_LAYERS[name]()
+    layer = copy.deepcopy(eager)
+    x = torch.rand(4, 20, 6) * 2
+    eager_outs, eager_grads = run(eager, x)
+    torch._dynamo.reset()
+    compiled_outs, _ = run(torch.compile(layer, fullgraph=True, backend="aot_eager"), x)
+    assert sum(o.sum() for o in eager_outs) > 0
+    for a, b in zip(compiled_outs, eager_outs, strict=True):
+        torch.testing.assert_close(a, b)
+    for key, q in layer.named_parameters():
+        torch.testing.assert_close(q.grad, eager_grads[key], msg=key)
