@@ -13,7 +13,7 @@ from exodus_lightning.ops._arguments import caller_outside_the_libraries
 
 from . import activation as act
 from . import parameters as p
-from .lif import _DEFAULT_SURROGATE, SurrogateFn, synaptic_current
+from .lif import _DEFAULT_SURROGATE, SurrogateFn, normalised_drive, synaptic_current
 from .reshape import SqueezeMixin
 from .spiking import SpikingLayer, reset_mode, spike_limit
 
@@ -231,7 +231,7 @@ class ALIF(SpikingLayer):
             i_syn = drive
         else:
             i_syn = x
-            drive = ((1 - alpha) * x).to(x.dtype) if self.norm_input else x
+            drive = normalised_drive(x, alpha, x) if self.norm_input else x
         b_init = self.b
         spikes, v_mem, b, self.v_mem, self.b = ops.alif(
             drive, alpha, rho, self.adapt_scale, self.b0, self.v_mem, b_init,
@@ -239,6 +239,7 @@ class ALIF(SpikingLayer):
             surrogate=act.fused_surrogate(self.surrogate_grad_fn), reset=self._reset,
             gradient=self.gradient, backend=self.backend,
         )
+        spikes = spikes.to(x.dtype)  # a drive in the state dtype gives spikes in it
         return spikes, self._record(spikes, v_mem, b, b_init,
                                     None if alpha_syn is None else i_syn)
 

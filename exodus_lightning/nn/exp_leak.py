@@ -11,6 +11,7 @@ from exodus_lightning import ops
 from exodus_lightning.ops.reference import clipped_leaky_integrate_reference
 
 from . import parameters as p
+from .lif import normalised_drive
 from .reshape import SqueezeMixin
 from .stateful import StatefulLayer
 
@@ -102,16 +103,20 @@ class ExpLeak(StatefulLayer):
         p.check_decay(layer, name, getattr(self, name), self.train_alphas)
         self.prepare_states(x)
         alpha = self.alpha_mem_calculated
-        drive = ((1 - alpha) * x).to(x.dtype) if self.norm_input else x
+        dtype = ops.state_dtype(x)
+        # The scaled drive in the state dtype, as LIF's (see normalised_drive): in half
+        # precision its α gradient, summed in half, would spoil the τ gradient.
+        drive = normalised_drive(x, alpha, x) if self.norm_input else x
         if self.decay_early:
-            drive = (alpha * drive).to(x.dtype)
+            drive = (alpha * drive.to(dtype)).to(dtype)
         if self.min_v_mem is None:
             y, self.v_mem = ops.leaky_integrate(drive, alpha, self.v_mem, backend=self.backend)
+            y = y.to(x.dtype)
             states = y
         else:
-            dtype = ops.state_dtype(x)
             y, states, self.v_mem = clipped_leaky_integrate_reference(
                 drive, alpha.to(dtype), self.v_mem, self.min_v_mem.to(dtype))
+            y = y.to(x.dtype)
         self.recordings = {"v_mem": states} if self.record_states else {}
         self._last_output = y
         return y

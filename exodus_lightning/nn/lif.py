@@ -22,13 +22,15 @@ _DEFAULT_SURROGATE = SingleExponential()
 
 def synaptic_current(x: Tensor, beta: Tensor, i_init: Tensor, decay_early: bool, backend: str
                      ) -> tuple[Tensor, Tensor]:
-    """Synaptic current over x (batch, time, *features): the trace (x's dtype) and i_T.
+    """Synaptic current over x (batch, time, *features): the trace and i_T, in the state dtype.
 
         i_t = β · (i_{t−1} + x_t)   (decay_early, sinabs)    or    i_t = β · i_{t−1} + x_t
 
     sinabs' form runs as u_t = β · u_{t−1} + x'_t with x'_1 = x_1 + i_0, u_0 = 0, and i_t = β · u_t:
     the same floating-point operations in the same order, so i equals sinabs' bit for bit.
     """
+    # The trace drives the membrane: rounded to a half input's dtype it would move spikes.
+    x = x.to(ops.state_dtype(x))
     if not decay_early:
         return ops.leaky_integrate(x, beta, i_init, backend=backend)
     if x.shape[1] == 0:
@@ -37,6 +39,17 @@ def synaptic_current(x: Tensor, beta: Tensor, i_init: Tensor, decay_early: bool,
     shifted[:, 0] += i_init
     u, u_last = ops.leaky_integrate(shifted, beta, backend=backend)
     return (beta * u).to(x.dtype), beta * u_last
+
+
+def normalised_drive(current: Tensor, alpha: Tensor | float, x: Tensor) -> Tensor:
+    """(1 − α) · current in the state dtype of x (float32 for half inputs).
+
+    In half precision the product would be rounded, and autograd would sum its α gradient
+    Σ g · current in half; that term nearly cancels the op's own α gradient (v ≈ x in steady
+    state whatever α is), so its rounding error becomes a large error of the τ gradient.
+    """
+    dtype = ops.state_dtype(x)
+    return ((1 - alpha) * current.to(dtype)).to(dtype)
 
 
 class LIF(SpikingLayer):
@@ -173,7 +186,7 @@ class LIF(SpikingLayer):
         if beta is not None:
             i_syn, self.i_syn = synaptic_current(x, beta, self.i_syn, self.decay_early,
                                                  self.backend)
-        drive = ((1 - alpha) * i_syn).to(x.dtype) if self.norm_input else i_syn
+        drive = normalised_drive(i_syn, alpha, x) if self.norm_input else i_syn
         subtract = self._subtract_tensor(x)
         gradient = self.gradient
         spikes, v_mem, self.v_mem = ops.lif(
@@ -182,6 +195,7 @@ class LIF(SpikingLayer):
             surrogate=act.fused_surrogate(self.surrogate_grad_fn), reset=self._reset,
             gradient=gradient, backend=self.backend,
         )
+        spikes = spikes.to(x.dtype)  # a drive in the state dtype gives spikes in it
         recordings = {}
         if self.record_states:
             recordings["v_mem"] = self._post_reset(v_mem, spikes, subtract, gradient)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from exodus_lightning import ops
+from exodus_lightning.ops._arguments import extension_available
 
 from . import activation as act
 from . import parameters as p
@@ -40,6 +41,7 @@ class _Recurrent:
         s_0 = 0 at the start of every call, as in sinabs.
         """
         p.check_input(type(self).__name__, x, squeeze_hint=self._squeeze_hint)
+        self._check_rec_connect_dtype(x)
         self._check_parameters(x)
         self.prepare_states(x)
         linear = self._fused_linear(x)
@@ -50,6 +52,18 @@ class _Recurrent:
         self._last_output = out
         return out
 
+    def _check_rec_connect_dtype(self, x: Tensor) -> None:
+        """x in rec_connect's dtype: its spikes go through rec_connect (without autocast, which
+        casts them itself), where a mismatch is only a bare matmul error."""
+        if torch.is_autocast_enabled(x.device.type):
+            return
+        weight = next((t for t in self.rec_connect.parameters() if t.is_floating_point()), None)
+        if weight is not None and weight.dtype != x.dtype:
+            raise TypeError(f"{type(self).__name__}'s rec_connect has {weight.dtype} parameters "
+                            f"but got a {x.dtype} input; convert one of them "
+                            f"(layer.to({x.dtype}) or x.to({weight.dtype})), or for half "
+                            f"precision run under torch.autocast")
+
     def _fused_linear(self, x: Tensor) -> tuple[Tensor, Tensor | None] | None:
         """(weight, bias) when the whole-sequence function can run this call, else None."""
         if (not self._has_scan or x.dtype not in (torch.float32, torch.float64)
@@ -59,7 +73,9 @@ class _Recurrent:
         linear = linear_connection(self.rec_connect, x.shape[2:])
         if linear is None or linear.weight.dtype != x.dtype or linear.weight.device != x.device:
             return None
-        if self.backend == "auto" and not ops.try_build_and_load(x.device.type):
+        # The constant-result check, not ops.try_build_and_load: that takes a lock, which
+        # torch.compile(fullgraph=True) cannot trace.
+        if self.backend == "auto" and not extension_available(x.device.type):
             return None  # the loop's op calls fall back to the reference, with a warning
         return linear.weight, linear.bias
 

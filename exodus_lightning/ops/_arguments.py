@@ -297,7 +297,9 @@ def flat(p: Tensor, x: Tensor) -> Tensor:
 
 
 @torch.compiler.assume_constant_result
-def _extension_available(device_type: str) -> bool:
+def extension_available(device_type: str) -> bool:
+    """Whether the kernels for device_type load (built on first call); torch.compile takes the
+    answer as a constant, where a direct try_build_and_load breaks the graph on its lock."""
     return _extension.try_build_and_load(device_type)
 
 
@@ -307,7 +309,7 @@ def resolve_backend(backend: str, x: Tensor) -> str:
     check_choice("backend", backend, BACKENDS)
     if backend == "reference":
         return backend
-    if _extension_available(x.device.type):
+    if extension_available(x.device.type):
         return "extension"
     reason = _extension.failure_reason(x.device.type) or f"no kernels for device {x.device.type}"
     if backend == "extension":

@@ -107,6 +107,25 @@ def test_parameter_moved_out_of_range_is_named_at_forward(case):
     assert f"layer.{name}.requires_grad_(False)" in text
 
 
+@pytest.mark.parametrize("build", [
+    lambda: enn.LIFRecurrent(5.0, torch.nn.Linear(4, 4)),
+    lambda: enn.IAFRecurrent(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 4))),
+    lambda: enn.ALIFRecurrent(5.0, 20.0, torch.nn.Linear(4, 4)),
+    lambda: enn.adLIFRecurrent(4),
+], ids=["LIFRecurrent", "IAFRecurrent", "ALIFRecurrent", "adLIFRecurrent"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16], ids=["f64", "bf16"])
+def test_recurrent_input_in_another_dtype_than_rec_connect_names_the_fix(build, dtype):
+    layer = build()
+    with pytest.raises(TypeError) as raised:
+        layer(torch.rand(2, 5, 4, dtype=dtype))
+    text = str(raised.value)
+    assert text.startswith(f"{type(layer).__name__}'s rec_connect has torch.float32 parameters")
+    assert f"got a {dtype} input" in text
+    assert f"layer.to({dtype})" in text and "x.to(torch.float32)" in text
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts for rec_connect itself
+        assert layer(torch.rand(2, 5, 4, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", [MOVED["LIF.tau_mem"], MOVED["LIF.spike_threshold"]],
                          ids=["tau_mem", "spike_threshold"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch._dynamo.testing
 
 from exodus_lightning import ops
 from exodus_lightning.ops import _arguments as args
@@ -47,7 +48,7 @@ def test_compiled_raises_what_eager_raises(case, kind):
 
 @pytest.mark.slow
 def test_inductor_keeps_the_checks_of_changing_numbers_and_tensors():
-    """Numbers that change between calls become symbolic in the compiled graph; a parameter
+    """Numbers that change between calls compile a graph each (specialised); a parameter
     tensor changes in place: both are still checked when the compiled code runs."""
     torch._dynamo.reset()
     compiled = torch.compile(lif_spikes, fullgraph=True)
@@ -98,3 +99,22 @@ def test_compiled_checks_cost_nothing_where_eager_ones_do_not_run(monkeypatch):
     assert check not in graph_targets(alpha_checked, meta)
     monkeypatch.setenv("EXODUS_LIGHTNING_CHECK_VALUES", "1")
     assert check in graph_targets(alpha_checked, meta)
+
+
+def test_changing_tensor_values_reuse_one_graph_and_stay_checked():
+    """What docs/ops.md advises for values that change under torch.compile: as 0-dim tensors
+    they are no guard of the graph (one graph for more values than the recompile limit, where
+    a Python number compiles one per value), and a bad one is still refused inside it."""
+    counter = torch._dynamo.testing.CompileCounterWithBackend("aot_eager")
+    torch._dynamo.reset()
+    compiled = torch.compile(lif_spikes, fullgraph=True, backend=counter)
+    values = [(0.95 - 0.05 * i, 0.5 + 0.25 * i) for i in range(10)]
+    assert len(values) > torch._dynamo.config.recompile_limit
+    for alpha, threshold in values:
+        alpha, threshold = torch.tensor(alpha), torch.tensor(threshold)
+        torch.testing.assert_close(compiled(X, alpha, threshold), lif_spikes(X, alpha, threshold))
+    with pytest.raises(ValueError, match="^threshold must be > 0"):
+        compiled(X, torch.tensor(0.9), torch.tensor(-1.0))
+    with pytest.raises(ValueError, match=r"^alpha must lie in \[0, 1\]"):
+        compiled(X, torch.tensor(1.5), torch.tensor(1.0))
+    assert counter.frame_count == 1
