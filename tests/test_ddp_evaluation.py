@@ -1,6 +1,7 @@
 """Evaluation under DDP (2 CPU processes, gloo) scores every validation/test sample exactly once:
 the logged accuracy, loss and spike rates equal one process's on the same weights, for splits
-that do not divide evenly between the ranks, on the in-memory and the streaming path."""
+that do not divide evenly between the ranks, on the in-memory and the streaming path; `predict`
+writes one predictions.csv of the whole split, on rank 0, in the run's folder."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from exodus_lightning.callbacks import PredictionWriter, predictions_from_csv
 from exodus_lightning.data import RandmanDataModule, SHDDataModule
 from exodus_lightning.data.fabricate import write_shd
+from exodus_lightning.loggers import WandbLogger, wandb_files_dir
 from exodus_lightning.models import FeedForwardSNN
 from exodus_lightning.tasks import SpikingClassifier
 
@@ -153,3 +156,69 @@ def test_a_split_smaller_than_the_process_count_is_refused() -> None:
         datamodule.val_dataloader()
     datamodule.trainer.distributed_sampler_kwargs["num_replicas"] = 3
     assert len(datamodule.val_dataloader()) == 1  # one sample each
+
+
+def predict_as_rank(rank: int, port: int, folder: str, logger_kind: str) -> None:
+    """One DDP rank of `predict` with the PredictionWriter and a W&B (offline) or CSV logger."""
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_RANK=str(rank),
+                      NODE_RANK="0", WANDB_MODE="offline", WANDB_SILENT="true")
+    save_dir = str(Path(folder, "logs"))
+    if logger_kind == "wandb":
+        logger = WandbLogger(save_dir=save_dir, offline=True)
+    else:
+        logger = L.pytorch.loggers.CSVLogger(save_dir)
+    datamodule = randman(Path(folder))
+    trainer = L.Trainer(accelerator="cpu", devices=WORLD_SIZE, strategy="ddp", logger=logger,
+                        callbacks=[PredictionWriter()], enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.predict(classifier(datamodule), datamodule, return_predictions=False)
+    if logger_kind == "wandb" and rank == 0:
+        Path(folder, "run_files.txt").write_text(str(wandb_files_dir(logger)))
+        logger.experiment.finish()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("logger_kind", ["wandb", "csv"])
+def test_ddp_predict_writes_one_file_of_every_sample_in_the_run_folder(
+        logger_kind: str, tmp_path: Path, capfd) -> None:
+    if logger_kind == "wandb":
+        pytest.importorskip("wandb")
+    mp.start_processes(predict_as_rank, args=(free_port(), str(tmp_path), logger_kind),
+                       nprocs=WORLD_SIZE, start_method="fork")
+    written = sorted(tmp_path.rglob("predictions*.csv"))
+    if logger_kind == "wandb":
+        run_files = Path((tmp_path / "run_files.txt").read_text())
+        assert run_files.parent.name.startswith("offline-run-")
+        assert written == [run_files / "predictions.csv"]
+    else:
+        assert written == [tmp_path / "logs" / "lightning_logs" / "version_0" / "predictions.csv"]
+    # Nothing in a folder named after another process's stand-in for the run.
+    assert not [path for path in tmp_path.rglob("*") if "Dummy" in path.name]
+
+    # Every test sample once, predicted as one process predicts it.
+    datamodule = randman(tmp_path)
+    model = classifier(datamodule)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    expected = torch.cat([batch["predicted"] for batch in trainer.predict(model, datamodule)])
+    columns = predictions_from_csv(written[0])
+    assert columns["sample"].tolist() == list(range(RANDMAN["num_test_samples"]))
+    assert torch.equal(columns["predicted"], expected)
+    accuracy = (columns["predicted"] == columns["target"]).float().mean().item()
+    printed = capfd.readouterr().out
+    assert printed.count("=== predict finished ===") == 1
+    assert f"{RANDMAN['num_test_samples']} predictions -> {written[0]}" in printed
+    assert f"accuracy     {accuracy:.4f} ({RANDMAN['num_test_samples']} with targets)" in printed
+
+
+def test_wandb_files_dir_refuses_a_process_without_the_run(tmp_path: Path, monkeypatch) -> None:
+    """On DDP ranks other than 0, Lightning's W&B logger has a stand-in, not a run."""
+    pytest.importorskip("wandb")
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    logger = WandbLogger(save_dir=str(tmp_path), offline=True)
+    with pytest.raises(RuntimeError, match="no run in this process.*rank 0"):
+        wandb_files_dir(logger)
+    assert list(tmp_path.iterdir()) == []
