@@ -88,9 +88,21 @@ class WandbLogger(LightningWandbLogger):
 def wandb_files_dir(logger: LightningWandbLogger) -> Path:
     """The folder for a W&B run's files: the run's own files folder (uploaded with it), or for
     a run that W&B disabled (WANDB_MODE=disabled), whose folder would be under the system's
-    temporary folder, one under save_dir as offline runs have (wandb/disabled-run-<id>/files)."""
+    temporary folder, one under save_dir as offline runs have (wandb/disabled-run-<id>/files).
+
+    Only where the run lives: on global rank 0. Elsewhere Lightning's logger has no run (a
+    stand-in whose every attribute is a no-op), which is refused rather than named a folder.
+    """
+    import wandb
+
     run = logger.experiment
-    if getattr(run, "disabled", False):
+    if not isinstance(run, wandb.sdk.wandb_run.Run):
+        raise RuntimeError(
+            f"the W&B logger has no run in this process (its experiment is a "
+            f"{type(run).__name__}): under DDP only global rank 0 has one; ask for the run's "
+            "files folder on rank 0 only (trainer.is_global_zero)"
+        )
+    if run.disabled:
         folder = Path(logger.save_dir or ".") / "wandb" / f"disabled-run-{run.id}" / "files"
         folder.mkdir(parents=True, exist_ok=True)
         return folder

@@ -6,7 +6,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from exodus_lightning.data.collate import pad_time_collate
 from exodus_lightning.data.device_binning import EventPositionsBatch
@@ -105,8 +106,11 @@ class SpikeDataModule(L.LightningDataModule):
                 f"the {name} dataset is not set up; call setup('fit') (or 'test' for the test "
                 "set) first, as Lightning's Trainer does"
             )
-        # The shuffling order depends on (seed, epoch) only: reproducible, and exact on resume.
-        sampler = EpochSeededSampler(len(dataset), self.seed) if shuffle else None
+        if shuffle:
+            # The order depends on (seed, epoch) only: reproducible, and exact on resume.
+            sampler = EpochSeededSampler(len(dataset), self.seed)
+        else:
+            sampler = self._evaluation_sampler(dataset, name)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -115,6 +119,32 @@ class SpikeDataModule(L.LightningDataModule):
             collate_fn=pad_time_collate,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and workers > 0,
+        )
+
+    def _evaluation_sampler(self, dataset: Dataset, name: str) -> Sampler | None:
+        """Under DDP, this rank's share of `dataset` in order, every sample on exactly one rank
+        (rank r reads r, r + world_size, ...); None otherwise (the whole split, in order).
+
+        Lightning would insert a DistributedSampler, which pads the split to a multiple of the
+        world size by repeating samples, so the synced metrics would count those twice. Without
+        padding, ranks may run one batch fewer: fine for evaluation, which syncs only at the
+        epoch's end. Lightning keeps a sampler that is a DistributedSampler, as this one is.
+        """
+        trainer = getattr(self, "trainer", None)
+        kwargs = None if trainer is None else trainer.distributed_sampler_kwargs
+        # use_distributed_sampler=False asks Lightning to leave the loaders as they are.
+        if (not kwargs or kwargs.get("num_replicas", 1) <= 1
+                or not trainer._accelerator_connector.use_distributed_sampler):
+            return None
+        if len(dataset) < kwargs["num_replicas"]:
+            # A rank without a batch would wait forever for the others' collectives.
+            raise ValueError(
+                f"the {name} split has {len(dataset)} sample(s), fewer than the "
+                f"{kwargs['num_replicas']} DDP processes that share it; use fewer processes "
+                "(--trainer.devices) or a larger split"
+            )
+        return UnrepeatedDistributedSampler(
+            dataset, num_replicas=kwargs["num_replicas"], rank=kwargs["rank"], shuffle=False
         )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

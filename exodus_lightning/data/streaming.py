@@ -262,8 +262,9 @@ def open_part(
 
 class InOrder(Dataset):
     """Sample i of a StreamingDataset by index, for evaluation: read in order like the tonic
-    path, so that under DDP Lightning's DistributedSampler gives every rank as many batches, as
-    it does there. (litdata's own split can leave a rank without any batch of a small part.)"""
+    path, so that under DDP the DataModule's sampler gives every rank its share of the samples,
+    each once, as it does there. (litdata's own split can leave a rank without any batch of a
+    small part.)"""
 
     def __init__(self, stream: Dataset, num_samples: int) -> None:
         self.stream = stream

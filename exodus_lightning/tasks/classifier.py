@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from exodus_lightning import nn as enn
@@ -111,6 +112,15 @@ class SpikingClassifier(L.LightningModule):
             if isinstance(layer, enn.StatefulLayer) and layer.does_spike:
                 self.spiking_layer_names.append(name)
                 layer.register_forward_hook(self._record_spikes(name))
+        # Validation and test loss and spike rates as means over samples, summed over DDP ranks
+        # at the epoch's end: sum_i w_i x_i / sum_i w_i with w = batch size. (Lightning's
+        # sync_dist averages the ranks' means, which is biased when the ranks hold different
+        # numbers of samples, as they do in evaluation.) Rates: one per spiking layer, in order.
+        self.evaluation_loss = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
+        self.evaluation_rates = nn.ModuleDict({
+            stage: nn.ModuleList(MeanMetric() for _ in self.spiking_layer_names)
+            for stage in ("val", "test")
+        })
         if self.firing_rate_weight > 0 and not self.spiking_layer_names:
             raise ValueError(
                 f"firing_rate_weight={firing_rate_weight} but the network has no spiking layer "
@@ -124,6 +134,19 @@ class SpikingClassifier(L.LightningModule):
             self.layer_spikes[name] = module.last_output
 
         return hook
+
+    def setup(self, stage: str) -> None:
+        """Start every stage without layer states (they are reset before each batch anyway).
+
+        The states are buffers shaped like the last batch, and under DDP evaluation the ranks'
+        last batches can differ in size (every sample is scored once, so the ranks hold
+        different numbers). Lightning broadcasts rank 0's buffers when validate, test or
+        predict start; states of different shapes would fail that broadcast or garble it.
+        """
+        for layer in self.network.modules():
+            if isinstance(layer, enn.StatefulLayer):
+                for name in layer.state_names:
+                    setattr(layer, name, getattr(layer, name).new_zeros(0))
 
     def _check_outputs(self, outputs: Tensor) -> None:
         """The network's last axis must hold one entry per class."""
@@ -154,15 +177,25 @@ class SpikingClassifier(L.LightningModule):
         predictions = readout_logits(outputs, self.readout_loss).argmax(-1)
         accuracy(predictions, targets)
         batch_size = len(targets)
-        on_step = stage == "train"
-        # sync_dist averages the epoch value over DDP ranks; torchmetrics sync themselves.
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=True,
-                 sync_dist=True, batch_size=batch_size)
+        # torchmetrics sync themselves, over every sample of every rank.
         self.log(f"{stage}/acc", accuracy, prog_bar=True, on_step=False, on_epoch=True,
                  batch_size=batch_size)
-        for name, rate in rates.items():
-            self.log(f"spike_rate/{name}", rate.detach(), on_step=False, on_epoch=True,
+        if stage == "train":
+            # Per step and per epoch; sync_dist averages the ranks' epoch means, which is exact
+            # in training: Lightning's sampler gives every rank as many samples.
+            self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True,
                      sync_dist=True, batch_size=batch_size)
+            for name, rate in rates.items():
+                self.log(f"spike_rate/{name}", rate.detach(), on_step=False, on_epoch=True,
+                         sync_dist=True, batch_size=batch_size)
+        else:
+            self.evaluation_loss[stage].update(loss.detach(), weight=batch_size)
+            self.log(f"{stage}/loss", self.evaluation_loss[stage], prog_bar=True, on_step=False,
+                     on_epoch=True)
+            for name, mean in zip(self.spiking_layer_names, self.evaluation_rates[stage]):
+                if name in rates:
+                    mean.update(rates[name].detach(), weight=batch_size)
+                    self.log(f"spike_rate/{name}", mean, on_step=False, on_epoch=True)
         if stage == "test":
             self.test_confusion(predictions, targets)
         return loss
