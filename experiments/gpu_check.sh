@@ -12,7 +12,7 @@
 # 16-core GPU machine) the limits, their 5 s kill-afters and the register dump's 20 s add up to
 # 535 s at most, under the device tool's 600 s per command: environment 25, wheels 30, the three
 # builds at once 150, GPU tests 90, the other tests 45, benchmark 145. On 4 cores or fewer (CI, a
-# rehearsal) each limit is 4x as long, as no device time is counted there. A stage cut off by
+# rehearsal) each limit is 10x as long, as no device time is counted there. A stage cut off by
 # its limit still leaves its log, and the tests' per-test lines name what passed and failed up
 # to then.
 #
@@ -43,8 +43,10 @@ python=${PYTHON:-python3}
 failed=()
 summary="$out/summary.txt"
 : > "$summary"
+# The machine's cores (GNU nproc would answer $OMP_NUM_THREADS where that is set).
+cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 scale=1
-if [ "$(nproc)" -le 4 ]; then scale=4; fi
+if [ "$cores" -le 4 ]; then scale=10; fi
 
 say() { echo "$*" | tee -a "$summary"; }
 
@@ -174,7 +176,7 @@ tests=(tests/ops/test_cuda.py tests/ops/test_raw_ops.py tests/ops/test_opcheck.p
 # would be most of the stage.
 workers=()
 if "$python" -c "import xdist" 2> /dev/null; then
-  jobs=$(nproc)
+  jobs=$cores
   if [ "$jobs" -gt 8 ]; then jobs=8; fi
   workers=(-n "$jobs" --dist load)
 fi
