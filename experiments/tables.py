@@ -19,6 +19,9 @@ every block names a registered table and that its header row is the script's REA
     python -m experiments.tables                              # run everything into results/
     python -m experiments.tables --only sinabs_speed,recurrent_memory --readme
     python -m experiments.tables --readme --no-run            # copy results/ into the pages
+
+Without a GPU, the GPU experiments are not run; with --readme their tables are still copied
+where results/ holds them (gpu_check.sh's gpu_check.tgz, unpacked in the repository root).
 """
 
 from __future__ import annotations
@@ -183,8 +186,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
+    measured_elsewhere = []  # GPU experiments copied, not run: results/ holds a GPU's tables
     if not torch.cuda.is_available():
-        skipped = [e.name for e in chosen if e.gpu]
+        gpu_only = [e for e in chosen if e.gpu]
+        if options.readme:
+            # e.g. gpu_check.sh's gpu_check.tgz unpacked into the repository root
+            measured_elsewhere = [e for e in gpu_only if all(
+                (options.results / e.name / f"{stem}.md").is_file()
+                for stem in readme_tables(e.name))]
+        for experiment in measured_elsewhere:
+            print(f"no CUDA GPU: not running {experiment.name}; copying its tables from "
+                  f"{options.results / experiment.name}")
+        skipped = [e.name for e in gpu_only if e not in measured_elsewhere]
         if skipped:
             print(f"no CUDA GPU: skipping {', '.join(skipped)}")
         chosen = [e for e in chosen if not e.gpu]
@@ -197,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             if not ok:
                 failed.append(experiment.name)
     if options.readme:
-        done = [e for e in chosen if e.name not in failed]
+        done = [e for e in chosen if e.name not in failed] + measured_elsewhere
         for path, block in copy_into_documents(done, options.results):
             print(f"{path.name}: {block} updated")
     if failed:

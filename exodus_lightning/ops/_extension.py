@@ -4,9 +4,11 @@ The extension compiles from ``extensions/exodus`` on first use (JIT, ninja) into
 keyed by a hash of the sources, the torch/CUDA versions, the compiler flags and (for CUDA) the
 target architectures, so a changed source or torch never loads a stale library; after a new
 build, folders of other versions unused for STALE_AFTER_DAYS are removed. Several processes
-starting at once (DDP ranks) are safe: torch's builder serialises them with a lock file in the
-build folder, and every process then loads the same library. The CPU and CUDA parts are separate
-libraries, so a CPU-only torch needs neither nvcc nor a GPU.
+starting at once (DDP ranks) are safe: they take turns on an OS lock (flock) in the build
+folder, which the kernel frees when its holder dies, and every process then loads the same
+library; a lock file that a killed build left behind is removed rather than waited on forever
+(see _build_lock). The CPU and CUDA parts are separate libraries, so a CPU-only torch needs
+neither nvcc nor a GPU.
 
 Ahead of time: ``python -m exodus_lightning.ops.build`` (add ``--cuda`` for the GPU part).
 """
@@ -14,6 +16,7 @@ Ahead of time: ``python -m exodus_lightning.ops.build`` (add ``--cuda`` for the 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -28,6 +31,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no OS lock, torch's own lock file alone
+    fcntl = None  # type: ignore[assignment]
 
 # Every source of the extension: a change to any of them changes the build key.
 _SOURCE_PATTERNS = ("*.h", "*.cuh", "*.cpp", "*.cu")
@@ -247,6 +255,53 @@ def build_environment(variables: dict[str, str], cuda_home: str | None = None) -
         cpp_extension.CUDA_HOME = saved_home
 
 
+def _sources(kind: str, src: Path) -> list[Path]:
+    """The translation units of one part of the extension.
+
+    The CPU and CUDA parts are one file per neuron model (exodus_cpu*.cpp, exodus_cuda*.cu), so
+    ninja compiles them in parallel; the emulation is one file of all the CUDA kernels (the same
+    kernel code, compiled by the host compiler).
+    """
+    if kind == "cpu":
+        return sorted(src.glob("exodus_cpu*.cpp"))
+    if kind == "cuda":
+        return sorted(src.glob("exodus_cuda*.cu"))
+    return [src / "exodus_cuda_emulation.cpp"]
+
+
+@contextlib.contextmanager
+def _build_lock(build_dir: Path) -> Iterator[None]:
+    """Hold the build folder's OS lock for one load; remove a lock file left by a killed build.
+
+    torch ≤ 2.12 marks a build in progress by the mere existence of ``build_dir/lock`` (its
+    ``FileBaton``) and removes it in a ``finally``, which a killed process (SIGTERM/SIGKILL from
+    a time limit) never runs; every later load then spins in ``FileBaton.wait`` forever. Every
+    load of this module first holds ``build_dir/build.lock`` with flock, which the kernel
+    releases when its holder dies, so a ``lock`` found while holding it belongs to no live build
+    and is removed (newer torch holds ``lock`` with flock itself and leaves the file; removing it
+    then is harmless). Where the file system has no flock (some cluster file systems), the load
+    goes on without it, as before.
+    """
+    if fcntl is None:
+        yield
+        return
+    with open(build_dir / "build.lock", "a") as handle:  # closing it releases the flock
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            locked = True
+        except OSError as error:
+            if error.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            locked = False  # no OS lock here: torch's lock file alone, as before
+        stale = build_dir / "lock"
+        if locked and stale.exists():
+            stale.unlink(missing_ok=True)
+            if hasattr(_cpp_extension(), "FileBaton"):  # a torch whose builder would have hung
+                print(f"exodus_lightning: removed {stale}, left by a build that was killed.",
+                      file=sys.stderr, flush=True)
+        yield
+
+
 def _build(kind: str, verbose: bool) -> Path:
     home = cuda_home()
     cpp_extension = _cpp_extension()
@@ -254,8 +309,7 @@ def _build(kind: str, verbose: bool) -> Path:
     src = sources_dir()
     if kind == "cpu":
         key = _build_key("cpu")
-        # One translation unit per neuron model (exodus_cpu*.cpp): built in parallel.
-        sources = [str(path) for path in sorted(src.glob("exodus_cpu*.cpp"))]
+        sources = [str(path) for path in _sources("cpu", src)]
         extra = {
             "extra_cflags": _CPU_CFLAGS + cpu_isa_flags(),
             "extra_ldflags": _CPU_LDFLAGS,
@@ -263,7 +317,7 @@ def _build(kind: str, verbose: bool) -> Path:
         }
     elif kind == "cuda_emulation":
         key = _build_key(kind)
-        sources = [str(src / "exodus_cuda_emulation.cpp")]
+        sources = [str(path) for path in _sources(kind, src)]
         extra = {"extra_cflags": _EMULATION_CFLAGS, "with_cuda": False}
     else:
         if torch.version.cuda is None:
@@ -279,7 +333,7 @@ def _build(kind: str, verbose: bool) -> Path:
         arch = cuda_arch_list()
         variables = {"TORCH_CUDA_ARCH_LIST": arch, "CUDA_HOME": home}
         key = _build_key("cuda", arch)
-        sources = [str(src / "exodus_cuda.cu")]
+        sources = [str(path) for path in _sources("cuda", src)]
         extra = {
             "extra_cflags": _CUDA_HOST_CFLAGS,
             "extra_cuda_cflags": _CUDA_FLAGS,
@@ -291,12 +345,12 @@ def _build(kind: str, verbose: bool) -> Path:
     # A first build takes tens of seconds with no output from the compiler: say what happens.
     announce = not (build_dir / f"{name}.so").exists()
     if announce:
-        seconds = {"cpu": "1-3 min", "cuda": "1-3 min", "cuda_emulation": "~15 s"}[kind]
+        seconds = {"cpu": "1-3 min", "cuda": "1-3 min", "cuda_emulation": "~1 min"}[kind]
         print(f"Building the exodus_lightning {_LABELS[kind]} extension (once per version, "
               f"{seconds}) in {build_dir} ...", file=sys.stderr, flush=True)
     started = time.monotonic()
     try:
-        with build_environment(variables, home if kind == "cuda" else None):
+        with build_environment(variables, home if kind == "cuda" else None), _build_lock(build_dir):
             cpp_extension.load(
                 name=name,
                 sources=sources,

@@ -28,6 +28,7 @@ batch rows or a block of them, N = prod(features)) with the threshold ((N,), or 
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 import warnings
 import weakref
@@ -75,7 +76,14 @@ def rows_per_block(batch: int, row: int) -> int:
 def evaluate(fn: Surrogate, v_mem: Tensor, threshold: Tensor) -> Tensor:
     """fn(v_mem, threshold) for v_mem (b, T, N), as a contiguous (b, T, N) tensor of its dtype
     (fn may return anything that broadcasts, a Python number too: a straight-through 1.0)."""
-    sigma = torch.as_tensor(fn(v_mem, threshold), dtype=v_mem.dtype, device=v_mem.device)
+    value = fn(v_mem, threshold)
+    if isinstance(value, numbers.Real):
+        # A fill, not torch.as_tensor(value, device=...): on a GPU that is a copy from pageable
+        # host memory, which waits for the device on every backward pass and fails inside a
+        # CUDA-graph capture.
+        sigma = torch.full((), float(value), dtype=v_mem.dtype, device=v_mem.device)
+    else:
+        sigma = torch.as_tensor(value, dtype=v_mem.dtype, device=v_mem.device)
     return sigma.expand(v_mem.shape).contiguous()
 
 

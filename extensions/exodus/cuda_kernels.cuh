@@ -7,7 +7,7 @@
 // frames of the next K time steps into registers before computing the current ones
 // (scan_time).
 //
-// This file uses no CUDA runtime API: exodus_cuda.cu compiles it with nvcc, and
+// This file uses no CUDA runtime API: exodus_cuda*.cu compile it with nvcc, and
 // exodus_cuda_emulation.cpp compiles it with the host compiler through cuda_emulation.h, so the
 // test suite runs these very kernels on machines without a GPU.
 #pragma once

@@ -1,5 +1,5 @@
 // The Runner (ops.h) of the CUDA kernels: each scan policy run as scan_kernel<P> over one thread
-// per neuron, launched by a Launcher, real (exodus_cuda.cu) or emulated on the host
+// per neuron, launched by a Launcher, real (cuda_launcher.cuh) or emulated on the host
 // (exodus_cuda_emulation.cpp). A Launcher has
 //   static auto guard(const at::Tensor&)       -> an RAII device guard (or nothing)
 //   static void launch(kernel, blocks, args)   -> kernel<<<blocks, kThreads>>>(args)

@@ -1,5 +1,5 @@
 // The ops' entry points, written once for every backend over a Runner policy: the CPU
-// (exodus_cpu.cpp: cpu_scan.h's loops), CUDA (exodus_cuda.cu: cuda_kernels.cuh launched on the
+// (exodus_cpu*.cpp: cpu_scan.h's loops), CUDA (exodus_cuda*.cu: cuda_kernels.cuh launched on the
 // current stream) and the CUDA kernels emulated on the host (exodus_cuda_emulation.cpp).
 //
 // A Runner has
@@ -239,8 +239,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> adlif
 }
 
 // Register the ops of a library (`exodus_lightning` for CPU and CUDA, the emulation's own
-// namespace for CPU tensors) with this runner, one neuron model at a time: the CPU library builds
-// each model in its own translation unit, so the compiler runs them in parallel.
+// namespace for CPU tensors) with this runner, one neuron model at a time: the CPU and CUDA
+// libraries build each model in its own translation unit, so the compiler runs them in parallel.
 template <typename Runner>
 void register_lif_ops(torch::Library& m) {
   m.impl("lif_forward", &lif_forward<Runner>);

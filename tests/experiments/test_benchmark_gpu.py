@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -135,9 +137,21 @@ def test_gpu_check_runs_and_degrades_clearly_without_a_gpu(tmp_path):
     summary = (tmp_path / "summary.txt").read_text()
     expected = 0 if torch.cuda.is_available() else 2
     assert proc.returncode == expected, proc.stdout + proc.stderr
-    for log in ("environment", "build_cpu", "build_cuda", "tests"):
-        assert (tmp_path / f"{log}.log").is_file(), log
-    assert "build_cuda: ok" in summary and "tests: ok" in summary
-    assert " passed" in summary and "FAILED" not in summary
+    # The device tool returns at most 8 files: the logs and tables travel in one tarball.
+    returned = {path.name for path in tmp_path.iterdir()}
+    assert returned == {"summary.txt", "gpu_check.tgz"} | (
+        {"gpu_benchmark.md"} if expected == 0 else set()), returned
+    with tarfile.open(tmp_path / "gpu_check.tgz") as packed:
+        members = set(packed.getnames())
+    for stage in ("environment", "build_cpu", "build_cuda", "build_emulation", "tests_gpu",
+                  "tests_other"):
+        assert f"logs/{stage}.log" in members, (stage, members)
+    for stage in ("build_cpu", "build_cuda", "build_emulation", "tests_gpu", "tests_other"):
+        assert f"{stage}: ok" in summary, stage
+    # the tally of the per-test lines, and pytest's own last line
+    assert re.search(r"^tests_other: \d+ passed.* \| pytest: \d+ passed", summary, re.M), summary
+    assert "FAILED" not in summary
     if expected == 2:
         assert "NO GPU" in proc.stdout and "benchmark: skipped, no GPU visible" in summary
+    else:
+        assert {"results/benchmark_gpu/ops.md", "results/benchmark_gpu/network.md"} <= members

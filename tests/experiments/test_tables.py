@@ -8,6 +8,7 @@ run them with --tiny and check the README tables they write (conftest.assert_rea
 from __future__ import annotations
 
 import pytest
+import torch
 
 from experiments import gradient_equivalence, report, tables
 
@@ -145,3 +146,24 @@ def test_readme_no_run_copies_results_into_their_page(tmp_path, monkeypatch):
         tables.main(["--only", "gradient_equivalence", "--readme", "--no-run",
                      "--results", str(tmp_path / "results")])
 
+
+
+def test_readme_copies_a_gpu_machines_tables_without_a_gpu(tmp_path, monkeypatch):
+    """gpu_check.sh's tables, unpacked into results/ on a machine without a GPU, go into
+    docs/gpu.md with --readme (the GPU script is not run there, but its tables are not lost)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    results = tmp_path / "results" / "benchmark_gpu"
+    results.mkdir(parents=True)
+    for stem, columns in tables.readme_tables("benchmark_gpu").items():
+        report.write_readme_table([dict.fromkeys(columns, "7")], results, stem, columns)
+    page = tables.document(tables.registered("benchmark_gpu"))
+    readme = tmp_path / page.relative_to(tables.ROOT)
+    readme.parent.mkdir()
+    readme.write_text(page.read_text())
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    monkeypatch.setattr(tables, "README", tmp_path / "README.md")
+    assert tables.main(["--only", "benchmark_gpu", "--readme", "--no-run",
+                        "--results", str(tmp_path / "results")]) == 0
+    copied = dict(((n, s), b) for n, s, b in tables.blocks(readme.read_text()))
+    for stem in tables.readme_tables("benchmark_gpu"):
+        assert copied[("benchmark_gpu", stem)] == (results / f"{stem}.md").read_text()

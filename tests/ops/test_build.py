@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 import zipfile
 from pathlib import Path
 
@@ -66,6 +67,98 @@ def test_missing_compiler_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("CXX", "no-such-compiler-xyz")
     with pytest.raises(_extension.ExtensionBuildError, match="no C\\+\\+ compiler"):
         _extension._build("cpu", verbose=False)
+
+
+def test_cuda_build_compiles_one_translation_unit_per_neuron_model():
+    """ninja compiles the CUDA part's files in parallel: one file of all the kernels was one nvcc
+    process (138 s of CPU), whatever the cores. Each model's ops are registered in exactly one
+    file, the kernel code stays in the headers, and the emulation still compiles all of it."""
+    src = _extension.sources_dir()
+    cuda = _extension._sources("cuda", src)
+    assert [path.name for path in cuda] == [
+        "exodus_cuda.cu", "exodus_cuda_adlif.cu", "exodus_cuda_alif.cu"]
+    texts = [path.read_text() for path in cuda]
+    for model in ("lif", "alif", "adlif"):
+        assert sum(f"register_{model}_ops<" in text for text in texts) == 1, model
+    assert not any("__global__" in text for text in texts)  # no second copy of a kernel
+    emulation, = _extension._sources("cuda_emulation", src)
+    assert "register_ops<" in emulation.read_text()
+
+
+def _load_like_torch_2_11(build_dir: Path, deadline_s: float) -> None:
+    """torch <= 2.12's cpp_extension.load around a build: take the lock file (O_EXCL) or wait
+    while it exists, as its FileBaton does, but give up after deadline_s instead of forever."""
+    lock = build_dir / "lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        fd = None
+    if fd is not None:  # "built"; the baton's release
+        os.close(fd)
+        os.remove(lock)
+        return
+    waited = time.monotonic()
+    while lock.exists():  # torch then loads the library the other process built
+        if time.monotonic() - waited > deadline_s:
+            raise TimeoutError(f"still waiting on {lock} (FileBaton.wait would spin forever)")
+        time.sleep(0.05)
+
+
+def _fake_builder(monkeypatch, tmp_path) -> Path:
+    """The CPU part's build folder in a fresh cache, with torch's builder replaced by
+    _load_like_torch_2_11 (nothing is compiled)."""
+    monkeypatch.setenv("EXODUS_LIGHTNING_CACHE", str(tmp_path))
+    build_dir = tmp_path / f"cpu-{_extension._build_key('cpu')}"
+    build_dir.mkdir()
+    monkeypatch.setattr(_extension._cpp_extension(), "load",
+                        lambda **kw: _load_like_torch_2_11(Path(kw["build_directory"]), 5.0))
+    return build_dir
+
+
+def test_a_lock_file_left_by_a_killed_build_does_not_hang_the_next_load(tmp_path, monkeypatch):
+    """A build killed by a time limit (SIGKILL: no finally runs) leaves torch <= 2.12's lock
+    file behind; the next load removes it and proceeds instead of waiting forever."""
+    build_dir = _fake_builder(monkeypatch, tmp_path)
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        os.open({str(build_dir / "lock")!r}, os.O_CREAT | os.O_EXCL)  # FileBaton.try_acquire
+        print("building", flush=True)
+        time.sleep(60)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "building"
+    child.kill()
+    child.wait(timeout=30)
+    assert (build_dir / "lock").exists()
+    _extension._build("cpu", verbose=False)  # TimeoutError (as ExtensionBuildError) if it waits
+    assert not (build_dir / "lock").exists()
+
+
+@pytest.mark.slow
+def test_a_live_build_is_waited_for_not_broken(tmp_path, monkeypatch):
+    """Another process building in the same folder keeps its lock file until it is done: the
+    stale-lock cleanup must not take a live build's lock for a dead one's."""
+    build_dir = _fake_builder(monkeypatch, tmp_path)
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        from pathlib import Path
+        from exodus_lightning.ops import _extension
+        build_dir = Path({str(build_dir)!r})
+        with _extension._build_lock(build_dir):
+            fd = os.open(build_dir / "lock", os.O_CREAT | os.O_EXCL)
+            print("building", flush=True)
+            time.sleep(2)
+            intact = (build_dir / "lock").exists()
+            os.close(fd)
+            os.remove(build_dir / "lock")
+        sys.exit(0 if intact else 3)
+    """)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                             env=env)
+    assert child.stdout.readline().strip() == "building"
+    _extension._build("cpu", verbose=False)
+    assert child.wait(timeout=60) == 0, "the live build's lock file was removed under it"
 
 
 @pytest.mark.slow

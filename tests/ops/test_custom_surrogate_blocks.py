@@ -9,6 +9,7 @@ import itertools
 import pickle
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -512,3 +513,35 @@ def test_a_surrogate_may_return_a_python_number(op):
                                          x)[0])
     assert grads[1].abs().sum() > 0
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_a_surrogate_returning_a_number_is_a_fill_on_the_device_not_a_host_copy():
+    """A straight-through 1.0 on CUDA: torch.full there, not a copy from host memory (which
+    waits for the device every backward pass and cannot be captured in a CUDA graph). Checked
+    on fake CUDA tensors, so no GPU is needed to see which ops run."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    with FakeTensorMode():
+        v_mem = torch.empty(2, 3, 4, device="cuda", dtype=torch.bfloat16)
+        threshold = torch.empty(4, device="cuda")
+        with Record() as record:
+            sigma = cs.evaluate(lambda v, theta: 1.0, v_mem, threshold)
+    assert sigma.device.type == "cuda" and sigma.dtype == torch.bfloat16
+    assert sigma.shape == v_mem.shape and sigma.is_contiguous()
+    assert "aten.full.default" in record.ops
+    assert not any("copy" in op for op in record.ops), record.ops
+    # the values, on the CPU: the number everywhere, also a NumPy scalar
+    v_mem = torch.randn(2, 3, 4)
+    for value in (1.0, 2, np.float32(0.5)):
+        sigma = cs.evaluate(lambda v, theta, value=value: value, v_mem, torch.ones(4))
+        assert torch.equal(sigma, torch.full_like(v_mem, float(value)))
