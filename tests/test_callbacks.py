@@ -290,3 +290,17 @@ def test_activity_advice_names_the_threshold_argument_of_each_layer():
     assert silent_layer_advice(alif).startswith("lower spike_threshold (now 0.5)")
     adlif = enn.adLIF(4, threshold=2.0)
     assert saturated_layer_advice(adlif).startswith("raise threshold (now 2), or scale down")
+
+
+def test_nir_export_takes_the_best_checkpoint_not_last_ckpt(tmp_path):
+    from types import SimpleNamespace
+
+    from exodus_lightning.callbacks import LastCheckpoint
+    from exodus_lightning.callbacks.nir_export import best_checkpoint_path
+
+    last, best = LastCheckpoint(dirpath=tmp_path), ModelCheckpoint(monitor="val/acc", mode="max")
+    last.best_model_path, best.best_model_path = str(tmp_path / "last.ckpt"), "epoch=0.ckpt"
+    trainer = SimpleNamespace(checkpoint_callbacks=[last, best])
+    assert best_checkpoint_path(trainer) == "epoch=0.ckpt"
+    trainer.checkpoint_callbacks = [last]  # no monitored callback: the last epoch's
+    assert best_checkpoint_path(trainer) == str(tmp_path / "last.ckpt")
