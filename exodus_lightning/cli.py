@@ -175,8 +175,6 @@ class ExodusCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for key, callback_class in CALLBACK_GROUPS.items():
             parser.add_lightning_class_args(callback_class, key)
-        # last.ckpt lies beside the best checkpoint, wherever --checkpoint.dirpath puts it.
-        parser.link_arguments("checkpoint.dirpath", "last_checkpoint.dirpath")
         # On instantiation, since DataModules compute these attributes in their constructor.
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         for attribute in ("num_classes", "input_shape"):
@@ -234,8 +232,9 @@ class ExodusCLI(LightningCLI):
         if config.keep_freed_memory and isinstance(self.trainer.accelerator, CPUAccelerator):
             ops.keep_freed_memory()
         best = self._get(self.config_init, "checkpoint")
-        if isinstance(best, ModelCheckpoint) and any(
-                isinstance(c, LastCheckpoint) for c in self.trainer.callbacks):
+        last = self._get(self.config_init, "last_checkpoint")
+        if isinstance(best, ModelCheckpoint) and isinstance(last, LastCheckpoint):
+            last.beside = best  # its folder, unless --last_checkpoint.dirpath gives one
             # LastCheckpoint writes last.ckpt after every epoch. The monitored callback's own
             # copy (save_last, e.g. in configs written before LastCheckpoint) would be a second
             # last*.ckpt in the same folder, holding the best epoch since Lightning 2.6, that

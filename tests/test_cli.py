@@ -323,18 +323,22 @@ def test_last_checkpoint_is_the_last_epoch_when_the_metric_stops_improving(workd
     """lr 0: val/acc never improves after epoch 0, so the best checkpoint stays at epoch 0;
     last.ckpt must still hold epoch 2 (Lightning 2.6's save_last copied only the best epoch)."""
     frozen = "--model.optimizer.init_args.lr=0"
-    first = build_cli([*resume_args(workdir, 3, 64), frozen])
+    # A checkpoint callback of the user's own, in another folder, leaves last.ckpt where it is.
+    steps = ["--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+             f"--trainer.callbacks.dirpath={workdir / 'steps'}",
+             "--trainer.callbacks.every_n_train_steps=5"]
+    first = build_cli([*resume_args(workdir, 3, 64), frozen, *steps])
     printed = capsys.readouterr().out
     assert first.trainer.global_step == 12  # 4 batches per epoch
-    best = first.trainer.checkpoint_callback
-    assert best.monitor == "val/acc"
+    (best,) = [c for c in first.trainer.callbacks if getattr(c, "monitor", None) == "val/acc"]
     assert torch.load(best.best_model_path, weights_only=True)["epoch"] == 0
     last = re.search(r"last checkpoint: (\S+)", printed).group(1)
     assert Path(last).name == "last.ckpt" and Path(last).parent == Path(best.best_model_path).parent
     saved = torch.load(last, weights_only=True)
     assert (saved["epoch"], saved["global_step"]) == (2, 12)
     summary = json.loads((Path(first.trainer.logger.log_dir) / "summary.json").read_text())
-    assert summary["fit"]["checkpoints"] == {"best": best.best_model_path, "last": last}
+    assert summary["fit"]["checkpoints"]["last"] == last
+    assert [p.name for p in (workdir / "steps").iterdir()] == ["epoch=2-step=10.ckpt"]
     # Resumed, it trains the next epoch only.
     resumed = build_cli([*resume_args(workdir, 4, 64), frozen, f"--ckpt_path={last}"])
     assert resumed.trainer.global_step == 16

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 
@@ -16,8 +17,8 @@ class LastCheckpoint(ModelCheckpoint):
     the epochs whose metric improved, so its last.ckpt is the best epoch, not the last.
 
     Args:
-        dirpath: the folder; None: Lightning's (the logger's ``.../checkpoints``, as for the
-            best checkpoint). The CLI sets it to ``--checkpoint.dirpath``.
+        dirpath: the folder; None: that of the ModelCheckpoint ``beside`` is set to (the CLI
+            sets its best checkpoint's, ``--checkpoint.dirpath``), else Lightning's default.
         every_n_epochs: save after every n-th epoch.
     """
 
@@ -34,6 +35,13 @@ class LastCheckpoint(ModelCheckpoint):
             every_n_epochs=int(every_n_epochs),
             enable_version_counter=False,  # overwrite last.ckpt, never last-v1.ckpt
         )
+        self.beside: ModelCheckpoint | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.dirpath is None and self.beside is not None:
+            # Its dirpath as configured, or as its own setup resolved it: None resolves the same.
+            self.dirpath = self.beside.dirpath
+        super().setup(trainer, pl_module, stage)
 
     @property
     def path(self) -> str:
