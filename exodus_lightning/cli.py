@@ -43,6 +43,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 import exodus_lightning
 from exodus_lightning import ops
 from exodus_lightning.callbacks import (
+    LastCheckpoint,
     NonFiniteError,
     NonFiniteGuard,
     PredictionWriter,
@@ -104,9 +105,11 @@ LIGHTNING_KEYWORDS = ("hpc", "registry")
 DEFAULT_CONFIG_FILE = Path(__file__).with_name("default_config.yaml")
 
 
-# Callbacks configured under their own keys (--checkpoint.monitor, ...).
+# Callbacks configured under their own keys (--checkpoint.monitor, ...). `checkpoint` keeps the
+# best epochs on its monitored metric, `last_checkpoint` writes last.ckpt after every epoch.
 CALLBACK_GROUPS: dict[str, type[L.Callback]] = {
     "checkpoint": ModelCheckpoint,
+    "last_checkpoint": LastCheckpoint,
     "spike_raster": SpikeRasterLogger,
     "spike_check": SpikeActivityCheck,
     "non_finite_guard": NonFiniteGuard,
@@ -151,7 +154,8 @@ class SaveAndLogConfig(SaveConfigCallback):
 
 class ExodusCLI(LightningCLI):
     """LightningCLI with SpikingClassifier, any LightningDataModule (default Randman), a
-    best-on-validation checkpoint (`--checkpoint.*`), spike rasters (`--spike_raster.*`), a
+    best-on-validation checkpoint (`--checkpoint.*`), last.ckpt after every epoch
+    (`--last_checkpoint.*`), spike rasters (`--spike_raster.*`), a
     warning for silent or saturated spiking layers (`--spike_check.*`), a predictions file,
     a compact progress bar (one line per epoch in logs) and an end-of-run summary."""
 
@@ -227,6 +231,15 @@ class ExodusCLI(LightningCLI):
         # run=False alike.
         if config.keep_freed_memory and isinstance(self.trainer.accelerator, CPUAccelerator):
             ops.keep_freed_memory()
+        best = self._get(self.config_init, "checkpoint")
+        last = self._get(self.config_init, "last_checkpoint")
+        if isinstance(best, ModelCheckpoint) and isinstance(last, LastCheckpoint):
+            last.beside = best  # its folder, unless --last_checkpoint.dirpath gives one
+            # LastCheckpoint writes last.ckpt after every epoch. The monitored callback's own
+            # copy (save_last, e.g. in configs written before LastCheckpoint) would be a second
+            # last*.ckpt in the same folder, holding the best epoch since Lightning 2.6, that
+            # `--ckpt_path last` could pick.
+            best.save_last = False
         if self.trainer.fast_dev_run:
             # A smoke test: Lightning turns the loggers off, but the checkpoint callback would
             # still write last.ckpt into ./checkpoints of the current folder.

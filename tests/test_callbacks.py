@@ -17,6 +17,7 @@ from PIL import Image
 
 from exodus_lightning import nn as enn
 from exodus_lightning.callbacks import (
+    LastCheckpoint,
     PredictionWriter,
     ProgressBar,
     RunSummary,
@@ -92,12 +93,12 @@ def test_raster_shows_at_most_max_neurons():
     assert isinstance(image, Image.Image) and image.size[0] > 100
 
 
-def fit_burst_task(tmp_path, max_epochs: int, callbacks: list) -> tuple:
+def fit_burst_task(tmp_path, max_epochs: int, callbacks: list, lr: float = 0.01) -> tuple:
     data = BurstDataModule(num_classes=3, num_channels=5, num_time_steps=12, num_samples=32)
     network = FeedForwardSNN(data.input_shape, data.num_classes, hidden_sizes=(8,),
                              spike_threshold=0.3)
     model = SpikingClassifier(network, data.num_classes,
-                              optimizer=functools.partial(torch.optim.Adam, lr=0.01))
+                              optimizer=functools.partial(torch.optim.Adam, lr=lr))
     trainer = L.Trainer(max_epochs=max_epochs, accelerator="cpu", callbacks=callbacks,
                         logger=CSVLogger(tmp_path), enable_progress_bar=False,
                         enable_model_summary=False, log_every_n_steps=1,
@@ -112,6 +113,20 @@ def test_spike_rasters_are_saved_every_n_epochs_without_an_image_logger(tmp_path
     assert [name.split("-")[0] for name in pngs] == ["epoch=0", "epoch=2"]
     image = Image.open(next(tmp_path.rglob("spike_raster/*.png")))
     assert image.size[1] > image.size[0] / 4  # two panels: input and the hidden layer
+
+
+def test_last_checkpoint_is_the_last_epoch_beside_a_best_that_stopped_improving(tmp_path):
+    """lr 0: val/acc never improves after epoch 0. The best stays epoch 0; last.ckpt, in the same
+    folder, is epoch 2 (a monitored callback's save_last gives epoch 0 since Lightning 2.6)."""
+    best = ModelCheckpoint(tmp_path / "checkpoints", monitor="val/acc", mode="max")
+    last = LastCheckpoint(tmp_path / "checkpoints")
+    trainer, _, _ = fit_burst_task(tmp_path, 3, [best, last, RunSummary()], lr=0.0)
+    assert torch.load(best.best_model_path, weights_only=True)["epoch"] == 0
+    assert last.path == str(tmp_path / "checkpoints" / "last.ckpt")
+    saved = torch.load(last.path, weights_only=True)
+    assert (saved["epoch"], saved["global_step"]) == (2, trainer.global_step)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        Path(best.best_model_path).name, "last.ckpt"]
 
 
 def test_run_summary_prints_metrics_logs_and_checkpoints(tmp_path, capsys):
@@ -290,3 +305,16 @@ def test_activity_advice_names_the_threshold_argument_of_each_layer():
     assert silent_layer_advice(alif).startswith("lower spike_threshold (now 0.5)")
     adlif = enn.adLIF(4, threshold=2.0)
     assert saturated_layer_advice(adlif).startswith("raise threshold (now 2), or scale down")
+
+
+def test_nir_export_takes_the_best_checkpoint_not_last_ckpt(tmp_path):
+    from types import SimpleNamespace
+
+    from exodus_lightning.callbacks.nir_export import best_checkpoint_path
+
+    last, best = LastCheckpoint(dirpath=tmp_path), ModelCheckpoint(monitor="val/acc", mode="max")
+    last.best_model_path, best.best_model_path = str(tmp_path / "last.ckpt"), "epoch=0.ckpt"
+    trainer = SimpleNamespace(checkpoint_callbacks=[last, best])
+    assert best_checkpoint_path(trainer) == "epoch=0.ckpt"
+    trainer.checkpoint_callbacks = [last]  # no monitored callback: the last epoch's
+    assert best_checkpoint_path(trainer) == str(tmp_path / "last.ckpt")

@@ -7,6 +7,7 @@ file goes under tmp_path.
 
 from __future__ import annotations
 
+import csv
 import inspect
 import json
 import math
@@ -22,7 +23,7 @@ import yaml
 
 import exodus_lightning
 from exodus_lightning import ops
-from exodus_lightning.callbacks import predictions_from_csv
+from exodus_lightning.callbacks import LastCheckpoint, predictions_from_csv
 from exodus_lightning.checkpoint_file import CheckpointWarning
 from exodus_lightning.cli import DEFAULT_CONFIG_FILE, CLIWarning, ConfigError, build_cli
 from exodus_lightning.cli import main as cli_main
@@ -76,6 +77,12 @@ def data_args(experiment: str, root: Path) -> list[str]:
         "--data.init_args.num_workers=0",
         "--data.init_args.batch_size=2",
     ]
+
+
+def last_path(trainer) -> str:
+    """The last.ckpt that the CLI's LastCheckpoint wrote."""
+    (callback,) = [c for c in trainer.callbacks if isinstance(c, LastCheckpoint)]
+    return callback.path
 
 
 def run_script(args: list[str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -292,7 +299,7 @@ def resume_args(workdir: Path, max_epochs: int, batch_size: int) -> list[str]:
 def test_resume_from_checkpoint_continues_exactly(batch_size, workdir):
     straight = build_cli(resume_args(workdir, 3, batch_size))
     first = build_cli(resume_args(workdir, 2, batch_size))
-    last = first.trainer.checkpoint_callback.last_model_path
+    last = last_path(first.trainer)
     assert last.endswith("last.ckpt")
     resumed = build_cli([*resume_args(workdir, 3, batch_size), f"--ckpt_path={last}"])
     assert resumed.trainer.global_step == straight.trainer.global_step == 3 * 256 // batch_size
@@ -304,6 +311,38 @@ def test_resume_from_checkpoint_continues_exactly(batch_size, workdir):
         straight.model.state_dict().items(), resumed.model.state_dict().values()
     ):
         torch.testing.assert_close(a, b, msg=name, rtol=1e-5, atol=1e-6)
+
+
+def trained_epochs(trainer) -> list[int]:
+    """The epochs a run with a CSVLogger validated, from its metrics.csv."""
+    with open(Path(trainer.logger.log_dir) / "metrics.csv") as rows:
+        return sorted({int(row["epoch"]) for row in csv.DictReader(rows) if row.get("val/acc")})
+
+
+def test_last_checkpoint_is_the_last_epoch_when_the_metric_stops_improving(workdir, capsys):
+    """lr 0: val/acc never improves after epoch 0, so the best checkpoint stays at epoch 0;
+    last.ckpt must still hold epoch 2 (Lightning 2.6's save_last copied only the best epoch)."""
+    frozen = "--model.optimizer.init_args.lr=0"
+    # A checkpoint callback of the user's own, in another folder, leaves last.ckpt where it is.
+    steps = ["--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+             f"--trainer.callbacks.dirpath={workdir / 'steps'}",
+             "--trainer.callbacks.every_n_train_steps=5"]
+    first = build_cli([*resume_args(workdir, 3, 64), frozen, *steps])
+    printed = capsys.readouterr().out
+    assert first.trainer.global_step == 12  # 4 batches per epoch
+    (best,) = [c for c in first.trainer.callbacks if getattr(c, "monitor", None) == "val/acc"]
+    assert torch.load(best.best_model_path, weights_only=True)["epoch"] == 0
+    last = re.search(r"last checkpoint: (\S+)", printed).group(1)
+    assert Path(last).name == "last.ckpt" and Path(last).parent == Path(best.best_model_path).parent
+    saved = torch.load(last, weights_only=True)
+    assert (saved["epoch"], saved["global_step"]) == (2, 12)
+    summary = json.loads((Path(first.trainer.logger.log_dir) / "summary.json").read_text())
+    assert summary["fit"]["checkpoints"]["last"] == last
+    assert [p.name for p in (workdir / "steps").iterdir()] == ["epoch=2-step=10.ckpt"]
+    # Resumed, it trains the next epoch only.
+    resumed = build_cli([*resume_args(workdir, 4, 64), frozen, f"--ckpt_path={last}"])
+    assert resumed.trainer.global_step == 16
+    assert trained_epochs(resumed.trainer) == [3]
 
 
 @pytest.mark.slow
@@ -372,7 +411,7 @@ def test_checkpoint_loads_without_passing_the_network(workdir):
             "--model.optimizer.init_args.lr=0.003",
         ]
     )
-    loaded = SpikingClassifier.load_from_checkpoint(cli.trainer.checkpoint_callback.last_model_path)
+    loaded = SpikingClassifier.load_from_checkpoint(last_path(cli.trainer))
     assert type(loaded.network) is type(cli.model.network)
     x = next(iter(cli.datamodule.val_dataloader()))[0]
     with torch.no_grad():
@@ -665,7 +704,7 @@ def test_test_with_a_checkpoint_does_not_warn(workdir, recwarn):
             "--trainer.limit_val_batches=1",
         ]
     )
-    checkpoint = fit.trainer.checkpoint_callback.last_model_path
+    checkpoint = last_path(fit.trainer)
     with pytest.warns(CLIWarning, match=re.escape(f"--ckpt_path {checkpoint}")):
         build_cli(
             ["test", *SMALL_RANDMAN, "--trainer.logger=false", "--trainer.limit_test_batches=1"]
@@ -691,7 +730,7 @@ def test_predict_writes_a_predictions_file_and_prints_accuracy(workdir, capsys):
         f"--trainer.logger.save_dir={workdir}",
     ]
     fit = build_cli(["fit", *common, "--trainer.max_epochs=1"])
-    checkpoint = fit.trainer.checkpoint_callback.last_model_path
+    checkpoint = last_path(fit.trainer)
     capsys.readouterr()
     cli = build_cli(["predict", *common, f"--ckpt_path={checkpoint}"])
     printed = capsys.readouterr().out
@@ -769,7 +808,7 @@ def test_wandb_config_is_the_nested_cli_config_only(workdir):
     )
     assert summary["best"]["val/acc"]["epoch"] == 0
     assert summary["config"]["data"]["init_args"]["num_train_samples"] == 256
-    assert summary["checkpoints"]["last"] == cli.trainer.checkpoint_callback.last_model_path
+    assert summary["checkpoints"]["last"] == last_path(cli.trainer)
 
 
 @pytest.mark.slow
@@ -834,7 +873,7 @@ def trained_checkpoint(tmp_path_factory) -> Path:
                 f"--trainer.default_root_dir={root}",
             ]
         )
-    return Path(cli.trainer.checkpoint_callback.last_model_path)
+    return Path(last_path(cli.trainer))
 
 
 def with_non_finite(checkpoint: dict, name: str, index: tuple, value: float) -> dict:
@@ -1004,7 +1043,7 @@ def test_ckpt_path_last_resumes_the_last_checkpoint_of_a_fixed_folder(workdir, c
         f"--checkpoint.dirpath={workdir / 'fixed'}",
     ]
     first = build_cli([*common, "--trainer.max_epochs=1"])
-    last = first.trainer.checkpoint_callback.last_model_path
+    last = last_path(first.trainer)
     assert Path(last) == workdir / "fixed" / "last.ckpt"
     resumed = build_cli([*common, "--trainer.max_epochs=2", "--ckpt_path=last"])
     assert resumed.trainer.ckpt_path == last
@@ -1042,7 +1081,7 @@ def test_a_checkpoint_brings_its_data_unless_other_data_is_chosen(workdir, monke
                      "--trainer.logger=false", "--trainer.limit_train_batches=1",
                      "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",
                      f"--trainer.default_root_dir={workdir}"])
-    checkpoint = cli.trainer.checkpoint_callback.last_model_path
+    checkpoint = last_path(cli.trainer)
     capsys.readouterr()
     for subcommand in ("test", "fit"):
         cli = build_cli([subcommand, "--trainer.logger=false", f"--ckpt_path={checkpoint}",

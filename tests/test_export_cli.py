@@ -14,7 +14,7 @@ from exodus_lightning.callbacks import NIRExport
 from exodus_lightning.cli import build_cli
 from exodus_lightning.cli import main as cli_main
 from exodus_lightning.tasks import SpikingClassifier
-from tests.test_cli import SMALL_RANDMAN, run_script
+from tests.test_cli import SMALL_RANDMAN, last_path, run_script
 
 nir = pytest.importorskip("nir")
 from exodus_lightning.nir import NIRLossWarning, from_nir  # noqa: E402
@@ -24,7 +24,7 @@ from exodus_lightning.nir import NIRLossWarning, from_nir  # noqa: E402
 def checkpoint(workdir) -> Path:
     cli = build_cli(["fit", *SMALL_RANDMAN, "--trainer.max_epochs=1", "--trainer.logger=false",
                      "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"])
-    return Path(cli.trainer.checkpoint_callback.last_model_path)
+    return Path(last_path(cli.trainer))
 
 
 def test_export_writes_a_graph_that_computes_what_the_checkpoint_does(checkpoint, workdir,

@@ -1,6 +1,6 @@
 """Lightning callbacks: spike rasters, spike-activity warnings, a non-finite guard, progress,
-predictions files, an end-of-run summary, figure helpers, sigma annealing of learnable delays,
-a NIR export of the best network."""
+predictions files, last.ckpt after every epoch, an end-of-run summary, figure helpers, sigma
+annealing of learnable delays, a NIR export of the best network."""
 
 from exodus_lightning.callbacks.figures import (
     confusion_matrix_figure,
@@ -8,6 +8,7 @@ from exodus_lightning.callbacks.figures import (
     spike_raster_figure,
 )
 from exodus_lightning.callbacks.finite_guard import NonFiniteError, NonFiniteGuard
+from exodus_lightning.callbacks.last_checkpoint import LastCheckpoint
 from exodus_lightning.callbacks.nir_export import NIRExport, NIRExportWarning
 from exodus_lightning.callbacks.predictions import PredictionWriter, predictions_from_csv
 from exodus_lightning.callbacks.progress import ProgressBar
@@ -17,6 +18,7 @@ from exodus_lightning.callbacks.spike_activity import SpikeActivityCheck, SpikeA
 from exodus_lightning.callbacks.spike_raster import SpikeRasterLogger
 
 __all__ = [
+    "LastCheckpoint",
     "NIRExport",
     "NIRExportWarning",
     "NonFiniteError",

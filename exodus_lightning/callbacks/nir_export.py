@@ -8,10 +8,25 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from exodus_lightning.callbacks.last_checkpoint import LastCheckpoint
+
 NIR_FILE_NAME = "model.nir"
+
+
+def best_checkpoint_path(trainer: L.Trainer) -> str:
+    """The best checkpoint of the trainer's ModelCheckpoint (its last one without a monitored
+    metric), else the newest last.ckpt of a LastCheckpoint; "" if none was saved."""
+    callbacks = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
+    # LastCheckpoint last: it is a ModelCheckpoint too, but its file is the latest epoch's.
+    callbacks.sort(key=lambda c: isinstance(c, LastCheckpoint))
+    for callback in callbacks:
+        if callback.best_model_path or callback.last_model_path:
+            return callback.best_model_path or callback.last_model_path
+    return ""
 
 
 class NIRExportWarning(UserWarning):
@@ -44,9 +59,7 @@ class NIRExport(L.Callback):
 
         from exodus_lightning.nir import NIRExportError, to_nir
 
-        checkpoint = trainer.checkpoint_callback
-        best = getattr(checkpoint, "best_model_path", "") or getattr(
-            checkpoint, "last_model_path", "")
+        best = best_checkpoint_path(trainer)
         if not best:
             warnings.warn(NIRExportWarning("NIRExport: no checkpoint was saved, so there is no "
                                            "network to write as NIR"), stacklevel=2)

@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from exodus_lightning.callbacks.figures import confusion_matrix_figure, log_figure
+from exodus_lightning.callbacks.last_checkpoint import LastCheckpoint
 from exodus_lightning.loggers import wandb_files_dir
 
 SUMMARY_FILE_NAME = "summary.json"
@@ -101,7 +102,10 @@ class RunSummary(L.Callback):
                 lines.append(f"  metrics CSV: {logger.log_dir}/metrics.csv")
         checkpoints = {}
         for callback in trainer.checkpoint_callbacks:
-            if isinstance(callback, ModelCheckpoint) and stage == "fit":
+            if isinstance(callback, LastCheckpoint) and stage == "fit" and callback.path:
+                lines.append(f"  last checkpoint: {callback.path}")
+                checkpoints["last"] = callback.path
+            elif isinstance(callback, ModelCheckpoint) and stage == "fit":
                 if callback.best_model_path:
                     score = callback.best_model_score
                     shown = f" ({callback.monitor}={float(score):.4f})" if score is not None else ""

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from exodus_lightning.data.collate import pad_time_collate
 from exodus_lightning.data.device_binning import EventPositionsBatch
-from exodus_lightning.data.sampler import EpochSeededSampler
+from exodus_lightning.data.sampler import EpochSeededSampler, ResumableDataLoader
 
 
 def split_indices(num_samples: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -106,12 +106,14 @@ class SpikeDataModule(L.LightningDataModule):
                 f"the {name} dataset is not set up; call setup('fit') (or 'test' for the test "
                 "set) first, as Lightning's Trainer does"
             )
+        # The shuffling order depends on (seed, epoch) only, and the loader saves its position
+        # in the epoch in checkpoints: reproducible, and exact on resume, also mid-epoch.
         if shuffle:
-            # The order depends on (seed, epoch) only: reproducible, and exact on resume.
-            sampler = EpochSeededSampler(len(dataset), self.seed)
+            sampler = EpochSeededSampler.for_this_process(len(dataset), self.seed)
+            loader_class = ResumableDataLoader
         else:
-            sampler = self._evaluation_sampler(dataset, name)
-        return DataLoader(
+            sampler, loader_class = self._evaluation_sampler(dataset, name), DataLoader
+        return loader_class(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
