@@ -119,6 +119,18 @@ def test_only_refuses_an_unknown_name():
         tables.main(["--only", "no_such_script", "--list"])
 
 
+def page_in(root, monkeypatch, name: str):
+    """A copy of the page holding experiment name's tables, under root, which tables.py then
+    takes for the repository root; returns the copy's path."""
+    page = tables.document(tables.registered(name))
+    copy = root / page.relative_to(tables.ROOT)
+    copy.parent.mkdir(exist_ok=True)
+    copy.write_text(page.read_text())
+    monkeypatch.setattr(tables, "ROOT", root)
+    monkeypatch.setattr(tables, "README", root / "README.md")
+    return copy
+
+
 def test_readme_no_run_copies_results_into_their_page(tmp_path, monkeypatch):
     """--readme --no-run: every table of the chosen script, from results/, into its block."""
     results = tmp_path / "results" / "gradient_equivalence"
@@ -126,12 +138,7 @@ def test_readme_no_run_copies_results_into_their_page(tmp_path, monkeypatch):
     rows = [dict(zip(gradient_equivalence.README_TABLES["cases"], ("c", "0.1", "1e-6", "1e-14",
                                                                   "1 – 2")))]
     report.write_readme_table(rows, results, "cases", gradient_equivalence.README_TABLES["cases"])
-    page = tables.document(tables.registered("gradient_equivalence"))
-    readme = tmp_path / page.relative_to(tables.ROOT)
-    readme.parent.mkdir()
-    readme.write_text(page.read_text())
-    monkeypatch.setattr(tables, "ROOT", tmp_path)
-    monkeypatch.setattr(tables, "README", tmp_path / "README.md")
+    readme = page_in(tmp_path, monkeypatch, "gradient_equivalence")
     assert tables.main(["--only", "gradient_equivalence", "--readme", "--no-run",
                         "--results", str(tmp_path / "results")]) == 0
     assert dict(((n, s), b) for n, s, b in tables.blocks(readme.read_text()))[
@@ -147,7 +154,6 @@ def test_readme_no_run_copies_results_into_their_page(tmp_path, monkeypatch):
                      "--results", str(tmp_path / "results")])
 
 
-
 def test_readme_copies_a_gpu_machines_tables_without_a_gpu(tmp_path, monkeypatch):
     """gpu_check.sh's tables, unpacked into results/ on a machine without a GPU, go into
     docs/gpu.md with --readme (the GPU script is not run there, but its tables are not lost)."""
@@ -156,12 +162,7 @@ def test_readme_copies_a_gpu_machines_tables_without_a_gpu(tmp_path, monkeypatch
     results.mkdir(parents=True)
     for stem, columns in tables.readme_tables("benchmark_gpu").items():
         report.write_readme_table([dict.fromkeys(columns, "7")], results, stem, columns)
-    page = tables.document(tables.registered("benchmark_gpu"))
-    readme = tmp_path / page.relative_to(tables.ROOT)
-    readme.parent.mkdir()
-    readme.write_text(page.read_text())
-    monkeypatch.setattr(tables, "ROOT", tmp_path)
-    monkeypatch.setattr(tables, "README", tmp_path / "README.md")
+    readme = page_in(tmp_path, monkeypatch, "benchmark_gpu")
     assert tables.main(["--only", "benchmark_gpu", "--readme", "--no-run",
                         "--results", str(tmp_path / "results")]) == 0
     copied = dict(((n, s), b) for n, s, b in tables.blocks(readme.read_text()))
