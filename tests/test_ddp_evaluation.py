@@ -183,7 +183,11 @@ def predict_as_rank(rank: int, port: int, folder: str, logger_kind: str) -> None
 def test_ddp_predict_writes_one_file_of_every_sample_in_the_run_folder(
         logger_kind: str, tmp_path: Path, capfd) -> None:
     if logger_kind == "wandb":
-        pytest.importorskip("wandb")
+        wandb = pytest.importorskip("wandb")
+        # A run an earlier test left active in this process would be inherited by the forked
+        # ranks, and W&B would then put the ranks' run beside the working folder, not save_dir.
+        if wandb.run is not None:
+            wandb.finish()
     mp.start_processes(predict_as_rank, args=(free_port(), str(tmp_path), logger_kind),
                        nprocs=WORLD_SIZE, start_method="fork")
     written = sorted(tmp_path.rglob("predictions*.csv"))
