@@ -9,7 +9,8 @@ snnTorch, SpikingJelly; peers not installed are skipped with a note), on the sam
     ms fwd+bwd         median (min–max) over interleaved rounds (timing.py), one fresh process
                        per glibc allocator mode: default, and reuse (ops.keep_freed_memory(),
                        what exodus-lightning's CLI does on CPU)
-    peak MB            memory.step_peak_mb of one step, each implementation in a fresh process
+    peak MB            most bytes of tensors live at once in one step (memory.step_peak_mb:
+                       PyTorch's allocator accounting), each implementation in a fresh process
 
 The reference is our autograd loop in float64 with the peer's own surrogate (peers.py), so a
 fast wrong answer shows as a mismatch, not as a win.

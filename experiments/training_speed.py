@@ -14,7 +14,8 @@ Per cell (network, T, implementation), equivalence first, then speed and memory:
                        is our autograd loop with the implementation's own surrogate)
     ms/step            median (min–max) over rounds interleaved across implementations
                        (timing.py), all in one process per cell
-    peak MB            memory one step needs (memory.step_peak_mb), each in a fresh process
+    peak MB            most bytes of tensors live at once in one step (memory.step_peak_mb:
+                       PyTorch's allocator accounting), each in a fresh process
     saved MB           tensors autograd keeps for backward (exact, allocator-independent)
 CPU always; CUDA too when present. Writes speed.csv/.md, speed_readme.md (the README's
 table), speed.png (time vs T) and memory.png (saved-for-backward MB vs T).
@@ -360,9 +361,9 @@ def run(options: Any) -> dict:
     )
     legend = (
         "spike mismatch / input-grad error: against a float64 autograd reference with the "
-        "implementation's own surrogate (experiments/peers.py); peak MB: memory one step needs "
-        "(memory.py: VmHWM after malloc_trim and clear_refs on CPU, max_memory_allocated on "
-        "CUDA); saved for backward MB: tensors autograd keeps (exact).\n"
+        "implementation's own surrogate (experiments/peers.py); peak MB: the most bytes of "
+        "tensors live at once in one step (memory.py: PyTorch's allocator accounting on CPU, "
+        "max_memory_allocated on CUDA); saved for backward MB: tensors autograd keeps (exact).\n"
     )
     readme_text = "\n".join(readme_tables)
     sections = [("Settings", settings), ("Results", readme_text + "\n" + legend)]
