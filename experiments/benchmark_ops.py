@@ -109,7 +109,7 @@ def make_step(variant: str, device: str, batch: int, time: int, features: int,
     ``trainable``, per-neuron parameters that get gradients ("alpha" is nn.LIF's default).
     ALIF: ρ = 0.95, β = 1.8 (sinabs' default), b0 = θ. adLIF: β = 0.99, a = 60, b = 120
     (mid-range of SE-adLIF's q·a, q·b), a stronger drive for a
-    similar spike rate. ~10 % spike rate, like PEERS.md's measurements.
+    similar spike rate. ~23 % spike rate (the rate docs/ops.md's heading states).
     """
     import torch
 
