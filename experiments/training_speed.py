@@ -13,7 +13,8 @@ A peer that is not installed, does not import or fails in a measurement is left 
 note below the table; the others are measured.
 
 Per cell (network, T, implementation), equivalence first, then speed and memory:
-    spike rate         the reference's spikes per neuron and step, over all LIF layers: the
+    spike rate         the reference's spikes per neuron and step, over all LIF layers (CSV, and a
+                       line below the README table, one figure per cell): the
                        equivalence columns can only see differences where neurons spike
     spike mismatch     fraction of spikes (all LIF layers) differing from a float64 reference
     input-grad error   relative error of ∂loss/∂input against that reference (the reference
@@ -53,7 +54,6 @@ README_COLUMNS = (
     "batch",
     "T",
     "implementation",
-    "spike rate",
     "spike mismatch",
     "input-grad error",
     "ms/step, median (min–max)",
@@ -278,6 +278,14 @@ def plot(rows: list[dict], column: str, ylabel: str, path: Path) -> Path:
     return report.save_figure(figure, path)
 
 
+def rate_note(rows: list[dict]) -> str:
+    """The line below a table that states each cell's spike rate (the float64 reference's
+    spikes per neuron and step over the LIF layers): the equivalence columns see only spikes."""
+    cells = {(r["network"], r["T"]): r["spike rate"] for r in rows}
+    rates = ", ".join(f"{net} T = {time}: {rate:.2%}" for (net, time), rate in cells.items())
+    return f"- spike rate (LIF layers, reference): {rates}"
+
+
 def _style(styles: dict[str, str], implementation: str) -> str:
     """The line style of an implementation; a compiled peer's is its eager one, dashed."""
     if implementation in styles:
@@ -382,7 +390,7 @@ def run(options: Any) -> dict:
         stem = "speed_readme" if device == "cpu" else f"speed_readme_{device}"
         readme_tables.append(
             report.write_readme_table(readme_rows, out, stem, README_COLUMNS, device=device,
-                                      tiny=options.tiny, notes=notes)
+                                      tiny=options.tiny, notes=[*notes, rate_note(readme_rows)])
         )
     figures = [
         plot(rows, "ms_per_step", "ms per training step", out / "speed.png"),

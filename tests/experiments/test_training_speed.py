@@ -185,8 +185,14 @@ def test_missing_and_failing_peers_become_notes_under_the_table(tmp_path, monkey
     assert measured == expected
 
 
-def test_the_table_states_the_spike_rate_the_equivalence_columns_see():
+def test_the_table_states_the_spike_rate_the_equivalence_columns_see(tmp_path):
+    summary = ts.main(["--tiny", "--in-process", "--threads", "1", "--networks", "shd_mlp",
+                       "--no-peers", "--out", str(tmp_path)])
+    notes = (tmp_path / "speed_readme.md").read_text().split("\n\n")[1].splitlines()
+    rates = {r["time"]: r["spike rate"] for r in summary["rows"]}
+    name = ts.NETWORK_NAMES["shd_mlp"]
+    assert notes == ["- spike rate (LIF layers, reference): " + ", ".join(
+        f"{name} T = {time}: {rate:.2%}" for time, rate in rates.items())]
     figures, reference = ts.equivalence("shd_mlp", "exodus", "cpu", 2, 8, ts.TINY_SHAPES["shd_mlp"])
     spikes = torch.cat([s.flatten() for s in reference["spikes"]])
-    assert figures["spike rate"] == pytest.approx(spikes.mean().item())
-    assert "spike rate" in ts.README_COLUMNS
+    assert figures["spike rate"] == pytest.approx(spikes.mean().item()) == rates[8]
