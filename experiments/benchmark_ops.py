@@ -3,8 +3,9 @@ loop, with glibc's default allocator and with freed memory kept for reuse.
 
 Per case (shape, trained parameters, neuron model) and allocator mode, one fresh process times
 forward + backward of the variants in interleaved rounds (timing.py: median, min–max); the
-peak memory of one step (memory.step_peak_mb) is read for each variant in a fresh process of
-its own with the default allocator. Writes three README tables into --out:
+peak memory of one step (memory.step_peak_mb: the most bytes of tensors live at once, by
+PyTorch's allocator) is read for each variant in a fresh process of its own. Writes three
+README tables into --out:
 
     lif                LIF: extension vs reference, both allocators, plus a sweep over T
     alif_adlif         ALIF and adLIF: fused op vs autograd loop
@@ -108,7 +109,7 @@ def make_step(variant: str, device: str, batch: int, time: int, features: int,
     ``trainable``, per-neuron parameters that get gradients ("alpha" is nn.LIF's default).
     ALIF: ρ = 0.95, β = 1.8 (sinabs' default), b0 = θ. adLIF: β = 0.99, a = 60, b = 120
     (mid-range of SE-adLIF's q·a, q·b), a stronger drive for a
-    similar spike rate. ~10 % spike rate, like PEERS.md's measurements.
+    similar spike rate. ~23 % spike rate (the rate docs/ops.md's heading states).
     """
     import torch
 

@@ -1,54 +1,58 @@
-"""Memory of one step: the peak it needs (CPU resident or CUDA allocated) and what autograd saves.
+"""Memory of one step: the peak its tensors need (CPU or CUDA) and what autograd saves.
 
-Peak memory is read the way the kernel and the CUDA caching allocator count it, never sampled:
+Peak memory is PyTorch's own allocator accounting, read the same way for every implementation:
 
-    CPU   peak = VmHWM after the step − VmRSS before it, where just before the step the freed
-          memory the C allocator keeps is returned to the OS (glibc malloc_trim) and the
-          high-water mark is reset to the current size (Linux: write 5 to /proc/self/clear_refs)
+    CPU   peak = max over the step of the running sum of the bytes PyTorch's CPU allocator hands
+          out and takes back (torch.profiler with profile_memory=True: one event per allocation
+          and per free, in time order)
     CUDA  peak = max_memory_allocated after the step − memory_allocated before it, the peak
           statistics reset just before the step
 
-VmHWM misses no short-lived peak: Linux updates it before any unmapping, and reading it
-reports at least the current size. It is exact up to the kernel's batching of resident-page
-counts (each thread's last ≤ 64 pages may reach the total late: < 1 MB). Without the trim,
-memory freed by an earlier step and kept by glibc would serve this step without new page
-faults, and the step would read ~0 (what sampling an RSS from outside also gets wrong).
-Measure in a fresh process (see isolated.py), after a warm-up on a tiny input that loads the
-code (libraries, kernels), so the figure is this step's alone.
+Both count the tensors (and the kernels' buffers taken from PyTorch's allocator) that are live
+at once during the step, not what the C library keeps resident afterwards: a Python loop's
+thousands of small freed per-step tensors stay in glibc's heap and would inflate a resident-
+memory (VmHWM) reading 1.2–4× over what the step needs, while a fused op's few large blocks
+go back to the OS at once; an RSS figure would compare allocators, not implementations.
+A block allocated before the step and freed during it is not seen (the profiler does not know
+its size), so a step that frees earlier tensors (e.g. last step's gradients) reads a little
+high, never low. Measure in a fresh process (see isolated.py) after a warm-up step that loads
+the code (libraries, kernels, compiled graphs), so the figure is this step's alone.
 """
 
 from __future__ import annotations
 
-import ctypes
-import gc
-import platform
+import warnings
 from collections.abc import Callable
 
 MB = 2**20
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} is not in /proc/self/status")
+def cpu_allocator_peak_bytes(step: Callable[[], object]) -> int:
+    """Peak of the bytes PyTorch's CPU allocator has out during step(), above its start."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
 
-
-def cpu_peak_supported() -> bool:
-    """Whether this OS lets step_peak_mb reset and read the resident high-water mark (Linux)."""
-    return platform.system() == "Linux"
-
-
-def release_freed_memory() -> None:
-    """Return the memory glibc keeps after frees to the OS (malloc_trim(0)); no-op elsewhere."""
-    gc.collect()
-    if platform.libc_ver()[0] == "glibc":
-        ctypes.CDLL(None).malloc_trim(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the profiler's notes about its own setup
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+            step()
+    # The raw events (one per allocation, + bytes, and per free, − bytes): the aggregated
+    # per-op figures of profiler.events() lose the order, and so the peak.
+    cpu = torch._C._autograd.DeviceType.CPU
+    events = sorted(
+        (event.start_ns(), event.nbytes())
+        for event in profiler.profiler.kineto_results.events()
+        if event.name() == "[memory]" and event.device_type() == cpu
+    )
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
 
 
 def step_peak_mb(step: Callable[[], object], device: str = "cpu") -> float:
-    """Peak memory (MB) that running step() adds to this process; see the module docstring."""
+    """Peak memory (MB) of the tensors that running step() allocates; see the module docstring."""
     if device.startswith("cuda"):
         import torch
 
@@ -58,17 +62,7 @@ def step_peak_mb(step: Callable[[], object], device: str = "cpu") -> float:
         step()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / MB
-    if not cpu_peak_supported():
-        raise RuntimeError(
-            "step_peak_mb on CPU reads Linux's /proc/self/status (VmHWM); "
-            f"this is {platform.system()}"
-        )
-    release_freed_memory()
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # high-water mark := current resident size
-    base = _status_kb("VmRSS")
-    step()
-    return max(_status_kb("VmHWM") - base, 0) / 1024
+    return cpu_allocator_peak_bytes(step) / MB
 
 
 def saved_for_backward_mb(forward: Callable[[], object]) -> float:

@@ -1,7 +1,7 @@
 """Peer libraries' LIF layers and networks, configured to compute what ours computes.
 
-Benchmarks compare only like with like, so every peer runs the same dynamics as ours
-(PEERS.md lists where the libraries' conventions differ and how each is set to match):
+Benchmarks compare only like with like, so every peer runs the same dynamics as ours (the
+list below says where the libraries' conventions differ and how each is set to match):
 
     v_t = α · v⁺_{t−1} + x_t,   s_t = H(v_t − θ) (one spike per step at most),
     v⁺_t = v_t − θ · s_t        (subtractive reset, its gradient included),   θ = 1
@@ -15,6 +15,10 @@ Benchmarks compare only like with like, so every peer runs the same dynamics as 
                   time: its Euler step v + (1−α)(x' − v) is α·v + x for x' = x / (1 − α);
                   strict v > θ
 
+    "<peer>-compiled"  the same layer with its per-step cell under torch.compile, the speed
+                  path Norse 1.1 documents (snnTorch's Leaky compiles too); the compile
+                  happens on the first call, which benchmarks run before their timed rounds
+
 Each library keeps its own default surrogate (its fast path); the float64 reference a peer is
 checked against (ours, backend="reference") uses the same surrogate formula, so a row's
 "spike mismatch" and "input-gradient error" say whether it computes the same thing.
@@ -24,7 +28,7 @@ Ties v = θ (where ≥ and > differ) have probability zero for the random inputs
 from __future__ import annotations
 
 import copy
-import importlib.util
+import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,17 +79,40 @@ IMPLEMENTATIONS = {
     "snntorch": Implementation("snntorch", "snntorch", _atan, "ATan(2)"),
     "spikingjelly": Implementation("spikingjelly", "spikingjelly", _sigmoid, "Sigmoid(4)"),
     "norse": Implementation("norse", "norse", _superspike, "SuperSpike"),
+    "snntorch-compiled": Implementation("snntorch-compiled", "snntorch", _atan, "ATan(2)"),
+    "norse-compiled": Implementation("norse-compiled", "norse", _superspike, "SuperSpike"),
 }
 OURS = ("exodus", "bptt")
 PEERS = ("sinabs", "snntorch", "spikingjelly", "norse")
+COMPILED_PEERS = ("snntorch-compiled", "norse-compiled")
+COMPILED_SUFFIX = "-compiled"
 
 
 def unavailable(name: str) -> str | None:
-    """None if the implementation can run here, else why not (with the install command)."""
+    """None if the implementation can run here, else why not: not installed (with the install
+    command) or failing to import (a broken install: the error, in one line)."""
     module = IMPLEMENTATIONS[name].module
-    if module is not None and importlib.util.find_spec(module) is None:
-        return f"{name} is not installed (pip install {module})"
+    if module is None:
+        return None
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name == module:
+            return f"{name} is not installed (pip install {module})"
+        return f"{name}: importing {module} failed: {one_line(error)}"
+    except Exception as error:  # a broken install raises anything (ImportError, OSError, ...)
+        return f"{name}: importing {module} failed: {one_line(error)}"
     return None
+
+
+def one_line(error: BaseException) -> str:
+    """The error as "Type: last line of its message" (isolated.run's carry the child's stderr,
+    whose last line is the child's own exception)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if isinstance(error, RuntimeError) and "failed in its own process" in str(error):
+        return f"in its own process: {last}"  # the child's "Type: message" line
+    return f"{type(error).__name__}: {last}" if last else type(error).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,6 +192,20 @@ class NorseLIF(nn.Module):
 PEER_LAYERS = {"snntorch": SnnTorchLIF, "spikingjelly": SpikingJellyLIF, "norse": NorseLIF}
 
 
+def peer_layer(name: str, alpha: float) -> nn.Module:
+    """A peer's layer of PEER_LAYERS; for "<peer>-compiled", with its per-step cell compiled."""
+    layer = PEER_LAYERS[name.removesuffix(COMPILED_SUFFIX)](alpha)
+    if name.endswith(COMPILED_SUFFIX):
+        # The cell, not the time loop: compiling the loop unrolls all T steps into one graph.
+        if isinstance(layer, NorseLIF):
+            layer.cell = torch.compile(layer.cell)
+        elif isinstance(layer, SnnTorchLIF):
+            layer.neuron = torch.compile(layer.neuron)
+        else:
+            raise ValueError(f"implementation={name!r}: no compiled variant of this peer")
+    return layer
+
+
 class LeakyIntegratorLoop(nn.Module):
     """Non-spiking readout y_t = α · y_{t−1} + x_t as a Python loop (the peers' readout)."""
 
@@ -200,8 +241,8 @@ def lif_layer(name: str, alpha: float, device: str = "cpu") -> Callable[[Tensor]
             return layer(x)
 
         return forward
-    if name in PEER_LAYERS:
-        return PEER_LAYERS[name](alpha).to(device)
+    if name.removesuffix(COMPILED_SUFFIX) in PEER_LAYERS:
+        return peer_layer(name, alpha).to(device)
     raise ValueError(f"implementation={name!r}: choose from {', '.join(IMPLEMENTATIONS)}")
 
 
@@ -235,7 +276,7 @@ def swap_neurons(model: nn.Module, name: str) -> nn.Module:
     for parent in clone.modules():
         for child_name, child in parent.named_children():
             if isinstance(child, enn.LIF):
-                setattr(parent, child_name, PEER_LAYERS[name](_scalar_alpha(child)))
+                setattr(parent, child_name, peer_layer(name, _scalar_alpha(child)))
             elif isinstance(child, enn.ExpLeak):
                 setattr(parent, child_name, LeakyIntegratorLoop(_scalar_alpha(child)))
     return clone

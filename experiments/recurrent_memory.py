@@ -214,8 +214,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "Setup",
                 f"torch {torch.__version__}, {threads} threads, float32, nn.Linear(F, F, "
                 f"bias=False) connection, median of {options.repeats} alternating runs after a "
-                f"warm-up. Peak: resident memory of one forward + backward pass above the "
-                f"process's before it, a fresh process per variant.\n",
+                f"warm-up. Peak: bytes of tensors live at once in one forward + backward pass "
+                f"(PyTorch's allocator, memory.py), a fresh process per variant.\n",
             ),
             ("Results", table),
         ],

@@ -82,11 +82,13 @@ def write_readme_table(
     columns: Sequence[str],
     device: str = "cpu",
     tiny: bool = False,
+    notes: Sequence[str] = (),
 ) -> str:
     """Write out/stem.md: a table for the docs (experiments/tables.py copies it there) with
-    exactly ``columns`` (the script's README_TABLES[stem]), a blank line, then the provenance
-    line of this process on device (after SMOKE_TABLE_MARK when tiny); and every key of the
-    rows to out/stem.csv. Return the Markdown text.
+    exactly ``columns`` (the script's README_TABLES[stem]), a blank line, the notes (one line
+    each, e.g. "- skipped norse ...": what the table leaves out travels with it) and a blank
+    line if any, then the provenance line of this process on device (after SMOKE_TABLE_MARK
+    when tiny); and every key of the rows to out/stem.csv. Return the Markdown text.
 
     Every row must hold every column (rows may hold more keys: they go to the CSV only), so a
     README column the script stopped computing is an error, not an empty cell.
@@ -105,8 +107,10 @@ def write_readme_table(
         writer.writeheader()
         writer.writerows(rows)
     line = provenance.line(provenance.collect(device))
-    text = markdown_table(rows, columns) + "\n" + (f"{SMOKE_TABLE_MARK} " if tiny else "") + line
-    text += "\n"
+    text = markdown_table(rows, columns) + "\n"
+    if notes:
+        text += "\n".join(notes) + "\n\n"
+    text += (f"{SMOKE_TABLE_MARK} " if tiny else "") + line + "\n"
     (out / f"{stem}.md").write_text(text)
     return text
 

@@ -5,16 +5,24 @@ the paper's two networks, the SHD MLP (700 inputs → 128 → 128 LIF → 20,
 models.FeedForwardSNN) and a DVS conv net ((2, 32, 32) input, conv/LIF/pool blocks,
 models.ConvSNN), over a sweep of T, one spike per step at most. Each implementation runs
 the same network with the same weights: EXODUS (fused kernels), BPTT (backend="reference",
-autograd through a Python loop), and, when installed, sinabs, snnTorch and SpikingJelly with
-their LIF layers in place of ours, configured to the same dynamics (experiments/peers.py).
+autograd through a Python loop), and, when installed, sinabs, snnTorch, SpikingJelly and Norse
+with their LIF layers in place of ours, configured to the same dynamics (experiments/peers.py),
+run eagerly; --compiled-peers adds snnTorch and Norse with their per-step cell under
+torch.compile (compiled in the untimed warm-up round; benchmark_peers measures them by default).
+A peer that is not installed, does not import or fails in a measurement is left out with a
+note below the table; the others are measured.
 
 Per cell (network, T, implementation), equivalence first, then speed and memory:
+    spike rate         the reference's spikes per neuron and step, over all LIF layers (CSV, and a
+                       line below the README table, one figure per cell): the
+                       equivalence columns can only see differences where neurons spike
     spike mismatch     fraction of spikes (all LIF layers) differing from a float64 reference
     input-grad error   relative error of ∂loss/∂input against that reference (the reference
                        is our autograd loop with the implementation's own surrogate)
     ms/step            median (min–max) over rounds interleaved across implementations
                        (timing.py), all in one process per cell
-    peak MB            memory one step needs (memory.step_peak_mb), each in a fresh process
+    peak MB            most bytes of tensors live at once in one step (memory.step_peak_mb:
+                       PyTorch's allocator accounting), each in a fresh process
     saved MB           tensors autograd keeps for backward (exact, allocator-independent)
 CPU always; CUDA too when present. Writes speed.csv/.md, speed_readme.md (the README's
 table), speed.png (time vs T) and memory.png (saved-for-backward MB vs T).
@@ -178,25 +186,33 @@ def equivalence(
     spikes, grad = run(model.to(device), torch.float32, reset)
     differing = sum((s != r).sum().item() for s, r in zip(spikes, reference["spikes"]))
     total = sum(r.numel() for r in reference["spikes"])
+    rate = sum(r.sum().item() for r in reference["spikes"]) / total
     error = relative_error(grad, reference["grad"])
-    return {"spike mismatch": differing / total, "input-grad error": error}, reference
+    return ({"spike rate": rate, "spike mismatch": differing / total, "input-grad error": error},
+            reference)
 
 
 def measure_cell(network: str, implementations: list[str], device: str, batch: int, time: int,
                  rounds: int, tiny: bool) -> dict[str, dict]:
     """Equivalence, interleaved step times and saved-for-backward MB of every implementation
-    in one cell, in this process."""
+    in one cell, in this process; a peer that fails gets {"failed": reason} instead."""
     input_shape = TINY_SHAPES[network] if tiny else SHAPES[network]
     results: dict[str, dict] = {}
     references: dict[str, dict] = {}
     steps = {}
     for name in implementations:
         surrogate = peers.IMPLEMENTATIONS[name].surrogate_name
-        figures, references[surrogate] = equivalence(
-            network, name, device, batch, time, input_shape, references.get(surrogate)
-        )
-        step, forward_only = _training_step(network, name, device, batch, time, input_shape)
-        results[name] = figures | {"saved_mb": memory.saved_for_backward_mb(forward_only)}
+        try:
+            figures, references[surrogate] = equivalence(
+                network, name, device, batch, time, input_shape, references.get(surrogate)
+            )
+            step, forward_only = _training_step(network, name, device, batch, time, input_shape)
+            results[name] = figures | {"saved_mb": memory.saved_for_backward_mb(forward_only)}
+        except Exception as error:
+            if name in OURS:
+                raise
+            results[name] = {"failed": f"its equivalence check failed: {peers.one_line(error)}"}
+            continue
         steps[name] = step
     synchronize = torch.cuda.synchronize if device == "cuda" else None
     for name, times in timing.interleaved(steps, rounds, synchronize=synchronize).items():
@@ -233,7 +249,7 @@ def plot(rows: list[dict], column: str, ylabel: str, path: Path) -> Path:
     }
     for axis, (network, device) in zip(axes[0], panels):
         positive = True
-        for implementation in (*OURS, *PEERS):
+        for implementation in (*OURS, *PEERS, *peers.COMPILED_PEERS):
             chosen = sorted(
                 (
                     r
@@ -249,7 +265,7 @@ def plot(rows: list[dict], column: str, ylabel: str, path: Path) -> Path:
                 axis.plot(
                     [r["time"] for r in chosen],
                     [r[column] for r in chosen],
-                    styles[implementation],
+                    _style(styles, implementation),
                     label=implementation,
                 )
         axis.set_xscale("log")
@@ -260,6 +276,21 @@ def plot(rows: list[dict], column: str, ylabel: str, path: Path) -> Path:
         axis.set_title(f"{network}, {device}, batch {batch}")
         axis.legend()
     return report.save_figure(figure, path)
+
+
+def rate_note(rows: list[dict]) -> str:
+    """The line below a table that states each cell's spike rate (the float64 reference's
+    spikes per neuron and step over the LIF layers): the equivalence columns see only spikes."""
+    cells = {(r["network"], r["T"]): r["spike rate"] for r in rows}
+    rates = ", ".join(f"{net} T = {time}: {rate:.2%}" for (net, time), rate in cells.items())
+    return f"- spike rate (LIF layers, reference): {rates}"
+
+
+def _style(styles: dict[str, str], implementation: str) -> str:
+    """The line style of an implementation; a compiled peer's is its eager one, dashed."""
+    if implementation in styles:
+        return styles[implementation]
+    return styles[implementation.removesuffix(peers.COMPILED_SUFFIX)].replace("-", "--")
 
 
 def check_devices(devices: list[str]) -> None:
@@ -289,6 +320,8 @@ def run(options: Any) -> dict:
     out = arguments.setup(options)
     networks = options.networks.split(",")
     candidates = [*OURS, *PEERS] if options.peers else list(OURS)
+    if options.peers and options.compiled_peers:
+        candidates += peers.COMPILED_PEERS
     rounds = options.repeats or (2 if options.tiny else 5)
     reasons = {name: peers.unavailable(name) for name in candidates}
     notes = [f"- skipped {reason}" for reason in reasons.values() if reason]
@@ -307,12 +340,25 @@ def run(options: Any) -> dict:
             results = isolated.run(measure_cell, implementations=runnable, rounds=rounds,
                                    threads=options.threads, **cell)
         for name in runnable:
-            peak = (peak_mb(implementation=name, **cell) if options.in_process else
-                    isolated.run(peak_mb, implementation=name, threads=options.threads, **cell))
+            where = f"{NETWORK_NAMES[network]}, {device}, batch {batch}, T = {time}"
+            if "failed" in results[name]:
+                notes.append(f"- {name} left out of {where}: {results[name]['failed']}")
+                continue
+            try:
+                peak = (peak_mb(implementation=name, **cell) if options.in_process else
+                        isolated.run(peak_mb, implementation=name, threads=options.threads,
+                                     **cell))
+            except Exception as error:
+                if name in OURS:
+                    raise
+                notes.append(f"- {name} left out of {where}: its peak-memory step failed: "
+                             f"{peers.one_line(error)}")
+                continue
             times = timing.Timing(tuple(results[name]["samples"]))
             rows.append(
                 {"network": network, "device": device, "batch": batch, "time": time,
                  "implementation": name,
+                 "spike rate": results[name]["spike rate"],
                  "spike mismatch": results[name]["spike mismatch"],
                  "input-grad error": results[name]["input-grad error"],
                  "ms_per_step": times.median * 1e3, "ms_min": times.low * 1e3,
@@ -333,7 +379,8 @@ def run(options: Any) -> dict:
     for device in devices:
         readme_rows = [
             {"network": NETWORK_NAMES[r["network"]], "batch": r["batch"], "T": r["time"],
-             "implementation": r["implementation"], "spike mismatch": r["spike mismatch"],
+             "implementation": r["implementation"], "spike rate": r["spike rate"],
+             "spike mismatch": r["spike mismatch"],
              "input-grad error": r["input-grad error"],
              "ms/step, median (min–max)": r["timing"],
              "speed-up vs BPTT": f"{r['speed-up vs bptt']:.2f}×",
@@ -343,7 +390,7 @@ def run(options: Any) -> dict:
         stem = "speed_readme" if device == "cpu" else f"speed_readme_{device}"
         readme_tables.append(
             report.write_readme_table(readme_rows, out, stem, README_COLUMNS, device=device,
-                                      tiny=options.tiny)
+                                      tiny=options.tiny, notes=[*notes, rate_note(readme_rows)])
         )
     figures = [
         plot(rows, "ms_per_step", "ms per training step", out / "speed.png"),
@@ -359,21 +406,20 @@ def run(options: Any) -> dict:
         f"{where}; sweeps {sweeps}.\n"
     )
     legend = (
+        "spike rate: the reference's spikes per neuron and step over the LIF layers; "
         "spike mismatch / input-grad error: against a float64 autograd reference with the "
-        "implementation's own surrogate (experiments/peers.py); peak MB: memory one step needs "
-        "(memory.py: VmHWM after malloc_trim and clear_refs on CPU, max_memory_allocated on "
-        "CUDA); saved for backward MB: tensors autograd keeps (exact).\n"
+        "implementation's own surrogate (experiments/peers.py); peak MB: the most bytes of "
+        "tensors live at once in one step (memory.py: PyTorch's allocator accounting on CPU, "
+        "max_memory_allocated on CUDA); saved for backward MB: tensors autograd keeps (exact).\n"
     )
     readme_text = "\n".join(readme_tables)
     sections = [("Settings", settings), ("Results", readme_text + "\n" + legend)]
-    if notes:
-        sections.append(("Notes", "\n".join(notes) + "\n"))
     report.report(
         EXPERIMENT,
         options,
         "Training speed and memory: EXODUS vs BPTT and peers",
         sections,
-        readme_text + "\n" + "\n".join(notes),
+        readme_text,
         figures=figures,
         tables={"steps": rows},
     )
@@ -390,7 +436,13 @@ def main(argv: list[str] | None = None) -> dict:
         "--no-peers",
         dest="peers",
         action="store_false",
-        help="do not try snnTorch, SpikingJelly and sinabs",
+        help="do not try sinabs, snnTorch, SpikingJelly and Norse",
+    )
+    parser.add_argument(
+        "--compiled-peers",
+        action="store_true",
+        help="also snnTorch and Norse with their per-step cell under torch.compile (compiled "
+        "in each cell's warm-up round; adds ~1 min of compiling per cell)",
     )
     parser.add_argument(
         "--in-process",

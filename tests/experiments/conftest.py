@@ -37,11 +37,13 @@ def assert_table(
 
 def assert_readme_table(folder: Path, module: Any, stem: str, smoke: bool = True) -> list[str]:
     """folder/stem.md is a README table: its header is module.README_TABLES[stem], its rows
-    follow, then a blank line and the provenance line, which (for the tests' --tiny runs)
-    starts by saying it is a smoke run. Returns the table's row lines."""
+    follow, then a blank line, the notes ("- ..." lines) and a blank line if any, and the
+    provenance line, which (for the tests' --tiny runs) starts by saying it is a smoke run.
+    Returns the table's row lines."""
     text = (folder / f"{stem}.md").read_text()
     assert report.table_header(text) == tuple(module.README_TABLES[stem]), (stem, text)
-    table, provenance_line = text.rstrip("\n").rsplit("\n\n", 1)
+    table, *notes, provenance_line = text.rstrip("\n").split("\n\n")
+    assert len(notes) <= 1 and all(n.startswith("- ") for n in "\n".join(notes).splitlines())
     mark = report.SMOKE_TABLE_MARK + " "
     assert provenance_line.startswith(mark) == smoke, text
     provenance_line = provenance_line.removeprefix(mark)

@@ -13,7 +13,7 @@ from exodus_lightning import nn as enn
 from experiments import isolated, peers
 from experiments import training_speed as ts
 
-from .conftest import assert_png, assert_report, assert_table
+from .conftest import assert_png, assert_readme_table, assert_report, assert_table
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +154,45 @@ def test_tiny_run_prints_that_it_is_a_smoke_run(capsys, tmp_path):
     )
     printed = capsys.readouterr().out
     assert printed.startswith("Smoke run (--tiny)") and "| network |" in printed
+
+
+def test_missing_and_failing_peers_become_notes_under_the_table(tmp_path, monkeypatch):
+    """One peer not installed, one failing: both named below the table that reaches the docs,
+    the others measured."""
+    unavailable, build = peers.unavailable, ts.build
+
+    def fake_unavailable(name):
+        return "sinabs is not installed (test)" if name == "sinabs" else unavailable(name)
+
+    def failing_build(network, implementation, input_shape):
+        if implementation == "snntorch":
+            raise OSError("libfoo.so missing (test)")
+        return build(network, implementation, input_shape)
+
+    monkeypatch.setattr(peers, "unavailable", fake_unavailable)
+    monkeypatch.setattr(ts, "build", failing_build)
+    summary = ts.main(["--tiny", "--in-process", "--threads", "1", "--networks", "shd_mlp",
+                       "--out", str(tmp_path)])
+    rows = assert_readme_table(tmp_path, ts, "speed_readme")
+    notes = (tmp_path / "speed_readme.md").read_text().split("\n\n")[1].splitlines()
+    assert "- skipped sinabs is not installed (test)" in notes
+    where = f"{ts.NETWORK_NAMES['shd_mlp']}, cpu, batch 2, T = 8"
+    assert (f"- snntorch left out of {where}: its equivalence check failed: "
+            "OSError: libfoo.so missing (test)") in notes
+    assert not any("| sinabs |" in row or "| snntorch |" in row for row in rows)
+    measured = {row["implementation"] for row in summary["rows"]}
+    expected = {n for n in ts.OURS + ts.PEERS if unavailable(n) is None} - {"sinabs", "snntorch"}
+    assert measured == expected
+
+
+def test_the_table_states_the_spike_rate_the_equivalence_columns_see(tmp_path):
+    summary = ts.main(["--tiny", "--in-process", "--threads", "1", "--networks", "shd_mlp",
+                       "--no-peers", "--out", str(tmp_path)])
+    notes = (tmp_path / "speed_readme.md").read_text().split("\n\n")[1].splitlines()
+    rates = {r["time"]: r["spike rate"] for r in summary["rows"]}
+    name = ts.NETWORK_NAMES["shd_mlp"]
+    assert notes == ["- spike rate (LIF layers, reference): " + ", ".join(
+        f"{name} T = {time}: {rate:.2%}" for time, rate in rates.items())]
+    figures, reference = ts.equivalence("shd_mlp", "exodus", "cpu", 2, 8, ts.TINY_SHAPES["shd_mlp"])
+    spikes = torch.cat([s.flatten() for s in reference["spikes"]])
+    assert figures["spike rate"] == pytest.approx(spikes.mean().item()) == rates[8]
