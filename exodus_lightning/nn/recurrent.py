@@ -53,9 +53,10 @@ class _Recurrent:
         return out
 
     def _check_rec_connect_dtype(self, x: Tensor) -> None:
-        """x in rec_connect's dtype: its spikes go through rec_connect (without autocast, which
-        casts them itself), where a mismatch is only a bare matmul error."""
-        if torch.is_autocast_enabled(x.device.type):
+        """x in rec_connect's dtype: its spikes go through rec_connect, where a mismatch is only
+        a bare matmul error. Autocast casts float32 and half for rec_connect itself, but leaves
+        float64 as it is."""
+        if torch.is_autocast_enabled(x.device.type) and x.dtype != torch.float64:
             return
         weight = next((t for t in self.rec_connect.parameters() if t.is_floating_point()), None)
         if weight is not None and weight.dtype != x.dtype:

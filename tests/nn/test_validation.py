@@ -124,6 +124,9 @@ def test_recurrent_input_in_another_dtype_than_rec_connect_names_the_fix(build, 
     assert f"layer.to({dtype})" in text and "x.to(torch.float32)" in text
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts for rec_connect itself
         assert layer(torch.rand(2, 5, 4, dtype=torch.bfloat16)).dtype == torch.bfloat16
+        if dtype == torch.float64:  # but leaves float64 alone
+            with pytest.raises(TypeError, match="got a torch.float64 input"):
+                layer(torch.rand(2, 5, 4, dtype=dtype))
 
 
 @pytest.mark.slow
