@@ -171,6 +171,9 @@ pack
 #    own. Without a GPU these are skipped and the rest runs the CUDA kernels' host emulation.
 tests=(tests/ops/test_cuda.py tests/ops/test_raw_ops.py tests/ops/test_opcheck.py
        tests/ops/test_lif_parity.py tests/ops/test_leaky_parity.py tests/nn/test_devices.py)
+# GPU_CHECK_TESTS="FILE ...": other files (the test suite's own run of this script checks the
+# stages with a few, not again the ~1100 tests the suite itself runs).
+if [ -n "${GPU_CHECK_TESTS:-}" ]; then read -r -a tests <<< "$GPU_CHECK_TESTS"; fi
 # -o addopts=: the suite's own xdist options need pytest-xdist; its workers are asked for here
 # only when it is installed. --dist load: one file (test_lif_parity: 1138 tests) on one worker
 # would be most of the stage.
