@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -56,6 +57,42 @@ def test_sigma_follows_the_schedule_over_epochs(schedule, want, tmp_path):
         assert sigmas == pytest.approx([want[epoch]] * 2), f"epoch {epoch}"
 
 
+def test_sigma_offset_shrinks_only_the_rest_of_sigma(tmp_path):
+    recorder = SigmaRecorder()
+    fit(delay_network(), [SigmaAnnealing(anneal_epochs=2, sigma_offset=0.2), recorder], 4,
+        tmp_path)
+    # 0.2 + 3.8 · (0.05 / 3.8)^(e/2)
+    want = [4.0, 0.2 + math.sqrt(3.8 * 0.05), 0.25, 0.25]
+    assert [sigmas[0] for sigmas in recorder.sigmas] == pytest.approx(want)
+
+
+@pytest.mark.parametrize("config", ["shd_delays", "ssc_delays"])
+def test_delay_configs_anneal_sigma_as_the_authors(config):
+    # SNN-delays' decrease_sig: SIG from max_delay // 2, times (0.23 / SIG_0)^(1/E) after each
+    # epoch before E = epochs // 4; their Gaussian's width is SIG + 0.27.
+    yaml = pytest.importorskip("yaml")
+    path = Path(__file__).resolve().parents[1] / "configs" / f"{config}.yaml"
+    settings = yaml.safe_load(path.read_text())
+    network_args = settings["model"]["network"]["init_args"]
+    (callback,) = settings["trainer"]["callbacks"]
+    annealing = SigmaAnnealing(**callback.get("init_args", {}))
+
+    class Trainer:
+        max_epochs = settings["trainer"]["max_epochs"]
+
+    max_delay = network_args.get("max_delay", 25)  # DelaySNN's default
+    network = DelaySNN((8,), 4, hidden_sizes=(6,), max_delay=max_delay,
+                       sigma_init=network_args["sigma_init"], backend="reference")
+    layer = next(m for m in network.modules() if isinstance(m, enn.DelayedLinear))
+    epochs = annealing.epochs(Trainer())
+    sig, alpha = max_delay // 2, (0.23 / (max_delay // 2)) ** (1 / epochs)
+    for epoch in range(Trainer.max_epochs):
+        ours = layer.anneal_sigma(epoch / epochs, annealing.schedule, annealing.sigma_offset)
+        assert ours == pytest.approx(sig + 0.27, rel=1e-12), f"epoch {epoch}"
+        if epoch < epochs and sig > 0.23:
+            sig *= alpha
+
+
 def test_by_default_the_first_quarter_of_max_epochs(tmp_path):
     recorder = SigmaRecorder()
     fit(delay_network(sigma_init=2.0), [SigmaAnnealing(), recorder], 8, tmp_path)
@@ -95,8 +132,16 @@ def test_without_max_epochs_it_needs_anneal_epochs(tmp_path):
         (dict(anneal_epochs=2.5), "anneal_epochs must be None or an integer >= 0"),
         (dict(fraction=1.5), r"fraction must lie in \[0, 1\]"),
         (dict(schedule="cosine"), "schedule must be one of"),
+        (dict(sigma_offset="0.27"), "sigma_offset must be a finite number"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SigmaAnnealing(**kwargs)
+
+
+def test_a_sigma_offset_above_a_layers_sigma_final_fails_before_training(tmp_path):
+    recorder = SigmaRecorder()
+    with pytest.raises(ValueError, match="sigma_offset must be a finite number below"):
+        fit(delay_network(), [SigmaAnnealing(sigma_offset=0.3), recorder], 2, tmp_path)
+    assert recorder.sigmas == []

@@ -16,23 +16,26 @@ class SigmaAnnealing(L.Callback):
     """At the start of every training epoch e, set σ of each DelayedLinear in the model:
 
         progress = min(1, e / anneal_epochs)
-        σ = σ_init · (σ_final / σ_init)^progress     (schedule="exponential", the authors' code)
-        σ = σ_init + (σ_final − σ_init) · progress   (schedule="linear")
+        σ = c + (σ_init − c) · ((σ_final − c) / (σ_init − c))^progress   (schedule="exponential")
+        σ = σ_init + (σ_final − σ_init) · progress                       (schedule="linear")
 
-    with each layer's own sigma_init and sigma_final: σ_final is reached at epoch anneal_epochs
-    and kept after it. The value depends on the epoch only, so a resumed run continues the
-    schedule where it stopped. DCLS delays (Hammouamri et al. 2024) anneal over the first
-    quarter of training: anneal_epochs=None takes fraction · max_epochs, rounded down (as
-    their epochs // 4).
+    with each layer's own sigma_init and sigma_final and c = sigma_offset: σ_final is reached at
+    epoch anneal_epochs and kept after it. The value depends on the epoch only, so a resumed
+    run continues the schedule where it stopped. DCLS delays (Hammouamri et al. 2024) anneal
+    over the first quarter of training: anneal_epochs=None takes fraction · max_epochs, rounded
+    down (as their epochs // 4). Their code shrinks SIG exponentially and their kernel's width
+    is SIG + 0.27: sigma_offset=0.27 gives their width at every epoch.
 
     Args:
         anneal_epochs: epochs over which σ goes from σ_init to σ_final (0: σ_final at once).
         fraction: with anneal_epochs=None, the fraction of the trainer's max_epochs.
         schedule: "exponential" or "linear".
+        sigma_offset: c, the part of σ the exponential schedule leaves alone; below every
+            layer's sigma_init and sigma_final (the authors' DCLS kernel: 0.27).
     """
 
     def __init__(self, anneal_epochs: int | None = None, fraction: float = 0.25,
-                 schedule: str = "exponential") -> None:
+                 schedule: str = "exponential", sigma_offset: float = 0.0) -> None:
         if anneal_epochs is not None and (isinstance(anneal_epochs, bool)
                                           or int(anneal_epochs) != anneal_epochs
                                           or anneal_epochs < 0):
@@ -44,6 +47,11 @@ class SigmaAnnealing(L.Callback):
         self.anneal_epochs = None if anneal_epochs is None else int(anneal_epochs)
         self.fraction = float(fraction)
         self.schedule = schedule
+        if (isinstance(sigma_offset, bool) or not isinstance(sigma_offset, (int, float))
+                or not math.isfinite(sigma_offset)):
+            raise ValueError(f"sigma_offset must be a finite number (below every layer's "
+                             f"sigma_final), got {sigma_offset!r}; e.g. 0.27")
+        self.sigma_offset = float(sigma_offset)
 
     def epochs(self, trainer: L.Trainer) -> int:
         """The number of annealing epochs for this trainer."""
@@ -57,7 +65,10 @@ class SigmaAnnealing(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epochs(trainer)  # fail before the first epoch, not in it
-        if not any(isinstance(m, DelayedLinear) for m in pl_module.modules()):
+        layers = [m for m in pl_module.modules() if isinstance(m, DelayedLinear)]
+        for layer in layers:
+            layer.check_sigma_offset(self.sigma_offset)
+        if not layers:
             rank_zero_warn("SigmaAnnealing found no DelayedLinear layer in the model: it does "
                            "nothing; remove the callback or use a network with delays")
 
@@ -66,4 +77,4 @@ class SigmaAnnealing(L.Callback):
         progress = 1.0 if epochs == 0 else trainer.current_epoch / epochs
         for module in pl_module.modules():
             if isinstance(module, DelayedLinear):
-                module.anneal_sigma(progress, self.schedule)
+                module.anneal_sigma(progress, self.schedule, self.sigma_offset)

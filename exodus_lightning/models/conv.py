@@ -39,6 +39,7 @@ class ConvSNN(nn.Module):
         readout: Literal["exp_leak", "lif", "linear"] = "exp_leak",
         readout_tau_mem: float = 10.0,
         readout_norm_input: bool = False,
+        train_readout_tau: bool = True,
         dropout: float = 0.0,
         weight_norm: bool = False,
         batch_norm: bool = False,
@@ -92,7 +93,7 @@ class ConvSNN(nn.Module):
         layers.append(nn.Flatten(start_dim=2))
         layers.append(normed(nn.Linear(features, num_classes)))
         layers.append(readout_layer(readout, readout_tau_mem, spike_threshold, gradient, backend,
-                                    readout_norm_input))
+                                    readout_norm_input, train_readout_tau))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -46,7 +46,8 @@ class DelaySNN(nn.Module):
     readout is an LIF that never spikes (our ExpLeak). Delays are rounded in eval mode.
 
     Train with callbacks.SigmaAnnealing, which sharpens the delay kernels (σ from sigma_init to
-    sigma_final over the first quarter of the epochs, exponentially).
+    sigma_final over the first quarter of the epochs, exponentially; its sigma_offset=0.27
+    gives the paper's σ at every epoch).
 
     extend_time (the authors' right padding): every delay layer gets (max_delay − 1) // 2 zero
     steps appended to its input, so that spikes delayed past the end of the sample still reach

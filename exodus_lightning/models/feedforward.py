@@ -38,6 +38,7 @@ class FeedForwardSNN(nn.Module):
         readout: Literal["exp_leak", "lif", "linear"] = "exp_leak",
         readout_tau_mem: float = 20.0,
         readout_norm_input: bool = False,
+        train_readout_tau: bool = True,
         dropout: float = 0.0,
         tau_adapt: float = 200.0,
         adapt_scale: float = 1.8,
@@ -49,6 +50,8 @@ class FeedForwardSNN(nn.Module):
         gradient "exodus" | "slayer"; backend "extension" | "reference" (BPTT) | "auto";
         readout "exp_leak" | "lif" | "linear" (see models.neurons.readout_layer);
         readout_norm_input: scale the readout's input by (1 − α) (a membrane 1/(1 − α) smaller);
+        train_readout_tau: train the readout's tau_mem (sinabs' default) or keep it fixed (as
+        SE-adLIF's readout);
         tau_adapt, adapt_scale: the ALIF neurons' adaptation; recurrent: every hidden layer
         feeds its spikes back to itself through a linear map at the next step.
         """
@@ -74,7 +77,7 @@ class FeedForwardSNN(nn.Module):
             width = size
         layers.append(nn.Linear(width, num_classes))
         layers.append(readout_layer(readout, readout_tau_mem, spike_threshold, gradient, backend,
-                                    readout_norm_input))
+                                    readout_norm_input, train_readout_tau))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:

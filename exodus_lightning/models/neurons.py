@@ -69,6 +69,7 @@ def readout_layer(
     gradient: str,
     backend: str,
     norm_input: bool = False,
+    train_tau: bool = True,
 ) -> nn.Module:
     """Neurons after the last linear layer: the network output over time, (batch, time, classes).
 
@@ -76,19 +77,28 @@ def readout_layer(
     spike_count loss); "linear": no neurons, the linear layer's output at every step.
     norm_input scales the neurons' input by (1 − α): v_t = α·v_{t−1} + (1 − α)·x_t, a membrane
     1/(1 − α) times smaller (the leaky integrator readout of SE-adLIF, for instance).
+    train_tau: whether tau_mem is a trained parameter (sinabs' default) or stays fixed.
     """
     check_choice("readout", readout, READOUTS)
-    if norm_input and readout == "linear":
-        raise ValueError("readout_norm_input=True needs neurons in the readout: readout "
-                         "'exp_leak' or 'lif' (readout 'linear' has no decay to normalise by)")
+    if readout == "linear":
+        if norm_input:
+            raise ValueError("readout_norm_input=True needs neurons in the readout: readout "
+                             "'exp_leak' or 'lif' (readout 'linear' has no decay to normalise "
+                             "by)")
+        if not train_tau:
+            raise ValueError("train_readout_tau=False needs neurons in the readout: readout "
+                             "'exp_leak' or 'lif' (readout 'linear' has no time constant to "
+                             "freeze)")
+        return nn.Identity()
     if readout == "exp_leak":
-        return enn.ExpLeak(tau_mem=tau_mem, norm_input=norm_input, backend=backend)
-    if readout == "lif":
-        return enn.LIF(
+        layer = enn.ExpLeak(tau_mem=tau_mem, norm_input=norm_input, backend=backend)
+    else:
+        layer = enn.LIF(
             tau_mem=tau_mem,
             spike_threshold=spike_threshold,
             norm_input=norm_input,
             gradient=gradient,
             backend=backend,
         )
-    return nn.Identity()
+    layer.tau_mem.requires_grad_(train_tau)
+    return layer

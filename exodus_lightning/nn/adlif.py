@@ -70,7 +70,7 @@ class adLIF(StatefulLayer):
         tau_w_range: (τ_w,min, τ_w,max), default (60, 300).
         a_range, b_range: ranges of a and b, default (0, 1) and (0, 2).
         q: fixed factor of a and b, default 120 (the authors' SE-adLIF configs).
-        threshold: θ > 0, default 1 (not trained).
+        threshold: θ > 0, default 1 (not trained; a number stays exact through .double()).
         surrogate_grad_fn: callable (u_mem, threshold) -> dS/du.
         gradient: "slayer" (default) or "exodus".
         train_tau_u, train_tau_w, train_a, train_b: which parameters get gradients.
@@ -120,6 +120,7 @@ class adLIF(StatefulLayer):
                 torch.isinf(threshold_t).any()):
             raise ValueError(f"threshold must be finite and > 0, got {threshold}")
         self.register_buffer("threshold", threshold_t)
+        self._keep_exact("threshold", threshold)  # .double() restores a number's digits
         act.check_surrogate(surrogate_grad_fn)
         self.surrogate_grad_fn = surrogate_grad_fn
         ops.check_choice("gradient", gradient, ops.GRADIENTS)

@@ -43,8 +43,10 @@ class ALIF(SpikingLayer):
     ``b0``, the adaptation scale ``adapt_scale`` and ``min_v_mem`` are, as sinabs' plain
     attributes, left out of the state_dict (buffers that follow ``.to()``; a number may be
     assigned); ``b0`` with train_threshold=True and ``adapt_scale`` with train_adapt_scale=True
-    are parameters instead, in the state_dict. A new batch size restarts the states from zeros
-    (sinabs' ALIF; its LIF resamples them).
+    are parameters instead, in the state_dict. Numbers given for them are stored in float32 and
+    ``.double()`` sets them from the numbers (sinabs' Python floats), not their float32
+    rounding, unless training or an assignment changed them since. A new batch size restarts
+    the states from zeros (sinabs' ALIF; its LIF resamples them).
 
     With tau_syn and norm_input the synaptic state decays by α_syn · (1 − α) per step: sinabs'
     ALIF stores the normalised current as its state (its LIF does not), and this layer follows it.
@@ -134,6 +136,10 @@ class ALIF(SpikingLayer):
         self._register_setting("b0", b0.detach(), train_threshold)
         self._register_setting("adapt_scale", scale, train_adapt_scale)
         self.register_buffer("min_v_mem", min_t, persistent=False)
+        # sinabs keeps numbers given for them as Python floats: .double() restores the digits.
+        for name, value in (("b0", spike_threshold), ("adapt_scale", adapt_scale),
+                            ("min_v_mem", min_v_mem)):
+            self._keep_exact(name, value)
         trained = [name for name, on in (("train_threshold", train_threshold),
                                          ("train_adapt_scale", train_adapt_scale)) if on]
         if trained and self._reset == "zero":
@@ -164,11 +170,14 @@ class ALIF(SpikingLayer):
         current = getattr(self, name, None) if name in self._SETTINGS else None
         if isinstance(current, Tensor) and isinstance(value, (int, float)):
             number = p.as_tensor(name, value, current.dtype).to(current.device)
+            self._keep_exact(name, value)
             if isinstance(current, nn.Parameter):
                 with torch.no_grad():
                     current.copy_(number.expand_as(current))
                 return
             value = number
+        elif isinstance(current, Tensor):
+            self._keep_exact(name, None)  # a tensor has its own dtype
         super().__setattr__(name, value)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,

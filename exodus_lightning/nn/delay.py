@@ -205,20 +205,37 @@ class DelayedLinear(nn.Module):
         """Set the Gaussian's width σ > 0 (time steps)."""
         self.sigma.fill_(_positive_float("sigma", sigma, "0.5"))
 
-    def anneal_sigma(self, progress: float, schedule: str = "exponential") -> float:
+    def anneal_sigma(self, progress: float, schedule: str = "exponential",
+                     sigma_offset: float = 0.0) -> float:
         """Set σ for a point of the annealing, progress in [0, 1] (clipped), and return it.
 
-            exponential:  σ = σ_init · (σ_final / σ_init)^progress   (the authors' code)
+            exponential:  σ = c + (σ_init − c) · ((σ_final − c) / (σ_init − c))^progress
             linear:       σ = σ_init + (σ_final − σ_init) · progress
+
+        c = sigma_offset < min(σ_init, σ_final): the exponential shrinks σ − c (the linear
+        schedule is the same for every c). The authors' code anneals SIG exponentially and
+        their kernel's width is SIG + 0.27: c = 0.27 gives their σ at every epoch.
         """
         check_choice("schedule", schedule, SIGMA_SCHEDULES)
+        offset = self.check_sigma_offset(sigma_offset)
         progress = min(max(float(progress), 0.0), 1.0)
         if schedule == "exponential":
-            sigma = self.sigma_init * (self.sigma_final / self.sigma_init) ** progress
+            ratio = (self.sigma_final - offset) / (self.sigma_init - offset)
+            sigma = offset + (self.sigma_init - offset) * ratio ** progress
         else:
             sigma = self.sigma_init + (self.sigma_final - self.sigma_init) * progress
         self.set_sigma(sigma)
         return sigma
+
+    def check_sigma_offset(self, sigma_offset: float) -> float:
+        """sigma_offset as a float, if it is a finite number below sigma_init and sigma_final."""
+        lowest = min(self.sigma_init, self.sigma_final)
+        if (isinstance(sigma_offset, bool) or not isinstance(sigma_offset, (int, float))
+                or not math.isfinite(sigma_offset) or not sigma_offset < lowest):
+            raise ValueError(f"sigma_offset must be a finite number below sigma_init and "
+                             f"sigma_final ({lowest:g} for this layer), got {sigma_offset!r}; "
+                             f"e.g. 0 (the whole σ annealed) or 0.27 (the authors' kernel)")
+        return float(sigma_offset)
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, in_features) -> (batch, time, out_features)."""

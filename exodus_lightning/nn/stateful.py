@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import torch
@@ -42,6 +42,36 @@ class StatefulLayer(nn.Module):
         self.state_names = tuple(state_names)
         for name in self.state_names:
             self.register_buffer(name, torch.zeros(0))
+
+    def _keep_exact(self, name: str, value: object) -> None:
+        """Remember the setting ``name`` in float64 if it was given as Python numbers.
+
+        Such a setting is stored in float32 like the parameters (torch's default dtype), which
+        drops digits a float64 layer needs. ``_apply`` (behind ``.double()``, ``.to()``) sets a
+        setting that still holds its float32 rounding from the remembered numbers, so the
+        float64 layer computes with the number given, as sinabs' plain Python floats do. A
+        tensor given keeps its own dtype: nothing to remember.
+        """
+        exact = self.__dict__.setdefault("_exact_settings", {})
+        exact.pop(name, None)
+        if isinstance(value, bool) or not isinstance(value, (int, float, list, tuple)):
+            return
+        try:
+            exact[name] = torch.tensor(value, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            pass  # not numbers: the constructor's own checks reject it
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> StatefulLayer:
+        exact = self.__dict__.get("_exact_settings", {})
+        unchanged = [name for name, value in exact.items()
+                     if _holds_rounding(getattr(self, name, None), value)]
+        module = super()._apply(fn, recurse)
+        with torch.no_grad():
+            for name in unchanged:
+                setting = getattr(self, name)
+                if setting.is_floating_point() and not setting.is_meta:
+                    setting.copy_(exact[name].to(setting.dtype))
+        return module
 
     def _states(self) -> list[Tensor]:
         return [getattr(self, name) for name in self.state_names]
@@ -217,6 +247,13 @@ class StatefulLayer(nn.Module):
         attributes.pop("_last_output", None)
         new.__setstate__(copy.deepcopy(attributes, memo))
         return new
+
+
+def _holds_rounding(setting: Tensor | None, exact: Tensor) -> bool:
+    """Whether the setting still holds ``exact`` rounded to its dtype (nothing has set it)."""
+    return (isinstance(setting, Tensor) and setting.is_floating_point() and not setting.is_meta
+            and setting.shape == exact.shape
+            and torch.equal(setting.detach().cpu(), exact.to(setting.dtype)))
 
 
 def _saved_values_freed(node: torch.autograd.graph.Node) -> bool:

@@ -69,3 +69,10 @@ def test_bad_arguments_name_themselves(kwargs, message):
     arguments = {"input_shape": (2, 32, 32), "num_classes": 3, **kwargs}
     with pytest.raises(ValueError, match=message):
         ConvSNN(**arguments)
+
+
+def test_train_readout_tau_false_freezes_the_readout_tau():
+    trained = ConvSNN((2, 8, 8), 3, channels=(4,))
+    frozen = ConvSNN((2, 8, 8), 3, channels=(4,), train_readout_tau=False)
+    assert trained.layers[-1].tau_mem.requires_grad
+    assert not frozen.layers[-1].tau_mem.requires_grad

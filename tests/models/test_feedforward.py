@@ -171,3 +171,40 @@ def test_readout_norm_input_needs_readout_neurons():
     torch.testing.assert_close(plain(x), normed(x) * network_gain)
     with pytest.raises(ValueError, match="readout_norm_input=True needs neurons"):
         FeedForwardSNN((4,), 3, readout="linear", readout_norm_input=True)
+
+
+def _readout_tau_after_an_adam_step(network: torch.nn.Module, x: torch.Tensor) -> float:
+    optimizer = torch.optim.Adam(network.parameters(), lr=0.1)
+    network(x).square().sum().backward()
+    optimizer.step()
+    return network.layers[-1].tau_mem.item()
+
+
+@pytest.mark.parametrize("readout", ["exp_leak", "lif"])
+@pytest.mark.parametrize("train", [True, False])
+def test_train_readout_tau_switch_moves_or_freezes_the_readout_tau(readout, train):
+    torch.manual_seed(0)
+    network = FeedForwardSNN((5,), 3, hidden_sizes=(8,), spike_threshold=0.2, readout=readout,
+                             readout_tau_mem=15.0, train_readout_tau=train)
+    assert network.layers[-1].tau_mem.requires_grad == train
+    tau = _readout_tau_after_an_adam_step(network, torch.rand(2, 9, 5) * 3)
+    assert (tau != 15.0) == train
+    assert network.layers[1].weight.grad.abs().sum() > 0  # the rest still trains
+
+
+def test_train_readout_tau_false_needs_readout_neurons():
+    with pytest.raises(ValueError, match="train_readout_tau=False needs neurons"):
+        FeedForwardSNN((4,), 3, readout="linear", train_readout_tau=False)
+
+
+@pytest.mark.parametrize("config", ["shd_adlif", "ssc_adlif"])
+def test_se_adlif_configs_keep_the_readout_tau_fixed_as_the_authors(config):
+    # SE-adLIF's LI readout has a fixed τ (their tau_out_range [15, 15], 'fixed' method).
+    yaml = pytest.importorskip("yaml")
+    path = Path(__file__).resolve().parents[2] / "configs" / f"{config}.yaml"
+    init_args = yaml.safe_load(path.read_text())["model"]["network"]["init_args"]
+    torch.manual_seed(0)
+    network = FeedForwardSNN((140,), 20, **init_args | {"hidden_sizes": [48]})
+    assert isinstance(network.layers[-1], enn.ExpLeak)
+    assert _readout_tau_after_an_adam_step(network, torch.rand(3, 30, 140) * 6) == 15.0
+    assert network.layers[-2].weight.grad.abs().sum() > 0

@@ -245,3 +245,10 @@ def test_autocast_gives_half_spikes_and_float32_states(dtype):
     assert spikes.dtype == dtype and model.neurons.u.dtype == model.neurons.w.dtype == torch.float32
     spikes.float().sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_float64_layer_uses_the_threshold_given_not_its_float32_rounding():
+    # The authors keep the threshold as a Python float.
+    layer = enn.adLIF(4, threshold=0.8731)
+    assert layer.threshold.dtype == torch.float32
+    assert layer.double().threshold.item() == 0.8731

@@ -186,3 +186,78 @@ def test_training_the_threshold_with_a_reset_to_zero_warns_and_is_indeed_inert()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         enn.ALIF(10.0, 50.0, train_threshold=True)  # subtracting: they learn, no warning
+
+
+def _alif_float64_loop(x, tau_mem, tau_adapt, adapt_scale, b0, min_v_mem):
+    """ALIF's documented dynamics (no norm_input, single spike, subtracting reset) in float64:
+    v_t = α v⁺ + x_t, θ_t = b0 + β b, s_t = [v_t ≥ θ_t], v⁺ = max(v_t − θ_t s_t, min_v_mem),
+    b_t = ρ b + (1 − ρ) s_t."""
+    alpha = torch.exp(torch.tensor(-1 / tau_mem, dtype=torch.float64))
+    rho = torch.exp(torch.tensor(-1 / tau_adapt, dtype=torch.float64))
+    v = torch.zeros_like(x[:, 0])
+    b = torch.zeros_like(v)
+    spikes = []
+    for x_t in x.unbind(1):
+        v = alpha * v + x_t
+        threshold = b0 + adapt_scale * b
+        s = (v >= threshold).double()
+        v = (v - threshold * s).clamp(min=min_v_mem)
+        b = rho * b + (1 - rho) * s
+        spikes.append(s)
+    return torch.stack(spikes, 1), v, b
+
+
+@pytest.mark.parametrize("layer_type", [enn.ALIF, enn.ALIFRecurrent])
+def test_float64_layer_uses_the_numbers_given_not_their_float32_rounding(layer_type):
+    # sinabs keeps b0, adapt_scale and min_v_mem as Python floats; 1.8, 0.8731 and -0.3 are
+    # not float32 numbers, so rounding them first would leave a ~1e-8 error in float64.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 40, 6, generator=gen, dtype=torch.float64) * 1.2 - 0.3
+    kwargs = dict(spike_threshold=0.8731, min_v_mem=-0.3, norm_input=False)
+    if layer_type is enn.ALIFRecurrent:
+        kwargs["rec_connect"] = nn.Linear(6, 6, bias=False)
+        torch.nn.init.zeros_(kwargs["rec_connect"].weight)  # the loop has no recurrence
+    layer = layer_type(8.0, 40.0, **kwargs).double()  # adapt_scale: sinabs' default 1.8
+    assert (layer.b0.item(), layer.adapt_scale.item(), layer.min_v_mem.item()) == (
+        0.8731, 1.8, -0.3)
+    spikes, v, b = _alif_float64_loop(x, 8.0, 40.0, 1.8, 0.8731, -0.3)
+    assert spikes.sum() > 20
+    torch.testing.assert_close(layer(x), spikes, rtol=0, atol=0)
+    torch.testing.assert_close(layer.v_mem, v, rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(layer.b, b, rtol=1e-14, atol=1e-14)
+
+
+def test_float64_settings_equal_sinabs_plain_floats():
+    sl = pytest.importorskip("sinabs.layers")
+    kwargs = dict(spike_threshold=0.8731, min_v_mem=-0.3)
+    theirs = sl.ALIF(8.0, 40.0, **kwargs).double()
+    mine = enn.ALIF(8.0, 40.0, **kwargs).double()
+    assert mine.b0.item() == theirs.b0
+    assert mine.adapt_scale.item() == theirs.adapt_scale
+    assert mine.min_v_mem.item() == theirs.min_v_mem
+
+
+def test_float32_settings_and_state_dict_are_unchanged():
+    layer = enn.ALIF(8.0, 40.0, spike_threshold=0.8731, min_v_mem=-0.3)
+    for name, number in (("b0", 0.8731), ("adapt_scale", 1.8), ("min_v_mem", -0.3)):
+        setting = getattr(layer, name)
+        assert setting.dtype == torch.float32
+        assert setting.item() == torch.tensor(number, dtype=torch.float32).item()
+    assert set(layer.state_dict()) == {"v_mem", "b", "spike_threshold", "tau_mem", "tau_adapt"}
+    # .float() after .double() rounds again; a round trip through float64 changes nothing.
+    assert layer.double().float().b0.item() == torch.tensor(0.8731).item()
+
+
+def test_settings_set_or_trained_since_are_not_overwritten_by_double():
+    layer = enn.ALIF(8.0, 40.0, spike_threshold=0.8731, train_threshold=True)
+    with torch.no_grad():
+        layer.b0.add_(0.25)  # an optimizer step
+    layer.adapt_scale = torch.tensor(0.7)  # a float32 tensor: its own rounding
+    layer.min_v_mem = torch.tensor(-0.2)
+    layer.double()
+    assert layer.b0.item() == torch.tensor(0.8731 + 0.25, dtype=torch.float32).item()
+    assert layer.adapt_scale.item() == torch.tensor(0.7).item()
+    assert layer.min_v_mem.item() == torch.tensor(-0.2).item()
+    again = enn.ALIF(8.0, 40.0)
+    again.adapt_scale = 0.3  # a number assigned later is kept exactly too
+    assert again.double().adapt_scale.item() == 0.3

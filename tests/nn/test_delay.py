@@ -222,6 +222,35 @@ def test_sigma_annealing(schedule, progress, want):
     assert float(layer.sigma) == pytest.approx(want)
 
 
+def _authors_kernel_widths(sig_init: float, final_epoch: int, epochs: int) -> list[float]:
+    """The DCLS-delays authors' Gaussian width in each training epoch (SNN-delays'
+    decrease_sig): SIG starts at sig_init and is multiplied by (0.23 / sig_init)^(1/final_epoch)
+    after every epoch before final_epoch while above 0.23; the kernel's width is SIG + 0.27."""
+    sig, alpha, widths = sig_init, (0.23 / sig_init) ** (1 / final_epoch), []
+    for epoch in range(epochs):
+        widths.append(sig + 0.27)
+        if epoch < final_epoch and sig > 0.23:
+            sig *= alpha
+    return widths
+
+
+@pytest.mark.parametrize(("max_delay", "epochs"), [(25, 150), (31, 60)])  # SHD and SSC
+def test_sigma_offset_gives_the_authors_schedule(max_delay, epochs):
+    final_epoch = epochs // 4
+    theirs = _authors_kernel_widths(max_delay // 2, final_epoch, epochs)
+    layer = enn.DelayedLinear(2, 2, max_delay, sigma_init=max_delay // 2 + 0.27, sigma_final=0.5)
+    ours = [layer.anneal_sigma(epoch / final_epoch, sigma_offset=0.27) for epoch in range(epochs)]
+    assert ours == pytest.approx(theirs, rel=1e-12)
+    # Without the offset the width in between is up to 29 % larger (same end points).
+    plain = [layer.anneal_sigma(epoch / final_epoch) for epoch in range(epochs)]
+    assert max(a / b for a, b in zip(plain, theirs)) > 1.2
+
+
+def test_sigma_offset_leaves_the_linear_schedule_alone():
+    layer = enn.DelayedLinear(2, 2, max_delay=25, sigma_init=12.0, sigma_final=0.5)
+    assert layer.anneal_sigma(0.3, "linear", 0.27) == layer.anneal_sigma(0.3, "linear")
+
+
 def test_sigma_is_saved_and_loaded_with_the_weights():
     layer = enn.DelayedLinear(3, 2, max_delay=5)
     assert float(layer.sigma) == 2.5  # max_delay / 2 by default
@@ -247,6 +276,10 @@ def test_sigma_is_saved_and_loaded_with_the_weights():
         (lambda: enn.DelayedLinear(3, 2, 5, init_delays="normal"), "init_delays must be one of"),
         (lambda: enn.DelayedLinear(3, 2, 5).set_sigma(0.0), "sigma must be a finite"),
         (lambda: enn.DelayedLinear(3, 2, 5).anneal_sigma(0.5, "cosine"), "schedule must be one"),
+        (lambda: enn.DelayedLinear(3, 2, 5).anneal_sigma(0.5, sigma_offset=0.5),
+         "sigma_offset must be a finite number below sigma_init and sigma_final"),
+        (lambda: enn.DelayedLinear(3, 2, 5).anneal_sigma(0.5, sigma_offset=math.nan),
+         "sigma_offset must be a finite number"),
     ],
 )
 def test_bad_arguments_name_the_argument(build, match):
