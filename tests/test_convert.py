@@ -147,3 +147,118 @@ def test_to_sinabs_exodus_needs_the_package():
         pytest.skip("sinabs-exodus is installed")
     with pytest.raises(ImportError, match="sinabs-exodus"):
         convert.to_sinabs(enn.LIF(5.0), exodus=True)
+
+
+F = 4
+
+
+def _alif_case(name: str) -> tuple[nn.Module, torch.Tensor]:
+    """A sinabs model with one ALIF-family layer, and an input that makes it spike (several
+    spikes raise the threshold) and pushes the membrane onto min_v_mem where one is set."""
+    from sinabs.layers.alif import ALIFSqueeze  # sinabs 3.1.3 does not export it
+
+    torch.manual_seed(0)
+    per_neuron = dict(tau_mem=torch.linspace(5, 20, F), tau_adapt=torch.linspace(10, 40, F),
+                      adapt_scale=torch.linspace(0.5, 2.0, F))
+    cases = {
+        "scalar": lambda: sl.ALIF(8.0, 25.0),
+        "per_neuron_tau_syn": lambda: sl.ALIF(**per_neuron, tau_syn=3.0,
+                                              surrogate_grad_fn=sa.PeriodicExponential()),
+        "min_v_mem_reset_zero": lambda: sl.ALIF(6.0, 20.0, min_v_mem=-0.3,
+                                                reset_fn=sa.MembraneReset()),
+        "train_alphas_multi_spike": lambda: sl.ALIF(6.0, 20.0, train_alphas=True,
+                                                    norm_input=False, spike_fn=sa.MultiSpike),
+        "trained_b0_and_adapt_scale": lambda: sl.ALIF(
+            6.0, 20.0, spike_threshold=nn.Parameter(torch.tensor(0.8)),
+            adapt_scale=nn.Parameter(torch.full((F,), 1.2))),
+        "squeeze": lambda: ALIFSqueeze(batch_size=2, **per_neuron),
+        "recurrent": lambda: sl.ALIFRecurrent(**per_neuron, rec_connect=nn.Linear(F, F),
+                                              min_v_mem=-0.5),
+    }
+    model = nn.Sequential(nn.Linear(3, F), cases[name]())
+    with torch.no_grad():
+        model[0].weight.uniform_(0.1, 0.6)  # every neuron driven up
+    scale = 3.0 if name == "train_alphas_multi_spike" else 12.0
+    x = (torch.rand(2, 12, 3) + 0.2) * scale
+    if name == "squeeze":
+        model.insert(0, nn.Flatten(0, 1))
+    return model, x
+
+
+def _named_forward_backward(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Output, every state of the spiking layer after the call, and every gradient by name."""
+    x = x.clone().requires_grad_()
+    out = model(x)
+    g = torch.Generator().manual_seed(2)
+    (out * torch.randn(out.shape, generator=g)).sum().backward()
+    layer = model[-1]
+    result = {"out": out, "grad_x": x.grad}
+    result |= {name: getattr(layer, name) for name in ("v_mem", "b", "spike_threshold")}
+    # None and zeros alike: with a reset to zero sinabs' graph never reaches tau_adapt, ours
+    # gives it a zero gradient.
+    result |= {f"grad_{n}": torch.zeros_like(p) if p.grad is None else p.grad
+               for n, p in model.named_parameters() if p.requires_grad}
+    return {name: value.detach() for name, value in result.items()}
+
+
+def _assert_same(got: dict, expected: dict) -> None:
+    assert got.keys() == expected.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+ALIF_CASES = ["scalar", "per_neuron_tau_syn", "min_v_mem_reset_zero", "train_alphas_multi_spike",
+              "trained_b0_and_adapt_scale", "squeeze", "recurrent"]
+
+
+@pytest.mark.parametrize("name", ALIF_CASES)
+def test_alif_family_round_trip_keeps_outputs_states_and_gradients(name):
+    original, x = _alif_case(name)
+    with torch.no_grad():
+        original(x)  # states to carry over: the next call continues from them
+    ours = convert.from_sinabs(original)
+    back = convert.to_sinabs(ours)
+    kind = type(original[-1]).__name__
+    assert type(ours[-1]) is getattr(enn, kind)
+    assert type(back[-1]) is type(original[-1])
+    for state in ("v_mem", "b", "spike_threshold"):
+        torch.testing.assert_close(getattr(ours[-1], state), getattr(original[-1], state))
+    assert {n: p.requires_grad for n, p in ours.named_parameters()} == {
+        n: p.requires_grad for n, p in original.named_parameters()}
+
+    expected = _named_forward_backward(original, x)
+    assert expected["out"].sum() >= 8 and expected["grad_x"].abs().sum() > 0
+    _assert_same(_named_forward_backward(ours, x), expected)
+    _assert_same(_named_forward_backward(back, x), expected)
+
+
+def test_from_sinabs_leaves_the_sinabs_alif_untouched():
+    """sinabs' arg_dict detaches a train_alphas ALIF's α parameters in place: not called."""
+    original, _ = _alif_case("train_alphas_multi_spike")
+    convert.from_sinabs(original)
+    assert original[-1].alpha_mem.requires_grad and original[-1].alpha_adapt.requires_grad
+
+
+@pytest.mark.parametrize("build", [
+    lambda: enn.adLIF(3),
+    lambda: enn.adLIFRecurrent(3),
+    lambda: type("MyLIF", (enn.LIF,), {})(5.0),
+], ids=["adLIF", "adLIFRecurrent", "subclass"])
+def test_to_sinabs_refuses_a_layer_sinabs_has_no_class_for(build):
+    layer = build()
+    model = nn.Sequential(nn.Linear(2, 3), nn.Sequential(layer))
+    kind = type(layer).__name__
+    with pytest.raises(convert.ConversionError, match=rf"^1\.0 \(.*{kind}\): sinabs has no such"):
+        convert.to_sinabs(model)
+
+
+def test_to_sinabs_exodus_refuses_alif(monkeypatch):
+    import types
+
+    # sinabs-exodus needs CUDA to install: a stand-in module (it has no ALIF layers).
+    fake = types.ModuleType("sinabs.exodus.layers")
+    monkeypatch.setitem(sys.modules, "sinabs.exodus", types.ModuleType("sinabs.exodus"))
+    monkeypatch.setitem(sys.modules, "sinabs.exodus.layers", fake)
+    for layer in (enn.ALIF(5.0, 20.0), enn.ALIFRecurrent(5.0, 20.0, nn.Linear(3, 3))):
+        with pytest.raises(convert.ConversionError, match="sinabs-exodus has none"):
+            convert.to_sinabs(nn.Sequential(layer), exodus=True)

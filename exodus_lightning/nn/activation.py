@@ -264,29 +264,47 @@ def _number(value: Any) -> float | None:
     return None
 
 
+# The fields each sinabs surrogate with a fused twin needs (sinabs' names).
+_SURROGATE_FIELDS = {
+    "SingleExponential": ("grad_width", "grad_scale"),
+    "PeriodicExponential": ("grad_width", "grad_scale"),
+    "Heaviside": ("window",),
+    "Gaussian": ("mu", "sigma", "grad_scale"),
+}
+
+
 def fused_surrogate(surrogate: SurrogateFn) -> SurrogateFn:
     """The built-in surrogate equal to a sinabs surrogate (fused into the kernels), or the
-    callable itself when there is none (it is then evaluated once per backward pass)."""
+    callable itself when there is none (it is then evaluated once per backward pass).
+
+    A sinabs surrogate whose fields are not plain numbers (a tensor of several values, a
+    subclass's own) is evaluated as given; one whose values the twin rejects (grad_width or
+    sigma <= 0: NaN or sign-flipped gradients in sinabs) raises the twin's ValueError.
+    """
     name = sinabs_name(surrogate)
-    if name is None:
+    if name not in _SURROGATE_FIELDS:
         return surrogate
-    fields = {key: _number(getattr(surrogate, key, None))
-              for key in ("grad_width", "grad_scale", "window", "mu", "sigma")}
+    fields = {key: _number(getattr(surrogate, key, None)) for key in _SURROGATE_FIELDS[name]}
+    if any(value is None for value in fields.values()):
+        return surrogate  # a field we cannot read as a number: evaluate it as given
     try:
         if name == "SingleExponential":
             return sg.SingleExponential(fields["grad_width"], fields["grad_scale"])
         if name == "PeriodicExponential":
             return sg.PeriodicExponential(fields["grad_width"], fields["grad_scale"])
-        if name == "Heaviside" and fields["window"] is not None:
+        if name == "Heaviside":
             return sg.Heaviside(fields["window"])
         if name == "Gaussian" and fields["mu"] == 0.0:
             return sg.Gaussian(fields["sigma"], fields["grad_scale"])
-    except (TypeError, ValueError):
-        pass  # a field we cannot read or a value our dataclass rejects: evaluate it as given
+    except ValueError as error:
+        raise ValueError(f"surrogate_grad_fn={surrogate!r} ({_describe(surrogate)}): "
+                         f"{error}") from error
     return surrogate
 
 
 def check_surrogate(surrogate: Any) -> None:
+    """surrogate must be callable, and a sinabs surrogate's values valid (see fused_surrogate)."""
     if not callable(surrogate):
         raise TypeError(f"surrogate_grad_fn must be a callable (v_mem, threshold) -> dS/dV, "
                         f"e.g. nn.surrogate.SingleExponential(), got {type(surrogate).__name__}")
+    fused_surrogate(surrogate)

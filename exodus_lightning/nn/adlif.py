@@ -190,6 +190,7 @@ class adLIF(StatefulLayer):
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, *num_neurons) input current -> spikes of the same shape and dtype."""
         p.check_input(type(self).__name__, x, squeeze_hint=False)
+        p.check_device(self, x)
         self._check_parameters(x)
         self.prepare_states(x)
         spikes, self.recordings = self._run(x)

@@ -97,6 +97,7 @@ class ExpLeak(StatefulLayer):
         """(batch, time, *features) -> the integrated trace y, same shape and dtype."""
         layer = type(self).__name__
         p.check_input(layer, x)
+        p.check_device(self, x)
         name = "alpha_mem" if self.train_alphas else "tau_mem"
         p.check_broadcast(name, getattr(self, name), x)
         p.check_broadcast("min_v_mem", self.min_v_mem, x)

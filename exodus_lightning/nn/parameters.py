@@ -189,6 +189,20 @@ def check_input(layer: str, x: Tensor, squeeze_hint: bool = True) -> None:
                          f"{tuple(x.shape)}{hint}")
 
 
+def check_device(layer: nn.Module, x: Tensor) -> None:
+    """The layer's parameters and settings (not its states, which follow x) must be on x's
+    device: otherwise the op would name its own argument (alpha), not the layer to move."""
+    states = set(getattr(layer, "state_names", ()))
+    tensors = [*layer.named_parameters(),
+               *((name, b) for name, b in layer.named_buffers() if name not in states)]
+    for name, tensor in tensors:
+        if tensor is not None and tensor.device != x.device:
+            owner = type(layer).__name__
+            raise ValueError(f"{owner}'s {name} is on {tensor.device} but its input is on "
+                             f"{x.device}; move the layer to the input's device "
+                             f"(layer.to(x.device)), or the input to the layer's")
+
+
 def format_value(value: Tensor | None) -> str:
     """Short text of a parameter for repr: the number, or its shape."""
     if value is None:

@@ -41,6 +41,7 @@ class _Recurrent:
         s_0 = 0 at the start of every call, as in sinabs.
         """
         p.check_input(type(self).__name__, x, squeeze_hint=self._squeeze_hint)
+        p.check_device(self, x)
         self._check_rec_connect_dtype(x)
         self._check_parameters(x)
         self.prepare_states(x)

@@ -53,9 +53,17 @@ def unflatten_time(owner: str, x: Tensor, batch_size: int, num_timesteps: int) -
     if not fits:
         what = " * ".join(f"{name}={n}" for name, n in known)
         verb = "equal" if len(known) == 2 else "be divisible by"
+        # The advice fits the size that is given: a batch size changes between batches, a
+        # number of time steps only when the data's time length differs from the layer's.
+        advice = []
+        if batch_size > 0:
+            advice.append("after a batch-size change set the new batch_size "
+                          "(exodus_lightning.nn.set_batch_size(model, n))")
+        if num_timesteps > 0:
+            advice.append(f"give inputs of {num_timesteps} time steps per sample, or set "
+                          f"num_timesteps to the data's number of time steps")
         raise ShapeError(f"{owner}: the first axis of the input {tuple(x.shape)} is batch*time "
-                        f"and must {verb} {what}; after a batch-size change set the new "
-                        f"batch_size (exodus_lightning.nn.set_batch_size(model, n))")
+                        f"and must {verb} {what}; {'; or '.join(advice)}")
     return x.unflatten(0, (batch_size, num_timesteps))
 
 

@@ -37,6 +37,7 @@ class SpikingLayer(StatefulLayer):
         (spikes, recordings), which runs the dynamics from and to the states.
         """
         p.check_input(type(self).__name__, x)
+        p.check_device(self, x)
         self._check_parameters(x)
         self.prepare_states(x)
         spikes, self.recordings = self._run(x)

@@ -8,7 +8,8 @@ empty (shape (0,)); the first call creates it as zeros. Later calls continue the
 - another feature shape: every state restarts from zeros;
 - only another batch size: each state is resampled, ``new[i] = old[randint(old_batch)]``
   (sinabs' ``handle_state_batch_size_mismatch``, same random draws); a class with
-  ``batch_change = "zeros"`` (the recurrent layers, as sinabs') restarts from zeros instead.
+  ``batch_change = "zeros"`` (the recurrent layers, as sinabs') restarts from zeros instead;
+  after a call with batch 0 every layer restarts from zeros (sinabs fails there).
 
 Between calls a state still carries its autograd graph: a backward pass through the second call
 reaches the first one, until ``detach_states()``, ``zero_grad()`` or ``reset_states()`` cuts it.
@@ -174,14 +175,17 @@ class StatefulLayer(nn.Module):
     def prepare_states(self, x: Tensor) -> None:
         """Make every state fit input x of shape (batch, time, *features).
 
-        Empty states, or states of another feature shape, become zeros; a new batch size is
-        handled as ``batch_change`` says. States on another device or of another dtype are
-        converted, keeping values and graph.
+        Empty states, states of another feature shape, or states of an empty batch become
+        zeros; a new batch size is handled as ``batch_change`` says. States on another device
+        or of another dtype are converted, keeping values and graph.
         """
         batch, features = x.shape[0], tuple(x.shape[2:])
         dtype = state_dtype(x)
         self._warn_if_the_states_graph_was_freed()
+        # After a call with batch 0 there is no sample to resample from (sinabs crashes in
+        # randint): the layer starts afresh, as a new layer would.
         if (not self.is_state_initialised() or not self.has_trailing_dimension(features)
+                or self._states()[0].shape[0] == 0
                 or (self.batch_change == "zeros" and not self.state_has_shape((batch,
                                                                                *features)))):
             for name in self.state_names:

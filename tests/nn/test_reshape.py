@@ -66,6 +66,17 @@ def test_squeeze_with_both_sizes_checks_both():
         layer(torch.rand(8, 4))
 
 
+@pytest.mark.parametrize(("sizes", "advice", "not_advised"), [
+    ({"num_timesteps": 4}, "set num_timesteps to the data's number of time steps",
+     "set_batch_size"),
+    ({"batch_size": 4}, "set_batch_size(model, n)", "num_timesteps"),
+])
+def test_a_wrong_frame_count_gets_advice_about_the_size_given(sizes, advice, not_advised):
+    with pytest.raises(enn.ShapeError) as error:
+        enn.LIFSqueeze(**sizes, tau_mem=5.0)(torch.rand(10, 3))
+    assert advice in str(error.value) and not_advised not in str(error.value)
+
+
 def test_squeeze_rejects_bad_sizes():
     with pytest.raises(ValueError, match="num_timesteps must be an int >= 1"):
         enn.IAFSqueeze(num_timesteps=-3)

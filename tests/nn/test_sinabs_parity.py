@@ -321,6 +321,56 @@ def test_unsupported_activations_are_clear_errors():
         enn.LIF(5.0, reset_fn=sa.MembraneReset(), reset="subtract")
 
 
+REJECTED_SURROGATES = {
+    "single_exponential_0": (lambda: sa.SingleExponential(grad_width=0.0), "grad_width"),
+    "single_exponential_negative": (lambda: sa.SingleExponential(grad_width=-0.5),
+                                    "grad_width"),
+    "periodic_exponential_0": (lambda: sa.PeriodicExponential(grad_width=0.0), "grad_width"),
+    "gaussian_nan": (lambda: sa.Gaussian(sigma=float("nan")), "sigma"),
+}
+BUILDERS = {
+    "LIF": lambda s: enn.LIF(5.0, surrogate_grad_fn=s),
+    "IAF": lambda s: enn.IAF(surrogate_grad_fn=s),
+    "ALIF": lambda s: enn.ALIF(5.0, 20.0, surrogate_grad_fn=s),
+    "LIFRecurrent": lambda s: enn.LIFRecurrent(5.0, torch.nn.Linear(3, 3),
+                                               surrogate_grad_fn=s),
+    "adLIF": lambda s: enn.adLIF(3, surrogate_grad_fn=s),
+}
+
+
+@pytest.mark.parametrize("build", list(BUILDERS))
+@pytest.mark.parametrize("case", list(REJECTED_SURROGATES))
+def test_a_sinabs_surrogate_our_twin_rejects_is_an_error_at_construction(case, build):
+    """sinabs computes NaN (or sign-flipped) gradients with these values; our twin refuses
+    them, and so does a layer given sinabs' object."""
+    surrogate, field = REJECTED_SURROGATES[case]
+    name = type(surrogate()).__name__
+    with pytest.raises(ValueError, match=rf"surrogate_grad_fn=.*sinabs\..*{name}\).*{field}"):
+        BUILDERS[build](surrogate())
+
+
+def test_sinabs_gives_nan_gradients_with_a_zero_width():
+    """Why the error: sinabs' own layer with grad_width=0 gives NaN input gradients."""
+    x = (torch.rand(1, 5, 3) * 2).requires_grad_()
+    sinabs_layers.LIF(5.0, surrogate_grad_fn=sa.SingleExponential(grad_width=0.0))(x).sum(
+        ).backward()
+    assert torch.isnan(x.grad).any()
+
+
+def test_a_sinabs_surrogate_with_unreadable_fields_is_evaluated_as_given():
+    """A field that is no float (an integer tensor here) is not read into a fused twin: the
+    object is called as it is, and the layer's gradients are sinabs'."""
+    surrogate = sa.SingleExponential(grad_width=0.5, grad_scale=torch.tensor(2))
+    assert ours.fused_surrogate(surrogate) is surrogate
+    cfg = {"seed": 3, "threshold": 1.0, "norm_input": False}
+    x = drive(cfg)
+    mine = forward_backward(enn.LIF(8.0, norm_input=False, surrogate_grad_fn=surrogate), x)
+    theirs = forward_backward(sinabs_layers.LIF(8.0, norm_input=False,
+                                                surrogate_grad_fn=surrogate), x)
+    assert mine["out"].sum() > 0 and mine["grad_x"].abs().sum() > 0
+    assert_same(mine, theirs, exact_forward=True)
+
+
 def test_surrogates_are_sinabs_at_every_threshold():
     v = torch.linspace(-4, 9, 20001, dtype=torch.float64)
     for threshold in (0.3, 1.0, 2.5):

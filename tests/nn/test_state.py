@@ -272,3 +272,48 @@ def test_the_warning_comes_once_per_layer():
         layer(x)
     assert len(first) == 1
     assert first[0].filename == __file__  # the line that called the model, not a forward
+
+
+def _every_stateful_layer():
+    """One layer of each stateful class on 3 features, built the same way on every call."""
+    def recurrent(cls, *args, **kwargs):
+        torch.manual_seed(0)
+        return cls(*args, rec_connect=torch.nn.Linear(3, 3), **kwargs)
+
+    def adlif(cls):
+        torch.manual_seed(0)  # adLIF draws its parameters at random
+        return cls(3)
+
+    return {
+        "LIF": lambda: enn.LIF(5.0, tau_syn=3.0),
+        "IAF": lambda: enn.IAF(),
+        "ExpLeak": lambda: enn.ExpLeak(5.0),
+        "LIFSqueeze": lambda: enn.LIFSqueeze(num_timesteps=4, tau_mem=5.0),
+        "IAFSqueeze": lambda: enn.IAFSqueeze(num_timesteps=4),
+        "ExpLeakSqueeze": lambda: enn.ExpLeakSqueeze(num_timesteps=4, tau_mem=5.0),
+        "ALIF": lambda: enn.ALIF(5.0, 20.0),
+        "ALIFSqueeze": lambda: enn.ALIFSqueeze(num_timesteps=4, tau_mem=5.0, tau_adapt=20.0),
+        "LIFRecurrent": lambda: recurrent(enn.LIFRecurrent, 5.0),
+        "IAFRecurrent": lambda: recurrent(enn.IAFRecurrent),
+        "ALIFRecurrent": lambda: recurrent(enn.ALIFRecurrent, 5.0, 20.0),
+        "adLIF": lambda: adlif(enn.adLIF),
+        "adLIFRecurrent": lambda: adlif(enn.adLIFRecurrent),
+    }
+
+
+EVERY_STATEFUL_LAYER = _every_stateful_layer()
+
+
+@pytest.mark.parametrize("name", list(EVERY_STATEFUL_LAYER))
+def test_an_empty_batch_then_a_batch_gives_what_a_fresh_layer_gives(name):
+    """Batch 0 leaves no sample to resample the states from: the next batch starts afresh."""
+    layer, fresh = EVERY_STATEFUL_LAYER[name](), EVERY_STATEFUL_LAYER[name]()
+    squeeze = name.endswith("Squeeze")
+    shape = (lambda b: (b * 4, 3)) if squeeze else (lambda b: (b, 4, 3))
+    assert layer(torch.zeros(shape(0))).shape == shape(0)
+    x = torch.rand(shape(2)) * 10
+    expected = fresh(x)
+    assert expected.abs().sum() > 0
+    torch.testing.assert_close(layer(x), expected)
+    for state in layer.state_names:
+        torch.testing.assert_close(getattr(layer, state), getattr(fresh, state))

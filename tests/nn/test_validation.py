@@ -246,3 +246,35 @@ def test_explicit_or_unambiguous_parameter_shapes_do_not_warn(
     layer = enn.LIF(tau_mem=torch.full(shape, 5.0))
     layer(torch.rand(2, 3, *features))
     assert not [w for w in recwarn if "broadcasts along feature axis" in str(w.message)]
+
+
+DEVICE_LAYERS = {
+    "LIF": lambda: enn.LIF(5.0, tau_syn=3.0),
+    "IAF": lambda: enn.IAF(),
+    "ExpLeak": lambda: enn.ExpLeak(5.0),
+    "LIFSqueeze": lambda: enn.LIFSqueeze(num_timesteps=4, tau_mem=5.0),
+    "ALIF": lambda: enn.ALIF(5.0, 20.0),
+    "LIFRecurrent": lambda: enn.LIFRecurrent(5.0, torch.nn.Linear(3, 3)),
+    "ALIFRecurrent": lambda: enn.ALIFRecurrent(5.0, 20.0, torch.nn.Linear(3, 3)),
+    "adLIF": lambda: enn.adLIF(3),
+}
+
+
+@pytest.mark.parametrize("name", list(DEVICE_LAYERS))
+def test_an_input_on_another_device_names_the_layer_and_says_to_move_it(name):
+    """Not the op's internal alpha: the user holds the layer (a meta input stands in for a
+    GPU one: another device, and no GPU needed)."""
+    shape = (8, 3) if name.endswith("Squeeze") else (2, 4, 3)
+    layer = DEVICE_LAYERS[name]()
+    with pytest.raises(ValueError, match=rf"^{name}'s \w+(\.\w+)? is on cpu but its input is on "
+                                         rf"meta; move the layer .*\(layer\.to\(x\.device\)\)"):
+        layer(torch.rand(shape, device="meta"))
+    if "Recurrent" not in name:  # layer and input on meta: shape inference works
+        assert layer.to("meta")(torch.rand(shape, device="meta")).shape == shape
+
+
+def test_the_op_called_directly_names_its_own_argument():
+    from exodus_lightning import ops
+
+    with pytest.raises(ValueError, match="alpha is on cpu but x is on meta"):
+        ops.lif(torch.rand(2, 4, 3, device="meta"), torch.tensor(0.9), 1.0)
