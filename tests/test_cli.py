@@ -592,6 +592,48 @@ def one_line_error(args: list[str], capsys) -> str:
         ),
         (["--model.network", "nowhere.Net"], ["--model.network: cannot import 'nowhere.Net'"]),
         (["--config", "missing.yaml"], ["--config: file does not exist"]),
+        # Inside the DataModule's arguments: the argument's type, not the `data` Union's
+        # (LightningDataModule or null).
+        (
+            ["--data.init_args.batch_size", "abc"],
+            ["--data.init_args.batch_size: expected an integer, got 'abc'"],
+        ),
+        (["--data.init_args.alpha", "abc"], ["--data.init_args.alpha: expected a number, got"]),
+        (
+            ["--data.init_args.download", "maybe"],
+            ["--data.init_args.download: expected true or false, got 'maybe'"],
+        ),
+        (
+            ["--data", "SHDDataModule", "--data.init_args.augmentations", "5"],
+            ["--data.init_args.augmentations: expected a list"],
+        ),
+        (
+            ["--model.network.init_args.recurrent", "maybe"],
+            ["--model.network.init_args.recurrent: expected true or false, got 'maybe'"],
+        ),
+        (
+            ["--model.network.init_args.neuron", "xyz"],
+            ["--model.network.init_args.neuron: 'xyz' is not one of lif, iaf, alif, adlif"],
+        ),
+        # Unions holding Literals: every choice (not the list cut at the first `]`).
+        (
+            ["--trainer.precision", "abc"],
+            ["--trainer.precision: expected one of 64, 32, 16, transformer-engine, ",
+             "bf16-mixed, 32-true, 64-true, bf16 or null, got 'abc'"],
+        ),
+        (
+            ["--trainer.deterministic", "maybe"],
+            ["--trainer.deterministic: expected true or false or warn or null, got 'maybe'"],
+        ),
+        # Inside the logger's arguments (its Union lists the class twice): the key once.
+        (
+            ["--trainer.logger.init_args.offline", "maybe"],
+            ["--trainer.logger.init_args.offline: expected true or false or null, got 'maybe'"],
+        ),
+        (
+            ["--trainer.logger.init_args.tags", "5"],
+            ["--trainer.logger.init_args.tags: expected a list", "or null, got '5'"],
+        ),
     ],
     ids=[
         "abbreviation",
@@ -603,12 +645,40 @@ def one_line_error(args: list[str], capsys) -> str:
         "choice",
         "class-path",
         "config-file",
+        "data-int",
+        "data-float",
+        "data-bool",
+        "data-list",
+        "network-bool",
+        "network-choice",
+        "trainer-choices",
+        "trainer-bool-or-choice",
+        "logger-bool",
+        "logger-list",
     ],
 )
 def test_command_line_mistakes_get_one_line_naming_key_and_fix(args, expected, workdir, capsys):
     error = one_line_error(["fit", *args], capsys)
     for text in expected:
         assert text in error
+
+
+ORDERED_DATA = """
+from typing import Literal
+from tests.example_datamodule import BurstDataModule
+
+class OrderedBursts(BurstDataModule):
+    def __init__(self, order: Literal["time", "channel"] = "time", **kwargs):
+        super().__init__(**kwargs)
+"""
+
+
+def test_a_user_datamodule_choice_names_its_choices(workdir, monkeypatch, capsys):
+    (workdir / "my_ordered_data.py").write_text(ORDERED_DATA)
+    monkeypatch.syspath_prepend(str(workdir))
+    error = one_line_error(["fit", "--data", "my_ordered_data.OrderedBursts",
+                            "--data.init_args.order", "random"], capsys)
+    assert "--data.init_args.order: 'random' is not one of time, channel" in error
 
 
 def test_rejected_values_name_the_setting_in_one_line(workdir, monkeypatch, capsys):
