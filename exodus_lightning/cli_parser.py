@@ -174,6 +174,11 @@ def condense_error(message: str, options: Iterable[str] = ()) -> str:
         hint = f" (did you mean {' or '.join(s.lstrip('-') for s in suggestion)}?)" \
             if suggestion else ""
         return f"{given.lstrip('-')}: no such key in the config{hint}"
+    linked = re.search(r'Linked "([^"]+)" must be given via "([^"]+)"', message)
+    if linked:  # a link target typed on the command line (jsonargparse refuses any value)
+        attribute = linked.group(2).rpartition(".")[2]
+        return (f"--{linked.group(1)}: set from the data (its {attribute}); remove it, or change "
+                "the data's settings (--data.init_args.*) to change it")
     key, own = _innermost(message)
     option = f"--{key}" if key else "the config"
     not_accepted = re.search(r"Option '([^']+)' is not accepted", message)
