@@ -10,11 +10,13 @@
 exodus_lightning.prepare and exodus_lightning.export.
 
 The data's `num_classes` and `input_shape` are linked to the model and to the network (when its
-constructor takes arguments of those names), so configs never repeat them.
+constructor takes arguments of those names), so configs never repeat them; one that states them
+with another value than the data's is an error (jsonargparse would replace it without a word).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -105,6 +107,14 @@ LIGHTNING_KEYWORDS = ("hpc", "registry")
 DEFAULT_CONFIG_FILE = Path(__file__).with_name("default_config.yaml")
 
 
+# Settings filled from the DataModule's attributes ({target: attribute}), so configs never repeat
+# them; one stated with another value than the data's is an error (see ExodusCLI._linked_value).
+LINKED_FROM_DATA = {
+    "model.num_classes": "num_classes",
+    "model.network.init_args.num_classes": "num_classes",
+    "model.network.init_args.input_shape": "input_shape",
+}
+
 # Callbacks configured under their own keys (--checkpoint.monitor, ...). `checkpoint` keeps the
 # best epochs on its monitored metric, `last_checkpoint` writes last.ckpt after every epoch.
 CALLBACK_GROUPS: dict[str, type[L.Callback]] = {
@@ -176,11 +186,9 @@ class ExodusCLI(LightningCLI):
         for key, callback_class in CALLBACK_GROUPS.items():
             parser.add_lightning_class_args(callback_class, key)
         # On instantiation, since DataModules compute these attributes in their constructor.
-        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
-        for attribute in ("num_classes", "input_shape"):
-            parser.link_arguments(
-                f"data.{attribute}", f"model.network.init_args.{attribute}", apply_on="instantiate"
-            )
+        for target, attribute in LINKED_FROM_DATA.items():
+            parser.link_arguments(f"data.{attribute}", target, apply_on="instantiate",
+                                  compute_fn=functools.partial(self._linked_value, target))
         parser.add_argument(
             "--keep_freed_memory",
             type=bool,
@@ -217,6 +225,22 @@ class ExodusCLI(LightningCLI):
                             if f"{key}.class_path" in self._stated}
         with class_switch_defaults(switches):
             super().parse_arguments(parser, args)
+
+    def _linked_value(self, target: str, value: Any) -> Any:
+        """The data's `value` for the linked setting `target`, once checked against what the
+        command line or a --config states for it: jsonargparse would replace that silently."""
+        stated = self._stated.get(target) if self._stated is not None else None
+        if stated is None or same_value(stated, value):
+            return value
+        tokens = {arg.split("=", 1)[0] for arg in self._given_args}
+        in_config = f"--{target}" not in tokens and "--config" in tokens
+        where = f"{target} (in a --config)" if in_config else f"--{target}"
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        data = str(config.data.class_path).rpartition(".")[2]
+        raise ConfigError(
+            f"{where}: given {format_value(stated)}, but it is set from the data ({data}'s "
+            f"{LINKED_FROM_DATA[target]}: {format_value(value)}); remove it, or change the "
+            "data's settings (--data.init_args.*) to change it")
 
     def before_instantiate_classes(self) -> None:
         warm_up_extension()
@@ -321,7 +345,9 @@ class ExodusCLI(LightningCLI):
             f"--model.{key} {format_value(self.config[subcommand].model.get(key))} (the "
             f"checkpoint's: {format_value(from_checkpoint[subcommand].model.get(key))})"
             for key in stated.keys()
-            if self.config[subcommand].model.get(key)
+            # The data sets those (_linked_value refuses another value than the data's).
+            if f"model.{key}" not in LINKED_FROM_DATA
+            and self.config[subcommand].model.get(key)
             != from_checkpoint[subcommand].model.get(key)
         ]
         if replaced and rank_zero_only.rank == 0:  # every DDP process parses the command line
@@ -419,10 +445,21 @@ def with_values(parser: LightningArgumentParser, config: Namespace, key: str,
     return parser.parse_object(value, config)
 
 
+def same_value(stated: Any, linked: Any) -> bool:
+    """Whether a stated setting equals the data's value (a list equals a tuple, as input_shape
+    [20] and the data's (20,))."""
+    def plain(value: Any) -> Any:
+        return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+    return plain(stated) == plain(linked)
+
+
 def format_value(value: Any) -> str:
     """A config value as typed on the command line (null, true, [1, 2], 0.5)."""
     if isinstance(value, Namespace):
         value = value.as_dict()
+    if isinstance(value, tuple):  # e.g. a DataModule's input_shape
+        value = list(value)
     return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix(
         "\n...").strip()
 
@@ -525,6 +562,8 @@ def config_error_from(error: Exception, config: Any) -> Exception:
     if isinstance(error, ConfigError):
         return error
     root = _root_cause(error)
+    if isinstance(root, ConfigError):  # raised inside jsonargparse (a link's compute_fn)
+        return root
     frames = traceback.extract_tb(root.__traceback__)
     package = str(Path(exodus_lightning.__file__).parent)
     if not frames or not frames[-1].filename.startswith(package):

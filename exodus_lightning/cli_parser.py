@@ -68,10 +68,34 @@ def _init_parameters(class_path: str) -> list[str]:
         return []
 
 
-def _nested_key(message: str) -> str | None:
-    """The full dotted key of the innermost `Parser key "..."` of a nested message."""
-    key, position = None, 0
+def _innermost(message: str) -> tuple[str | None, str]:
+    """The full dotted key of the innermost `Parser key "..."` of a nested message, and that
+    key's own part of the message (the whole message where no key is named).
+
+    jsonargparse nests a setting's error under its parents' (a class_path's arguments under the
+    class, a Union's alternatives side by side): the innermost key says what was wrong, its
+    parents only where it sits. Depth is the line's indentation, then the column (a key named
+    mid-line is inside that line's).
+    """
+    lines = message.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    chain: list[tuple[tuple[int, int], re.Match]] = []
+    deepest: list[tuple[tuple[int, int], re.Match]] = []
     for match in re.finditer(r'Parser key "([^"]+)"', message):
+        line = next(i for i in range(len(lines)) if starts[i + 1] > match.start())
+        indent = len(lines[line]) - len(lines[line].lstrip(" "))
+        depth = (indent, match.start() - starts[line])
+        while chain and chain[-1][0] >= depth:
+            chain.pop()
+        chain.append((depth, match))
+        if not deepest or depth > deepest[-1][0]:  # the first of equally deep ones
+            deepest = list(chain)
+    if not deepest:
+        return None, message
+    key, position = None, 0
+    for _, match in deepest:
         if key is None:
             key = match.group(1)
         else:
@@ -80,7 +104,52 @@ def _nested_key(message: str) -> str | None:
             nested = "class_path" in between or "callable class" in between
             key += (".init_args." if nested else ".") + match.group(1)
         position = match.end()
-    return key
+    # The innermost key's part: up to the next line indented no deeper than its own line.
+    (indent, _), last = deepest[-1]
+    end = len(message)
+    for i, start in enumerate(starts[:-1]):
+        text = lines[i]
+        if start > last.end() and text.strip() and len(text) - len(text.lstrip(" ")) <= indent:
+            end = start
+            break
+    return key, message[last.end() : end]
+
+
+def _split_types(text: str) -> list[str]:
+    """The members of a `Subtypes: [...]` list, split at its top-level commas only (a
+    Literal['a', 'b'] or Sequence[int] member holds commas and brackets of its own)."""
+    members, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            members.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return [m for m in [*members, current.strip()] if m]
+
+
+def _literal_choices(text: str) -> list[str]:
+    """["a", "b"] for "typing.Literal['a', 'b']"."""
+    inner = text[text.index("[") + 1 : text.rindex("]")]
+    return [c.strip().strip("'\"") for c in inner.split(",")]
+
+
+def _expected(subtypes: list[str]) -> str:
+    """What a Union of `subtypes` accepts, in words: "an integer or null", "one of a, b or
+    null" (the choices of all its Literal members together), "true or false or warn"."""
+    names, choices = [], []
+    for subtype in subtypes:
+        if re.match(r"(typing\.)?Literal\[", subtype):
+            choices += _literal_choices(subtype)
+            if "one of" not in names:
+                names.append("one of")
+        else:
+            names.append(_type_name(re.sub(r"\[.*\]$", "", subtype)))
+    choices = list(dict.fromkeys(choices))
+    text = " or ".join(dict.fromkeys(names))
+    return text.replace("one of", f"one of {', '.join(choices)}" if len(choices) > 1
+                        else "".join(choices))
 
 
 def condense_error(message: str, options: Iterable[str] = ()) -> str:
@@ -105,7 +174,12 @@ def condense_error(message: str, options: Iterable[str] = ()) -> str:
         hint = f" (did you mean {' or '.join(s.lstrip('-') for s in suggestion)}?)" \
             if suggestion else ""
         return f"{given.lstrip('-')}: no such key in the config{hint}"
-    key = _nested_key(message)
+    linked = re.search(r'Linked "([^"]+)" must be given via "([^"]+)"', message)
+    if linked:  # a link target typed on the command line (jsonargparse refuses any value)
+        attribute = linked.group(2).rpartition(".")[2]
+        return (f"--{linked.group(1)}: set from the data (its {attribute}); remove it, or change "
+                "the data's settings (--data.init_args.*) to change it")
+    key, own = _innermost(message)
     option = f"--{key}" if key else "the config"
     not_accepted = re.search(r"Option '([^']+)' is not accepted", message)
     if not_accepted:
@@ -117,19 +191,22 @@ def condense_error(message: str, options: Iterable[str] = ()) -> str:
         hint = (f"; did you mean {option}.init_args.{suggestion[0]}?" if suggestion
                 else f"; it takes {', '.join(accepted)}" if accepted else "")
         return f"{option}.init_args.{name}: no such argument{where}{hint}"
-    literal = re.search(r"Expected a typing\.Literal\[(.*?)\]\. Got value: (.*)", message)
-    if literal:
-        choices = ", ".join(c.strip().strip("'\"") for c in literal.group(1).split(","))
-        return f"{option}: '{literal.group(2).strip()}' is not one of {choices}"
-    given = re.search(r"(?:Given value|Got value): (.*?)(?:\. Got value:|$)", message, re.MULTILINE)
-    value = f", got '{given.group(1).strip()}'" if given else ""
-    subtypes = re.findall(r"Subtypes: \[(.*?)\]", message)
-    if subtypes:
-        names = [_type_name(t) for t in re.split(r",\s*(?=<|typing)", subtypes[-1])]
-        return f"{option}: expected {' or '.join(dict.fromkeys(names))}{value}"
-    expected = re.findall(r"Expected a (<class '[\w.]+'>)", message)
-    if expected:
-        return f"{option}: expected {_type_name(expected[-1])}{value}"
+    # What the innermost key expected: a value inside a DataModule's (or a logger's) arguments
+    # fails their Union (class or null) too, whose subtypes say nothing about the value.
+    for text in (own, message):
+        given = re.search(r"(?:Given value|Got value): (.*?)(?:\. Got value:|$)", text,
+                          re.MULTILINE)
+        value = f", got '{given.group(1).strip()}'" if given else ""
+        literal = re.search(r"Expected a (typing\.Literal\[.*?\])\. Got value: (.*)", text)
+        if literal:
+            choices = ", ".join(_literal_choices(literal.group(1)))
+            return f"{option}: '{literal.group(2).strip()}' is not one of {choices}"
+        subtypes = re.search(r"^\s*Subtypes: \[(.*)\]\s*$", text, re.MULTILINE)
+        if subtypes:
+            return f"{option}: expected {_expected(_split_types(subtypes.group(1)))}{value}"
+        expected = re.search(r"Expected a (<class '[\w.]+'>)", text)
+        if expected:
+            return f"{option}: expected {_type_name(expected.group(1))}{value}"
     if "No module named" in message or "not accessible or invalid" in message:
         path = re.search(r"class_path '([^']+)'", message)
         cause = re.search(r"(No module named '[^']+'|has no attribute '[^']+')", message)

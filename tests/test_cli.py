@@ -592,6 +592,52 @@ def one_line_error(args: list[str], capsys) -> str:
         ),
         (["--model.network", "nowhere.Net"], ["--model.network: cannot import 'nowhere.Net'"]),
         (["--config", "missing.yaml"], ["--config: file does not exist"]),
+        # Inside the DataModule's arguments: the argument's type, not the `data` Union's
+        # (LightningDataModule or null).
+        (
+            ["--data.init_args.batch_size", "abc"],
+            ["--data.init_args.batch_size: expected an integer, got 'abc'"],
+        ),
+        (["--data.init_args.alpha", "abc"], ["--data.init_args.alpha: expected a number, got"]),
+        (
+            ["--data.init_args.download", "maybe"],
+            ["--data.init_args.download: expected true or false, got 'maybe'"],
+        ),
+        (
+            ["--data", "SHDDataModule", "--data.init_args.augmentations", "5"],
+            ["--data.init_args.augmentations: expected a list"],
+        ),
+        (
+            ["--model.network.init_args.recurrent", "maybe"],
+            ["--model.network.init_args.recurrent: expected true or false, got 'maybe'"],
+        ),
+        (
+            ["--model.network.init_args.neuron", "xyz"],
+            ["--model.network.init_args.neuron: 'xyz' is not one of lif, iaf, alif, adlif"],
+        ),
+        # Unions holding Literals: every choice (not the list cut at the first `]`).
+        (
+            ["--trainer.precision", "abc"],
+            ["--trainer.precision: expected one of 64, 32, 16, transformer-engine, ",
+             "bf16-mixed, 32-true, 64-true, bf16 or null, got 'abc'"],
+        ),
+        (
+            ["--trainer.deterministic", "maybe"],
+            ["--trainer.deterministic: expected true or false or warn or null, got 'maybe'"],
+        ),
+        # Inside the logger's arguments (its Union lists the class twice): the key once.
+        (
+            ["--trainer.logger.init_args.offline", "maybe"],
+            ["--trainer.logger.init_args.offline: expected true or false or null, got 'maybe'"],
+        ),
+        (
+            ["--trainer.logger.init_args.tags", "5"],
+            ["--trainer.logger.init_args.tags: expected a list", "or null, got '5'"],
+        ),
+        (
+            ["--model.num_classes", "10"],
+            ["--model.num_classes: set from the data (its num_classes); remove it"],
+        ),
     ],
     ids=[
         "abbreviation",
@@ -603,12 +649,41 @@ def one_line_error(args: list[str], capsys) -> str:
         "choice",
         "class-path",
         "config-file",
+        "data-int",
+        "data-float",
+        "data-bool",
+        "data-list",
+        "network-bool",
+        "network-choice",
+        "trainer-choices",
+        "trainer-bool-or-choice",
+        "logger-bool",
+        "logger-list",
+        "linked-from-data",
     ],
 )
 def test_command_line_mistakes_get_one_line_naming_key_and_fix(args, expected, workdir, capsys):
     error = one_line_error(["fit", *args], capsys)
     for text in expected:
         assert text in error
+
+
+ORDERED_DATA = """
+from typing import Literal
+from tests.example_datamodule import BurstDataModule
+
+class OrderedBursts(BurstDataModule):
+    def __init__(self, order: Literal["time", "channel"] = "time", **kwargs):
+        super().__init__(**kwargs)
+"""
+
+
+def test_a_user_datamodule_choice_names_its_choices(workdir, monkeypatch, capsys):
+    (workdir / "my_ordered_data.py").write_text(ORDERED_DATA)
+    monkeypatch.syspath_prepend(str(workdir))
+    error = one_line_error(["fit", "--data", "my_ordered_data.OrderedBursts",
+                            "--data.init_args.order", "random"], capsys)
+    assert "--data.init_args.order: 'random' is not one of time, channel" in error
 
 
 def test_rejected_values_name_the_setting_in_one_line(workdir, monkeypatch, capsys):
@@ -1193,6 +1268,77 @@ def test_model_options_given_with_a_checkpoint_replace_its_settings(
     same = build_cli([*common, "--model.readout_loss=mean_membrane"])  # the checkpoint's own
     assert same.model.hparams.readout_loss == "mean_membrane"
     assert "replace the checkpoint's" not in capsys.readouterr().err
+
+
+def error_line(error: str) -> str:
+    """The one `exodus-lightning <subcommand>: error:` line of a command's output."""
+    (line,) = [line for line in error.splitlines() if line.startswith("exodus-lightning ")
+               and ": error: " in line]
+    return line
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (
+            ["--model.network.init_args.input_shape=[30]"],
+            "--model.network.init_args.input_shape: given [30], but it is set from the data "
+            "(RandmanDataModule's input_shape: [20]); remove it, or change the data's settings",
+        ),
+        (
+            ["--model.network.init_args.num_classes", "35"],
+            "--model.network.init_args.num_classes: given 35, but it is set from the data "
+            "(RandmanDataModule's num_classes: 10); remove it",
+        ),
+        (
+            "model:\n  num_classes: 12\n",
+            "model.num_classes (in a --config): given 12, but it is set from the data "
+            "(RandmanDataModule's num_classes: 10); remove it",
+        ),
+        (
+            "model:\n  network:\n    init_args:\n      input_shape: [20, 1]\n",
+            "model.network.init_args.input_shape (in a --config): given [20, 1], but it is set "
+            "from the data (RandmanDataModule's input_shape: [20])",
+        ),
+    ],
+    ids=["input-shape", "network-classes", "config-classes", "config-shape"],
+)
+def test_a_setting_linked_from_the_data_stated_otherwise_fails(
+    given, expected, workdir, monkeypatch, capsys
+):
+    """jsonargparse replaces a link target with the data's value without a word."""
+    if isinstance(given, str):
+        (workdir / "mine.yaml").write_text(given)
+        given = ["--config", "mine.yaml"]
+    error = main_error(["fit", "--trainer.logger=false", *given], monkeypatch, capsys)
+    assert error_line(error).startswith(f"exodus-lightning fit: error: {expected}"), error
+
+
+def test_a_setting_linked_from_the_data_stated_as_the_data_gives_it_is_accepted(workdir, capsys):
+    (workdir / "mine.yaml").write_text(
+        "model:\n  num_classes: 3\n  network:\n    init_args:\n      num_classes: 3\n")
+    cli = build_cli(["--config", "mine.yaml", "--data=tests.example_datamodule.BurstDataModule",
+                     "--data.init_args.num_classes=3", "--data.init_args.num_channels=5",
+                     "--model.network.init_args.input_shape=[5]"], run=False)
+    assert cli.model.num_classes == 3 and cli.model.network.input_shape == (5,)
+    assert "error" not in capsys.readouterr().err
+
+
+def test_a_linked_setting_with_a_checkpoint_is_checked_against_the_data(
+    trained_checkpoint, workdir, monkeypatch, capsys
+):
+    """The checkpoint's saved hyperparameters hold the linked values: they never count as
+    stated; what the command line states is checked against the data, not the checkpoint."""
+    common = ["validate", f"--ckpt_path={trained_checkpoint}", "--trainer.logger=false",
+              "--trainer.enable_progress_bar=false"]
+    cli = build_cli([*common, "--model.network.init_args.num_classes=10"])
+    assert cli.model.num_classes == 10 and "val/acc" in cli.trainer.callback_metrics
+    assert "replace the checkpoint's" not in capsys.readouterr().err
+    error = main_error([*common, "--model.network.init_args.num_classes=35"], monkeypatch, capsys)
+    assert error_line(error).startswith("exodus-lightning validate: error: --model.network."
+                                        "init_args.num_classes: given 35, but it is set from the "
+                                        "data (RandmanDataModule's num_classes: 10)")
+    assert "replace the checkpoint's" not in error  # the data sets it, not this option
 
 
 def test_model_options_that_change_the_shapes_end_in_the_shape_error(
