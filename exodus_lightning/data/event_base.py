@@ -19,7 +19,7 @@ from typing import Any
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from exodus_lightning.data.base import SpikeDataModule, check_val_fraction, split_indices
-from exodus_lightning.data.cache import cache_folder, disk_cached
+from exodus_lightning.data.cache import cache_folder, disk_cached, files_identity
 from exodus_lightning.data.collate import pad_time_collate
 from exodus_lightning.data.device_binning import ToEventPositions
 from exodus_lightning.data.stored_samples import SampleDecoder, dtype_from_json
@@ -101,7 +101,9 @@ class EventDataModule(SpikeDataModule):
             bin_width_ms: width of one time bin in milliseconds.
             data_dir: folder that holds the dataset's folder (e.g. data_dir/NMNIST).
             download: download the dataset if it is not in data_dir.
-            cache_dir: folder for a disk cache of the binned samples; None: no cache.
+            cache_dir: folder for a disk cache of the binned samples, one subfolder per setting
+                and per state of the source files (their sizes and modification times: files
+                changed since are binned again, not served from the cache); None: no cache.
             val_fraction: fraction of the training file held out (seeded) for validation; None
                 (only for datasets with an official validation split) validates on that split.
             duration_ms: if given, the bin width is duration_ms / num_time_steps instead of
@@ -231,9 +233,10 @@ class EventDataModule(SpikeDataModule):
             cached, after_cache = [*deterministic, self.to_frames, CompactCounts()], [ToFloat32()]
             self._warn_frames_come_binned(f"the disk cache (cache_dir={self.cache_dir})")
         samples.transform = Pipeline(cached)
+        # Stat'ed on every call (no file read), so files changed since the last call count too.
         folder = cache_folder(
             self.cache_dir, self.dataset_name, split, self.data_dir, len(samples), cached,
-            self.reading(),
+            self.reading(), files_identity(samples.sample_files),
         )
         return disk_cached(samples, folder, Pipeline(after_cache))
 
