@@ -74,4 +74,6 @@ class DVSGestureDataModule(EventCameraDataModule):
             values = getattr(dataset, name)
             setattr(dataset, name, [values[i] for i in order])
         check_labels(dataset.targets, dataset.data, self.num_classes, self.dataset_name)
+        split_folder = self.data_dir.resolve() / self.dataset_name / folder
+        self.check_every_class(dataset.targets, split_folder)
         return CheckedSamples(dataset, list(dataset.data), event_limits=self.event_limits)

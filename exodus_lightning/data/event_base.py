@@ -16,12 +16,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from exodus_lightning.data.base import SpikeDataModule, check_val_fraction, split_indices
 from exodus_lightning.data.cache import cache_folder, disk_cached, files_identity
 from exodus_lightning.data.collate import pad_time_collate
 from exodus_lightning.data.device_binning import ToEventPositions
+from exodus_lightning.data.errors import DatasetNotFoundError
 from exodus_lightning.data.stored_samples import SampleDecoder, dtype_from_json
 from exodus_lightning.data.streaming import (
     InOrder,
@@ -173,6 +175,25 @@ class EventDataModule(SpikeDataModule):
             layout=self.layout,
             source=self.source,
             **tonic_kwargs,
+        )
+
+    def check_every_class(self, labels: Sequence[int], where: str | Path) -> None:
+        """Reject an official split (the folder or file `where`) that holds no sample of some
+        class: a download or extraction that stopped midway, or a partial copy, would otherwise
+        train or score on fewer classes without a word. (Labels outside the classes are
+        check_labels' concern.)"""
+        present = set(np.asarray(labels).tolist())
+        missing = [label for label in range(self.num_classes) if label not in present]
+        if not missing:
+            return
+        raise DatasetNotFoundError(
+            f"'{where}' holds no samples of {len(missing)} of {self.dataset_name}'s "
+            f"{self.num_classes} classes (labels 0 to {self.num_classes - 1}): {missing}; its "
+            f"{len(labels)} samples belong to the others. The copy is incomplete (a download or "
+            f"extraction that stopped midway, or part of a copy): delete '{where}' and download "
+            f"{self.dataset_name} again (download=true), or extract or copy it there again in "
+            f"full.\nExpected layout under data_dir '{self.data_dir.resolve()}':\n{self.layout}\n"
+            f"The data comes from {self.source}."
         )
 
     def binning(self) -> Callable:

@@ -139,8 +139,16 @@ def write_heidelberg_h5(
 
     Datasets: spikes/times (vlen float16, seconds, sorted), spikes/units (vlen uint16 in [0, 700)),
     labels (uint16, balanced), extra/keys (class names, bytes), extra/speaker (uint16).
-    Real SHD samples hold ~2000-15000 spikes over up to ~1.4 s.
+    Real SHD samples hold ~2000-15000 spikes over up to ~1.4 s. Labels cycle through the
+    classes, so num_samples >= num_classes puts every class in the file, as the DataModules
+    require of an official split.
     """
+    if num_samples < num_classes:
+        raise ValueError(
+            f"num_samples={num_samples} is fewer than num_classes={num_classes}: every class "
+            f"needs a sample (the DataModules refuse a split that lacks classes); write at least "
+            f"{num_classes}"
+        )
     rng = np.random.default_rng(seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

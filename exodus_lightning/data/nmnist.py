@@ -120,6 +120,8 @@ class NMNISTDataModule(EventCameraDataModule):
             train=split == "train",
             first_saccade_only=self.first_saccade_only,
         )
+        # tonic's labels are the digit folders' names: this finds a digit folder absent or empty.
+        self.check_every_class(dataset.targets, split_folder)
         return CheckedSamples(
             dataset,
             list(dataset.data),

@@ -78,7 +78,7 @@ def test_download_true_uses_extracted_data_without_the_network(
     monkeypatch.setattr(tonic.dataset, "download_and_extract_archive", no_network)
     writers = {"nmnist": lambda: fabricate.write_nmnist(tmp_path, 1, 1, num_events=50),
                "dvs_gesture": lambda: fabricate.write_dvs_gesture(tmp_path, 1, 1, ("led",), 100),
-               "shd": lambda: fabricate.write_shd(tmp_path, 20, 10, spikes_per_sample=20),
+               "shd": lambda: fabricate.write_shd(tmp_path, 20, 20, spikes_per_sample=20),
                "ssc": lambda: fabricate.write_ssc(tmp_path, 35, 35, 35, spikes_per_sample=20)}
     writers[name]()
     module_class = {"nmnist": NMNISTDataModule, "dvs_gesture": DVSGestureDataModule,
@@ -132,7 +132,7 @@ def test_truncated_shd_file_is_named_at_setup(shd_root: Path, tmp_path: Path) ->
 def test_non_shd_hdf5_file_is_named(tmp_path: Path) -> None:
     import h5py
 
-    write_shd(tmp_path, num_train=4, num_test=4)
+    write_shd(tmp_path, num_train=20, num_test=20)
     wrong = tmp_path / "SHD" / "shd_test.h5"
     with h5py.File(wrong, "w") as file:
         file.create_dataset("labels", data=np.zeros(4))
@@ -216,7 +216,7 @@ def test_shd_file_without_the_entries_tonic_reads_is_named(entry: str, tmp_path:
     names and speakers, and h5py's KeyError names neither the file nor the entry."""
     import h5py
 
-    write_shd(tmp_path, num_train=4, num_test=4)
+    write_shd(tmp_path, num_train=20, num_test=20)
     wrong = tmp_path / "SHD" / "shd_test.h5"
     with h5py.File(wrong, "r+") as file:
         del file[entry]

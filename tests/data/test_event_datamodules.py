@@ -136,13 +136,13 @@ def test_nmnist_defaults_cover_recordings_longer_than_300_ms(tmp_path: Path) -> 
     # its last events. Here: events spread over 0 .. 340 ms, the last one at 340 ms exactly.
     times = np.linspace(0, 340_000, 500).astype(np.int64)
     coordinates = np.arange(500) % 34
-    digit_dir = tmp_path / "NMNIST" / "Test" / "7"
-    digit_dir.mkdir(parents=True)
-    (digit_dir / "00000.bin").write_bytes(
+    # Every digit has a recording (a split lacking one is refused); digit 7's is this one.
+    write_nmnist(tmp_path, num_train_per_class=1, num_test_per_class=1, num_events=10)
+    (tmp_path / "NMNIST" / "Test" / "7" / "00000.bin").write_bytes(
         encode_nmnist_events(coordinates, coordinates, times, np.arange(500) % 2)
     )
     module = NMNISTDataModule(data_dir=tmp_path, download=False)
-    frames, label = module.make_dataset("test")[0]
+    frames, label = module.make_dataset("test")[7]
     assert label == 7 and frames.shape == (100, 2, 34, 34)
     assert frames.sum() == 500
     assert module.num_time_steps * module.bin_width_us > 340_000
