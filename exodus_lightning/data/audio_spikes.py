@@ -71,6 +71,7 @@ class HeidelbergDataModule(EventDataModule):
     """
 
     source = HEIDELBERG_SOURCE
+    default_bin_width_ms = 4.0
     augmentation_choices = AUDIO_AUGMENTATIONS
     event_limits = {"x": (HEIDELBERG_CHANNELS, "spike unit (input channel)")}
 
@@ -78,7 +79,7 @@ class HeidelbergDataModule(EventDataModule):
         self,
         *,
         num_time_steps: int = 250,
-        bin_width_ms: float = 4.0,
+        bin_width_ms: float | None = None,
         num_channels: int = 100,
         **settings: Any,
     ) -> None:
@@ -86,7 +87,8 @@ class HeidelbergDataModule(EventDataModule):
 
         Args:
             num_time_steps: T, the number of time bins of every sample.
-            bin_width_ms: width of one time bin in milliseconds.
+            bin_width_ms: width of one time bin in milliseconds; None: 4 ms, or
+                duration_ms / num_time_steps when duration_ms is given.
             num_channels: C, the number of output channels the 700 input channels merge into.
         """
         super().__init__(num_time_steps=num_time_steps, bin_width_ms=bin_width_ms, **settings)

@@ -168,6 +168,8 @@ def test_unknown_randman_split() -> None:
         (SHDDataModule, {"num_channels": 701}, "num_channels=701"),
         (SSCDataModule, {"bin_width_ms": 0.0}, "bin_width_ms=0.0"),
         (SSCDataModule, {"duration_ms": -5.0}, "duration_ms=-5.0"),
+        (SHDDataModule, {"duration_ms": 1000.0, "bin_width_ms": 10.0},
+         r"duration_ms=1000.0 over num_time_steps=250 makes bins of 4 ms, but bin_width_ms=10.0"),
         (NMNISTDataModule, {"num_time_steps": 0}, "num_time_steps=0"),
         (NMNISTDataModule, {"batch_size": 0}, "batch_size=0"),
         (SHDDataModule, {"num_workers": -1}, "num_workers=-1"),
@@ -183,6 +185,25 @@ def test_bad_arguments_fail_at_construction_naming_the_argument(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         module_class(data_dir=tmp_path, download=False, **arguments)
+
+
+@pytest.mark.parametrize(
+    ("module_class", "arguments", "width_ms"),
+    [
+        (SHDDataModule, {}, 4.0),
+        (NMNISTDataModule, {}, 3.5),
+        (DVSGestureDataModule, {}, 5.0),
+        (SHDDataModule, {"bin_width_ms": 10.0}, 10.0),
+        (SHDDataModule, {"duration_ms": 1500.0}, 6.0),
+        (SSCDataModule, {"duration_ms": 1000.0, "bin_width_ms": 4.0}, 4.0),  # they agree
+        (NMNISTDataModule, {"duration_ms": 350.0, "num_time_steps": 7, "bin_width_ms": 50.0}, 50.0),
+    ],
+)
+def test_bin_width_from_either_setting_or_the_default(
+    module_class, arguments: dict, width_ms: float, tmp_path: Path
+) -> None:
+    module = module_class(data_dir=tmp_path, download=False, **arguments)
+    assert module.bin_width_us == width_ms * 1000
 
 
 def test_loader_before_setup_says_what_to_call(tmp_path: Path) -> None:
