@@ -71,8 +71,10 @@ def fabricate(root: Path, num_samples: int, quick: bool) -> None:
         num_events=10_000 if quick else 50_000,
         duration_ms=2000,
     )
-    write_shd(root, num_train=num_samples, num_test=10, spikes_per_sample=5000)
-    write_ssc(root, num_train=num_samples, num_valid=10, num_test=10, spikes_per_sample=5000)
+    # Every split holds every class (the DataModules refuse one that lacks classes).
+    write_shd(root, num_train=max(num_samples, 20), num_test=20, spikes_per_sample=5000)
+    write_ssc(root, num_train=max(num_samples, 35), num_valid=35, num_test=35,
+              spikes_per_sample=5000)
 
 
 PATHS = ("tonic", "cache", "stream", "stream, as loaded", "events", "events+device")

@@ -58,7 +58,7 @@ def fabricated_root(tmp_path_factory) -> Path:
     fabricate.write_dvs_gesture(
         root, num_train_users=1, num_test_users=1, lightings=("led",), num_events=200
     )
-    fabricate.write_shd(root, num_train=20, num_test=10, spikes_per_sample=100)
+    fabricate.write_shd(root, num_train=20, num_test=20, spikes_per_sample=100)
     fabricate.write_ssc(root, num_train=35, num_valid=35, num_test=35, spikes_per_sample=100)
     return root
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 import tonic
 
 from exodus_lightning.data.errors import (
@@ -32,10 +33,10 @@ HEIDELBERG_DATASETS = ("spikes/times", "spikes/units", "labels")  # one entry pe
 HEIDELBERG_EXTRAS = ("extra/keys", "extra/speaker")  # class names, speakers: tonic reads both
 
 
-def check_heidelberg_file(path: Path, num_classes: int, dataset_name: str) -> None:
+def check_heidelberg_file(path: Path, num_classes: int, dataset_name: str) -> np.ndarray:
     """Open an SHD/SSC HDF5 file and check it: spikes/times, spikes/units, labels and
     extra/keys, extra/speaker present, one label per sample (tonic's length is the number of
-    labels), every label a class.
+    labels), every label a class. Returns the labels.
 
     Reads the labels only (SSC's training file: 75466 x 2 bytes), once per split.
     """
@@ -59,6 +60,7 @@ def check_heidelberg_file(path: Path, num_classes: int, dataset_name: str) -> No
             f"{counts['labels']} samples. The file is incomplete: {fix}."
         )
     check_labels(labels, str(path), num_classes, dataset_name)
+    return labels
 
 
 class HeidelbergDataModule(EventDataModule):
@@ -69,6 +71,7 @@ class HeidelbergDataModule(EventDataModule):
     """
 
     source = HEIDELBERG_SOURCE
+    default_bin_width_ms = 4.0
     augmentation_choices = AUDIO_AUGMENTATIONS
     event_limits = {"x": (HEIDELBERG_CHANNELS, "spike unit (input channel)")}
 
@@ -76,7 +79,7 @@ class HeidelbergDataModule(EventDataModule):
         self,
         *,
         num_time_steps: int = 250,
-        bin_width_ms: float = 4.0,
+        bin_width_ms: float | None = None,
         num_channels: int = 100,
         **settings: Any,
     ) -> None:
@@ -84,7 +87,8 @@ class HeidelbergDataModule(EventDataModule):
 
         Args:
             num_time_steps: T, the number of time bins of every sample.
-            bin_width_ms: width of one time bin in milliseconds.
+            bin_width_ms: width of one time bin in milliseconds; None: 4 ms, or
+                duration_ms / num_time_steps when duration_ms is given.
             num_channels: C, the number of output channels the 700 input channels merge into.
         """
         super().__init__(num_time_steps=num_time_steps, bin_width_ms=bin_width_ms, **settings)
@@ -117,10 +121,14 @@ class HeidelbergDataModule(EventDataModule):
     def open_split(self, split: str) -> CheckedSamples:
         name = self.file_name(split)
         path = self.data_dir.resolve() / self.dataset_name / name
-        if path.exists():
+        present = path.exists()
+        if present:
             # tonic opens the file while constructing; a truncated file should name itself.
-            check_heidelberg_file(path, self.num_classes, self.dataset_name)
+            labels = check_heidelberg_file(path, self.num_classes, self.dataset_name)
         dataset = self.open_tonic(name, **self.tonic_split_kwargs(split))
+        if not present:  # downloaded just now
+            labels = check_heidelberg_file(path, self.num_classes, self.dataset_name)
+        self.check_every_class(labels, path)
         return CheckedSamples(
             dataset,
             str(path),

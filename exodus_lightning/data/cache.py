@@ -21,6 +21,31 @@ from exodus_lightning.data.errors import UnreadableFileError
 logger = logging.getLogger(__name__)
 
 
+def files_identity(files: str | Path | Sequence[str | Path]) -> dict[str, Any]:
+    """What the source `files` (one path, or one per sample, in sample order) are, from
+    `os.stat` only (no file is read): their number, total size, newest modification time and a
+    digest of every file's (path, size, mtime_ns).
+
+    A file rewritten, replaced, added, removed or renamed changes the digest, unless it keeps
+    both its size and its modification time to the nanosecond (the file system's timestamp
+    granularity: a rewrite within the same clock tick to the same size goes unnoticed).
+    """
+    paths = [files] if isinstance(files, str | Path) else list(files)
+    digest = hashlib.sha256()
+    total_bytes, newest_ns = 0, 0
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        total_bytes += stat.st_size
+        newest_ns = max(newest_ns, stat.st_mtime_ns)
+    return {
+        "files": len(paths),
+        "bytes": total_bytes,
+        "newest_mtime_ns": newest_ns,
+        "digest": digest.hexdigest()[:16],
+    }
+
+
 def cache_folder(
     cache_dir: str | Path,
     dataset_name: str,
@@ -29,14 +54,17 @@ def cache_folder(
     num_samples: int,
     cached_transforms: Sequence[Callable],
     reading: Mapping[str, Any] | None = None,
+    source: Mapping[str, Any] | None = None,
 ) -> Path:
     """`cache_dir/<dataset_name>/<split>-<digest>`: digest = sha256 of the key below, 16 hex chars.
 
     tonic's DiskCachedDataset finds samples by index only, so anything that changes what index i
-    holds goes into the key: the source folder, its sample count, the settings with which the
-    dataset is read (`reading`, e.g. NMNIST's first_saccade_only; only when given, so the
+    holds goes into the key: the source folder, its sample count, the identity of its files
+    (`source`, from files_identity: sizes and modification times, so files changed since the
+    cache was filled get a fresh folder, never the old files' samples), the settings with which
+    the dataset is read (`reading`, e.g. NMNIST's first_saccade_only; only when given, so the
     default keeps its folder) and the repr (all parameters) of every transform applied before
-    caching. A changed setting thus gets a fresh folder.
+    caching. A changed setting thus gets a fresh folder; the old one stays until deleted.
     """
     key = {
         "dataset": dataset_name,
@@ -47,6 +75,8 @@ def cache_folder(
     }
     if reading:
         key["reading"] = dict(reading)
+    if source:
+        key["source"] = dict(source)
     text = json.dumps(key, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     folder = Path(cache_dir).expanduser() / dataset_name / f"{split}-{digest}"

@@ -34,12 +34,13 @@ class DVSGestureDataModule(EventCameraDataModule):
     sensor_size = tonic.datasets.DVSGesture.sensor_size
     layout = DVS_GESTURE_LAYOUT
     source = DVS_GESTURE_SOURCE
+    default_bin_width_ms = 5.0
 
     def __init__(
         self,
         *,
         num_time_steps: int = 300,
-        bin_width_ms: float = 5.0,
+        bin_width_ms: float | None = None,
         downsample_factor: int = 4,
         **settings: Any,
     ) -> None:
@@ -47,7 +48,8 @@ class DVSGestureDataModule(EventCameraDataModule):
 
         Args:
             num_time_steps: T, the number of time bins of every sample.
-            bin_width_ms: width of one time bin in milliseconds.
+            bin_width_ms: width of one time bin in milliseconds; None: 5 ms, or
+                duration_ms / num_time_steps when duration_ms is given.
             downsample_factor: integer f dividing 128; output pixels are f x f blocks.
         """
         super().__init__(num_time_steps=num_time_steps, bin_width_ms=bin_width_ms, **settings)
@@ -74,4 +76,6 @@ class DVSGestureDataModule(EventCameraDataModule):
             values = getattr(dataset, name)
             setattr(dataset, name, [values[i] for i in order])
         check_labels(dataset.targets, dataset.data, self.num_classes, self.dataset_name)
+        split_folder = self.data_dir.resolve() / self.dataset_name / folder
+        self.check_every_class(dataset.targets, split_folder)
         return CheckedSamples(dataset, list(dataset.data), event_limits=self.event_limits)

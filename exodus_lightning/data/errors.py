@@ -13,7 +13,8 @@ class DataError(Exception):
 
 
 class DatasetNotFoundError(DataError, FileNotFoundError):
-    """The extracted dataset is missing from the folder where it is expected."""
+    """The extracted dataset, or part of it (whole classes of a split), is missing from the
+    folder where it is expected."""
 
 
 class DatasetDownloadError(DataError, RuntimeError):

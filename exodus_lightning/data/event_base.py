@@ -11,17 +11,20 @@ and are streamed by litdata; augmentation and binning of events still run per ac
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from exodus_lightning.data.base import SpikeDataModule, check_val_fraction, split_indices
-from exodus_lightning.data.cache import cache_folder, disk_cached
+from exodus_lightning.data.cache import cache_folder, disk_cached, files_identity
 from exodus_lightning.data.collate import pad_time_collate
 from exodus_lightning.data.device_binning import ToEventPositions
+from exodus_lightning.data.errors import DatasetNotFoundError
 from exodus_lightning.data.stored_samples import SampleDecoder, dtype_from_json
 from exodus_lightning.data.streaming import (
     InOrder,
@@ -42,36 +45,51 @@ from exodus_lightning.data.transforms import (
 )
 
 
-def bin_width_us(num_time_steps: int, bin_width_ms: float, duration_ms: float | None) -> float:
-    """Bin width w in microseconds: bin_width_ms, or duration_ms / num_time_steps if given.
+def bin_width_us(
+    num_time_steps: int,
+    bin_width_ms: float | None,
+    duration_ms: float | None,
+    default_bin_width_ms: float,
+) -> float:
+    """Bin width w in microseconds: bin_width_ms, or duration_ms / num_time_steps, or (neither
+    given) default_bin_width_ms; both given must agree.
 
     Either way every sample covers the same duration T * w, so every sample has T steps.
     """
     if int(num_time_steps) != num_time_steps or num_time_steps < 1:
         raise ValueError(f"num_time_steps={num_time_steps} must be a positive integer")
-    if duration_ms is not None:
-        if not duration_ms > 0:
-            raise ValueError(f"duration_ms={duration_ms} must be positive (or None)")
-        return duration_ms * MICROSECONDS_PER_MS / num_time_steps
-    if not bin_width_ms > 0:
-        raise ValueError(f"bin_width_ms={bin_width_ms} must be positive")
-    return bin_width_ms * MICROSECONDS_PER_MS
+    if bin_width_ms is not None and not bin_width_ms > 0:
+        raise ValueError(f"bin_width_ms={bin_width_ms} must be positive (or None)")
+    if duration_ms is None:
+        width_ms = default_bin_width_ms if bin_width_ms is None else bin_width_ms
+        return width_ms * MICROSECONDS_PER_MS
+    if not duration_ms > 0:
+        raise ValueError(f"duration_ms={duration_ms} must be positive (or None)")
+    width_ms = duration_ms / num_time_steps
+    if bin_width_ms is not None and not math.isclose(bin_width_ms, width_ms, rel_tol=1e-9):
+        raise ValueError(
+            f"duration_ms={duration_ms} over num_time_steps={num_time_steps} makes bins of "
+            f"{width_ms:g} ms, but bin_width_ms={bin_width_ms} was given too: set only one of "
+            "bin_width_ms and duration_ms (the other to None; on the command line null)"
+        )
+    return width_ms * MICROSECONDS_PER_MS
 
 
 class EventDataModule(SpikeDataModule):
     """Seeded train/val split, optional disk cache and lazy per-sample reading of a tonic dataset.
 
     Subclasses define `dataset_name`, `num_classes`, `tonic_class`, `layout` and `source` (for
-    error messages), `official_splits`, `augmentation_choices`, `open_split` (through
-    `open_tonic`), set `to_frames` (the binning transform) in __init__, and optionally define
-    `preprocessing` and `augmentation`. They take their own arguments and pass the rest on by
-    keyword, so each argument is declared (and documented) once.
+    error messages), `default_bin_width_ms`, `official_splits`, `augmentation_choices`,
+    `open_split` (through `open_tonic`), set `to_frames` (the binning transform) in __init__,
+    and optionally define `preprocessing` and `augmentation`. They take their own arguments and
+    pass the rest on by keyword, so each argument is declared (and documented) once.
     """
 
     dataset_name: str
     tonic_class: type
     layout: str  # the expected files under data_dir, one per line
     source: str  # where the data comes from
+    default_bin_width_ms: float  # the bin width when neither bin_width_ms nor duration_ms is given
     official_splits: tuple[str, ...] = ("train", "test")
     augmentation_choices: tuple[str, ...] = ()
     # Valid event coordinates, tonic field -> (limit, what it is); see CheckedSamples.
@@ -82,7 +100,7 @@ class EventDataModule(SpikeDataModule):
         self,
         *,
         num_time_steps: int,
-        bin_width_ms: float,
+        bin_width_ms: float | None,
         data_dir: str | Path = "data",
         download: bool = True,
         cache_dir: str | Path | None = None,
@@ -98,14 +116,17 @@ class EventDataModule(SpikeDataModule):
 
         Args:
             num_time_steps: T, the number of time bins of every sample.
-            bin_width_ms: width of one time bin in milliseconds.
+            bin_width_ms: width of one time bin in milliseconds; None: duration_ms /
+                num_time_steps, or without duration_ms the dataset's default_bin_width_ms.
             data_dir: folder that holds the dataset's folder (e.g. data_dir/NMNIST).
             download: download the dataset if it is not in data_dir.
-            cache_dir: folder for a disk cache of the binned samples; None: no cache.
+            cache_dir: folder for a disk cache of the binned samples, one subfolder per setting
+                and per state of the source files (their sizes and modification times: files
+                changed since are binned again, not served from the cache); None: no cache.
             val_fraction: fraction of the training file held out (seeded) for validation; None
                 (only for datasets with an official validation split) validates on that split.
-            duration_ms: if given, the bin width is duration_ms / num_time_steps instead of
-                bin_width_ms.
+            duration_ms: if given, the bin width is duration_ms / num_time_steps (bin_width_ms,
+                if given too, must agree).
             augmentations: names from the dataset's `augmentation_choices`, applied to training
                 samples only.
             streaming: folder or URL (s3://..., any store litdata supports) of a copy made by
@@ -129,7 +150,9 @@ class EventDataModule(SpikeDataModule):
         else:
             check_val_fraction(val_fraction)
         # Checks num_time_steps too.
-        self.bin_width_us = bin_width_us(num_time_steps, bin_width_ms, duration_ms)
+        self.bin_width_us = bin_width_us(
+            num_time_steps, bin_width_ms, duration_ms, self.default_bin_width_ms
+        )
         self.num_time_steps = int(num_time_steps)
         self.augmentation_names = check_augmentation_names(augmentations, self.augmentation_choices)
         self.data_dir = Path(data_dir).expanduser()
@@ -171,6 +194,25 @@ class EventDataModule(SpikeDataModule):
             layout=self.layout,
             source=self.source,
             **tonic_kwargs,
+        )
+
+    def check_every_class(self, labels: Sequence[int], where: str | Path) -> None:
+        """Reject an official split (the folder or file `where`) that holds no sample of some
+        class: a download or extraction that stopped midway, or a partial copy, would otherwise
+        train or score on fewer classes without a word. (Labels outside the classes are
+        check_labels' concern.)"""
+        present = set(np.asarray(labels).tolist())
+        missing = [label for label in range(self.num_classes) if label not in present]
+        if not missing:
+            return
+        raise DatasetNotFoundError(
+            f"'{where}' holds no samples of {len(missing)} of {self.dataset_name}'s "
+            f"{self.num_classes} classes (labels 0 to {self.num_classes - 1}): {missing}; its "
+            f"{len(labels)} samples belong to the others. The copy is incomplete (a download or "
+            f"extraction that stopped midway, or part of a copy): delete '{where}' and download "
+            f"{self.dataset_name} again (download=true), or extract or copy it there again in "
+            f"full.\nExpected layout under data_dir '{self.data_dir.resolve()}':\n{self.layout}\n"
+            f"The data comes from {self.source}."
         )
 
     def binning(self) -> Callable:
@@ -231,9 +273,10 @@ class EventDataModule(SpikeDataModule):
             cached, after_cache = [*deterministic, self.to_frames, CompactCounts()], [ToFloat32()]
             self._warn_frames_come_binned(f"the disk cache (cache_dir={self.cache_dir})")
         samples.transform = Pipeline(cached)
+        # Stat'ed on every call (no file read), so files changed since the last call count too.
         folder = cache_folder(
             self.cache_dir, self.dataset_name, split, self.data_dir, len(samples), cached,
-            self.reading(),
+            self.reading(), files_identity(samples.sample_files),
         )
         return disk_cached(samples, folder, Pipeline(after_cache))
 

@@ -8,10 +8,17 @@ only (not tonic's archive files), so load the result with `download=False`:
 
 Samples carry a weak class signal (events of class c cluster around a class-specific position
 or channel), so a model trained on fabricated data can beat chance; labels are balanced.
+
+From a shell, to try the dataset commands without the data (every class, a few samples each):
+
+    python -m exodus_lightning.data.fabricate shd data-fake
+    exodus-lightning fit --config configs/shd.yaml --data.init_args.data_dir data-fake \
+        --data.init_args.download false --trainer.max_epochs 1
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -139,8 +146,16 @@ def write_heidelberg_h5(
 
     Datasets: spikes/times (vlen float16, seconds, sorted), spikes/units (vlen uint16 in [0, 700)),
     labels (uint16, balanced), extra/keys (class names, bytes), extra/speaker (uint16).
-    Real SHD samples hold ~2000-15000 spikes over up to ~1.4 s.
+    Real SHD samples hold ~2000-15000 spikes over up to ~1.4 s. Labels cycle through the
+    classes, so num_samples >= num_classes puts every class in the file, as the DataModules
+    require of an official split.
     """
+    if num_samples < num_classes:
+        raise ValueError(
+            f"num_samples={num_samples} is fewer than num_classes={num_classes}: every class "
+            f"needs a sample (the DataModules refuse a split that lacks classes); write at least "
+            f"{num_classes}"
+        )
     rng = np.random.default_rng(seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,3 +218,40 @@ def write_ssc(
             seed=seed + offset,
         )
     return root
+
+
+# Command-line name -> (writer, config), each writer with its default (tiny) sizes.
+WRITERS = {
+    "nmnist": (write_nmnist, "configs/nmnist.yaml"),
+    "dvs_gesture": (write_dvs_gesture, "configs/dvs_gesture.yaml"),
+    "shd": (write_shd, "configs/shd.yaml"),
+    "ssc": (write_ssc, "configs/ssc.yaml"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m exodus_lightning.data.fabricate DATASET... FOLDER [--seed N]`: write tiny
+    fake copies into FOLDER and print how to train on them."""
+    parser = argparse.ArgumentParser(
+        prog="python -m exodus_lightning.data.fabricate",
+        description="Write tiny fake copies of recorded datasets in their real on-disk layouts "
+        "(every class, a few samples each), to try the dataset commands without the data.",
+    )
+    parser.add_argument("datasets", nargs="+", choices=list(WRITERS), metavar="DATASET",
+                        help=f"one or more of {', '.join(WRITERS)}")
+    parser.add_argument("folder", type=Path, metavar="FOLDER",
+                        help="data_dir to write into (e.g. FOLDER/SHD/shd_train.h5)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the fake events (default 0); another seed writes other "
+                        "events under the same file names")
+    args = parser.parse_args(argv)
+    for name in dict.fromkeys(args.datasets):
+        writer, config = WRITERS[name]
+        writer(args.folder, seed=args.seed)
+        print(f"wrote fake {name} into {args.folder}; try it with:\n"
+              f"  exodus-lightning fit --config {config} --data.init_args.data_dir "
+              f"{args.folder} --data.init_args.download false --trainer.max_epochs 1")
+
+
+if __name__ == "__main__":
+    main()

@@ -87,12 +87,13 @@ class NMNISTDataModule(EventCameraDataModule):
     sensor_size = tonic.datasets.NMNIST.sensor_size
     layout = NMNIST_LAYOUT
     source = NMNIST_SOURCE
+    default_bin_width_ms = 3.5
 
     def __init__(
         self,
         *,
         num_time_steps: int = 100,
-        bin_width_ms: float = 3.5,
+        bin_width_ms: float | None = None,
         first_saccade_only: bool = False,
         **settings: Any,
     ) -> None:
@@ -100,7 +101,8 @@ class NMNISTDataModule(EventCameraDataModule):
 
         Args:
             num_time_steps: T, the number of time bins of every sample.
-            bin_width_ms: width of one time bin in milliseconds.
+            bin_width_ms: width of one time bin in milliseconds; None: 3.5 ms, or
+                duration_ms / num_time_steps when duration_ms is given.
             first_saccade_only: read only the first of the three saccades (~100 ms).
         """
         super().__init__(num_time_steps=num_time_steps, bin_width_ms=bin_width_ms, **settings)
@@ -120,6 +122,8 @@ class NMNISTDataModule(EventCameraDataModule):
             train=split == "train",
             first_saccade_only=self.first_saccade_only,
         )
+        # tonic's labels are the digit folders' names: this finds a digit folder absent or empty.
+        self.check_every_class(dataset.targets, split_folder)
         return CheckedSamples(
             dataset,
             list(dataset.data),

@@ -6,6 +6,7 @@ import copy
 import time
 from typing import Any
 
+from exodus_lightning.data.cache import files_identity
 from exodus_lightning.data.errors import PreparedDataError
 from exodus_lightning.data.event_base import EventDataModule
 from exodus_lightning.data.stored_samples import dtype_to_json
@@ -77,6 +78,8 @@ def prepare_copy(
         entry.update(
             num_samples=len(indices),
             num_source_samples=len(samples),
+            # Which state of the files the copy holds (a record: streaming never reads them).
+            source_files=files_identity(samples.sample_files),
             seconds_to_prepare=round(time.perf_counter() - started, 3),
         )
         if stored == "events":

@@ -48,26 +48,26 @@ PUBLIC_ARGUMENTS = {
     NMNISTDataModule: {
         **CAMERA,
         "num_time_steps": (int, 100),
-        "bin_width_ms": (float, 3.5),
+        "bin_width_ms": (float | None, None),
         "first_saccade_only": (bool, False),
     },
     DVSGestureDataModule: {
         **CAMERA,
         "num_time_steps": (int, 300),
-        "bin_width_ms": (float, 5.0),
+        "bin_width_ms": (float | None, None),
         "downsample_factor": (int, 4),
     },
     SHDDataModule: {
         **RECORDED,
         "num_time_steps": (int, 250),
-        "bin_width_ms": (float, 4.0),
+        "bin_width_ms": (float | None, None),
         "num_channels": (int, 100),
     },
     SSCDataModule: {
         **RECORDED,
         "val_fraction": (float | None, None),
         "num_time_steps": (int, 250),
-        "bin_width_ms": (float, 4.0),
+        "bin_width_ms": (float | None, None),
         "num_channels": (int, 100),
     },
     RandmanDataModule: {
@@ -107,7 +107,7 @@ GIVEN = {
     "bin_on_device": True,
     "denoise_ms": 7.0,
     "num_time_steps": 12,
-    "bin_width_ms": 9.0,
+    "bin_width_ms": 10.0,  # = duration_ms / num_time_steps: both given must agree
     "first_saccade_only": True,
     "downsample_factor": 8,
     "num_channels": 50,
@@ -168,7 +168,7 @@ def test_every_init_args_option_reaches_its_own_attribute(module_class) -> None:
     if module_class is not RandmanDataModule:
         assert module.data_dir == Path("elsewhere") and module.download is False
         assert module.cache_dir == Path("cache-here") and module.val_fraction == 0.25
-        assert module.bin_width_us == 120.0 / 12 * 1000  # duration_ms wins over bin_width_ms
+        assert module.bin_width_us == 120.0 / 12 * 1000
         assert module.augmentation_names == ("drop_event",)
         assert module.streaming == "prepared-copy"
         assert module.streaming_workers == 1 and module.bin_on_device is True

@@ -78,7 +78,7 @@ def test_download_true_uses_extracted_data_without_the_network(
     monkeypatch.setattr(tonic.dataset, "download_and_extract_archive", no_network)
     writers = {"nmnist": lambda: fabricate.write_nmnist(tmp_path, 1, 1, num_events=50),
                "dvs_gesture": lambda: fabricate.write_dvs_gesture(tmp_path, 1, 1, ("led",), 100),
-               "shd": lambda: fabricate.write_shd(tmp_path, 20, 10, spikes_per_sample=20),
+               "shd": lambda: fabricate.write_shd(tmp_path, 20, 20, spikes_per_sample=20),
                "ssc": lambda: fabricate.write_ssc(tmp_path, 35, 35, 35, spikes_per_sample=20)}
     writers[name]()
     module_class = {"nmnist": NMNISTDataModule, "dvs_gesture": DVSGestureDataModule,
@@ -132,7 +132,7 @@ def test_truncated_shd_file_is_named_at_setup(shd_root: Path, tmp_path: Path) ->
 def test_non_shd_hdf5_file_is_named(tmp_path: Path) -> None:
     import h5py
 
-    write_shd(tmp_path, num_train=4, num_test=4)
+    write_shd(tmp_path, num_train=20, num_test=20)
     wrong = tmp_path / "SHD" / "shd_test.h5"
     with h5py.File(wrong, "w") as file:
         file.create_dataset("labels", data=np.zeros(4))
@@ -168,6 +168,8 @@ def test_unknown_randman_split() -> None:
         (SHDDataModule, {"num_channels": 701}, "num_channels=701"),
         (SSCDataModule, {"bin_width_ms": 0.0}, "bin_width_ms=0.0"),
         (SSCDataModule, {"duration_ms": -5.0}, "duration_ms=-5.0"),
+        (SHDDataModule, {"duration_ms": 1000.0, "bin_width_ms": 10.0},
+         r"duration_ms=1000.0 over num_time_steps=250 makes bins of 4 ms, but bin_width_ms=10.0"),
         (NMNISTDataModule, {"num_time_steps": 0}, "num_time_steps=0"),
         (NMNISTDataModule, {"batch_size": 0}, "batch_size=0"),
         (SHDDataModule, {"num_workers": -1}, "num_workers=-1"),
@@ -183,6 +185,25 @@ def test_bad_arguments_fail_at_construction_naming_the_argument(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         module_class(data_dir=tmp_path, download=False, **arguments)
+
+
+@pytest.mark.parametrize(
+    ("module_class", "arguments", "width_ms"),
+    [
+        (SHDDataModule, {}, 4.0),
+        (NMNISTDataModule, {}, 3.5),
+        (DVSGestureDataModule, {}, 5.0),
+        (SHDDataModule, {"bin_width_ms": 10.0}, 10.0),
+        (SHDDataModule, {"duration_ms": 1500.0}, 6.0),
+        (SSCDataModule, {"duration_ms": 1000.0, "bin_width_ms": 4.0}, 4.0),  # they agree
+        (NMNISTDataModule, {"duration_ms": 350.0, "num_time_steps": 7, "bin_width_ms": 50.0}, 50.0),
+    ],
+)
+def test_bin_width_from_either_setting_or_the_default(
+    module_class, arguments: dict, width_ms: float, tmp_path: Path
+) -> None:
+    module = module_class(data_dir=tmp_path, download=False, **arguments)
+    assert module.bin_width_us == width_ms * 1000
 
 
 def test_loader_before_setup_says_what_to_call(tmp_path: Path) -> None:
@@ -216,7 +237,7 @@ def test_shd_file_without_the_entries_tonic_reads_is_named(entry: str, tmp_path:
     names and speakers, and h5py's KeyError names neither the file nor the entry."""
     import h5py
 
-    write_shd(tmp_path, num_train=4, num_test=4)
+    write_shd(tmp_path, num_train=20, num_test=20)
     wrong = tmp_path / "SHD" / "shd_test.h5"
     with h5py.File(wrong, "r+") as file:
         del file[entry]

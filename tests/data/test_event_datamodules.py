@@ -21,7 +21,13 @@ from exodus_lightning.data import (
     SHDDataModule,
     SSCDataModule,
 )
-from exodus_lightning.data.fabricate import encode_nmnist_events, write_nmnist, write_shd
+from exodus_lightning.data.fabricate import (
+    encode_nmnist_events,
+    write_dvs_gesture,
+    write_nmnist,
+    write_shd,
+    write_ssc,
+)
 
 
 @dataclass
@@ -130,13 +136,13 @@ def test_nmnist_defaults_cover_recordings_longer_than_300_ms(tmp_path: Path) -> 
     # its last events. Here: events spread over 0 .. 340 ms, the last one at 340 ms exactly.
     times = np.linspace(0, 340_000, 500).astype(np.int64)
     coordinates = np.arange(500) % 34
-    digit_dir = tmp_path / "NMNIST" / "Test" / "7"
-    digit_dir.mkdir(parents=True)
-    (digit_dir / "00000.bin").write_bytes(
+    # Every digit has a recording (a split lacking one is refused); digit 7's is this one.
+    write_nmnist(tmp_path, num_train_per_class=1, num_test_per_class=1, num_events=10)
+    (tmp_path / "NMNIST" / "Test" / "7" / "00000.bin").write_bytes(
         encode_nmnist_events(coordinates, coordinates, times, np.arange(500) % 2)
     )
     module = NMNISTDataModule(data_dir=tmp_path, download=False)
-    frames, label = module.make_dataset("test")[0]
+    frames, label = module.make_dataset("test")[7]
     assert label == 7 and frames.shape == (100, 2, 34, 34)
     assert frames.sum() == 500
     assert module.num_time_steps * module.bin_width_us > 340_000
@@ -200,43 +206,51 @@ def test_samples_are_read_from_disk_when_accessed(tmp_path: Path) -> None:
     assert module.test_dataset[0][0].sum() == 3
 
 
-@pytest.mark.parametrize("module_class", [NMNISTDataModule, SHDDataModule])
-def test_cache_is_reused_and_a_changed_setting_gets_a_fresh_cache(
-    module_class: type[EventDataModule], tmp_path: Path
-) -> None:
-    def write(seed: int) -> Path:
-        if module_class is NMNISTDataModule:
-            return write_nmnist(tmp_path / "data", 1, 1, seed=seed)
-        return write_shd(tmp_path / "data", num_train=10, num_test=10, seed=seed)
+# Tiny copies of each dataset, written again into the same folder with another seed.
+WRITERS = {
+    "nmnist": lambda root, seed: write_nmnist(root, 1, 1, num_events=50, seed=seed),
+    "dvs_gesture": lambda root, seed: write_dvs_gesture(root, 1, 1, ("led",), 100, seed=seed),
+    "shd": lambda root, seed: write_shd(root, 20, 20, spikes_per_sample=50, seed=seed),
+    "ssc": lambda root, seed: write_ssc(root, 35, 35, 35, spikes_per_sample=20, seed=seed),
+}
 
-    def test_frames(bin_width_ms: float, cache: bool) -> list[np.ndarray]:
-        module = module_class(
-            data_dir=tmp_path / "data",
-            download=False,
-            cache_dir=tmp_path / "cache" if cache else None,
-            num_time_steps=20,
-            bin_width_ms=bin_width_ms,
-        )
+
+@pytest.mark.parametrize("name", list(WRITERS))
+def test_cache_is_reused_and_changed_files_or_settings_get_a_fresh_cache(
+    name: str, tmp_path: Path
+) -> None:
+    case = CASES[name]
+
+    def test_frames(cache: bool, **settings) -> list[np.ndarray]:
+        module = make(case, tmp_path / "data", cache_dir=tmp_path / "cache" if cache else None,
+                      **settings)
         module.setup("test")
         return [np.asarray(module.test_dataset[i][0]) for i in range(len(module.test_dataset))]
 
-    write(seed=0)
-    first = test_frames(20.0, cache=True)
-    cache_files = list((tmp_path / "cache").rglob("*.hdf5"))
-    assert len(cache_files) == len(first)
-    # New recordings under the same file names: a reused cache still serves the old frames...
-    write(seed=1)
-    fresh = test_frames(20.0, cache=False)
+    def cache_files() -> set[Path]:
+        return set((tmp_path / "cache").rglob("*.hdf5"))
+
+    WRITERS[name](tmp_path / "data", 0)
+    first = test_frames(cache=True)
+    assert len(cache_files()) == len(first)
+    filled = cache_files()
+    for uncached, cached in zip(test_frames(cache=False), test_frames(cache=True), strict=True):
+        np.testing.assert_array_equal(uncached, cached)
+    assert cache_files() == filled  # read back, not written again
+    # New recordings under the same file names (as many): the cache's old frames are not served.
+    WRITERS[name](tmp_path / "data", 1)
+    fresh = test_frames(cache=False)
     assert any(not np.array_equal(a, b) for a, b in zip(first, fresh, strict=True))
-    for old, cached in zip(first, test_frames(20.0, cache=True), strict=True):
-        np.testing.assert_array_equal(old, cached)
-    # ...while another bin width gets its own folder, computed from the files now on disk.
+    for now, cached in zip(fresh, test_frames(cache=True), strict=True):
+        np.testing.assert_array_equal(now, cached)
+    # Another time resolution gets its own folder, computed from the files now on disk.
+    other = {"num_time_steps": 2 * case.settings["num_time_steps"]}
     for now, cached in zip(
-        test_frames(10.0, cache=False), test_frames(10.0, cache=True), strict=True
+        test_frames(cache=False, **other), test_frames(cache=True, **other), strict=True
     ):
         np.testing.assert_array_equal(now, cached)
-    folders = {path.parent for path in (tmp_path / "cache").rglob("*.hdf5")}
-    assert len(folders) == 2 and all(folder.name.startswith("test-") for folder in folders)
+    folders = {path.parent for path in cache_files()}
+    assert len(folders) == 3 and all(folder.name.startswith("test-") for folder in folders)
 
 
 def test_first_saccade_only_gets_its_own_cache(nmnist_root: Path, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from exodus_lightning.data import (
     SHDDataModule,
     SSCDataModule,
 )
+from exodus_lightning.data.cache import files_identity
 from exodus_lightning.data.collate import pad_time_collate
 from exodus_lightning.data.errors import InvalidDataError, PreparedDataError
 from exodus_lightning.data.stored_samples import StoredFrames, decode_frames, encode_frames
@@ -132,6 +133,8 @@ def test_the_manifest_records_what_the_copy_holds(shd_root: Path, tmp_path: Path
     assert parts["val"]["split"] == "train" and parts["val"]["seed"] == 0
     assert parts["test"]["stored"] == "frames"
     assert "SpikesToChannels(" in parts["test"]["transforms"][0]
+    test_file = str((shd_root / "SHD" / "shd_test.h5").resolve())
+    assert parts["test"]["source_files"] == files_identity(test_file)
 
 
 @pytest.mark.parametrize(

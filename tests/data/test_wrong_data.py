@@ -18,18 +18,22 @@ import numpy as np
 import pytest
 
 from exodus_lightning.data import (
+    DatasetNotFoundError,
     DVSGestureDataModule,
     EventDataModule,
     InvalidDataError,
     NMNISTDataModule,
     SHDDataModule,
+    SSCDataModule,
     UnreadableFileError,
 )
 from exodus_lightning.data.fabricate import (
     encode_nmnist_events,
     write_dvs_gesture,
+    write_heidelberg_h5,
     write_nmnist,
     write_shd,
+    write_ssc,
 )
 
 
@@ -52,7 +56,7 @@ def nmnist(root: Path) -> NMNISTDataModule:
 
 
 def shd_root(tmp_path: Path) -> Path:
-    return write_shd(tmp_path, num_train=6, num_test=6, spikes_per_sample=20)
+    return write_shd(tmp_path, num_train=20, num_test=20, spikes_per_sample=20)
 
 
 def shd(root: Path) -> SHDDataModule:
@@ -160,7 +164,7 @@ def test_shd_file_with_fewer_labels_than_samples_fails_at_setup(tmp_path: Path) 
     with pytest.raises(InvalidDataError) as raised:
         shd(root).setup("test")
     message = str(raised.value)
-    assert f"'{broken}' holds spike times for 6 samples" in message
+    assert f"'{broken}' holds spike times for 20 samples" in message
     assert "labels for 4" in message
 
 
@@ -218,6 +222,73 @@ def test_dvs_gesture_pixel_outside_the_sensor_is_named(tmp_path: Path) -> None:
     np.save(broken, events)
     with pytest.raises(InvalidDataError, match=re.escape(str(broken))):
         read_every_sample(dvs(root))
+
+
+# --- Whole classes missing (an extraction or copy that stopped midway) -----------------------
+
+
+def assert_missing_classes_message(error: BaseException, missing: list[int], where: Path,
+                                   name: str) -> None:  # fmt: skip
+    message = str(error)
+    assert f"'{where}' holds no samples of {len(missing)} of {name}'s" in message
+    assert f": {missing}; " in message
+    assert "download=true" in message and "Expected layout under data_dir" in message
+
+
+@pytest.mark.parametrize(("split", "folder", "digit"), [("test", "Test", 7), ("fit", "Train", 0)])
+def test_nmnist_split_without_a_digit_folder_is_refused(
+    split: str, folder: str, digit: int, tmp_path: Path
+) -> None:
+    root = nmnist_root(tmp_path)
+    shutil.rmtree(root / "NMNIST" / folder / str(digit))
+    with pytest.raises(DatasetNotFoundError) as raised:
+        nmnist(root).setup(split)
+    assert_missing_classes_message(raised.value, [digit], root / "NMNIST" / folder, "NMNIST")
+
+
+def test_nmnist_digit_folder_without_recordings_is_refused(tmp_path: Path) -> None:
+    root = nmnist_root(tmp_path)
+    for digit in (2, 9):
+        for recording in (root / "NMNIST" / "Test" / str(digit)).glob("*.bin"):
+            recording.unlink()
+    with pytest.raises(DatasetNotFoundError) as raised:
+        nmnist(root).setup("test")
+    assert_missing_classes_message(raised.value, [2, 9], root / "NMNIST" / "Test", "NMNIST")
+
+
+def test_dvs_gesture_split_without_a_gesture_is_refused(tmp_path: Path) -> None:
+    root = dvs_root(tmp_path)
+    (root / "DVSGesture" / "ibmGestureTest" / "user02_led" / "3.npy").unlink()
+    with pytest.raises(DatasetNotFoundError) as raised:
+        dvs(root).setup("test")
+    folder = root / "DVSGesture" / "ibmGestureTest"
+    assert_missing_classes_message(raised.value, [3], folder, "DVSGesture")
+
+
+@pytest.mark.parametrize("module_class", [SHDDataModule, SSCDataModule])
+def test_heidelberg_file_without_some_labels_is_refused(module_class, tmp_path: Path) -> None:
+    name = module_class.dataset_name
+    if module_class is SHDDataModule:
+        write_shd(tmp_path, num_train=20, num_test=20, spikes_per_sample=20)
+    else:
+        write_ssc(tmp_path, num_train=35, num_valid=35, num_test=35, spikes_per_sample=20)
+    broken = tmp_path / name / f"{name.lower()}_test.h5"
+    with h5py.File(broken, "r+") as file:
+        labels = file["labels"][()]
+        labels[np.isin(labels, [4, 11])] = 0
+        file["labels"][...] = labels
+    module = module_class(data_dir=tmp_path, download=False, num_time_steps=10, bin_width_ms=100)
+    with pytest.raises(DatasetNotFoundError) as raised:
+        module.setup("test")
+    assert_missing_classes_message(raised.value, [4, 11], broken, name)
+
+
+def test_fabricated_heidelberg_file_holds_every_class(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="num_samples=19 is fewer than num_classes=20"):
+        write_heidelberg_h5(tmp_path / "shd_test.h5", 19, 20)
+    path = write_heidelberg_h5(tmp_path / "shd_test.h5", 20, 20, spikes_per_sample=5)
+    with h5py.File(path) as file:
+        assert sorted(file["labels"][()].tolist()) == list(range(20))
 
 
 # --- Permissions -----------------------------------------------------------------------------
