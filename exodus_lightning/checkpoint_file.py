@@ -103,6 +103,15 @@ def check_checkpoint_contents(
         )
 
 
+def saved_input_shape(checkpoint: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """The network's input_shape among the init_args `fit` saved in the checkpoint (the CLI
+    fills it from the data for a network whose constructor takes one), or None."""
+    network = (checkpoint.get("hyper_parameters") or {}).get("network")
+    init_args = network.get("init_args") if isinstance(network, Mapping) else None
+    shape = init_args.get("input_shape") if isinstance(init_args, Mapping) else None
+    return None if shape is None else tuple(int(n) for n in shape)
+
+
 def shape_mismatches(state_dict: Mapping[str, Any], model: nn.Module) -> dict[str, str]:
     """{name: "(128, 100) in the checkpoint, (128, 20) here"} for each parameter of `model`
     whose saved tensor has another shape (neuron states may have any: they load as they are)."""

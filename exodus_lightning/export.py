@@ -11,7 +11,11 @@ from pathlib import Path
 
 import torch
 
-from exodus_lightning.checkpoint_file import CheckpointError, load_checkpoint_file
+from exodus_lightning.checkpoint_file import (
+    CheckpointError,
+    load_checkpoint_file,
+    saved_input_shape,
+)
 from exodus_lightning.cli_parser import PROG
 
 DESCRIPTION = (
@@ -25,20 +29,22 @@ def export_checkpoint(ckpt_path: str | os.PathLike, output: str | os.PathLike,
                       dt: float = 1.0, input_shape: Sequence[int] | None = None) -> Path:
     """Write the network of the Lightning checkpoint ckpt_path to output as NIR; return it.
 
-    input_shape: the network's (*features) input, if the network has no ``input_shape``.
+    input_shape: the network's (*features) input; by default the network's ``input_shape``
+    attribute, else the input_shape the checkpoint saved among the network's init_args.
     """
     import nir  # an optional dependency: pip install nir
 
     from exodus_lightning.nir import to_nir
     from exodus_lightning.tasks import SpikingClassifier
 
-    load_checkpoint_file(ckpt_path)  # a CheckpointError saying why, for an unusable file
+    checkpoint = load_checkpoint_file(ckpt_path)  # a CheckpointError saying why, if unusable
     module = SpikingClassifier.load_from_checkpoint(ckpt_path, map_location="cpu")
     network = module.network
-    shape = input_shape or getattr(network, "input_shape", None)
+    shape = input_shape or getattr(network, "input_shape", None) or saved_input_shape(checkpoint)
     if shape is None:
-        raise ValueError(f"{type(network).__name__} has no input_shape attribute; give the "
-                         f"input features with --input_shape, e.g. --input_shape 2 32 32")
+        raise ValueError(f"{type(network).__name__} has no input_shape attribute and the "
+                         f"checkpoint saved none among its init_args; give the input features "
+                         f"with --input_shape, e.g. --input_shape 2 32 32")
     # Shapes do not depend on the number of steps; two steps run every layer once more.
     sample = torch.zeros(1, 2, *(int(n) for n in shape))
     graph = to_nir(network, sample, dt=dt)
@@ -57,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="length of one time step in the graph's time unit: NIR's τ is "
                              "the layer's τ (in steps) times dt (default 1, as sinabs)")
     parser.add_argument("--input_shape", type=int, nargs="+", default=None,
-                        help="input features, for a network without an input_shape attribute")
+                        help="input features, for a network without an input_shape attribute or "
+                             "init argument")
     args = parser.parse_args(argv)
     try:
         from exodus_lightning.nir import NIRExportError

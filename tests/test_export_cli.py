@@ -44,6 +44,43 @@ def test_export_writes_a_graph_that_computes_what_the_checkpoint_does(checkpoint
         torch.testing.assert_close(loaded(x), network.eval()(x), rtol=0, atol=0)
 
 
+def test_readme_network_exports_from_its_checkpoint_without_input_shape(workdir, monkeypatch,
+                                                                          capsys):
+    """README's "Add your own network" TwoLayerSNN (an nn.Module holding an nn.Sequential, no
+    input_shape attribute): its checkpoint exports with the input_shape `fit` saved, through
+    the NIRExport callback and `exodus-lightning export`, and both files compute what the
+    network computes."""
+    from tests.test_readme import readme_block
+
+    (workdir / "my_nets.py").write_text(readme_block("# my_nets.py"))
+    monkeypatch.syspath_prepend(str(workdir))
+    monkeypatch.delitem(sys.modules, "my_nets", raising=False)
+    with pytest.warns(NIRLossWarning, match="reset='subtract'"):  # the callback exports
+        cli = build_cli(["fit", *SMALL_RANDMAN, "--model.network=my_nets.TwoLayerSNN",
+                         "--trainer.max_epochs=1", "--trainer.logger=false",
+                         "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
+                         "--trainer.callbacks+=exodus_lightning.callbacks.NIRExport"])
+    (callback,) = [c for c in cli.trainer.callbacks if isinstance(c, NIRExport)]
+    checkpoint = Path(cli.trainer.checkpoint_callback.best_model_path)
+    output = workdir / "my_nets.nir"
+    monkeypatch.setattr(sys, "argv", ["exodus-lightning", "export", "--ckpt_path",
+                                      str(checkpoint), "--output", str(output)])
+    with pytest.warns(NIRLossWarning, match="reset='subtract'"):
+        cli_main()
+    assert f"Wrote {output}" in capsys.readouterr().err
+    network = SpikingClassifier.load_from_checkpoint(checkpoint, map_location="cpu").network
+    assert type(network).__name__ == "TwoLayerSNN" and not hasattr(network, "input_shape")
+    network.eval()
+    x = (torch.rand(4, 50, 20, generator=torch.Generator().manual_seed(0)) < 0.2).float()
+    for path in (output, callback.path):
+        loaded = from_nir(path)
+        enn.reset_states(network)
+        with torch.no_grad():
+            expected = network(x)
+            assert expected.abs().sum() > 0
+            torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
+
+
 def test_export_of_an_unusable_file_ends_with_one_line(workdir, monkeypatch, capsys):
     bad = workdir / "empty.ckpt"
     bad.write_bytes(b"")

@@ -306,6 +306,144 @@ def test_layers_without_a_nir_node_raise(model, match):
         to_nir(model(), torch.zeros(1, 3, 4))
 
 
+class HoldsSequential(nn.Module):
+    """README's "Add your own network" shape: a module holding an nn.Sequential."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Flatten(start_dim=2), nn.Linear(8, 6),
+                                    enn.LIF(tau_mem=5.0, spike_threshold=0.3, norm_input=False),
+                                    nn.Linear(6, 3), enn.ExpLeak(tau_mem=4.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class Attributes(nn.Module):
+    """Layers as attributes, a plain forward calling them in turn (a Dropout only in
+    training: the eval-mode graph has none)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten(start_dim=2)
+        self.fc1 = nn.Linear(8, 6)
+        self.sp1 = enn.LIF(tau_mem=5.0, spike_threshold=0.3, norm_input=False)
+        self.drop = nn.Dropout(0.2)
+        self.fc2 = nn.Linear(6, 3)
+        self.readout = enn.ExpLeak(tau_mem=4.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.sp1(self.fc1(self.flatten(x)))
+        if self.training:
+            x = self.drop(x)
+        return self.readout(self.fc2(x))
+
+
+class Looped(nn.Module):
+    """Layers in an nn.ModuleList, applied in a loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Flatten(start_dim=2), nn.Linear(8, 6),
+                                     enn.IAF(spike_threshold=0.3), nn.Linear(6, 3)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+@pytest.mark.parametrize("network", [HoldsSequential, Attributes, Looped,
+                                     lambda: nn.Sequential(HoldsSequential())],
+                         ids=["holds_sequential", "attributes", "module_list", "nested"])
+def test_a_module_that_chains_its_layers_exports_as_that_chain(network, tmp_path):
+    model = network()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(3)
+    x = spikes(3, 20, 2, 4)
+    loaded = round_trip(model, x, tmp_path)
+    kinds = [type(m) for m in model.modules() if isinstance(m, (nn.Linear, enn.StatefulLayer))]
+    assert [type(m) for m in loaded.modules()
+            if isinstance(m, (nn.Linear, enn.StatefulLayer))] == kinds
+    assert_same_run(model.eval(), loaded, x)  # the graph is the network in eval mode
+
+
+class Residual(Attributes):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.sp1(self.fc1(self.flatten(x)))
+        return self.readout(self.fc2(x + self.drop(x)))
+
+
+class Reshaped(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 3)
+        self.lif = enn.LIF(tau_mem=5.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lif(self.fc(x.reshape(*x.shape[:2], -1)))
+
+
+class Twice(Reshaped):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lif(self.fc(self.lif(x.flatten(2))[..., :8]))
+
+
+class ChangedInPlace(Attributes):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        current = self.fc1(self.flatten(x))
+        current.mul_(2)
+        return self.readout(self.fc2(self.sp1(current)))
+
+
+class ScaledOutput(HoldsSequential):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x) * 2
+
+
+class Unused(Attributes):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.fc2(self.sp1(self.fc1(self.flatten(x)))[..., :6]))
+
+
+class Keyword(Reshaped):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lif(self.fc(input=x.flatten(2)))
+
+
+def shared_lif() -> nn.Module:
+    lif = enn.LIF(tau_mem=5.0)
+    return nn.Sequential(nn.Flatten(start_dim=2), nn.Linear(8, 4), lif, nn.Linear(4, 4), lif)
+
+
+def shared_between_containers() -> nn.Module:
+    model = HoldsSequential()
+    model.again = model.layers[2]
+    return model
+
+
+@pytest.mark.parametrize(("network", "match"), [
+    (Residual, r"Residual is not a chain .*'fc2' \(Linear\) does not take the output of "
+               r"'drop' \(Dropout\)"),
+    (Reshaped, r"Reshaped is not a chain .*'fc' \(Linear\) does not take its input"),
+    (Twice, r"Twice is not a chain .*'lif' \(LIF\) runs 2 times"),
+    (ChangedInPlace, r"ChangedInPlace is not a chain .*'sp1' \(LIF\) does not take the "
+                     r"output of 'fc1'"),
+    (ScaledOutput, r"ScaledOutput is not a chain .*does not return the output of 'layers'"),
+    (Unused, r"Unused is not a chain .*does not take the output of 'sp1'"),
+    (shared_lif, r"Sequential is not a chain .*'2' \(LIF\) runs 2 times"),
+    (shared_between_containers, r"'again' \(LIF\) is also 'layers.2' \(LIF\)"),
+    (Keyword, r"'fc' \(Linear\) is called with no positional argument, not one tensor"),
+], ids=["residual", "reshape", "called_twice", "in_place", "scaled_output", "slice",
+        "sequential_repeats", "shared", "keyword_argument"])
+def test_a_forward_that_is_not_a_chain_of_its_layers_raises(network, match):
+    with pytest.raises(NIRExportError, match=match) as error:
+        to_nir(network(), torch.zeros(1, 2, 2, 4))
+    if "is not a chain" in match:
+        assert "make the network an nn.Sequential" in str(error.value)
+
+
 def test_batch_norm_is_folded_into_the_conv_before_it(tmp_path):
     model = ConvSNN((2, 8, 8), 3, channels=(4, 6), batch_norm=True, weight_norm=True,
                     max_spikes_per_step=1, readout="linear")

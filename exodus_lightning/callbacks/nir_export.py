@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from exodus_lightning.callbacks.last_checkpoint import LastCheckpoint
+from exodus_lightning.checkpoint_file import saved_input_shape
 
 NIR_FILE_NAME = "model.nir"
 
@@ -41,7 +42,8 @@ class NIRExport(L.Callback):
 
     Args:
         dt: the step length in the graph's time unit (see exodus_lightning.nir.to_nir).
-        input_shape: the network's input features, if it has no ``input_shape`` attribute.
+        input_shape: the network's input features; by default its ``input_shape`` attribute,
+            else the input_shape the checkpoint saved among the network's init_args.
 
     A network NIR cannot express (ALIF, learned delays) gives a
     :class:`NIRExportWarning` instead of a file.
@@ -65,15 +67,16 @@ class NIRExport(L.Callback):
                                            "network to write as NIR"), stacklevel=2)
             return
         network = copy.deepcopy(pl_module.network).cpu()
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        checkpoint = torch.load(best, map_location="cpu", weights_only=True)
         network.load_state_dict({key.removeprefix("network."): value
-                                 for key, value in state.items()
+                                 for key, value in checkpoint["state_dict"].items()
                                  if key.startswith("network.")})
-        shape = self.input_shape or getattr(network, "input_shape", None)
+        shape = (self.input_shape or getattr(network, "input_shape", None)
+                 or saved_input_shape(checkpoint))
         if shape is None:
             warnings.warn(NIRExportWarning(f"NIRExport: {type(network).__name__} has no "
-                                           f"input_shape; give NIRExport(input_shape=...)"),
-                          stacklevel=2)
+                                           f"input_shape attribute or init argument; give "
+                                           f"NIRExport(input_shape=...)"), stacklevel=2)
             return
         try:
             graph = to_nir(network, torch.zeros(1, 2, *shape), dt=self.dt)

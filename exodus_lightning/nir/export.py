@@ -1,8 +1,13 @@
 """``to_nir``: a trained network as a NIR graph (nodes with shapes, parameters in NIR's units).
 
-The network is walked as a chain: nn.Sequential, and the models whose forward is
-``self.layers(x)`` (FeedForwardSNN, ConvSNN, NIRNetwork). Dropout and nn.Identity are left out
-(the graph is the network in eval mode); TimeFolded layers are exported as the layer they wrap.
+The network is exported as a chain of layers: an nn.Sequential, or any other module (our
+FeedForwardSNN and ConvSNN, a user's network holding an nn.Sequential or its layers as attributes)
+whose forward, measured on the sample input, applies each of its child modules once, each to
+the previous one's output, with nothing in between (its input goes to the first, the last one's
+output is returned). A forward that does anything else between its layers (an addition, a
+reshape that is not a module, a layer called twice) raises :class:`NIRExportError` naming the
+module. Dropout and nn.Identity are left out (the graph is the network in eval mode);
+TimeFolded layers are exported as the layer they wrap.
 A recurrent layer becomes a cycle: neuron -> its rec_connect (Affine/Linear) -> neuron.
 
 Settings NIR cannot express but that change the outputs (multi-spike, a subtract_value,
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import json
 import math
 import warnings
@@ -43,18 +49,25 @@ import torch
 from torch import Tensor, nn
 
 from exodus_lightning import nn as enn
-from exodus_lightning.models import ConvSNN, FeedForwardSNN, TimeFolded, TimeSharedDropout
+from exodus_lightning.models import TimeFolded, TimeSharedDropout
 from exodus_lightning.nn import surrogate as sg
 from exodus_lightning.nn.reshape import SqueezeMixin
 
 from . import convention as cv
-from .network import NIRNetwork
 from .scale import Scale
 
 METADATA_KEY = "exodus_lightning"
 _SKIPPED = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, TimeSharedDropout, nn.Identity)
-_CHAINS = (FeedForwardSNN, ConvSNN, NIRNetwork)
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+# Layers: one node each (or an error naming them), never walked into, though some hold modules.
+_LAYERS = (enn.StatefulLayer, enn.DelayedLinear, TimeFolded, nn.Linear, nn.Conv1d, nn.Conv2d,
+           nn.AvgPool2d, nn.LPPool2d, nn.Flatten, Scale, *_BATCH_NORMS, *_SKIPPED)
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+NOT_A_CHAIN_HELP = (
+    "to_nir exports nn.Sequential chains, and modules whose forward applies each of their "
+    "child modules once, each to the previous one's output, with nothing in between; make the "
+    "network an nn.Sequential, or make each step of forward a module of its own (e.g. "
+    "nn.Flatten(start_dim=2) for x.flatten(2))")
 # nir >= 1.0.5: neurons reset to v_reset after a spike (nir <= 1.0.4 has no such field).
 HAS_V_RESET = "v_reset" in {field.name for field in dataclasses.fields(nir.LIF)}
 
@@ -79,8 +92,7 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1.0) -> nir.NIRGr
     if not isinstance(sample_input, Tensor) or sample_input.dim() < 3:
         got = tuple(sample_input.shape) if isinstance(sample_input, Tensor) else sample_input
         raise ValueError(f"sample_input must be a tensor (batch, time, *features), got {got!r}")
-    chain = list(_chain(model, ""))
-    shapes = _measure(model, [path for path, _ in chain], sample_input)
+    chain, shapes = _trace(model, sample_input)
     dt = float(dt)
     chain = _fold_batch_norms(chain, shapes)
     nodes: dict[str, nir.NIRNode] = {
@@ -120,37 +132,160 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1.0) -> nir.NIRGr
 
 # --- walking the model -----------------------------------------------------------------------
 
-def _chain(module: nn.Module, path: str) -> Iterator[tuple[str, nn.Module]]:
-    """(path, module) of every layer in the order the network applies them."""
-    if isinstance(module, nn.Sequential):
-        for name, child in module.named_children():
-            yield from _chain(child, f"{path}.{name}" if path else name)
-    elif isinstance(module, _CHAINS):
-        yield from _chain(module.layers, f"{path}.layers" if path else "layers")
-    elif not isinstance(module, _SKIPPED):
-        yield path, module
+@dataclasses.dataclass
+class _Unit:
+    """A module of the network at path: a layer (children None) or a container of units."""
+
+    path: str
+    module: nn.Module
+    children: list[_Unit] | None
 
 
-def _measure(model: nn.Module, paths: list[str], sample_input: Tensor
-             ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
-    """(input features, output features) of each layer on sample_input, from an eval copy."""
+@dataclasses.dataclass
+class _Call:
+    """One call of a unit in the measured run: its input and output tensors, each with its
+    version counter (an in-place change between two layers shows as a newer version)."""
+
+    order: int
+    inputs: tuple
+    input_version: int
+    output: object = None
+    output_version: int = -1
+
+
+def _is_layer(module: nn.Module) -> bool:
+    """A module exported as one node (or refused by _node): not walked into."""
+    if isinstance(module, _LAYERS) or isinstance(module, SqueezeMixin):
+        return True
+    if isinstance(module, _CONTAINERS):
+        return False
+    # PyTorch's other modules (nn.ReLU, nn.LSTM, ...) and modules holding none are layers.
+    return type(module).__module__.startswith("torch.") or next(module.children(), None) is None
+
+
+def _tree(module: nn.Module, path: str, seen: dict[int, str]) -> _Unit:
+    """The units of module: its layers, and the containers it is made of, by path."""
+    if id(module) in seen:
+        raise NIRExportError(f"{_label(path, module)} is also {_label(seen[id(module)], module)} "
+                             f"(one module in two places); to_nir exports each layer once")
+    seen[id(module)] = path
+    if _is_layer(module):
+        return _Unit(path, module, None)
+    children = []
+    for name, child in module.named_children():
+        child_path = f"{path}.{name}" if path else name
+        if isinstance(child, (nn.ModuleList, nn.ModuleDict)):
+            # Not callable: forward calls the layers inside, which are then children of module.
+            children += _tree(child, child_path, seen).children
+        else:
+            children.append(_tree(child, child_path, seen))
+    return _Unit(path, module, children)
+
+
+def _label(path: str, module: nn.Module) -> str:
+    return f"'{path}' ({type(module).__name__})" if path else type(module).__name__
+
+
+def _trace(model: nn.Module, sample_input: Tensor
+           ) -> tuple[list[tuple[str, nn.Module]],
+                      dict[str, tuple[tuple[int, ...], tuple[int, ...]]]]:
+    """(path, layer) of every layer in the order the network applies them, and each one's
+    (input features, output features), from a run of an eval copy on sample_input.
+
+    The run is recorded with hooks; every container must be a chain of its children (see
+    _check_chain), so the layers in call order are the network, nothing left out.
+    """
+    tree = _tree(model, "", {})
     network = copy.deepcopy(model).eval()
     enn.reset_states(network)
-    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    calls: dict[str, list[_Call]] = {}
+    counter = itertools.count()
     handles = []
-    for path in paths:
-        def record(module: nn.Module, inputs: tuple, output: Tensor, path: str = path) -> None:
-            shapes[path] = (tuple(inputs[0].shape[2:]), tuple(output.shape[2:]))
-        handles.append(network.get_submodule(path).register_forward_hook(record))
-    with torch.no_grad():
-        network(sample_input)
-    for handle in handles:
-        handle.remove()
-    missing = [path for path in paths if path not in shapes]
-    if missing:
-        raise NIRExportError(f"layers {missing} did not run on sample_input: to_nir follows "
-                             f"nn.Sequential chains, so every layer must be applied in order")
-    return shapes
+
+    def units(unit: _Unit) -> Iterator[_Unit]:
+        yield unit
+        for child in unit.children or ():
+            yield from units(child)
+
+    for unit in units(tree):
+        def before(module: nn.Module, inputs: tuple, path: str = unit.path) -> None:
+            version = inputs[0]._version if len(inputs) == 1 and isinstance(
+                inputs[0], Tensor) else -1
+            calls.setdefault(path, []).append(_Call(-1, inputs, version))
+
+        def after(module: nn.Module, inputs: tuple, output: object, path: str = unit.path
+                  ) -> None:
+            call = calls[path][-1]
+            call.order, call.output = next(counter), output
+            call.output_version = output._version if isinstance(output, Tensor) else -1
+
+        module = network.get_submodule(unit.path)
+        handles += [module.register_forward_pre_hook(before),
+                    module.register_forward_hook(after)]
+    try:
+        with torch.no_grad():
+            network(sample_input)
+    finally:
+        for handle in handles:
+            handle.remove()
+    chain: list[tuple[str, nn.Module]] = []
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    _check_chain(tree, calls, chain, shapes)
+    return chain, shapes
+
+
+def _check_chain(unit: _Unit, calls: dict[str, list[_Call]], chain: list,
+                 shapes: dict) -> None:
+    """Append unit's layers to chain in call order, or raise unless the run shows unit as a
+    chain: each child called once with one tensor, the first on unit's input, each next one
+    on the previous one's output (the same tensor, unchanged), the last one's output returned.
+    A Dropout or Identity that does not run is left out (it changes nothing in eval mode)."""
+    (own,) = calls[unit.path]  # the model runs once; a child container runs once, checked below
+    name = _label(unit.path, unit.module)
+    _check_one_tensor(name, own)
+    if unit.children is None:
+        if not isinstance(unit.module, _SKIPPED):
+            chain.append((unit.path, unit.module))
+            shapes[unit.path] = (tuple(own.inputs[0].shape[2:]), tuple(own.output.shape[2:]))
+        return
+
+    def refuse(reason: str) -> NIRExportError:
+        return NIRExportError(f"{name} is not a chain of its layers on "
+                              f"sample_input: {reason}. {NOT_A_CHAIN_HELP}")
+
+    ran = []
+    for child in unit.children:
+        count = len(calls.get(child.path, ()))
+        if count == 0 and isinstance(child.module, _SKIPPED):
+            continue
+        if count != 1:
+            raise refuse(f"{_label(child.path, child.module)} "
+                         + ("does not run" if count == 0 else f"runs {count} times"))
+        ran.append(child)
+    ran.sort(key=lambda child: calls[child.path][0].order)
+    tensor, version, source = own.inputs[0], own.input_version, "its input"
+    for child in ran:
+        call = calls[child.path][0]
+        _check_one_tensor(_label(child.path, child.module), call)
+        if call.inputs[0] is not tensor or call.input_version != version:
+            raise refuse(f"{_label(child.path, child.module)} does not take {source} as it is "
+                         f"(forward changes it in between, or feeds it something else)")
+        tensor, version = call.output, call.output_version
+        source = f"the output of {_label(child.path, child.module)}"
+    if own.output is not tensor or own.output_version != version:
+        raise refuse(f"it does not return {source} as it is (forward changes it after "
+                     f"its last layer)")
+    for child in ran:
+        _check_chain(child, calls, chain, shapes)
+
+
+def _check_one_tensor(name: str, call: _Call) -> None:
+    """Raise unless the call took one tensor (as its only positional argument) and gave one."""
+    for values, what in ((call.inputs, "called with"), ((call.output,), "returns")):
+        if len(values) != 1 or not isinstance(values[0], Tensor):
+            kinds = ", ".join(type(v).__name__ for v in values) or "no positional argument"
+            raise NIRExportError(f"{name} is {what} {kinds}, not one tensor: a NIR graph is "
+                                 f"a chain of layers, each taking and giving one tensor")
 
 
 def _set_types(name: str, node: nir.NIRNode, in_shape: tuple[int, ...],
