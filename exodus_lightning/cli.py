@@ -82,6 +82,8 @@ from exodus_lightning.ops import ExtensionBuildError
 from exodus_lightning.tasks import SpikingClassifier
 
 CONFIG_FILE_NAME = "config.yaml"
+# The checkpoint key under which the CLI records the run's data: {"class_path", "init_args"}.
+DATA_RECORD_KEY = "exodus_lightning_data"
 # Among a W&B run's files, where wandb keeps its own config.yaml.
 WANDB_CONFIG_FILE_NAME = "lightning_config.yaml"
 DESCRIPTION = (
@@ -143,6 +145,7 @@ class SaveAndLogConfig(SaveConfigCallback):
 
     def __init__(self, parser: LightningArgumentParser, config, **kwargs) -> None:
         super().__init__(parser, config, save_to_log_dir=False, **kwargs)
+        self._data_record: dict[str, Any] | None = None
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         for logger in trainer.loggers:
@@ -160,6 +163,21 @@ class SaveAndLogConfig(SaveConfigCallback):
         for callback in trainer.callbacks:
             if isinstance(callback, RunSummary):
                 callback.config = self.config.as_dict()
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        """Record the run's data, as configured, in every checkpoint: `test --ckpt_path` then
+        restores it whether or not the DataModule saves its own hyperparameters."""
+        if self._data_record is None:
+            # Through the parser's dump: plain values (paths as strings), which the
+            # weights-only loading of --ckpt_path accepts.
+            dumped = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+            data = dumped.get("data") if isinstance(dumped, dict) else None
+            if isinstance(data, dict) and isinstance(data.get("class_path"), str):
+                self._data_record = {"class_path": data["class_path"],
+                                     "init_args": data.get("init_args") or {}}
+        if self._data_record is not None:
+            checkpoint[DATA_RECORD_KEY] = self._data_record
 
 
 class ExodusCLI(LightningCLI):
@@ -357,26 +375,31 @@ class ExodusCLI(LightningCLI):
     def _restore_data_from_checkpoint(self, subcommand: str) -> None:
         """With --ckpt_path and no data chosen (no --data option, no --config that sets it),
         use the data the checkpoint was trained with, as LightningCLI does for the model's
-        settings: `test --ckpt_path` after `fit --config configs/shd.yaml` scores SHD."""
-        saved = dict(self._checkpoint.get("datamodule_hyper_parameters") or {})
-        class_path = saved.pop("_class_path", None)
-        saved.pop("_instantiator", None)
+        settings: `test --ckpt_path` after `fit --config configs/shd.yaml` scores SHD. A
+        checkpoint that does not record its data is refused rather than scored on the default
+        data."""
         config = self.config[subcommand]
         defaults = self._subcommand_parsers[subcommand].get_defaults()
         chosen = any(arg.startswith("--data") for arg in getattr(self, "_given_args", []))
         chosen = chosen or (self._stated is not None and "data" in self._stated)
-        if class_path is None or chosen or config.data != defaults.data:
+        if chosen or config.data != defaults.data:
             return
-        data = {"class_path": class_path, "init_args": saved}
-        if data["class_path"] == config.data.get("class_path") and all(
-                config.data.init_args.get(k) == v for k, v in saved.items()):
-            return  # the default data: nothing to say
+        data = recorded_data(self._checkpoint)
+        if data is None:
+            raise ConfigError(
+                f"--ckpt_path {config.ckpt_path}: the checkpoint does not record the data it "
+                f"was trained with (written by plain Lightning or an older {PROG}); pass that "
+                "run's --data (e.g. --data my_data.MyDataModule) or its --config")
+        class_path = data["class_path"]
         try:
-            self.config = with_values(self.parser, self.config, f"{subcommand}.data", data)
+            restored = with_values(self.parser, self.config, f"{subcommand}.data", data)
         except (SystemExit, ValueError, TypeError) as error:
             raise ConfigError(
                 f"--ckpt_path: the data it was trained with ({class_path}) cannot be set up "
                 f"here ({error}); pass the run's --config or --data again") from error
+        if restored[subcommand].data == config.data:
+            return  # the default data: nothing to say
+        self.config = restored
         if rank_zero_only.rank == 0:  # every DDP process parses the command line
             name = class_path.rpartition(".")[2]
             print(f"{PROG} {subcommand}: data as in the checkpoint's run: {name} (pass --config "
@@ -452,6 +475,22 @@ def same_value(stated: Any, linked: Any) -> bool:
         return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
     return plain(stated) == plain(linked)
+
+
+def recorded_data(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """The data a checkpoint was trained with, {"class_path", "init_args"}: the CLI's record
+    (DATA_RECORD_KEY), else the hyperparameters a DataModule saved itself (checkpoints written
+    before the record; LightningCLI adds "_class_path" to them); None if it holds neither."""
+    record = checkpoint.get(DATA_RECORD_KEY)
+    if isinstance(record, dict) and isinstance(record.get("class_path"), str):
+        return {"class_path": record["class_path"],
+                "init_args": dict(record.get("init_args") or {})}
+    saved = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    class_path = saved.pop("_class_path", None)
+    saved.pop("_instantiator", None)
+    if not isinstance(class_path, str):
+        return None
+    return {"class_path": class_path, "init_args": saved}
 
 
 def format_value(value: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 from unittest import mock
 
@@ -34,7 +35,7 @@ from exodus_lightning.callbacks.figures import (
     figure_to_image,
 )
 from exodus_lightning.callbacks.spike_activity import saturated_layer_advice, silent_layer_advice
-from exodus_lightning.loggers import WandbLogger, wandb_credentials_found
+from exodus_lightning.loggers import WandbLogger, wandb_credentials_found, wandb_files_dir
 from exodus_lightning.models import FeedForwardSNN
 from exodus_lightning.tasks import SpikingClassifier
 from tests.example_datamodule import BurstDataModule
@@ -142,6 +143,27 @@ def test_run_summary_prints_metrics_logs_and_checkpoints(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "=== test finished ===" in printed and "confusion matrix ->" in printed
     assert list(tmp_path.rglob("test_confusion_matrix/*.png"))
+
+
+def test_run_summary_names_the_confusion_matrix_file_that_wandb_wrote(workdir, capsys):
+    """With W&B, the test summary gives the PNG in the run's folder, not the logger's name."""
+    data = BurstDataModule(num_classes=3, num_channels=5, num_time_steps=12, num_samples=32)
+    network = FeedForwardSNN(data.input_shape, data.num_classes, hidden_sizes=(8,))
+    model = SpikingClassifier(network, data.num_classes)
+    logger = WandbLogger(save_dir=str(workdir), offline=True)
+    trainer = L.Trainer(accelerator="cpu", logger=logger, callbacks=[RunSummary()],
+                        enable_progress_bar=False, enable_model_summary=False)
+    try:
+        trainer.test(model, data)
+    finally:
+        logger.experiment.finish()
+    printed = capsys.readouterr().out
+    path = Path(re.search(r"confusion matrix -> (.+)", printed).group(1))
+    assert path.is_file() and path.suffix == ".png"
+    assert path.is_relative_to(wandb_files_dir(logger) / "media" / "images")
+    assert path.name.startswith("confusion_matrix_")
+    image = figure_to_image(confusion_matrix_figure(model.test_confusion_matrix))
+    assert Image.open(path).size == image.size
 
 
 def test_confusion_matrix_figure_writes_counts_while_they_fit():

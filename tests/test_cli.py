@@ -1175,6 +1175,42 @@ def test_a_checkpoint_brings_its_data_unless_other_data_is_chosen(workdir, monke
     assert "pass that run's --config" in error and len(error.strip().splitlines()) == 1
 
 
+def test_a_checkpoint_brings_a_plain_datamodules_data(workdir, monkeypatch, capsys):
+    """A plain LightningDataModule (no save_hyperparameters) with the built-in task's shapes:
+    `test --ckpt_path` without --data scores it, as the same command with --data does (it
+    scored Randman, silently, when only the DataModule's own hyperparameters were read); a
+    checkpoint that records no data at all is refused in one line."""
+    from tests.example_datamodule import BurstDataModule
+
+    burst = ["--data=tests.example_datamodule.BurstDataModule",
+             "--data.init_args.num_classes=10", "--data.init_args.num_channels=20"]
+    common = ["--trainer.logger=false", "--trainer.enable_progress_bar=false",
+              f"--trainer.default_root_dir={workdir}"]
+    fitted = build_cli(["fit", *burst, *common, "--trainer.max_epochs=1"])
+    checkpoint = last_path(fitted.trainer)
+    assert "datamodule_hyper_parameters" not in torch.load(checkpoint, weights_only=True)
+    capsys.readouterr()
+    restored = build_cli(["test", *common, f"--ckpt_path={checkpoint}"])
+    assert isinstance(restored.datamodule, BurstDataModule)
+    assert restored.datamodule.num_classes == 10  # its settings too
+    assert "data as in the checkpoint's run: BurstDataModule" in capsys.readouterr().err
+    given = build_cli(["test", *burst, *common, f"--ckpt_path={checkpoint}"])
+    assert (restored.trainer.callback_metrics["test/acc"]
+            == given.trainer.callback_metrics["test/acc"])
+
+    unrecorded = workdir / "unrecorded.ckpt"
+    saved = torch.load(checkpoint, weights_only=True)
+    del saved["exodus_lightning_data"]
+    torch.save(saved, unrecorded)
+    error = main_error(["test", *common, f"--ckpt_path={unrecorded}"], monkeypatch, capsys)
+    assert error == (f"exodus-lightning test: error: --ckpt_path {unrecorded}: the checkpoint "
+                     "does not record the data it was trained with (written by plain Lightning "
+                     "or an older exodus-lightning); pass that run's --data (e.g. --data "
+                     "my_data.MyDataModule) or its --config\n")
+    given = build_cli(["test", *burst, *common, f"--ckpt_path={unrecorded}"])
+    assert isinstance(given.datamodule, BurstDataModule)
+
+
 def test_no_subcommand_lists_every_subcommand_in_one_line(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["exodus-lightning"])
     with pytest.raises(SystemExit) as exit_info:

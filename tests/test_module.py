@@ -63,6 +63,46 @@ def test_states_are_reset_for_every_batch():
     assert model.layer_spikes["layers.2"].shape == (4, 10, 16)
 
 
+def test_a_sinabs_network_trains_like_the_same_network_of_our_layers(tmp_path):
+    """A network of sinabs.layers has its states reset (and detached) before every batch as
+    ours are: it trains (its second step failed with "backward through the graph a second
+    time") and ends with the weights of the same network converted to our layers."""
+    sl = pytest.importorskip("sinabs.layers")
+    from exodus_lightning.convert import from_sinabs
+
+    data = BurstDataModule(num_classes=3, num_channels=6, num_time_steps=20, num_samples=64,
+                           batch_size=16)
+    torch.manual_seed(0)
+    sinabs_network = nn.Sequential(
+        nn.Flatten(start_dim=2), nn.Linear(6, 16),
+        sl.LIF(tau_mem=5.0, spike_threshold=0.5, norm_input=False),
+        nn.Linear(16, 3), sl.ExpLeak(tau_mem=5.0))
+    ours = from_sinabs(sinabs_network)
+    assert not any(isinstance(m, sl.StatefulLayer) for m in ours.modules())
+    initial = {n: p.detach().clone() for n, p in sinabs_network.named_parameters()}
+    trained = []
+    for network in (sinabs_network, ours):
+        L.seed_everything(0)
+        # SGD: Adam would amplify float rounding in gradients near zero.
+        model = SpikingClassifier(network, data.num_classes,
+                                  optimizer=functools.partial(torch.optim.SGD, lr=0.5))
+        trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False)
+        trainer.fit(model, data)
+        trained.append(({n: p.detach() for n, p in network.named_parameters()},
+                        float(trainer.callback_metrics["val/loss"])))
+    (sinabs_weights, sinabs_loss), (our_weights, our_loss) = trained
+    assert trainer.global_step == 8
+    assert not torch.equal(sinabs_weights["1.weight"], initial["1.weight"])
+    shared = sinabs_weights.keys() & our_weights.keys()
+    assert {"1.weight", "1.bias", "3.weight", "3.bias"} <= shared
+    for name in shared:
+        torch.testing.assert_close(sinabs_weights[name], our_weights[name], rtol=1e-4,
+                                   atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+    assert sinabs_loss == pytest.approx(our_loss, rel=1e-4)
+
+
 def test_firing_rate_regulariser_adds_its_penalty():
     torch.manual_seed(0)
     plain = make_classifier()

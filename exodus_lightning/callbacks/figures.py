@@ -10,6 +10,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+from lightning.pytorch.loggers import WandbLogger
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
@@ -62,12 +63,15 @@ def figure_to_image(figure: Figure) -> Image.Image:
 def log_figure(trainer: L.Trainer, key: str, figure: Figure) -> list[str]:
     """Send a figure to every logger that takes images (W&B), else save a PNG in the log dir.
 
-    Returns where it went: logger names and/or the PNG path. Call on rank zero only.
+    Returns where it went: the PNG files (W&B's copy in its run folder, or ours), or the name
+    of a logger that keeps no local file. Call on rank zero only.
     """
     image = figure_to_image(figure)
     destinations = []
     for logger in trainer.loggers:
-        if hasattr(logger, "log_image"):
+        if isinstance(logger, WandbLogger):
+            destinations.append(_log_to_wandb(logger, key, image, trainer.global_step))
+        elif hasattr(logger, "log_image"):
             logger.log_image(key=key, images=[image], step=trainer.global_step)
             destinations.append(type(logger).__name__)
     if not destinations:
@@ -79,3 +83,19 @@ def log_figure(trainer: L.Trainer, key: str, figure: Figure) -> list[str]:
         image.save(path)
         destinations.append(str(path))
     return destinations
+
+
+def _log_to_wandb(logger: WandbLogger, key: str, image: Image.Image, step: int) -> str:
+    """Log `image` as WandbLogger.log_image does; the file W&B wrote for it in the run's
+    folder (files/media/images/<key>_<step>_<hash>.png), else the logger's name."""
+    import wandb
+
+    media = wandb.Image(image)
+    logger.log_metrics({key: [media]}, step=step)
+    # Logging copies the image into the run's folder and points the Image at the copy (wandb
+    # 0.31; a disabled run, or another wandb, leaves it elsewhere: then the name is shown).
+    path = getattr(media, "_path", None)
+    run_dir = getattr(logger.experiment, "dir", None)
+    if path and run_dir and Path(path).is_file() and Path(path).is_relative_to(run_dir):
+        return str(path)
+    return type(logger).__name__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -37,12 +38,23 @@ def _last_layer(network: nn.Module) -> str:
     return f"'{name or type(network).__name__}' ({type(layer).__name__}{size})"
 
 
+def _sinabs_stateful_layers(network: nn.Module) -> list[nn.Module]:
+    """The sinabs.layers StatefulLayers inside network (none when sinabs is not imported: a
+    network built from its layers has imported it)."""
+    layers = sys.modules.get("sinabs.layers")
+    stateful = getattr(layers, "StatefulLayer", None)
+    if not isinstance(stateful, type):
+        return []
+    return [layer for layer in network.modules() if isinstance(layer, stateful)]
+
+
 class SpikingClassifier(L.LightningModule):
     """Classifies (batch, time, *input_shape) spike tensors with `network`.
 
     The network maps inputs to (batch, time, num_classes); `readout_loss` turns that into a loss
     and class scores (see tasks.readout); its last axis must have num_classes entries. Every
-    layer with states (exodus_lightning.nn) has them reset before each batch; every spiking one
+    layer with states (exodus_lightning.nn, and sinabs.layers as sinabs resets them) has them
+    reset before each batch; every spiking one
     (``does_spike``: LIF, IAF, ALIF, adLIF, their Squeeze and Recurrent variants; not ExpLeak)
     has its spikes kept in ``layer_spikes`` (name -> (batch, time, *features)) for the
     callbacks, and its spike rate (spikes per neuron per step) logged as
@@ -147,6 +159,11 @@ class SpikingClassifier(L.LightningModule):
             if isinstance(layer, enn.StatefulLayer):
                 for name in layer.state_names:
                     setattr(layer, name, getattr(layer, name).new_zeros(0))
+        for layer in _sinabs_stateful_layers(self.network):
+            # Every buffer of a sinabs StatefulLayer is a state, empty as constructed: its
+            # forward sizes it (and resets it its own way, e.g. ALIF's threshold).
+            for name, buffer in layer.named_buffers(recurse=False):
+                setattr(layer, name, buffer.new_zeros(0))
 
     def _check_outputs(self, outputs: Tensor) -> None:
         """The network's last axis must hold one entry per class."""
@@ -161,6 +178,10 @@ class SpikingClassifier(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, *input_shape) -> network output (batch, time, num_classes), from rest."""
         enn.reset_states(self.network)
+        # sinabs layers keep their states (and the graph that made them) between calls until
+        # reset; sinabs' reset_states zeroes and detaches them, as sinabs' training loops do.
+        for layer in _sinabs_stateful_layers(self.network):
+            layer.reset_states()
         self.layer_spikes = {}
         return self.network(x)
 
