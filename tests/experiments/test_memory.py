@@ -27,7 +27,7 @@ FRAGMENTING_LOOP_MB = (300 * 256 + 25_000 + 64 * 299) * 4 / memory.MB
 
 
 def _peak_of(kind: str) -> float:
-    """Run in a fresh process: the peak of one step of the given kind, after a warm-up."""
+    """The peak of one step of the given kind (run in a child process, see _peaks_of)."""
     torch.ones(8).sum()  # load torch's CPU kernels before measuring
     if kind == "freed before":
         # 100 MB allocated and freed: glibc may keep it, and it must not hide the next step.
@@ -42,24 +42,35 @@ def _peak_of(kind: str) -> float:
     return memory.step_peak_mb(steps[kind])
 
 
-@pytest.mark.parametrize("keep_freed_memory", [False, True], ids=["default", "reuse"])
+KINDS = ("nothing", "small", "100 MB", "freed before", "fragmenting loop")
+
+
+def _peaks_of(kinds: list[str]) -> dict[str, float]:
+    """Run in a fresh process: the peak of each kind of step, one after the other (a fresh
+    process per allocator mode: keep_freed_memory changes glibc's settings for the process)."""
+    return {kind: _peak_of(kind) for kind in kinds}
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["default", "reuse"])
+def peaks(request) -> dict[str, float]:
+    return isolated.run(_peaks_of, kinds=list(KINDS), keep_freed_memory=request.param,
+                        threads=1)
+
+
 @pytest.mark.parametrize("kind", ["100 MB", "freed before"])
-def test_a_step_that_allocates_100_mb_reads_at_least_100_mb(kind, keep_freed_memory):
-    peak = isolated.run(_peak_of, kind=kind, keep_freed_memory=keep_freed_memory, threads=2)
-    assert peak == pytest.approx(100, abs=0.01)
+def test_a_step_that_allocates_100_mb_reads_at_least_100_mb(peaks, kind):
+    assert peaks[kind] == pytest.approx(100, abs=0.01)
 
 
 @pytest.mark.parametrize("kind", ["nothing", "small"])
-def test_a_step_that_allocates_nothing_reads_about_zero(kind):
-    peak = isolated.run(_peak_of, kind=kind, threads=2)
-    assert 0 <= peak < 1
+def test_a_step_that_allocates_nothing_reads_about_zero(peaks, kind):
+    assert 0 <= peaks[kind] < 1
 
 
-def test_a_loop_of_small_tensors_reads_its_live_bytes_not_the_heap_it_leaves():
+def test_a_loop_of_small_tensors_reads_its_live_bytes_not_the_heap_it_leaves(peaks):
     """glibc keeps the temporaries' holes resident (~20 MB here): an RSS high-water mark would
     read that, for < 0.5 MB of tensors live at once."""
-    peak = isolated.run(_peak_of, kind="fragmenting loop", threads=1)
-    assert peak == pytest.approx(FRAGMENTING_LOOP_MB, rel=0.01)
+    assert peaks["fragmenting loop"] == pytest.approx(FRAGMENTING_LOOP_MB, rel=0.01)
 
 
 def test_saved_for_backward_counts_each_storage_once():
