@@ -15,7 +15,7 @@ import importlib.metadata
 import json
 import multiprocessing
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -285,16 +285,30 @@ def events_dtype(samples: Dataset) -> np.dtype:
 
 
 
-def streaming_loader(dataset: Dataset, **loader_settings: Any):
+def streaming_loader(
+    dataset: Dataset, epoch: Callable[[], int | None] | None = None, **loader_settings: Any
+):
     """litdata's StreamingDataLoader over `dataset`, for training: shuffled by litdata from
     (seed, epoch), split between ranks and workers, its position saved in Lightning checkpoints
-    and restored on resume (see ResumingStreamingLoader)."""
+    and restored on resume (see ResumingStreamingLoader).
+
+    epoch: returns the Trainer's epoch (None: no Trainer); every pass that is not a restored one
+    then shuffles as litdata's pass `epoch() + 1` (the one an uninterrupted run's loader makes
+    in that epoch), as EpochSeededSampler takes Lightning's epoch on the tonic path. Without it,
+    litdata counts its own passes from 1.
+    """
     litdata = require_litdata("Reading a prepared dataset (streaming=...)")
 
     class ResumingStreamingLoader(litdata.StreamingDataLoader):
         """After a resume, litdata replays the restored epoch's remainder until one pass runs
         to its end; Lightning stops pulling batches at the epoch's known length, so every later
-        epoch would replay it again. Here the restored state serves the first pass only."""
+        epoch would replay it again. Here the restored state serves the first pass only.
+
+        litdata numbers its passes itself, and only a restored state (Lightning restores it
+        from a mid-epoch checkpoint only) sets that count: a run resumed from a checkpoint
+        written at an epoch's end would start again from the first epoch's order. So every
+        other pass takes its number from the Trainer's epoch.
+        """
 
         _served_restored_pass = False
 
@@ -302,6 +316,14 @@ def streaming_loader(dataset: Dataset, **loader_settings: Any):
             if self.restore and self._served_restored_pass:
                 self.restore = False
             self._served_restored_pass = self.restore
-            return super().__iter__()
+            return self._one_pass()
+
+        def _one_pass(self):
+            # At the first batch, not at iter(): Lightning calls iter() before it sets the
+            # epoch it resumes at (and litdata itself starts a pass at its first batch).
+            trainer_epoch = None if epoch is None or self.restore else epoch()
+            if trainer_epoch is not None:
+                self.current_epoch = int(trainer_epoch)  # litdata adds 1 as the pass starts
+            yield from super().__iter__()
 
     return ResumingStreamingLoader(dataset, **loader_settings)

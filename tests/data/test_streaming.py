@@ -426,41 +426,86 @@ def test_lightning_trains_and_validates_on_a_prepared_copy(shd_root: Path, tmp_p
         assert np.array_equal(np.asarray(restored[0][0]), np.asarray(dataset[0][0]))
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_resuming_mid_epoch_continues_exactly(
-    num_workers: int, shd_root: Path, tmp_path: Path
-) -> None:
+def fit_recording(
+    output: Path, root: Path, tmp_path: Path, checkpoint: str | None = None, num_workers: int = 0,
+    callbacks: tuple = (), validate: bool = False, **trainer_settings,
+) -> list[list[int]]:  # fmt: skip
+    """The labels of every training batch of a Lightning run on the prepared copy `output`,
+    resumed from `checkpoint` if given (9 batches per epoch: 36 samples, batches of 4)."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from tests.data.test_event_datamodules import _TinyClassifier
-
-    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
 
     class Recorder(_TinyClassifier):
         def on_train_batch_start(self, batch, batch_index) -> None:
             self.seen.append(batch[1].tolist())
 
-    def fit(checkpoint: str | None = None) -> list[list[int]]:
-        # Paths as strings: the checkpoint holds the DataModule's arguments, and
-        # Lightning's weights_only loading refuses Path objects.
-        datamodule = make(SHDDataModule, str(shd_root), **SHD_SETTINGS, streaming=str(output),
-                          num_workers=num_workers, streaming_workers=num_workers)  # fmt: skip
-        model = Recorder(int(np.prod(datamodule.input_shape)), datamodule.num_classes)
-        model.seen = []
-        # Saves at step 13: 9 batches per epoch, so 4 batches into the second epoch.
-        saver = ModelCheckpoint(dirpath=tmp_path / "checkpoints", filename="{step}",
-                                every_n_train_steps=13, save_top_k=-1)  # fmt: skip
-        trainer = L.Trainer(
-            max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False,
-            enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0,
-            num_sanity_val_steps=0, callbacks=[saver] if checkpoint is None else [],
-            enable_checkpointing=checkpoint is None,
-        )  # fmt: skip
-        trainer.fit(model, datamodule=datamodule, ckpt_path=checkpoint)
-        return model.seen
+    # Paths as strings: the checkpoint holds the DataModule's arguments, and Lightning's
+    # weights_only loading refuses Path objects.
+    datamodule = make(SHDDataModule, str(root), **SHD_SETTINGS, streaming=str(output),
+                      num_workers=num_workers, streaming_workers=num_workers)  # fmt: skip
+    model = Recorder(int(np.prod(datamodule.input_shape)), datamodule.num_classes)
+    model.seen = []
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=tmp_path, callbacks=list(callbacks), enable_checkpointing=bool(callbacks),
+        num_sanity_val_steps=0, limit_val_batches=None if validate else 0, **trainer_settings,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=datamodule, ckpt_path=checkpoint)
+    return model.seen
 
-    straight = fit()
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resuming_mid_epoch_continues_exactly(
+    num_workers: int, shd_root: Path, tmp_path: Path
+) -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    # Saves at step 13: 9 batches per epoch, so 4 batches into the second epoch.
+    saver = ModelCheckpoint(dirpath=tmp_path / "checkpoints", filename="{step}",
+                            every_n_train_steps=13, save_top_k=-1)  # fmt: skip
+    straight = fit_recording(output, shd_root, tmp_path, num_workers=num_workers,
+                             callbacks=(saver,), max_epochs=3)  # fmt: skip
     assert len(straight) == 27 and straight[:9] != straight[9:18]  # epochs are reshuffled
-    resumed = fit(str(tmp_path / "checkpoints" / "step=13.ckpt"))
+    checkpoint = str(tmp_path / "checkpoints" / "step=13.ckpt")
+    resumed = fit_recording(output, shd_root, tmp_path, checkpoint, num_workers, max_epochs=3)
     assert resumed == straight[13:]  # the rest of the second epoch, then the third
+
+
+@pytest.mark.parametrize(
+    ("first_job", "whole_run"),
+    [({"max_epochs": 1}, {"max_epochs": 3}),
+     ({"max_epochs": -1, "max_steps": 9}, {"max_epochs": -1, "max_steps": 27})],
+    ids=["max_epochs", "max_steps"],
+)  # fmt: skip
+def test_resuming_from_the_end_of_an_epoch_continues_exactly(
+    first_job: dict, whole_run: dict, shd_root: Path, tmp_path: Path
+) -> None:
+    # The README's resume: a job trains one epoch and writes last.ckpt after validating; the
+    # next job resumes from it. Lightning does not restore the loader's state from such a
+    # checkpoint (with max_steps it restores an epoch already complete), so the loader must take
+    # the epoch from the Trainer instead of counting its own passes.
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    straight = fit_recording(output, shd_root, tmp_path, validate=True, **whole_run)
+    epochs = [straight[9 * epoch : 9 * epoch + 9] for epoch in range(3)]
+    assert len(straight) == 27 and len({str(epoch) for epoch in epochs}) == 3
+    saver = ModelCheckpoint(dirpath=tmp_path / "checkpoints", save_last=True)
+    first = fit_recording(output, shd_root, tmp_path, callbacks=(saver,), validate=True,
+                          **first_job)  # fmt: skip
+    assert first == epochs[0]
+    checkpoint = str(tmp_path / "checkpoints" / "last.ckpt")
+    resumed = fit_recording(output, shd_root, tmp_path, checkpoint, validate=True, **whole_run)
+    assert resumed == straight[9:]  # epochs 1 and 2 in their own orders, not 0 and 1 again
+
+
+def test_a_loader_reloaded_every_epoch_shuffles_every_epoch_anew(
+    shd_root: Path, tmp_path: Path
+) -> None:
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    straight = fit_recording(output, shd_root, tmp_path, max_epochs=3)
+    reloaded = fit_recording(output, shd_root, tmp_path, max_epochs=3,
+                             reload_dataloaders_every_n_epochs=1)  # fmt: skip
+    assert reloaded == straight and straight[:9] != straight[9:18]
