@@ -27,7 +27,13 @@ from exodus_lightning.data.stored_samples import SampleDecoder, SampleEncoder
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "exodus-lightning prepared dataset"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Why copies of an older format version are refused (they must be prepared again).
+OLDER_VERSIONS = {
+    1: "its training part is stored in the source's order, so where the files go class by "
+       "class (N-MNIST) its training batches hold one or a few classes (version 2 stores it "
+       "in a random order)",
+}  # fmt: skip
 INSTALL_HINT = "pip install 'exodus-lightning[streaming]' (or: pip install litdata)"
 # Chunk size: big enough that object-store reads are efficient, small enough that a rank's
 # first batch arrives quickly (litdata's own default is 64 MB).
@@ -201,7 +207,15 @@ def read_manifest(location: str | Path) -> dict[str, Any]:
         manifest = json.loads(text)
     except json.JSONDecodeError as error:
         raise PreparedDataError(f"'{path}' is not valid JSON ({error}): {fix}") from error
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+    version = manifest.get("format_version")
+    if manifest.get("format") == FORMAT and version in OLDER_VERSIONS:
+        raise PreparedDataError(
+            f"'{path}' is a prepared copy of format version {version}, made by an older "
+            f"exodus-lightning, and this one reads version {FORMAT_VERSION}: "
+            f"{OLDER_VERSIONS[version]}. Prepare it again into a new folder (`exodus-lightning "
+            f"prepare --config <your config> --output <new folder>`)"
+        )
+    if manifest.get("format") != FORMAT or version != FORMAT_VERSION:
         raise PreparedDataError(
             f"'{path}' is not a manifest of format {FORMAT!r} version {FORMAT_VERSION} "
             f"(found {manifest.get('format')!r} version {manifest.get('format_version')}): {fix}"

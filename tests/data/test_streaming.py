@@ -137,6 +137,70 @@ def test_the_manifest_records_what_the_copy_holds(shd_root: Path, tmp_path: Path
     assert parts["test"]["source_files"] == files_identity(test_file)
 
 
+def test_the_training_part_is_written_in_a_fixed_random_order(
+    shd_root: Path, tmp_path: Path
+) -> None:
+    datamodule = make(SHDDataModule, shd_root, **SHD_SETTINGS)
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    again = prepared(SHDDataModule, shd_root, tmp_path / "again", **SHD_SETTINGS)
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert {part: entry["order_seed"] for part, entry in manifest["parts"].items()} == {
+        "train": 0, "val": None, "test": None
+    }  # fmt: skip
+
+    def stored_indices(copy: Path, part: str) -> list[int]:
+        return [int(item["index"]) for item in litdata.StreamingDataset(str(copy / part))]
+
+    train = stored_indices(output, "train")
+    assert sorted(train) == sorted(datamodule.part_indices("train")) and train != sorted(train)
+    assert stored_indices(again, "train") == train  # the same order every time
+    for part in ("val", "test"):  # evaluation parts keep the source's order
+        assert stored_indices(output, part) == datamodule.part_indices(part)
+
+
+def test_a_copy_of_an_older_format_version_is_refused(shd_root: Path, tmp_path: Path) -> None:
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    manifest = json.loads((output / "manifest.json").read_text())
+    manifest["format_version"] = 1  # written in the source's order
+    (output / "manifest.json").write_text(json.dumps(manifest))
+    reader = make(SHDDataModule, shd_root, **SHD_SETTINGS, streaming=output)
+    with pytest.raises(PreparedDataError, match="format version 1.*source's order.*Prepare it ag"):
+        reader.prepare_data()
+
+
+def test_training_batches_mix_the_classes_as_on_the_tonic_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # N-MNIST lists its files class by class, and litdata never mixes chunks within a batch:
+    # here a chunk holds a quarter of a class, as a 32 MB chunk of the real N-MNIST does
+    # (~1,400 samples, of 6,000 per digit).
+    import exodus_lightning.data.streaming as streaming
+    from exodus_lightning.data.fabricate import write_nmnist
+
+    root = write_nmnist(tmp_path / "raw", num_train_per_class=20, num_events=100)
+    settings = {**NMNIST_SETTINGS, "batch_size": 16}
+    tonic_path = NMNISTDataModule(data_dir=root, download=False, **settings)
+    tonic_path.setup("fit")
+    sizes = [sum(array.nbytes for array in encode_frames(tonic_path.train_dataset[i][0]).values())
+             for i in range(0, 180, 9)]  # fmt: skip
+    monkeypatch.setattr(streaming, "CHUNK_BYTES", f"{5 * int(np.mean(sizes))}b")
+    output = tmp_path / "prepared"
+    prepare_copy(NMNISTDataModule(data_dir=root, download=False, **settings), str(output),
+                 progress=False)  # fmt: skip
+    assert len(json.loads((output / "train" / "index.json").read_text())["chunks"]) >= 20
+    streamed = NMNISTDataModule(data_dir=root, download=False, streaming=output, **settings)
+    streamed.setup("fit")
+
+    def classes_per_batch(datamodule: NMNISTDataModule) -> float:
+        return float(np.mean([len(set(targets.tolist()))
+                              for _, targets in datamodule.train_dataloader()]))  # fmt: skip
+
+    # About 8 of the 10 classes in a batch of 16 drawn at random.
+    expected = classes_per_batch(tonic_path)
+    assert expected > 6
+    assert classes_per_batch(streamed) > 0.85 * expected  # 7.75 and 7.33 here; 3.75 in order
+
+
 @pytest.mark.parametrize(
     ("setting", "named"),
     [
