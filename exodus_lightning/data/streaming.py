@@ -111,8 +111,15 @@ def write_part(
 
     num_workers > 0: litdata.optimize with that many processes (local or object-store output);
     0: one in-process writer (no process start-up: quicker for small data; local output only).
+    A local `output` starts empty (see start_empty); litdata's overwrite mode empties a URL.
     """
     litdata = require_litdata("Preparing a dataset")
+    if not is_url(output):
+        start_empty(Path(output))
+    elif num_workers == 0:
+        raise PreparedDataError(
+            f"writing to '{output}' needs litdata's workers: pass a number of workers >= 1"
+        )
     encoder = SampleEncoder(samples, events)
     if num_workers > 0:
         litdata.optimize(
@@ -129,10 +136,6 @@ def write_part(
             start_method="fork" if "fork" in multiprocessing.get_all_start_methods() else None,
         )
         return
-    if is_url(output):
-        raise PreparedDataError(
-            f"writing to '{output}' needs litdata's workers: pass a number of workers >= 1"
-        )
     from litdata.streaming.writer import BinaryWriter
     from tqdm import tqdm
 
@@ -142,6 +145,36 @@ def write_part(
         writer[position] = encoder(index)
     writer.done()
     writer.merge()
+
+
+def is_litdata_file(name: str) -> bool:
+    """Whether a file named `name` is one litdata writes into a part's folder: chunks
+    (chunk-<rank>-<n>.bin) and indexes (index.json, <rank>.index.json, their .tmp while
+    written)."""
+    return name.endswith(".bin") or "index.json" in name
+
+
+def start_empty(folder: Path) -> None:
+    """Remove from the part folder `folder` what an unfinished preparation left there: litdata's
+    chunks and indexes, as litdata's overwrite mode does. Its in-process writer would otherwise
+    keep an index.json it finds (and the chunks it lists) instead of writing its own. A folder
+    that holds anything else is not a part of a prepared copy: refused, nothing removed."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise PreparedDataError(
+            f"'{folder}' is a file, where prepare writes a folder of chunks: choose another output"
+        )
+    entries = list(folder.iterdir())
+    others = sorted(entry.name for entry in entries
+                    if not (entry.is_file() and is_litdata_file(entry.name)))  # fmt: skip
+    if others:
+        raise PreparedDataError(
+            f"'{folder}' holds files that prepare did not write ({', '.join(others[:5])}"
+            f"{', ...' if len(others) > 5 else ''}): choose another output folder, or remove them"
+        )
+    for entry in entries:
+        entry.unlink()
 
 
 def object_store(location: str) -> Any:

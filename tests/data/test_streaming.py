@@ -23,6 +23,7 @@ from exodus_lightning.data.cache import files_identity
 from exodus_lightning.data.collate import pad_time_collate
 from exodus_lightning.data.errors import InvalidDataError, PreparedDataError
 from exodus_lightning.data.stored_samples import StoredFrames, decode_frames, encode_frames
+from exodus_lightning.data.streaming import MANIFEST_NAME
 
 litdata = pytest.importorskip("litdata")
 
@@ -257,6 +258,32 @@ def test_preparing_over_a_prepared_copy_is_refused(shd_root: Path, tmp_path: Pat
     output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
     with pytest.raises(PreparedDataError, match="already holds a prepared copy"):
         prepared(SHDDataModule, shd_root, output, **SHD_SETTINGS)
+
+
+@pytest.mark.parametrize("writers", [0, 2])
+def test_what_an_unfinished_preparation_left_is_never_read(
+    writers: int, shd_root: Path, tmp_path: Path
+) -> None:
+    # A preparation with other settings stopped before its manifest (killed, out of disk): its
+    # parts' chunks and indexes are left, and preparing again into the folder is allowed.
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    (output / MANIFEST_NAME).unlink()
+    (output / "train" / "0.index.json").write_text("{}")  # a writer's index, not yet merged
+    other = {**SHD_SETTINGS, "num_channels": 100}  # the old frames would fit: read silently
+    prepare_copy(make(SHDDataModule, shd_root, **other), str(output), writers, progress=False)
+    tonic_path = make(SHDDataModule, shd_root, **other)
+    streamed = make(SHDDataModule, shd_root, **other, streaming=output)
+    set_up(tonic_path, streamed)
+    assert_same_data(tonic_path, streamed)
+
+
+def test_a_part_folder_with_other_files_is_refused(shd_root: Path, tmp_path: Path) -> None:
+    output = tmp_path / "shd"
+    (output / "train").mkdir(parents=True)
+    (output / "train" / "notes.txt").write_text("not a chunk")
+    with pytest.raises(PreparedDataError, match="holds files that prepare did not write.*notes"):
+        prepared(SHDDataModule, shd_root, output, **SHD_SETTINGS)
+    assert (output / "train" / "notes.txt").exists()
 
 
 def test_without_litdata_the_error_says_how_to_install_it(
