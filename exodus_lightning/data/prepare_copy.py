@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import random
 import time
 from typing import Any
 
@@ -25,6 +26,11 @@ from exodus_lightning.data.streaming import (
 from exodus_lightning.data.transforms import Pipeline
 
 PARTS = ("train", "val", "test")
+# The training part is written in a random order drawn from this seed: litdata shuffles the
+# order of the chunks and the samples inside a chunk, never across chunks, so a batch holds
+# the samples of one or two chunks, and a copy written in the source's order (N-MNIST's files
+# go class by class, a 32 MB chunk a quarter of one) would serve batches of one or two classes.
+TRAINING_ORDER_SEED = 0
 STORE_CHOICES = ("auto", "frames", "events")
 # DataModule settings that only change how batches are served, not the samples.
 LOADER_SETTINGS = ("batch_size", "num_workers", "pin_memory", "persistent_workers", "streaming",
@@ -69,7 +75,10 @@ def prepare_copy(
         augmenting = part == "train" and bool(reader.augmentation_names)
         stored = store if store != "auto" else ("events" if augmenting else "frames")
         split, _, _ = reader.part_source(part)
-        indices = reader.part_indices(part)
+        indices = list(reader.part_indices(part))
+        order_seed = TRAINING_ORDER_SEED if part == "train" else None
+        if order_seed is not None:
+            random.Random(order_seed).shuffle(indices)
         samples = copy.copy(reader._opened[split])
         samples.transform = Pipeline(reader.stored_transforms(stored))
         started = time.perf_counter()
@@ -77,6 +86,8 @@ def prepare_copy(
         entry = reader.part_entry(part, stored)
         entry.update(
             num_samples=len(indices),
+            # The seed of the random order the samples were written in; None: the source's.
+            order_seed=order_seed,
             num_source_samples=len(samples),
             # Which state of the files the copy holds (a record: streaming never reads them).
             source_files=files_identity(samples.sample_files),

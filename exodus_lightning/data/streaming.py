@@ -15,7 +15,7 @@ import importlib.metadata
 import json
 import multiprocessing
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,13 @@ from exodus_lightning.data.stored_samples import SampleDecoder, SampleEncoder
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "exodus-lightning prepared dataset"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Why copies of an older format version are refused (they must be prepared again).
+OLDER_VERSIONS = {
+    1: "its training part is stored in the source's order, so where the files go class by "
+       "class (N-MNIST) its training batches hold one or a few classes (version 2 stores it "
+       "in a random order)",
+}  # fmt: skip
 INSTALL_HINT = "pip install 'exodus-lightning[streaming]' (or: pip install litdata)"
 # Chunk size: big enough that object-store reads are efficient, small enough that a rank's
 # first batch arrives quickly (litdata's own default is 64 MB).
@@ -105,8 +111,15 @@ def write_part(
 
     num_workers > 0: litdata.optimize with that many processes (local or object-store output);
     0: one in-process writer (no process start-up: quicker for small data; local output only).
+    A local `output` starts empty (see start_empty); litdata's overwrite mode empties a URL.
     """
     litdata = require_litdata("Preparing a dataset")
+    if not is_url(output):
+        start_empty(Path(output))
+    elif num_workers == 0:
+        raise PreparedDataError(
+            f"writing to '{output}' needs litdata's workers: pass a number of workers >= 1"
+        )
     encoder = SampleEncoder(samples, events)
     if num_workers > 0:
         litdata.optimize(
@@ -123,10 +136,6 @@ def write_part(
             start_method="fork" if "fork" in multiprocessing.get_all_start_methods() else None,
         )
         return
-    if is_url(output):
-        raise PreparedDataError(
-            f"writing to '{output}' needs litdata's workers: pass a number of workers >= 1"
-        )
     from litdata.streaming.writer import BinaryWriter
     from tqdm import tqdm
 
@@ -136,6 +145,36 @@ def write_part(
         writer[position] = encoder(index)
     writer.done()
     writer.merge()
+
+
+def is_litdata_file(name: str) -> bool:
+    """Whether a file named `name` is one litdata writes into a part's folder: chunks
+    (chunk-<rank>-<n>.bin) and indexes (index.json, <rank>.index.json, their .tmp while
+    written)."""
+    return name.endswith(".bin") or "index.json" in name
+
+
+def start_empty(folder: Path) -> None:
+    """Remove from the part folder `folder` what an unfinished preparation left there: litdata's
+    chunks and indexes, as litdata's overwrite mode does. Its in-process writer would otherwise
+    keep an index.json it finds (and the chunks it lists) instead of writing its own. A folder
+    that holds anything else is not a part of a prepared copy: refused, nothing removed."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise PreparedDataError(
+            f"'{folder}' is a file, where prepare writes a folder of chunks: choose another output"
+        )
+    entries = list(folder.iterdir())
+    others = sorted(entry.name for entry in entries
+                    if not (entry.is_file() and is_litdata_file(entry.name)))  # fmt: skip
+    if others:
+        raise PreparedDataError(
+            f"'{folder}' holds files that prepare did not write ({', '.join(others[:5])}"
+            f"{', ...' if len(others) > 5 else ''}): choose another output folder, or remove them"
+        )
+    for entry in entries:
+        entry.unlink()
 
 
 def object_store(location: str) -> Any:
@@ -201,7 +240,15 @@ def read_manifest(location: str | Path) -> dict[str, Any]:
         manifest = json.loads(text)
     except json.JSONDecodeError as error:
         raise PreparedDataError(f"'{path}' is not valid JSON ({error}): {fix}") from error
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+    version = manifest.get("format_version")
+    if manifest.get("format") == FORMAT and version in OLDER_VERSIONS:
+        raise PreparedDataError(
+            f"'{path}' is a prepared copy of format version {version}, made by an older "
+            f"exodus-lightning, and this one reads version {FORMAT_VERSION}: "
+            f"{OLDER_VERSIONS[version]}. Prepare it again into a new folder (`exodus-lightning "
+            f"prepare --config <your config> --output <new folder>`)"
+        )
+    if manifest.get("format") != FORMAT or version != FORMAT_VERSION:
         raise PreparedDataError(
             f"'{path}' is not a manifest of format {FORMAT!r} version {FORMAT_VERSION} "
             f"(found {manifest.get('format')!r} version {manifest.get('format_version')}): {fix}"
@@ -285,16 +332,30 @@ def events_dtype(samples: Dataset) -> np.dtype:
 
 
 
-def streaming_loader(dataset: Dataset, **loader_settings: Any):
+def streaming_loader(
+    dataset: Dataset, epoch: Callable[[], int | None] | None = None, **loader_settings: Any
+):
     """litdata's StreamingDataLoader over `dataset`, for training: shuffled by litdata from
     (seed, epoch), split between ranks and workers, its position saved in Lightning checkpoints
-    and restored on resume (see ResumingStreamingLoader)."""
+    and restored on resume (see ResumingStreamingLoader).
+
+    epoch: returns the Trainer's epoch (None: no Trainer); every pass that is not a restored one
+    then shuffles as litdata's pass `epoch() + 1` (the one an uninterrupted run's loader makes
+    in that epoch), as EpochSeededSampler takes Lightning's epoch on the tonic path. Without it,
+    litdata counts its own passes from 1.
+    """
     litdata = require_litdata("Reading a prepared dataset (streaming=...)")
 
     class ResumingStreamingLoader(litdata.StreamingDataLoader):
         """After a resume, litdata replays the restored epoch's remainder until one pass runs
         to its end; Lightning stops pulling batches at the epoch's known length, so every later
-        epoch would replay it again. Here the restored state serves the first pass only."""
+        epoch would replay it again. Here the restored state serves the first pass only.
+
+        litdata numbers its passes itself, and only a restored state (Lightning restores it
+        from a mid-epoch checkpoint only) sets that count: a run resumed from a checkpoint
+        written at an epoch's end would start again from the first epoch's order. So every
+        other pass takes its number from the Trainer's epoch.
+        """
 
         _served_restored_pass = False
 
@@ -302,6 +363,14 @@ def streaming_loader(dataset: Dataset, **loader_settings: Any):
             if self.restore and self._served_restored_pass:
                 self.restore = False
             self._served_restored_pass = self.restore
-            return super().__iter__()
+            return self._one_pass()
+
+        def _one_pass(self):
+            # At the first batch, not at iter(): Lightning calls iter() before it sets the
+            # epoch it resumes at (and litdata itself starts a pass at its first batch).
+            trainer_epoch = None if epoch is None or self.restore else epoch()
+            if trainer_epoch is not None:
+                self.current_epoch = int(trainer_epoch)  # litdata adds 1 as the pass starts
+            yield from super().__iter__()
 
     return ResumingStreamingLoader(dataset, **loader_settings)

@@ -23,6 +23,7 @@ from exodus_lightning.data.cache import files_identity
 from exodus_lightning.data.collate import pad_time_collate
 from exodus_lightning.data.errors import InvalidDataError, PreparedDataError
 from exodus_lightning.data.stored_samples import StoredFrames, decode_frames, encode_frames
+from exodus_lightning.data.streaming import MANIFEST_NAME
 
 litdata = pytest.importorskip("litdata")
 
@@ -137,6 +138,70 @@ def test_the_manifest_records_what_the_copy_holds(shd_root: Path, tmp_path: Path
     assert parts["test"]["source_files"] == files_identity(test_file)
 
 
+def test_the_training_part_is_written_in_a_fixed_random_order(
+    shd_root: Path, tmp_path: Path
+) -> None:
+    datamodule = make(SHDDataModule, shd_root, **SHD_SETTINGS)
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    again = prepared(SHDDataModule, shd_root, tmp_path / "again", **SHD_SETTINGS)
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert {part: entry["order_seed"] for part, entry in manifest["parts"].items()} == {
+        "train": 0, "val": None, "test": None
+    }  # fmt: skip
+
+    def stored_indices(copy: Path, part: str) -> list[int]:
+        return [int(item["index"]) for item in litdata.StreamingDataset(str(copy / part))]
+
+    train = stored_indices(output, "train")
+    assert sorted(train) == sorted(datamodule.part_indices("train")) and train != sorted(train)
+    assert stored_indices(again, "train") == train  # the same order every time
+    for part in ("val", "test"):  # evaluation parts keep the source's order
+        assert stored_indices(output, part) == datamodule.part_indices(part)
+
+
+def test_a_copy_of_an_older_format_version_is_refused(shd_root: Path, tmp_path: Path) -> None:
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    manifest = json.loads((output / "manifest.json").read_text())
+    manifest["format_version"] = 1  # written in the source's order
+    (output / "manifest.json").write_text(json.dumps(manifest))
+    reader = make(SHDDataModule, shd_root, **SHD_SETTINGS, streaming=output)
+    with pytest.raises(PreparedDataError, match="format version 1.*source's order.*Prepare it ag"):
+        reader.prepare_data()
+
+
+def test_training_batches_mix_the_classes_as_on_the_tonic_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # N-MNIST lists its files class by class, and litdata never mixes chunks within a batch:
+    # here a chunk holds a quarter of a class, as a 32 MB chunk of the real N-MNIST does
+    # (~1,400 samples, of 6,000 per digit).
+    import exodus_lightning.data.streaming as streaming
+    from exodus_lightning.data.fabricate import write_nmnist
+
+    root = write_nmnist(tmp_path / "raw", num_train_per_class=20, num_events=100)
+    settings = {**NMNIST_SETTINGS, "batch_size": 16}
+    tonic_path = NMNISTDataModule(data_dir=root, download=False, **settings)
+    tonic_path.setup("fit")
+    sizes = [sum(array.nbytes for array in encode_frames(tonic_path.train_dataset[i][0]).values())
+             for i in range(0, 180, 9)]  # fmt: skip
+    monkeypatch.setattr(streaming, "CHUNK_BYTES", f"{5 * int(np.mean(sizes))}b")
+    output = tmp_path / "prepared"
+    prepare_copy(NMNISTDataModule(data_dir=root, download=False, **settings), str(output),
+                 progress=False)  # fmt: skip
+    assert len(json.loads((output / "train" / "index.json").read_text())["chunks"]) >= 20
+    streamed = NMNISTDataModule(data_dir=root, download=False, streaming=output, **settings)
+    streamed.setup("fit")
+
+    def classes_per_batch(datamodule: NMNISTDataModule) -> float:
+        return float(np.mean([len(set(targets.tolist()))
+                              for _, targets in datamodule.train_dataloader()]))  # fmt: skip
+
+    # About 8 of the 10 classes in a batch of 16 drawn at random.
+    expected = classes_per_batch(tonic_path)
+    assert expected > 6
+    assert classes_per_batch(streamed) > 0.85 * expected  # 7.75 and 7.33 here; 3.75 in order
+
+
 @pytest.mark.parametrize(
     ("setting", "named"),
     [
@@ -193,6 +258,32 @@ def test_preparing_over_a_prepared_copy_is_refused(shd_root: Path, tmp_path: Pat
     output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
     with pytest.raises(PreparedDataError, match="already holds a prepared copy"):
         prepared(SHDDataModule, shd_root, output, **SHD_SETTINGS)
+
+
+@pytest.mark.parametrize("writers", [0, 2])
+def test_what_an_unfinished_preparation_left_is_never_read(
+    writers: int, shd_root: Path, tmp_path: Path
+) -> None:
+    # A preparation with other settings stopped before its manifest (killed, out of disk): its
+    # parts' chunks and indexes are left, and preparing again into the folder is allowed.
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    (output / MANIFEST_NAME).unlink()
+    (output / "train" / "0.index.json").write_text("{}")  # a writer's index, not yet merged
+    other = {**SHD_SETTINGS, "num_channels": 100}  # the old frames would fit: read silently
+    prepare_copy(make(SHDDataModule, shd_root, **other), str(output), writers, progress=False)
+    tonic_path = make(SHDDataModule, shd_root, **other)
+    streamed = make(SHDDataModule, shd_root, **other, streaming=output)
+    set_up(tonic_path, streamed)
+    assert_same_data(tonic_path, streamed)
+
+
+def test_a_part_folder_with_other_files_is_refused(shd_root: Path, tmp_path: Path) -> None:
+    output = tmp_path / "shd"
+    (output / "train").mkdir(parents=True)
+    (output / "train" / "notes.txt").write_text("not a chunk")
+    with pytest.raises(PreparedDataError, match="holds files that prepare did not write.*notes"):
+        prepared(SHDDataModule, shd_root, output, **SHD_SETTINGS)
+    assert (output / "train" / "notes.txt").exists()
 
 
 def test_without_litdata_the_error_says_how_to_install_it(
@@ -426,41 +517,86 @@ def test_lightning_trains_and_validates_on_a_prepared_copy(shd_root: Path, tmp_p
         assert np.array_equal(np.asarray(restored[0][0]), np.asarray(dataset[0][0]))
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_resuming_mid_epoch_continues_exactly(
-    num_workers: int, shd_root: Path, tmp_path: Path
-) -> None:
+def fit_recording(
+    output: Path, root: Path, tmp_path: Path, checkpoint: str | None = None, num_workers: int = 0,
+    callbacks: tuple = (), validate: bool = False, **trainer_settings,
+) -> list[list[int]]:  # fmt: skip
+    """The labels of every training batch of a Lightning run on the prepared copy `output`,
+    resumed from `checkpoint` if given (9 batches per epoch: 36 samples, batches of 4)."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from tests.data.test_event_datamodules import _TinyClassifier
-
-    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
 
     class Recorder(_TinyClassifier):
         def on_train_batch_start(self, batch, batch_index) -> None:
             self.seen.append(batch[1].tolist())
 
-    def fit(checkpoint: str | None = None) -> list[list[int]]:
-        # Paths as strings: the checkpoint holds the DataModule's arguments, and
-        # Lightning's weights_only loading refuses Path objects.
-        datamodule = make(SHDDataModule, str(shd_root), **SHD_SETTINGS, streaming=str(output),
-                          num_workers=num_workers, streaming_workers=num_workers)  # fmt: skip
-        model = Recorder(int(np.prod(datamodule.input_shape)), datamodule.num_classes)
-        model.seen = []
-        # Saves at step 13: 9 batches per epoch, so 4 batches into the second epoch.
-        saver = ModelCheckpoint(dirpath=tmp_path / "checkpoints", filename="{step}",
-                                every_n_train_steps=13, save_top_k=-1)  # fmt: skip
-        trainer = L.Trainer(
-            max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False,
-            enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0,
-            num_sanity_val_steps=0, callbacks=[saver] if checkpoint is None else [],
-            enable_checkpointing=checkpoint is None,
-        )  # fmt: skip
-        trainer.fit(model, datamodule=datamodule, ckpt_path=checkpoint)
-        return model.seen
+    # Paths as strings: the checkpoint holds the DataModule's arguments, and Lightning's
+    # weights_only loading refuses Path objects.
+    datamodule = make(SHDDataModule, str(root), **SHD_SETTINGS, streaming=str(output),
+                      num_workers=num_workers, streaming_workers=num_workers)  # fmt: skip
+    model = Recorder(int(np.prod(datamodule.input_shape)), datamodule.num_classes)
+    model.seen = []
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=tmp_path, callbacks=list(callbacks), enable_checkpointing=bool(callbacks),
+        num_sanity_val_steps=0, limit_val_batches=None if validate else 0, **trainer_settings,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=datamodule, ckpt_path=checkpoint)
+    return model.seen
 
-    straight = fit()
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resuming_mid_epoch_continues_exactly(
+    num_workers: int, shd_root: Path, tmp_path: Path
+) -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    # Saves at step 13: 9 batches per epoch, so 4 batches into the second epoch.
+    saver = ModelCheckpoint(dirpath=tmp_path / "checkpoints", filename="{step}",
+                            every_n_train_steps=13, save_top_k=-1)  # fmt: skip
+    straight = fit_recording(output, shd_root, tmp_path, num_workers=num_workers,
+                             callbacks=(saver,), max_epochs=3)  # fmt: skip
     assert len(straight) == 27 and straight[:9] != straight[9:18]  # epochs are reshuffled
-    resumed = fit(str(tmp_path / "checkpoints" / "step=13.ckpt"))
+    checkpoint = str(tmp_path / "checkpoints" / "step=13.ckpt")
+    resumed = fit_recording(output, shd_root, tmp_path, checkpoint, num_workers, max_epochs=3)
     assert resumed == straight[13:]  # the rest of the second epoch, then the third
+
+
+@pytest.mark.parametrize(
+    ("first_job", "whole_run"),
+    [({"max_epochs": 1}, {"max_epochs": 3}),
+     ({"max_epochs": -1, "max_steps": 9}, {"max_epochs": -1, "max_steps": 27})],
+    ids=["max_epochs", "max_steps"],
+)  # fmt: skip
+def test_resuming_from_the_end_of_an_epoch_continues_exactly(
+    first_job: dict, whole_run: dict, shd_root: Path, tmp_path: Path
+) -> None:
+    # The README's resume: a job trains one epoch and writes last.ckpt after validating; the
+    # next job resumes from it. Lightning does not restore the loader's state from such a
+    # checkpoint (with max_steps it restores an epoch already complete), so the loader must take
+    # the epoch from the Trainer instead of counting its own passes.
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    straight = fit_recording(output, shd_root, tmp_path, validate=True, **whole_run)
+    epochs = [straight[9 * epoch : 9 * epoch + 9] for epoch in range(3)]
+    assert len(straight) == 27 and len({str(epoch) for epoch in epochs}) == 3
+    saver = ModelCheckpoint(dirpath=tmp_path / "checkpoints", save_last=True)
+    first = fit_recording(output, shd_root, tmp_path, callbacks=(saver,), validate=True,
+                          **first_job)  # fmt: skip
+    assert first == epochs[0]
+    checkpoint = str(tmp_path / "checkpoints" / "last.ckpt")
+    resumed = fit_recording(output, shd_root, tmp_path, checkpoint, validate=True, **whole_run)
+    assert resumed == straight[9:]  # epochs 1 and 2 in their own orders, not 0 and 1 again
+
+
+def test_a_loader_reloaded_every_epoch_shuffles_every_epoch_anew(
+    shd_root: Path, tmp_path: Path
+) -> None:
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    straight = fit_recording(output, shd_root, tmp_path, max_epochs=3)
+    reloaded = fit_recording(output, shd_root, tmp_path, max_epochs=3,
+                             reload_dataloaders_every_n_epochs=1)  # fmt: skip
+    assert reloaded == straight and straight[:9] != straight[9:18]
