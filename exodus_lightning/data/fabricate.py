@@ -229,6 +229,15 @@ WRITERS = {
 }
 
 
+def config_to_show(config: str) -> str:
+    """`config` (a path in the checkout) as the user can type it from the current folder: as
+    is inside the checkout, else the checkout's absolute path (an editable install's)."""
+    checkout = Path(__file__).resolve().parents[2] / config
+    if Path(config).is_file() or not checkout.is_file():
+        return config
+    return str(checkout)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m exodus_lightning.data.fabricate DATASET... FOLDER [--seed N]`: write tiny
     fake copies into FOLDER and print how to train on them."""
@@ -249,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         writer, config = WRITERS[name]
         writer(args.folder, seed=args.seed)
         print(f"wrote fake {name} into {args.folder}; try it with:\n"
-              f"  exodus-lightning fit --config {config} --data.init_args.data_dir "
+              f"  exodus-lightning fit --config {config_to_show(config)} --data.init_args.data_dir "
               f"{args.folder} --data.init_args.download false --trainer.max_epochs 1")
 
 

@@ -43,3 +43,12 @@ def test_unknown_dataset_is_refused_naming_the_choices(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["mnist", "somewhere"])
     assert "invalid choice: 'mnist'" in capsys.readouterr().err
+
+
+def test_outside_the_checkout_the_printed_config_is_the_checkouts(tmp_path: Path, capsys,
+                                                                  monkeypatch) -> None:
+    """From an empty folder, `--config configs/shd.yaml` would not be found."""
+    monkeypatch.chdir(tmp_path)
+    main(["shd", "data"])
+    printed = capsys.readouterr().out
+    assert f"--config {ROOT / 'configs' / 'shd.yaml'} --data.init_args.data_dir data" in printed
