@@ -270,12 +270,14 @@ def cuba_lif_ode(x: np.ndarray, tau_syn: float, tau_mem: float) -> np.ndarray:
     return np.array(out)
 
 
-@pytest.mark.parametrize(("tau_syn", "tau_mem", "largest"), [(4.0, 10.0, 0.026),
-                                                            (10.0, 20.0, 0.012)])
-def test_cuba_lif_holds_the_new_current_over_the_step_as_docs_say(tau_syn, tau_mem, largest):
+@pytest.mark.parametrize(("tau_syn", "tau_mem", "largest", "first"), [(4.0, 10.0, 0.026, 1.89),
+                                                                     (10.0, 20.0, 0.012, 1.95)])
+def test_cuba_lif_holds_the_new_current_over_the_step_as_docs_say(tau_syn, tau_mem, largest,
+                                                                  first):
     """docs/nir.md: CubaLIF's membrane is driven by the step's new synaptic current i_t held
     over the step, not by the current rising within it as in NIR's ODE: under a held input
-    the membrane leads the ODE by up to `largest` of the steady state, which both reach."""
+    the membrane leads the ODE by up to `largest` of the steady state, which both reach (and
+    is `first` times the ODE's after the first step)."""
     node = nir.CubaLIF(tau_syn=np.full(1, tau_syn), tau_mem=np.full(1, tau_mem), r=np.ones(1),
                        v_leak=np.zeros(1), v_threshold=np.full(1, 1e9), w_in=np.ones(1))
     network = from_nir(nir.NIRGraph.from_list(node), dtype=torch.float64, backend="reference")
@@ -289,6 +291,7 @@ def test_cuba_lif_holds_the_new_current_over_the_step_as_docs_say(tau_syn, tau_m
     difference = ours - ode
     assert (difference >= -1e-12).all()  # leads, never lags
     assert abs(difference).max() == pytest.approx(largest, abs=5e-4)
+    assert ours[0] / ode[0] == pytest.approx(first, abs=0.005)
     assert abs(difference[-1]) < 1e-6 and ode[-1] == pytest.approx(1.0, abs=1e-6)
 
 
