@@ -831,8 +831,9 @@ def test_from_nir_checks_each_nodes_shapes_and_names_the_node(nodes, edges, outp
         from_nir(graph_of(nodes, edges, output_shape=output_shape))
 
 
-def test_from_nir_reads_shapes_with_a_leading_batch_of_one_and_needs_an_input_shape():
-    """Norse writes its batch of 1 into the Input and Output nodes, and 0-d parameters."""
+def test_from_nir_reads_shapes_that_fit_and_needs_an_input_shape():
+    """Norse writes its batch of 1 into the Input and Output nodes, and 0-d parameters; a
+    neuron's parameters may be per channel."""
     lif = nir.LIF(tau=np.array(5.0), r=np.array(1.0), v_leak=np.array(0.0),
                   v_threshold=np.array(1.0))
     norse_like = graph_of({"fc": affine(3, 5), "lif": lif},
@@ -840,6 +841,10 @@ def test_from_nir_reads_shapes_with_a_leading_batch_of_one_and_needs_an_input_sh
                           input_shape=(1, 5), output_shape=(1, 3))
     network = from_nir(norse_like)
     assert network(torch.rand(2, 4, 1, 5)).shape == (2, 4, 1, 3)
+    per_channel = nir.IF(r=np.ones((2, 1, 1)), v_threshold=np.full((2, 1, 1), 0.5))
+    network = from_nir(graph_of({"if": per_channel}, [("input", "if"), ("if", "output")],
+                                input_shape=(2, 3, 3), output_shape=(2, 3, 3)))
+    assert network(torch.ones(1, 2, 2, 3, 3)).sum() > 0
     without = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": None}),
                                   "lif": lif_node(4),
                                   "output": nir.Output(output_type={"output": np.array([4])})},

@@ -47,7 +47,7 @@ from . import convention as cv
 from .export import METADATA_KEY
 from .network import NIRNetwork
 from .scale import Scale
-from .shapes import declared_input, declared_output, same_features
+from .shapes import broadcasts_to, declared_input, declared_output, same_features
 
 _NEURONS = (nir.LIF, nir.CubaLIF, nir.IF)
 # nir >= 1.0.6 type-checks a graph it reads, and derives a grouped conv's input channels as
@@ -142,7 +142,8 @@ def _check_shapes(network: NIRNetwork, owners: dict[str, str], nodes: dict[str, 
     """Run a copy of network once on zeros (1, 1, *input), with the reference backend (no
     kernel build), and raise NIRImportError at the first node whose input is not the shape it
     declares or that cannot run on it, or if the output is not the Output node's shape.
-    Shapes are compared up to leading 1s (see ``shapes.same_features``)."""
+    Shapes are compared up to leading 1s (see ``shapes.same_features``); a neuron's or Scale's
+    parameters may also broadcast to its input (a per-channel (C, 1, 1))."""
     ((input_name, _),) = graph.inputs.items()
     ((output_name, output_node),) = graph.outputs.items()
     probe = copy.deepcopy(network)
@@ -159,7 +160,9 @@ def _check_shapes(network: NIRNetwork, owners: dict[str, str], nodes: dict[str, 
         expected = declared_input(nodes[name])
         if expected is None and name in recurrent:
             expected = declared_input(nodes[recurrent[name]])
-        if expected is not None and not same_features(shape, expected):
+        elementwise = isinstance(nodes[name], (*_NEURONS, nir.LI, nir.I, nir.Scale))
+        if expected is not None and not same_features(shape, expected) and not (
+                elementwise and broadcasts_to(expected, shape)):
             raise NIRImportError(f"node {name!r} (nir.{type(nodes[name]).__name__}) takes "
                                  f"features of shape {expected}, but node {seen['from']!r} "
                                  f"before it gives {shape}")

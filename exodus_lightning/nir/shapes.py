@@ -90,3 +90,12 @@ def same_features(a: Shape, b: Shape) -> bool:
         return shape
 
     return strip(a) == strip(b)
+
+
+def broadcasts_to(a: Shape, b: Shape) -> bool:
+    """A parameter of shape a applies element-wise to features b (a per-channel (C, 1, 1) to
+    (C, H, W), a single value to any)."""
+    try:
+        return tuple(np.broadcast_shapes(tuple(a), tuple(b))) == tuple(b)
+    except ValueError:
+        return False
