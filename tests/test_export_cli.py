@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from exodus_lightning import nn as enn
-from exodus_lightning.callbacks import NIRExport
+from exodus_lightning.callbacks import NIRExport, NIRExportWarning
 from exodus_lightning.cli import build_cli
 from exodus_lightning.cli import main as cli_main
 from exodus_lightning.tasks import SpikingClassifier
@@ -138,6 +138,50 @@ def test_callback_writes_model_nir_beside_the_best_checkpoint(logger, workdir):
     enn.reset_states(network)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), network(x), rtol=0, atol=0)
+
+
+def test_callback_refuses_a_bad_dt_before_training():
+    for dt in (0, -1.0, float("inf"), True):
+        with pytest.raises(ValueError, match="NIRExport: dt must be a positive number"):
+            NIRExport(dt=dt)
+
+
+@pytest.mark.parametrize("failure", ["to_nir", "write"])
+def test_callback_warns_instead_of_raising_when_the_export_fails(failure, tmp_path,
+                                                                 monkeypatch):
+    """Training is over when the callback runs: whatever goes wrong (here a plain ValueError
+    from to_nir, as nir's own checks raise, or a write that fails half-way) is a warning, and
+    no file is left."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    import exodus_lightning.nir
+
+    network = torch.nn.Sequential(torch.nn.Linear(4, 3), enn.LIF(tau_mem=5.0, reset="zero",
+                                                                 max_spikes_per_step=1))
+    best = tmp_path / "best.ckpt"
+    torch.save({"state_dict": {f"network.{k}": v for k, v in network.state_dict().items()}},
+               best)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path)
+    checkpoint.best_model_path = str(best)
+    trainer = SimpleNamespace(checkpoint_callbacks=[checkpoint], loggers=[])
+
+    def fail(*args, **kwargs):
+        if failure == "write":
+            Path(args[0]).write_text("half a file")
+            raise OSError("no space left on device")
+        raise ValueError("Type inference failed")
+
+    if failure == "write":
+        monkeypatch.setattr(nir, "write", fail)
+    else:
+        monkeypatch.setattr(exodus_lightning.nir, "to_nir", fail)
+    callback = NIRExport(input_shape=(4,))
+    problem = "OSError: no space left" if failure == "write" else "ValueError: Type inference"
+    with pytest.warns(NIRExportWarning, match=f"no model.nir written: {problem}"):
+        callback.on_fit_end(trainer, SimpleNamespace(network=network))
+    assert callback.path is None and not (tmp_path / "model.nir").exists()
 
 
 def test_readme_nir_snippet_round_trips_a_checkpoint(checkpoint, workdir):

@@ -255,6 +255,46 @@ def test_a_foreign_cuba_lif_runs_as_nir_says():
     np.testing.assert_array_equal(got, expected)
 
 
+def cuba_lif_ode(x: np.ndarray, tau_syn: float, tau_mem: float) -> np.ndarray:
+    """NIR's CubaLIF ODE (r = w_in = 1, no spikes) solved exactly with x held over each step:
+    i(t) = x + (i_0 − x)·e^{−t/τ_syn}, and v(dt) = α·v_0 + (1 − α)·x + κ·(i_0 − x) with
+    κ = τ_syn·(β − α)/(τ_syn − τ_mem)."""
+    alpha, beta = math.exp(-1 / tau_mem), math.exp(-1 / tau_syn)
+    kappa = tau_syn * (beta - alpha) / (tau_syn - tau_mem)
+    i = v = 0.0
+    out = []
+    for x_t in x:
+        v = alpha * v + (1 - alpha) * x_t + kappa * (i - x_t)
+        i = beta * i + (1 - beta) * x_t
+        out.append(v)
+    return np.array(out)
+
+
+@pytest.mark.parametrize(("tau_syn", "tau_mem", "largest", "first"), [(4.0, 10.0, 0.026, 1.89),
+                                                                     (10.0, 20.0, 0.012, 1.95)])
+def test_cuba_lif_holds_the_new_current_over_the_step_as_docs_say(tau_syn, tau_mem, largest,
+                                                                  first):
+    """docs/nir.md: CubaLIF's membrane is driven by the step's new synaptic current i_t held
+    over the step, not by the current rising within it as in NIR's ODE: under a held input
+    the membrane leads the ODE by up to `largest` of the steady state, which both reach (and
+    is `first` times the ODE's after the first step)."""
+    node = nir.CubaLIF(tau_syn=np.full(1, tau_syn), tau_mem=np.full(1, tau_mem), r=np.ones(1),
+                       v_leak=np.zeros(1), v_threshold=np.full(1, 1e9), w_in=np.ones(1))
+    network = from_nir(nir.NIRGraph.from_list(node), dtype=torch.float64, backend="reference")
+    (layer,) = [m for m in network.modules() if isinstance(m, enn.LIF)]
+    layer.record_states = True
+    steps = 400
+    with torch.no_grad():
+        network(torch.ones(1, steps, 1, dtype=torch.float64))
+    ours = layer.recordings["v_mem"][0, :, 0].numpy()  # NIR units: the Scale holds the gains
+    ode = cuba_lif_ode(np.ones(steps), tau_syn, tau_mem)
+    difference = ours - ode
+    assert (difference >= -1e-12).all()  # leads, never lags
+    assert abs(difference).max() == pytest.approx(largest, abs=5e-4)
+    assert ours[0] / ode[0] == pytest.approx(first, abs=0.005)
+    assert abs(difference[-1]) < 1e-6 and ode[-1] == pytest.approx(1.0, abs=1e-6)
+
+
 def test_a_foreign_if_and_li_run_as_nir_says():
     graph = nir.NIRGraph.from_list(
         nir.IF(r=np.full(3, 2.0), v_threshold=np.full(3, 1.0)),
@@ -586,20 +626,52 @@ def test_reset_zero_is_nir_v_reset_zero_and_other_v_resets_raise(tmp_path):
         from_nir(nir.NIRGraph.from_list(lif))
 
 
-def test_a_file_nir_cannot_parse_raises_naming_the_nir_it_needs(tmp_path):
+def test_a_file_nir_cannot_read_raises_saying_what_is_wrong(tmp_path):
+    import shutil
+
     import h5py
 
-    path = tmp_path / "future.nir"
-    nir.write(path, to_nir(chain(enn.IAF(max_spikes_per_step=1)), spikes(1, 2, 4)))
-    with h5py.File(path, "r+") as file:  # a node type from a nir to come
-        del file["version"]
-        file["version"] = "9.9.0"
-        del file["node/nodes/1/type"]
-        file["node/nodes/1/type"] = "FutureNeuron"
-    with pytest.raises(NIRImportError, match=r"written by nir 9\.9\.0.*nir>=9\.9\.0"):
-        from_nir(path)
+    good = tmp_path / "good.nir"
+    nir.write(good, to_nir(chain(enn.IAF(max_spikes_per_step=1, reset=EXACT_RESET)),
+                           spikes(1, 2, 4)))
+
+    def edited(name: str, edit) -> str:
+        path = tmp_path / name
+        shutil.copy(good, path)
+        with h5py.File(path, "r+") as file:
+            edit(file)
+        return path
+
+    def replace(file, key: str, value) -> None:
+        del file[key]
+        file[key] = value
+
+    def future(file) -> None:  # a node type from a nir to come
+        replace(file, "version", "9.9.0")
+        replace(file, "node/nodes/1/type", "FutureNeuron")
+
+    with pytest.raises(NIRImportError, match=r"written by nir 9\.9\.0, newer than the installed "
+                                             r"nir .*pip install -U 'nir>=9\.9\.0'"):
+        from_nir(edited("future.nir", future))
+    # Written by the installed nir, but broken: no upgrade would help; the node is named.
+    bad_threshold = edited("threshold.nir",
+                           lambda file: replace(file, "node/nodes/1/v_threshold", np.ones(2)))
+    with pytest.raises(NIRImportError, match=rf"written by nir {nir.version}\) is malformed: "
+                                             rf"nir {nir.version} cannot read its node '1' "
+                                             rf"\(IF\): AssertionError") as error:
+        from_nir(bad_threshold)
+    assert "pip install" not in str(error.value)
+    unknown = edited("unknown.nir", lambda file: replace(file, "node/nodes/1/type", "Neuron"))
+    with pytest.raises(NIRImportError, match=r"node '1' \(Neuron\): nir .* has no node type "
+                                             r"'Neuron'"):
+        from_nir(unknown)
+    with h5py.File(tmp_path / "other.h5", "w") as file:
+        file["data"] = np.ones(3)
+    with pytest.raises(NIRImportError, match=r"other.h5' is not a NIR file: an HDF5 file "
+                                             r"without NIR's 'node' group"):
+        from_nir(tmp_path / "other.h5")
     (tmp_path / "junk.nir").write_text("not HDF5")
-    with pytest.raises(NIRImportError, match="unknown version.*nir>=1.0.5"):
+    with pytest.raises(NIRImportError, match=r"junk.nir' is not a NIR file \(not HDF5"):
         from_nir(tmp_path / "junk.nir")
     with pytest.raises(FileNotFoundError, match="no NIR file"):
         from_nir(tmp_path / "missing.nir")
@@ -694,3 +766,221 @@ def test_per_channel_parameters_keep_their_shape(train_alphas, tmp_path):
             {k: v.shape for k, v in state.items()}
         theirs.load_state_dict(state)
     assert_same_run(model, loaded, x)
+
+
+# --- shapes, names and dtypes ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("kernel", "stride", "dilation"), [
+    ((3, 1), 1, 1), ((1, 5), 1, 1), ((2, 3), (2, 1), (1, 2))])
+def test_a_non_square_conv_kernel_exports_with_its_own_output_shape(kernel, stride, dilation,
+                                                                    tmp_path):
+    """nir 1.0.8 derives a Conv2d's output with the first kernel dim for both (docs/nir.md):
+    the node carries the measured shapes, and the file reads back as the same conv."""
+    model = nn.Sequential(TimeFolded(nn.Conv2d(2, 4, kernel, stride=stride, dilation=dilation,
+                                               padding=(1, 0))))
+    x = torch.randn(2, 3, 2, 8, 9)
+    with torch.no_grad():
+        expected = model(x)
+    graph = to_nir(model, x)
+    conv = graph.nodes["0"]
+    assert tuple(conv.output_type["output"]) == tuple(expected.shape[2:])
+    assert tuple(graph.nodes["output"].output_type["output"]) == tuple(expected.shape[2:])
+    nir.write(tmp_path / "m.nir", graph)
+    loaded = from_nir(tmp_path / "m.nir")
+    assert loaded.layers[0].layer.kernel_size == kernel
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), expected, rtol=1e-6, atol=1e-6)
+
+
+def lif_node(n: int, tau: float = 5.0) -> nir.LIF:
+    return nir.LIF(tau=np.full(n, tau), r=np.ones(n), v_leak=np.zeros(n),
+                   v_threshold=np.ones(n))
+
+
+def affine(out: int, inputs: int) -> nir.Affine:
+    return nir.Affine(weight=np.ones((out, inputs)), bias=np.zeros(out))
+
+
+def graph_of(nodes: dict, edges: list, input_shape=(5,), output_shape=(4,)) -> nir.NIRGraph:
+    """A graph as another tool may write it, unchecked by nir (type_check=False)."""
+    nodes = {"input": nir.Input(input_type={"input": np.array(input_shape)}), **nodes,
+             "output": nir.Output(output_type={"output": np.array(output_shape)})}
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+@pytest.mark.parametrize(("nodes", "edges", "output_shape", "match"), [
+    # A neuron whose parameters are all equal runs at any width: it is checked all the same.
+    ({"fc": affine(8, 5), "lif": lif_node(4)}, [("input", "fc"), ("fc", "lif"),
+                                                  ("lif", "output")], (4,),
+     r"node 'lif' \(nir.LIF\) takes features of shape \(4,\), but node 'fc' before it gives "
+     r"\(8,\)"),
+    ({"fc": affine(8, 5), "fc2": affine(3, 7)}, [("input", "fc"), ("fc", "fc2"),
+                                                   ("fc2", "output")], (3,),
+     r"node 'fc2' \(nir.Affine\) takes features of shape \(7,\), but node 'fc' before it "
+     r"gives \(8,\)"),
+    ({"fc": affine(8, 5)}, [("input", "fc"), ("fc", "output")], (4,),
+     r"node 'output' \(the graph's Output\) takes features of shape \(4,\), but node 'fc' "
+     r"before it gives \(8,\)"),
+    ({"fc": affine(4, 5), "lif": lif_node(4), "w": affine(4, 3)},
+     [("input", "fc"), ("fc", "lif"), ("lif", "w"), ("w", "lif"), ("lif", "output")], (4,),
+     r"node 'w': the recurrent weights of node 'lif' have shape \(4, 3\)"),
+], ids=["neuron_width", "affine_input", "output_node", "recurrent_not_square"])
+def test_from_nir_checks_each_nodes_shapes_and_names_the_node(nodes, edges, output_shape,
+                                                              match):
+    with pytest.raises(NIRImportError, match=match):
+        from_nir(graph_of(nodes, edges, output_shape=output_shape))
+
+
+def test_from_nir_reads_shapes_that_fit_and_needs_an_input_shape():
+    """Norse writes its batch of 1 into the Input and Output nodes, and 0-d parameters; a
+    neuron's parameters may be per channel."""
+    lif = nir.LIF(tau=np.array(5.0), r=np.array(1.0), v_leak=np.array(0.0),
+                  v_threshold=np.array(1.0))
+    norse_like = graph_of({"fc": affine(3, 5), "lif": lif},
+                          [("input", "fc"), ("fc", "lif"), ("lif", "output")],
+                          input_shape=(1, 5), output_shape=(1, 3))
+    network = from_nir(norse_like)
+    assert network(torch.rand(2, 4, 1, 5)).shape == (2, 4, 1, 3)
+    per_channel = nir.IF(r=np.ones((2, 1, 1)), v_threshold=np.full((2, 1, 1), 0.5))
+    network = from_nir(graph_of({"if": per_channel}, [("input", "if"), ("if", "output")],
+                                input_shape=(2, 3, 3), output_shape=(2, 3, 3)))
+    assert network(torch.ones(1, 2, 2, 3, 3)).sum() > 0
+    without = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": None}),
+                                  "lif": lif_node(4),
+                                  "output": nir.Output(output_type={"output": np.array([4])})},
+                           edges=[("input", "lif"), ("lif", "output")], type_check=False)
+    with pytest.raises(NIRImportError, match="node 'input': the graph's Input node declares no "
+                                             "shape"):
+        from_nir(without)
+
+
+class NamedInputOutput(nn.Module):
+    """Layers named like the graph's own Input and Output nodes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input = nn.Linear(4, 6)
+        self.lif = enn.LIF(tau_mem=5.0, spike_threshold=0.3, norm_input=False)
+        self.output = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.lif(self.input(x)))
+
+
+def named(first: str, second: str) -> nn.Sequential:
+    model = nn.Sequential()
+    model.add_module(first, nn.Linear(4, 6))
+    model.add_module(second, enn.LIFRecurrent(5.0, nn.Linear(6, 6), norm_input=False))
+    return model
+
+
+@pytest.mark.parametrize(("network", "names"), [
+    (NamedInputOutput, ["input_", "lif", "output_"]),
+    (lambda: named("fc", "output"), ["fc", "output_", "output_.rec_connect"]),
+    (lambda: named("fc", "input"), ["fc", "input_", "input_.rec_connect"]),
+    # "input_" is taken by a layer: the layer named "input" becomes "input__".
+    (lambda: named("input", "input_"), ["input__", "input_", "input_.rec_connect"]),
+], ids=["attributes", "recurrent_output", "recurrent_input", "input_and_input_"])
+def test_layers_named_input_or_output_export_under_other_names(network, names, tmp_path):
+    model = network()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(3)
+    x = spikes(2, 12, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NIRLossWarning)
+        graph = to_nir(model, x)
+    assert isinstance(graph.nodes["input"], nir.Input)
+    assert isinstance(graph.nodes["output"], nir.Output)
+    assert sorted(graph.nodes) == sorted(["input", *names, "output"])
+    nir.write(tmp_path / "m.nir", graph)
+    assert_same_run(model, from_nir(tmp_path / "m.nir"), x)
+
+
+def test_a_bias_free_linear_is_an_affine_with_zero_bias_that_reads_back_without_one(tmp_path):
+    """sinabs drops nir.Linear nodes (tests/test_nir_sinabs.py): every nn.Linear is an Affine."""
+    model = FeedForwardSNN((5,), 3, hidden_sizes=(6,), recurrent=True, max_spikes_per_step=1)
+    x = spikes(2, 10, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NIRLossWarning)
+        graph = to_nir(model, x)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert any(m.bias is None for m in linears)
+    assert not any(type(node) is nir.Linear for node in graph.nodes.values())
+    assert sum(type(node) is nir.Affine for node in graph.nodes.values()) == len(linears)
+    nir.write(tmp_path / "m.nir", graph)
+    loaded = from_nir(tmp_path / "m.nir")
+    assert [m.bias is None for m in loaded.modules() if isinstance(m, nn.Linear)] == \
+        [m.bias is None for m in linears]
+
+
+def test_train_alphas_with_alpha_one_exports_as_tau_inf(tmp_path):
+    layer = enn.LIF(tau_mem=torch.tensor([5.0, 6.0, 7.0, 8.0, 9.0, 10.0]), tau_syn=3.0,
+                    train_alphas=True, norm_input=False, max_spikes_per_step=1)
+    with torch.no_grad():
+        layer.alpha_mem[2] = 1.0  # trained to no leak
+        layer.alpha_syn.fill_(1.0)
+    model = chain(layer)
+    x = spikes(2, 15, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NIRLossWarning)
+        graph = to_nir(model, x)
+    node = graph.nodes["1"]
+    assert np.isinf(node.tau_mem[2]) and node.tau_mem[2] > 0 and np.isfinite(node.tau_mem[:2]).all()
+    assert np.isposinf(node.tau_syn).all()
+    nir.write(tmp_path / "m.nir", graph)
+    assert np.isposinf(nir.read(tmp_path / "m.nir").nodes["1"].tau_syn).all()  # nir's own check
+    assert_same_run(model, from_nir(tmp_path / "m.nir"), x)
+
+
+def test_a_neuron_parameter_our_layers_refuse_names_the_node():
+    lif = nir.LIF(tau=np.array([5.0, -np.inf]), r=np.ones(2), v_leak=np.zeros(2),
+                  v_threshold=np.ones(2))
+    with pytest.raises(NIRImportError, match=r"node 'lif' \(nir.LIF\): tau_mem must be > 0"):
+        from_nir(nir.NIRGraph.from_list(lif), dt=1.0)
+
+
+def test_a_flatten_in_time_folded_exports_counting_its_own_dims(tmp_path):
+    """TimeFolded's Flatten sees (batch·time, *features): nn.Flatten() there (sinabs' idiom)
+    flattens the features only."""
+    x = torch.randn(2, 3, 3, 4, 4)
+    for flatten, features in ((nn.Flatten(), (48,)), (nn.Flatten(2), (3, 16)),
+                              (nn.Flatten(-2), (3, 16))):
+        model = nn.Sequential(TimeFolded(flatten))
+        graph = to_nir(model, x)
+        assert tuple(graph.nodes["0"].output_type["output"]) == features
+        nir.write(tmp_path / "m.nir", graph)
+        with torch.no_grad():
+            torch.testing.assert_close(from_nir(tmp_path / "m.nir")(x), model(x),
+                                       rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("start_dim", [-4, -5, 1])
+def test_a_flatten_over_batch_or_time_by_a_negative_dim_raises_saying_so(start_dim):
+    with pytest.raises(NIRExportError, match="flattens batch or time; use start_dim=2"):
+        to_nir(nn.Sequential(nn.Flatten(start_dim)), torch.zeros(2, 3, 2, 3, 4))
+
+
+def test_float64_networks_round_trip_bit_identically_with_dtype_float64(tmp_path):
+    conv = nn.Conv2d(2, 4, 3, padding=1)
+    model = nn.Sequential(
+        TimeFolded(conv), enn.LIF(tau_mem=torch.linspace(2, 9, 4).view(4, 1, 1), tau_syn=3.3,
+                                  spike_threshold=0.7, norm_input=False),
+        nn.Flatten(2), nn.Linear(4 * 5 * 5, 6, bias=False),
+        enn.LIFRecurrent(7.3, nn.Linear(6, 6), norm_input=False, train_alphas=True),
+        nn.Linear(6, 3), enn.ExpLeak(tau_mem=torch.linspace(2, 4, 3))).double()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() > 1:
+                parameter.mul_(3)
+    x = spikes(2, 10, 2, 5, 5, scale=2.0).double()
+    graph = to_nir(model, x, dt=0.37)
+    nir.write(tmp_path / "m.nir", graph)
+    loaded = from_nir(tmp_path / "m.nir", dtype=torch.float64)
+    assert {p.dtype for p in loaded.parameters()} == {torch.float64}
+    for ours, theirs in zip(model.parameters(), loaded.parameters(), strict=True):
+        torch.testing.assert_close(theirs, ours, rtol=0, atol=0)
+    assert_same_run(model, loaded, x)
+    assert {p.dtype for p in from_nir(tmp_path / "m.nir").parameters()} == {torch.float32}
+    with pytest.raises(TypeError, match="dtype must be a floating torch.dtype"):
+        from_nir(graph, dtype=torch.int32)

@@ -18,6 +18,7 @@ means here) and single spikes (NIR's neuron) for the other direction.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -85,7 +86,7 @@ def test_sinabs_reads_our_dense_graph_with_the_same_spikes():
         enn.IAF(spike_threshold=torch.linspace(0.5, 1.5, 10)),
         nn.Linear(10, 8),
         enn.LIF(tau_mem=torch.linspace(3, 12, 8), norm_input=False, spike_threshold=0.7),
-        nn.Linear(8, 4),  # sinabs 3.1 reads nir.Affine, not nir.Linear (bias=False)
+        nn.Linear(8, 4, bias=False),  # an Affine with zero bias: sinabs 3.1 drops nir.Linear
         enn.LIF(tau_mem=6.0, norm_input=False))
     batch, steps = 3, 30
     x = (torch.rand(batch, steps, 2, 3) < 0.4).float()
@@ -97,6 +98,44 @@ def test_sinabs_reads_our_dense_graph_with_the_same_spikes():
         got = theirs(x.flatten(0, 1)).unflatten(0, (batch, steps))
     assert expected.sum() > 0
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not NIRTORCH_WORKS, reason="sinabs.from_nir needs nirtorch 2.x")
+def test_sinabs_leaves_out_our_cuba_lif_and_runs_our_recurrent_layer_as_a_chain():
+    """What docs/nir.md's reader table says sinabs does with these, without an error: it has
+    no CubaLIF (the node is left out), and it runs a cycle as a chain (the recurrent weights
+    after the neuron, on its spikes)."""
+    torch.manual_seed(4)
+    x = (torch.rand(2, 10, 6) < 0.4).float()
+    kinds = {}
+    for name, neuron in (("cuba", enn.LIF(tau_mem=5.0, tau_syn=3.0, norm_input=False)),
+                         ("recurrent", enn.LIFRecurrent(5.0, nn.Linear(4, 4),
+                                                        norm_input=False))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NIRLossWarning)
+            graph = to_nir(nn.Sequential(nn.Linear(6, 4), neuron), x)
+        kinds[name] = [type(m).__name__ for m in sinabs.from_nir(graph, batch_size=2).children()
+                       if not isinstance(m, nn.Identity)]
+    assert kinds == {"cuba": ["Linear"], "recurrent": ["Linear", "LIFSqueeze", "Linear"]}
+
+
+@pytest.mark.skipif(not NIRTORCH_WORKS, reason="sinabs.from_nir needs nirtorch 2.x")
+def test_sinabs_reads_our_exp_leak_only_with_r_one_and_without_its_input_scale():
+    """sinabs reads an LI only with r = 1, as its ExpLeak with norm_input=False: our
+    norm_input=True (r = 1) comes out 1/(1 − α) times larger, norm_input=False raises."""
+    torch.manual_seed(5)
+    x = torch.rand(2, 10, 6)
+    for norm_input in (True, False):
+        ours = nn.Sequential(nn.Linear(6, 3), enn.ExpLeak(tau_mem=4.0, norm_input=norm_input))
+        graph = to_nir(ours, x)
+        if not norm_input:
+            with pytest.raises(ValueError, match="`r` must be 1"):
+                sinabs.from_nir(graph, batch_size=2)
+            continue
+        with torch.no_grad():
+            got = sinabs_import(graph, 2)(x.flatten(0, 1)).unflatten(0, (2, 10))
+            expected = ours(x)
+        torch.testing.assert_close(got, expected / (1 - math.exp(-1 / 4.0)))
 
 
 def test_sinabs_reads_our_conv_graph_with_the_same_spikes():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from pathlib import Path
 
@@ -45,12 +46,17 @@ class NIRExport(L.Callback):
         input_shape: the network's input features; by default its ``input_shape`` attribute,
             else the input_shape the checkpoint saved among the network's init_args.
 
-    A network NIR cannot express (ALIF, learned delays) gives a
-    :class:`NIRExportWarning` instead of a file.
+    A network NIR cannot express (ALIF, learned delays), or any other failure to write the
+    file, gives a :class:`NIRExportWarning` naming the problem instead of a file: training
+    has finished by then, and ``fit`` ends normally. A bad dt is refused here, before training.
     """
 
     def __init__(self, dt: float = 1.0, input_shape: tuple[int, ...] | None = None) -> None:
         super().__init__()
+        # to_nir's own check, made before training (nir is imported only at the end of fit).
+        if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not 0 < dt < math.inf:
+            raise ValueError(f"NIRExport: dt must be a positive number (the step length in the "
+                             f"graph's time unit), got {dt!r}")
         self.dt = dt
         self.input_shape = input_shape
         self.path: Path | None = None
@@ -78,14 +84,20 @@ class NIRExport(L.Callback):
                                            f"input_shape attribute or init argument; give "
                                            f"NIRExport(input_shape=...)"), stacklevel=2)
             return
+        path, writing = Path(best).with_name(NIR_FILE_NAME), False
         try:
             graph = to_nir(network, torch.zeros(1, 2, *shape), dt=self.dt)
-        except NIRExportError as error:
-            warnings.warn(NIRExportWarning(f"NIRExport: no {NIR_FILE_NAME} written: {error}"),
+            writing = True
+            nir.write(path, graph)
+        except Exception as error:  # training is over: any export problem is a warning
+            if writing:
+                path.unlink(missing_ok=True)  # no half-written file
+            problem = str(error) if isinstance(error, NIRExportError) else (
+                f"{type(error).__name__}: {error}")
+            warnings.warn(NIRExportWarning(f"NIRExport: no {NIR_FILE_NAME} written: {problem}"),
                           stacklevel=2)
             return
-        self.path = Path(best).with_name(NIR_FILE_NAME)
-        nir.write(self.path, graph)
+        self.path = path
         print(f"  NIR graph    {self.path}", flush=True)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):

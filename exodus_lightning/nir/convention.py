@@ -17,8 +17,11 @@ v_leak = 0 and these gains (α = exp(−dt/τ_mem), β = exp(−dt/τ_syn), all 
     I    (ExpLeak, tau_mem = inf)                 r    = 1 / dt
 
 and τ = −dt / ln(α): a layer's τ in time steps is NIR's τ in units of dt. In CubaLIF the synapse
-steps first and the membrane sees its new current i_t as the held input. sinabs writes the same
-τ (dt = 1) and r = 1 for its LIF (its default norm_input=True, which is our r = 1 too).
+steps first and the membrane sees its new current i_t as the held input: exact for the synapse,
+not for NIR's two-state ODE, where the current rises from i_{t−1} to i_t within the step (the
+same steady state; docs/nir.md says how far apart they are). sinabs writes the same τ (dt = 1)
+and r = 1 for its LIF (its default norm_input=True, which is our r = 1 too). A trained α = 1
+(no leak) is τ = inf.
 
 Any r or w_in not in this table is still exact: the reader scales the input by the gain it
 implies, (1 − α)·r or (1 − β)·w_in (see ``load``).
@@ -39,15 +42,17 @@ def decay(tau: np.ndarray, dt: float) -> np.ndarray:
 
 
 def membrane_gain(alpha: np.ndarray, norm_input: bool) -> np.ndarray:
-    """NIR's r for our membrane: 1 with norm_input, else 1 / (1 − α)."""
+    """NIR's r for our membrane: 1 with norm_input, else 1 / (1 − α) (inf for α = 1)."""
     alpha = np.asarray(alpha, dtype=np.float64)
-    return np.ones_like(alpha) if norm_input else 1.0 / (1.0 - alpha)
+    with np.errstate(divide="ignore"):
+        return np.ones_like(alpha) if norm_input else 1.0 / (1.0 - alpha)
 
 
 def synapse_gain(beta: np.ndarray, decay_early: bool) -> np.ndarray:
     """NIR's w_in for our synaptic current: β / (1 − β) (decay_early) or 1 / (1 − β)."""
     beta = np.asarray(beta, dtype=np.float64)
-    return (beta if decay_early else np.ones_like(beta)) / (1.0 - beta)
+    with np.errstate(divide="ignore"):
+        return (beta if decay_early else np.ones_like(beta)) / (1.0 - beta)
 
 
 def leak_gain(alpha: np.ndarray, norm_input: bool, decay_early: bool) -> np.ndarray:

@@ -8,7 +8,9 @@ output is returned). A forward that does anything else between its layers (an ad
 reshape that is not a module, a layer called twice) raises :class:`NIRExportError` naming the
 module. Dropout and nn.Identity are left out (the graph is the network in eval mode);
 TimeFolded layers are exported as the layer they wrap.
-A recurrent layer becomes a cycle: neuron -> its rec_connect (Affine/Linear) -> neuron.
+A recurrent layer becomes a cycle: neuron -> its rec_connect (Affine) -> neuron. Nodes are
+named by the layers' module paths; a layer named like the graph's own "input" or "output" node
+gets a "_" appended (more while that name is taken).
 
 Settings NIR cannot express but that change the outputs (multi-spike, a subtract_value,
 min_v_mem, and the reset, see below) are kept in the node's metadata under "exodus_lightning",
@@ -55,8 +57,11 @@ from exodus_lightning.nn.reshape import SqueezeMixin
 
 from . import convention as cv
 from .scale import Scale
+from .shapes import declared_output
 
 METADATA_KEY = "exodus_lightning"
+# The recurrent weights of a layer named N are the node N + REC_SUFFIX.
+REC_SUFFIX = ".rec_connect"
 _SKIPPED = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, TimeSharedDropout, nn.Identity)
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 # Layers: one node each (or an error naming them), never walked into, though some hold modules.
@@ -95,15 +100,16 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1.0) -> nir.NIRGr
     chain, shapes = _trace(model, sample_input)
     dt = float(dt)
     chain = _fold_batch_norms(chain, shapes)
+    names = _node_names(chain)
     nodes: dict[str, nir.NIRNode] = {
         "input": nir.Input(input_type={"input": np.array(sample_input.shape[2:])})}
     edges: list[tuple[str, str]] = []
     losses: list[str] = []
     previous = "input"
     for path, module in chain:
-        name = path or type(module).__name__.lower()
+        name = names[path]
         in_shape, out_shape = shapes[path]
-        if isinstance(module, nn.Flatten) and in_shape == out_shape:
+        if _changes_nothing(module, in_shape, out_shape):
             # Nothing to flatten (1-d features). Left out: Norse and snnTorch apply a Flatten's
             # start_dim to (batch, ...) tensors and would flatten the batch.
             continue
@@ -112,9 +118,10 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1.0) -> nir.NIRGr
         nodes[name] = node
         edges.append((previous, name))
         if rec_node is not None:
-            _set_types(f"{name}.rec_connect", rec_node, out_shape, in_shape)
-            nodes[f"{name}.rec_connect"] = rec_node
-            edges += [(name, f"{name}.rec_connect"), (f"{name}.rec_connect", name)]
+            rec_name = f"{name}{REC_SUFFIX}"
+            _set_types(rec_name, rec_node, out_shape, in_shape)
+            nodes[rec_name] = rec_node
+            edges += [(name, rec_name), (rec_name, name)]
         losses += [f"{name}: {text}" for text in lost]
         previous = name
     final = shapes[chain[-1][0]][1] if chain else tuple(sample_input.shape[2:])
@@ -128,6 +135,30 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1.0) -> nir.NIRGr
             "exodus_lightning.nir.from_nir, and other NIR readers run without them:\n  "
             + "\n  ".join(losses)), stacklevel=2)
     return graph
+
+
+def _changes_nothing(module: nn.Module, in_shape: tuple[int, ...],
+                     out_shape: tuple[int, ...]) -> bool:
+    """A Flatten (also in TimeFolded) whose output has the shape of its input."""
+    layer = module.layer if isinstance(module, TimeFolded) else module
+    return isinstance(layer, nn.Flatten) and in_shape == out_shape
+
+
+def _node_names(chain: list[tuple[str, nn.Module]]) -> dict[str, str]:
+    """{module path: node name}: the path ("" for a model that is itself one layer: its type
+    name); one that would take the graph's "input" or "output" node gets a "_" appended, more
+    while it, or its recurrent "<name>.rec_connect" node, is another node's name."""
+    taken = {"input", "output"} | {path for path, _ in chain}
+    taken |= {f"{name}{REC_SUFFIX}" for name in taken}
+    names = {}
+    for path, module in chain:
+        name = path or type(module).__name__.lower()
+        if name in ("input", "output"):
+            while name in taken or f"{name}{REC_SUFFIX}" in taken:
+                name += "_"
+            taken |= {name, f"{name}{REC_SUFFIX}"}
+        names[path] = name
+    return names
 
 
 # --- walking the model -----------------------------------------------------------------------
@@ -290,12 +321,13 @@ def _check_one_tensor(name: str, call: _Call) -> None:
 
 def _set_types(name: str, node: nir.NIRNode, in_shape: tuple[int, ...],
                out_shape: tuple[int, ...]) -> None:
-    """Write the measured shapes on the node, after checking the output shape the node derived
-    itself (a mapping error would show there; nir derives a grouped conv's input channels as
-    weight.shape[1], so the input shape is not compared)."""
-    derived = (getattr(node, "output_type", None) or {}).get("output")
-    if derived is not None and not np.array_equal(np.asarray(derived), np.array(out_shape)):
-        raise NIRExportError(f"{name}: the NIR node's output shape {tuple(derived)} differs "
+    """Write the measured shapes on the node, after checking the output shape its fields
+    imply (a mapping error would show there). A conv's is computed per spatial dim here
+    (:mod:`.shapes`): nir 1.0.8 derives it with the first kernel dim for both, wrong for a
+    non-square kernel, whose node still gets the right (measured) shapes."""
+    derived = declared_output(node)
+    if derived is not None and derived != tuple(out_shape):
+        raise NIRExportError(f"{name}: the NIR node's output shape {derived} differs "
                              f"from the layer's {out_shape} on sample_input")
     node.input_type = {"input": np.array(in_shape)}
     node.output_type = {"output": np.array(out_shape)}
@@ -384,7 +416,7 @@ def _node(name: str, module: nn.Module, in_shape: tuple[int, ...], out_shape: tu
     if isinstance(layer, (nn.AvgPool2d, nn.LPPool2d)):
         return _pool_node(name, layer), None, []
     if isinstance(layer, nn.Flatten):
-        return _flatten_node(name, layer, in_shape), None, []
+        return _flatten_node(name, layer, in_shape, isinstance(module, TimeFolded)), None, []
     if isinstance(layer, Scale):
         return nir.Scale(scale=_full(layer.scale, in_shape)), None, []
     raise NIRExportError(f"{name}: {type(layer).__name__} has no NIR mapping; supported: "
@@ -404,7 +436,8 @@ def _tau(layer: nn.Module, tau_name: str, alpha_name: str, shape: tuple[int, ...
     """(NIR τ = τ_steps·dt, α) per neuron, from τ or (train_alphas) from α."""
     if layer.train_alphas:
         alpha = _full(getattr(layer, alpha_name), shape)
-        return -dt / np.log(alpha), alpha
+        with np.errstate(divide="ignore"):  # α = 1 (no leak) is τ = inf
+            return np.where(alpha >= 1, np.inf, -dt / np.log(alpha)), alpha
     tau_steps = _full(getattr(layer, tau_name), shape)
     return tau_steps * dt, cv.decay(tau_steps, 1.0)
 
@@ -479,6 +512,7 @@ def _spiking_extras(layer: enn.LIF) -> tuple[dict, list[str]]:
         "train_alphas": layer.train_alphas,
         "train_threshold": layer.spike_threshold.requires_grad,
         "shapes": _shapes(layer, ("tau_mem", "tau_syn", "spike_threshold")),
+        "decays": _decays(layer),
     }
     return extras, lost
 
@@ -497,6 +531,15 @@ def _shapes(layer: nn.Module, names: tuple[str, ...]) -> dict[str, list[int]]:
     return shapes
 
 
+def _decays(layer: nn.Module) -> dict[str, list | float]:
+    """The layer's τ (or with train_alphas α) parameters as they are, float64 in their own
+    shape: τ_NIR = τ·dt and α = exp(−dt/τ_NIR) do not always come back to the last bit in
+    float64, and from_nir takes these where they agree with the node."""
+    return {name: value.detach().cpu().double().tolist()
+            for name in ("tau_mem", "alpha_mem", "tau_syn", "alpha_syn")
+            if isinstance(value := getattr(layer, name, None), Tensor)}
+
+
 def _leak_node(name: str, layer: enn.ExpLeak, shape: tuple[int, ...], dt: float
                ) -> tuple[nir.NIRNode, list[str]]:
     tau_mem, alpha = _tau(layer, "tau_mem", "alpha_mem", shape, dt)
@@ -513,14 +556,19 @@ def _leak_node(name: str, layer: enn.ExpLeak, shape: tuple[int, ...], dt: float
     node.metadata = {METADATA_KEY: json.dumps({
         "min_v_mem": None if layer.min_v_mem is None else layer.min_v_mem.tolist(),
         "train_alphas": layer.train_alphas,
-        "shapes": _shapes(layer, ("tau_mem",))})}
+        "shapes": _shapes(layer, ("tau_mem",)),
+        "decays": _decays(layer)})}
     return node, lost
 
 
 def _linear_node(layer: nn.Linear) -> nir.NIRNode:
+    """nir.Affine, also without a bias (a zero bias, "bias": false in the metadata for
+    from_nir): sinabs 3.1 drops nir.Linear nodes without a word, and sinabs, Norse and snnTorch
+    all read an Affine."""
     weight = layer.weight.detach().cpu().numpy().copy()
     if layer.bias is None:
-        return nir.Linear(weight=weight)
+        return nir.Affine(weight=weight, bias=np.zeros(weight.shape[0], dtype=weight.dtype),
+                          metadata={METADATA_KEY: json.dumps({"bias": False})})
     return nir.Affine(weight=weight, bias=layer.bias.detach().cpu().numpy().copy())
 
 
@@ -578,14 +626,20 @@ def _pool_node(name: str, layer: nn.AvgPool2d | nn.LPPool2d) -> nir.NIRNode:
     return nir.AvgPool2d(kernel_size=kernel, stride=stride, padding=padding)
 
 
-def _flatten_node(name: str, layer: nn.Flatten, in_shape: tuple[int, ...]) -> nir.NIRNode:
-    # Our tensors are (batch, time, *features); NIR's dims count the features only.
+def _flatten_node(name: str, layer: nn.Flatten, in_shape: tuple[int, ...], folded: bool
+                  ) -> nir.NIRNode:
+    """NIR's Flatten counts feature dims only. Ours sees (batch, time, *features), or in
+    TimeFolded (batch·time, *features), whose first dim it cannot flatten (TimeFolded could
+    not unfold it): dims are shifted by 2 (or 1), a negative dim counts from the end."""
+    leading = 1 if folded else 2
+    rank = leading + len(in_shape)
     dims = []
     for dim in (layer.start_dim, layer.end_dim):
-        if 0 <= dim < 2:
+        if (dim if dim >= 0 else rank + dim) < leading:
             raise NIRExportError(f"{name}: nn.Flatten(start_dim={layer.start_dim}, "
-                                 f"end_dim={layer.end_dim}) flattens batch or time; use "
-                                 f"start_dim=2 to flatten the features of (batch, time, ...)")
-        dims.append(dim - 2 if dim >= 0 else dim)
+                                 f"end_dim={layer.end_dim}) on {rank}-d input flattens batch "
+                                 f"or time; use start_dim=2 to flatten the features of (batch, "
+                                 f"time, ...)")
+        dims.append(dim - leading if dim >= 0 else dim)
     return nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=dims[0],
                        end_dim=dims[1])

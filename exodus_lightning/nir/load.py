@@ -13,14 +13,22 @@ any other value), else by subtracting v_threshold (nir <= 1.0.4, no v_reset).
 A foreign graph has no stored dt, and dt defaults to 1 (τ in steps, as sinabs writes it). A
 graph whose τ are in seconds (Norse, snnTorch) needs ``dt=``: without it, a τ below one step
 warns (:class:`NIRImportWarning`), and one whose decay exp(−dt/τ) is 0 in float32 raises.
+
+The network is built in ``dtype`` (torch's default unless given) from the graph's float64
+values, each rounded once. Before it is returned it runs once on zeros, (1, 1, *input), to
+check every node's input shape against what the node declares (and the last output against
+the Output node's): a graph whose shapes do not fit raises :class:`NIRImportError` naming the
+node and both shapes, not a torch error on first use.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import math
 import os
+import re
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -39,6 +47,7 @@ from . import convention as cv
 from .export import METADATA_KEY
 from .network import NIRNetwork
 from .scale import Scale
+from .shapes import broadcasts_to, declared_input, declared_output, same_features
 
 _NEURONS = (nir.LIF, nir.CubaLIF, nir.IF)
 # nir >= 1.0.6 type-checks a graph it reads, and derives a grouped conv's input channels as
@@ -55,12 +64,16 @@ class NIRImportWarning(UserWarning):
 
 
 def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike, dt: float | None = None,
-             backend: str = "auto") -> NIRNetwork:
+             backend: str = "auto", dtype: torch.dtype | None = None) -> NIRNetwork:
     """Our network for a NIR graph or .nir file: (batch, time, *input) -> (batch, time, *out).
 
     dt: the step length in the graph's time unit (None: the dt ``to_nir`` stored, else 1, as
     sinabs). backend: the spiking layers' backend ("auto", "extension" or "reference").
+    dtype: the network's floating dtype (None: torch's default); every parameter is the
+    graph's float64 value rounded once to it, so with torch.float64 a float64 network's round
+    trip is bit-identical.
     """
+    dtype = _check_dtype(dtype)
     graph = graph_or_path
     if isinstance(graph_or_path, (str, os.PathLike)):
         graph = _read(graph_or_path)
@@ -73,46 +86,192 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike, dt: float | None =
     if not 0 < dt < math.inf:
         raise ValueError(f"dt must be a positive number (the step length), got {dt!r}")
     chain, recurrent, nodes = _walk(graph)
+    input_shape = _input_shape(graph)
     for name in chain:
         _check_time_constants(name, nodes[name], dt, dt_known)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
+    owners: dict[str, str] = {}  # module name -> the node it comes from
+    decays: list[tuple[nn.Module, nir.NIRNode]] = []
     for name in chain:
         rec = recurrent.get(name)
-        for suffix, module in _modules(name, nodes[name], dt, backend,
-                                       None if rec is None else nodes[rec]):
-            layers[_module_name(name + suffix, layers)] = module
-    (input_node,) = graph.inputs.values()
-    input_shape = np.asarray(input_node.input_type["input"]).tolist()
-    return NIRNetwork(input_shape, nn.Sequential(layers))
+        try:
+            modules = _modules(name, nodes[name], dt, backend,
+                               None if rec is None else (rec, nodes[rec]))
+        except NIRImportError:
+            raise
+        except (ValueError, TypeError) as error:  # a layer's own check of a parameter
+            raise NIRImportError(f"node {name!r} (nir.{type(nodes[name]).__name__}): "
+                                 f"{error}") from error
+        for suffix, module in modules:
+            key = _module_name(name + suffix, layers)
+            layers[key] = module
+            owners[key] = name
+            if isinstance(module, enn.StatefulLayer) and isinstance(
+                    nodes[name], (nir.LIF, nir.CubaLIF, nir.LI)):
+                decays.append((module, nodes[name]))
+    network = NIRNetwork(input_shape, nn.Sequential(layers)).to(dtype)
+    for layer, node in decays:
+        _exact_decays(layer, node, dt)
+    _check_shapes(network, owners, nodes, recurrent, graph, dtype)
+    return network
+
+
+def _check_dtype(dtype: torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.get_default_dtype()
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype (torch.float32, torch.float64), "
+                        f"got {dtype!r}")
+    return dtype
+
+
+def _input_shape(graph: nir.NIRGraph) -> list[int]:
+    """The feature shape the graph's Input node declares (it must declare one)."""
+    ((name, node),) = graph.inputs.items()
+    shape = declared_output(node) or declared_input(node)
+    if shape is None:
+        raise NIRImportError(f"node {name!r}: the graph's Input node declares no shape "
+                             f"(input_type {getattr(node, 'input_type', None)!r}); from_nir "
+                             f"needs the input's feature shape, e.g. "
+                             f"nir.Input(input_type={{'input': np.array([10])}})")
+    return list(shape)
+
+
+def _check_shapes(network: NIRNetwork, owners: dict[str, str], nodes: dict[str, nir.NIRNode],
+                  recurrent: dict[str, str], graph: nir.NIRGraph, dtype: torch.dtype) -> None:
+    """Run a copy of network once on zeros (1, 1, *input), with the reference backend (no
+    kernel build), and raise NIRImportError at the first node whose input is not the shape it
+    declares or that cannot run on it, or if the output is not the Output node's shape.
+    Shapes are compared up to leading 1s (see ``shapes.same_features``); a neuron's or Scale's
+    parameters may also broadcast to its input (a per-channel (C, 1, 1))."""
+    ((input_name, _),) = graph.inputs.items()
+    ((output_name, output_node),) = graph.outputs.items()
+    probe = copy.deepcopy(network)
+    for module in probe.modules():
+        if isinstance(module, enn.StatefulLayer):
+            module.backend = "reference"
+    seen = {"node": input_name, "from": input_name, "shape": tuple(network.input_shape)}
+
+    def before(key: str, inputs: tuple) -> None:
+        name = owners[key]
+        if seen["node"] != name:
+            seen["from"], seen["node"] = seen["node"], name
+        shape = seen["shape"] = tuple(inputs[0].shape[2:])
+        expected = declared_input(nodes[name])
+        if expected is None and name in recurrent:
+            expected = declared_input(nodes[recurrent[name]])
+        elementwise = isinstance(nodes[name], (*_NEURONS, nir.LI, nir.I, nir.Scale))
+        if expected is not None and not same_features(shape, expected) and not (
+                elementwise and broadcasts_to(expected, shape)):
+            raise NIRImportError(f"node {name!r} (nir.{type(nodes[name]).__name__}) takes "
+                                 f"features of shape {expected}, but node {seen['from']!r} "
+                                 f"before it gives {shape}")
+
+    handles = [module.register_forward_pre_hook(
+        lambda module, inputs, key=key: before(key, inputs))
+        for key, module in probe.layers.named_children()]
+    x = torch.zeros(1, 1, *network.input_shape, dtype=dtype)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a probe: its warnings come again on first use
+            out = probe(x)
+    except NIRImportError:
+        raise
+    except Exception as error:  # torch's shape errors, which name no node
+        raise NIRImportError(f"node {seen['node']!r} cannot run on features of shape "
+                             f"{seen['shape']} from node {seen['from']!r}: "
+                             f"{type(error).__name__}: {error}") from error
+    finally:
+        for handle in handles:
+            handle.remove()
+    expected = declared_output(output_node) or declared_input(output_node)
+    shape = tuple(out.shape[2:])
+    if expected is not None and not same_features(shape, expected):
+        raise NIRImportError(f"node {output_name!r} (the graph's Output) takes features of "
+                             f"shape {expected}, but node {seen['node']!r} before it gives "
+                             f"{shape}")
 
 
 def _read(path: str | os.PathLike) -> nir.NIRGraph:
-    """nir.read, a file the installed nir cannot parse as an NIRImportError saying which nir
-    wrote it (a neuron with v_reset needs nir >= 1.0.5)."""
+    """nir.read, a file the installed nir cannot parse as an NIRImportError that says why."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no NIR file at {os.fspath(path)!r}")
     try:
         return nir.read(path, type_check=False) if _READ_TYPE_CHECK else nir.read(path)
     except Exception as error:  # nir raises TypeError, KeyError, ValueError, OSError, ...
-        written = _file_version(path)
-        raise NIRImportError(
-            f"nir {nir.version} cannot read {os.fspath(path)!r} (written by nir "
-            f"{written or 'of unknown version'}): {type(error).__name__}: {error}. Install the "
-            f"nir that wrote it or newer: pip install -U 'nir>={written or '1.0.5'}' (a "
-            f"neuron with v_reset, as Norse, snnTorch and sinabs write them today, needs nir "
-            f">= 1.0.5)") from error
+        raise NIRImportError(_why_unreadable(path, error)) from error
 
 
-def _file_version(path: str | os.PathLike) -> str | None:
-    """The nir version stored in a .nir file (None when it has none or is not HDF5)."""
+def _why_unreadable(path: str | os.PathLike, error: Exception) -> str:
+    """What is wrong with a file nir.read failed on: not NIR at all, written by a newer nir,
+    or a node the installed nir cannot parse (named)."""
     import h5py  # nir's own dependency
 
+    where, got = repr(os.fspath(path)), f"{type(error).__name__}: {error}"
     try:
         with h5py.File(path, "r") as file:
-            version = file["version"][()]
-    except Exception:  # not HDF5, or no version: the caller says "unknown"
+            if "node" not in file:
+                return (f"{where} is not a NIR file: an HDF5 file without NIR's 'node' group "
+                        f"(it holds {sorted(file)})")
+            written = _file_version(file)
+            if written is not None and _version(written) > _version(nir.version):
+                return (f"{where} was written by nir {written}, newer than the installed nir "
+                        f"{nir.version}, which cannot read it ({got}); install the nir that "
+                        f"wrote it or newer: pip install -U 'nir>={written}'")
+            bad = _first_bad_node(file["node"])
+    except OSError as open_error:
+        return f"{where} is not a NIR file (not HDF5: {open_error})"
+    by = f"written by nir {written}" if written else "of unknown nir version"
+    if bad is None:
+        return f"nir {nir.version} cannot read {where} ({by}): {got}"
+    name, kind, problem = bad
+    return (f"{where} ({by}) is malformed: nir {nir.version} cannot read its node {name!r} "
+            f"({kind}): {problem}")
+
+
+def _file_version(file: Any) -> str | None:
+    """The nir version an open .nir file stores (None without one)."""
+    return _text(file["version"]) if "version" in file else None
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """"1.0.8" (or "1.0.8.dev2") as (1, 0, 8), for comparing versions."""
+    return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
+
+
+def _first_bad_node(group: Any, prefix: str = "") -> tuple[str, str, str] | None:
+    """(name, type, what is wrong) of the first node under a file's node group that nir cannot
+    build on its own (nested graphs searched too), or None."""
+    from nir.serialization import hdf2dict
+
+    nodes = group.get("nodes")
+    if nodes is None:
+        return (prefix.rstrip(".") or "(the graph)", "NIRGraph", "it has no 'nodes' group")
+    for name in nodes:
+        kind = _text(nodes[name].get("type"))
+        if kind == "NIRGraph":
+            found = _first_bad_node(nodes[name], f"{prefix}{name}.")
+            if found is not None:
+                return found
+            continue
+        if kind is None:
+            return f"{prefix}{name}", "no type", "it has no 'type' entry"
+        known = getattr(nir, kind, None)
+        if not (isinstance(known, type) and issubclass(known, nir.NIRNode)):
+            return f"{prefix}{name}", kind, f"nir {nir.version} has no node type {kind!r}"
+        try:
+            nir.dict2NIRNode(hdf2dict(nodes[name]))
+        except Exception as error:  # whatever the node's constructor raises
+            return f"{prefix}{name}", kind, f"{type(error).__name__}: {error}"
+    return None
+
+
+def _text(dataset: Any) -> str | None:
+    """A string dataset's text (None for no dataset)."""
+    if dataset is None:
         return None
-    return version.decode("utf8") if isinstance(version, bytes) else str(version)
+    value = dataset[()]
+    return value.decode("utf8") if isinstance(value, bytes) else str(value)
 
 
 def _check_time_constants(name: str, node: nir.NIRNode, dt: float, dt_known: bool) -> None:
@@ -241,12 +400,12 @@ def _walk(graph: nir.NIRGraph) -> tuple[list[str], dict[str, str], dict[str, nir
 # --- one node as modules ---------------------------------------------------------------------
 
 def _modules(name: str, node: nir.NIRNode, dt: float, backend: str,
-             rec: nir.NIRNode | None) -> list[tuple[str, nn.Module]]:
-    """[(name suffix, module)] for one node: usually one, a neuron may need an input gain."""
-    if isinstance(node, nir.Affine):
-        return [("", _linear(node.weight, node.bias))]
-    if isinstance(node, nir.Linear):
-        return [("", _linear(node.weight, None))]
+             rec: tuple[str, nir.NIRNode] | None) -> list[tuple[str, nn.Module]]:
+    """[(name suffix, module)] for one node: usually one, a neuron may need an input gain.
+    rec: (name, node) of a neuron's recurrent weights. Modules hold float64 values (rounded
+    once by from_nir's final .to(dtype))."""
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        return [("", _linear(name, node))]
     if isinstance(node, (nir.Conv1d, nir.Conv2d)):
         return [("", TimeFolded(_conv(node)))]
     if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
@@ -255,7 +414,7 @@ def _modules(name: str, node: nir.NIRNode, dt: float, backend: str,
         dims = [int(d) + 2 if int(d) >= 0 else int(d) for d in (node.start_dim, node.end_dim)]
         return [("", nn.Flatten(*dims))]
     if isinstance(node, nir.Scale):
-        return [("", Scale(torch.as_tensor(np.asarray(node.scale))))]
+        return [("", Scale(_tensor(node.scale)))]
     if isinstance(node, _NEURONS):
         return _spiking(name, node, dt, backend, rec)
     if isinstance(node, (nir.LI, nir.I)):
@@ -266,15 +425,27 @@ def _modules(name: str, node: nir.NIRNode, dt: float, backend: str,
 
 
 def _tensor(array: Any) -> Tensor:
-    return torch.as_tensor(np.asarray(array, dtype=np.float32))
+    """A float64 tensor (from_nir rounds the network to its dtype once, at the end)."""
+    return torch.as_tensor(np.asarray(array, dtype=np.float64))
 
 
-def _linear(weight: np.ndarray, bias: np.ndarray | None) -> nn.Linear:
-    weight = np.asarray(weight)
+def _linear(name: str, node: nir.Affine | nir.Linear, gain: np.ndarray | None = None
+            ) -> nn.Linear:
+    """nn.Linear of an Affine/Linear node; bias=False for a Linear, or for the zero bias
+    to_nir writes for one ("bias": false in the metadata). gain: per output, folded in."""
+    weight = np.asarray(node.weight, dtype=np.float64)
     if weight.ndim != 2:
-        raise NIRImportError(f"Affine/Linear weight of shape {weight.shape}: only 2-d weights "
-                             f"(out, in) are supported")
-    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+        raise NIRImportError(f"node {name!r}: Affine/Linear weight of shape {weight.shape}: "
+                             f"only 2-d weights (out, in) are supported")
+    bias = getattr(node, "bias", None) if isinstance(node, nir.Affine) else None
+    if bias is not None and _extras(node).get("bias") is False and not np.any(bias):
+        bias = None
+    if gain is not None:
+        gain = np.asarray(gain, dtype=np.float64).reshape(-1)
+        weight = weight * gain[:, None]
+        bias = None if bias is None else np.asarray(bias, dtype=np.float64) * gain
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
+                      dtype=torch.float64)
     with torch.no_grad():
         layer.weight.copy_(_tensor(weight))
         if bias is not None:
@@ -300,7 +471,8 @@ def _conv(node: nir.Conv1d | nir.Conv2d) -> nn.Module:
     conv = (nn.Conv1d if dims == 1 else nn.Conv2d)(
         int(weight.shape[1]) * int(node.groups), int(weight.shape[0]),
         _ints(weight.shape[2:], dims), stride=_ints(node.stride, dims), padding=padding,
-        dilation=_ints(node.dilation, dims), groups=int(node.groups), bias=True)
+        dilation=_ints(node.dilation, dims), groups=int(node.groups), bias=True,
+        dtype=torch.float64)
     with torch.no_grad():
         conv.weight.copy_(_tensor(weight))
         conv.bias.copy_(_tensor(node.bias))
@@ -318,17 +490,18 @@ def _pool(name: str, node: nir.AvgPool2d | nir.SumPool2d) -> nn.Module:
     return nn.LPPool2d(1, kernel, stride)
 
 
-def _value(array: np.ndarray, shape: Sequence[int] | None = None) -> float | Tensor:
+def _value(array: np.ndarray, shape: Sequence[int] | None = None) -> Tensor:
     """A per-neuron parameter as the layer takes it: in its own shape where to_nir stored one
-    (e.g. a per-channel (C, 1, 1) that NIR holds as (C, H, W)), else one float when all neurons
-    share it, else a float32 tensor of the node's shape."""
+    (e.g. a per-channel (C, 1, 1) that NIR holds as (C, H, W)), else one number (0-d) when all
+    neurons share it, else of the node's shape; float64 (not a Python float, which a layer
+    would store in float32 for good)."""
     array = np.asarray(array, dtype=np.float64)
     if shape is not None:
         own = _own_shape(array, tuple(int(n) for n in shape))
         if own is not None:
             return _tensor(own)
     if array.size and (array == array.flat[0]).all():
-        return float(array.flat[0])
+        return _tensor(array.flat[0])  # 0-d: the layer's parameter is one number
     return _tensor(array)
 
 
@@ -385,8 +558,13 @@ def _surrogate(extras: dict[str, Any]) -> dict[str, Any]:
     return {"surrogate_grad_fn": getattr(sg, stored["name"])(**stored["fields"])}
 
 
-def _spiking(name: str, node: nir.NIRNode, dt: float, backend: str, rec: nir.NIRNode | None
-             ) -> list[tuple[str, nn.Module]]:
+def _spiking(name: str, node: nir.NIRNode, dt: float, backend: str,
+             rec: tuple[str, nir.NIRNode] | None) -> list[tuple[str, nn.Module]]:
+    """The neuron's layer, after a Scale when its gains are not ours (see ``convention``).
+
+    A recurrent neuron's gain g multiplies its whole input, g·(x + W·s + b): the Scale takes
+    x, and g is folded into the recurrent weights, W' = diag(g)·W, b' = g·b (snnTorch writes
+    its RLeaky / RSynaptic with such gains: r = τ/dt, w_in = τ_syn/dt)."""
     extras = _extras(node)
     shapes = extras.get("shapes", {})
     threshold = np.asarray(node.v_threshold, dtype=np.float64)
@@ -400,7 +578,7 @@ def _spiking(name: str, node: nir.NIRNode, dt: float, backend: str, rec: nir.NIR
     )
     for key in ("subtract_value", "min_v_mem"):
         if extras.get(key) is not None:
-            common[key] = torch.tensor(extras[key], dtype=torch.float32)
+            common[key] = torch.tensor(extras[key], dtype=torch.float64)
     if extras.get("gradient") is not None:
         common["gradient"] = extras["gradient"]
     if extras.get("train_threshold"):
@@ -433,29 +611,51 @@ def _spiking(name: str, node: nir.NIRNode, dt: float, backend: str, rec: nir.NIR
             gain = gain * syn_gain
         kind = enn.LIFRecurrent if rec is not None else enn.LIF
     if rec is not None:
-        if not (gain == 1).all():
-            raise NIRImportError(f"node {name!r}: a recurrent neuron whose r / w_in is not one "
-                                 f"of ours (see exodus_lightning.nir.convention) is not "
-                                 f"supported")
-        weight = np.asarray(rec.weight)
-        args["rec_connect"] = _linear(weight, getattr(rec, "bias", None))
-    layer = kind(**args, **common)
-    if args.get("train_alphas"):
-        _exact_alphas(layer, node, dt)
-    return _with_gain(gain, layer)
+        args["rec_connect"] = _recurrent_weights(name, threshold, rec, gain)
+    return _with_gain(gain, kind(**args, **common))
 
 
-def _exact_alphas(layer: nn.Module, node: nir.NIRNode, dt: float) -> None:
-    """With train_alphas the parameters are α itself: exp(−dt/τ) in float64, rounded once."""
-    taus = {"alpha_mem": getattr(node, "tau_mem", getattr(node, "tau", None)),
-            "alpha_syn": getattr(node, "tau_syn", None)}
-    shapes = _extras(node).get("shapes", {})
+def _recurrent_weights(name: str, threshold: np.ndarray, rec: tuple[str, nir.NIRNode],
+                       gain: np.ndarray) -> nn.Linear:
+    """The recurrent node as rec_connect, square, with the neuron's gain folded into its rows."""
+    rec_name, node = rec
+    weight = np.asarray(node.weight)
+    gain = np.asarray(gain, dtype=np.float64).reshape(-1)
+    count = max(threshold.size, gain.size)
+    if weight.ndim != 2 or weight.shape[0] != weight.shape[1] or count not in (
+            1, weight.shape[0]):
+        raise NIRImportError(f"node {rec_name!r}: the recurrent weights of node {name!r} have "
+                             f"shape {weight.shape}; a neuron node of {count} neurons needs "
+                             f"({count}, {count})")
+    return _linear(rec_name, node, None if (gain == 1).all() else
+                   np.broadcast_to(gain, (weight.shape[0],)))
+
+
+def _exact_decays(layer: nn.Module, node: nir.NIRNode, dt: float) -> None:
+    """The layer's τ in steps (τ_NIR / dt), or with train_alphas its α = exp(−dt/τ_NIR), from
+    float64 values rounded once to the layer's dtype (the layers store τ in float32 when they
+    are built, as sinabs). The values to_nir stored are taken where they agree with the
+    node's (τ·dt/dt and exp(−dt/(−dt/ln α)) may differ from τ and α in the last bit)."""
+    extras = _extras(node)
+    shapes, stored = extras.get("shapes", {}), extras.get("decays", {})
+    taus = {"mem": getattr(node, "tau_mem", getattr(node, "tau", None)),
+            "syn": getattr(node, "tau_syn", None)}
     with torch.no_grad():
-        for name, tau in taus.items():
-            parameter = getattr(layer, name, None)
-            if parameter is not None and tau is not None:
-                alpha = _value(cv.decay(tau, dt), shapes.get(name.replace("alpha_", "tau_")))
-                parameter.copy_(torch.as_tensor(alpha, dtype=parameter.dtype))
+        for kind, tau in taus.items():
+            if tau is None:
+                continue
+            tau = np.asarray(tau, dtype=np.float64)
+            for name, value in ((f"tau_{kind}", tau / dt), (f"alpha_{kind}", cv.decay(tau, dt))):
+                parameter = getattr(layer, name, None)
+                if not isinstance(parameter, Tensor):
+                    continue
+                exact = _value(value, shapes.get(f"tau_{kind}"))
+                if name in stored:
+                    own = torch.tensor(stored[name], dtype=torch.float64)
+                    if own.shape == exact.shape and torch.allclose(own, exact, rtol=1e-9,
+                                                                   atol=0):
+                        exact = own
+                parameter.copy_(exact.to(parameter.dtype).expand_as(parameter))
 
 
 def _with_gain(gain: np.ndarray, layer: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -469,7 +669,7 @@ def _leak(name: str, node: nir.LI | nir.I, dt: float, backend: str
     extras = _extras(node)
     common: dict[str, Any] = {"backend": backend}
     if extras.get("min_v_mem") is not None:
-        common["min_v_mem"] = torch.tensor(extras["min_v_mem"], dtype=torch.float32)
+        common["min_v_mem"] = torch.tensor(extras["min_v_mem"], dtype=torch.float64)
     r = np.asarray(node.r, dtype=np.float64)
     if isinstance(node, nir.I):
         layer = enn.ExpLeak(tau_mem=math.inf, norm_input=False, **common)
@@ -486,7 +686,5 @@ def _leak(name: str, node: nir.LI | nir.I, dt: float, backend: str
     layer = enn.ExpLeak(tau_mem=_value(tau / dt, extras.get("shapes", {}).get("tau_mem")),
                         norm_input=norm_input,
                         decay_early=decay_early, train_alphas=train_alphas, **common)
-    if train_alphas:
-        _exact_alphas(layer, node, dt)
     return _with_gain(gain, layer)
 

@@ -12,7 +12,10 @@ class Scale(nn.Module):
 
     def __init__(self, scale: Tensor) -> None:
         super().__init__()
-        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).clone())
+        scale = torch.as_tensor(scale)
+        if not scale.is_floating_point():
+            scale = scale.to(torch.get_default_dtype())
+        self.register_buffer("scale", scale.clone())  # float64 kept: .to() rounds it once
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.scale.to(x.dtype)
