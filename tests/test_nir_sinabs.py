@@ -159,6 +159,20 @@ def test_sinabs_reads_our_conv_graph_with_the_same_spikes():
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
 
 
+def test_sinabs_cannot_read_our_lif_after_a_conv():
+    """sinabs 3.1's reader tests `any(node.v_leak) != 0`, which raises for a LIF node whose
+    parameters have more than one dim (the (C, H, W) neurons after a conv, as in the N-MNIST
+    and DVS Gesture networks); an IAF there reads (see the test above)."""
+    conv = TimeFolded(nn.Conv2d(2, 4, 3, padding=1))
+    ours = nn.Sequential(conv, enn.LIF(tau_mem=5.0, norm_input=False))
+    x = (torch.rand(2, 3, 2, 6, 6) < 0.3).float()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NIRLossWarning)
+        graph = to_nir(ours, x)
+    with pytest.raises(ValueError, match="truth value of an array"):
+        sinabs_import(graph, 2)
+
+
 def test_we_read_sinabs_graphs_with_the_same_spikes(tmp_path):
     torch.manual_seed(3)
     batch, steps = 3, 25
