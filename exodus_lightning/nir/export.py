@@ -42,6 +42,7 @@ import dataclasses
 import itertools
 import json
 import math
+import numbers
 import warnings
 from collections.abc import Iterator
 
@@ -85,6 +86,12 @@ class NIRLossWarning(UserWarning):
     """Settings NIR cannot express: kept for exodus_lightning, lost for other readers."""
 
 
+def check_dt(dt: object) -> None:
+    """A step length must be a positive finite number (to_nir's and from_nir's dt)."""
+    if isinstance(dt, bool) or not isinstance(dt, numbers.Real) or not 0 < dt < math.inf:
+        raise ValueError(f"dt must be a positive number (the step length), got {dt!r}")
+
+
 def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1.0) -> nir.NIRGraph:
     """The NIR graph of ``model``, its shapes measured on ``sample_input`` (batch, time, *f).
 
@@ -92,8 +99,7 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1.0) -> nir.NIRGr
     written as τ·dt (see :mod:`exodus_lightning.nir.convention` for every parameter). The model
     runs once, as a copy in eval mode, so its own states and mode stay as they are.
     """
-    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not 0 < dt < math.inf:
-        raise ValueError(f"dt must be a positive number (the step length), got {dt!r}")
+    check_dt(dt)
     if not isinstance(sample_input, Tensor) or sample_input.dim() < 3:
         got = tuple(sample_input.shape) if isinstance(sample_input, Tensor) else sample_input
         raise ValueError(f"sample_input must be a tensor (batch, time, *features), got {got!r}")

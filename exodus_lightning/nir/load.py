@@ -44,10 +44,10 @@ from exodus_lightning.models import TimeFolded
 from exodus_lightning.nn import surrogate as sg
 
 from . import convention as cv
-from .export import METADATA_KEY
+from .export import METADATA_KEY, check_dt
 from .network import NIRNetwork
 from .scale import Scale
-from .shapes import broadcasts_to, declared_input, declared_output, same_features
+from .shapes import broadcasts_to, declared_input, declared_output, per_dim, same_features
 
 _NEURONS = (nir.LIF, nir.CubaLIF, nir.IF)
 # nir >= 1.0.6 type-checks a graph it reads, and derives a grouped conv's input channels as
@@ -83,8 +83,7 @@ def from_nir(graph_or_path: nir.NIRGraph | str | os.PathLike, dt: float | None =
     dt_known = dt is not None or "dt" in _extras(graph)
     if dt is None:
         dt = float(_extras(graph).get("dt", 1.0))
-    if not 0 < dt < math.inf:
-        raise ValueError(f"dt must be a positive number (the step length), got {dt!r}")
+    check_dt(dt)
     chain, recurrent, nodes = _walk(graph)
     input_shape = _input_shape(graph)
     for name in chain:
@@ -454,9 +453,7 @@ def _linear(name: str, node: nir.Affine | nir.Linear, gain: np.ndarray | None = 
 
 
 def _ints(value: Any, count: int) -> tuple[int, ...] | int:
-    values = np.atleast_1d(np.asarray(value)).astype(int).tolist()
-    if len(values) == 1:
-        values = values * count
+    values = per_dim(value, count)
     return values[0] if count == 1 else tuple(values)
 
 

@@ -31,7 +31,8 @@ def _shape(value: Any) -> Shape | None:
         return None
 
 
-def _per_dim(value: Any, dims: int) -> list[int]:
+def per_dim(value: Any, dims: int) -> list[int]:
+    """A conv/pool field (one number or one per spatial dim) as one int per spatial dim."""
     values = np.atleast_1d(np.asarray(value)).astype(int).tolist()
     return values * dims if len(values) == 1 else values
 
@@ -39,7 +40,7 @@ def _per_dim(value: Any, dims: int) -> list[int]:
 def _conv_spatial_input(node: nir.Conv1d | nir.Conv2d) -> list[int] | None:
     if node.input_shape is None:
         return None
-    return _per_dim(node.input_shape, np.asarray(node.weight).ndim - 2)
+    return per_dim(node.input_shape, np.asarray(node.weight).ndim - 2)
 
 
 def conv_output(node: nir.Conv1d | nir.Conv2d) -> Shape | None:
@@ -58,8 +59,8 @@ def conv_output(node: nir.Conv1d | nir.Conv2d) -> Shape | None:
             return (int(weight.shape[0]), *spatial)
         padding = 0  # "valid"
     out = []
-    for n, p, d, k, s in zip(spatial, _per_dim(padding, dims), _per_dim(node.dilation, dims),
-                             weight.shape[2:], _per_dim(node.stride, dims), strict=True):
+    for n, p, d, k, s in zip(spatial, per_dim(padding, dims), per_dim(node.dilation, dims),
+                             weight.shape[2:], per_dim(node.stride, dims), strict=True):
         out.append((n + 2 * p - d * (int(k) - 1) - 1) // s + 1)
     return (int(weight.shape[0]), *out)
 
