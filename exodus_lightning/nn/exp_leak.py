@@ -105,19 +105,20 @@ class ExpLeak(StatefulLayer):
         self.prepare_states(x)
         alpha = self.alpha_mem_calculated
         dtype = ops.state_dtype(x)
-        # The scaled drive in the state dtype, as LIF's (see normalised_drive): in half
-        # precision its α gradient, summed in half, would spoil the τ gradient.
-        drive = normalised_drive(x, alpha, x) if self.norm_input else x
+        # The drive in the state dtype (float32 for a half input), as LIF's (see
+        # normalised_drive and synaptic_current): the op returns and saves its trace in the
+        # drive's dtype, and ∂L/∂α = Σ μ_t · y_{t−1} from a trace rounded to half would spoil
+        # the τ gradient (as would the scaled drive's α gradient summed in half).
+        drive = normalised_drive(x, alpha, x) if self.norm_input else x.to(dtype)
         if self.decay_early:
-            drive = (alpha * drive.to(dtype)).to(dtype)
+            drive = (alpha * drive).to(dtype)
         if self.min_v_mem is None:
             y, self.v_mem = ops.leaky_integrate(drive, alpha, self.v_mem, backend=self.backend)
-            y = y.to(x.dtype)
             states = y
         else:
             y, states, self.v_mem = clipped_leaky_integrate_reference(
                 drive, alpha.to(dtype), self.v_mem, self.min_v_mem.to(dtype))
-            y = y.to(x.dtype)
+        y = y.to(x.dtype)
         self.recordings = {"v_mem": states} if self.record_states else {}
         self._last_output = y
         return y

@@ -52,8 +52,12 @@ HALF_INPUT_LAYERS = {
     "LIF tau_syn decay_early=False": lambda: enn.LIF(10.0, tau_syn=5.0, decay_early=False),
     "ALIF": lambda: enn.ALIF(10.0, 50.0, adapt_scale=0.5),
     "ALIF tau_syn": lambda: enn.ALIF(10.0, 50.0, tau_syn=5.0, adapt_scale=0.5),
-    "ExpLeak": lambda: enn.ExpLeak(10.0, norm_input=True),
-    "ExpLeak decay_early": lambda: enn.ExpLeak(10.0, norm_input=True, decay_early=True),
+    "ExpLeak": lambda: enn.ExpLeak(10.0, record_states=True),  # sinabs' defaults
+    "ExpLeak norm_input": lambda: enn.ExpLeak(10.0, norm_input=True),
+    "ExpLeak decay_early": lambda: enn.ExpLeak(10.0, decay_early=True, record_states=True),
+    "ExpLeak norm_input decay_early": lambda: enn.ExpLeak(10.0, norm_input=True,
+                                                          decay_early=True),
+    "ExpLeak min_v_mem": lambda: enn.ExpLeak(10.0, min_v_mem=-0.5, record_states=True),
 }
 
 
@@ -72,8 +76,9 @@ def _spikes_and_parameter_grads(layer: torch.nn.Module, x: torch.Tensor):
 def test_half_input_parameter_gradients_as_float32_state_gives(name, dtype):
     """A half input (as under autocast) gets the spikes and τ/α/θ gradients of the float64
     reference on the same rounded values to float32 accuracy, and exactly those of a float32
-    layer on them: the normalised drive and the synaptic current are formed in the float32
-    state, not rounded to half (their α gradient summed in half was off by 2e-4 to 2e-2 here)."""
+    layer on them: the normalised drive, the synaptic current and ExpLeak's trace are formed in
+    the float32 state, not rounded to half (their α gradient summed in half was off by 2e-4 to
+    2e-2 here; ExpLeak's default, from a trace saved in half, by 2e-4). Recordings are float32."""
     torch.manual_seed(0)
     layer = HALF_INPUT_LAYERS[name]()
     x = (torch.rand(8, 200, 32) * 2).to(dtype)
@@ -88,6 +93,7 @@ def test_half_input_parameter_gradients_as_float32_state_gives(name, dtype):
         assert error < 3e-5, f"{key}: relative error {error:.1e}"
         assert torch.equal(got[key], float32_grads[key]), key
     assert out.dtype == dtype
+    assert all(trace.dtype == torch.float32 for trace in layer.recordings.values())
     if layer.does_spike:
         assert torch.equal(out.double(), want_out)
     else:  # ExpLeak's output: one rounding to the input dtype
