@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
@@ -204,12 +205,14 @@ class StatefulLayer(nn.Module):
         if (self.__dict__.get("_warned_freed_graph") or not torch.is_grad_enabled()
                 or torch.compiler.is_compiling()):
             return
-        node = self._states()[0].grad_fn
-        if node is None or not _saved_values_freed(node):
+        roots = [(name, state.grad_fn) for name, state in zip(self.state_names, self._states())
+                 if state.grad_fn is not None]
+        freed = _freed_graph_of(roots)
+        if freed is None:
             return
         self._warned_freed_graph = True
         warnings.warn(
-            f"{type(self).__name__}: its state {self.state_names[0]} still carries the autograd "
+            f"{type(self).__name__}: its state {freed} still carries the autograd "
             "graph of an earlier forward call, which a backward pass has already gone through "
             "and freed, so a backward pass through this call will fail ('Trying to backward "
             "through the graph a second time'). Cut the states' graph between training steps "
@@ -260,16 +263,50 @@ def _holds_rounding(setting: Tensor | None, exact: Tensor) -> bool:
             and torch.equal(setting.detach().cpu(), exact.to(setting.dtype)))
 
 
+# Graph nodes _freed_graph_of looks at, at most: the first node that saved a tensor is at most a
+# few nodes behind a state (a reshape, the reference loop's add/sub, ExpLeak's clip), and the
+# walk runs at every call whose states carry a graph (streaming, truncated BPTT).
+_NODES_TO_VISIT = 16
+
+
+def _freed_graph_of(roots: list[tuple[str, torch.autograd.graph.Node]]) -> str | None:
+    """The name of the first state whose graph a backward pass has freed, else None.
+
+    Walks the graph breadth-first from the states' nodes, past nodes that saved no tensor
+    (views, adds) and nodes whose saved tensors are still there (a clip the loss did not reach:
+    its backward never ran), until a node whose saved tensors were released, or
+    ``_NODES_TO_VISIT`` nodes.
+    """
+    queue = deque(roots)
+    seen: set[torch.autograd.graph.Node] = set()
+    while queue and len(seen) < _NODES_TO_VISIT:
+        name, node = queue.popleft()
+        if node in seen:
+            continue
+        seen.add(node)
+        if _saved_values_freed(node):
+            return name
+        queue.extend((name, nxt) for nxt, _ in node.next_functions if nxt is not None)
+    return None
+
+
+_SAVED_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _saved_values_freed(node: torch.autograd.graph.Node) -> bool:
     """Whether a backward pass has released what the graph node saved (retain_graph=False).
 
     PyTorch answers reading a released saved tensor with the error backward would raise; a node
     that saved no tensor cannot tell, and counts as not freed.
     """
-    # A custom op's node has saved_tensors; PyTorch's own nodes one _saved_<name> per value
-    # (sizes and scalars stay readable after the release, tensors do not).
-    names = ["saved_tensors"] if hasattr(type(node), "saved_tensors") else [
-        name for name in dir(node) if name.startswith("_saved_")]
+    kind = type(node)
+    names = _SAVED_NAMES.get(kind)
+    if names is None:
+        # A custom op's node has saved_tensors; PyTorch's own nodes one _saved_<name> per
+        # value (sizes and scalars stay readable after the release, tensors do not).
+        names = ("saved_tensors",) if hasattr(kind, "saved_tensors") else tuple(
+            name for name in dir(kind) if name.startswith("_saved_"))
+        _SAVED_NAMES[kind] = names
     for name in names:
         try:
             getattr(node, name)

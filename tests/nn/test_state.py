@@ -317,3 +317,65 @@ def test_an_empty_batch_then_a_batch_gives_what_a_fresh_layer_gives(name):
     torch.testing.assert_close(layer(x), expected)
     for state in layer.state_names:
         torch.testing.assert_close(getattr(layer, state), getattr(fresh, state))
+
+
+def _stale_graph_layers():
+    """Every stateful class, and the paths whose last state comes out of a node that saved no
+    tensor (a reshape, an add) or whose backward the loss never ran (ExpLeak's clip)."""
+    def looped(cls, *args):
+        torch.manual_seed(0)  # a nonlinear rec_connect: the per-step loop
+        return cls(*args, rec_connect=torch.nn.Sequential(torch.nn.Linear(3, 3),
+                                                          torch.nn.Tanh()))
+
+    def reference(cls, *args, **kwargs):
+        torch.manual_seed(0)
+        return cls(*args, backend="reference", **kwargs)
+
+    return EVERY_STATEFUL_LAYER | {
+        "ExpLeak min_v_mem": lambda: enn.ExpLeak(5.0, min_v_mem=-0.5),
+        "LIF min_v_mem": lambda: enn.LIF(5.0, tau_syn=3.0, min_v_mem=-0.5),
+        "LIFRecurrent loop": lambda: looped(enn.LIFRecurrent, 5.0),
+        "ALIFRecurrent loop": lambda: looped(enn.ALIFRecurrent, 5.0, 20.0),
+        "LIF reference": lambda: reference(enn.LIF, 5.0, tau_syn=3.0),
+        "IAF reference": lambda: reference(enn.IAF),
+        "ExpLeak reference": lambda: reference(enn.ExpLeak, 5.0),
+        "ALIF reference": lambda: reference(enn.ALIF, 5.0, 20.0),
+        "adLIF reference": lambda: reference(enn.adLIF, 3),
+        "LIFRecurrent reference": lambda: reference(enn.LIFRecurrent, 5.0,
+                                                    torch.nn.Linear(3, 3)),
+        "ALIFRecurrent reference": lambda: reference(enn.ALIFRecurrent, 5.0, 20.0,
+                                                     torch.nn.Linear(3, 3)),
+        "adLIFRecurrent reference": lambda: reference(enn.adLIFRecurrent, 3),
+    }
+
+
+STALE_GRAPH_LAYERS = _stale_graph_layers()
+
+
+def _input(name: str) -> torch.Tensor:
+    shape = (2 * 4, 3) if name.endswith("Squeeze") else (2, 4, 3)
+    return (torch.rand(shape) * 10).requires_grad_()
+
+
+@pytest.mark.parametrize("name", list(STALE_GRAPH_LAYERS))
+def test_every_layer_names_a_freed_graph_before_backward_fails(name):
+    """The warning of docs/sinabs.md for every layer and path: the walk goes past the nodes
+    that saved nothing (the fused recurrent functions' reshape, the reference loop's add) to one
+    whose saved tensors the first backward pass released."""
+    layer = STALE_GRAPH_LAYERS[name]()
+    layer(_input(name)).sum().backward()
+    with pytest.warns(UserWarning, match=f"{type(layer).__name__}: its state .* still carries"):
+        out = layer(_input(name))
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        out.sum().backward()
+
+
+@pytest.mark.parametrize("name", list(STALE_GRAPH_LAYERS))
+def test_every_layer_is_quiet_when_the_graph_is_kept(name):
+    """retain_graph=True keeps what the nodes saved: no warning, and backward goes through both
+    calls."""
+    layer = STALE_GRAPH_LAYERS[name]()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer(_input(name)).sum().backward(retain_graph=True)
+        layer(_input(name)).sum().backward()
