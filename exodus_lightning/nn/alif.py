@@ -18,6 +18,16 @@ from .reshape import SqueezeMixin
 from .spiking import SpikingLayer, reset_mode, spike_limit
 
 
+class _FromSpikeFn:
+    """ALIF's default max_spikes_per_step: not given, so spike_fn sets the spike limit."""
+
+    def __repr__(self) -> str:
+        return "<from spike_fn>"
+
+
+_FROM_SPIKE_FN = _FromSpikeFn()
+
+
 class ALIF(SpikingLayer):
     """Adaptive leaky integrate-and-fire neurons (Bellec et al. 2018's LSNN), sinabs' dynamics.
 
@@ -74,7 +84,10 @@ class ALIF(SpikingLayer):
         norm_input: scale the input by (1 − α).
         record_states: keep the (batch, time, *features) traces of the states in
             ``self.recordings``, as sinabs.
-        max_spikes_per_step, reset, gradient, backend: as :class:`LIF`.
+        max_spikes_per_step: None (unbounded multi-spike), 1 (single spike) or K, as
+            :class:`LIF`: given, it replaces the default spike_fn (SingleSpike, as sinabs; one
+            passed explicitly cannot be told from it); not given, spike_fn decides.
+        reset, gradient, backend: as :class:`LIF`.
         train_threshold: give b0 a gradient.
         train_adapt_scale: give adapt_scale a gradient.
 
@@ -105,7 +118,7 @@ class ALIF(SpikingLayer):
         norm_input: bool = True,
         record_states: bool = False,
         *,
-        max_spikes_per_step: int | None = None,
+        max_spikes_per_step: int | None | _FromSpikeFn = _FROM_SPIKE_FN,
         reset: str | None = None,
         gradient: str | None = None,
         backend: str = "auto",
@@ -114,8 +127,12 @@ class ALIF(SpikingLayer):
     ) -> None:
         names = [n for n in self._state_order if n != "i_syn" or tau_syn is not None]
         super().__init__(names)
-        if spike_fn is act.SingleSpike and max_spikes_per_step is not None:
-            spike_fn = act.MultiSpike  # the keyword decides
+        if max_spikes_per_step is _FROM_SPIKE_FN:
+            max_spikes_per_step = None  # spike_fn decides: SingleSpike by default, as sinabs
+        elif spike_fn is act.SingleSpike:
+            # The keyword decides, None (unbounded) included, as in LIF: ALIF's default
+            # spike_fn cannot be told from a SingleSpike given with it.
+            spike_fn = act.MultiSpike
         self.max_spikes_per_step = spike_limit(spike_fn, max_spikes_per_step)
         self._set_reset_mode(*reset_mode(reset_fn, reset, None))
         self.gradient = gradient

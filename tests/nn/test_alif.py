@@ -261,3 +261,36 @@ def test_settings_set_or_trained_since_are_not_overwritten_by_double():
     again = enn.ALIF(8.0, 40.0)
     again.adapt_scale = 0.3  # a number assigned later is kept exactly too
     assert again.double().adapt_scale.item() == 0.3
+
+
+@pytest.mark.parametrize("layer_type", [enn.ALIF, enn.ALIFRecurrent])
+@pytest.mark.parametrize("limit", [None, 1, 3])
+def test_max_spikes_per_step_given_works_as_in_lif(layer_type, limit):
+    """max_spikes_per_step=None is unbounded multi-spike (as LIF's), not the default
+    SingleSpike; 1 and K as given. A membrane five thresholds high in one step."""
+    x = torch.zeros(1, 2, 4)
+    x[:, 0] = 5.0
+    extra = {} if layer_type is enn.ALIF else {"rec_connect": nn.Linear(4, 4, bias=False)}
+    if extra:
+        nn.init.zeros_(extra["rec_connect"].weight)
+    alif = layer_type(10.0, 20.0, norm_input=False, max_spikes_per_step=limit, **extra)
+    lif = enn.LIF(10.0, norm_input=False, max_spikes_per_step=limit)
+    assert alif.max_spikes_per_step == limit
+    expected = lif(x)
+    assert expected[0, 0, 0] == (5 if limit is None else limit)
+    torch.testing.assert_close(alif(x), expected)
+
+
+def test_without_max_spikes_per_step_spike_fn_decides_as_in_sinabs():
+    """Not given, the spike function decides: sinabs' default SingleSpike, or the one given."""
+    sl = pytest.importorskip("sinabs.layers")
+    sa = pytest.importorskip("sinabs.activation")
+    x = torch.randn(2, 30, 5, generator=torch.Generator().manual_seed(3)) * 4 + 3
+    for spike, most in ((None, 1), ("max2", 2), ("multi", 3)):
+        theirs_fn = {} if spike is None else {"spike_fn": _spike_fn(sa, spike)}
+        mine_fn = {} if spike is None else {"spike_fn": _spike_fn(ours, spike)}
+        theirs = sl.ALIF(8.0, 20.0, norm_input=False, **theirs_fn)
+        mine = enn.ALIF(8.0, 20.0, norm_input=False, **mine_fn)
+        out = mine(x)
+        assert out.max() >= most if spike == "multi" else out.max() == most
+        torch.testing.assert_close(out, theirs(x), rtol=0, atol=0)
