@@ -107,6 +107,11 @@ class _Recurrent:
     def _loop(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Any rec_connect: a Python loop over time, the layer's op on one step per call and
         rec_connect once per step, differentiated by autograd."""
+        if x.shape[1] == 0:
+            # No step, so no feedback: the layer's own pass over the empty sequence keeps the
+            # output on the graph (a loss on it backpropagates zeros) and records empty traces,
+            # as the feed-forward layers do.
+            return self._run(x)
         batch, features = x.shape[0], x.shape[2:]
         feedback = x.new_zeros((batch, *features))
         spikes, recordings = [], []
@@ -116,8 +121,6 @@ class _Recurrent:
             spikes.append(s_t)
             recordings.append(rec_t)
             feedback = self.rec_connect(s_t.squeeze(1)).reshape(batch, *features).to(x.dtype)
-        if not spikes:
-            return x.new_empty(x.shape), {}
         return torch.cat(spikes, 1), {name: torch.cat([r[name] for r in recordings], 1)
                                       for name in recordings[0]}
 

@@ -379,3 +379,22 @@ def test_every_layer_is_quiet_when_the_graph_is_kept(name):
         warnings.simplefilter("error")
         layer(_input(name)).sum().backward(retain_graph=True)
         layer(_input(name)).sum().backward()
+
+
+@pytest.mark.parametrize("name", [n for n in STALE_GRAPH_LAYERS if not n.endswith("Squeeze")])
+def test_an_empty_sequence_stays_on_the_graph(name):
+    """T = 0: the output is on the autograd graph (a loss on it backpropagates zeros), the
+    recordings are empty traces and the states stay as they were; the recurrent layers too."""
+    layer = STALE_GRAPH_LAYERS[name]()
+    layer.record_states = True
+    layer(torch.rand(2, 4, 3) * 10)
+    before = [state.clone() for state in layer._states()]
+    x = torch.rand(2, 0, 3, requires_grad=True)
+    out = layer(x)
+    assert out.shape == x.shape and out.dtype == x.dtype and out.requires_grad
+    out.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
+    assert layer.recordings and all(trace.shape == x.shape
+                                    for trace in layer.recordings.values())
+    for state, old in zip(layer._states(), before, strict=True):
+        torch.testing.assert_close(state, old)
