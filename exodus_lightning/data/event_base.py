@@ -25,6 +25,7 @@ from exodus_lightning.data.cache import cache_folder, disk_cached, files_identit
 from exodus_lightning.data.collate import pad_time_collate
 from exodus_lightning.data.device_binning import ToEventPositions
 from exodus_lightning.data.errors import DatasetNotFoundError
+from exodus_lightning.data.seeded_draws import EpochSeededSubset
 from exodus_lightning.data.stored_samples import SampleDecoder, dtype_from_json
 from exodus_lightning.data.streaming import (
     InOrder,
@@ -128,7 +129,9 @@ class EventDataModule(SpikeDataModule):
             duration_ms: if given, the bin width is duration_ms / num_time_steps (bin_width_ms,
                 if given too, must agree).
             augmentations: names from the dataset's `augmentation_choices`, applied to training
-                samples only.
+                samples only; a sample's random draws depend on (seed, epoch, its index in the
+                split) only (see seeded_draws), so they are the same with any number of
+                workers or processes and after a resume.
             streaming: folder or URL (s3://..., any store litdata supports) of a copy made by
                 `exodus-lightning prepare` with the same data settings; batches are then
                 streamed from it by litdata (data_dir, download and cache_dir are unused).
@@ -338,13 +341,16 @@ class EventDataModule(SpikeDataModule):
         if entry["stored"] == "events":
             random_steps = self.augmentation() if augment else []
             decoder = SampleDecoder(
-                shape, dtype_from_json(entry["events_dtype"]), [*random_steps, self.binning()]
+                shape, dtype_from_json(entry["events_dtype"]), [*random_steps, self.binning()],
+                seed=self.seed if random_steps else None,
             )
         else:
             decoder = SampleDecoder(shape)
             self._warn_frames_come_binned("the prepared copy, which stores frames")
         self._stored[part] = entry["stored"]
         stream = open_part(self.streaming, part, decoder, shuffle=part == "train", seed=self.seed)
+        # Augmentation draws from (seed, epoch, source index), as on the tonic path.
+        decoder.draw_by_pass_of(stream)
         # Training streams; evaluation reads by index in order (see InOrder).
         return stream if part == "train" else InOrder(stream, entry["num_samples"])
 
@@ -390,14 +396,16 @@ class EventDataModule(SpikeDataModule):
                 self.test_dataset = self.open_prepared("test")
             return
         if stage in (None, "fit", "validate"):
+            # Training samples draw their augmentation from (seed, epoch, index in the split):
+            # see seeded_draws.
+            augmented = self.make_dataset("train", augment=True)
             if self.val_fraction is None:
-                self.train_dataset = self.make_dataset("train", augment=True)
+                self.train_dataset = EpochSeededSubset(augmented, range(len(augmented)), self.seed)
                 self.val_dataset = self.make_dataset("valid")
             else:
-                augmented = self.make_dataset("train", augment=True)
                 plain = self.make_dataset("train")
                 train_indices, val_indices = split_indices(len(plain), self.val_fraction, self.seed)
-                self.train_dataset = Subset(augmented, train_indices)
+                self.train_dataset = EpochSeededSubset(augmented, train_indices, self.seed)
                 self.val_dataset = Subset(plain, val_indices)
         if stage in (None, "test", "predict"):
             self.test_dataset = self.make_dataset("test")
