@@ -124,6 +124,9 @@ class EventDataModule(SpikeDataModule):
             cache_dir: folder for a disk cache of the binned samples, one subfolder per setting
                 and per state of the source files (their sizes and modification times: files
                 changed since are binned again, not served from the cache); None: no cache.
+                A cache this user may only read (filled by another user, a read-only mount)
+                serves the samples it holds; those it lacks are computed on every access, with
+                a warning.
             val_fraction: fraction of the training file held out (seeded) for validation; None
                 (only for datasets with an official validation split) validates on that split.
             duration_ms: if given, the bin width is duration_ms / num_time_steps (bin_width_ms,
