@@ -35,6 +35,21 @@ class Pipeline:
         return f"Pipeline({self.transforms!r})"
 
 
+class Denoise(tonic_transforms.Denoise):
+    """tonic's Denoise (drop events with no neighbour within 1 pixel and `filter_time` µs) that
+    also takes a recording without events, which it returns as it is; tonic's fails on one
+    (it sizes its grid by the largest x and y).
+
+    Same name, fields and repr as tonic's, so disk caches and prepared copies made with it keep
+    their keys.
+    """
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        if len(events) == 0:
+            return events
+        return super().__call__(events)
+
+
 class CompactCounts:
     """Store integer counts in the smallest unsigned dtype that holds them (uint8/16/32).
 

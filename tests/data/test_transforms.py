@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from exodus_lightning.data.transforms import (
     AUDIO_AUGMENTATIONS,
     CAMERA_AUGMENTATIONS,
+    Denoise,
     EventsToFrames,
     Pipeline,
     SpikesToChannels,
@@ -66,6 +67,25 @@ def test_no_events_gives_zero_frames_of_full_shape() -> None:
     empty = camera_events([])
     frames = Pipeline([EventsToFrames((34, 34, 2), (34, 34), 7, 1000)])(empty)
     assert frames.shape == (7, 2, 34, 34) and not frames.any()
+
+
+def test_denoise_is_tonics_and_also_takes_a_recording_without_events() -> None:
+    tonic = pytest.importorskip("tonic")
+    rng = np.random.default_rng(0)
+    events = camera_events([(int(x), int(y), int(p), int(t)) for x, y, p, t in zip(
+        rng.integers(0, 8, 300), rng.integers(0, 8, 300), rng.integers(0, 2, 300),
+        np.sort(rng.integers(0, 100_000, 300)))])  # fmt: skip
+    theirs = tonic.transforms.Denoise(filter_time=2000.0)
+    ours = Denoise(filter_time=2000.0)
+    kept = ours(events)
+    np.testing.assert_array_equal(kept, theirs(events))
+    assert 0 < len(kept) < len(events)
+    # The repr is part of cache keys and prepared copies' manifests: tonic's, as before.
+    assert repr(ours) == repr(theirs) and pickle.loads(pickle.dumps(ours)) == ours
+    with pytest.raises(ValueError):  # tonic's sizes its grid by the largest x
+        theirs(camera_events([]))
+    empty = ours(camera_events([]))
+    assert len(empty) == 0 and empty.dtype == CAMERA_DTYPE
 
 
 @settings(max_examples=40, deadline=None)
