@@ -14,6 +14,7 @@ import copy
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from exodus_lightning.data.transforms import (
     Pipeline,
     ToFloat32,
     check_augmentation_names,
+    decimal_fraction,
 )
 
 
@@ -51,27 +53,30 @@ def bin_width_us(
     bin_width_ms: float | None,
     duration_ms: float | None,
     default_bin_width_ms: float,
-) -> float:
-    """Bin width w in microseconds: bin_width_ms, or duration_ms / num_time_steps, or (neither
-    given) default_bin_width_ms; both given must agree.
+) -> Fraction:
+    """Bin width w in microseconds, exact: bin_width_ms x 1000, or duration_ms x 1000 /
+    num_time_steps, or (neither given) default_bin_width_ms x 1000; both given must agree.
 
-    Either way every sample covers the same duration T * w, so every sample has T steps.
+    Milliseconds are taken as the decimals they are written as (see decimal_fraction), so e.g.
+    duration_ms=1000 over 120 steps gives w = 25000/3 µs, and an event at 125000 µs starts bin
+    15 exactly. Either way every sample covers the same duration T * w, so every sample has T
+    steps.
     """
     if int(num_time_steps) != num_time_steps or num_time_steps < 1:
         raise ValueError(f"num_time_steps={num_time_steps} must be a positive integer")
-    if bin_width_ms is not None and not bin_width_ms > 0:
-        raise ValueError(f"bin_width_ms={bin_width_ms} must be positive (or None)")
+    if bin_width_ms is not None and not (bin_width_ms > 0 and math.isfinite(bin_width_ms)):
+        raise ValueError(f"bin_width_ms={bin_width_ms} must be positive and finite (or None)")
     if duration_ms is None:
         width_ms = default_bin_width_ms if bin_width_ms is None else bin_width_ms
-        return width_ms * MICROSECONDS_PER_MS
-    if not duration_ms > 0:
-        raise ValueError(f"duration_ms={duration_ms} must be positive (or None)")
-    width_ms = duration_ms / num_time_steps
+        return decimal_fraction(width_ms) * MICROSECONDS_PER_MS
+    if not (duration_ms > 0 and math.isfinite(duration_ms)):
+        raise ValueError(f"duration_ms={duration_ms} must be positive and finite (or None)")
+    width_ms = decimal_fraction(duration_ms) / int(num_time_steps)
     if bin_width_ms is not None and not math.isclose(bin_width_ms, width_ms, rel_tol=1e-9):
         raise ValueError(
             f"duration_ms={duration_ms} over num_time_steps={num_time_steps} makes bins of "
-            f"{width_ms:g} ms, but bin_width_ms={bin_width_ms} was given too: set only one of "
-            "bin_width_ms and duration_ms (the other to None; on the command line null)"
+            f"{float(width_ms):g} ms, but bin_width_ms={bin_width_ms} was given too: set only "
+            "one of bin_width_ms and duration_ms (the other to None; on the command line null)"
         )
     return width_ms * MICROSECONDS_PER_MS
 
