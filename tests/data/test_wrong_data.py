@@ -205,14 +205,99 @@ def test_dvs_gesture_label_beyond_its_11_classes_fails_at_setup(tmp_path: Path) 
     )
 
 
-def test_dvs_gesture_stray_folder_is_named(tmp_path: Path) -> None:
+def add_to_dvs_test_split(root: Path, place: tuple[str, ...]) -> Path:
+    """A copy of a recording at `place` (a path below ibmGestureTest; a folder where it ends
+    in "/"); the path named."""
+    split = root / "DVSGesture" / "ibmGestureTest"
+    path = split.joinpath(*place)
+    if place[-1].endswith("/"):
+        path.mkdir(parents=True)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(split / "user02_led" / "3.npy", path)
+    return path
+
+
+def tonic_dvs_gesture_test_files(root: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The recordings tonic's own DVSGesture lists (its download check left out)."""
+    import tonic
+
+    monkeypatch.setattr(tonic.datasets.DVSGesture, "_check_exists", lambda self: True)
+    return sorted(tonic.datasets.DVSGesture(str(root), train=False).data)
+
+
+@pytest.mark.parametrize(("place", "named", "tonic_reads"), [
+    (("backup/",), ("backup",), "fails"),  # tonic: not enough values to unpack, no path named
+    (("samples", "3.npy"), ("samples",), "fails"),
+    (("user02_led", "backup", "3.npy"), ("user02_led", "backup"), "one more recording"),
+    (("user02_led", "3_copy.npy"), ("user02_led", "3_copy.npy"), "fails"),  # int('3_copy')
+])  # fmt: skip
+def test_dvs_gesture_stray_folder_or_file_is_named(
+    place: tuple[str, ...], named: tuple[str, ...], tonic_reads: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
     root = dvs_root(tmp_path)
-    stray = root / "DVSGesture" / "ibmGestureTest" / "backup"
-    stray.mkdir()
+    clean = tonic_dvs_gesture_test_files(root, monkeypatch)
+    stray = add_to_dvs_test_split(root, place)
+    if tonic_reads == "fails":
+        with pytest.raises(ValueError):
+            tonic_dvs_gesture_test_files(root, monkeypatch)
+    else:  # silently: the copy becomes a sample of its own
+        assert tonic_dvs_gesture_test_files(root, monkeypatch) == sorted([*clean, str(stray)])
     with pytest.raises(InvalidDataError) as raised:
         dvs(root).setup("test")
-    assert str(root / "DVSGesture") in str(raised.value)
-    assert "does not follow the layout" in str(raised.value)
+    message = str(raised.value)
+    assert f"'{root.joinpath('DVSGesture', 'ibmGestureTest', *named)}'" in message
+    assert "userNN_<lighting>" in message and "move" in message
+
+
+@pytest.mark.parametrize("place", [
+    ("3.npy",), ("README.txt",), ("user02_led", "notes.txt"), ("user02_led", "notes", "todo.txt"),
+    ("user02_led", "empty/"),
+])  # fmt: skip
+def test_dvs_gesture_files_tonic_ignores_are_ignored(
+    place: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = dvs_root(tmp_path)
+    clean = tonic_dvs_gesture_test_files(root, monkeypatch)
+    split = root / "DVSGesture" / "ibmGestureTest"
+    path = split.joinpath(*place)
+    if place[-1].endswith("/") or place[-1].endswith(".txt"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir() if place[-1].endswith("/") else path.write_text("notes")
+    else:
+        add_to_dvs_test_split(root, place)
+    assert tonic_dvs_gesture_test_files(root, monkeypatch) == clean
+    module = dvs(root)
+    module.setup("test")
+    assert sorted(module.test_dataset.sample_files) == clean
+
+
+def test_dvs_gesture_user_folder_without_read_permission_is_named(tmp_path: Path) -> None:
+    """tonic's listing skips a folder it may not read; here it fails. With real permissions:
+    skipped as root (see test_without_read_permission_says_permission_denied)."""
+    root = dvs_gesture_two_users(tmp_path)
+    locked = root / "DVSGesture" / "ibmGestureTest" / "user03_led"
+    locked.chmod(0)
+    try:
+        try:
+            os.listdir(locked)
+        except PermissionError:
+            pass
+        else:
+            pytest.skip("this process reads what it has no permission to read (root)")
+        with pytest.raises(UnreadableFileError) as raised:
+            dvs(root).setup("test")
+    finally:
+        locked.chmod(0o755)
+    assert_permission_message(raised.value, locked)
+
+
+def dvs_gesture_two_users(tmp_path: Path) -> Path:
+    """Two test users: without one of them, every gesture is still there."""
+    return write_dvs_gesture(
+        tmp_path, num_train_users=1, num_test_users=2, lightings=("led",), num_events=30
+    )
 
 
 def test_dvs_gesture_pixel_outside_the_sensor_is_named(tmp_path: Path) -> None:
