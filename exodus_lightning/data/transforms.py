@@ -116,9 +116,10 @@ def _time_bin_of_events(
 
 
 def _width_repr(bin_width_us: Fraction) -> str:
-    # A whole number of microseconds reads as before (a float), so caches and prepared copies
-    # made with such widths, whose binning is unchanged, keep their keys.
-    if bin_width_us.denominator == 1:
+    # A width a float holds exactly (whole microseconds, halves, ...) reads as before, a float,
+    # so caches and prepared copies made with it, whose binning is unchanged, keep their keys;
+    # any other (e.g. 25000/3) reads as the fraction.
+    if Fraction(float(bin_width_us)) == bin_width_us:
         return repr(float(bin_width_us))
     return f"{bin_width_us.numerator}/{bin_width_us.denominator}"
 
