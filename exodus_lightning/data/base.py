@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from exodus_lightning.data.collate import pad_time_collate
 from exodus_lightning.data.device_binning import EventPositionsBatch
 from exodus_lightning.data.sampler import EpochSeededSampler, ResumableDataLoader
+from exodus_lightning.data.seeded_draws import EpochSeededSubset
 
 
 def split_indices(num_samples: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -69,7 +70,8 @@ class SpikeDataModule(L.LightningDataModule):
         Args:
             batch_size: samples per batch.
             num_workers: DataLoader worker processes; 0 loads in the main process.
-            seed: seed of the train/validation split and of the shuffling order of each epoch.
+            seed: seed of the train/validation split, of the shuffling order of each epoch and
+                of the random augmentation draws of recorded datasets.
             pin_memory: put batches in page-locked memory for faster copies to a GPU; None: only
                 when CUDA is available.
             persistent_workers: keep the worker processes between epochs (only with
@@ -107,9 +109,12 @@ class SpikeDataModule(L.LightningDataModule):
                 "set) first, as Lightning's Trainer does"
             )
         # The shuffling order depends on (seed, epoch) only, and the loader saves its position
-        # in the epoch in checkpoints: reproducible, and exact on resume, also mid-epoch.
+        # in the epoch in checkpoints: reproducible, and exact on resume, also mid-epoch. A
+        # dataset that seeds its augmentation from (seed, epoch, index) gets the epoch too.
         if shuffle:
-            sampler = EpochSeededSampler.for_this_process(len(dataset), self.seed)
+            sampler = EpochSeededSampler.for_this_process(
+                len(dataset), self.seed, with_epoch=isinstance(dataset, EpochSeededSubset)
+            )
             loader_class = ResumableDataLoader
         else:
             sampler, loader_class = self._evaluation_sampler(dataset, name), DataLoader

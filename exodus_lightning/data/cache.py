@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
 import uuid
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -80,10 +82,26 @@ def cache_folder(
     text = json.dumps(key, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     folder = Path(cache_dir).expanduser() / dataset_name / f"{split}-{digest}"
+    # An existing folder is used as it is, even where this user may not write (a cache filled
+    # by another user, or on a read-only mount).
     folder.mkdir(parents=True, exist_ok=True)
-    # Human-readable record of what the folder holds; not read back.
-    (folder / "cache_key.json").write_text(json.dumps(key, indent=2, sort_keys=True))
+    write_record(folder / "cache_key.json", json.dumps(key, indent=2, sort_keys=True))
     return folder
+
+
+def write_record(path: Path, text: str) -> None:
+    """Write `text`, a human-readable record of what the cache folder holds (never read back
+    for the cache's own use), unless `path` holds it already or cannot be written: a folder this
+    user may only read serves its samples all the same."""
+    try:
+        if path.read_text() == text:
+            return
+    except OSError:  # absent or unreadable: write it
+        pass
+    try:
+        path.write_text(text)
+    except OSError as error:
+        logger.info("Cache record %s not written: %s", path, error)
 
 
 class AtomicDiskCachedDataset(DiskCachedDataset):
@@ -94,6 +112,8 @@ class AtomicDiskCachedDataset(DiskCachedDataset):
     each other. Here each writer fills a private temporary file in the same folder and publishes it
     with `os.replace`, which is atomic on POSIX. Writers racing on one index simply replace each
     other's identical result. File names and format are tonic's, so existing caches stay valid.
+    A folder this process may not write (permission denied, read-only file system) serves the
+    samples it holds; one it lacks is computed and served without being stored (warned once).
     """
 
     def __getitem__(self, item: int) -> tuple[object, object]:
@@ -138,13 +158,37 @@ class AtomicDiskCachedDataset(DiskCachedDataset):
             save_to_disk_cache(data, targets, file_path=temp_path, compress=self.compress)
             sample = load_from_disk_cache(temp_path)
             os.replace(temp_path, file_path)
-        except BaseException:
+        except BaseException as error:
             try:
                 os.remove(temp_path)
-            except FileNotFoundError:
+            except OSError:  # never created (e.g. the folder is not writable), or gone
                 pass
+            if isinstance(error, OSError) and is_not_writable(error):
+                self._warn_not_writable(error)
+                return data, targets
             raise
         return sample
+
+    def _warn_not_writable(self, error: OSError) -> None:
+        """Say once per process (per dataset) that samples missing from this read-only cache
+        are computed on every access."""
+        if getattr(self, "_warned_not_writable", False):
+            return
+        self._warned_not_writable = True
+        warnings.warn(
+            f"The cache folder '{self.cache_path}' cannot be written ({error.strerror}): the "
+            "samples it lacks are computed on every access instead of once (those it holds "
+            "are read from it). Let this user write there, fill it once as a user who can, or "
+            "set --data.init_args.cache_dir to a writable folder (or null for no cache).",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def is_not_writable(error: OSError) -> bool:
+    """Whether `error` says that a file may not be created: permission denied or a read-only
+    file system (not, e.g., a full disk)."""
+    return isinstance(error, PermissionError) or error.errno == errno.EROFS
 
 
 def disk_cached(

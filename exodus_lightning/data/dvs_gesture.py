@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import tonic
 
+from exodus_lightning.data.errors import InvalidDataError, unreadable_file_error
 from exodus_lightning.data.event_camera import EventCameraDataModule
 from exodus_lightning.data.tonic_loading import CheckedSamples, check_labels
 
@@ -18,6 +21,72 @@ DVS_GESTURE_SOURCE = (
     "https://research.ibm.com/interactive/dvsgesture/ (tonic downloads its preprocessed copy "
     "from figshare)"
 )
+
+
+DVS_GESTURE_FIX = "delete it and download DVS Gesture again"
+
+
+def is_user_folder_name(name: str) -> bool:
+    """Whether tonic reads a user and a lighting from the folder name `name`: the user NN from
+    the part before the first "_" (its first 4 characters, "user", skipped), the lighting from
+    the rest (tonic fails on any other name)."""
+    user, separator, _ = name.partition("_")
+    try:
+        int(user[4:])
+    except ValueError:
+        return False
+    return bool(separator)
+
+
+def check_dvs_gesture_folders(folder: Path) -> None:
+    """Reject what tonic would fail on in the split folder `folder` (with an error naming no
+    path) or read silently wrong, naming the folder or file and the fix; keep what it ignores.
+
+    tonic reads every file whose name ends in "npy" in every folder below `folder`, and takes
+    the user and the lighting from the folder's path (userNN_<lighting>) and the label from the
+    file's name (<label>.npy). So a folder directly in `folder` must be named userNN_<lighting>
+    (tonic fails on others), a .npy in it <integer>.npy (tonic fails on others), and a folder
+    deeper down holds no .npy (tonic would read `user03_led/backup/3.npy` as one more recording
+    of user 03, lighting "led/backup"). Other files, and .npy files directly in `folder`, tonic
+    ignores: so are they here. A folder this user may not read fails (tonic would skip it).
+    """
+
+    def refuse(error: OSError) -> None:
+        if isinstance(error, PermissionError):
+            raise unreadable_file_error(error.filename, error, DVS_GESTURE_FIX) from error
+        raise error
+
+    expected = (
+        f"DVS Gesture's split folder '{folder}' holds userNN_<lighting> folders (e.g. "
+        "user01_fluorescent), each holding <label>.npy files (0.npy to 10.npy)"
+    )
+    for path, _, files in os.walk(folder, onerror=refuse):
+        place = Path(path).relative_to(folder).parts
+        recordings = sorted(name for name in files if name.endswith("npy"))
+        if len(place) == 1 and not is_user_folder_name(place[0]):
+            raise InvalidDataError(
+                f"'{path}' does not follow the layout: it is not a userNN_<lighting> folder, "
+                f"from whose name tonic reads the user and the lighting. {expected}: move it "
+                f"out of '{folder}'."
+            )
+        if len(place) == 1:
+            for name in recordings:
+                try:
+                    int(name[:-4])
+                except ValueError:
+                    raise InvalidDataError(
+                        f"'{Path(path) / name}' does not follow the layout: it is not named "
+                        f"<label>.npy, from which tonic reads the label. {expected}: rename "
+                        f"it or move it out of '{folder}'."
+                    ) from None
+        if len(place) > 1 and recordings:
+            raise InvalidDataError(
+                f"'{path}' holds .npy files ({', '.join(recordings[:3])}"
+                f"{', ...' if len(recordings) > 3 else ''}) but is not a userNN_<lighting> "
+                f"folder directly in '{folder}': tonic would read them as more recordings of "
+                f"user {place[0]} (a copy? a backup?). {expected}: move them out of "
+                f"'{folder}'."
+            )
 
 
 class DVSGestureDataModule(EventCameraDataModule):
@@ -68,6 +137,9 @@ class DVSGestureDataModule(EventCameraDataModule):
 
     def open_split(self, split: str) -> CheckedSamples:
         folder = "ibmGestureTrain" if split == "train" else "ibmGestureTest"
+        split_folder = self.data_dir.resolve() / self.dataset_name / folder
+        if split_folder.is_dir():
+            check_dvs_gesture_folders(split_folder)
         dataset = self.open_tonic(f"{folder}/*/*.npy", train=split == "train")
         # tonic lists files in filesystem order, which differs between machines; sorting makes
         # index i (and so the seeded split and the cache) mean the same file everywhere.
@@ -76,6 +148,5 @@ class DVSGestureDataModule(EventCameraDataModule):
             values = getattr(dataset, name)
             setattr(dataset, name, [values[i] for i in order])
         check_labels(dataset.targets, dataset.data, self.num_classes, self.dataset_name)
-        split_folder = self.data_dir.resolve() / self.dataset_name / folder
         self.check_every_class(dataset.targets, split_folder)
         return CheckedSamples(dataset, list(dataset.data), event_limits=self.event_limits)

@@ -14,6 +14,7 @@ import copy
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from exodus_lightning.data.cache import cache_folder, disk_cached, files_identit
 from exodus_lightning.data.collate import pad_time_collate
 from exodus_lightning.data.device_binning import ToEventPositions
 from exodus_lightning.data.errors import DatasetNotFoundError
+from exodus_lightning.data.seeded_draws import EpochSeededSubset
 from exodus_lightning.data.stored_samples import SampleDecoder, dtype_from_json
 from exodus_lightning.data.streaming import (
     InOrder,
@@ -42,6 +44,7 @@ from exodus_lightning.data.transforms import (
     Pipeline,
     ToFloat32,
     check_augmentation_names,
+    decimal_fraction,
 )
 
 
@@ -50,27 +53,30 @@ def bin_width_us(
     bin_width_ms: float | None,
     duration_ms: float | None,
     default_bin_width_ms: float,
-) -> float:
-    """Bin width w in microseconds: bin_width_ms, or duration_ms / num_time_steps, or (neither
-    given) default_bin_width_ms; both given must agree.
+) -> Fraction:
+    """Bin width w in microseconds, exact: bin_width_ms x 1000, or duration_ms x 1000 /
+    num_time_steps, or (neither given) default_bin_width_ms x 1000; both given must agree.
 
-    Either way every sample covers the same duration T * w, so every sample has T steps.
+    Milliseconds are taken as the decimals they are written as (see decimal_fraction), so e.g.
+    duration_ms=1000 over 120 steps gives w = 25000/3 µs, and an event at 125000 µs starts bin
+    15 exactly. Either way every sample covers the same duration T * w, so every sample has T
+    steps.
     """
     if int(num_time_steps) != num_time_steps or num_time_steps < 1:
         raise ValueError(f"num_time_steps={num_time_steps} must be a positive integer")
-    if bin_width_ms is not None and not bin_width_ms > 0:
-        raise ValueError(f"bin_width_ms={bin_width_ms} must be positive (or None)")
+    if bin_width_ms is not None and not (bin_width_ms > 0 and math.isfinite(bin_width_ms)):
+        raise ValueError(f"bin_width_ms={bin_width_ms} must be positive and finite (or None)")
     if duration_ms is None:
         width_ms = default_bin_width_ms if bin_width_ms is None else bin_width_ms
-        return width_ms * MICROSECONDS_PER_MS
-    if not duration_ms > 0:
-        raise ValueError(f"duration_ms={duration_ms} must be positive (or None)")
-    width_ms = duration_ms / num_time_steps
+        return decimal_fraction(width_ms) * MICROSECONDS_PER_MS
+    if not (duration_ms > 0 and math.isfinite(duration_ms)):
+        raise ValueError(f"duration_ms={duration_ms} must be positive and finite (or None)")
+    width_ms = decimal_fraction(duration_ms) / int(num_time_steps)
     if bin_width_ms is not None and not math.isclose(bin_width_ms, width_ms, rel_tol=1e-9):
         raise ValueError(
             f"duration_ms={duration_ms} over num_time_steps={num_time_steps} makes bins of "
-            f"{width_ms:g} ms, but bin_width_ms={bin_width_ms} was given too: set only one of "
-            "bin_width_ms and duration_ms (the other to None; on the command line null)"
+            f"{float(width_ms):g} ms, but bin_width_ms={bin_width_ms} was given too: set only "
+            "one of bin_width_ms and duration_ms (the other to None; on the command line null)"
         )
     return width_ms * MICROSECONDS_PER_MS
 
@@ -123,12 +129,17 @@ class EventDataModule(SpikeDataModule):
             cache_dir: folder for a disk cache of the binned samples, one subfolder per setting
                 and per state of the source files (their sizes and modification times: files
                 changed since are binned again, not served from the cache); None: no cache.
+                A cache this user may only read (filled by another user, a read-only mount)
+                serves the samples it holds; those it lacks are computed on every access, with
+                a warning.
             val_fraction: fraction of the training file held out (seeded) for validation; None
                 (only for datasets with an official validation split) validates on that split.
             duration_ms: if given, the bin width is duration_ms / num_time_steps (bin_width_ms,
                 if given too, must agree).
             augmentations: names from the dataset's `augmentation_choices`, applied to training
-                samples only.
+                samples only; a sample's random draws depend on (seed, epoch, its index in the
+                split) only (see seeded_draws), so they are the same with any number of
+                workers or processes and after a resume.
             streaming: folder or URL (s3://..., any store litdata supports) of a copy made by
                 `exodus-lightning prepare` with the same data settings; batches are then
                 streamed from it by litdata (data_dir, download and cache_dir are unused).
@@ -338,13 +349,16 @@ class EventDataModule(SpikeDataModule):
         if entry["stored"] == "events":
             random_steps = self.augmentation() if augment else []
             decoder = SampleDecoder(
-                shape, dtype_from_json(entry["events_dtype"]), [*random_steps, self.binning()]
+                shape, dtype_from_json(entry["events_dtype"]), [*random_steps, self.binning()],
+                seed=self.seed if random_steps else None,
             )
         else:
             decoder = SampleDecoder(shape)
             self._warn_frames_come_binned("the prepared copy, which stores frames")
         self._stored[part] = entry["stored"]
         stream = open_part(self.streaming, part, decoder, shuffle=part == "train", seed=self.seed)
+        # Augmentation draws from (seed, epoch, source index), as on the tonic path.
+        decoder.draw_by_pass_of(stream)
         # Training streams; evaluation reads by index in order (see InOrder).
         return stream if part == "train" else InOrder(stream, entry["num_samples"])
 
@@ -390,14 +404,16 @@ class EventDataModule(SpikeDataModule):
                 self.test_dataset = self.open_prepared("test")
             return
         if stage in (None, "fit", "validate"):
+            # Training samples draw their augmentation from (seed, epoch, index in the split):
+            # see seeded_draws.
+            augmented = self.make_dataset("train", augment=True)
             if self.val_fraction is None:
-                self.train_dataset = self.make_dataset("train", augment=True)
+                self.train_dataset = EpochSeededSubset(augmented, range(len(augmented)), self.seed)
                 self.val_dataset = self.make_dataset("valid")
             else:
-                augmented = self.make_dataset("train", augment=True)
                 plain = self.make_dataset("train")
                 train_indices, val_indices = split_indices(len(plain), self.val_fraction, self.seed)
-                self.train_dataset = Subset(augmented, train_indices)
+                self.train_dataset = EpochSeededSubset(augmented, train_indices, self.seed)
                 self.val_dataset = Subset(plain, val_indices)
         if stage in (None, "test", "predict"):
             self.test_dataset = self.make_dataset("test")

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import tonic
-
 from exodus_lightning.data.event_base import EventDataModule
 from exodus_lightning.data.transforms import (
     CAMERA_AUGMENTATIONS,
+    Denoise,
     EventsToFrames,
     camera_augmentations,
 )
@@ -58,7 +57,7 @@ class EventCameraDataModule(EventDataModule):
     def preprocessing(self) -> list[Callable]:
         if self.denoise_ms is None:
             return []
-        return [tonic.transforms.Denoise(filter_time=self.denoise_ms * 1000.0)]
+        return [Denoise(filter_time=self.denoise_ms * 1000.0)]
 
     def augmentation(self) -> list[Callable]:
         return camera_augmentations(self.augmentation_names, self.sensor_size)

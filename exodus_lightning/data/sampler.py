@@ -32,9 +32,14 @@ class EpochSeededSampler(DistributedSampler):
     After ``resume_at(epoch, skip)``, the next pass leaves out the first ``skip`` indices of this
     process's share if it is a pass of that epoch (ResumableDataLoader.load_state_dict: the
     samples served before the checkpoint).
+
+    With ``with_epoch``, it yields ``(index, epoch)`` pairs instead of indices, for a dataset
+    that seeds each sample's random augmentation from them (seeded_draws.EpochSeededSubset):
+    worker processes receive the epoch with every index.
     """
 
-    def __init__(self, num_samples: int, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(self, num_samples: int, seed: int, num_replicas: int = 1, rank: int = 0,
+                 with_epoch: bool = False) -> None:
         if int(num_replicas) != num_replicas or num_replicas < 1:
             raise ValueError(f"num_replicas={num_replicas} must be a positive integer")
         if int(rank) != rank or not 0 <= rank < num_replicas:
@@ -44,14 +49,16 @@ class EpochSeededSampler(DistributedSampler):
         self.dataset_size = int(num_samples)
         # DistributedSampler's num_samples: the share of one process.
         self.num_samples = math.ceil(self.dataset_size / self.num_replicas)
+        self.with_epoch = bool(with_epoch)
         self._resume: tuple[int, int] | None = None  # (epoch, indices to skip)
 
     @classmethod
-    def for_this_process(cls, num_samples: int, seed: int) -> EpochSeededSampler:
+    def for_this_process(cls, num_samples: int, seed: int,
+                         with_epoch: bool = False) -> EpochSeededSampler:
         """Sharded between the processes of torch.distributed when it is initialised (DDP)."""
         if dist.is_available() and dist.is_initialized():
-            return cls(num_samples, seed, dist.get_world_size(), dist.get_rank())
-        return cls(num_samples, seed)
+            return cls(num_samples, seed, dist.get_world_size(), dist.get_rank(), with_epoch)
+        return cls(num_samples, seed, with_epoch=with_epoch)
 
     def resume_at(self, epoch: int, skip: int) -> None:
         """Leave out the first `skip` indices of the next pass, if it is one of `epoch`."""
@@ -64,7 +71,7 @@ class EpochSeededSampler(DistributedSampler):
     def __len__(self) -> int:
         return self.num_samples
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[int] | Iterator[tuple[int, int]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.dataset_size, generator=generator).tolist()
         total = self.num_samples * self.num_replicas
@@ -72,6 +79,8 @@ class EpochSeededSampler(DistributedSampler):
         share = order[self.rank : total : self.num_replicas]
         # The first pass after resume_at only, whichever epoch it is.
         skip, self._resume = self.pending_skip(), None
+        if self.with_epoch:
+            return iter([(index, self.epoch) for index in share[skip:]])
         return iter(share[skip:])
 
 

@@ -13,11 +13,13 @@ so busy recordings stay dense and mostly empty ones (N-MNIST's 34 x 34 x 2 frame
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
 
 from exodus_lightning.data.errors import InvalidDataError
+from exodus_lightning.data.seeded_draws import numpy_seeded
 from exodus_lightning.data.transforms import Pipeline
 
 # litdata infers one dtype per field from the first sample it writes, so every sample of a
@@ -133,6 +135,11 @@ class SampleDecoder:
     Frames copies: StoredFrames (decoded by np.asarray, or a whole batch at once by
     pad_time_collate). Events copies: the events (of `events_dtype`) run through
     `after_events` (random augmentation, then binning) on every access.
+
+    With a `seed` and the stream set by `draw_by_pass_of`, `after_events` draws inside
+    numpy_seeded(seed, epoch, stored["index"]), epoch = the stream's pass number - 1 (the
+    Trainer's epoch, see streaming_loader): the draws of the tonic path's EpochSeededSubset,
+    for the same sample in the same epoch.
     """
 
     def __init__(
@@ -140,10 +147,19 @@ class SampleDecoder:
         frame_shape: Sequence[int],
         events_dtype: np.dtype | None = None,
         after_events: Sequence[Callable] = (),
+        seed: int | None = None,
     ) -> None:
         self.frame_shape = tuple(int(size) for size in frame_shape)
         self.events_dtype = events_dtype
         self.after_events = Pipeline(after_events)
+        self.seed = None if seed is None else int(seed)
+        self.stream = None
+
+    def draw_by_pass_of(self, stream: Any) -> None:
+        """Seed the draws from the pass number (`current_epoch`, counted from 1) of `stream`,
+        the litdata StreamingDataset this decoder serves: the number litdata shuffles by, in
+        whichever process (worker) reads the sample."""
+        self.stream = stream
 
     def __call__(self, stored: dict) -> tuple[np.ndarray, int]:
         if self.events_dtype is None:
@@ -151,7 +167,11 @@ class SampleDecoder:
             return frames, int(stored["label"])
         # A copy: the buffer is read-only and augmentations may write in place.
         events = np.frombuffer(stored["events"], dtype=self.events_dtype).copy()
-        return self.after_events(events), int(stored["label"])
+        if self.seed is None or self.stream is None:
+            return self.after_events(events), int(stored["label"])
+        epoch = int(self.stream.current_epoch) - 1
+        with numpy_seeded(self.seed, epoch, int(stored["index"])):
+            return self.after_events(events), int(stored["label"])
 
 
 def dtype_to_json(dtype: np.dtype) -> list:

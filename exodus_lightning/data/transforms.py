@@ -6,14 +6,16 @@ All transforms here are classes (no lambdas), so DataLoader workers started with
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 
 import numpy as np
 import tonic.transforms as tonic_transforms
 
 from exodus_lightning.data.device_binning import count_positions
 
-MICROSECONDS_PER_MS = 1000.0
+MICROSECONDS_PER_MS = 1000
 
 
 class Pipeline:
@@ -33,6 +35,21 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"Pipeline({self.transforms!r})"
+
+
+class Denoise(tonic_transforms.Denoise):
+    """tonic's Denoise (drop events with no neighbour within 1 pixel and `filter_time` µs) that
+    also takes a recording without events, which it returns as it is; tonic's fails on one
+    (it sizes its grid by the largest x and y).
+
+    Same name, fields and repr as tonic's, so disk caches and prepared copies made with it keep
+    their keys.
+    """
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        if len(events) == 0:
+            return events
+        return super().__call__(events)
 
 
 class CompactCounts:
@@ -62,15 +79,49 @@ class ToFloat32:
         return "ToFloat32()"
 
 
+def decimal_fraction(value: float | int | Fraction) -> Fraction:
+    """`value` as an exact fraction: a float as the decimal it is written as (0.7 -> 7/10, not
+    the binary double just below it), an int or a Fraction as it is."""
+    if isinstance(value, Fraction | int | np.integer):
+        return Fraction(value)
+    return Fraction(repr(float(value)))
+
+
 def _time_bin_of_events(
-    times_us: np.ndarray, num_time_steps: int, bin_width_us: float, relative_to_first_event: bool
+    times_us: np.ndarray, num_time_steps: int, bin_width_us: Fraction, relative_to_first_event: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Time bin of each event, bin = floor((t - t0) / width), and a mask of bins in [0, T)."""
-    times = times_us.astype(np.float64)
-    start = times.min() if (relative_to_first_event and len(times)) else 0.0
-    bins = np.floor((times - start) / bin_width_us)
-    inside = (bins >= 0) & (bins < num_time_steps)
-    return bins.astype(np.int64), inside
+    """Time bin of each event, bin = floor((t - t0) / w), and a mask of bins in [0, T).
+
+    Whole-microsecond times (integer dtypes, those of every dataset here) are binned exactly,
+    w = n / d as a fraction: floor((t - t0) / w) = ((t - t0) * d) // n, so an event exactly on
+    an edge k * w starts bin k, and one at t0 + T * w is dropped. Float times: in float64.
+    """
+    if not np.issubdtype(times_us.dtype, np.integer):
+        times = times_us.astype(np.float64)
+        start = times.min() if (relative_to_first_event and len(times)) else 0.0
+        bins = np.floor((times - start) / float(bin_width_us)).astype(np.int64)
+        return bins, (bins >= 0) & (bins < num_time_steps)
+    times = times_us.astype(np.int64)
+    start = times.min() if (relative_to_first_event and len(times)) else 0
+    n, d = bin_width_us.numerator, bin_width_us.denominator
+    # offset = q * n + r with 0 <= r < n, so offset * d // n = q * d + r * d // n; q is clipped
+    # to T first (any bin from T on is dropped), so nothing exceeds max(T + 1, n) * d.
+    quotient, remainder = np.divmod(times - start, n)
+    quotient = np.minimum(quotient, num_time_steps)
+    if max(num_time_steps + 1, n) * d < 2**62:
+        bins = quotient * d + remainder * d // n
+    else:  # a width of very many decimals: Python's unbounded integers
+        bins = (quotient.astype(object) * d + remainder.astype(object) * d // n).astype(np.int64)
+    return bins, (bins >= 0) & (bins < num_time_steps)
+
+
+def _width_repr(bin_width_us: Fraction) -> str:
+    # A width a float holds exactly (whole microseconds, halves, ...) reads as before, a float,
+    # so caches and prepared copies made with it, whose binning is unchanged, keep their keys;
+    # any other (e.g. 25000/3) reads as the fraction.
+    if Fraction(float(bin_width_us)) == bin_width_us:
+        return repr(float(bin_width_us))
+    return f"{bin_width_us.numerator}/{bin_width_us.denominator}"
 
 
 class EventsToFrames:
@@ -79,7 +130,10 @@ class EventsToFrames:
     frames[b, p, y', x'] = #{events e : floor((t_e - t0) / w) = b, p_e = p,
                              floor(y_e * H' / H) = y', floor(x_e * W' / W) = x'}
     shape (T, P, H', W'), float32; t0 = 0, or the first event's time if `relative_to_first_event`.
-    Events at or after t0 + T * w are dropped, so every sample has exactly T steps.
+    Events at or after t0 + T * w are dropped, so every sample has exactly T steps. The width w
+    (µs) is exact: a Fraction (e.g. duration / T), or a float read as its decimal (see
+    decimal_fraction); whole-µs times are binned in integer arithmetic (see
+    _time_bin_of_events).
     """
 
     def __init__(
@@ -87,7 +141,7 @@ class EventsToFrames:
         sensor_size: tuple[int, int, int],
         frame_size: tuple[int, int],
         num_time_steps: int,
-        bin_width_us: float,
+        bin_width_us: float | Fraction,
         relative_to_first_event: bool = False,
     ) -> None:
         width, height, _ = sensor_size
@@ -101,7 +155,7 @@ class EventsToFrames:
         self.sensor_size = tuple(sensor_size)
         self.frame_size = (out_width, out_height)
         self.num_time_steps = num_time_steps
-        self.bin_width_us = float(bin_width_us)
+        self.bin_width_us = decimal_fraction(bin_width_us)
         self.relative_to_first_event = relative_to_first_event
 
     @property
@@ -133,7 +187,7 @@ class EventsToFrames:
     def __repr__(self) -> str:
         return (
             f"EventsToFrames(sensor_size={self.sensor_size}, frame_size={self.frame_size}, "
-            f"num_time_steps={self.num_time_steps}, bin_width_us={self.bin_width_us}, "
+            f"num_time_steps={self.num_time_steps}, bin_width_us={_width_repr(self.bin_width_us)}, "
             f"relative_to_first_event={self.relative_to_first_event})"
         )
 
@@ -143,6 +197,7 @@ class SpikesToChannels:
 
     frames[b, c] = #{spikes s : floor((t_s - t0) / w) = b, floor(x_s * C / C_in) = c}
     shape (T, C), float32; with C_in = 700 and C = 100 each output channel merges 7 neighbours.
+    Spikes at or after t0 + T * w are dropped; w is exact, as in EventsToFrames.
     """
 
     def __init__(
@@ -150,7 +205,7 @@ class SpikesToChannels:
         num_input_channels: int,
         num_channels: int,
         num_time_steps: int,
-        bin_width_us: float,
+        bin_width_us: float | Fraction,
         relative_to_first_event: bool = False,
     ) -> None:
         if not 0 < num_channels <= num_input_channels:
@@ -162,7 +217,7 @@ class SpikesToChannels:
         self.num_input_channels = num_input_channels
         self.num_channels = num_channels
         self.num_time_steps = num_time_steps
-        self.bin_width_us = float(bin_width_us)
+        self.bin_width_us = decimal_fraction(bin_width_us)
         self.relative_to_first_event = relative_to_first_event
 
     @property
@@ -187,16 +242,18 @@ class SpikesToChannels:
         return (
             f"SpikesToChannels(num_input_channels={self.num_input_channels}, "
             f"num_channels={self.num_channels}, num_time_steps={self.num_time_steps}, "
-            f"bin_width_us={self.bin_width_us}, "
+            f"bin_width_us={_width_repr(self.bin_width_us)}, "
             f"relative_to_first_event={self.relative_to_first_event})"
         )
 
 
-def _check_binning(num_time_steps: int, bin_width_us: float) -> None:
+def _check_binning(num_time_steps: int, bin_width_us: float | Fraction) -> None:
     if int(num_time_steps) != num_time_steps or num_time_steps < 1:
         raise ValueError(f"num_time_steps={num_time_steps} must be a positive integer")
-    if not bin_width_us > 0:
-        raise ValueError(f"the bin width must be positive; got {bin_width_us} microseconds")
+    if not (bin_width_us > 0 and math.isfinite(bin_width_us)):
+        raise ValueError(
+            f"the bin width must be positive and finite; got {bin_width_us} microseconds"
+        )
 
 
 # Strengths are fixed on purpose (mild, label-preserving); a user wanting other values composes

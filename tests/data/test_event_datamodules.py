@@ -274,6 +274,31 @@ def test_first_saccade_only_gets_its_own_cache(nmnist_root: Path, tmp_path: Path
     assert len(folders) == 2
 
 
+@pytest.mark.parametrize("cache", [False, True])
+def test_denoising_a_recording_without_events_gives_zero_frames(
+    cache: bool, dvs_gesture_root: Path, nmnist_root: Path, tmp_path: Path
+) -> None:
+    # An empty DVS Gesture recording; an N-MNIST one whose events all come after the first
+    # saccade (100 ms), which first_saccade_only then reads as empty.
+    shutil.copytree(dvs_gesture_root / "DVSGesture", tmp_path / "DVSGesture")
+    shutil.copytree(nmnist_root / "NMNIST", tmp_path / "NMNIST")
+    dvs_file = sorted((tmp_path / "DVSGesture" / "ibmGestureTest").glob("*/*.npy"))[0]
+    np.save(dvs_file, np.zeros((0, 4), dtype=np.int64))
+    nmnist_file = sorted((tmp_path / "NMNIST" / "Test").glob("*/*.bin"))[0]
+    nmnist_file.write_bytes(encode_nmnist_events([3, 4], [3, 3], [150_000, 200_000], [1, 0]))
+    cache_dir = tmp_path / "cache" if cache else None
+    for case, path, settings in (
+        (CASES["dvs_gesture"], dvs_file, {"denoise_ms": 10.0}),
+        (CASES["nmnist"], nmnist_file, {"denoise_ms": 5.0, "first_saccade_only": True}),
+    ):
+        module = make(case, tmp_path, cache_dir=cache_dir, **settings)
+        samples = module.make_dataset("test")
+        source = module.open_split("test")
+        index = [source.file_of(i) for i in range(len(source))].index(str(path))
+        frames, _ = samples[index]
+        assert frames.shape == (module.num_time_steps, *case.input_shape) and not frames.any()
+
+
 def test_augmentation_varies_training_samples_only_even_with_a_cache(
     nmnist_root: Path, tmp_path: Path
 ) -> None:

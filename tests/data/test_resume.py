@@ -1,20 +1,25 @@
 """Resuming on the built-in/tonic path: a run resumed from a checkpoint written inside an epoch
 continues with exactly the batches, and ends with exactly the parameters, of the uninterrupted
-run; on one process and on 2 DDP processes (CPU, gloo)."""
+run; on one process and on 2 DDP processes (CPU, gloo). With random augmentation too: each
+sample's draws depend on (seed, epoch, index) only."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from exodus_lightning.data import RandmanDataModule
+from exodus_lightning.data import RandmanDataModule, SHDDataModule
+from exodus_lightning.data.collate import pad_time_collate
 from exodus_lightning.data.sampler import EpochSeededSampler, ResumableDataLoader, ResumeWarning
+from exodus_lightning.data.seeded_draws import EpochSeededSubset
 
 # 60 training samples in batches of 10: 6 batches (steps) per epoch on one process, 3 per
 # process on two.
@@ -158,3 +163,110 @@ def test_another_number_of_processes_resumes_with_a_warning() -> None:
 def test_a_wrong_share_is_refused(arguments: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         EpochSeededSampler(10, 0, **arguments)
+
+
+# 40 fabricated SHD training recordings, 36 after the validation split: 6 batches of 6 per epoch.
+AUGMENTED = {"num_time_steps": 25, "bin_width_ms": 40.0, "num_channels": 50, "batch_size": 6,
+             "augmentations": ["drop_event", "time_jitter"]}
+
+
+class InputRecorder(L.LightningModule):
+    """A linear readout of spike counts that records a digest of every training batch's inputs,
+    and a dropout mask drawn at every step."""
+
+    def __init__(self, num_inputs: int, num_classes: int) -> None:
+        super().__init__()
+        self.readout = torch.nn.Linear(num_inputs, num_classes)
+        self.seen: list[str] = []
+        self.dropout_masks: list[list[float]] = []
+
+    def training_step(self, batch, batch_index):
+        inputs, targets = batch
+        self.seen.append(hashlib.sha256(inputs.numpy().tobytes()).hexdigest())
+        self.dropout_masks.append(torch.nn.functional.dropout(torch.ones(8), 0.5).tolist())
+        return torch.nn.functional.cross_entropy(self.readout(inputs.sum(dim=1)), targets)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit_augmented(shd_root: Path, folder: Path, max_epochs: int, checkpoint: str | None = None,
+                  num_workers: int = 0, **saver_settings) -> InputRecorder:
+    """A Lightning run on augmented SHD started as LightningCLI starts one (seed_everything(0,
+    workers=True)), saving checkpoints into `folder` with `saver_settings`."""
+    L.seed_everything(0, workers=True, verbose=False)
+    data = SHDDataModule(data_dir=str(shd_root), download=False, num_workers=num_workers,
+                         **AUGMENTED)
+    model = InputRecorder(AUGMENTED["num_channels"], data.num_classes)
+    trainer = L.Trainer(
+        max_epochs=max_epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=folder, limit_val_batches=0,
+        num_sanity_val_steps=0, callbacks=[ModelCheckpoint(dirpath=folder, **saver_settings)],
+    )
+    trainer.fit(model, datamodule=data, ckpt_path=checkpoint)
+    return model
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resuming_with_augmentation_trains_on_the_same_inputs(
+    num_workers: int, shd_root: Path, tmp_path: Path
+) -> None:
+    straight = fit_augmented(shd_root, tmp_path / "straight", 2, num_workers=num_workers,
+                             filename="{step}", save_top_k=-1, every_n_train_steps=9)
+    assert len(straight.seen) == 12 and len(set(straight.seen)) == 12  # every batch drew anew
+    # Mid-epoch: step 9 is half-way through the second epoch.
+    resumed = fit_augmented(shd_root, tmp_path / "resumed", 2,
+                            str(tmp_path / "straight" / "step=9.ckpt"), num_workers)
+    assert resumed.seen == straight.seen[9:]
+    # At an epoch's end (the README's resume): a job of one epoch writes last.ckpt, the next
+    # job resumes from it.
+    first = fit_augmented(shd_root, tmp_path / "first", 1, num_workers=num_workers,
+                          save_last=True)
+    assert first.seen == straight.seen[:6]
+    resumed = fit_augmented(shd_root, tmp_path / "next", 2, str(tmp_path / "first" / "last.ckpt"),
+                            num_workers)
+    assert resumed.seen == straight.seen[6:]
+    # torch's generator, from which dropout draws its masks, is not in Lightning's checkpoints
+    # (2.6): the resumed run starts it again from seed_everything and draws the masks of the
+    # run's first steps again, not those the uninterrupted run drew (docs/cli.md says so).
+    assert resumed.dropout_masks != straight.dropout_masks[6:]
+    assert resumed.dropout_masks == straight.dropout_masks[:6]
+
+
+def test_augmentation_draws_depend_on_seed_epoch_and_index_only(shd_root: Path) -> None:
+    def epoch_of(epoch: int, num_workers: int = 0, seed: int = 0, num_replicas: int = 1,
+                 rank: int = 0) -> dict[int, tuple[bytes, int]]:  # fmt: skip
+        """Index in the split -> (frames, label) of the training samples one process reads in
+        `epoch`, through a DataLoader as the training loader's (this process's share)."""
+        data = SHDDataModule(data_dir=shd_root, download=False, seed=seed, **AUGMENTED)
+        data.setup("fit")
+        dataset = data.train_dataset
+        assert isinstance(dataset, EpochSeededSubset)
+        sampler = EpochSeededSampler(len(dataset), seed, num_replicas, rank, with_epoch=True)
+        sampler.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=6, sampler=sampler,
+                                             num_workers=num_workers, collate_fn=pad_time_collate)
+        np.random.seed(num_workers)  # noqa: NPY002 (the process's own state must not matter)
+        frames = [(frame.numpy().tobytes(), int(label))
+                  for inputs, targets in loader for frame, label in zip(inputs, targets)]
+        indices = [dataset.indices[position] for position, _ in sampler]
+        return dict(zip(indices, frames, strict=True))
+
+    epoch_1 = epoch_of(1)
+    assert len(epoch_1) == 36
+    assert epoch_of(1, num_workers=2) == epoch_1
+    # Under DDP each process draws for its share what one process draws for those samples.
+    shares = [epoch_of(1, num_replicas=2, rank=rank) for rank in (0, 1)]
+    assert {**shares[0], **shares[1]} == epoch_1
+    # Another epoch or another seed draws anew.
+    epoch_2, other_seed = epoch_of(2), epoch_of(1, seed=1)
+    assert all(epoch_2[index] != epoch_1[index] for index in epoch_1)
+    assert all(other_seed[index] != epoch_1[index] for index in epoch_1.keys() & other_seed)
+    # The caller's own numpy generator is left where it was.
+    data = SHDDataModule(data_dir=shd_root, download=False, **AUGMENTED)
+    data.setup("fit")
+    np.random.seed(5)  # noqa: NPY002
+    expected = np.random.random()  # noqa: NPY002
+    np.random.seed(5)  # noqa: NPY002
+    data.train_dataset[(0, 1)]
+    assert np.random.random() == expected  # noqa: NPY002

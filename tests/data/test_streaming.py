@@ -30,6 +30,7 @@ litdata = pytest.importorskip("litdata")
 from exodus_lightning.data.prepare_copy import prepare_copy  # noqa: E402
 
 SHD_SETTINGS = {"num_time_steps": 25, "bin_width_ms": 40.0, "num_channels": 50}
+AUGMENTATIONS = ("drop_event", "time_jitter")
 NMNIST_SETTINGS = {"num_time_steps": 10, "bin_width_ms": 30.0}
 CASES = {
     "shd": (SHDDataModule, "shd_root", SHD_SETTINGS),
@@ -298,7 +299,7 @@ def test_without_litdata_the_error_says_how_to_install_it(
         prepared(SHDDataModule, shd_root, tmp_path / "again", **SHD_SETTINGS)
 
 
-def test_augmenting_copies_store_events_and_augment_every_access(
+def test_augmenting_copies_store_events_and_augment_every_epoch(
     shd_root: Path, tmp_path: Path
 ) -> None:
     settings = {**SHD_SETTINGS, "augmentations": ["drop_event"]}
@@ -309,15 +310,39 @@ def test_augmenting_copies_store_events_and_augment_every_access(
     ]  # fmt: skip
     streamed = make(SHDDataModule, shd_root, **settings, streaming=output)
     streamed.setup("fit")
-    first, second = streamed.train_dataset[0], streamed.train_dataset[0]
-    assert first[1] == second[1] and first[0].shape == (25, 50)
-    assert not np.array_equal(first[0], second[0])  # 10 % of ~300 spikes dropped at random
+    first, again = streamed.train_dataset[0], streamed.train_dataset[0]
+    assert first[1] == again[1] and first[0].shape == (25, 50)
+    # The draws are seeded by (seed, epoch, sample): within a pass a sample reads the same,
+    # the next pass draws anew (10 % of ~300 spikes dropped at random).
+    np.testing.assert_array_equal(first[0], again[0])
+    streamed.train_dataset.set_epoch(2)
+    assert not np.array_equal(first[0], streamed.train_dataset[0][0])
     # The events are those of the tonic path: without dropping, the frames are the same.
     plain = make(SHDDataModule, shd_root, **SHD_SETTINGS)
     plain.setup("fit")
     unaugmented = make(SHDDataModule, shd_root, **SHD_SETTINGS, streaming=output)
     unaugmented.setup("fit")
     assert samples_of(unaugmented) == samples_of(plain)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_an_events_copy_augments_as_the_tonic_path_does(
+    num_workers: int, shd_root: Path, tmp_path: Path
+) -> None:
+    # Both draw each sample's augmentation from (seed, epoch, its index in the split).
+    settings = {**SHD_SETTINGS, "augmentations": ["drop_event", "time_jitter"]}
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **settings)
+    tonic_path = make(SHDDataModule, shd_root, **settings)
+    streamed = make(SHDDataModule, shd_root, **settings, streaming=output,
+                    num_workers=num_workers, streaming_workers=num_workers)  # fmt: skip
+    set_up(tonic_path, streamed)
+    tonic_loader, streamed_loader = tonic_path.train_dataloader(), streamed.train_dataloader()
+    epochs = []
+    for epoch in (0, 1):  # two passes of one loader: litdata's epochs 1 and 2
+        tonic_loader.sampler.set_epoch(epoch)
+        epochs.append(samples_of(tonic_path, tonic_loader))
+        assert samples_of(streamed, streamed_loader) == epochs[-1], epoch
+    assert epochs[0] != epochs[1]
 
 
 def test_a_frames_copy_is_refused_when_augmenting(shd_root: Path, tmp_path: Path) -> None:
@@ -519,22 +544,25 @@ def test_lightning_trains_and_validates_on_a_prepared_copy(shd_root: Path, tmp_p
 
 def fit_recording(
     output: Path, root: Path, tmp_path: Path, checkpoint: str | None = None, num_workers: int = 0,
-    callbacks: tuple = (), validate: bool = False, **trainer_settings,
-) -> list[list[int]]:  # fmt: skip
-    """The labels of every training batch of a Lightning run on the prepared copy `output`,
-    resumed from `checkpoint` if given (9 batches per epoch: 36 samples, batches of 4)."""
+    callbacks: tuple = (), validate: bool = False, augmentations: tuple[str, ...] = (),
+    **trainer_settings,
+) -> list[tuple[list[int], float]]:  # fmt: skip
+    """The labels and the input's sum of every training batch of a Lightning run on the
+    prepared copy `output` (made with `augmentations`), resumed from `checkpoint` if given
+    (9 batches per epoch: 36 samples, batches of 4)."""
     import lightning as L
 
     from tests.data.test_event_datamodules import _TinyClassifier
 
     class Recorder(_TinyClassifier):
         def on_train_batch_start(self, batch, batch_index) -> None:
-            self.seen.append(batch[1].tolist())
+            self.seen.append((batch[1].tolist(), batch[0].sum().item()))
 
     # Paths as strings: the checkpoint holds the DataModule's arguments, and Lightning's
     # weights_only loading refuses Path objects.
     datamodule = make(SHDDataModule, str(root), **SHD_SETTINGS, streaming=str(output),
-                      num_workers=num_workers, streaming_workers=num_workers)  # fmt: skip
+                      num_workers=num_workers, streaming_workers=num_workers,
+                      augmentations=list(augmentations))  # fmt: skip
     model = Recorder(int(np.prod(datamodule.input_shape)), datamodule.num_classes)
     model.seen = []
     trainer = L.Trainer(
@@ -546,32 +574,40 @@ def fit_recording(
     return model.seen
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize(
+    ("num_workers", "augmentations"), [(0, ()), (2, ()), (0, AUGMENTATIONS), (2, AUGMENTATIONS)]
+)
 def test_resuming_mid_epoch_continues_exactly(
-    num_workers: int, shd_root: Path, tmp_path: Path
+    num_workers: int, augmentations: tuple[str, ...], shd_root: Path, tmp_path: Path
 ) -> None:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS,
+                      augmentations=list(augmentations))  # fmt: skip
     # Saves at step 13: 9 batches per epoch, so 4 batches into the second epoch.
     saver = ModelCheckpoint(dirpath=tmp_path / "checkpoints", filename="{step}",
                             every_n_train_steps=13, save_top_k=-1)  # fmt: skip
     straight = fit_recording(output, shd_root, tmp_path, num_workers=num_workers,
-                             callbacks=(saver,), max_epochs=3)  # fmt: skip
+                             callbacks=(saver,), augmentations=augmentations,
+                             max_epochs=3)  # fmt: skip
     assert len(straight) == 27 and straight[:9] != straight[9:18]  # epochs are reshuffled
     checkpoint = str(tmp_path / "checkpoints" / "step=13.ckpt")
-    resumed = fit_recording(output, shd_root, tmp_path, checkpoint, num_workers, max_epochs=3)
-    assert resumed == straight[13:]  # the rest of the second epoch, then the third
+    resumed = fit_recording(output, shd_root, tmp_path, checkpoint, num_workers,
+                            augmentations=augmentations, max_epochs=3)  # fmt: skip
+    # The rest of the second epoch, then the third; augmented with the same draws.
+    assert resumed == straight[13:]
 
 
 @pytest.mark.parametrize(
-    ("first_job", "whole_run"),
-    [({"max_epochs": 1}, {"max_epochs": 3}),
-     ({"max_epochs": -1, "max_steps": 9}, {"max_epochs": -1, "max_steps": 27})],
-    ids=["max_epochs", "max_steps"],
+    ("first_job", "whole_run", "augmentations"),
+    [({"max_epochs": 1}, {"max_epochs": 3}, ()),
+     ({"max_epochs": -1, "max_steps": 9}, {"max_epochs": -1, "max_steps": 27}, ()),
+     ({"max_epochs": 1}, {"max_epochs": 3}, AUGMENTATIONS)],
+    ids=["max_epochs", "max_steps", "max_epochs-augmented"],
 )  # fmt: skip
 def test_resuming_from_the_end_of_an_epoch_continues_exactly(
-    first_job: dict, whole_run: dict, shd_root: Path, tmp_path: Path
+    first_job: dict, whole_run: dict, augmentations: tuple[str, ...], shd_root: Path,
+    tmp_path: Path
 ) -> None:
     # The README's resume: a job trains one epoch and writes last.ckpt after validating; the
     # next job resumes from it. Lightning does not restore the loader's state from such a
@@ -579,16 +615,17 @@ def test_resuming_from_the_end_of_an_epoch_continues_exactly(
     # the epoch from the Trainer instead of counting its own passes.
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS)
-    straight = fit_recording(output, shd_root, tmp_path, validate=True, **whole_run)
+    output = prepared(SHDDataModule, shd_root, tmp_path / "shd", **SHD_SETTINGS,
+                      augmentations=list(augmentations))  # fmt: skip
+    run = {"validate": True, "augmentations": augmentations}
+    straight = fit_recording(output, shd_root, tmp_path, **run, **whole_run)
     epochs = [straight[9 * epoch : 9 * epoch + 9] for epoch in range(3)]
     assert len(straight) == 27 and len({str(epoch) for epoch in epochs}) == 3
     saver = ModelCheckpoint(dirpath=tmp_path / "checkpoints", save_last=True)
-    first = fit_recording(output, shd_root, tmp_path, callbacks=(saver,), validate=True,
-                          **first_job)  # fmt: skip
+    first = fit_recording(output, shd_root, tmp_path, callbacks=(saver,), **run, **first_job)
     assert first == epochs[0]
     checkpoint = str(tmp_path / "checkpoints" / "last.ckpt")
-    resumed = fit_recording(output, shd_root, tmp_path, checkpoint, validate=True, **whole_run)
+    resumed = fit_recording(output, shd_root, tmp_path, checkpoint, **run, **whole_run)
     assert resumed == straight[9:]  # epochs 1 and 2 in their own orders, not 0 and 1 again
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import pickle
+from fractions import Fraction
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exodus_lightning.data import SHDDataModule
 from exodus_lightning.data.transforms import (
     AUDIO_AUGMENTATIONS,
     CAMERA_AUGMENTATIONS,
+    Denoise,
     EventsToFrames,
     Pipeline,
     SpikesToChannels,
@@ -68,6 +72,25 @@ def test_no_events_gives_zero_frames_of_full_shape() -> None:
     assert frames.shape == (7, 2, 34, 34) and not frames.any()
 
 
+def test_denoise_is_tonics_and_also_takes_a_recording_without_events() -> None:
+    tonic = pytest.importorskip("tonic")
+    rng = np.random.default_rng(0)
+    events = camera_events([(int(x), int(y), int(p), int(t)) for x, y, p, t in zip(
+        rng.integers(0, 8, 300), rng.integers(0, 8, 300), rng.integers(0, 2, 300),
+        np.sort(rng.integers(0, 100_000, 300)))])  # fmt: skip
+    theirs = tonic.transforms.Denoise(filter_time=2000.0)
+    ours = Denoise(filter_time=2000.0)
+    kept = ours(events)
+    np.testing.assert_array_equal(kept, theirs(events))
+    assert 0 < len(kept) < len(events)
+    # The repr is part of cache keys and prepared copies' manifests: tonic's, as before.
+    assert repr(ours) == repr(theirs) and pickle.loads(pickle.dumps(ours)) == ours
+    with pytest.raises(ValueError):  # tonic's sizes its grid by the largest x
+        theirs(camera_events([]))
+    empty = ours(camera_events([]))
+    assert len(empty) == 0 and empty.dtype == CAMERA_DTYPE
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     data=st.lists(
@@ -84,11 +107,75 @@ def test_audio_binning_matches_a_per_spike_count(
     events = np.array([(t, x, 1) for x, t, _ in data], dtype=AUDIO_DTYPE)
     frames = SpikesToChannels(700, num_channels, num_time_steps, bin_width_us)(events)
     expected = np.zeros((num_time_steps, num_channels), dtype=np.float32)
+    width = Fraction(repr(bin_width_us))  # the width as the decimal it reads as
     for x, t, _ in data:
-        step = int(t // bin_width_us)
+        step = math.floor(t / width)
         if step < num_time_steps:
             expected[step, x * num_channels // 700] += 1
     np.testing.assert_array_equal(frames, expected)
+
+
+# (num_time_steps, duration_ms): widths duration / T of a whole number of µs or not (25000/3 µs).
+DURATIONS = [(120, 1000), (6, 100), (11, 100), (12, 350), (300, 1000), (7, 1500), (250, 1000)]
+
+
+@pytest.mark.parametrize(("num_time_steps", "duration_ms"), DURATIONS)
+def test_events_on_the_edges_of_duration_over_steps_start_their_bin(
+    num_time_steps: int, duration_ms: int
+) -> None:
+    # Exactly: bin = floor(t * T / duration), and t = duration (the window end) is dropped.
+    module = SHDDataModule(data_dir="unused", num_time_steps=num_time_steps,
+                           duration_ms=duration_ms, num_channels=700)  # fmt: skip
+    duration = duration_ms * 1000
+    edges = [k * duration // num_time_steps for k in range(num_time_steps + 1)]
+    times = sorted({t + shift for t in edges for shift in (-1, 0, 1) if t + shift >= 0})
+    events = np.array([(t, 0, 1) for t in times], dtype=AUDIO_DTYPE)
+    expected = np.zeros(num_time_steps, dtype=np.float32)
+    for t in times:
+        if t < duration:
+            expected[t * num_time_steps // duration] += 1
+    np.testing.assert_array_equal(module.to_frames(events).sum(axis=1), expected)
+    # The same with the window starting at the first event (DVS Gesture's binning).
+    camera = EventsToFrames((2, 2, 2), (2, 2), num_time_steps, module.bin_width_us,
+                            relative_to_first_event=True)  # fmt: skip
+    shifted = camera_events([(0, 0, 1, 123_457 + t) for t in times])
+    np.testing.assert_array_equal(camera(shifted)[:, 1, 0, 0], expected)
+
+
+@pytest.mark.parametrize("settings", [
+    {"bin_width_ms": 1.0}, {"bin_width_ms": 3.5}, {"bin_width_ms": 0.7},
+    {"duration_ms": 1000, "num_time_steps": 250}, *[
+        {"duration_ms": duration_ms, "num_time_steps": steps} for steps, duration_ms in DURATIONS
+    ],
+])  # fmt: skip
+def test_binning_matches_tonics_to_frame(settings: dict) -> None:
+    """tonic's ToFrame(time_window=w, start_time=t0, end_time=t0 + T * w): windows
+    [t0 + k w, t0 + (k + 1) w). Its window edges are floats, exact where w is a whole number of
+    µs; elsewhere only times off the edges are compared (an event exactly on an edge is put in
+    the bin before or after it by the float error, either way)."""
+    tonic = pytest.importorskip("tonic")
+    num_time_steps = settings.get("num_time_steps", 40)
+    module = SHDDataModule(data_dir="unused", **{"num_time_steps": num_time_steps, **settings})
+    width = module.bin_width_us
+    sensor = (3, 2, 2)
+    start = 7_000
+    edges = [start + math.floor(k * width) for k in range(num_time_steps + 2)]
+    times = sorted({t + shift for t in edges for shift in (-1, 0, 1)} - {start - 1})
+    if width.denominator > 1:  # off the edges only
+        times = [t for t in times if (t - start) * width.denominator % width.numerator]
+    times = [start, *times]  # the first event starts the window, as DVS Gesture's do
+    rng = np.random.default_rng(len(times))
+    events = camera_events([(int(rng.integers(3)), int(rng.integers(2)), int(rng.integers(2)), t)
+                            for t in times])  # fmt: skip
+    ours = EventsToFrames(sensor, sensor[:2], num_time_steps, width,
+                          relative_to_first_event=True)(events)  # fmt: skip
+    # Half a window past the end: tonic counts its windows in floats too.
+    end = start + float(num_time_steps * width) + (0 if width.denominator == 1 else width / 2)
+    theirs = tonic.transforms.ToFrame(sensor_size=sensor, time_window=float(width),
+                                      start_time=start, end_time=end)(events)  # fmt: skip
+    assert theirs.shape == ours.shape
+    np.testing.assert_array_equal(ours, theirs)
+    assert ours.sum() == sum(t < start + num_time_steps * width for t in times)
 
 
 def test_700_channels_merge_into_100_groups_of_7() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import json
 import os
 import re
 import shutil
@@ -204,14 +205,99 @@ def test_dvs_gesture_label_beyond_its_11_classes_fails_at_setup(tmp_path: Path) 
     )
 
 
-def test_dvs_gesture_stray_folder_is_named(tmp_path: Path) -> None:
+def add_to_dvs_test_split(root: Path, place: tuple[str, ...]) -> Path:
+    """A copy of a recording at `place` (a path below ibmGestureTest; a folder where it ends
+    in "/"); the path named."""
+    split = root / "DVSGesture" / "ibmGestureTest"
+    path = split.joinpath(*place)
+    if place[-1].endswith("/"):
+        path.mkdir(parents=True)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(split / "user02_led" / "3.npy", path)
+    return path
+
+
+def tonic_dvs_gesture_test_files(root: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The recordings tonic's own DVSGesture lists (its download check left out)."""
+    import tonic
+
+    monkeypatch.setattr(tonic.datasets.DVSGesture, "_check_exists", lambda self: True)
+    return sorted(tonic.datasets.DVSGesture(str(root), train=False).data)
+
+
+@pytest.mark.parametrize(("place", "named", "tonic_reads"), [
+    (("backup/",), ("backup",), "fails"),  # tonic: not enough values to unpack, no path named
+    (("samples", "3.npy"), ("samples",), "fails"),
+    (("user02_led", "backup", "3.npy"), ("user02_led", "backup"), "one more recording"),
+    (("user02_led", "3_copy.npy"), ("user02_led", "3_copy.npy"), "fails"),  # int('3_copy')
+])  # fmt: skip
+def test_dvs_gesture_stray_folder_or_file_is_named(
+    place: tuple[str, ...], named: tuple[str, ...], tonic_reads: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
     root = dvs_root(tmp_path)
-    stray = root / "DVSGesture" / "ibmGestureTest" / "backup"
-    stray.mkdir()
+    clean = tonic_dvs_gesture_test_files(root, monkeypatch)
+    stray = add_to_dvs_test_split(root, place)
+    if tonic_reads == "fails":
+        with pytest.raises(ValueError):
+            tonic_dvs_gesture_test_files(root, monkeypatch)
+    else:  # silently: the copy becomes a sample of its own
+        assert tonic_dvs_gesture_test_files(root, monkeypatch) == sorted([*clean, str(stray)])
     with pytest.raises(InvalidDataError) as raised:
         dvs(root).setup("test")
-    assert str(root / "DVSGesture") in str(raised.value)
-    assert "does not follow the layout" in str(raised.value)
+    message = str(raised.value)
+    assert f"'{root.joinpath('DVSGesture', 'ibmGestureTest', *named)}'" in message
+    assert "userNN_<lighting>" in message and "move" in message
+
+
+@pytest.mark.parametrize("place", [
+    ("3.npy",), ("README.txt",), ("user02_led", "notes.txt"), ("user02_led", "notes", "todo.txt"),
+    ("user02_led", "empty/"),
+])  # fmt: skip
+def test_dvs_gesture_files_tonic_ignores_are_ignored(
+    place: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = dvs_root(tmp_path)
+    clean = tonic_dvs_gesture_test_files(root, monkeypatch)
+    split = root / "DVSGesture" / "ibmGestureTest"
+    path = split.joinpath(*place)
+    if place[-1].endswith("/") or place[-1].endswith(".txt"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir() if place[-1].endswith("/") else path.write_text("notes")
+    else:
+        add_to_dvs_test_split(root, place)
+    assert tonic_dvs_gesture_test_files(root, monkeypatch) == clean
+    module = dvs(root)
+    module.setup("test")
+    assert sorted(module.test_dataset.sample_files) == clean
+
+
+def test_dvs_gesture_user_folder_without_read_permission_is_named(tmp_path: Path) -> None:
+    """tonic's listing skips a folder it may not read; here it fails. With real permissions:
+    skipped as root (see test_without_read_permission_says_permission_denied)."""
+    root = dvs_gesture_two_users(tmp_path)
+    locked = root / "DVSGesture" / "ibmGestureTest" / "user03_led"
+    locked.chmod(0)
+    try:
+        try:
+            os.listdir(locked)
+        except PermissionError:
+            pass
+        else:
+            pytest.skip("this process reads what it has no permission to read (root)")
+        with pytest.raises(UnreadableFileError) as raised:
+            dvs(root).setup("test")
+    finally:
+        locked.chmod(0o755)
+    assert_permission_message(raised.value, locked)
+
+
+def dvs_gesture_two_users(tmp_path: Path) -> Path:
+    """Two test users: without one of them, every gesture is still there."""
+    return write_dvs_gesture(
+        tmp_path, num_train_users=1, num_test_users=2, lightings=("led",), num_events=30
+    )
 
 
 def test_dvs_gesture_pixel_outside_the_sensor_is_named(tmp_path: Path) -> None:
@@ -374,3 +460,95 @@ def test_cache_file_without_its_data_entry_is_named(tmp_path: Path) -> None:
     message = str(raised.value)
     assert f"Cache file '{cache_file}'" in message and "'data'" in message
     assert "Delete it" in message
+
+
+def fill_cache(root: Path, cache: Path, num_samples: int) -> list:
+    """The first `num_samples` test samples of SHD read through a cache in `cache`, which they
+    fill."""
+    samples = SHDDataModule(data_dir=root, download=False, cache_dir=cache).make_dataset("test")
+    return [samples[index] for index in range(num_samples)]
+
+
+def assert_same_samples(actual: list, expected: list) -> None:
+    assert len(actual) == len(expected)
+    for (frames, label), (expected_frames, expected_label) in zip(actual, expected):
+        np.testing.assert_array_equal(frames, expected_frames)
+        assert frames.dtype == expected_frames.dtype and int(label) == int(expected_label)
+
+
+def test_a_filled_cache_this_user_may_not_write_is_read(tmp_path: Path) -> None:
+    """With real permissions (a cache filled by another user, files 644 in folders 755):
+    skipped where they do not apply (root writes anyway), e.g. run `setpriv
+    --bounding-set=-all pytest ...` as root to take that power away."""
+    root, cache = shd_root(tmp_path / "data"), tmp_path / "cache"
+    expected = fill_cache(root, cache, 20)
+    (folder,) = (cache / "SHD").iterdir()
+    for path in (folder, *folder.iterdir()):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        try:
+            (folder / "probe").write_text("")
+        except PermissionError:
+            pass
+        else:
+            pytest.skip("this process writes where it has no permission to write (root)")
+        assert_same_samples(fill_cache(root, cache, 20), expected)
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
+def test_a_cache_folder_that_cannot_be_written_serves_its_samples(
+    code: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import exodus_lightning.data.cache as cache_module
+
+    root, cache = shd_root(tmp_path / "data"), tmp_path / "cache"
+    uncached = fill_cache(root, None, 20)
+    filled = fill_cache(root, cache, 10)  # samples 0-9 are in the cache, 10-19 are not
+    (folder,) = (cache / "SHD").iterdir()
+    files = sorted(folder.iterdir())
+
+    # Every write in the cache fails as the OS fails it for a folder this user may only read
+    # (permission denied) or on a read-only mount; the tests run as root, whom permissions
+    # never stop.
+    def refuse(path: Path | str) -> None:
+        if Path(path).is_relative_to(cache):
+            exception = PermissionError if code == errno.EACCES else OSError
+            raise exception(code, os.strerror(code), str(path))
+
+    real_write_text, real_save = Path.write_text, cache_module.save_to_disk_cache
+
+    def write_text(path: Path, *args, **kwargs):
+        refuse(path)
+        return real_write_text(path, *args, **kwargs)
+
+    def save(data, targets, file_path, **kwargs) -> None:
+        refuse(file_path)
+        real_save(data, targets, file_path=file_path, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    monkeypatch.setattr(cache_module, "save_to_disk_cache", save)
+    samples = SHDDataModule(data_dir=root, download=False, cache_dir=cache).make_dataset("test")
+    assert_same_samples([samples[index] for index in range(10)], filled)
+    # Those it lacks are computed on every access, as without a cache: one warning says so.
+    with pytest.warns(UserWarning, match="cannot be written") as warned:
+        assert_same_samples([samples[index] for index in range(10, 20)], uncached[10:])
+    assert len(warned) == 1
+    message = str(warned[0].message)
+    assert str(folder) in message and "--data.init_args.cache_dir" in message
+    assert sorted(folder.iterdir()) == files  # nothing written, nothing left behind
+
+
+def test_the_cache_record_is_written_when_missing_or_different(tmp_path: Path) -> None:
+    root, cache = shd_root(tmp_path / "data"), tmp_path / "cache"
+    fill_cache(root, cache, 1)
+    (record,) = (cache / "SHD").rglob("cache_key.json")
+    text = record.read_text()
+    assert json.loads(text)["dataset"] == "SHD"
+    record.write_text("{}")
+    fill_cache(root, cache, 1)
+    assert record.read_text() == text
+    record.unlink()
+    fill_cache(root, cache, 1)
+    assert record.read_text() == text
