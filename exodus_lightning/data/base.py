@@ -118,7 +118,7 @@ class SpikeDataModule(L.LightningDataModule):
             loader_class = ResumableDataLoader
         else:
             sampler, loader_class = self._evaluation_sampler(dataset, name), DataLoader
-        return loader_class(
+        loader = loader_class(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
@@ -127,6 +127,20 @@ class SpikeDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and workers > 0,
         )
+        if shuffle:
+            loader.trainer_epoch = self._trainer_epoch
+        return loader
+
+    def _trainer_epoch(self) -> int | None:
+        """The epoch of the Trainer fitting with this DataModule (None: no Trainer).
+
+        While a training epoch runs, this is the value Lightning passes to samplers' set_epoch,
+        except in a run with max_steps resumed from a checkpoint: there set_epoch gets one
+        more, and the uninterrupted run's epochs are current_epoch's. The training loaders
+        (ResumableDataLoader, the streaming loader) shuffle as this epoch.
+        """
+        trainer = getattr(self, "trainer", None)
+        return None if trainer is None else trainer.current_epoch
 
     def _evaluation_sampler(self, dataset: Dataset, name: str) -> Sampler | None:
         """Under DDP, this rank's share of `dataset` in order, every sample on exactly one rank

@@ -427,17 +427,6 @@ class EventDataModule(SpikeDataModule):
             return int(self.streaming_workers)
         return self.num_workers if self._stored.get(part) == "events" else 0
 
-    def _trainer_epoch(self) -> int | None:
-        """The epoch of the Trainer fitting with this DataModule (None: no Trainer).
-
-        While a training epoch runs, this is the value Lightning passes to samplers' set_epoch
-        (EpochSeededSampler's epoch on the tonic path), except in a run with max_steps resumed
-        from a checkpoint written at an epoch's end: there set_epoch gets one more, and the
-        uninterrupted run's epochs are current_epoch's.
-        """
-        trainer = getattr(self, "trainer", None)
-        return None if trainer is None else trainer.current_epoch
-
     def _loader(
         self, dataset: Dataset | None, name: str, shuffle: bool, num_workers: int | None = None
     ) -> DataLoader:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -95,6 +95,10 @@ class ResumableDataLoader(DataLoader):
     every process's.
     """
 
+    #: Returns the Trainer's epoch (None: no Trainer); set by the DataModule that builds the
+    #: loader. Each pass then shuffles as that epoch, whatever set_epoch was given.
+    trainer_epoch: Callable[[], int | None] | None = None
+
     def __iter__(self) -> Iterator[Any]:
         if not isinstance(self.sampler, EpochSeededSampler):
             # Lightning replaced the sampler (e.g. overfit_batches): nothing to resume.
@@ -105,6 +109,12 @@ class ResumableDataLoader(DataLoader):
         # Runs from the first batch on: after Lightning set the epoch, which it may do after
         # iter(); worker processes draw the epoch's indices as soon as their iterator starts.
         sampler = self.sampler
+        # A run with max_steps resumed from a checkpoint passes set_epoch one epoch more than
+        # the epoch it trains (Lightning counts the checkpoint's finished epoch as done once
+        # more), which would shuffle as the next epoch and skip nothing of a resumed one.
+        epoch = None if self.trainer_epoch is None else self.trainer_epoch()
+        if epoch is not None:
+            sampler.set_epoch(int(epoch))
         self._epoch, self._served = sampler.epoch, sampler.pending_skip()
         for batch in super().__iter__():
             self._served += self.batch_size

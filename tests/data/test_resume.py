@@ -16,6 +16,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from exodus_lightning.callbacks import LastCheckpoint
 from exodus_lightning.data import RandmanDataModule, SHDDataModule
 from exodus_lightning.data.collate import pad_time_collate
 from exodus_lightning.data.sampler import EpochSeededSampler, ResumableDataLoader, ResumeWarning
@@ -54,9 +55,11 @@ class Recorder(L.LightningModule):
 
 
 def fit(tmp_path: Path, tag: str, checkpoint: str | None = None, num_workers: int = 0,
-        devices: int = 1, every_n_train_steps: int = 3) -> Recorder:
-    """3 epochs, every run saving a checkpoint every `every_n_train_steps` steps into
-    tmp_path/<tag>."""
+        devices: int = 1, every_n_train_steps: int = 3, max_steps: int = -1,
+        save_last: bool = False) -> Recorder:
+    """3 epochs (or `max_steps` steps), every run saving a checkpoint every
+    `every_n_train_steps` steps (and with `save_last`, the CLI's last.ckpt after every
+    training epoch) into tmp_path/<tag>."""
     L.seed_everything(0)
     data = RandmanDataModule(**DATA, num_workers=num_workers, persistent_workers=False)
     model = Recorder(DATA["num_channels"], data.num_classes)
@@ -66,10 +69,12 @@ def fit(tmp_path: Path, tag: str, checkpoint: str | None = None, num_workers: in
     saver = ModelCheckpoint(dirpath=tmp_path / tag, filename="{step}", save_top_k=-1,
                             every_n_train_steps=every_n_train_steps)
     trainer = L.Trainer(
-        max_epochs=3, accelerator="cpu", devices=devices,
+        max_epochs=3 if max_steps < 0 else -1, max_steps=max_steps, accelerator="cpu",
+        devices=devices,
         strategy="ddp_spawn" if devices > 1 else "auto", logger=False,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-        limit_val_batches=0, num_sanity_val_steps=0, callbacks=[saver],
+        limit_val_batches=0, num_sanity_val_steps=0,
+        callbacks=[saver, LastCheckpoint(tmp_path / tag)] if save_last else [saver],
     )
     with warnings.catch_warnings():
         # Lightning's warning for a loader it cannot resume fails the test.
@@ -94,6 +99,19 @@ def test_resuming_mid_epoch_continues_exactly(num_workers: int, tmp_path: Path) 
                       num_workers=num_workers)
         assert resumed.seen == straight.seen[step:], step
         assert_same_parameters(straight, resumed)
+
+
+@pytest.mark.parametrize("part", [6, 9])
+def test_a_run_stopped_by_max_steps_resumes_exactly(part: int, tmp_path: Path) -> None:
+    """A job of `part` steps (6: one whole epoch; 9: half of the second) writing the CLI's
+    last.ckpt, then a job resumed from it: Lightning then passes set_epoch one epoch more
+    than the epoch it trains, so the shuffle must follow the Trainer's epoch."""
+    straight = fit(tmp_path, "straight", max_steps=18)
+    assert len(straight.seen) == 18
+    fit(tmp_path, "part", max_steps=part, save_last=True)
+    resumed = fit(tmp_path, "resumed", str(tmp_path / "part" / "last.ckpt"), max_steps=18)
+    assert resumed.seen == straight.seen[part:]
+    assert_same_parameters(straight, resumed)
 
 
 @pytest.mark.slow
