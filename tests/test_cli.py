@@ -272,7 +272,7 @@ def test_user_network_and_datamodule_by_class_path(workdir):
     assert network.encoder.in_features == 5 and network.decoder.out_features == 3
     assert network.encoder.out_features == 12
     assert cli.model.spiking_layer_names == ["lif"]
-    assert "spike_rate/lif" in cli.trainer.callback_metrics
+    assert {"spike_rate/train/lif", "spike_rate/val/lif"} <= set(cli.trainer.callback_metrics)
 
 
 def resume_args(workdir: Path, max_epochs: int, batch_size: int) -> list[str]:
@@ -368,7 +368,10 @@ def test_wandb_offline_run_records_metrics_config_and_rasters(workdir):
     val_acc = [row["val/acc"] for row in history if "val/acc" in row]
     assert len(val_acc) == 2 and all(0 <= a <= 1 for a in val_acc)
     assert val_acc[-1] == pytest.approx(float(cli.trainer.callback_metrics["val/acc"]))
-    assert any("spike_rate/layers.2" in row for row in history)
+    # One key per stage: the training and the validation rate of an epoch are told apart.
+    assert all(any(f"spike_rate/{stage}/layers.2" in row for row in history)
+               for stage in ("train", "val"))
+    assert not any("spike_rate/layers.2" in row for row in history)
     rasters = [row for row in history if "spike_raster/_type" in row]
     assert len(rasters) == 2 and rasters[0]["spike_raster/_type"] == "images/separated"
     assert len(list(run_dir.glob("files/media/images/spike_raster_*.png"))) == 2

@@ -18,6 +18,8 @@ from exodus_lightning.callbacks.last_checkpoint import LastCheckpoint
 from exodus_lightning.loggers import wandb_files_dir
 
 SUMMARY_FILE_NAME = "summary.json"
+# SpikingClassifier's spike rates: spike_rate/<stage>/<layer name>.
+SPIKE_RATE_PREFIX = "spike_rate/"
 
 
 def run_folder(trainer: L.Trainer) -> Path | None:
@@ -83,13 +85,14 @@ class RunSummary(L.Callback):
         stage = getattr(stage, "value", stage)
         lines = [f"\n=== {stage} finished ==="]
         metrics = {name: value for name, value in _scalars(trainer.callback_metrics).items()
-                   if not name.startswith("spike_rate")}
+                   if not name.startswith(SPIKE_RATE_PREFIX)}
         lines += [f"  {name:<12} {value:.4f}" for name, value in metrics.items()]
+        # spike_rate/<stage>/<layer>: after fit, the training epoch's and the validation's.
         rates = {n: float(v) for n, v in trainer.callback_metrics.items()
-                 if n.startswith("spike_rate")}
+                 if n.startswith(SPIKE_RATE_PREFIX)}
         if rates:
-            lines.append("  spike rates  " + ", ".join(f"{n[11:]}={v:.3f}"
-                                                        for n, v in sorted(rates.items())))
+            lines.append("  spike rates  " + ", ".join(
+                f"{n.removeprefix(SPIKE_RATE_PREFIX)}={v:.3f}" for n, v in sorted(rates.items())))
         matrix = getattr(pl_module, "test_confusion_matrix", None)
         if stage == "test" and matrix is not None:
             where = log_figure(trainer, "test/confusion_matrix", confusion_matrix_figure(matrix))

@@ -57,8 +57,9 @@ class SpikingClassifier(L.LightningModule):
     reset before each batch; every spiking one
     (``does_spike``: LIF, IAF, ALIF, adLIF, their Squeeze and Recurrent variants; not ExpLeak)
     has its spikes kept in ``layer_spikes`` (name -> (batch, time, *features)) for the
-    callbacks, and its spike rate (spikes per neuron per step) logged as
-    spike_rate/<layer name>. With firing_rate_weight w > 0 the training loss adds
+    callbacks, and its spike rate (spikes per neuron per step, the epoch's mean) logged per
+    stage as spike_rate/<stage>/<layer name>, stage train, val or test. With
+    firing_rate_weight w > 0 the training loss adds
 
         w · Σ_layers (mean spike rate of the layer − target_firing_rate)²
 
@@ -207,7 +208,7 @@ class SpikingClassifier(L.LightningModule):
             self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True,
                      sync_dist=True, batch_size=batch_size)
             for name, rate in rates.items():
-                self.log(f"spike_rate/{name}", rate.detach(), on_step=False, on_epoch=True,
+                self.log(f"spike_rate/train/{name}", rate.detach(), on_step=False, on_epoch=True,
                          sync_dist=True, batch_size=batch_size)
         else:
             self.evaluation_loss[stage].update(loss.detach(), weight=batch_size)
@@ -216,7 +217,7 @@ class SpikingClassifier(L.LightningModule):
             for name, mean in zip(self.spiking_layer_names, self.evaluation_rates[stage]):
                 if name in rates:
                     mean.update(rates[name].detach(), weight=batch_size)
-                    self.log(f"spike_rate/{name}", mean, on_step=False, on_epoch=True)
+                    self.log(f"spike_rate/{stage}/{name}", mean, on_step=False, on_epoch=True)
         if stage == "test":
             self.test_confusion(predictions, targets)
         return loss
