@@ -20,6 +20,7 @@ import functools
 import inspect
 import logging
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -420,6 +421,45 @@ class ExodusCLI(LightningCLI):
             checkpoint = load_checkpoint_file(path, self._get(self.config, "weights_only"))
         if checkpoint is not None:
             check_checkpoint_contents(path, checkpoint, self.model, resuming=subcommand == "fit")
+            if subcommand == "fit":
+                self._continue_in_checkpoint_folder(path, checkpoint)
+
+    def _continue_in_checkpoint_folder(self, path: str | os.PathLike,
+                                       checkpoint: dict[str, Any]) -> None:
+        """Let a resumed fit keep its checkpoints in the folder of the checkpoint it resumes.
+
+        Lightning's ModelCheckpoint restores its best score and kept files only when it saves
+        into the folder it saved them in (load_state_dict compares the dirpaths as strings).
+        A new run's default folder is new (the logger's next version, a new W&B run id), so the
+        best score was dropped and the resumed run's first epoch became "best" whatever its
+        score. A ModelCheckpoint without a dirpath continues in its recorded folder when the
+        checkpoint file lies in it; one whose dirpath names the recorded folder gets it spelled
+        as recorded (a relative path stays relative)."""
+        states = checkpoint.get("callbacks") or {}
+        folder = Path(path).resolve().parent
+        continued = []
+        for callback in self.trainer.checkpoint_callbacks:
+            if not isinstance(callback, ModelCheckpoint):
+                continue
+            state = states.get(callback.state_key)
+            recorded = state.get("dirpath") if isinstance(state, dict) else None
+            if not isinstance(recorded, str) or "://" in recorded:
+                continue
+            if callback.dirpath is None:
+                same = Path(recorded).resolve() == folder
+            else:
+                same = Path(recorded).resolve() == Path(callback.dirpath).resolve()
+            if same and callback.dirpath != recorded:
+                callback.dirpath = recorded
+                continued.append(recorded)
+        for recorded in dict.fromkeys(continued):
+            # The run it resumes wrote that folder: Lightning's "exists and is not empty".
+            warnings.filterwarnings(
+                "ignore", message=re.escape(f"Checkpoint directory {recorded} exists and is not "
+                                            "empty."))
+            if rank_zero_only.rank == 0:  # every DDP process parses the command line
+                print(f"{PROG} fit: checkpoints continue in {recorded}, the folder of the "
+                      "checkpoint it resumes (its best so far is kept)", file=sys.stderr)
 
     def _check_evaluated_model(self, subcommand: str) -> None:
         """A usable checkpoint, or a warning that the model is untrained."""
@@ -666,11 +706,12 @@ def quiet_library_noise() -> None:
 
     Called by the CLI (it changes process-wide warning filters, the warning format of our own
     warnings, and a Lightning logger's filter): a pytree deprecation inside Lightning, the
-    resumed-checkpoint "dirpath has changed" notice, the litlogger tip. W&B's "anonymous"
-    warning is avoided in exodus_lightning.loggers.WandbLogger, "No seed found" by seeding 0.
+    litlogger tip. W&B's "anonymous" warning is avoided in exodus_lightning.loggers.WandbLogger,
+    "No seed found" by seeding 0. Lightning's "The dirpath has changed" stays: a resumed fit
+    continues in its checkpoint's folder (ExodusCLI._continue_in_checkpoint_folder), so it says
+    that the best checkpoint restarts in another folder.
     """
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropLitLoggerTip) for f in rank_zero.filters):
         rank_zero.addFilter(_DropLitLoggerTip())

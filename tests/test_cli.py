@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import yaml
@@ -343,6 +344,61 @@ def test_last_checkpoint_is_the_last_epoch_when_the_metric_stops_improving(workd
     resumed = build_cli([*resume_args(workdir, 4, 64), frozen, f"--ckpt_path={last}"])
     assert resumed.trainer.global_step == 16
     assert trained_epochs(resumed.trainer) == [3]
+
+
+# val/scripted_acc of each epoch (ScriptedAccuracy): a metric whose best epoch a test chooses.
+SCRIPTED_ACC = [0.2, 0.9, 0.5, 0.4]
+
+
+class ScriptedAccuracy(L.Callback):
+    """Logs SCRIPTED_ACC[epoch] as val/scripted_acc at every validation epoch's end."""
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            pl_module.log("val/scripted_acc", SCRIPTED_ACC[trainer.current_epoch])
+
+
+def test_a_resumed_fit_keeps_the_best_checkpoint_of_the_epochs_before_it(workdir, capsys):
+    """The README's resume (`fit --ckpt_path .../last.ckpt --trainer.max_epochs N`, a new run:
+    its logger's folder is new): the best epoch came before the resume point, and stays the best
+    checkpoint, the best in summary.json and the network NIRExport writes. (Lightning restores
+    a ModelCheckpoint's best score only in the folder it was saved in; the resumed run took its
+    first epoch as the best.)"""
+    pytest.importorskip("nir")
+    scripted = ["--trainer.callbacks+=tests.test_cli.ScriptedAccuracy",
+                "--trainer.callbacks+=exodus_lightning.callbacks.NIRExport",
+                "--checkpoint.monitor=val/scripted_acc", "--checkpoint.filename=epoch={epoch}",
+                "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1"]
+    first = build_cli([*resume_args(workdir, 3, 64), *scripted])
+    best = first.trainer.checkpoint_callback
+    assert Path(best.best_model_path).name == "epoch=1.ckpt"
+    folder = Path(best.best_model_path).parent
+    capsys.readouterr()
+    resumed = build_cli([*resume_args(workdir, 4, 64), *scripted,
+                         f"--ckpt_path={last_path(first.trainer)}"])
+    output = capsys.readouterr()
+    assert resumed.trainer.current_epoch == 4
+    assert Path(resumed.trainer.logger.log_dir) != Path(first.trainer.logger.log_dir)  # new run
+    best = resumed.trainer.checkpoint_callback
+    assert best.best_model_path == first.trainer.checkpoint_callback.best_model_path
+    assert float(best.best_model_score) == pytest.approx(0.9)
+    assert f"best checkpoint: {best.best_model_path} (val/scripted_acc=0.9000)" in output.out
+    # The folder holds what the uninterrupted run's would: the best epoch and last.ckpt.
+    assert sorted(p.name for p in folder.glob("*.ckpt")) == ["epoch=1.ckpt", "last.ckpt"]
+    assert torch.load(folder / "last.ckpt", weights_only=True)["epoch"] == 3
+    assert f"checkpoints continue in {best.dirpath}" in output.err
+    (nir_export,) = [c for c in resumed.trainer.callbacks if type(c).__name__ == "NIRExport"]
+    assert nir_export.path == folder / "model.nir" and nir_export.path.is_file()
+    # summary.json: the best of every validation metric over the whole training.
+    logged = []
+    for cli in (first, resumed):
+        with open(Path(cli.trainer.logger.log_dir) / "metrics.csv") as rows:
+            logged += [row for row in csv.DictReader(rows) if row.get("val/acc")]
+    summary = json.loads((Path(resumed.trainer.logger.log_dir) / "summary.json").read_text())
+    assert summary["fit"]["best"]["val/scripted_acc"] == {"value": pytest.approx(0.9), "epoch": 1}
+    top = max(logged, key=lambda row: float(row["val/acc"]))
+    assert summary["fit"]["best"]["val/acc"] == {"value": pytest.approx(float(top["val/acc"])),
+                                                 "epoch": int(top["epoch"])}
 
 
 @pytest.mark.slow
