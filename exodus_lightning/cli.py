@@ -65,6 +65,7 @@ from exodus_lightning.cli_parser import (
     ExodusArgumentParser,
     class_settings,
     class_switch_defaults,
+    names_class,
     stated_values,
     wrap_class_help,
 )
@@ -374,35 +375,68 @@ class ExodusCLI(LightningCLI):
                   f"{'; '.join(replaced)}", file=sys.stderr)
 
     def _restore_data_from_checkpoint(self, subcommand: str) -> None:
-        """With --ckpt_path and no data chosen (no --data option, no --config that sets it),
-        use the data the checkpoint was trained with, as LightningCLI does for the model's
-        settings: `test --ckpt_path` after `fit --config configs/shd.yaml` scores SHD. A
-        checkpoint that does not record its data is refused rather than scored on the default
-        data."""
+        """With --ckpt_path, use the data the checkpoint was trained with, as LightningCLI does
+        for the model's settings: `test --ckpt_path` after `fit --config configs/shd.yaml`
+        scores SHD. Data settings stated here that name no other class (--data.init_args.*
+        options, a --config's `data` of the same class) are put over the recorded ones, as the
+        model's are (_apply_stated_model), and one line names those that differ; naming another
+        class (--data X, a --config's data class_path) uses that data as given. A checkpoint
+        that does not record its data is refused rather than scored on the default data."""
         config = self.config[subcommand]
         defaults = self._subcommand_parsers[subcommand].get_defaults()
-        chosen = any(arg.startswith("--data") for arg in getattr(self, "_given_args", []))
-        chosen = chosen or (self._stated is not None and "data" in self._stated)
-        if chosen or config.data != defaults.data:
-            return
+        given = getattr(self, "_given_args", [])
+        if self._stated is None:
+            if any(arg.startswith("--data") for arg in given) or config.data != defaults.data:
+                return  # what the command line states is unknown: the data as given
+            stated = None
+        else:
+            stated = self._stated.get("data")
+            if stated is None and config.data != defaults.data:
+                return
         data = recorded_data(self._checkpoint)
+        named = stated.get("class_path") if isinstance(stated, Namespace) else None
+        if named is None and names_class(given, "data"):
+            named = defaults.data.class_path  # restated default class: stated_values drops it
+        if named is not None and (data is None or named != data["class_path"]):
+            return  # other data chosen
         if data is None:
             raise ConfigError(
                 f"--ckpt_path {config.ckpt_path}: the checkpoint does not record the data it "
                 f"was trained with (written by plain Lightning or an older {PROG}); pass that "
                 "run's --data (e.g. --data my_data.MyDataModule) or its --config")
         class_path = data["class_path"]
+        name = class_path.rpartition(".")[2]
         try:
-            restored = with_values(self.parser, self.config, f"{subcommand}.data", data)
+            recorded = with_values(self.parser, self.config, f"{subcommand}.data", data)
         except (SystemExit, ValueError, TypeError) as error:
             raise ConfigError(
                 f"--ckpt_path: the data it was trained with ({class_path}) cannot be set up "
                 f"here ({error}); pass the run's --config or --data again") from error
+        restored = recorded
+        if isinstance(stated, Namespace):
+            try:
+                restored = with_values(self.parser, recorded, f"{subcommand}.data", stated)
+            except (SystemExit, ValueError, TypeError) as error:
+                raise ConfigError(
+                    f"--ckpt_path: the data settings given here do not apply to the data the "
+                    f"checkpoint was trained with, {name} ({error}); to use other data, name "
+                    "its class with --data") from error
         if restored[subcommand].data == config.data:
-            return  # the default data: nothing to say
+            return  # the data as given: nothing to say
         self.config = restored
-        if rank_zero_only.rank == 0:  # every DDP process parses the command line
-            name = class_path.rpartition(".")[2]
+        if rank_zero_only.rank != 0:  # every DDP process parses the command line
+            return
+        replaced = [
+            f"--data.{key} {format_value(restored[subcommand].data.get(key))} (the "
+            f"checkpoint's: {format_value(recorded[subcommand].data.get(key))})"
+            for key in (stated.keys() if isinstance(stated, Namespace) else [])
+            if key != "class_path"
+            and restored[subcommand].data.get(key) != recorded[subcommand].data.get(key)
+        ]
+        if replaced:
+            print(f"{PROG} {subcommand}: data as in the checkpoint's run: {name}, with the data "
+                  f"settings given here: {'; '.join(replaced)}", file=sys.stderr)
+        else:
             print(f"{PROG} {subcommand}: data as in the checkpoint's run: {name} (pass --config "
                   "or --data to use other data)", file=sys.stderr)
 

@@ -1270,6 +1270,73 @@ def test_a_checkpoint_brings_a_plain_datamodules_data(workdir, monkeypatch, caps
     assert isinstance(given.datamodule, BurstDataModule)
 
 
+def test_data_options_given_with_a_checkpoint_change_only_those_settings(workdir, capsys):
+    """`predict/test --ckpt_path X --data.init_args.batch_size N` uses the checkpoint's data with
+    that one setting changed, as `--model.*` options do: the test split of the checkpoint's run
+    (50 Randman samples, not the default 2000), SHD for a checkpoint of configs/shd.yaml (the
+    built-in data replaced it, and the shapes did not fit)."""
+    from exodus_lightning.data import SHDDataModule
+
+    common = ["--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+              f"--trainer.logger.save_dir={workdir}", "--trainer.enable_progress_bar=false",
+              "--trainer.accelerator=cpu"]
+    fit = build_cli(["fit", *common, "--data.init_args.num_train_samples=64",
+                     "--data.init_args.num_val_samples=32", "--data.init_args.num_test_samples=50",
+                     "--trainer.max_epochs=1", "--trainer.limit_train_batches=1"])
+    checkpoint = last_path(fit.trainer)
+    capsys.readouterr()
+    cli = build_cli(["predict", *common, f"--ckpt_path={checkpoint}",
+                     "--data.init_args.batch_size=7"])
+    output = capsys.readouterr()
+    assert cli.datamodule.hparams.batch_size == 7
+    assert cli.datamodule.hparams.num_test_samples == 50
+    path = Path(re.search(r"50 predictions -> (\S+)", output.out).group(1))
+    assert len(predictions_from_csv(path)["predicted"]) == 50
+    assert ("data as in the checkpoint's run: RandmanDataModule, with the data settings given "
+            "here: --data.init_args.batch_size 7 (the checkpoint's: 128)\n") in output.err
+
+    root = workdir / "datasets"
+    fabricate.write_shd(root, num_train=20, num_test=20, spikes_per_sample=100)
+    shd = ["--config", str(CONFIGS / "shd.yaml"), *data_args("shd", root),
+           "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+           "--trainer.accelerator=cpu"]
+    fit = build_cli(["fit", *shd, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
+                     "--trainer.limit_val_batches=1", f"--trainer.default_root_dir={workdir}"])
+    checkpoint = last_path(fit.trainer)
+    capsys.readouterr()
+    cli = build_cli(["test", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+                     f"--ckpt_path={checkpoint}", "--data.init_args.batch_size=3"])
+    assert isinstance(cli.datamodule, SHDDataModule)
+    assert cli.datamodule.hparams.batch_size == 3
+    assert Path(cli.datamodule.hparams.data_dir) == root  # the rest as recorded
+    assert 0 <= float(cli.trainer.callback_metrics["test/acc"]) <= 1
+    assert ("data as in the checkpoint's run: SHDDataModule, with the data settings given here: "
+            "--data.init_args.batch_size 3 (the checkpoint's: 2)\n") in capsys.readouterr().err
+
+
+def test_a_data_class_is_named_by_options_or_a_config(tmp_path):
+    """What tells `--data RandmanDataModule` (the default class, restated: other data than a
+    checkpoint's) from `--data.init_args.batch_size 7` (a setting of the checkpoint's data)."""
+    from exodus_lightning.cli_parser import names_class
+
+    named = tmp_path / "named.yaml"
+    named.write_text("data:\n  class_path: exodus_lightning.data.RandmanDataModule\n")
+    values = tmp_path / "values.yaml"
+    values.write_text("data:\n  init_args:\n    batch_size: 7\n")
+    for args, expected in [
+        (["--data", "RandmanDataModule"], True),
+        (["--data=RandmanDataModule"], True),
+        (["--data.class_path=RandmanDataModule"], True),
+        (["--data.init_args.batch_size", "7"], False),
+        (["--config", str(named)], True),
+        (["--config", str(values)], False),
+        ([f"--config={named}", "--data.init_args.batch_size=7"], True),
+        (["--config", "data: SHDDataModule"], True),  # YAML text instead of a file
+        (["--model.readout_loss", "spike_count"], False),
+    ]:
+        assert names_class(args, "data") is expected, args
+
+
 def test_no_subcommand_lists_every_subcommand_in_one_line(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["exodus-lightning"])
     with pytest.raises(SystemExit) as exit_info:
