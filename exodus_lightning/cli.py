@@ -54,6 +54,7 @@ from exodus_lightning.callbacks import (
     RunSummary,
     SpikeActivityCheck,
     SpikeRasterLogger,
+    TrainingRandomState,
 )
 from exodus_lightning.checkpoint_file import (
     CheckpointError,
@@ -757,7 +758,8 @@ def build_cli(
     args: list[str] | None = None, run: bool = True, cli_class: type[ExodusCLI] = ExodusCLI
 ) -> ExodusCLI:
     """Parse `args` (default: sys.argv), instantiate, and run the subcommand if `run`."""
-    trainer_defaults: dict[str, Any] = {"callbacks": [RunSummary()]}
+    # TrainingRandomState: a resumed fit draws the dropout masks of the uninterrupted run.
+    trainer_defaults: dict[str, Any] = {"callbacks": [RunSummary(), TrainingRandomState()]}
     defaults = {"default_config_files": [str(DEFAULT_CONFIG_FILE)]}
     if "enable_autolog_hparams" in inspect.signature(L.Trainer).parameters:
         # The CLI logs the whole nested config itself; Lightning would add the module's and the

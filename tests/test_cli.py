@@ -314,6 +314,71 @@ def test_resume_from_checkpoint_continues_exactly(batch_size, workdir):
         torch.testing.assert_close(a, b, msg=name, rtol=1e-5, atol=1e-6)
 
 
+def test_a_fit_with_dropout_resumes_exactly_inside_and_at_the_end_of_an_epoch(workdir):
+    """Dropout 0.3: resumed from a checkpoint written inside an epoch (step 6 of 4-step epochs)
+    and from one written at an epoch's end, fit ends with the uninterrupted run's weights: the
+    checkpoints hold the training steps' random-number states. A checkpoint without them (an
+    older version's) still resumes, with a one-line warning."""
+    from exodus_lightning.callbacks import RandomStateWarning, TrainingRandomState
+
+    common = [*resume_args(workdir, 2, 64)[1:], "--model.network.init_args.dropout=0.3",
+              "--trainer.limit_val_batches=1"]
+    saves = ["--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+             f"--trainer.callbacks.dirpath={workdir / 'steps'}",
+             "--trainer.callbacks.every_n_train_steps=1", "--trainer.callbacks.save_top_k=-1",
+             "--trainer.callbacks.filename={step}",
+             "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+             f"--trainer.callbacks.dirpath={workdir / 'epochs'}",
+             "--trainer.callbacks.every_n_epochs=1", "--trainer.callbacks.save_top_k=-1",
+             "--trainer.callbacks.filename={epoch}"]
+    straight = build_cli(["fit", *common, *saves])
+    assert any(isinstance(m, torch.nn.Dropout) for m in straight.model.modules())
+    assert straight.trainer.global_step == 8
+    weights = straight.model.state_dict()
+    inside, at_end = workdir / "steps" / "step=6.ckpt", workdir / "epochs" / "epoch=0.ckpt"
+    assert torch.load(at_end, weights_only=True)["global_step"] == 4
+    for checkpoint in (inside, at_end):
+        resumed = build_cli(["fit", *common, f"--ckpt_path={checkpoint}"])
+        assert resumed.trainer.global_step == 8
+        for name, value in resumed.model.state_dict().items():
+            assert torch.equal(value, weights[name]), (checkpoint.name, name)
+
+    saved = torch.load(at_end, weights_only=True)
+    del saved["callbacks"][TrainingRandomState().state_key]
+    older = workdir / "older.ckpt"
+    torch.save(saved, older)
+    with pytest.warns(RandomStateWarning) as caught:
+        resumed = build_cli(["fit", *common, f"--ckpt_path={older}"])
+    assert resumed.trainer.global_step == 8
+    (message,) = [str(w.message) for w in caught if w.category is RandomStateWarning]
+    assert "\n" not in message and "draws its dropout masks anew" in message
+
+
+@pytest.mark.slow
+def test_a_fit_with_dropout_resumes_exactly_under_ddp(workdir):
+    """2 DDP processes (CPU), dropout 0.3, resumed inside an epoch: the uninterrupted run's
+    weights. The checkpoint holds rank 0's random states; every rank restores them, which are
+    its own since all ranks are seeded alike and draw alike."""
+    common = [*resume_args(workdir, 2, 32)[1:], "--model.network.init_args.dropout=0.3",
+              "--trainer.limit_val_batches=1", "--trainer.strategy=ddp", "--trainer.devices=2"]
+    saves = ["--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+             f"--trainer.callbacks.dirpath={workdir / 'steps'}",
+             "--trainer.callbacks.every_n_train_steps=1", "--trainer.callbacks.save_top_k=-1",
+             "--trainer.callbacks.filename={step}"]
+    straight = run_script(["fit", *common, *saves], workdir, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    # 256 samples in batches of 32 on 2 processes: 4 steps per epoch; step 6 is inside epoch 1.
+    resumed = run_script(["fit", *common, f"--ckpt_path={workdir / 'steps' / 'step=6.ckpt'}"],
+                         workdir, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (first,), (second,) = (list(workdir.glob(f"lightning_logs/version_{v}/checkpoints/last.ckpt"))
+                           for v in (0, 1))
+    first, second = (torch.load(path, weights_only=True) for path in (first, second))
+    assert first["global_step"] == second["global_step"] == 8
+    for name, value in first["state_dict"].items():
+        assert torch.equal(value, second["state_dict"][name]), name
+
+
 def trained_epochs(trainer) -> list[int]:
     """The epochs a run with a CSVLogger validated, from its metrics.csv."""
     with open(Path(trainer.logger.log_dir) / "metrics.csv") as rows:

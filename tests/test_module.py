@@ -103,6 +103,20 @@ def test_a_sinabs_network_trains_like_the_same_network_of_our_layers(tmp_path):
     assert sinabs_loss == pytest.approx(our_loss, rel=1e-4)
 
 
+def test_a_forward_draws_no_random_numbers_whatever_the_batch_before():
+    """States start empty at every forward: zeros of the last call's batch size were resampled
+    to the new size with torch.randint, draws that shifted the dropout masks after a smaller
+    batch (a spike raster's single sample, a partial last batch)."""
+    model = make_classifier()
+    with torch.no_grad():
+        model((torch.rand(1, 10, 6) < 0.4).float())
+        before = torch.get_rng_state()
+        outputs = model(torch.ones(4, 10, 6))
+        assert torch.equal(torch.get_rng_state(), before)
+        model.setup("fit")  # empty states, as a new stage starts
+        torch.testing.assert_close(model(torch.ones(4, 10, 6)), outputs, rtol=0, atol=0)
+
+
 def test_firing_rate_regulariser_adds_its_penalty():
     torch.manual_seed(0)
     plain = make_classifier()

@@ -48,6 +48,19 @@ def _sinabs_stateful_layers(network: nn.Module) -> list[nn.Module]:
     return [layer for layer in network.modules() if isinstance(layer, stateful)]
 
 
+def _empty_states(network: nn.Module) -> None:
+    """Make every layer state empty, as constructed: the layer's next forward creates it."""
+    for layer in network.modules():
+        if isinstance(layer, enn.StatefulLayer):
+            for name in layer.state_names:
+                setattr(layer, name, getattr(layer, name).new_zeros(0))
+    for layer in _sinabs_stateful_layers(network):
+        # Every buffer of a sinabs StatefulLayer is a state, empty as constructed: its
+        # forward sizes it (and resets it its own way, e.g. ALIF's threshold).
+        for name, buffer in layer.named_buffers(recurse=False):
+            setattr(layer, name, buffer.new_zeros(0))
+
+
 class SpikingClassifier(L.LightningModule):
     """Classifies (batch, time, *input_shape) spike tensors with `network`.
 
@@ -156,15 +169,7 @@ class SpikingClassifier(L.LightningModule):
         different numbers). Lightning broadcasts rank 0's buffers when validate, test or
         predict start; states of different shapes would fail that broadcast or garble it.
         """
-        for layer in self.network.modules():
-            if isinstance(layer, enn.StatefulLayer):
-                for name in layer.state_names:
-                    setattr(layer, name, getattr(layer, name).new_zeros(0))
-        for layer in _sinabs_stateful_layers(self.network):
-            # Every buffer of a sinabs StatefulLayer is a state, empty as constructed: its
-            # forward sizes it (and resets it its own way, e.g. ALIF's threshold).
-            for name, buffer in layer.named_buffers(recurse=False):
-                setattr(layer, name, buffer.new_zeros(0))
+        _empty_states(self.network)
 
     def _check_outputs(self, outputs: Tensor) -> None:
         """The network's last axis must hold one entry per class."""
@@ -178,11 +183,12 @@ class SpikingClassifier(L.LightningModule):
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, *input_shape) -> network output (batch, time, num_classes), from rest."""
-        enn.reset_states(self.network)
-        # sinabs layers keep their states (and the graph that made them) between calls until
-        # reset; sinabs' reset_states zeroes and detaches them, as sinabs' training loops do.
-        for layer in _sinabs_stateful_layers(self.network):
-            layer.reset_states()
+        # Empty states (no graph kept from the last call): every layer starts from zeros of this
+        # batch's size. States zeroed at the last call's size would be resampled to another
+        # batch size with torch.randint (sinabs' rule): random draws that depend on the call
+        # before (a smaller last batch, a spike raster's single sample), which shift the dropout
+        # masks drawn after them, so a resumed fit would not draw the uninterrupted run's.
+        _empty_states(self.network)
         self.layer_spikes = {}
         return self.network(x)
 
