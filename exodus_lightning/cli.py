@@ -20,6 +20,7 @@ import functools
 import inspect
 import logging
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -53,6 +54,7 @@ from exodus_lightning.callbacks import (
     RunSummary,
     SpikeActivityCheck,
     SpikeRasterLogger,
+    TrainingRandomState,
 )
 from exodus_lightning.checkpoint_file import (
     CheckpointError,
@@ -64,6 +66,7 @@ from exodus_lightning.cli_parser import (
     ExodusArgumentParser,
     class_settings,
     class_switch_defaults,
+    names_class,
     stated_values,
     wrap_class_help,
 )
@@ -373,35 +376,68 @@ class ExodusCLI(LightningCLI):
                   f"{'; '.join(replaced)}", file=sys.stderr)
 
     def _restore_data_from_checkpoint(self, subcommand: str) -> None:
-        """With --ckpt_path and no data chosen (no --data option, no --config that sets it),
-        use the data the checkpoint was trained with, as LightningCLI does for the model's
-        settings: `test --ckpt_path` after `fit --config configs/shd.yaml` scores SHD. A
-        checkpoint that does not record its data is refused rather than scored on the default
-        data."""
+        """With --ckpt_path, use the data the checkpoint was trained with, as LightningCLI does
+        for the model's settings: `test --ckpt_path` after `fit --config configs/shd.yaml`
+        scores SHD. Data settings stated here that name no other class (--data.init_args.*
+        options, a --config's `data` of the same class) are put over the recorded ones, as the
+        model's are (_apply_stated_model), and one line names those that differ; naming another
+        class (--data X, a --config's data class_path) uses that data as given. A checkpoint
+        that does not record its data is refused rather than scored on the default data."""
         config = self.config[subcommand]
         defaults = self._subcommand_parsers[subcommand].get_defaults()
-        chosen = any(arg.startswith("--data") for arg in getattr(self, "_given_args", []))
-        chosen = chosen or (self._stated is not None and "data" in self._stated)
-        if chosen or config.data != defaults.data:
-            return
+        given = getattr(self, "_given_args", [])
+        if self._stated is None:
+            if any(arg.startswith("--data") for arg in given) or config.data != defaults.data:
+                return  # what the command line states is unknown: the data as given
+            stated = None
+        else:
+            stated = self._stated.get("data")
+            if stated is None and config.data != defaults.data:
+                return
         data = recorded_data(self._checkpoint)
+        named = stated.get("class_path") if isinstance(stated, Namespace) else None
+        if named is None and names_class(given, "data"):
+            named = defaults.data.class_path  # restated default class: stated_values drops it
+        if named is not None and (data is None or named != data["class_path"]):
+            return  # other data chosen
         if data is None:
             raise ConfigError(
                 f"--ckpt_path {config.ckpt_path}: the checkpoint does not record the data it "
                 f"was trained with (written by plain Lightning or an older {PROG}); pass that "
                 "run's --data (e.g. --data my_data.MyDataModule) or its --config")
         class_path = data["class_path"]
+        name = class_path.rpartition(".")[2]
         try:
-            restored = with_values(self.parser, self.config, f"{subcommand}.data", data)
+            recorded = with_values(self.parser, self.config, f"{subcommand}.data", data)
         except (SystemExit, ValueError, TypeError) as error:
             raise ConfigError(
                 f"--ckpt_path: the data it was trained with ({class_path}) cannot be set up "
                 f"here ({error}); pass the run's --config or --data again") from error
+        restored = recorded
+        if isinstance(stated, Namespace):
+            try:
+                restored = with_values(self.parser, recorded, f"{subcommand}.data", stated)
+            except (SystemExit, ValueError, TypeError) as error:
+                raise ConfigError(
+                    f"--ckpt_path: the data settings given here do not apply to the data the "
+                    f"checkpoint was trained with, {name} ({error}); to use other data, name "
+                    "its class with --data") from error
         if restored[subcommand].data == config.data:
-            return  # the default data: nothing to say
+            return  # the data as given: nothing to say
         self.config = restored
-        if rank_zero_only.rank == 0:  # every DDP process parses the command line
-            name = class_path.rpartition(".")[2]
+        if rank_zero_only.rank != 0:  # every DDP process parses the command line
+            return
+        replaced = [
+            f"--data.{key} {format_value(restored[subcommand].data.get(key))} (the "
+            f"checkpoint's: {format_value(recorded[subcommand].data.get(key))})"
+            for key in (stated.keys() if isinstance(stated, Namespace) else [])
+            if key != "class_path"
+            and restored[subcommand].data.get(key) != recorded[subcommand].data.get(key)
+        ]
+        if replaced:
+            print(f"{PROG} {subcommand}: data as in the checkpoint's run: {name}, with the data "
+                  f"settings given here: {'; '.join(replaced)}", file=sys.stderr)
+        else:
             print(f"{PROG} {subcommand}: data as in the checkpoint's run: {name} (pass --config "
                   "or --data to use other data)", file=sys.stderr)
 
@@ -420,6 +456,45 @@ class ExodusCLI(LightningCLI):
             checkpoint = load_checkpoint_file(path, self._get(self.config, "weights_only"))
         if checkpoint is not None:
             check_checkpoint_contents(path, checkpoint, self.model, resuming=subcommand == "fit")
+            if subcommand == "fit":
+                self._continue_in_checkpoint_folder(path, checkpoint)
+
+    def _continue_in_checkpoint_folder(self, path: str | os.PathLike,
+                                       checkpoint: dict[str, Any]) -> None:
+        """Let a resumed fit keep its checkpoints in the folder of the checkpoint it resumes.
+
+        Lightning's ModelCheckpoint restores its best score and kept files only when it saves
+        into the folder it saved them in (load_state_dict compares the dirpaths as strings).
+        A new run's default folder is new (the logger's next version, a new W&B run id), so the
+        best score was dropped and the resumed run's first epoch became "best" whatever its
+        score. A ModelCheckpoint without a dirpath continues in its recorded folder when the
+        checkpoint file lies in it; one whose dirpath names the recorded folder gets it spelled
+        as recorded (a relative path stays relative)."""
+        states = checkpoint.get("callbacks") or {}
+        folder = Path(path).resolve().parent
+        continued = []
+        for callback in self.trainer.checkpoint_callbacks:
+            if not isinstance(callback, ModelCheckpoint):
+                continue
+            state = states.get(callback.state_key)
+            recorded = state.get("dirpath") if isinstance(state, dict) else None
+            if not isinstance(recorded, str) or "://" in recorded:
+                continue
+            if callback.dirpath is None:
+                same = Path(recorded).resolve() == folder
+            else:
+                same = Path(recorded).resolve() == Path(callback.dirpath).resolve()
+            if same and callback.dirpath != recorded:
+                callback.dirpath = recorded
+                continued.append(recorded)
+        for recorded in dict.fromkeys(continued):
+            # The run it resumes wrote that folder: Lightning's "exists and is not empty".
+            warnings.filterwarnings(
+                "ignore", message=re.escape(f"Checkpoint directory {recorded} exists and is not "
+                                            "empty."))
+            if rank_zero_only.rank == 0:  # every DDP process parses the command line
+                print(f"{PROG} fit: checkpoints continue in {recorded}, the folder of the "
+                      "checkpoint it resumes (its best so far is kept)", file=sys.stderr)
 
     def _check_evaluated_model(self, subcommand: str) -> None:
         """A usable checkpoint, or a warning that the model is untrained."""
@@ -666,11 +741,12 @@ def quiet_library_noise() -> None:
 
     Called by the CLI (it changes process-wide warning filters, the warning format of our own
     warnings, and a Lightning logger's filter): a pytree deprecation inside Lightning, the
-    resumed-checkpoint "dirpath has changed" notice, the litlogger tip. W&B's "anonymous"
-    warning is avoided in exodus_lightning.loggers.WandbLogger, "No seed found" by seeding 0.
+    litlogger tip. W&B's "anonymous" warning is avoided in exodus_lightning.loggers.WandbLogger,
+    "No seed found" by seeding 0. Lightning's "The dirpath has changed" stays: a resumed fit
+    continues in its checkpoint's folder (ExodusCLI._continue_in_checkpoint_folder), so it says
+    that the best checkpoint restarts in another folder.
     """
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropLitLoggerTip) for f in rank_zero.filters):
         rank_zero.addFilter(_DropLitLoggerTip())
@@ -682,7 +758,8 @@ def build_cli(
     args: list[str] | None = None, run: bool = True, cli_class: type[ExodusCLI] = ExodusCLI
 ) -> ExodusCLI:
     """Parse `args` (default: sys.argv), instantiate, and run the subcommand if `run`."""
-    trainer_defaults: dict[str, Any] = {"callbacks": [RunSummary()]}
+    # TrainingRandomState: a resumed fit draws the dropout masks of the uninterrupted run.
+    trainer_defaults: dict[str, Any] = {"callbacks": [RunSummary(), TrainingRandomState()]}
     defaults = {"default_config_files": [str(DEFAULT_CONFIG_FILE)]}
     if "enable_autolog_hparams" in inspect.signature(L.Trainer).parameters:
         # The CLI logs the whole nested config itself; Lightning would add the module's and the

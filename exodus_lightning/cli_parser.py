@@ -16,8 +16,10 @@ import re
 import sys
 import typing
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
+import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser
 
@@ -362,6 +364,34 @@ def stated_values(parser: LightningArgumentParser, args: list[str],
         if _is_class_spec(spec) and spec.class_path == class_path:
             del spec["class_path"]
     return _without_empty_branches(stated)
+
+
+def names_class(args: list[str], key: str) -> bool:
+    """Whether `args` name the class of setting `key` (e.g. "data") themselves: `--data X`,
+    `--data.class_path X`, or a --config (a file or YAML text) whose `data` names a class.
+
+    stated_values leaves out a class_path equal to the default class; this tells that
+    restatement (`--data RandmanDataModule`) from options that name no class."""
+    tokens = [arg.split("=", 1)[0] for arg in args]
+    if f"--{key}" in tokens or f"--{key}.class_path" in tokens:
+        return True
+    for index, arg in enumerate(args):
+        if arg.startswith("--config="):
+            value = arg.split("=", 1)[1]
+        elif arg == "--config" and index + 1 < len(args):
+            value = args[index + 1]
+        else:
+            continue
+        try:
+            text = Path(value).read_text() if Path(value).is_file() else value
+            node = yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError):
+            continue  # the full parse says what is wrong with it
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, str) or (isinstance(node, dict) and "class_path" in node):
+            return True
+    return False
 
 
 def _without_empty_branches(namespace: Namespace) -> Namespace:

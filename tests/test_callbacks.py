@@ -138,7 +138,12 @@ def test_run_summary_prints_metrics_logs_and_checkpoints(tmp_path, capsys):
     assert f"val/acc      {float(trainer.callback_metrics['val/acc']):.4f}" in printed
     assert f"best checkpoint: {checkpoint.best_model_path}" in printed
     assert f"last checkpoint: {checkpoint.last_model_path}" in printed
-    assert "metrics.csv" in printed and "spike rates  layers.2=" in printed
+    assert "metrics.csv" in printed
+    rates = re.search(r"spike rates  (.*)", printed).group(1)
+    assert re.fullmatch(r"train/layers\.2=0\.\d{3}, val/layers\.2=0\.\d{3}", rates), rates
+    summary = json.loads((Path(trainer.logger.log_dir) / "summary.json").read_text())["fit"]
+    assert {"spike_rate/train/layers.2", "spike_rate/val/layers.2"} <= set(summary["final"])
+    assert not [name for name in summary["best"] if "spike_rate" in name]
     trainer.test(model, data)
     printed = capsys.readouterr().out
     assert "=== test finished ===" in printed and "confusion matrix ->" in printed
@@ -237,7 +242,7 @@ def test_progress_bar_keeps_validation_accuracy_within_80_columns():
     trainer = mock.Mock(progress_bar_metrics={
         "v_num": "abcd", "train/loss_step": 0.01842, "train/loss_epoch": 0.06181,
         "train/acc": 0.98712, "val/loss": 0.06951, "val/acc": 0.98251,
-        "spike_rate/layers.2": 0.037})
+        "spike_rate/train/layers.2": 0.037})
     metrics = bar.get_metrics(trainer, None)
     assert list(metrics)[:4] == ["val/acc", "val/loss", "train/loss", "train/acc"]
     assert "v_num" not in metrics and metrics["train/loss"] == "0.01842"  # the latest step

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import yaml
@@ -272,7 +273,7 @@ def test_user_network_and_datamodule_by_class_path(workdir):
     assert network.encoder.in_features == 5 and network.decoder.out_features == 3
     assert network.encoder.out_features == 12
     assert cli.model.spiking_layer_names == ["lif"]
-    assert "spike_rate/lif" in cli.trainer.callback_metrics
+    assert {"spike_rate/train/lif", "spike_rate/val/lif"} <= set(cli.trainer.callback_metrics)
 
 
 def resume_args(workdir: Path, max_epochs: int, batch_size: int) -> list[str]:
@@ -313,6 +314,71 @@ def test_resume_from_checkpoint_continues_exactly(batch_size, workdir):
         torch.testing.assert_close(a, b, msg=name, rtol=1e-5, atol=1e-6)
 
 
+def test_a_fit_with_dropout_resumes_exactly_inside_and_at_the_end_of_an_epoch(workdir):
+    """Dropout 0.3: resumed from a checkpoint written inside an epoch (step 6 of 4-step epochs)
+    and from one written at an epoch's end, fit ends with the uninterrupted run's weights: the
+    checkpoints hold the training steps' random-number states. A checkpoint without them (an
+    older version's) still resumes, with a one-line warning."""
+    from exodus_lightning.callbacks import RandomStateWarning, TrainingRandomState
+
+    common = [*resume_args(workdir, 2, 64)[1:], "--model.network.init_args.dropout=0.3",
+              "--trainer.limit_val_batches=1"]
+    saves = ["--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+             f"--trainer.callbacks.dirpath={workdir / 'steps'}",
+             "--trainer.callbacks.every_n_train_steps=1", "--trainer.callbacks.save_top_k=-1",
+             "--trainer.callbacks.filename={step}",
+             "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+             f"--trainer.callbacks.dirpath={workdir / 'epochs'}",
+             "--trainer.callbacks.every_n_epochs=1", "--trainer.callbacks.save_top_k=-1",
+             "--trainer.callbacks.filename={epoch}"]
+    straight = build_cli(["fit", *common, *saves])
+    assert any(isinstance(m, torch.nn.Dropout) for m in straight.model.modules())
+    assert straight.trainer.global_step == 8
+    weights = straight.model.state_dict()
+    inside, at_end = workdir / "steps" / "step=6.ckpt", workdir / "epochs" / "epoch=0.ckpt"
+    assert torch.load(at_end, weights_only=True)["global_step"] == 4
+    for checkpoint in (inside, at_end):
+        resumed = build_cli(["fit", *common, f"--ckpt_path={checkpoint}"])
+        assert resumed.trainer.global_step == 8
+        for name, value in resumed.model.state_dict().items():
+            assert torch.equal(value, weights[name]), (checkpoint.name, name)
+
+    saved = torch.load(at_end, weights_only=True)
+    del saved["callbacks"][TrainingRandomState().state_key]
+    older = workdir / "older.ckpt"
+    torch.save(saved, older)
+    with pytest.warns(RandomStateWarning) as caught:
+        resumed = build_cli(["fit", *common, f"--ckpt_path={older}"])
+    assert resumed.trainer.global_step == 8
+    (message,) = [str(w.message) for w in caught if w.category is RandomStateWarning]
+    assert "\n" not in message and "draws its dropout masks anew" in message
+
+
+@pytest.mark.slow
+def test_a_fit_with_dropout_resumes_exactly_under_ddp(workdir):
+    """2 DDP processes (CPU), dropout 0.3, resumed inside an epoch: the uninterrupted run's
+    weights. The checkpoint holds rank 0's random states; every rank restores them, which are
+    its own since all ranks are seeded alike and draw alike."""
+    common = [*resume_args(workdir, 2, 32)[1:], "--model.network.init_args.dropout=0.3",
+              "--trainer.limit_val_batches=1", "--trainer.strategy=ddp", "--trainer.devices=2"]
+    saves = ["--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+             f"--trainer.callbacks.dirpath={workdir / 'steps'}",
+             "--trainer.callbacks.every_n_train_steps=1", "--trainer.callbacks.save_top_k=-1",
+             "--trainer.callbacks.filename={step}"]
+    straight = run_script(["fit", *common, *saves], workdir, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    # 256 samples in batches of 32 on 2 processes: 4 steps per epoch; step 6 is inside epoch 1.
+    resumed = run_script(["fit", *common, f"--ckpt_path={workdir / 'steps' / 'step=6.ckpt'}"],
+                         workdir, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (first,), (second,) = (list(workdir.glob(f"lightning_logs/version_{v}/checkpoints/last.ckpt"))
+                           for v in (0, 1))
+    first, second = (torch.load(path, weights_only=True) for path in (first, second))
+    assert first["global_step"] == second["global_step"] == 8
+    for name, value in first["state_dict"].items():
+        assert torch.equal(value, second["state_dict"][name]), name
+
+
 def trained_epochs(trainer) -> list[int]:
     """The epochs a run with a CSVLogger validated, from its metrics.csv."""
     with open(Path(trainer.logger.log_dir) / "metrics.csv") as rows:
@@ -345,6 +411,61 @@ def test_last_checkpoint_is_the_last_epoch_when_the_metric_stops_improving(workd
     assert trained_epochs(resumed.trainer) == [3]
 
 
+# val/scripted_acc of each epoch (ScriptedAccuracy): a metric whose best epoch a test chooses.
+SCRIPTED_ACC = [0.2, 0.9, 0.5, 0.4]
+
+
+class ScriptedAccuracy(L.Callback):
+    """Logs SCRIPTED_ACC[epoch] as val/scripted_acc at every validation epoch's end."""
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            pl_module.log("val/scripted_acc", SCRIPTED_ACC[trainer.current_epoch])
+
+
+def test_a_resumed_fit_keeps_the_best_checkpoint_of_the_epochs_before_it(workdir, capsys):
+    """The README's resume (`fit --ckpt_path .../last.ckpt --trainer.max_epochs N`, a new run:
+    its logger's folder is new): the best epoch came before the resume point, and stays the best
+    checkpoint, the best in summary.json and the network NIRExport writes. (Lightning restores
+    a ModelCheckpoint's best score only in the folder it was saved in; the resumed run took its
+    first epoch as the best.)"""
+    pytest.importorskip("nir")
+    scripted = ["--trainer.callbacks+=tests.test_cli.ScriptedAccuracy",
+                "--trainer.callbacks+=exodus_lightning.callbacks.NIRExport",
+                "--checkpoint.monitor=val/scripted_acc", "--checkpoint.filename=epoch={epoch}",
+                "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1"]
+    first = build_cli([*resume_args(workdir, 3, 64), *scripted])
+    best = first.trainer.checkpoint_callback
+    assert Path(best.best_model_path).name == "epoch=1.ckpt"
+    folder = Path(best.best_model_path).parent
+    capsys.readouterr()
+    resumed = build_cli([*resume_args(workdir, 4, 64), *scripted,
+                         f"--ckpt_path={last_path(first.trainer)}"])
+    output = capsys.readouterr()
+    assert resumed.trainer.current_epoch == 4
+    assert Path(resumed.trainer.logger.log_dir) != Path(first.trainer.logger.log_dir)  # new run
+    best = resumed.trainer.checkpoint_callback
+    assert best.best_model_path == first.trainer.checkpoint_callback.best_model_path
+    assert float(best.best_model_score) == pytest.approx(0.9)
+    assert f"best checkpoint: {best.best_model_path} (val/scripted_acc=0.9000)" in output.out
+    # The folder holds what the uninterrupted run's would: the best epoch and last.ckpt.
+    assert sorted(p.name for p in folder.glob("*.ckpt")) == ["epoch=1.ckpt", "last.ckpt"]
+    assert torch.load(folder / "last.ckpt", weights_only=True)["epoch"] == 3
+    assert f"checkpoints continue in {best.dirpath}" in output.err
+    (nir_export,) = [c for c in resumed.trainer.callbacks if type(c).__name__ == "NIRExport"]
+    assert nir_export.path == folder / "model.nir" and nir_export.path.is_file()
+    # summary.json: the best of every validation metric over the whole training.
+    logged = []
+    for cli in (first, resumed):
+        with open(Path(cli.trainer.logger.log_dir) / "metrics.csv") as rows:
+            logged += [row for row in csv.DictReader(rows) if row.get("val/acc")]
+    summary = json.loads((Path(resumed.trainer.logger.log_dir) / "summary.json").read_text())
+    assert summary["fit"]["best"]["val/scripted_acc"] == {"value": pytest.approx(0.9), "epoch": 1}
+    top = max(logged, key=lambda row: float(row["val/acc"]))
+    assert summary["fit"]["best"]["val/acc"] == {"value": pytest.approx(float(top["val/acc"])),
+                                                 "epoch": int(top["epoch"])}
+
+
 @pytest.mark.slow
 def test_wandb_offline_run_records_metrics_config_and_rasters(workdir):
     cli = build_cli(
@@ -368,7 +489,10 @@ def test_wandb_offline_run_records_metrics_config_and_rasters(workdir):
     val_acc = [row["val/acc"] for row in history if "val/acc" in row]
     assert len(val_acc) == 2 and all(0 <= a <= 1 for a in val_acc)
     assert val_acc[-1] == pytest.approx(float(cli.trainer.callback_metrics["val/acc"]))
-    assert any("spike_rate/layers.2" in row for row in history)
+    # One key per stage: the training and the validation rate of an epoch are told apart.
+    assert all(any(f"spike_rate/{stage}/layers.2" in row for row in history)
+               for stage in ("train", "val"))
+    assert not any("spike_rate/layers.2" in row for row in history)
     rasters = [row for row in history if "spike_raster/_type" in row]
     assert len(rasters) == 2 and rasters[0]["spike_raster/_type"] == "images/separated"
     assert len(list(run_dir.glob("files/media/images/spike_raster_*.png"))) == 2
@@ -1209,6 +1333,73 @@ def test_a_checkpoint_brings_a_plain_datamodules_data(workdir, monkeypatch, caps
                      "my_data.MyDataModule) or its --config\n")
     given = build_cli(["test", *burst, *common, f"--ckpt_path={unrecorded}"])
     assert isinstance(given.datamodule, BurstDataModule)
+
+
+def test_data_options_given_with_a_checkpoint_change_only_those_settings(workdir, capsys):
+    """`predict/test --ckpt_path X --data.init_args.batch_size N` uses the checkpoint's data with
+    that one setting changed, as `--model.*` options do: the test split of the checkpoint's run
+    (50 Randman samples, not the default 2000), SHD for a checkpoint of configs/shd.yaml (the
+    built-in data replaced it, and the shapes did not fit)."""
+    from exodus_lightning.data import SHDDataModule
+
+    common = ["--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+              f"--trainer.logger.save_dir={workdir}", "--trainer.enable_progress_bar=false",
+              "--trainer.accelerator=cpu"]
+    fit = build_cli(["fit", *common, "--data.init_args.num_train_samples=64",
+                     "--data.init_args.num_val_samples=32", "--data.init_args.num_test_samples=50",
+                     "--trainer.max_epochs=1", "--trainer.limit_train_batches=1"])
+    checkpoint = last_path(fit.trainer)
+    capsys.readouterr()
+    cli = build_cli(["predict", *common, f"--ckpt_path={checkpoint}",
+                     "--data.init_args.batch_size=7"])
+    output = capsys.readouterr()
+    assert cli.datamodule.hparams.batch_size == 7
+    assert cli.datamodule.hparams.num_test_samples == 50
+    path = Path(re.search(r"50 predictions -> (\S+)", output.out).group(1))
+    assert len(predictions_from_csv(path)["predicted"]) == 50
+    assert ("data as in the checkpoint's run: RandmanDataModule, with the data settings given "
+            "here: --data.init_args.batch_size 7 (the checkpoint's: 128)\n") in output.err
+
+    root = workdir / "datasets"
+    fabricate.write_shd(root, num_train=20, num_test=20, spikes_per_sample=100)
+    shd = ["--config", str(CONFIGS / "shd.yaml"), *data_args("shd", root),
+           "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+           "--trainer.accelerator=cpu"]
+    fit = build_cli(["fit", *shd, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
+                     "--trainer.limit_val_batches=1", f"--trainer.default_root_dir={workdir}"])
+    checkpoint = last_path(fit.trainer)
+    capsys.readouterr()
+    cli = build_cli(["test", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+                     f"--ckpt_path={checkpoint}", "--data.init_args.batch_size=3"])
+    assert isinstance(cli.datamodule, SHDDataModule)
+    assert cli.datamodule.hparams.batch_size == 3
+    assert Path(cli.datamodule.hparams.data_dir) == root  # the rest as recorded
+    assert 0 <= float(cli.trainer.callback_metrics["test/acc"]) <= 1
+    assert ("data as in the checkpoint's run: SHDDataModule, with the data settings given here: "
+            "--data.init_args.batch_size 3 (the checkpoint's: 2)\n") in capsys.readouterr().err
+
+
+def test_a_data_class_is_named_by_options_or_a_config(tmp_path):
+    """What tells `--data RandmanDataModule` (the default class, restated: other data than a
+    checkpoint's) from `--data.init_args.batch_size 7` (a setting of the checkpoint's data)."""
+    from exodus_lightning.cli_parser import names_class
+
+    named = tmp_path / "named.yaml"
+    named.write_text("data:\n  class_path: exodus_lightning.data.RandmanDataModule\n")
+    values = tmp_path / "values.yaml"
+    values.write_text("data:\n  init_args:\n    batch_size: 7\n")
+    for args, expected in [
+        (["--data", "RandmanDataModule"], True),
+        (["--data=RandmanDataModule"], True),
+        (["--data.class_path=RandmanDataModule"], True),
+        (["--data.init_args.batch_size", "7"], False),
+        (["--config", str(named)], True),
+        (["--config", str(values)], False),
+        ([f"--config={named}", "--data.init_args.batch_size=7"], True),
+        (["--config", "data: SHDDataModule"], True),  # YAML text instead of a file
+        (["--model.readout_loss", "spike_count"], False),
+    ]:
+        assert names_class(args, "data") is expected, args
 
 
 def test_no_subcommand_lists_every_subcommand_in_one_line(monkeypatch, capsys):

@@ -52,7 +52,7 @@ def classifier(datamodule: L.LightningDataModule) -> SpikingClassifier:
 def evaluation_metrics(trainer: L.Trainer, stage: str) -> dict[str, float]:
     """The epoch values logged by validate/test (callback_metrics after that call)."""
     return {name: float(value) for name, value in trainer.callback_metrics.items()
-            if name.startswith((f"{stage}/", "spike_rate/"))}
+            if name.startswith((f"{stage}/", f"spike_rate/{stage}/"))}
 
 
 def evaluate_as_rank(rank: int, port: int, folder: str, make_data: Callable) -> None:
@@ -69,8 +69,7 @@ def evaluate_as_rank(rank: int, port: int, folder: str, make_data: Callable) -> 
         enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
     trainer.fit(model, datamodule)
-    results = {"fit": {name: value for name, value in evaluation_metrics(trainer, "val").items()
-                       if name.startswith("val/")}}  # spike_rate/ there is the training epoch's
+    results = {"fit": evaluation_metrics(trainer, "val")}
     trainer.validate(model, datamodule, verbose=False)
     results["validate"] = evaluation_metrics(trainer, "val")
     trainer.test(model, datamodule, verbose=False)
@@ -130,11 +129,12 @@ def test_ddp_evaluation_equals_one_process(path: str, tmp_path: Path, request) -
     single = one_process(folder, make_data)
 
     # The validation at the end of the DDP epoch (which picks the best checkpoint) too.
-    pairs = [("fit", name, ddp["fit"][name], single["validate"][name])
-             for name in ("val/acc", "val/loss")]
+    assert set(ddp["fit"]) == set(single["validate"])
+    pairs = [("fit", name, value, single["validate"][name]) for name, value in ddp["fit"].items()]
     for stage in ("validate", "test"):
         assert set(ddp[stage]) == set(single[stage]) and any(
-            name.startswith("spike_rate/") for name in single[stage])
+            name.startswith(f"spike_rate/{'val' if stage == 'validate' else stage}/")
+            for name in single[stage])
         pairs += [(stage, name, ddp[stage][name], value) for name, value in single[stage].items()]
     differ = [
         (stage, name, two, one) for stage, name, two, one in pairs

@@ -103,6 +103,20 @@ def test_a_sinabs_network_trains_like_the_same_network_of_our_layers(tmp_path):
     assert sinabs_loss == pytest.approx(our_loss, rel=1e-4)
 
 
+def test_a_forward_draws_no_random_numbers_whatever_the_batch_before():
+    """States start empty at every forward: zeros of the last call's batch size were resampled
+    to the new size with torch.randint, draws that shifted the dropout masks after a smaller
+    batch (a spike raster's single sample, a partial last batch)."""
+    model = make_classifier()
+    with torch.no_grad():
+        model((torch.rand(1, 10, 6) < 0.4).float())
+        before = torch.get_rng_state()
+        outputs = model(torch.ones(4, 10, 6))
+        assert torch.equal(torch.get_rng_state(), before)
+        model.setup("fit")  # empty states, as a new stage starts
+        torch.testing.assert_close(model(torch.ones(4, 10, 6)), outputs, rtol=0, atol=0)
+
+
 def test_firing_rate_regulariser_adds_its_penalty():
     torch.manual_seed(0)
     plain = make_classifier()
@@ -240,7 +254,8 @@ def test_learns_a_burst_task_with_every_readout(readout, tmp_path):
     trainer.fit(model, data)
     metrics = trainer.callback_metrics
     assert metrics["val/acc"] >= 0.8, (readout, float(metrics["val/acc"]))
-    assert 0 < metrics["spike_rate/layers.2"] < 1
+    assert 0 < metrics["spike_rate/train/layers.2"] < 1
+    assert 0 < metrics["spike_rate/val/layers.2"] < 1
     trainer.test(model, data)
     matrix = model.test_confusion_matrix
     assert matrix.shape == (3, 3) and matrix.sum() == 96
@@ -299,3 +314,42 @@ def test_projected_parameters_are_projected_after_every_training_batch():
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=4))
     assert network[1].a.max() <= network[1].a_range[1]
+
+
+def test_spike_rates_are_logged_per_stage_as_the_epochs_means(tmp_path):
+    """spike_rate/train/<layer>, spike_rate/val/<layer> and spike_rate/test/<layer>: each the mean
+    over its split's samples (lr 0: the weights the hand computation uses); one key per stage,
+    so the training and validation values of an epoch are not two values of one key."""
+    import csv
+
+    data = BurstDataModule(num_classes=3, num_channels=6, num_time_steps=20, num_samples=40,
+                           batch_size=8)
+    network = FeedForwardSNN(data.input_shape, data.num_classes, hidden_sizes=(16,),
+                             tau_mem=5.0, spike_threshold=0.3)
+    model = SpikingClassifier(network, data.num_classes,
+                              optimizer=functools.partial(torch.optim.SGD, lr=0.0))
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=CSVLogger(tmp_path),
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(model, data)
+    rates = {stage: float(trainer.callback_metrics[f"spike_rate/{stage}/layers.2"])
+             for stage in ("train", "val")}
+    assert "spike_rate/layers.2" not in trainer.callback_metrics
+    trainer.test(model, data)
+    rates["test"] = float(trainer.callback_metrics["spike_rate/test/layers.2"])
+
+    def hand(dataset) -> float:
+        with torch.no_grad():
+            model(dataset.tensors[0])
+        return float(model.layer_spikes["layers.2"].mean())
+
+    expected = {"train": hand(data.make_dataset(0)), "val": hand(data.make_dataset(1)),
+                "test": hand(data.make_dataset(2))}
+    assert rates == pytest.approx(expected, rel=1e-5)
+    assert len(set(expected.values())) == 3  # the splits' rates differ: keys must tell them apart
+    with open(next(tmp_path.rglob("metrics.csv"))) as rows:
+        logged = [row for row in csv.DictReader(rows)]
+    for stage in ("train", "val", "test"):
+        (value,) = [float(row[f"spike_rate/{stage}/layers.2"]) for row in logged
+                    if row.get(f"spike_rate/{stage}/layers.2")]
+        assert value == pytest.approx(expected[stage], rel=1e-5), stage

@@ -73,5 +73,5 @@ def test_readme_network_trains_and_its_layer_spikes(workdir, monkeypatch):
     assert not [w for w in caught if issubclass(w.category, SpikeActivityWarning)]
     assert type(cli.model.network).__name__ == "TwoLayerSNN"
     assert cli.model.network.layers[1].out_features == 32  # --model.network.init_args.hidden 32
-    assert float(cli.trainer.callback_metrics["spike_rate/layers.2"]) > 0.01
+    assert float(cli.trainer.callback_metrics["spike_rate/train/layers.2"]) > 0.01
     assert float(cli.trainer.callback_metrics["val/acc"]) > 0.25  # chance: 0.1

@@ -18,6 +18,8 @@ from exodus_lightning.callbacks.last_checkpoint import LastCheckpoint
 from exodus_lightning.loggers import wandb_files_dir
 
 SUMMARY_FILE_NAME = "summary.json"
+# SpikingClassifier's spike rates: spike_rate/<stage>/<layer name>.
+SPIKE_RATE_PREFIX = "spike_rate/"
 
 
 def run_folder(trainer: L.Trainer) -> Path | None:
@@ -53,9 +55,10 @@ class RunSummary(L.Callback):
     matrix after test (logged as "test/confusion_matrix" when the module computed one).
 
     Also writes `summary.json` into the run's folder (see `run_folder`), one entry per stage:
-    the final metrics, for fit the best value of every validation metric with its epoch, the
-    checkpoints, and `config` (the CLI sets it to the resolved configuration). W&B offline runs
-    otherwise keep their metrics only in the binary .wandb file.
+    the final metrics, for fit the best value of every validation metric with its epoch (of the
+    whole training: a resumed fit restores the best of the epochs before it from the
+    checkpoint), the checkpoints, and `config` (the CLI sets it to the resolved configuration).
+    W&B offline runs otherwise keep their metrics only in the binary .wandb file.
     """
 
     def __init__(self) -> None:
@@ -63,8 +66,18 @@ class RunSummary(L.Callback):
         self.config: dict[str, Any] | None = None
         self.best: dict[str, dict[str, float]] = {}
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.best = {}
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            # Before a resumed fit restores the best of the epochs before it (load_state_dict).
+            self.best = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best value and epoch of every validation metric so far: saved in checkpoints, so
+        that the summary of a resumed fit covers the whole training."""
+        return {"best": {name: dict(entry) for name, entry in self.best.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = {name: dict(entry) for name, entry in state_dict.get("best", {}).items()}
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
@@ -83,13 +96,14 @@ class RunSummary(L.Callback):
         stage = getattr(stage, "value", stage)
         lines = [f"\n=== {stage} finished ==="]
         metrics = {name: value for name, value in _scalars(trainer.callback_metrics).items()
-                   if not name.startswith("spike_rate")}
+                   if not name.startswith(SPIKE_RATE_PREFIX)}
         lines += [f"  {name:<12} {value:.4f}" for name, value in metrics.items()]
+        # spike_rate/<stage>/<layer>: after fit, the training epoch's and the validation's.
         rates = {n: float(v) for n, v in trainer.callback_metrics.items()
-                 if n.startswith("spike_rate")}
+                 if n.startswith(SPIKE_RATE_PREFIX)}
         if rates:
-            lines.append("  spike rates  " + ", ".join(f"{n[11:]}={v:.3f}"
-                                                        for n, v in sorted(rates.items())))
+            lines.append("  spike rates  " + ", ".join(
+                f"{n.removeprefix(SPIKE_RATE_PREFIX)}={v:.3f}" for n, v in sorted(rates.items())))
         matrix = getattr(pl_module, "test_confusion_matrix", None)
         if stage == "test" and matrix is not None:
             where = log_figure(trainer, "test/confusion_matrix", confusion_matrix_figure(matrix))

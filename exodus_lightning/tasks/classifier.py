@@ -48,6 +48,19 @@ def _sinabs_stateful_layers(network: nn.Module) -> list[nn.Module]:
     return [layer for layer in network.modules() if isinstance(layer, stateful)]
 
 
+def _empty_states(network: nn.Module) -> None:
+    """Make every layer state empty, as constructed: the layer's next forward creates it."""
+    for layer in network.modules():
+        if isinstance(layer, enn.StatefulLayer):
+            for name in layer.state_names:
+                setattr(layer, name, getattr(layer, name).new_zeros(0))
+    for layer in _sinabs_stateful_layers(network):
+        # Every buffer of a sinabs StatefulLayer is a state, empty as constructed: its
+        # forward sizes it (and resets it its own way, e.g. ALIF's threshold).
+        for name, buffer in layer.named_buffers(recurse=False):
+            setattr(layer, name, buffer.new_zeros(0))
+
+
 class SpikingClassifier(L.LightningModule):
     """Classifies (batch, time, *input_shape) spike tensors with `network`.
 
@@ -57,8 +70,9 @@ class SpikingClassifier(L.LightningModule):
     reset before each batch; every spiking one
     (``does_spike``: LIF, IAF, ALIF, adLIF, their Squeeze and Recurrent variants; not ExpLeak)
     has its spikes kept in ``layer_spikes`` (name -> (batch, time, *features)) for the
-    callbacks, and its spike rate (spikes per neuron per step) logged as
-    spike_rate/<layer name>. With firing_rate_weight w > 0 the training loss adds
+    callbacks, and its spike rate (spikes per neuron per step, the epoch's mean) logged per
+    stage as spike_rate/<stage>/<layer name>, stage train, val or test. With
+    firing_rate_weight w > 0 the training loss adds
 
         w · Σ_layers (mean spike rate of the layer − target_firing_rate)²
 
@@ -155,15 +169,7 @@ class SpikingClassifier(L.LightningModule):
         different numbers). Lightning broadcasts rank 0's buffers when validate, test or
         predict start; states of different shapes would fail that broadcast or garble it.
         """
-        for layer in self.network.modules():
-            if isinstance(layer, enn.StatefulLayer):
-                for name in layer.state_names:
-                    setattr(layer, name, getattr(layer, name).new_zeros(0))
-        for layer in _sinabs_stateful_layers(self.network):
-            # Every buffer of a sinabs StatefulLayer is a state, empty as constructed: its
-            # forward sizes it (and resets it its own way, e.g. ALIF's threshold).
-            for name, buffer in layer.named_buffers(recurse=False):
-                setattr(layer, name, buffer.new_zeros(0))
+        _empty_states(self.network)
 
     def _check_outputs(self, outputs: Tensor) -> None:
         """The network's last axis must hold one entry per class."""
@@ -177,11 +183,12 @@ class SpikingClassifier(L.LightningModule):
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, *input_shape) -> network output (batch, time, num_classes), from rest."""
-        enn.reset_states(self.network)
-        # sinabs layers keep their states (and the graph that made them) between calls until
-        # reset; sinabs' reset_states zeroes and detaches them, as sinabs' training loops do.
-        for layer in _sinabs_stateful_layers(self.network):
-            layer.reset_states()
+        # Empty states (no graph kept from the last call): every layer starts from zeros of this
+        # batch's size. States zeroed at the last call's size would be resampled to another
+        # batch size with torch.randint (sinabs' rule): random draws that depend on the call
+        # before (a smaller last batch, a spike raster's single sample), which shift the dropout
+        # masks drawn after them, so a resumed fit would not draw the uninterrupted run's.
+        _empty_states(self.network)
         self.layer_spikes = {}
         return self.network(x)
 
@@ -207,7 +214,7 @@ class SpikingClassifier(L.LightningModule):
             self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True,
                      sync_dist=True, batch_size=batch_size)
             for name, rate in rates.items():
-                self.log(f"spike_rate/{name}", rate.detach(), on_step=False, on_epoch=True,
+                self.log(f"spike_rate/train/{name}", rate.detach(), on_step=False, on_epoch=True,
                          sync_dist=True, batch_size=batch_size)
         else:
             self.evaluation_loss[stage].update(loss.detach(), weight=batch_size)
@@ -216,7 +223,7 @@ class SpikingClassifier(L.LightningModule):
             for name, mean in zip(self.spiking_layer_names, self.evaluation_rates[stage]):
                 if name in rates:
                     mean.update(rates[name].detach(), weight=batch_size)
-                    self.log(f"spike_rate/{name}", mean, on_step=False, on_epoch=True)
+                    self.log(f"spike_rate/{stage}/{name}", mean, on_step=False, on_epoch=True)
         if stage == "test":
             self.test_confusion(predictions, targets)
         return loss

@@ -1,0 +1,131 @@
+"""Callback: the training steps' random-number generator states in every checkpoint, so that a
+resumed fit draws the dropout masks (and any other random numbers of its steps) the uninterrupted
+run would."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+
+
+class RandomStateWarning(UserWarning):
+    """A resumed fit cannot continue the training steps' random numbers as the run it resumes."""
+
+
+def capture_random_state(device: torch.device) -> dict[str, Any]:
+    """The global generators' states: torch's CPU generator, the CUDA generator of `device` when
+    it is a CUDA device, numpy's and Python's `random`."""
+    # numpy's global (legacy) generator: the one seed_everything seeds and np.random.* draw from.
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),  # noqa: NPY002
+             "random": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def apply_random_state(state: dict[str, Any], device: torch.device) -> None:
+    """Set the global generators to `state` (capture_random_state's); a CUDA state only when
+    `device` is a CUDA device (a checkpoint of a GPU run resumed on CPU has no use for it)."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    random.setstate(state["random"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _plain(state: dict[str, Any]) -> dict[str, Any]:
+    """`state` as tensors and plain values, which checkpoints loaded with weights_only hold."""
+    kind, keys, position, has_gauss, cached_gaussian = state["numpy"]
+    version, internal, gauss_next = state["random"]
+    plain = {
+        "torch": state["torch"].clone(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)),
+                  "position": int(position), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached_gaussian)},
+        "random": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss_next},
+    }
+    if "cuda" in state:
+        plain["cuda"] = state["cuda"].clone()
+    return plain
+
+
+def _from_plain(plain: dict[str, Any]) -> dict[str, Any]:
+    numpy_state, random_state = plain["numpy"], plain["random"]
+    state = {
+        "torch": plain["torch"].cpu().to(torch.uint8),
+        "numpy": (numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
+                  numpy_state["position"], numpy_state["has_gauss"],
+                  numpy_state["cached_gaussian"]),
+        "random": (random_state["version"], tuple(random_state["internal"].tolist()),
+                   random_state["gauss_next"]),
+    }
+    if "cuda" in plain:
+        state["cuda"] = plain["cuda"].cpu().to(torch.uint8)
+    return state
+
+
+class TrainingRandomState(L.Callback):
+    """Keeps the random numbers of the training steps (dropout masks, noise drawn in
+    training_step or backward) in every checkpoint, so that a fit resumed from one, written
+    inside an epoch or at its end, draws what the uninterrupted run drew.
+
+    The training steps draw from a stream of their own: each step starts from the generators'
+    states at the end of the previous step, and what runs between steps (validation, data
+    loading: every DataLoader iterator draws its workers' base seed from torch's generator when
+    it starts) draws from the states as they were before the step. A resumed run starts its
+    loader at another point than the uninterrupted run did (Lightning starts it before the first
+    step of any resumed epoch), so states taken when the checkpoint was written would be off by
+    those draws when resuming inside an epoch; the steps' own stream is not.
+
+    Saved: the states at the end of the last training step, of torch's CPU generator, the CUDA
+    generator of the training device (on a GPU), numpy's and Python's `random`. Under DDP the
+    checkpoint holds rank 0's states and every rank restores them: the CLI's seed_everything
+    seeds every rank alike and every rank's steps draw alike (the sampler gives them batches of
+    one size), so they equal each rank's own. A checkpoint without them (from plain Lightning
+    or an older version) resumes with a RandomStateWarning: its steps draw anew.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._steps: dict[str, Any] | None = None  # the training steps' stream
+        self._between: dict[str, Any] | None = None  # the states outside the steps
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            # Before a resumed fit restores the stream (load_state_dict).
+            self._steps, self._between = None, None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self._between = capture_random_state(pl_module.device)
+        if self._steps is not None:
+            apply_random_state(self._steps, pl_module.device)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        self._steps = capture_random_state(pl_module.device)
+        if self._between is not None:
+            apply_random_state(self._between, pl_module.device)
+            self._between = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self._steps is None else {"training_steps": _plain(self._steps)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        steps = state_dict.get("training_steps")
+        self._steps = _from_plain(steps) if steps else None
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        if self.state_key not in (checkpoint.get("callbacks") or {}):
+            rank_zero_warn(
+                "the checkpoint holds no random-number states of the training steps (written "
+                "by plain Lightning or an older exodus-lightning): the resumed fit draws its "
+                "dropout masks anew, so it does not repeat the uninterrupted run exactly",
+                category=RandomStateWarning)
