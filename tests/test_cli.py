@@ -423,7 +423,8 @@ class ScriptedAccuracy(L.Callback):
             pl_module.log("val/scripted_acc", SCRIPTED_ACC[trainer.current_epoch])
 
 
-def test_a_resumed_fit_keeps_the_best_checkpoint_of_the_epochs_before_it(workdir, capsys):
+def test_a_resumed_fit_keeps_the_best_checkpoint_of_the_epochs_before_it(workdir, capsys,
+                                                                         recwarn):
     """The README's resume (`fit --ckpt_path .../last.ckpt --trainer.max_epochs N`, a new run:
     its logger's folder is new): the best epoch came before the resume point, and stays the best
     checkpoint, the best in summary.json and the network NIRExport writes. (Lightning restores
@@ -452,6 +453,8 @@ def test_a_resumed_fit_keeps_the_best_checkpoint_of_the_epochs_before_it(workdir
     assert sorted(p.name for p in folder.glob("*.ckpt")) == ["epoch=1.ckpt", "last.ckpt"]
     assert torch.load(folder / "last.ckpt", weights_only=True)["epoch"] == 3
     assert f"checkpoints continue in {best.dirpath}" in output.err
+    # Nothing to warn about: Lightning's "dirpath has changed", "exists and is not empty".
+    assert not [w for w in recwarn if "dirpath" in str(w.message) or "not empty" in str(w.message)]
     (nir_export,) = [c for c in resumed.trainer.callbacks if type(c).__name__ == "NIRExport"]
     assert nir_export.path == folder / "model.nir" and nir_export.path.is_file()
     # summary.json: the best of every validation metric over the whole training.
