@@ -24,6 +24,7 @@ import re
 import sys
 import traceback
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,9 +191,16 @@ class ExodusCLI(LightningCLI):
     warning for silent or saturated spiking layers (`--spike_check.*`), a predictions file,
     a compact progress bar (one line per epoch in logs) and an end-of-run summary."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, subcommand_names: Sequence[str] | None = None,
+                 **kwargs: Any) -> None:
         quiet_library_noise()
+        self._subcommand_names = subcommand_names
         super().__init__(*args, **kwargs)
+
+    def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]
+        """Lightning's subcommands, or those named by `subcommand_names` (see build_cli)."""
+        every = LightningCLI.subcommands()
+        return {name: every[name] for name in self._subcommand_names or every}
 
     def setup_parser(
         self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]
@@ -758,6 +766,11 @@ def build_cli(
     args: list[str] | None = None, run: bool = True, cli_class: type[ExodusCLI] = ExodusCLI
 ) -> ExodusCLI:
     """Parse `args` (default: sys.argv), instantiate, and run the subcommand if `run`."""
+    given = sys.argv[1:] if args is None else args
+    # Only the parser of the subcommand the command starts with: jsonargparse reads the Trainer's
+    # and every class's signature for each subcommand, ~0.3 s each, and parses all their defaults.
+    named = isinstance(given, (list, tuple)) and given[:1] and str(given[0]) in SUBCOMMANDS
+    chosen = [str(given[0])] if run and named else list(SUBCOMMANDS)
     # TrainingRandomState: a resumed fit draws the dropout masks of the uninterrupted run.
     trainer_defaults: dict[str, Any] = {"callbacks": [RunSummary(), TrainingRandomState()]}
     defaults = {"default_config_files": [str(DEFAULT_CONFIG_FILE)]}
@@ -780,12 +793,13 @@ def build_cli(
             # With run=False there are no subcommands: the main parser holds the settings.
             **({} if run else defaults),
             **{
-                name: {"usage": USAGE, "description": text, **defaults}
-                for name, text in SUBCOMMANDS.items()
+                name: {"usage": USAGE, "description": SUBCOMMANDS[name], **defaults}
+                for name in chosen
             },
         },
         args=args,
         run=run,
+        subcommand_names=chosen,
     )
 
 

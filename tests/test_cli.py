@@ -868,6 +868,17 @@ def test_help_is_short_and_names_the_tool(workdir, capsys):
     ) in text
 
 
+def test_only_the_named_subcommand_is_built_and_a_wrong_one_lists_them_all(workdir, capsys):
+    """A command that starts with its subcommand builds that parser alone (each costs ~0.3 s of
+    signature reading); a misspelled one still gets jsonargparse's list of every choice."""
+    cli = build_cli(["fit", *SMALL_RANDMAN, "--trainer.fast_dev_run=1"])
+    assert set(cli._subcommand_parsers) == {"fit"} and cli.trainer.state.finished
+    with pytest.raises(SystemExit):
+        build_cli(["fitt"])
+    error = " ".join(capsys.readouterr().err.split())
+    assert "fitt" in error and all(name in error for name in ("fit", "validate", "test", "predict"))
+
+
 @pytest.mark.parametrize(("config", "hidden_sizes"), [(None, "[128]"), ("shd", "[128, 128]")])
 def test_class_help_shows_the_values_the_command_uses(config, hidden_sizes, workdir, capsys):
     """FeedForwardSNN's own default is (128, 128); `fit` uses [128], shd.yaml [128, 128]."""
