@@ -20,6 +20,7 @@ from torch import Tensor
 
 from . import _extension
 from ._codes import BACKENDS
+from ._compiler import assume_constant_result
 from .value_checks import check_values, value_check
 
 # The kernels hold the spike cap in a 32-bit int.
@@ -296,7 +297,7 @@ def flat(p: Tensor, x: Tensor) -> Tensor:
     return p.expand(x.shape[2:]).reshape(-1).contiguous()
 
 
-@torch.compiler.assume_constant_result
+@assume_constant_result
 def extension_available(device_type: str) -> bool:
     """Whether the kernels for device_type load (built on first call); torch.compile takes the
     answer as a constant, where a direct try_build_and_load breaks the graph on its lock."""

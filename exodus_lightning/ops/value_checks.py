@@ -27,6 +27,8 @@ import torch
 import torch.fx.node
 from torch import Tensor
 
+from ._compiler import assume_constant_result
+
 Value = int | float | Tensor | None
 Problem = Callable[..., "str | None"]
 
@@ -49,7 +51,7 @@ def value_check(error: type[ValueError] = ValueError) -> Callable[[Problem], Pro
     return register
 
 
-@torch.compiler.assume_constant_result
+@assume_constant_result
 def _device_values_requested() -> bool:
     return os.environ.get("EXODUS_LIGHTNING_CHECK_VALUES", "0") == "1"
 

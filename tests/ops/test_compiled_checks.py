@@ -3,12 +3,18 @@ adds no check (no host sync) for tensors on devices that are checked only on req
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch._dynamo.testing
 
 from exodus_lightning import ops
 from exodus_lightning.ops import _arguments as args
+from exodus_lightning.ops import _compiler
 
 X = torch.full((2, 4, 3), 2.0)
 
@@ -118,3 +124,28 @@ def test_changing_tensor_values_reuse_one_graph_and_stay_checked():
     with pytest.raises(ValueError, match=r"^alpha must lie in \[0, 1\]"):
         compiled(X, torch.tensor(1.5), torch.tensor(1.0))
     assert counter.frame_count == 1
+
+
+def test_our_constant_result_mark_is_the_one_torch_sets():
+    """ops._compiler sets the mark without importing torch._dynamo: it must stay torch's."""
+
+    def ours():
+        return True
+
+    def torchs():
+        return True
+
+    _compiler.assume_constant_result(ours)
+    torch.compiler.assume_constant_result(torchs)
+    assert vars(ours) == vars(torchs) and vars(ours)
+
+
+def test_importing_the_layers_does_not_import_dynamo():
+    """Dynamo's import is ~2.5 s of CPU; code that never compiles should not pay it."""
+    code = ("import sys, exodus_lightning.nn, exodus_lightning.models, exodus_lightning.ops; "
+            "print(sorted(m for m in sys.modules if m.startswith('torch._dynamo')))")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
