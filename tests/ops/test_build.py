@@ -17,8 +17,10 @@ from exodus_lightning.ops import _extension
 from tests.helpers import run_if
 
 REPO = Path(__file__).resolve().parents[2]
-# GPU architectures the suite compiles the CUDA kernels for when no GPU is visible (A100, H100).
-CI_CUDA_ARCHS = "8.0;9.0"
+# The GPU architecture the suite compiles the CUDA kernels for when no GPU is visible: the one
+# gpu_check.sh builds on the lent H100/H200 (sm_90), so a green suite says that build compiles.
+# One architecture: each more adds ~130 s of CPU to the suite (users build for their own GPU).
+CI_CUDA_ARCHS = "9.0"
 
 
 def test_build_key_tracks_sources(tmp_path, monkeypatch):
