@@ -20,6 +20,7 @@ import or fails in one of the measurements is left out of the table with a note 
 
     python -m experiments.benchmark_peers             # (32, 300, 2048): ~4 minutes on 2 cores
     python -m experiments.benchmark_peers --tiny      # seconds
+    python -m experiments.benchmark_peers --only norse norse-compiled   # ours and these peers
 """
 
 from __future__ import annotations
@@ -138,6 +139,8 @@ def run(options: Any) -> dict:
     rounds = options.rounds or (2 if options.tiny else 7)
     notes, names = [], []
     for name in (*peers.OURS, *peers.PEERS, *peers.COMPILED_PEERS):
+        if options.only and name not in options.only and name not in peers.OURS:
+            continue
         reason = peers.unavailable(name)
         if reason is None:
             names.append(name)
@@ -196,6 +199,9 @@ def run(options: Any) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = arguments.experiment_parser(EXPERIMENT, __doc__)
     parser.add_argument("--rounds", type=int, default=0, help="timed rounds (0: 7, tiny: 2)")
+    parser.add_argument("--only", nargs="+", metavar="PEER",
+                        choices=[*peers.PEERS, *peers.COMPILED_PEERS],
+                        help="measure only these peers (ours always); default: every peer")
     return run(parser.parse_args(argv))
 
 

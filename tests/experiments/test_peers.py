@@ -68,12 +68,18 @@ def test_snntorch_differs_only_where_one_spike_leaves_v_above_threshold():
 
 @pytest.mark.slow
 def test_benchmark_writes_the_readme_table_with_equivalence_first(tmp_path):
-    result = benchmark_peers.main(["--tiny", "--threads", "1", "--out", str(tmp_path)])
+    """With ours and one compiled peer (--only): each measured implementation costs fresh
+    processes, and every peer's equivalence is tested above."""
+    result = benchmark_peers.main(["--tiny", "--threads", "1", "--only", "norse-compiled",
+                                   "--out", str(tmp_path)])
     text = (tmp_path / "lif_layer.md").read_text()
     assert text.startswith("| " + " | ".join(benchmark_peers.COLUMNS) + " |\n")
     assert "_Measured " in text and "commit " in text
     rows = report.read_csv(tmp_path / "lif_layer.csv")  # all columns, full precision
-    assert {r["implementation"] for r in rows} >= set(peers.OURS)
+    compiled = set() if peers.unavailable("norse-compiled") else {"norse-compiled"}
+    assert {r["implementation"] for r in rows} == set(peers.OURS) | compiled
+    assert ("norse-compiled: the peer's per-step cell under torch.compile" in text) == bool(
+        compiled)
     assert all(float(r["peak MB"]) > 0 for r in rows)
     for row in result["rows"]:
         if not row["implementation"].startswith("snntorch"):  # its convention (see above)
@@ -92,6 +98,12 @@ def test_a_broken_install_is_unavailable_with_its_error(tmp_path, monkeypatch):
     assert reason == ("norse: importing norse failed: ImportError: libfoo.so: cannot open "
                       "shared object")
     assert peers.unavailable("norse-compiled").startswith("norse-compiled: importing norse")
+
+
+def test_only_names_peers(capsys):
+    with pytest.raises(SystemExit):
+        benchmark_peers.main(["--tiny", "--only", "brian2"])
+    assert "--only: invalid choice: 'brian2'" in capsys.readouterr().err
 
 
 def test_a_missing_package_is_not_installed(monkeypatch):

@@ -27,7 +27,7 @@ def test_every_variant_of_a_case_is_timed_in_one_process(neuron):
 def test_benchmark_ops_writes_the_readme_table(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--tiny", "--devices", "cpu", "--repeats", "2",
-         "--tables", "custom_surrogate", "--threads", "2", "--out", str(tmp_path)],
+         "--tables", "custom_surrogate", "--threads", "1", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
@@ -36,8 +36,9 @@ def test_benchmark_ops_writes_the_readme_table(tmp_path):
     assert text.startswith("| " + " | ".join(columns) + " |\n")
     assert "_Measured " in text
     rows = report.read_csv(tmp_path / "custom_surrogate.csv")
+    # One thread count (--threads 1; the full table adds the machine's): each is 5 processes.
     assert [(r["glibc allocator"], r["torch threads"]) for r in rows] == [
-        ("default", "1"), ("reuse", "1"), ("default", "2"), ("reuse", "2")]
+        ("default", "1"), ("reuse", "1")]
     for row in rows:
         peaks = [float(part) for part in row["peak MB, fused / custom / uncompiled"].split(" / ")]
         assert len(peaks) == 3 and min(peaks) > 0
