@@ -177,10 +177,11 @@ if [ -n "${GPU_CHECK_TESTS:-}" ]; then read -r -a tests <<< "$GPU_CHECK_TESTS"; 
 # -o addopts=: the suite's own xdist options need pytest-xdist; its workers are asked for here
 # only when it is installed. --dist load: one file (test_lif_parity: 1138 tests) on one worker
 # would be most of the stage.
+# GPU_CHECK_JOBS=N: N workers instead (0: none, one process).
 workers=()
-if "$python" -c "import xdist" 2> /dev/null; then
-  jobs=$cores
-  if [ "$jobs" -gt 8 ]; then jobs=8; fi
+jobs=${GPU_CHECK_JOBS:-$cores}
+if [ "$jobs" -gt 8 ]; then jobs=8; fi
+if [ "$jobs" -gt 0 ] && "$python" -c "import xdist" 2> /dev/null; then
   workers=(-n "$jobs" --dist load)
 fi
 pytest=("$python" -m pytest -o addopts= -p no:cacheprovider "${workers[@]}" -v -rfE
