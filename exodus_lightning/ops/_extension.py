@@ -258,9 +258,10 @@ def build_environment(variables: dict[str, str], cuda_home: str | None = None) -
 def _sources(kind: str, src: Path) -> list[Path]:
     """The translation units of one part of the extension.
 
-    The CPU and CUDA parts are one file per neuron model (exodus_cpu*.cpp, exodus_cuda*.cu), so
-    ninja compiles them in parallel; the emulation is one file of all the CUDA kernels (the same
-    kernel code, compiled by the host compiler).
+    The CPU and CUDA parts are one file per neuron model (exodus_cpu*.cpp, exodus_cuda*.cu; on
+    CPU, LIF's half-precision reverse scans in one more), so ninja compiles them in parallel; the
+    emulation is one file of all the CUDA kernels (the same kernel code, compiled by the host
+    compiler).
     """
     if kind == "cpu":
         return sorted(src.glob("exodus_cpu*.cpp"))

@@ -77,6 +77,17 @@ void run_lif_backward(const LifBackwardCall& c) {
   }
 }
 
+// The reverse LIF scans of one dtype, every surrogate. A translation unit may declare some
+// dtypes' instantiations `extern template` and leave them to another file that the build
+// compiles in parallel (exodus_cpu.cpp and exodus_cpu_lif_half.cpp).
+template <typename Runner, typename scalar_t>
+void lif_backward_typed(const LifBackwardCall& c) {
+  const bool known = dispatch_surrogate(c.kind, [&](auto kind) {
+    run_lif_backward<Runner, decltype(kind)::value, scalar_t>(c);
+  });
+  TORCH_CHECK(known, "exodus_lightning: unknown surrogate code ", c.kind);
+}
+
 template <typename Runner>
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward(
     const c10::optional<Tensor>& grad_spikes, const c10::optional<Tensor>& grad_v_mem,
@@ -91,12 +102,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward(
       &Runner::empty);
   if (c.empty()) return c.result();
   AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, c.grad_x.scalar_type(), "exodus_lif_backward", [&] {
-        const bool known = dispatch_surrogate(c.kind, [&](auto kind) {
-          run_lif_backward<Runner, decltype(kind)::value, scalar_t>(c);
-        });
-        TORCH_CHECK(known, "exodus_lightning: unknown surrogate code ", c.kind);
-      });
+      at::kHalf, at::kBFloat16, c.grad_x.scalar_type(), "exodus_lif_backward",
+      [&] { lif_backward_typed<Runner, scalar_t>(c); });
   return c.result();
 }
 
