@@ -1,14 +1,12 @@
-"""Callback: the training steps' random-number generator states in every checkpoint, so that a
-resumed fit draws the dropout masks (and any other random numbers of its steps) the uninterrupted
+"""Callback: the training steps' torch generator states in every checkpoint, so that a resumed
+fit draws the dropout masks (and any other torch random numbers of its steps) the uninterrupted
 run would."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
@@ -18,56 +16,30 @@ class RandomStateWarning(UserWarning):
 
 
 def capture_random_state(device: torch.device) -> dict[str, Any]:
-    """The global generators' states: torch's CPU generator, the CUDA generator of `device` when
-    it is a CUDA device, numpy's and Python's `random`."""
-    # numpy's global (legacy) generator: the one seed_everything seeds and np.random.* draw from.
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),  # noqa: NPY002
-             "random": random.getstate()}
+    """torch's generator states: the CPU generator, and the CUDA generator of `device` when it is
+    a CUDA device."""
+    state = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
 def apply_random_state(state: dict[str, Any], device: torch.device) -> None:
-    """Set the global generators to `state` (capture_random_state's); a CUDA state only when
+    """Set torch's generators to `state` (capture_random_state's); a CUDA state only when
     `device` is a CUDA device (a checkpoint of a GPU run resumed on CPU has no use for it)."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002
-    random.setstate(state["random"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _plain(state: dict[str, Any]) -> dict[str, Any]:
-    """`state` as tensors and plain values, which checkpoints loaded with weights_only hold."""
-    kind, keys, position, has_gauss, cached_gaussian = state["numpy"]
-    version, internal, gauss_next = state["random"]
-    plain = {
-        "torch": state["torch"].clone(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)),
-                  "position": int(position), "has_gauss": int(has_gauss),
-                  "cached_gaussian": float(cached_gaussian)},
-        "random": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
-                   "gauss_next": gauss_next},
-    }
-    if "cuda" in state:
-        plain["cuda"] = state["cuda"].clone()
-    return plain
+    """`state` as tensors, which checkpoints loaded with weights_only hold."""
+    return {key: value.clone() for key, value in state.items()}
 
 
 def _from_plain(plain: dict[str, Any]) -> dict[str, Any]:
-    numpy_state, random_state = plain["numpy"], plain["random"]
-    state = {
-        "torch": plain["torch"].cpu().to(torch.uint8),
-        "numpy": (numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
-                  numpy_state["position"], numpy_state["has_gauss"],
-                  numpy_state["cached_gaussian"]),
-        "random": (random_state["version"], tuple(random_state["internal"].tolist()),
-                   random_state["gauss_next"]),
-    }
-    if "cuda" in plain:
-        state["cuda"] = plain["cuda"].cpu().to(torch.uint8)
-    return state
+    # Checkpoints of an earlier version also hold numpy's and random's states: not restored.
+    return {key: plain[key].cpu().to(torch.uint8) for key in ("torch", "cuda") if key in plain}
 
 
 class TrainingRandomState(L.Callback):
@@ -83,8 +55,11 @@ class TrainingRandomState(L.Callback):
     step of any resumed epoch), so states taken when the checkpoint was written would be off by
     those draws when resuming inside an epoch; the steps' own stream is not.
 
-    Saved: the states at the end of the last training step, of torch's CPU generator, the CUDA
-    generator of the training device (on a GPU), numpy's and Python's `random`. Under DDP the
+    Saved: torch's generator states at the end of the last training step, of the CPU generator
+    and the CUDA generator of the training device (on a GPU). numpy's and Python's `random` are
+    not kept (nor does Lightning's own checkpoint keep them): their states (MT19937's 2.5 KB,
+    copied through Python objects) cost ~40x torch's to swap around every step, for draws a
+    training step seldom makes. Under DDP the
     checkpoint holds rank 0's states and every rank restores them: the CLI's seed_everything
     seeds every rank alike and every rank's steps draw alike (the sampler gives them batches of
     one size), so they equal each rank's own. A checkpoint without them (from plain Lightning
