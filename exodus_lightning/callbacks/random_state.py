@@ -59,11 +59,11 @@ class TrainingRandomState(L.Callback):
     and the CUDA generator of the training device (on a GPU). numpy's and Python's `random` are
     not kept (nor does Lightning's own checkpoint keep them): their states (MT19937's 2.5 KB,
     copied through Python objects) cost ~40x torch's to swap around every step, for draws a
-    training step seldom makes. Under DDP the
-    checkpoint holds rank 0's states and every rank restores them: the CLI's seed_everything
-    seeds every rank alike and every rank's steps draw alike (the sampler gives them batches of
-    one size), so they equal each rank's own. A checkpoint without them (from plain Lightning
-    or an older version) resumes with a RandomStateWarning: its steps draw anew.
+    training step seldom makes. Under DDP the checkpoint holds rank 0's states and every rank
+    restores them: the CLI's seed_everything seeds every rank alike and every rank's steps draw
+    alike (the sampler gives them batches of one size), so they equal each rank's own. A
+    checkpoint without them (from plain Lightning or an older version) resumes with a
+    RandomStateWarning: its steps draw anew.
     """
 
     def __init__(self) -> None:
