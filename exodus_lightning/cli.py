@@ -24,7 +24,7 @@ import re
 import sys
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -370,15 +370,10 @@ class ExodusCLI(LightningCLI):
         except (SystemExit, ValueError, TypeError) as error:
             raise ConfigError(f"--ckpt_path: the model settings given here do not apply to the "
                               f"checkpoint's model ({error})") from error
-        replaced = [
-            f"--model.{key} {format_value(self.config[subcommand].model.get(key))} (the "
-            f"checkpoint's: {format_value(from_checkpoint[subcommand].model.get(key))})"
-            for key in stated.keys()
-            # The data sets those (_linked_value refuses another value than the data's).
-            if f"model.{key}" not in LINKED_FROM_DATA
-            and self.config[subcommand].model.get(key)
-            != from_checkpoint[subcommand].model.get(key)
-        ]
+        # The data sets the linked ones (_linked_value refuses another value than the data's).
+        keys = [key for key in stated.keys() if f"model.{key}" not in LINKED_FROM_DATA]
+        replaced = replaced_settings("model", keys, self.config[subcommand].model,
+                                     from_checkpoint[subcommand].model)
         if replaced and rank_zero_only.rank == 0:  # every DDP process parses the command line
             print(f"{PROG} {subcommand}: model settings given here replace the checkpoint's: "
                   f"{'; '.join(replaced)}", file=sys.stderr)
@@ -435,13 +430,10 @@ class ExodusCLI(LightningCLI):
         self.config = restored
         if rank_zero_only.rank != 0:  # every DDP process parses the command line
             return
-        replaced = [
-            f"--data.{key} {format_value(restored[subcommand].data.get(key))} (the "
-            f"checkpoint's: {format_value(recorded[subcommand].data.get(key))})"
-            for key in (stated.keys() if isinstance(stated, Namespace) else [])
-            if key != "class_path"
-            and restored[subcommand].data.get(key) != recorded[subcommand].data.get(key)
-        ]
+        keys = [key for key in (stated.keys() if isinstance(stated, Namespace) else [])
+                if key != "class_path"]
+        replaced = replaced_settings("data", keys, restored[subcommand].data,
+                                     recorded[subcommand].data)
         if replaced:
             print(f"{PROG} {subcommand}: data as in the checkpoint's run: {name}, with the data "
                   f"settings given here: {'; '.join(replaced)}", file=sys.stderr)
@@ -742,6 +734,16 @@ def _format_our_warnings(previous: Any) -> Any:
 
     format_warning.exodus = True
     return format_warning
+
+
+def replaced_settings(section: str, keys: Iterable[str], used: Namespace,
+                      recorded: Namespace) -> list[str]:
+    """`--section.key VALUE (the checkpoint's: VALUE)` for each of `keys` whose value in `used`
+    differs from the checkpoint's record: the settings given over a checkpoint's, named in one
+    line by _apply_stated_model and _restore_data_from_checkpoint."""
+    return [f"--{section}.{key} {format_value(used.get(key))} (the checkpoint's: "
+            f"{format_value(recorded.get(key))})"
+            for key in keys if used.get(key) != recorded.get(key)]
 
 
 def quiet_library_noise() -> None:

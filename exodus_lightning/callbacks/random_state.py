@@ -32,14 +32,10 @@ def apply_random_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _plain(state: dict[str, Any]) -> dict[str, Any]:
-    """`state` as tensors, which checkpoints loaded with weights_only hold."""
-    return {key: value.clone() for key, value in state.items()}
-
-
-def _from_plain(plain: dict[str, Any]) -> dict[str, Any]:
-    # Checkpoints of an earlier version also hold numpy's and random's states: not restored.
-    return {key: plain[key].cpu().to(torch.uint8) for key in ("torch", "cuda") if key in plain}
+def _from_checkpoint(saved: dict[str, Any]) -> dict[str, Any]:
+    """The states as torch sets them (CPU uint8 tensors) from a checkpoint's (any map_location).
+    Checkpoints of an earlier version also hold numpy's and random's states: not restored."""
+    return {key: saved[key].cpu().to(torch.uint8) for key in ("torch", "cuda") if key in saved}
 
 
 class TrainingRandomState(L.Callback):
@@ -90,11 +86,12 @@ class TrainingRandomState(L.Callback):
             self._between = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {} if self._steps is None else {"training_steps": _plain(self._steps)}
+        # Fresh tensors from each step's capture, never changed after: no copy needed.
+        return {} if self._steps is None else {"training_steps": dict(self._steps)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         steps = state_dict.get("training_steps")
-        self._steps = _from_plain(steps) if steps else None
+        self._steps = _from_checkpoint(steps) if steps else None
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
