@@ -62,6 +62,7 @@ REGISTRY: list[Experiment] = [
     Experiment("sinabs_speed", (), "~2 min", document="docs/sinabs.md"),
     Experiment("recurrent_memory", ("--threads", "1", "--repeats", "5"), "~2 min",
                document="docs/sinabs.md"),
+    Experiment("compile_time", (), "~8 min", document="docs/sinabs.md"),
     Experiment("benchmark_data", ("--quick", "--repeats", "6"), "~6 min",
                document="docs/streaming.md"),
     Experiment("gradient_equivalence", (), "~1 min", document="docs/results.md"),

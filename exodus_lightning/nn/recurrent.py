@@ -83,7 +83,7 @@ class _Recurrent:
 
     def _scan(self, x: Tensor, weight: Tensor, bias: Tensor | None
               ) -> tuple[Tensor, dict[str, Tensor]]:
-        """The whole sequence as one autograd function (ops.lif_recurrent)."""
+        """The whole sequence as one op (ops.lif_recurrent)."""
         alpha = self.alpha_mem_calculated if self._leaky else 1.0
         beta = self.alpha_syn_calculated
         subtract = self._subtract_tensor(x)
@@ -142,7 +142,7 @@ class LIFRecurrent(_Recurrent, LIF):
     - ``rec_connect`` a linear map of the flat features (``nn.Linear(N, N)`` on 1-d features,
       ``nn.Sequential(nn.Flatten(), nn.Linear(N, N))`` on any, with or without bias; see
       :func:`linear_connection`), float32/float64 input, no autocast: the whole sequence is one
-      autograd function (:func:`exodus_lightning.ops.lif_recurrent`): per step a matmul and the
+      op (:func:`exodus_lightning.ops.lif_recurrent`): per step a matmul and the
       fused neuron step, backward a reverse loop of the fused adjoint step and the transposed
       matmul, the weight gradient as one matmul. It keeps only the spikes and membrane traces
       for backward, not a graph per step.
@@ -214,7 +214,7 @@ class IAFRecurrent(_Recurrent, IAF):
 class ALIFRecurrent(_Recurrent, ALIF):
     """ALIF neurons whose spikes feed back through ``rec_connect`` at the next step (sinabs'
     ``ALIFRecurrent``); see :class:`ALIF`. As :class:`LIFRecurrent`: a linear rec_connect runs
-    the whole sequence as one autograd function (:func:`exodus_lightning.ops.alif_recurrent`),
+    the whole sequence as one op (:func:`exodus_lightning.ops.alif_recurrent`),
     any other module the per-step loop; the same spikes, states and gradients either way."""
 
     _has_scan = True
@@ -245,7 +245,7 @@ class ALIFRecurrent(_Recurrent, ALIF):
 
     def _scan(self, x: Tensor, weight: Tensor, bias: Tensor | None
               ) -> tuple[Tensor, dict[str, Tensor]]:
-        """The whole sequence as one autograd function (ops.alif_recurrent)."""
+        """The whole sequence as one op (ops.alif_recurrent)."""
         alpha, rho = self.alpha_mem_calculated, self.alpha_adapt_calculated
         alpha_syn = self.alpha_syn_calculated
         decay = None
@@ -277,7 +277,7 @@ class adLIFRecurrent(_Recurrent, adLIF):
     authors, who start every sequence from zero states).
 
     As :class:`LIFRecurrent`: a linear rec_connect (float32/float64, no autocast) runs the
-    whole sequence as one autograd function (:func:`exodus_lightning.ops.adlif_recurrent`), any
+    whole sequence as one op (:func:`exodus_lightning.ops.adlif_recurrent`), any
     other module the per-step loop over the fused adLIF op; the same spikes, states and
     gradients either way.
 
@@ -308,7 +308,7 @@ class adLIFRecurrent(_Recurrent, adLIF):
 
     def _scan(self, x: Tensor, weight: Tensor, bias: Tensor | None
               ) -> tuple[Tensor, dict[str, Tensor]]:
-        """The whole sequence as one autograd function (ops.adlif_recurrent)."""
+        """The whole sequence as one op (ops.adlif_recurrent)."""
         a, b = self.coupling
         spikes, u_mem, w, self.u, self.w = ops.adlif_recurrent(
             x, weight, bias, self.alpha, self.beta, a, b, self.threshold, self.u, self.w,

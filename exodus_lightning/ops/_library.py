@@ -176,7 +176,7 @@ _lib = define_library("exodus_lightning")
 ops = torch.ops.exodus_lightning
 
 
-def _no_double_backward(name: str):
+def no_double_backward(name: str):
     def backward(ctx, *grads):
         raise RuntimeError(
             f"exodus_lightning: second-order gradients (double backward, e.g. "
@@ -190,7 +190,7 @@ def _no_double_backward(name: str):
 # raises when a second backward pass reaches it, instead of PyTorch's default for an op without
 # a formula, which would treat them as constants (silently zero second-order terms).
 for _name in ("lif_backward", "leaky_backward", "alif_backward", "adlif_backward"):
-    torch.library.register_autograd(f"exodus_lightning::{_name}", _no_double_backward(_name),
+    torch.library.register_autograd(f"exodus_lightning::{_name}", no_double_backward(_name),
                                     setup_context=lambda ctx, inputs, output: None)
 
 

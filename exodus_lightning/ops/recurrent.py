@@ -1,4 +1,4 @@
-"""A recurrent spiking layer as one autograd function over the whole sequence.
+"""A recurrent spiking layer as one op over the whole sequence (forward and backward).
 
 Per neuron model (a :class:`RecurrentNeuron`), with a linear recurrent connection W, b acting on
 the previous step's spikes (flat (batch, N) tensors, t = 1..T):
@@ -22,17 +22,26 @@ forward pass keeps only what the adjoint needs (the spikes, the model's traces, 
 values of its own where a parameter gradient needs them), not a graph per step.
 
 A new neuron model subclasses :class:`RecurrentNeuron` (see ``recurrent_lif.py``) and calls
-:func:`recurrent_scan`.
+:func:`recurrent_scan` with its settings as a frozen dataclass of plain values: then the scan
+is the custom op ``exodus_lightning::recurrent_scan`` (its backward another), which
+torch.compile keeps as one node instead of tracing every step.
 """
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import importlib
+import math
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
+
+from ._compiler import assume_constant_result
+from ._library import no_double_backward
 
 
 class RecurrentNeuron:
@@ -96,53 +105,304 @@ def recurrent_scan(neuron: type[RecurrentNeuron], settings: Any, x: Tensor, weig
     states: the initial states (B, N), in ``neuron.state_names`` order; params: (N,) tensors or
     None, in ``neuron.param_names`` order; all of x's dtype. Returns the spikes (B, T, N), the
     traces (B, T, N) in ``neuron.trace_names`` order and the last states (B, N).
-    """
-    n_states = len(neuron.state_names)
-    outputs = _Scan.apply(neuron, settings, x, weight, bias, *states, *params)
-    n_traces = len(neuron.trace_names)
-    return outputs[0], list(outputs[1:1 + n_traces]), list(outputs[1 + n_traces:1 + n_traces
-                                                                   + n_states])
 
+    Where ``settings`` is a dataclass of plain values (numbers, strings, None, tuples of them),
+    the scan is one custom op (``exodus_lightning::recurrent_scan``): torch.compile keeps it
+    whole, one node of the graph, instead of tracing T steps forward and backward (compile time
+    then grows with T). Other settings (a Python callable, such as a custom surrogate) run the
+    same loops as an autograd function, which torch.compile traces step by step.
+    """
+    n_states, n_traces = len(neuron.state_names), len(neuron.trace_names)
+    key = ""
+    if dataclasses.is_dataclass(settings):
+        key = _scan_key(neuron, type(settings),
+                        *(getattr(settings, field.name) for field in dataclasses.fields(settings)))
+    if key:
+        present = [param is not None for param in params]
+        wanted = [param is not None and param.requires_grad and torch.is_grad_enabled()
+                  for param in params]
+        outputs = torch.ops.exodus_lightning.recurrent_scan(
+            key, x, weight, bias, list(states), [p for p in params if p is not None], present,
+            wanted)
+    else:
+        outputs = _Scan.apply(neuron, settings, x, weight, bias, *states, *params)
+    return (outputs[0], list(outputs[1:1 + n_traces]),
+            list(outputs[1 + n_traces:1 + n_traces + n_states]))
+
+
+# --- the two loops -------------------------------------------------------------------------
+
+def _forward_loop(neuron_type: type[RecurrentNeuron], settings: Any, x: Tensor, weight: Tensor,
+                  bias: Tensor | None, init_states: list[Tensor], param_list: list[Tensor | None],
+                  wanted: dict[str, bool]
+                  ) -> tuple[Tensor, list[Tensor], list[Tensor], dict[str, Tensor]]:
+    """T fused steps: the spikes, the traces, the last states (never an input tensor itself)
+    and the traces and internal values the adjoint reads (by name)."""
+    neuron = neuron_type(settings, dict(zip(neuron_type.param_names, param_list)))
+    keep = neuron.saved_traces(wanted)
+    batch, time, n = x.shape
+    spikes = x.new_empty((batch, time, n))
+    traces = [x.new_empty((batch, time, n)) for _ in neuron_type.trace_names]
+    internal = {name: x.new_empty((batch, time, n)) for name in neuron_type.internal_names
+                if name in keep}
+    names = (*neuron_type.trace_names, *neuron_type.internal_names)
+    buffers = [*traces, *(internal.get(name) for name in neuron_type.internal_names)]
+    states = init_states
+    s_prev = None
+    for t in range(time):
+        # x_t + (W s + b), in the order nn.Linear and the layer's loop round them.
+        x_t = x[:, t] if s_prev is None else x[:, t] + F.linear(s_prev, weight, bias)
+        s_prev, states, values = neuron.step(x_t, states)
+        spikes[:, t] = s_prev
+        for buffer, value in zip(buffers, values):
+            if buffer is not None:
+                buffer[:, t] = value
+    last_states = [state.clone() if state is init else state
+                   for state, init in zip(states, init_states)]
+    saved = {name: buffer for name, buffer in zip(names, buffers) if name in keep}
+    return spikes, traces, last_states, saved
+
+
+def _backward_loop(neuron_type: type[RecurrentNeuron], settings: Any, grad_spikes: Tensor | None,
+                   grad_traces: list[Tensor | None], grad_last: list[Tensor | None],
+                   spikes: Tensor, weight: Tensor, init_states: list[Tensor],
+                   param_list: list[Tensor | None], saved: dict[str, Tensor],
+                   wanted: dict[str, bool], weight_grad: bool, bias_grad: bool
+                   ) -> tuple[Tensor, Tensor | None, Tensor | None, list[Tensor],
+                              dict[str, Tensor | None]]:
+    """T adjoint steps: ∂L/∂x, ∂L/∂W and ∂L/∂b (None where not asked for), ∂L/∂ of the initial
+    states, and the summed parameter gradients by name (None where not wanted)."""
+    params = dict(zip(neuron_type.param_names, param_list))
+    neuron = neuron_type(settings, params)
+    neuron.start_backward(spikes, saved, list(init_states), wanted)
+    batch, time, n = spikes.shape
+    grad_x = spikes.new_empty((batch, time, n))
+    grad_states = [torch.zeros_like(s) if g is None else g
+                   for s, g in zip(init_states, grad_last)]
+    lam_next = None
+    # λ̃ at t = 1 goes into grad_x after the weight gradient, which reads zeros there.
+    if time > 0:
+        grad_x[:, 0] = 0
+    for t in reversed(range(time)):
+        g_out = None if grad_spikes is None else grad_spikes[:, t]
+        if lam_next is None:
+            g_t = torch.zeros_like(init_states[0]) if g_out is None else g_out.contiguous()
+        elif g_out is None:
+            g_t = lam_next.mm(weight)
+        else:
+            g_t = torch.addmm(g_out, lam_next, weight)
+        step_grads = [None if g is None else g[:, t] for g in grad_traces]
+        lam_next, grad_states = neuron.adjoint_step(t, g_t, step_grads, grad_states)
+        if t > 0:
+            grad_x[:, t] = lam_next
+
+    grad_weight = grad_bias = None
+    if weight_grad and time > 0:
+        # Σ_{t≥2} λ̃_t s_{t−1}ᵀ over every batch row and step: one matmul. Row b·T + t of the
+        # flat λ̃ meets row b·T + t − 1 of the flat spikes (views, no copies); where that
+        # crosses into the previous batch row (t = 1) λ̃ is still zero.
+        grad_weight = grad_x.reshape(-1, n)[1:].t().mm(spikes.reshape(-1, n)[:-1])
+    elif weight_grad:
+        grad_weight = torch.zeros_like(weight)
+    if bias_grad:
+        grad_bias = grad_x.sum((0, 1))  # λ̃_1 (no bias then) is still zero
+    if time > 0:
+        grad_x[:, 0] = lam_next
+    return grad_x, grad_weight, grad_bias, grad_states, neuron.param_grads()
+
+
+# --- one custom op, for settings of plain values ----------------------------------------------
+
+# (neuron type, settings) by the key recurrent_scan passes to the op: the op's arguments are
+# tensors and plain values, so the model and its settings travel as this string, which names
+# both classes and holds the settings' values (a process that meets a key first, e.g. running an
+# exported program, rebuilds them from it).
+_SCANS: dict[str, tuple[type[RecurrentNeuron], Any]] = {}
+
+
+def _is_plain(value: object) -> bool:
+    """A value whose repr reads back as itself (ast.literal_eval)."""
+    if isinstance(value, tuple):
+        return all(_is_plain(item) for item in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, (bool, int, str))
+
+
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+@assume_constant_result
+def _scan_key(neuron_type: type[RecurrentNeuron], settings_type: type, *values: object) -> str:
+    """The op's key of (neuron_type, settings_type(*values)), registered on first use; "" where
+    the settings are not plain values (then recurrent_scan runs _Scan). torch.compile calls this
+    once while tracing and keeps the string as a constant of the graph."""
+    if not all(_is_plain(value) for value in values):
+        return ""
+    key = f"{_class_name(neuron_type)}|{_class_name(settings_type)}|{values!r}"
+    if key not in _SCANS:
+        try:
+            _SCANS[key] = (neuron_type, settings_type(*values))
+        except TypeError:  # a dataclass whose __init__ does not take every field
+            return ""
+    return key
+
+
+def _registered(key: str) -> tuple[type[RecurrentNeuron], Any]:
+    """The (neuron type, settings) of a key, rebuilt from the key where this process has not
+    registered it."""
+    if key not in _SCANS:
+        try:
+            neuron_name, settings_name, values = key.split("|", 2)
+            classes = []
+            for name in (neuron_name, settings_name):
+                module, qualname = name.split(":")
+                found: Any = importlib.import_module(module)
+                for part in qualname.split("."):
+                    found = getattr(found, part)
+                classes.append(found)
+            _SCANS[key] = (classes[0], classes[1](*ast.literal_eval(values)))
+        except (ValueError, ImportError, AttributeError, TypeError, SyntaxError) as error:
+            raise RuntimeError(
+                f"exodus_lightning::recurrent_scan: cannot rebuild the neuron model of key "
+                f"{key!r} ({error}); call the op through ops.recurrent_scan") from error
+    return _SCANS[key]
+
+
+def _unpack(key: str, params: list[Tensor], present: list[bool]
+            ) -> tuple[type[RecurrentNeuron], Any, list[Tensor | None]]:
+    neuron_type, settings = _registered(key)
+    given = iter(params)
+    return neuron_type, settings, [next(given) if here else None for here in present]
+
+
+def _kept(neuron_type: type[RecurrentNeuron], settings: Any, param_list: list[Tensor | None],
+          wanted: list[bool]) -> tuple[list[str], list[str]]:
+    """The traces and the internal values the adjoint reads (RecurrentNeuron.saved_traces),
+    each in the model's order."""
+    neuron = neuron_type(settings, dict(zip(neuron_type.param_names, param_list)))
+    keep = neuron.saved_traces(dict(zip(neuron_type.param_names, wanted)))
+    return ([name for name in neuron_type.trace_names if name in keep],
+            [name for name in neuron_type.internal_names if name in keep])
+
+
+@torch.library.custom_op("exodus_lightning::recurrent_scan", mutates_args=())
+def _scan_op(key: str, x: Tensor, weight: Tensor, bias: Tensor | None, states: list[Tensor],
+             params: list[Tensor], present: list[bool], wanted: list[bool]) -> list[Tensor]:
+    """recurrent_scan's forward: [spikes, *traces, *last states, *kept internal values]."""
+    neuron_type, settings, param_list = _unpack(key, params, present)
+    spikes, traces, last, saved = _forward_loop(
+        neuron_type, settings, x, weight, bias, states, param_list,
+        dict(zip(neuron_type.param_names, wanted)))
+    _, internal = _kept(neuron_type, settings, param_list, wanted)
+    return [spikes, *traces, *last, *(saved[name] for name in internal)]
+
+
+@_scan_op.register_fake
+def _scan_fake(key, x, weight, bias, states, params, present, wanted):
+    neuron_type, settings, param_list = _unpack(key, params, present)
+    _, internal = _kept(neuron_type, settings, param_list, wanted)
+    # Contiguous like the real outputs.
+    return [x.new_empty(x.shape), *(x.new_empty(x.shape) for _ in neuron_type.trace_names),
+            *(state.new_empty(state.shape) for state in states),
+            *(x.new_empty(x.shape) for _ in internal)]
+
+
+@torch.library.custom_op("exodus_lightning::recurrent_scan_backward", mutates_args=())
+def _scan_backward_op(key: str, grad_spikes: Tensor | None, grad_traces: list[Tensor | None],
+                      grad_last: list[Tensor | None], spikes: Tensor, weight: Tensor,
+                      states: list[Tensor], params: list[Tensor], present: list[bool],
+                      saved: list[Tensor], wanted: list[bool], weight_grad: bool,
+                      bias_grad: bool) -> list[Tensor]:
+    """recurrent_scan's backward: [∂L/∂x, ∂L/∂W (if weight_grad), ∂L/∂b (if bias_grad),
+    *∂L/∂ of the initial states, *∂L/∂ of each wanted parameter]. saved: the kept traces, then
+    the kept internal values (_kept's names)."""
+    neuron_type, settings, param_list = _unpack(key, params, present)
+    traces, internal = _kept(neuron_type, settings, param_list, wanted)
+    grad_x, grad_weight, grad_bias, grad_states, param_grads = _backward_loop(
+        neuron_type, settings, grad_spikes, grad_traces, grad_last, spikes, weight, states,
+        param_list, dict(zip((*traces, *internal), saved)),
+        dict(zip(neuron_type.param_names, wanted)), weight_grad, bias_grad)
+    given = [g for g in (*grad_traces, *grad_last) if g is not None]
+    outputs = [grad_x, *(g for g in (grad_weight, grad_bias) if g is not None)]
+    # With T = 0 a state's gradient is the upstream one, and an op may not return its input.
+    outputs += [g.clone() if any(g is h for h in given) else g for g in grad_states]
+    for name, param, want in zip(neuron_type.param_names, param_list, wanted):
+        if want:
+            grad = param_grads[name]
+            outputs.append(torch.zeros_like(param) if grad is None else grad)
+    return outputs
+
+
+@_scan_backward_op.register_fake
+def _scan_backward_fake(key, grad_spikes, grad_traces, grad_last, spikes, weight, states, params,
+                        present, saved, wanted, weight_grad, bias_grad):
+    _, _, param_list = _unpack(key, params, present)
+    return [spikes.new_empty(spikes.shape),
+            *([weight.new_empty(weight.shape)] if weight_grad else []),
+            *([weight.new_empty(weight.shape[:1])] if bias_grad else []),
+            *(state.new_empty(state.shape) for state in states),
+            *(param.new_empty(param.shape) for param, want in zip(param_list, wanted) if want)]
+
+
+def _scan_setup_context(ctx, inputs, output):
+    key, x, weight, bias, states, params, present, wanted = inputs
+    neuron_type, settings, param_list = _unpack(key, params, present)
+    traces, _ = _kept(neuron_type, settings, param_list, wanted)
+    n_states, n_traces = len(neuron_type.state_names), len(neuron_type.trace_names)
+    by_name = dict(zip(neuron_type.trace_names, output[1:1 + n_traces]))
+    ctx.key, ctx.present, ctx.wanted = key, present, wanted
+    ctx.n_states, ctx.n_params, ctx.has_bias = n_states, len(params), bias is not None
+    ctx.save_for_backward(output[0], weight, *states, *params,
+                          *(by_name[name] for name in traces), *output[1 + n_traces + n_states:])
+    ctx.set_materialize_grads(False)  # no full-size zeros for outputs without a gradient
+
+
+def _scan_backward(ctx, grads):
+    n_states, n_params = ctx.n_states, ctx.n_params
+    spikes, weight, *rest = ctx.saved_tensors
+    states, params = rest[:n_states], rest[n_states:n_states + n_params]
+    saved = rest[n_states + n_params:]
+    n_traces = len(_registered(ctx.key)[0].trace_names)
+    weight_grad = bool(ctx.needs_input_grad[2])
+    bias_grad = ctx.has_bias and bool(ctx.needs_input_grad[3])
+    outputs = iter(torch.ops.exodus_lightning.recurrent_scan_backward(
+        ctx.key, grads[0], list(grads[1:1 + n_traces]),
+        list(grads[1 + n_traces:1 + n_traces + n_states]), spikes, weight, list(states),
+        list(params), ctx.present, list(saved), ctx.wanted, weight_grad, bias_grad))
+    grad_x = next(outputs)
+    grad_weight = next(outputs) if weight_grad else None
+    grad_bias = next(outputs) if bias_grad else None
+    grad_states = [next(outputs) for _ in range(n_states)]
+    wanted = [want for want, here in zip(ctx.wanted, ctx.present) if here]
+    grad_params = [next(outputs) if want else None for want in wanted]
+    return None, grad_x, grad_weight, grad_bias, grad_states, grad_params, None, None
+
+
+_scan_op.register_autograd(_scan_backward, setup_context=_scan_setup_context)
+torch.library.register_autograd("exodus_lightning::recurrent_scan_backward",
+                                no_double_backward("recurrent_scan_backward"),
+                                setup_context=lambda ctx, inputs, output: None)
+
+
+# --- the same loops as an autograd function, for other settings ------------------------------
 
 class _Scan(torch.autograd.Function):
-    """recurrent_scan's forward loop and reverse loop (see the module docstring)."""
+    """recurrent_scan's forward loop and reverse loop (see the module docstring) for settings
+    that cannot pass through the custom op."""
 
     @staticmethod
     def forward(ctx, neuron_type, settings, x, weight, bias, *tensors):
         n_states = len(neuron_type.state_names)
-        init_states, param_list = list(tensors[:n_states]), tensors[n_states:]
-        params = dict(zip(neuron_type.param_names, param_list))
-        neuron = neuron_type(settings, params)
+        init_states, param_list = list(tensors[:n_states]), list(tensors[n_states:])
         needs = ctx.needs_input_grad[5 + n_states:]
         wanted = {name: bool(need) for name, need in zip(neuron_type.param_names, needs)}
-        keep = neuron.saved_traces(wanted)
-
-        batch, time, n = x.shape
-        spikes = x.new_empty((batch, time, n))
-        traces = [x.new_empty((batch, time, n)) for _ in neuron_type.trace_names]
-        internal = {name: x.new_empty((batch, time, n)) for name in neuron_type.internal_names
-                    if name in keep}
-        names = (*neuron_type.trace_names, *neuron_type.internal_names)
-        buffers = [*traces, *(internal.get(name) for name in neuron_type.internal_names)]
-        states = init_states
-        s_prev = None
-        for t in range(time):
-            # x_t + (W s + b), in the order nn.Linear and the layer's loop round them.
-            x_t = x[:, t] if s_prev is None else x[:, t] + F.linear(s_prev, weight, bias)
-            s_prev, states, values = neuron.step(x_t, states)
-            spikes[:, t] = s_prev
-            for buffer, value in zip(buffers, values):
-                if buffer is not None:
-                    buffer[:, t] = value
-        last_states = [state.clone() if state is init else state
-                       for state, init in zip(states, init_states)]
-
-        saved = dict(zip(names, buffers))
-        saved_names = [name for name in names if name in keep]
-        ctx.save_for_backward(spikes, weight, *init_states, *param_list,
-                              *(saved[name] for name in saved_names))
-        ctx.neuron_type, ctx.settings, ctx.saved_names = neuron_type, settings, saved_names
-        ctx.has_bias = bias is not None
+        spikes, traces, last_states, saved = _forward_loop(
+            neuron_type, settings, x, weight, bias, init_states, param_list, wanted)
+        ctx.save_for_backward(spikes, weight, *init_states, *param_list, *saved.values())
+        ctx.neuron_type, ctx.settings, ctx.saved_names = neuron_type, settings, list(saved)
+        ctx.has_bias, ctx.wanted = bias is not None, wanted
         ctx.set_materialize_grads(False)
         return (spikes, *traces, *last_states)
 
@@ -153,50 +413,12 @@ class _Scan(torch.autograd.Function):
         n_states, n_traces = len(neuron_type.state_names), len(neuron_type.trace_names)
         n_params = len(neuron_type.param_names)
         spikes, weight, *rest = ctx.saved_tensors
-        init_states = rest[:n_states]
-        param_list = rest[n_states:n_states + n_params]
+        init_states = list(rest[:n_states])
+        param_list = list(rest[n_states:n_states + n_params])
         saved = dict(zip(ctx.saved_names, rest[n_states + n_params:]))
-        grad_traces, grad_last = grads[:n_traces], grads[n_traces:]
-        params = dict(zip(neuron_type.param_names, param_list))
-        needs = ctx.needs_input_grad[5 + n_states:]
-        wanted = {name: bool(need) for name, need in zip(neuron_type.param_names, needs)}
-
-        neuron = neuron_type(ctx.settings, params)
-        neuron.start_backward(spikes, saved, list(init_states), wanted)
-        batch, time, n = spikes.shape
-        grad_x = spikes.new_empty((batch, time, n))
-        grad_states = [torch.zeros_like(s) if g is None else g
-                       for s, g in zip(init_states, grad_last)]
-        lam_next = None
-        # λ̃ at t = 1 goes into grad_x after the weight gradient, which reads zeros there.
-        if time > 0:
-            grad_x[:, 0] = 0
-        for t in reversed(range(time)):
-            g_out = None if grad_spikes is None else grad_spikes[:, t]
-            if lam_next is None:
-                g_t = torch.zeros_like(init_states[0]) if g_out is None else g_out.contiguous()
-            elif g_out is None:
-                g_t = lam_next.mm(weight)
-            else:
-                g_t = torch.addmm(g_out, lam_next, weight)
-            step_grads = [None if g is None else g[:, t] for g in grad_traces]
-            lam_next, grad_states = neuron.adjoint_step(t, g_t, step_grads, grad_states)
-            if t > 0:
-                grad_x[:, t] = lam_next
-
-        grad_weight = grad_bias = None
-        if ctx.needs_input_grad[3] and time > 0:
-            # Σ_{t≥2} λ̃_t s_{t−1}ᵀ over every batch row and step: one matmul. Row b·T + t of
-            # the flat λ̃ meets row b·T + t − 1 of the flat spikes (views, no copies); where
-            # that crosses into the previous batch row (t = 1) λ̃ is still zero.
-            flat_spikes = spikes.reshape(-1, n)
-            grad_weight = grad_x.reshape(-1, n)[1:].t().mm(flat_spikes[:-1])
-        elif ctx.needs_input_grad[3]:
-            grad_weight = torch.zeros_like(weight)
-        if ctx.has_bias and ctx.needs_input_grad[4]:
-            grad_bias = grad_x.sum((0, 1))  # λ̃_1 (no bias then) is still zero
-        if time > 0:
-            grad_x[:, 0] = lam_next
-        param_grads = neuron.param_grads()
+        grad_x, grad_weight, grad_bias, grad_states, param_grads = _backward_loop(
+            neuron_type, ctx.settings, grad_spikes, list(grads[:n_traces]),
+            list(grads[n_traces:]), spikes, weight, init_states, param_list, saved, ctx.wanted,
+            ctx.needs_input_grad[3], ctx.has_bias and ctx.needs_input_grad[4])
         return (None, None, grad_x, grad_weight, grad_bias, *grad_states,
                 *(param_grads[name] for name in neuron_type.param_names))

@@ -1,4 +1,4 @@
-"""Recurrent adLIF (SE-adLIF) as one autograd function: ``adlif_recurrent(x, weight, bias, ...)``.
+"""Recurrent adLIF (SE-adLIF) as one op: ``adlif_recurrent(x, weight, bias, ...)``.
 
 The neuron model of :func:`recurrent_scan` for the adLIF of SE-adLIF (docs/adlif_math.md), as
 the authors' ``SEAdLIF`` with ``use_recurrent``: per neuron and step, on the input
@@ -146,7 +146,7 @@ def adlif_recurrent(
         s_t  = 1[u_t > θ],   u⁺_t = 0 if s_t > 0 else u_t
         w_t  = β · w_{t−1} + (1 − β) · (a · u⁺_t + b · s_t)
 
-    One autograd function over the whole sequence (ops/recurrent.py): T fused steps forward,
+    One op over the whole sequence (ops/recurrent.py): T fused steps forward,
     T adjoint steps backward, ∂L/∂W as one matmul; the same gradients as BPTT through the loop
     (backend="reference" runs that loop), keeping only the spikes and the u and w traces (and
     x̃ when α needs a gradient) for backward.

@@ -1,4 +1,4 @@
-"""Recurrent adaptive LIF as one autograd function: ``alif_recurrent(x, weight, bias, ...)``.
+"""Recurrent adaptive LIF as one op over the sequence: ``alif_recurrent(x, weight, bias, ...)``.
 
 The neuron model of :func:`recurrent_scan` for sinabs' ALIF (docs/alif_math.md), with the
 optional synaptic current of the ALIF layer. Per neuron and step, on the input
@@ -255,7 +255,7 @@ def alif_recurrent(
         s_t, b_t, v⁺_t: the adaptive threshold θ_t = b0 + β · b_{t−1}, spike, reset, adaptation
             and clip of :func:`alif`
 
-    One autograd function over the whole sequence (ops/recurrent.py): T fused steps forward,
+    One op over the whole sequence (ops/recurrent.py): T fused steps forward,
     T adjoint steps backward, ∂L/∂W as one matmul; the same gradients as BPTT through the loop
     (backend="reference" runs that loop), keeping only the spikes and the v and b traces (and u
     or x̃ where a parameter gradient reads them) for backward.

@@ -1,4 +1,4 @@
-"""Recurrent LIF as one autograd function: ``lif_recurrent(x, weight, bias, alpha, ...)``.
+"""Recurrent LIF as one op over the sequence: ``lif_recurrent(x, weight, bias, alpha, ...)``.
 
 The neuron model of :func:`recurrent_scan` for LIF (docs/exodus_math.md), with the optional
 synaptic current and input normalisation of the LIF layer. Per neuron and step, on the input
@@ -254,7 +254,7 @@ def lif_recurrent(
         v_t  = α · v⁺_{t−1} + (1 − α) · i_t      ((1 − α) only with norm_input)
         s_t, v⁺_t: the spike and reset of :func:`lif` (subtract, min_v_mem, max_spikes, reset)
 
-    One autograd function over the whole sequence (ops/recurrent.py): T fused steps forward,
+    One op over the whole sequence (ops/recurrent.py): T fused steps forward,
     T adjoint steps backward, ∂L/∂W as one matmul; the same gradients as BPTT through the loop
     (backend="reference" runs that loop), with much less memory kept for backward.
 

@@ -63,14 +63,14 @@ def connections(bias: bool, dtype: torch.dtype) -> tuple[nn.Module, nn.Module]:
 
 
 def uses_scan(out: torch.Tensor) -> bool:
-    """Whether the whole-sequence function is in out's graph."""
+    """Whether the whole-sequence op (or its autograd-function form) is in out's graph."""
     seen, todo = set(), [out.grad_fn]
     while todo:
         fn = todo.pop()
         if fn is None or fn in seen:
             continue
         seen.add(fn)
-        if "_Scan" in type(fn).__name__:
+        if any(name in type(fn).__name__ for name in ("_Scan", "recurrent_scan")):
             return True
         todo += [next_fn for next_fn, _ in fn.next_functions]
     return False
