@@ -407,13 +407,15 @@ class EventDataModule(SpikeDataModule):
             # Training samples draw their augmentation from (seed, epoch, index in the split):
             # see seeded_draws.
             augmented = self.make_dataset("train", augment=True)
+            draws = bool(self.augmentation())
             if self.val_fraction is None:
-                self.train_dataset = EpochSeededSubset(augmented, range(len(augmented)), self.seed)
+                self.train_dataset = EpochSeededSubset(augmented, range(len(augmented)), self.seed,
+                                                       draws)
                 self.val_dataset = self.make_dataset("valid")
             else:
                 plain = self.make_dataset("train")
                 train_indices, val_indices = split_indices(len(plain), self.val_fraction, self.seed)
-                self.train_dataset = EpochSeededSubset(augmented, train_indices, self.seed)
+                self.train_dataset = EpochSeededSubset(augmented, train_indices, self.seed, draws)
                 self.val_dataset = Subset(plain, val_indices)
         if stage in (None, "test", "predict"):
             self.test_dataset = self.make_dataset("test")

@@ -288,3 +288,29 @@ def test_augmentation_draws_depend_on_seed_epoch_and_index_only(shd_root: Path) 
     np.random.seed(5)  # noqa: NPY002
     data.train_dataset[(0, 1)]
     assert np.random.random() == expected  # noqa: NPY002
+
+
+def test_without_augmentation_training_samples_leave_numpy_alone(shd_root: Path, monkeypatch
+                                                                 ) -> None:
+    """No random transform: reading a training sample neither seeds nor restores numpy's
+    generator (~0.2 ms per sample), and gives the sample as the plain dataset has it."""
+    plain = {key: value for key, value in AUGMENTED.items() if key != "augmentations"}
+    data = SHDDataModule(data_dir=shd_root, download=False, **plain)
+    data.setup("fit")
+    dataset = data.train_dataset
+    assert isinstance(dataset, EpochSeededSubset) and not dataset.draws
+
+    def no_state_access(*args, **kwargs):
+        raise AssertionError("numpy's global generator was touched")
+
+    want = data.make_dataset("train")[dataset.indices[3]]
+    monkeypatch.setattr(np.random, "get_state", no_state_access)
+    monkeypatch.setattr(np.random, "set_state", no_state_access)
+    monkeypatch.setattr(np.random, "seed", no_state_access)
+    frames, label = dataset[(3, 2)]
+    assert np.array_equal(np.asarray(frames), np.asarray(want[0])) and label == want[1]
+    augmented = SHDDataModule(data_dir=shd_root, download=False, **AUGMENTED)
+    augmented.setup("fit")
+    assert augmented.train_dataset.draws
+    with pytest.raises(AssertionError, match="generator was touched"):
+        augmented.train_dataset[(3, 2)]
