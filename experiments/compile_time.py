@@ -10,8 +10,9 @@ LIFRecurrent(tau_mem=10, nn.Linear(F, F), tau_syn=5) compiled with fullgraph=Tru
 - loop: a connection the layer does not recognise (nn.Sequential(linear, nn.Identity())), the
   per-step loop differentiated by autograd.
 
-Per row, in a fresh process with an empty inductor cache: the first compiled forward + backward
-(compile included), then the compiled and the eager forward + backward (median of a few).
+Per row, in a fresh process with an empty inductor cache (--tiny: in this process): the first
+compiled forward + backward (compile included), then the compiled and the eager forward +
+backward (median of a few).
 
     python -m experiments.compile_time            # T = 25 and 100 (and 500 for the op), inductor
     python -m experiments.compile_time --tiny     # seconds: T = 12, aot_eager (tests)
@@ -56,29 +57,42 @@ def build(path: str, features: int, seed: int) -> nn.Module:
 
 def measure(path: str, shape: list[int], backend: str, repeats: int, seed: int
             ) -> dict[str, Any]:
-    """Child process: seconds of the first compiled step, then compiled and eager steps."""
+    """Seconds of the first compiled step, then compiled and eager steps (in a child process,
+    or in this one for --tiny, whose TORCHINDUCTOR_CACHE_DIR is restored after)."""
+    previous = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     with tempfile.TemporaryDirectory() as cache:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # a cold compile, as a user's first
-        layer = build(path, shape[2], seed)
-        generator = torch.Generator().manual_seed(seed)
-        x = torch.rand(shape, generator=generator) * 0.6
+        try:
+            return _measure(path, shape, backend, repeats, seed)
+        finally:
+            if previous is None:
+                del os.environ["TORCHINDUCTOR_CACHE_DIR"]
+            else:
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = previous
 
-        def step(module: nn.Module) -> float:
-            layer.reset_states()
-            layer.zero_grad(set_to_none=True)
-            start = time.perf_counter()
-            out = module(x)
-            out.sum().backward()
-            return time.perf_counter() - start
 
-        step(layer)  # the extension is loaded before any timing
-        compiled = torch.compile(layer, fullgraph=True, backend=backend)
-        first = step(compiled)
-        compiled_times = [step(compiled) for _ in range(repeats)]
-        eager_times = [step(layer) for _ in range(repeats)]
+def _measure(path: str, shape: list[int], backend: str, repeats: int, seed: int
+             ) -> dict[str, Any]:
+    layer = build(path, shape[2], seed)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(shape, generator=generator) * 0.6
+
+    def step(module: nn.Module) -> float:
         layer.reset_states()
-        with torch.no_grad():
-            rate = float(layer(x).mean())
+        layer.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        out = module(x)
+        out.sum().backward()
+        return time.perf_counter() - start
+
+    step(layer)  # the extension is loaded before any timing
+    compiled = torch.compile(layer, fullgraph=True, backend=backend)
+    first = step(compiled)
+    compiled_times = [step(compiled) for _ in range(repeats)]
+    eager_times = [step(layer) for _ in range(repeats)]
+    layer.reset_states()
+    with torch.no_grad():
+        rate = float(layer(x).mean())
     return {"first s": first, "compiled ms": 1e3 * statistics.median(compiled_times),
             "eager ms": 1e3 * statistics.median(eager_times), "spikes per neuron and step": rate}
 
@@ -103,8 +117,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = arguments.setup(options)
     rows = []
     for path, shape, backend in report.progress(rows_to_run(options.tiny), "rows"):
-        result = isolated.run(measure, threads=options.threads, path=path, shape=list(shape),
-                              backend=backend, repeats=options.repeats, seed=options.seed)
+        settings = dict(path=path, shape=list(shape), backend=backend, repeats=options.repeats,
+                        seed=options.seed)
+        if options.tiny:  # a fresh process per row is most of a tiny run
+            torch._dynamo.reset()
+            result = measure(**settings)
+        else:
+            result = isolated.run(measure, threads=options.threads, **settings)
         rows.append({"path": path, "(B, T, F)": str(shape), "backend": backend, **result})
     table = report.write_table(rows, out / "compile")
     report.write_readme_table(readme_rows(rows), out, "paths", README_TABLES["paths"],
