@@ -32,7 +32,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib
-import math
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -113,17 +113,18 @@ def recurrent_scan(neuron: type[RecurrentNeuron], settings: Any, x: Tensor, weig
     same loops as an autograd function, which torch.compile traces step by step.
     """
     n_states, n_traces = len(neuron.state_names), len(neuron.trace_names)
-    key = ""
+    key, floats = "", []
     if dataclasses.is_dataclass(settings):
-        key = _scan_key(neuron, type(settings),
-                        *(getattr(settings, field.name) for field in dataclasses.fields(settings)))
+        values = [getattr(settings, field.name) for field in dataclasses.fields(settings)]
+        layout = [_float_slots(value, floats) for value in values]
+        key = _scan_key(neuron, type(settings), *layout)
     if key:
         present = [param is not None for param in params]
         wanted = [param is not None and param.requires_grad and torch.is_grad_enabled()
                   for param in params]
         outputs = torch.ops.exodus_lightning.recurrent_scan(
-            key, x, weight, bias, list(states), [p for p in params if p is not None], present,
-            wanted)
+            key, floats, x, weight, bias, list(states), [p for p in params if p is not None],
+            present, wanted)
     else:
         outputs = _Scan.apply(neuron, settings, x, weight, bias, *states, *params)
     return (outputs[0], list(outputs[1:1 + n_traces]),
@@ -213,68 +214,111 @@ def _backward_loop(neuron_type: type[RecurrentNeuron], settings: Any, grad_spike
 
 # --- one custom op, for settings of plain values ----------------------------------------------
 
-# (neuron type, settings) by the key recurrent_scan passes to the op: the op's arguments are
-# tensors and plain values, so the model and its settings travel as this string, which names
-# both classes and holds the settings' values (a process that meets a key first, e.g. running an
-# exported program, rebuilds them from it).
-_SCANS: dict[str, tuple[type[RecurrentNeuron], Any]] = {}
+# The op's arguments are tensors and plain values, so the neuron model and its settings travel
+# as a key, a string that names both classes and holds the settings' values with each float
+# replaced by _FLOAT (the floats travel as the op's `floats` argument: under torch.compile they
+# may be symbolic, and a surrogate's width may change between calls without a new key). A
+# process that meets a key first (e.g. running an exported program) rebuilds its classes from
+# their names; classes that their names do not find (defined in a function, or redefined) get
+# their id in the key and are known to this process only.
+_SCANS: dict[str, tuple[type[RecurrentNeuron], type, list[Any]]] = {}
+_FLOAT = "<float>"
+
+
+def _float_slots(value: Any, floats: list[float]) -> Any:
+    """value with each float (also inside tuples) replaced by _FLOAT and appended to floats."""
+    if isinstance(value, tuple):
+        return tuple(_float_slots(item, floats) for item in value)
+    if isinstance(value, float):
+        floats.append(value)
+        return _FLOAT
+    return value
+
+
+def _filled(value: Any, floats: Iterator[float]) -> Any:
+    """_float_slots undone: each _FLOAT of value replaced by the next of floats."""
+    if isinstance(value, tuple):
+        return tuple(_filled(item, floats) for item in value)
+    return next(floats) if value == _FLOAT else value
 
 
 def _is_plain(value: object) -> bool:
-    """A value whose repr reads back as itself (ast.literal_eval)."""
+    """A value whose repr reads back as itself (ast.literal_eval); floats are slots by now."""
     if isinstance(value, tuple):
         return all(_is_plain(item) for item in value)
-    if isinstance(value, float):
-        return math.isfinite(value)
-    return value is None or isinstance(value, (bool, int, str))
+    return value is None or type(value) in (bool, int, str)
+
+
+def _resolve(name: str) -> Any:
+    """The object at "module:qualname", or None."""
+    module, _, qualname = name.partition(":")
+    try:
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return found
 
 
 def _class_name(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
+    name = f"{cls.__module__}:{cls.__qualname__}"
+    return name if _resolve(name) is cls else f"{name}@{id(cls):x}"
 
 
 @assume_constant_result
-def _scan_key(neuron_type: type[RecurrentNeuron], settings_type: type, *values: object) -> str:
-    """The op's key of (neuron_type, settings_type(*values)), registered on first use; "" where
-    the settings are not plain values (then recurrent_scan runs _Scan). torch.compile calls this
-    once while tracing and keeps the string as a constant of the graph."""
-    if not all(_is_plain(value) for value in values):
+def _scan_key(neuron_type: type[RecurrentNeuron], settings_type: type, *layout: object) -> str:
+    """The op's key of (neuron_type, settings_type, the settings' values with their floats
+    as _FLOAT), registered on first use; "" where the values are not plain (then recurrent_scan
+    runs _Scan). torch.compile calls this once while tracing and keeps the string as a constant
+    of the graph."""
+    if not all(_is_plain(value) for value in layout):
         return ""
-    key = f"{_class_name(neuron_type)}|{_class_name(settings_type)}|{values!r}"
-    if key not in _SCANS:
-        try:
-            _SCANS[key] = (neuron_type, settings_type(*values))
-        except TypeError:  # a dataclass whose __init__ does not take every field
-            return ""
+    key = f"{_class_name(neuron_type)}|{_class_name(settings_type)}|{list(layout)!r}"
+    registered = _SCANS.get(key)
+    if registered is None or registered[0] is not neuron_type or registered[1] is not settings_type:
+        # A class redefined under its name (a notebook cell run again) takes the name over; a
+        # class named by its id stays registered, so the id is not reused for another.
+        _SCANS[key] = (neuron_type, settings_type, list(layout))
     return key
 
 
-def _registered(key: str) -> tuple[type[RecurrentNeuron], Any]:
-    """The (neuron type, settings) of a key, rebuilt from the key where this process has not
-    registered it."""
+def _registered(key: str) -> tuple[type[RecurrentNeuron], type, list[Any]]:
+    """What a key stands for, rebuilt from the key where this process has not registered it."""
     if key not in _SCANS:
         try:
-            neuron_name, settings_name, values = key.split("|", 2)
-            classes = []
-            for name in (neuron_name, settings_name):
-                module, qualname = name.split(":")
-                found: Any = importlib.import_module(module)
-                for part in qualname.split("."):
-                    found = getattr(found, part)
-                classes.append(found)
-            _SCANS[key] = (classes[0], classes[1](*ast.literal_eval(values)))
-        except (ValueError, ImportError, AttributeError, TypeError, SyntaxError) as error:
+            neuron_name, settings_name, layout = key.split("|", 2)
+            classes = [_resolve(neuron_name), _resolve(settings_name)]
+            if None in classes or "@" in neuron_name + settings_name:
+                raise ValueError("a class not found by its name")
+            _SCANS[key] = (classes[0], classes[1], list(ast.literal_eval(layout)))
+        except (ValueError, TypeError, SyntaxError) as error:
             raise RuntimeError(
                 f"exodus_lightning::recurrent_scan: cannot rebuild the neuron model of key "
                 f"{key!r} ({error}); call the op through ops.recurrent_scan") from error
     return _SCANS[key]
 
 
-def _unpack(key: str, params: list[Tensor], present: list[bool]
+def _unpack(key: str, floats: list[float], params: list[Tensor], present: list[bool]
             ) -> tuple[type[RecurrentNeuron], Any, list[Tensor | None]]:
-    neuron_type, settings = _registered(key)
+    """The neuron type, its settings and the parameters in param_names order (None: absent)."""
+    neuron_type, settings_type, layout = _registered(key)
+    # The field values as they were, without running __init__ or __post_init__ again.
+    settings = object.__new__(settings_type)
+    values = iter(floats)
+    for field, value in zip(dataclasses.fields(settings_type), layout):
+        object.__setattr__(settings, field.name, _filled(value, values))
     given = iter(params)
     return neuron_type, settings, [next(given) if here else None for here in present]
+
+
+def _fresh(outputs: list[Tensor], inputs: list[Tensor | None]) -> list[Tensor]:
+    """outputs, each contiguous and sharing no memory with inputs (as an op's outputs must be,
+    and as its fake kernel says), copied where needed."""
+    taken = {t.untyped_storage().data_ptr() for t in inputs if t is not None and t.numel()}
+    return [t.clone(memory_format=torch.contiguous_format)
+            if not t.is_contiguous() or (t.numel() and t.untyped_storage().data_ptr() in taken)
+            else t for t in outputs]
 
 
 def _kept(neuron_type: type[RecurrentNeuron], settings: Any, param_list: list[Tensor | None],
@@ -288,20 +332,23 @@ def _kept(neuron_type: type[RecurrentNeuron], settings: Any, param_list: list[Te
 
 
 @torch.library.custom_op("exodus_lightning::recurrent_scan", mutates_args=())
-def _scan_op(key: str, x: Tensor, weight: Tensor, bias: Tensor | None, states: list[Tensor],
-             params: list[Tensor], present: list[bool], wanted: list[bool]) -> list[Tensor]:
+def _scan_op(key: str, floats: list[float], x: Tensor, weight: Tensor, bias: Tensor | None,
+             states: list[Tensor], params: list[Tensor], present: list[bool],
+             wanted: list[bool]) -> list[Tensor]:
     """recurrent_scan's forward: [spikes, *traces, *last states, *kept internal values]."""
-    neuron_type, settings, param_list = _unpack(key, params, present)
+    neuron_type, settings, param_list = _unpack(key, floats, params, present)
     spikes, traces, last, saved = _forward_loop(
         neuron_type, settings, x, weight, bias, states, param_list,
         dict(zip(neuron_type.param_names, wanted)))
     _, internal = _kept(neuron_type, settings, param_list, wanted)
+    # A model's state may be a view of an input (x̃_1 = x[:, 0]) or keep its initial layout.
+    last = _fresh(last, [x, weight, bias, *states, *params])
     return [spikes, *traces, *last, *(saved[name] for name in internal)]
 
 
 @_scan_op.register_fake
-def _scan_fake(key, x, weight, bias, states, params, present, wanted):
-    neuron_type, settings, param_list = _unpack(key, params, present)
+def _scan_fake(key, floats, x, weight, bias, states, params, present, wanted):
+    neuron_type, settings, param_list = _unpack(key, floats, params, present)
     _, internal = _kept(neuron_type, settings, param_list, wanted)
     # Contiguous like the real outputs.
     return [x.new_empty(x.shape), *(x.new_empty(x.shape) for _ in neuron_type.trace_names),
@@ -310,35 +357,34 @@ def _scan_fake(key, x, weight, bias, states, params, present, wanted):
 
 
 @torch.library.custom_op("exodus_lightning::recurrent_scan_backward", mutates_args=())
-def _scan_backward_op(key: str, grad_spikes: Tensor | None, grad_traces: list[Tensor | None],
-                      grad_last: list[Tensor | None], spikes: Tensor, weight: Tensor,
-                      states: list[Tensor], params: list[Tensor], present: list[bool],
-                      saved: list[Tensor], wanted: list[bool], weight_grad: bool,
-                      bias_grad: bool) -> list[Tensor]:
+def _scan_backward_op(key: str, floats: list[float], grad_spikes: Tensor | None,
+                      grad_traces: list[Tensor | None], grad_last: list[Tensor | None],
+                      spikes: Tensor, weight: Tensor, states: list[Tensor],
+                      params: list[Tensor], present: list[bool], saved: list[Tensor],
+                      wanted: list[bool], weight_grad: bool, bias_grad: bool) -> list[Tensor]:
     """recurrent_scan's backward: [∂L/∂x, ∂L/∂W (if weight_grad), ∂L/∂b (if bias_grad),
     *∂L/∂ of the initial states, *∂L/∂ of each wanted parameter]. saved: the kept traces, then
     the kept internal values (_kept's names)."""
-    neuron_type, settings, param_list = _unpack(key, params, present)
+    neuron_type, settings, param_list = _unpack(key, floats, params, present)
     traces, internal = _kept(neuron_type, settings, param_list, wanted)
     grad_x, grad_weight, grad_bias, grad_states, param_grads = _backward_loop(
         neuron_type, settings, grad_spikes, grad_traces, grad_last, spikes, weight, states,
         param_list, dict(zip((*traces, *internal), saved)),
         dict(zip(neuron_type.param_names, wanted)), weight_grad, bias_grad)
-    given = [g for g in (*grad_traces, *grad_last) if g is not None]
-    outputs = [grad_x, *(g for g in (grad_weight, grad_bias) if g is not None)]
-    # With T = 0 a state's gradient is the upstream one, and an op may not return its input.
-    outputs += [g.clone() if any(g is h for h in given) else g for g in grad_states]
+    outputs = [grad_x, *(g for g in (grad_weight, grad_bias) if g is not None), *grad_states]
     for name, param, want in zip(neuron_type.param_names, param_list, wanted):
         if want:
             grad = param_grads[name]
             outputs.append(torch.zeros_like(param) if grad is None else grad)
-    return outputs
+    # With T = 0 a state's gradient is the upstream one, in the upstream layout.
+    return _fresh(outputs, [grad_spikes, *grad_traces, *grad_last, spikes, weight, *states,
+                            *params, *saved])
 
 
 @_scan_backward_op.register_fake
-def _scan_backward_fake(key, grad_spikes, grad_traces, grad_last, spikes, weight, states, params,
-                        present, saved, wanted, weight_grad, bias_grad):
-    _, _, param_list = _unpack(key, params, present)
+def _scan_backward_fake(key, floats, grad_spikes, grad_traces, grad_last, spikes, weight, states,
+                        params, present, saved, wanted, weight_grad, bias_grad):
+    _, _, param_list = _unpack(key, floats, params, present)
     return [spikes.new_empty(spikes.shape),
             *([weight.new_empty(weight.shape)] if weight_grad else []),
             *([weight.new_empty(weight.shape[:1])] if bias_grad else []),
@@ -347,12 +393,12 @@ def _scan_backward_fake(key, grad_spikes, grad_traces, grad_last, spikes, weight
 
 
 def _scan_setup_context(ctx, inputs, output):
-    key, x, weight, bias, states, params, present, wanted = inputs
-    neuron_type, settings, param_list = _unpack(key, params, present)
+    key, floats, x, weight, bias, states, params, present, wanted = inputs
+    neuron_type, settings, param_list = _unpack(key, floats, params, present)
     traces, _ = _kept(neuron_type, settings, param_list, wanted)
     n_states, n_traces = len(neuron_type.state_names), len(neuron_type.trace_names)
     by_name = dict(zip(neuron_type.trace_names, output[1:1 + n_traces]))
-    ctx.key, ctx.present, ctx.wanted = key, present, wanted
+    ctx.key, ctx.floats, ctx.present, ctx.wanted = key, floats, present, wanted
     ctx.n_states, ctx.n_params, ctx.has_bias = n_states, len(params), bias is not None
     ctx.save_for_backward(output[0], weight, *states, *params,
                           *(by_name[name] for name in traces), *output[1 + n_traces + n_states:])
@@ -365,10 +411,10 @@ def _scan_backward(ctx, grads):
     states, params = rest[:n_states], rest[n_states:n_states + n_params]
     saved = rest[n_states + n_params:]
     n_traces = len(_registered(ctx.key)[0].trace_names)
-    weight_grad = bool(ctx.needs_input_grad[2])
-    bias_grad = ctx.has_bias and bool(ctx.needs_input_grad[3])
+    weight_grad = bool(ctx.needs_input_grad[3])
+    bias_grad = ctx.has_bias and bool(ctx.needs_input_grad[4])
     outputs = iter(torch.ops.exodus_lightning.recurrent_scan_backward(
-        ctx.key, grads[0], list(grads[1:1 + n_traces]),
+        ctx.key, ctx.floats, grads[0], list(grads[1:1 + n_traces]),
         list(grads[1 + n_traces:1 + n_traces + n_states]), spikes, weight, list(states),
         list(params), ctx.present, list(saved), ctx.wanted, weight_grad, bias_grad))
     grad_x = next(outputs)
@@ -377,7 +423,7 @@ def _scan_backward(ctx, grads):
     grad_states = [next(outputs) for _ in range(n_states)]
     wanted = [want for want, here in zip(ctx.wanted, ctx.present) if here]
     grad_params = [next(outputs) if want else None for want in wanted]
-    return None, grad_x, grad_weight, grad_bias, grad_states, grad_params, None, None
+    return None, None, grad_x, grad_weight, grad_bias, grad_states, grad_params, None, None
 
 
 _scan_op.register_autograd(_scan_backward, setup_context=_scan_setup_context)

@@ -14,6 +14,7 @@ from exodus_lightning import nn as enn
 from exodus_lightning import ops
 from exodus_lightning.ops import recurrent
 from exodus_lightning.ops.recurrent_lif import LIFNeuron, LIFSettings
+from exodus_lightning.ops.surrogate import SingleExponential
 
 SCAN = torch.ops.exodus_lightning.recurrent_scan.default
 SCAN_BACKWARD = torch.ops.exodus_lightning.recurrent_scan_backward.default
@@ -178,19 +179,25 @@ def test_custom_surrogate_runs_the_autograd_function_and_compiles():
         torch.testing.assert_close(p.grad, q.grad, msg=key)
 
 
-def test_keys_name_plain_settings_only():
-    """The op's key stands for one (model, settings): equal settings share it, other settings
-    get another, and settings holding a callable get none."""
+def test_keys_name_the_model_and_its_plain_values():
+    """The op's key stands for the model and its settings' non-float values: equal settings
+    share it, other values get another, floats travel beside it (a surrogate's width may change
+    without a new key), and settings holding a callable get none."""
     settings = LIFSettings(0, 0, 0, 1, (0.5, 1.0), None, False, True)
     values = [getattr(settings, f.name) for f in dataclasses.fields(settings)]
-    key = recurrent._scan_key(LIFNeuron, LIFSettings, *values)
-    assert key and key == recurrent._scan_key(LIFNeuron, LIFSettings, *values)
-    assert recurrent._SCANS[key] == (LIFNeuron, settings)
-    other = recurrent._scan_key(LIFNeuron, LIFSettings, *values[:4], (0.5, 2.0), *values[5:])
-    assert other and other != key
-    assert recurrent._scan_key(LIFNeuron, LIFSettings, *values[:5], abs, *values[6:]) == ""
-    assert recurrent._scan_key(LIFNeuron, LIFSettings, *values[:4], (float("nan"), 1.0),
-                               *values[5:]) == ""
+
+    def key_of(*values):
+        floats = []
+        layout = [recurrent._float_slots(value, floats) for value in values]
+        return recurrent._scan_key(LIFNeuron, LIFSettings, *layout), floats
+
+    key, floats = key_of(*values)
+    assert key and floats == [0.5, 1.0]
+    assert key_of(*values[:4], (0.7, 2.0), *values[5:]) == (key, [0.7, 2.0])
+    assert key_of(*values[:6], True, *values[7:])[0] not in ("", key)
+    assert key_of(*values[:5], abs, *values[6:])[0] == ""
+    neuron, got, _ = recurrent._unpack(key, floats, [], [])
+    assert neuron is LIFNeuron and got == settings
 
 
 def test_a_key_this_process_has_not_met_is_rebuilt_from_itself():
@@ -208,7 +215,7 @@ def test_a_key_this_process_has_not_met_is_rebuilt_from_itself():
     for a, b in zip(got, want, strict=True):
         assert torch.equal(a, b)
     with pytest.raises(RuntimeError, match="cannot rebuild the neuron model of key"):
-        SCAN("no.such:Model|x:Y|()", *fresh(args, False)[1:])
+        SCAN("no.such:Model|x:Y|[]", *fresh(args, False)[1:])
 
 
 def saved_bytes(run) -> int:
@@ -230,17 +237,123 @@ def test_op_keeps_what_the_autograd_function_keeps(name, train_params):
     """The op path saves the same tensors for backward as the autograd-function form (no trace
     the adjoint does not read, e.g. the synaptic current with β fixed) and gives its results."""
     (args,), _ = scan_calls(name, grad=False)
-    key, x, weight, bias, states, params, present, _ = fresh(args, True)
-    neuron, settings = recurrent._SCANS[key]
+    key, floats, x, weight, bias, states, params, present, _ = fresh(args, True)
+    neuron, settings, _ = recurrent._unpack(key, floats, [], [])
     if not train_params:
         params = [p.detach() for p in params]
     given = iter(params)
     param_list = [next(given) if here else None for here in present]
     wanted = [p is not None and p.requires_grad for p in param_list]
-    op_bytes, op_out = saved_bytes(lambda: SCAN(key, x, weight, bias, states, params, present,
-                                                wanted))
+    op_bytes, op_out = saved_bytes(lambda: SCAN(key, floats, x, weight, bias, states, params,
+                                                present, wanted))
     fn_bytes, fn_out = saved_bytes(lambda: recurrent._Scan.apply(
         neuron, settings, x, weight, bias, *states, *param_list))
     assert op_bytes == fn_bytes
     for a, b in zip(op_out, fn_out):
         assert torch.equal(a, b)
+
+
+# --- a model of the user's own (docs/adding_a_neuron_model.md) ------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class DecaySettings:
+    decay: float
+    gain: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "decay", self.decay ** 0.5)  # given as the decay of 2 steps
+
+
+def decay_neuron(gain_of_x: float = 1.0, state_is_input: bool = False):
+    """A RecurrentNeuron class (a new one per call, all named DecayNeuron): v = d·v + g·x̃,
+    spike above 1, subtracting reset; state_is_input: its state is x̃ itself."""
+    class DecayNeuron(recurrent.RecurrentNeuron):
+        param_names = ()
+        state_names = ("v",)
+        trace_names = ("v",)
+
+        def step(self, x, states):
+            if state_is_input:
+                return (x > 1).to(x.dtype), [x], [x]
+            v = self.settings.decay * states[0] + gain_of_x * self.settings.gain * x
+            s = (v > 1).to(x.dtype)
+            return s, [v - s], [v]
+
+        def saved_traces(self, wanted):
+            return {"v"}
+
+    return DecayNeuron
+
+
+def run_decay(neuron, settings, time=3):
+    x = torch.ones(1, time, 1)
+    spikes, traces, last = recurrent.recurrent_scan(
+        neuron, settings, x, torch.zeros(1, 1), None, [torch.zeros(1, 1)], [])
+    return traces[0].flatten().tolist(), last[0]
+
+
+def test_a_users_model_runs_its_own_code_and_settings():
+    """Two classes of one name (a notebook cell run again, or a factory) each run their own
+    step; settings whose __post_init__ changes a value run with the value they hold."""
+    first, second = decay_neuron(1.0), decay_neuron(10.0)
+    settings = DecaySettings(0.25)
+    assert settings.decay == 0.5
+    assert run_decay(first, settings)[0] == [1.0, 1.5, 1.25]
+    assert run_decay(second, settings)[0] == [10.0, 14.5, 16.75]
+    assert run_decay(first, settings)[0] == [1.0, 1.5, 1.25]
+
+
+def test_a_state_that_is_a_view_of_the_input_is_copied_out():
+    """An op may not return its input: a state equal to x̃_1 = x[:, 0] comes back as a copy."""
+    x = torch.ones(1, 1, 1)
+    _, _, last = recurrent.recurrent_scan(decay_neuron(state_is_input=True), DecaySettings(1.0),
+                                          x, torch.zeros(1, 1), None, [torch.zeros(1, 1)], [])
+    x.add_(1)
+    assert last[0].tolist() == [[1.0]]
+
+
+@pytest.mark.parametrize("time", [0, 3])
+def test_outputs_are_contiguous_whatever_the_states_layout(time):
+    """Transposed initial states (and T = 0, where the last state is the initial one): the op's
+    outputs and gradients are contiguous, as its fake kernels say (checked by opcheck)."""
+    x = torch.rand(4, time, 3, dtype=torch.float64) + 0.5
+    v0, i0 = (torch.rand(3, 4, dtype=torch.float64).t() for _ in range(2))
+    with Calls(SCAN, SCAN_BACKWARD) as calls:
+        outputs = ops.lif_recurrent(x.requires_grad_(), leaf(3, 3, shift=-0.3), None, 0.9, 1.0,
+                                    v0.requires_grad_(), beta=0.7, i_init=i0.requires_grad_(),
+                                    decay_early=False)
+        sum((o * (k + 1)).sum() for k, o in enumerate(outputs) if o is not None).backward()
+    assert all(o.is_contiguous() for o in outputs if o is not None)
+    torch.library.opcheck(SCAN, fresh(calls.calls[SCAN][0], True))
+    torch.library.opcheck(SCAN_BACKWARD, fresh(calls.calls[SCAN_BACKWARD][0], False))
+
+
+def layer_of(name: str, width: float = 0.5) -> torch.nn.Module:
+    surrogate = SingleExponential(width)
+    return {
+        "LIFRecurrent": lambda: enn.LIFRecurrent(10.0, torch.nn.Linear(4, 4), tau_syn=5.0,
+                                                 surrogate_grad_fn=surrogate),
+        "ALIFRecurrent": lambda: enn.ALIFRecurrent(10.0, 50.0, torch.nn.Linear(4, 4),
+                                                   surrogate_grad_fn=surrogate),
+        "adLIFRecurrent": lambda: enn.adLIFRecurrent(4, torch.nn.Linear(4, 4)),
+    }[name]()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["LIFRecurrent", "ALIFRecurrent", "adLIFRecurrent"])
+def test_compiles_with_dynamic_shapes_and_changing_surrogate_widths(name):
+    """fullgraph with dynamic=True (floats symbolic too), and a second layer whose surrogate
+    width differs (automatic dynamic makes it symbolic): both compile and equal eager."""
+    torch.manual_seed(0)
+    for dynamic, widths in ((True, (0.5,)), (None, (0.5, 0.3))):
+        torch._dynamo.reset()
+        for width in widths:
+            layer = layer_of(name, width)
+            compiled = torch.compile(layer, fullgraph=True, dynamic=dynamic, backend="aot_eager")
+            for batch, time in ((2, 3), (3, 5)):
+                x = torch.rand(batch, time, 4) * (20 if name == "adLIFRecurrent" else 3)
+                layer.reset_states()
+                got = compiled(x)
+                got.sum().backward()
+                layer.reset_states()
+                assert torch.equal(got, layer(x))
