@@ -338,7 +338,7 @@ def layer_of(name: str, width: float = 0.5) -> torch.nn.Module:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["LIFRecurrent", "adLIFRecurrent"])  # ALIF's path is LIF's
+@pytest.mark.parametrize("name", ["LIFRecurrent", "adLIFRecurrent"])  # floats: one path for all
 def test_compiles_with_dynamic_shapes_and_changing_surrogate_widths(name):
     """fullgraph with dynamic=True (floats symbolic too), and a second layer whose surrogate
     width differs (automatic dynamic makes it symbolic): both compile and equal eager."""
