@@ -199,7 +199,8 @@ def lif_recurrent_reference(
                                      min_v_mem, max_spikes, surrogate, reset, gradient)
         spikes.append(s[:, 0])
         v_mem.append(v[:, 0])
-        feedback = torch.nn.functional.linear(s[:, 0].reshape(batch, -1), weight, bias)
+        feedback = torch.nn.functional.linear(s[:, 0].reshape(batch, weight.shape[1]), weight,
+                                              bias)
         feedback = feedback.reshape(batch, *features)
     if not spikes:  # T = 0: empty outputs, still part of the graph
         empty = x * 0
@@ -306,7 +307,8 @@ def alif_recurrent_reference(
         spikes.append(s[:, 0])
         v_mem.append(v[:, 0])
         bs.append(b_t[:, 0])
-        feedback = torch.nn.functional.linear(s[:, 0].reshape(batch, -1), weight, bias)
+        feedback = torch.nn.functional.linear(s[:, 0].reshape(batch, weight.shape[1]), weight,
+                                              bias)
         feedback = feedback.reshape(batch, *features)
     if not spikes:  # T = 0: empty outputs, still part of the graph
         empty = x * 0
@@ -417,7 +419,8 @@ def adlif_recurrent_reference(
         spikes.append(s[:, 0])
         u_mem.append(u[:, 0])
         ws.append(w_t[:, 0])
-        feedback = torch.nn.functional.linear(s[:, 0].reshape(batch, -1), weight, bias)
+        feedback = torch.nn.functional.linear(s[:, 0].reshape(batch, weight.shape[1]), weight,
+                                              bias)
         feedback = feedback.reshape(batch, *features)
     if not spikes:  # T = 0: empty outputs, still part of the graph
         empty = x * 0

@@ -355,3 +355,21 @@ def test_compiles_with_dynamic_shapes_and_changing_surrogate_widths(name):
                 got.sum().backward()
                 layer.reset_states()
                 assert torch.equal(got, layer(x))
+
+
+@pytest.mark.parametrize("model", ["lif", "alif", "adlif"])
+def test_an_empty_batch_gives_empty_outputs_and_zero_weight_gradients(model):
+    """Batch 0 on the fused path and on the reference loop (whose reshape of the spikes for the
+    feedback could not infer a size from no elements)."""
+    x = torch.randn(0, 5, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.rand(3, 3, dtype=torch.float64, requires_grad=True)
+    call = {"lif": lambda backend: ops.lif_recurrent(x, weight, None, 0.9, 1.0, backend=backend),
+            "alif": lambda backend: ops.alif_recurrent(x, weight, None, 0.9, 0.95, 1.8, 1.0,
+                                                       backend=backend),
+            "adlif": lambda backend: ops.adlif_recurrent(x, weight, None, 0.9, 0.9, 0.5, 0.5,
+                                                         backend=backend)}[model]
+    for backend in ("extension", "reference"):
+        outputs = [o for o in call(backend) if o is not None]
+        assert all(o.shape[0] == 0 for o in outputs), backend
+        grad_x, grad_weight = torch.autograd.grad(sum(o.sum() for o in outputs), [x, weight])
+        assert grad_x.shape == x.shape and torch.equal(grad_weight, torch.zeros_like(weight))
