@@ -340,10 +340,10 @@ def _scan_op(key: str, floats: list[float], x: Tensor, weight: Tensor, bias: Ten
     spikes, traces, last, saved = _forward_loop(
         neuron_type, settings, x, weight, bias, states, param_list,
         dict(zip(neuron_type.param_names, wanted)))
-    _, internal = _kept(neuron_type, settings, param_list, wanted)
     # A model's state may be a view of an input (x̃_1 = x[:, 0]) or keep its initial layout.
     last = _fresh(last, [x, weight, bias, *states, *params])
-    return [spikes, *traces, *last, *(saved[name] for name in internal)]
+    internal = [saved[name] for name in neuron_type.internal_names if name in saved]
+    return [spikes, *traces, *last, *internal]
 
 
 @_scan_op.register_fake
